@@ -1,0 +1,223 @@
+"""Settings: ``config/system.json`` (the seed's schema) + environment overrides, validated.
+
+Every section is a frozen pydantic model that rejects unknown keys. Environment variables
+override file values with ``ALGOSTREAM__<SECTION>__<KEY>`` (e.g.
+``ALGOSTREAM__RISK__MAX_POSITION_SIZE=5``). API secrets are read **only** from the
+environment (``ALGOSTREAM_API_KEY``, ``ALGOSTREAM_API_SECRET``, or ``*_FILE`` pointing at a
+file readable only by its owner) and are :class:`~pydantic.SecretStr`, masked everywhere.
+
+>>> s = load_settings(env={})
+>>> s.risk.max_open_positions
+5
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from algostream.model.enums import CostMethod
+from algostream.model.values import Money, Quantity
+
+ENV_PREFIX = "ALGOSTREAM__"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "system.json"
+SECRET_NAMES = ("api_key", "api_secret")
+SECRET_KEYS = (*SECRET_NAMES, "sasl_password")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid: the message names the key and the value."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MarketDataConfig(Section):
+    exchange: Literal["binance", "coinbase"] = "binance"
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+    websocket_url: str = "ws://127.0.0.1:8765/stream"
+    rest_url: str = "http://127.0.0.1:8765"
+    reconnect_delay_ms: int = Field(default=5000, ge=1)
+    max_reconnect_delay_ms: int = Field(default=60000, ge=1)
+    stale_after_ms: int = Field(default=5000, ge=1)
+    rotate_after_s: int = Field(default=23 * 3600, ge=1)
+    snapshot_depth: int = Field(default=1000, ge=5, le=5000)
+    book_top_levels: int = Field(default=10, ge=1, le=100)
+    bar_intervals: tuple[Literal["1s", "1m"], ...] = ("1s", "1m")
+
+
+class RiskConfig(Section):
+    max_position_size: Quantity = Decimal("10.0")
+    max_notional_exposure: Money = Decimal("100000.0")
+    max_open_positions: int = Field(default=5, ge=0)
+    stop_loss_percent: Decimal = Decimal("2.0")
+    trailing_stop_percent: Decimal = Decimal("1.5")
+    enable_circuit_breaker: bool = True
+    max_loss_threshold: Money = Decimal("5000.0")
+    max_drawdown_percent: Decimal = Decimal("10.0")
+    max_order_notional: Money = Decimal("50000.0")
+    max_orders_per_second: int = Field(default=20, ge=1)
+    price_band_percent: Decimal = Decimal("5.0")
+    cost_method: CostMethod = CostMethod.FIFO
+    account: str = "paper"
+    starting_equity: Money = Decimal("100000.0")
+
+
+class ExecutionConfig(Section):
+    exchange_api_url: str = "http://127.0.0.1:8765"
+    rate_limit_per_second: int = Field(default=10, ge=1)
+    retry_attempts: int = Field(default=3, ge=0)
+    retry_delay_ms: int = Field(default=1000, ge=0)
+    paper_trading: bool = True
+    recv_window_ms: int = Field(default=5000, ge=1, le=60000)
+    request_timeout_ms: int = Field(default=5000, ge=1)
+    fee_rate: Decimal = Decimal("0.001")
+    paper_latency_ms: int = Field(default=0, ge=0)
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+
+
+class SignalConfig(Section):
+    model_path: str = "models/ml_model.skops"
+    features: tuple[str, ...] = ("rsi", "macd", "bb", "volume")
+    update_interval_ms: int = Field(default=1000, ge=1)
+    strategy: str = "rsi_mean_reversion"
+    bar_interval: Literal["1s", "1m"] = "1s"
+    order_quantity: Quantity = Decimal("0.01")
+    rsi_window: int = Field(default=14, ge=2)
+    rsi_oversold: float = 30.0
+    rsi_overbought: float = 70.0
+    macd_fast: int = Field(default=12, ge=1)
+    macd_slow: int = Field(default=26, ge=2)
+    macd_signal: int = Field(default=9, ge=1)
+    bb_window: int = Field(default=20, ge=2)
+    bb_std: float = Field(default=2.0, gt=0)
+    atr_window: int = Field(default=14, ge=1)
+    volatility_window: int = Field(default=20, ge=2)
+
+
+class KafkaConfig(Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    app_id: str = "algostream"
+    client_id: str = "algostream"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    topic_prefix: str = ""
+    replication_factor: int = Field(default=1, ge=1)
+    table_store: str = "memory://"
+    data_dir: str = ".data"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    linger_ms: int = Field(default=0, ge=0)
+    acks: Literal["0", "1", "all"] = "all"
+
+
+class ObservabilityConfig(Section):
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    metrics_port: int = Field(default=9400, ge=0, le=65535)
+
+
+class Settings(Section):
+    market_data: MarketDataConfig = MarketDataConfig()
+    risk: RiskConfig = RiskConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    signal: SignalConfig = SignalConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
+
+    def masked(self) -> dict[str, Any]:
+        """The effective config as plain JSON data with every secret shown as ``***``."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        for section in data.values():
+            for key in SECRET_KEYS:
+                if key in section:
+                    section[key] = "***" if section[key] else None
+        return data
+
+
+def _read_secret(env: Mapping[str, str], name: str) -> str | None:
+    """Read ``ALGOSTREAM_<NAME>`` or the owner-only file named by ``ALGOSTREAM_<NAME>_FILE``."""
+    var = f"ALGOSTREAM_{name.upper()}"
+    if env.get(var):
+        return env[var]
+    path = env.get(f"{var}_FILE")
+    if not path:
+        return None
+    mode = Path(path).stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{var}_FILE={path!r}: file is readable by group or others "
+            f"(mode {stat.filemode(mode)}); run chmod 600 on it"
+        )
+    return Path(path).read_text().strip()
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for var, raw in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        parts = var[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"{var}: expected ALGOSTREAM__<SECTION>__<KEY>")
+        section, key = parts
+        if key in SECRET_KEYS:
+            raise ConfigError(f"{var}: secrets are read from ALGOSTREAM_{key.upper()}, not here")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if isinstance(value, float):  # keep decimals exact: let the field parse the text
+            value = raw
+        data.setdefault(section, {})[key] = value
+
+
+def load_settings(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Load ``system.json`` (default: ``$ALGOSTREAM_CONFIG`` or the repo's), apply env."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    cfg_path = Path(path or env.get("ALGOSTREAM_CONFIG") or DEFAULT_CONFIG_PATH)
+    if path is not None or cfg_path.exists():
+        try:
+            data = json.loads(cfg_path.read_text(), parse_float=str)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(cfg_path)!r} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config file {str(cfg_path)!r} is not valid JSON: {exc}") from None
+    for section in data.values():
+        if isinstance(section, dict):
+            for key in SECRET_KEYS:
+                if section.get(key):
+                    raise ConfigError(
+                        f"{cfg_path}: key '{key}' holds a secret; secrets come only from "
+                        f"the environment (ALGOSTREAM_{key.upper()})"
+                    )
+    _apply_env(data, env)
+    execution = data.setdefault("execution", {})
+    for name in SECRET_NAMES:
+        secret = _read_secret(env, name)
+        if secret:
+            execution[name] = secret
+    password = _read_secret(env, "sasl_password")
+    if password:
+        data.setdefault("kafka", {})["sasl_password"] = password
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        value = err.get("input")
+        shown = "***" if any(s in key for s in (*SECRET_NAMES, "password")) else repr(value)
+        raise ConfigError(f"config key '{key}' = {shown}: {err['msg']}") from None

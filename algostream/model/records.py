@@ -1,0 +1,356 @@
+"""One frozen record type per topic (see ``topics/topics.toml``).
+
+Every record carries ``instrument`` (the Kafka key), ``ts_event`` (when it happened, ns)
+and ``ts_init`` (when we created the record, ns), its own ``record_id`` and the
+``lineage_id`` of the record that caused it, so an order can be traced back to its ticks.
+Money-like fields are Decimal, decimal strings on the wire.
+
+>>> t = TradeTick(instrument="BINANCE:BTCUSDT", ts_event=1, ts_init=2, record_id="t1",
+...               lineage_id="raw1", trade_id="42", price="100.5", size="0.1",
+...               aggressor_side=Side.BUY)
+>>> TradeTick.decode(t.encode()) == t
+True
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, ClassVar, Literal, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from algostream.model.enums import (
+    BookUpdateKind,
+    ControlAction,
+    CostMethod,
+    IntegrityKind,
+    OrderStatus,
+    OrderType,
+    RiskEventKind,
+    Side,
+    TimeInForce,
+    TradingState,
+)
+from algostream.model.errors import RecordDecodeError
+from algostream.model.ids import (
+    AccountId,
+    ClientOrderId,
+    InstrumentId,
+    LineageId,
+    StrategyId,
+)
+from algostream.model.values import Money, Price, Quantity, SignedQuantity
+
+R = TypeVar("R", bound="Record")
+
+
+class Record(BaseModel):
+    """Base of every record on a topic."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+    #: registry name used in topics.toml; set on each subclass
+    TYPE: ClassVar[str] = "Record"
+
+    instrument: InstrumentId
+    ts_event: int = Field(ge=0, description="when it happened, unix ns")
+    ts_init: int = Field(ge=0, description="when this record was created, unix ns")
+    record_id: str = Field(min_length=1, max_length=128)
+    lineage_id: LineageId
+
+    @property
+    def key(self) -> str:
+        """The Kafka key: the instrument id (account-keyed records override this)."""
+        return self.instrument
+
+    def encode(self) -> bytes:
+        """Serialise to JSON bytes (orjson); decimals as strings."""
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def decode(cls: type[R], payload: bytes | str) -> R:
+        """Parse JSON bytes; raises :class:`RecordDecodeError` naming the bad field."""
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise RecordDecodeError(cls.TYPE, "<payload>", _short(payload), f"not JSON: {exc}")
+        return cls.from_obj(data)
+
+    @classmethod
+    def from_obj(cls: type[R], data: Any) -> R:
+        """Validate an already-parsed object; raises :class:`RecordDecodeError`."""
+        if not isinstance(data, dict):
+            raise RecordDecodeError(cls.TYPE, "<payload>", _short(data), "expected a JSON object")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"]) or "<payload>"
+            value = err.get("input", "<missing>") if err["type"] != "missing" else "<missing>"
+            raise RecordDecodeError(cls.TYPE, loc, _short(value), err["msg"]) from None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------- market data
+
+
+class RawFrame(Record):
+    """A raw exchange frame exactly as received, with its receive time (``md.raw``)."""
+
+    TYPE: ClassVar[str] = "RawFrame"
+    venue: str
+    stream: str = ""
+    payload: str
+
+
+class TradeTick(Record):
+    """A normalised trade (``md.trades``)."""
+
+    TYPE: ClassVar[str] = "TradeTick"
+    trade_id: str
+    price: Price
+    size: Quantity
+    aggressor_side: Side
+
+
+Level = tuple[Price, Quantity]
+
+
+class BookUpdate(Record):
+    """A snapshot or a diff of an order book (``md.book``).
+
+    Quantities are absolute; a zero quantity removes the level. ``first_update_id`` and
+    ``final_update_id`` are Binance ``U``/``u`` (for Coinbase both are ``sequence_num``)
+    so gaps can be proven from the topic alone.
+    """
+
+    TYPE: ClassVar[str] = "BookUpdate"
+    kind: BookUpdateKind
+    bids: tuple[Level, ...] = ()
+    asks: tuple[Level, ...] = ()
+    first_update_id: int = Field(ge=0)
+    final_update_id: int = Field(ge=0)
+
+
+class BookTop(Record):
+    """Best levels and derived quantities (``book.top``)."""
+
+    TYPE: ClassVar[str] = "BookTop"
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    best_bid: Price | None = None
+    best_ask: Price | None = None
+    mid: Price | None = None
+    spread: Money | None = None
+    imbalance: float | None = None
+    microprice: Price | None = None
+    update_id: int = Field(ge=0)
+
+
+class BookIntegrity(Record):
+    """A book integrity event: gap, crossed, stale, resynced (``book.integrity``)."""
+
+    TYPE: ClassVar[str] = "BookIntegrity"
+    kind: IntegrityKind
+    detail: str = ""
+    expected_update_id: int | None = None
+    received_update_id: int | None = None
+
+
+class Bar(Record):
+    """An OHLCV bar in event time (``bars.1s``, ``bars.1m``). ``ts_event`` is the close."""
+
+    TYPE: ClassVar[str] = "Bar"
+    interval: Literal["1s", "1m"]
+    start_ns: int = Field(ge=0)
+    end_ns: int = Field(ge=0)
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Quantity
+    quote_volume: Money
+    trades: int = Field(ge=0)
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class FeatureVector(Record):
+    """Named feature values for one bar (``features``). NaN is sent as ``null``."""
+
+    TYPE: ClassVar[str] = "FeatureVector"
+    interval: str
+    close: Price
+    values: dict[str, float | None]
+
+
+class Signal(Record):
+    """A strategy's opinion (``signals``)."""
+
+    TYPE: ClassVar[str] = "Signal"
+    strategy: StrategyId
+    side: Side
+    strength: float = Field(ge=0.0, le=1.0)
+    confidence: float = Field(ge=0.0, le=1.0)
+    reason: str
+    price: Price
+
+
+# --------------------------------------------------------------------------- orders
+
+
+class OrderRequest(Record):
+    """An order proposal (``orders.proposed``) and, once approved, ``orders.approved``."""
+
+    TYPE: ClassVar[str] = "OrderRequest"
+    account: AccountId
+    client_order_id: ClientOrderId
+    strategy: StrategyId
+    side: Side
+    order_type: OrderType
+    quantity: Quantity
+    limit_price: Price | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    reduce_only: bool = False
+    arrival_mid: Price | None = None
+
+
+class OrderRejected(Record):
+    """A risk decision that says no (``orders.rejected``): reason, limit and value."""
+
+    TYPE: ClassVar[str] = "OrderRejected"
+    account: AccountId
+    client_order_id: ClientOrderId
+    reason: str
+    limit: str
+    value: str
+    message: str
+    order: OrderRequest
+
+
+class OrderEvent(Record):
+    """A lifecycle transition of an order (``orders.events``)."""
+
+    TYPE: ClassVar[str] = "OrderEvent"
+    account: AccountId
+    client_order_id: ClientOrderId
+    venue_order_id: str | None = None
+    status: OrderStatus
+    side: Side
+    order_type: OrderType
+    quantity: Quantity
+    limit_price: Price | None = None
+    fill_price: Price | None = None
+    fill_qty: Quantity = Decimal(0)
+    cum_qty: Quantity = Decimal(0)
+    fee: Money = Decimal(0)
+    fee_currency: str = ""
+    slippage: Money | None = None
+    reason: str = ""
+    venue: str = "PAPER"
+
+
+# --------------------------------------------------------------------------- risk
+
+
+class Position(Record):
+    """A position per account and instrument (compacted ``positions``)."""
+
+    TYPE: ClassVar[str] = "Position"
+    account: AccountId
+    quantity: SignedQuantity
+    avg_price: Money
+    cost_method: CostMethod
+    realized_pnl: Money
+    unrealized_pnl: Money
+    fees: Money
+    mark_price: Money | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.account}|{self.instrument}"
+
+
+class PnL(Record):
+    """Account equity snapshot (``pnl``); ``instrument`` is ``ACCOUNT:<account>``."""
+
+    TYPE: ClassVar[str] = "PnL"
+    account: AccountId
+    realized_pnl: Money
+    unrealized_pnl: Money
+    fees: Money
+    equity: Money
+    peak_equity: Money
+    drawdown: Money
+    exposure: Money
+
+    @property
+    def key(self) -> str:
+        return self.account
+
+
+class RiskEvent(Record):
+    """Stop hit, breaker tripped/reset, trading state change (``risk.events``)."""
+
+    TYPE: ClassVar[str] = "RiskEvent"
+    kind: RiskEventKind
+    state: TradingState
+    previous_state: TradingState | None = None
+    actor: str
+    reason: str
+    detail: dict[str, str] = Field(default_factory=dict)
+
+
+class ControlCommand(Record):
+    """An operator command (``control``); ``instrument`` ``ALL:*`` means every one."""
+
+    TYPE: ClassVar[str] = "ControlCommand"
+    action: ControlAction
+    actor: str
+    reason: str
+
+
+# --------------------------------------------------------------------------- dlq
+
+
+class DeadLetter(Record):
+    """A record that could not be decoded or handled (``dlq``)."""
+
+    TYPE: ClassVar[str] = "DeadLetter"
+    source_topic: str
+    partition: int
+    offset: int
+    source_key: str | None = None
+    payload: str
+    error_type: str
+    reason: str
+    agent: str
+
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    cls.TYPE: cls
+    for cls in (
+        RawFrame,
+        TradeTick,
+        BookUpdate,
+        BookTop,
+        BookIntegrity,
+        Bar,
+        FeatureVector,
+        Signal,
+        OrderRequest,
+        OrderRejected,
+        OrderEvent,
+        Position,
+        PnL,
+        RiskEvent,
+        ControlCommand,
+        DeadLetter,
+    )
+}
