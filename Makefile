@@ -1,0 +1,60 @@
+# algostream: the commands in README. `make demo` and `make test` work on a fresh machine.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help venv broker broker-stop topics test unit integration demo bench lint up clean
+
+help:
+	@echo "make demo   - broker + simulator + every worker, live, on this machine"
+	@echo "make test   - the whole test suite against a real local Kafka broker"
+	@echo "make broker - start the local Kafka broker (KRaft) and leave it running"
+	@echo "make bench  - benchmarks, results in bench/BENCHMARKS.md"
+	@echo "make lint   - ruff + mypy"
+	@echo "make up     - docker compose up (needs a Docker engine)"
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev,ml]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+broker: $(STAMP)
+	$(BIN)/algostream broker start
+
+broker-stop: $(STAMP)
+	$(BIN)/algostream broker stop
+
+topics: broker
+	$(BIN)/algostream topics apply
+
+test: broker
+	$(BIN)/pytest -q tests
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+integration: broker
+	$(BIN)/pytest -q tests/integration
+
+demo: topics
+	$(BIN)/algostream demo
+
+bench: topics
+	$(BIN)/python -m bench.run
+
+lint: $(STAMP)
+	$(BIN)/ruff check algostream streams tests bench
+	$(BIN)/ruff format --check algostream streams tests bench
+	$(BIN)/mypy algostream
+
+up:
+	docker compose up
+
+clean:
+	-$(BIN)/algostream broker stop
+	rm -rf .data .pytest_cache

@@ -1,0 +1,1 @@
+"""Kafka adapters: local broker runner, topic catalog and provisioning, producer settings, DLQ."""

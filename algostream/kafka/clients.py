@@ -1,0 +1,55 @@
+"""aiokafka client settings built from :class:`~algostream.config.KafkaConfig`.
+
+Security settings (SASL/TLS) pass through for real clusters; the password is a SecretStr
+revealed only here, at the client boundary.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from algostream.config import KafkaConfig
+
+
+def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
+    """Connection settings shared by producers, consumers and the admin client."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": cfg.bootstrap_servers,
+        "client_id": cfg.client_id,
+        "security_protocol": cfg.security_protocol,
+    }
+    if cfg.security_protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = ssl.create_default_context(cafile=cfg.ssl_cafile)
+    if cfg.security_protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = cfg.sasl_mechanism or "PLAIN"
+        kwargs["sasl_plain_username"] = cfg.sasl_username
+        kwargs["sasl_plain_password"] = (
+            cfg.sasl_password.get_secret_value() if cfg.sasl_password else None
+        )
+    return kwargs
+
+
+def make_producer(cfg: KafkaConfig, **overrides: Any) -> AIOKafkaProducer:
+    """An idempotent producer (acks=all) tuned for latency: linger from config (default 0)."""
+    kwargs = client_kwargs(cfg) | {
+        "acks": "all" if cfg.acks == "all" else int(cfg.acks),
+        "enable_idempotence": cfg.acks == "all",
+        "linger_ms": cfg.linger_ms,
+        "compression_type": None,
+        "request_timeout_ms": 30000,
+    }
+    return AIOKafkaProducer(**(kwargs | overrides))
+
+
+def make_consumer(cfg: KafkaConfig, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer with manual commits (commit only after outputs are produced)."""
+    kwargs = client_kwargs(cfg) | {"enable_auto_commit": False, "auto_offset_reset": "earliest"}
+    return AIOKafkaConsumer(*topics, **(kwargs | overrides))
+
+
+def make_admin(cfg: KafkaConfig) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**client_kwargs(cfg), request_timeout_ms=15000)

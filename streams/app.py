@@ -1,0 +1,113 @@
+"""The Faust app and the edge every agent shares.
+
+``create_app(settings, role)`` builds one Faust app per worker role (``market``,
+``signals``, ``trading`` ...): each role is its own consumer group, so a worker runs only
+its role's agents and roles scale independently. Topics carry raw bytes; records are
+decoded at the edge by :func:`decode_or_dlq`, and anything undecodable goes to ``dlq``
+with the reason, source topic, partition and offset, and the agent keeps going.
+
+Commit after produce: Faust flushes the producer before it commits offsets
+(``Consumer._commit_offsets``), so an input offset is committed only after the outputs sent
+while processing it are on the broker.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypeVar
+
+import faust
+import structlog
+
+from algostream.config import Settings
+from algostream.kafka.catalog import Catalog, load_catalog
+from algostream.kafka.dlq import dead_letter
+from algostream.model.records import Record
+
+R = TypeVar("R", bound=Record)
+log = structlog.get_logger("algostream.streams")
+
+
+class Edge:
+    """Decode-at-the-edge and send helpers bound to one app and the catalog."""
+
+    def __init__(self, app: faust.App, settings: Settings, catalog: Catalog) -> None:
+        self.app = app
+        self.settings = settings
+        self.catalog = catalog
+        self.prefix = settings.kafka.topic_prefix
+        self._topics: dict[str, faust.TopicT] = {}
+
+    def topic(self, name: str) -> faust.TopicT:
+        """The Faust topic for a catalog entry (raw bytes, never declared by Faust)."""
+        if name not in self.catalog:
+            raise KeyError(f"topic {name!r} is not in topics/topics.toml")
+        if name not in self._topics:
+            spec = self.catalog[name]
+            self._topics[name] = self.app.topic(
+                spec.full_name(self.prefix), key_type=bytes, value_type=bytes,
+                key_serializer="raw", value_serializer="raw",
+                partitions=spec.partitions, internal=False,
+            )
+        return self._topics[name]
+
+    async def send(self, topic: str, record: Record) -> None:
+        """Produce a record keyed by its ``key`` (flushed before the input is committed)."""
+        await self.topic(topic).send(key=record.key.encode(), value=record.encode())
+
+    async def send_all(self, records: list[tuple[str, Record]]) -> None:
+        for topic, record in records:
+            await self.send(topic, record)
+
+    async def decode_or_dlq(self, event: faust.EventT, record_type: type[R], agent: str) -> R | None:
+        """Decode ``event`` into ``record_type``; on failure send a DeadLetter, return None."""
+        value = event.value
+        try:
+            return record_type.decode(value)
+        except Exception as exc:  # any decode failure is a dead letter, never a crash
+            await self.dead_letter(event, exc, agent)
+            return None
+
+    async def dead_letter(self, event: faust.EventT, exc: BaseException, agent: str) -> None:
+        msg = event.message
+        record = dead_letter(
+            agent=agent, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+            key=msg.key, payload=msg.value, error=exc,
+            ts_event=int(msg.timestamp * 1e9) if msg.timestamp else 0, now_ns=time.time_ns(),
+        )
+        log.warning("dead letter", agent=agent, topic=msg.topic, partition=msg.partition,
+                    offset=msg.offset, error=record.reason)
+        from algostream.observability import metrics
+
+        metrics.DLQ_RECORDS.labels(agent=agent, topic=msg.topic,
+                                   error_type=record.error_type).inc()
+        await self.send("dlq", record)
+
+
+def create_app(settings: Settings, role: str, **overrides: Any) -> tuple[faust.App, Edge]:
+    """Build the Faust app for ``role`` from config; returns the app and its edge."""
+    k = settings.kafka
+    conf: dict[str, Any] = {
+        "broker": f"kafka://{k.bootstrap_servers}",
+        "broker_client_id": f"{k.client_id}-{role}",
+        "topic_partitions": 3,
+        "topic_replication_factor": k.replication_factor,
+        "topic_allow_declare": True,
+        "store": k.table_store,
+        "datadir": f"{k.data_dir}/{role}",
+        "web_enabled": True,
+        "web_port": k.web_port,
+        "web_host": "127.0.0.1",
+        "producer_acks": -1 if k.acks == "all" else int(k.acks),
+        "producer_linger_ms": k.linger_ms,
+        "broker_commit_every": 100,
+        "broker_commit_interval": 1.0,
+        "consumer_auto_offset_reset": "earliest",
+        "table_cleanup_interval": 30.0,
+        "autodiscover": False,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    conf.update(overrides)
+    app = faust.App(f"{k.app_id}-{role}", **conf)
+    return app, Edge(app, settings, load_catalog())

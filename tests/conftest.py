@@ -1,0 +1,81 @@
+"""Shared fixtures. Integration tests get a real Kafka broker:
+
+1. ``KAFKA_BOOTSTRAP`` if set (any running cluster);
+2. else a testcontainers Kafka container when a Docker engine answers;
+3. else the local broker under ``.kafka/`` (started here if ``make broker`` has not).
+
+There is no fourth option: if none of them gives a broker the fixture fails, it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _docker_engine_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The bootstrap address of a real broker (see module docstring)."""
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        yield os.environ["KAFKA_BOOTSTRAP"]
+        return
+    if _docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:3.9.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    from algostream.kafka.local_broker import LocalBroker
+
+    broker = LocalBroker(REPO / ".kafka", port=int(os.environ.get("ALGOSTREAM_BROKER_PORT", 9092)))
+    started_here = not broker.status().running
+    status = broker.start()
+    yield status.bootstrap
+    if started_here and not os.environ.get("ALGOSTREAM_KEEP_BROKER"):
+        broker.stop()
+
+
+@pytest.fixture()
+def topic_prefix() -> str:
+    """A fresh topic-name prefix so each test owns its topics."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture()
+def kafka_settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Settings pointing at the test broker with an isolated topic prefix and data dir."""
+    from algostream.config import load_settings
+
+    env = {
+        "ALGOSTREAM__KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ALGOSTREAM__KAFKA__TOPIC_PREFIX": topic_prefix,
+        "ALGOSTREAM__KAFKA__APP_ID": f"test-{topic_prefix.rstrip('.')}",
+        "ALGOSTREAM__KAFKA__DATA_DIR": str(tmp_path / "data"),
+    }
+    return load_settings(env=env)
+
+
+@pytest.fixture()
+async def provisioned(kafka_settings):  # type: ignore[no-untyped-def]
+    """Settings whose prefixed catalog topics exist on the broker."""
+    from algostream.kafka.catalog import load_catalog
+    from algostream.kafka.provision import apply_catalog
+
+    report = await apply_catalog(load_catalog(), kafka_settings.kafka)
+    assert report.ok, report.drift
+    return kafka_settings
