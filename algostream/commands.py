@@ -1,3 +1,93 @@
-"""Runtime commands (sim, ingest, worker, control, demo, ...) registered on the CLI."""
+"""Runtime commands registered on the CLI: worker, control, sim, ingest, demo, ..."""
 
 from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from algostream.cli import ConfigOpt, app, console, settings_or_exit
+from algostream.model.enums import ControlAction
+
+control_app = typer.Typer(help="Operator commands to the risk and execution agents (control topic).",
+                          no_args_is_help=True)
+app.add_typer(control_app, name="control")
+
+
+@app.command("worker")
+def worker(
+    role: Annotated[str, typer.Argument(help="market | signals | trading")],
+    config: ConfigOpt = None,
+    web_port: Annotated[Optional[int], typer.Option(help="Faust web port")] = None,  # noqa: UP007
+    metrics_port: Annotated[Optional[int], typer.Option(help="/metrics port (0: any)")] = None,  # noqa: UP007
+) -> None:
+    """Run the stream agents of one worker role (Faust worker; scale out by running more)."""
+    from streams.worker import ROLES, run_worker
+
+    if role not in ROLES:
+        console.print(f"[red]unknown role {role!r}[/red]; known: {', '.join(ROLES)}")
+        raise typer.Exit(2)
+    run_worker(settings_or_exit(config), role, web_port=web_port, metrics_port=metrics_port)
+
+
+def _control(action: ControlAction, instrument: str, reason: str, actor: str,
+             config: Path | None) -> None:
+    from algostream.kafka.publisher import KafkaPublisher
+    from algostream.model.ids import derive_id
+    from algostream.model.records import ControlCommand
+
+    settings = settings_or_exit(config)
+    now = time.time_ns()
+    cmd = ControlCommand(instrument=instrument, ts_event=now, ts_init=now,
+                         record_id=derive_id("control", action.value, instrument, now),
+                         lineage_id="operator", action=action, actor=actor, reason=reason)
+
+    async def send() -> None:
+        pub = KafkaPublisher(settings.kafka)
+        await pub.start()
+        try:
+            await pub.publish("control", cmd)
+        finally:
+            stats = await pub.flush()
+            await pub.producer.stop()
+        if stats.delivered != 1:
+            raise typer.Exit(1)
+
+    asyncio.run(send())
+    console.print(f"{action.value} {instrument} sent by {actor}: {reason}")
+
+
+_Instrument = Annotated[str, typer.Option(help="VENUE:SYMBOL, or ALL:* for every instrument")]
+_Reason = Annotated[str, typer.Option(help="why (recorded in risk.events)")]
+_Actor = Annotated[str, typer.Option(help="who (recorded in risk.events)")]
+
+
+@control_app.command("halt")
+def control_halt(reason: _Reason, instrument: _Instrument = "ALL:*",
+                 actor: _Actor = "operator", config: ConfigOpt = None) -> None:
+    """Kill switch: reject every new order."""
+    _control(ControlAction.HALT, instrument, reason, actor, config)
+
+
+@control_app.command("reduce")
+def control_reduce(reason: _Reason, instrument: _Instrument = "ALL:*",
+                   actor: _Actor = "operator", config: ConfigOpt = None) -> None:
+    """Only allow orders that reduce exposure."""
+    _control(ControlAction.REDUCE, instrument, reason, actor, config)
+
+
+@control_app.command("resume")
+def control_resume(reason: _Reason, instrument: _Instrument = "ALL:*",
+                   actor: _Actor = "operator", config: ConfigOpt = None) -> None:
+    """Back to ACTIVE (book-integrity problems still hold until resynced)."""
+    _control(ControlAction.RESUME, instrument, reason, actor, config)
+
+
+@control_app.command("flatten")
+def control_flatten(reason: _Reason, instrument: _Instrument = "ALL:*",
+                    actor: _Actor = "operator", config: ConfigOpt = None) -> None:
+    """Close every open position with market orders, then stay REDUCING."""
+    _control(ControlAction.FLATTEN, instrument, reason, actor, config)

@@ -278,7 +278,7 @@ class Position(Record):
 
 
 class PnL(Record):
-    """Account equity snapshot (``pnl``); ``instrument`` is ``ACCOUNT:<account>``."""
+    """Account equity snapshot (``pnl``); ``instrument`` is ``ACCOUNT:<ACCOUNT upper-cased>``."""
 
     TYPE: ClassVar[str] = "PnL"
     account: AccountId

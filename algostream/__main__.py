@@ -1,0 +1,3 @@
+from algostream.cli import main
+
+main()

@@ -1,0 +1,369 @@
+"""Async Binance spot REST client: signed requests, rate limits, safe retries.
+
+* Signing: ``signature`` = hex HMAC-SHA256 (key = API secret) of the exact query string
+  that is sent (all parameters travel in the query string, the body is empty), with
+  ``timestamp`` (local ms + the offset learnt from ``GET /api/v3/time``) and ``recvWindow``;
+  the API key goes in ``X-MBX-APIKEY``. Secrets are :class:`~pydantic.SecretStr` and never
+  appear in reprs, logs or exception messages.
+* Rate limits: an :class:`aiolimiter.AsyncLimiter` (``rate_limit_per_second``), and the
+  ``X-MBX-USED-WEIGHT-1M`` header: when it reaches ``max_weight_1m`` the client waits for
+  the next minute. 429/418 honour ``Retry-After``.
+* Retries (bounded by ``retry_attempts``, exponential backoff + jitter, sleep injected):
+  reads are retried on timeouts/5xx. A new order whose outcome is unknown (timeout, 5xx,
+  connection error) is first **queried by client order id**; it is resubmitted only when
+  the venue says it does not exist, so an order is never placed twice. -1021 resyncs the
+  clock and retries. -1013/-2010 raise :class:`OrderRejectedError` at once.
+
+>>> sign("NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j",
+...      "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1"
+...      "&recvWindow=5000&timestamp=1499827319559")
+'c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import random
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from aiolimiter import AsyncLimiter
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from algostream.config import ExecutionConfig
+from algostream.execution.errors import (
+    AuthError,
+    BinanceError,
+    ExecutionError,
+    OrderRejectedError,
+    OrderStatusUnknownError,
+    RateLimitedError,
+    TimestampError,
+    TransientError,
+)
+from algostream.execution.retry import ClockMs, RetryPolicy, Sleep, wall_clock_ms
+from algostream.model.enums import OrderType, Side, TimeInForce
+
+log = logging.getLogger(__name__)
+
+ORDER_PATH = "/api/v3/order"
+OPEN_ORDERS_PATH = "/api/v3/openOrders"
+ACCOUNT_PATH = "/api/v3/account"
+TIME_PATH = "/api/v3/time"
+WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+_AUTH_CODES = frozenset({-1022, -2014, -2015})
+_REJECT_CODES = frozenset({-1013, -2010, -1100, -1102, -1111, -1121})
+ORDER_NOT_FOUND = -2013
+DUPLICATE_ORDER_MSG = "Duplicate order sent."
+
+
+class BinanceCredentials(BaseModel):
+    """API key and secret; masked in every repr and dump."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    api_key: SecretStr
+    api_secret: SecretStr
+
+
+def sign(secret: str, total_params: str) -> str:
+    """Hex HMAC-SHA256 of ``total_params`` (query string + body) keyed by ``secret``."""
+    return hmac.new(secret.encode(), total_params.encode(), hashlib.sha256).hexdigest()
+
+
+def format_decimal(value: Decimal) -> str:
+    """A plain decimal string for the wire (never exponent notation)."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    """Parameters of ``POST /api/v3/order``."""
+
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    client_order_id: str
+    price: Decimal | None = None
+    time_in_force: TimeInForce | None = None
+
+    def params(self) -> list[tuple[str, str]]:
+        """Query parameters in Binance's documented order."""
+        out = [("symbol", self.symbol), ("side", self.side.value), ("type", self.order_type.value)]
+        if self.order_type is OrderType.LIMIT:
+            out.append(("timeInForce", (self.time_in_force or TimeInForce.GTC).value))
+        out.append(("quantity", format_decimal(self.quantity)))
+        if self.price is not None:
+            out.append(("price", format_decimal(self.price)))
+        out += [("newClientOrderId", self.client_order_id), ("newOrderRespType", "FULL")]
+        return out
+
+
+class BinanceRestClient:
+    """Binance spot REST trading client (see module docs). ``http`` is injected."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        credentials: BinanceCredentials,
+        *,
+        base_url: str,
+        recv_window_ms: int = 5000,
+        rate_limit_per_second: int = 10,
+        retry: RetryPolicy | None = None,
+        timeout_s: float = 5.0,
+        clock_ms: ClockMs = wall_clock_ms,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        max_weight_1m: int = 6000,
+    ) -> None:
+        self._http = http
+        self._creds = credentials
+        self._base = base_url.rstrip("/")
+        self._recv_window_ms = recv_window_ms
+        self._limiter = AsyncLimiter(rate_limit_per_second, 1)
+        self._retry = retry or RetryPolicy()
+        self._timeout_s = timeout_s
+        self._clock_ms = clock_ms
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._max_weight = max_weight_1m
+        self.time_offset_ms = 0
+        self.used_weight_1m = 0
+
+    @classmethod
+    def from_config(
+        cls, http: httpx.AsyncClient, config: ExecutionConfig, **overrides: Any
+    ) -> BinanceRestClient:
+        """Build from the ``execution`` settings (secrets must be set there)."""
+        if config.api_key is None or config.api_secret is None:
+            raise ExecutionError(
+                "execution.api_key/api_secret: not set; export ALGOSTREAM_API_KEY and "
+                "ALGOSTREAM_API_SECRET or use paper_trading"
+            )
+        creds = BinanceCredentials(api_key=config.api_key, api_secret=config.api_secret)
+        kwargs: dict[str, Any] = {
+            "base_url": config.exchange_api_url,
+            "recv_window_ms": config.recv_window_ms,
+            "rate_limit_per_second": config.rate_limit_per_second,
+            "retry": RetryPolicy.from_config(config),
+            "timeout_s": config.request_timeout_ms / 1000,
+        }
+        kwargs.update(overrides)
+        return cls(http, creds, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"BinanceRestClient(base_url={self._base!r}, api_key=SecretStr('**********'))"
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def server_time(self) -> int:
+        """``GET /api/v3/time`` -> server time in ms."""
+        data = await self._call("GET", TIME_PATH, [], signed=False)
+        return int(data["serverTime"])
+
+    async def sync_clock(self) -> int:
+        """Learn ``server - local`` ms from ``GET /api/v3/time``; returns the offset."""
+        before = self._clock_ms()
+        server = await self.server_time()
+        after = self._clock_ms()
+        self.time_offset_ms = server - (before + after) // 2
+        log.info("binance clock offset resynced: %d ms", self.time_offset_ms)
+        return self.time_offset_ms
+
+    async def new_order(self, order: NewOrder) -> dict[str, Any]:
+        """Place an order exactly once; returns Binance's order JSON (placed or found).
+
+        Raises :class:`OrderRejectedError` (definite refusal), :class:`RateLimitedError`
+        (not placed), or :class:`OrderStatusUnknownError` (reconcile before retrying).
+        """
+        last_error = "none"
+        for attempt in range(self._retry.attempts + 1):
+            wait: float | None = None
+            try:
+                return dict(await self._send("POST", ORDER_PATH, order.params(), signed=True))
+            except OrderRejectedError as exc:
+                if exc.message != DUPLICATE_ORDER_MSG:
+                    raise
+                found = await self._find_order(order, attempt)
+                if found is None:
+                    raise
+                return found
+            except TransientError as exc:
+                last_error = str(exc)
+                found = await self._find_order(order, attempt)
+                if found is not None:
+                    return found
+            except RateLimitedError as exc:
+                if attempt == self._retry.attempts:
+                    raise
+                last_error, wait = str(exc), exc.retry_after_s
+            except TimestampError:
+                if attempt == self._retry.attempts:
+                    raise
+                await self.sync_clock()
+                continue
+            if attempt < self._retry.attempts:
+                await self._backoff(attempt, wait)
+        raise OrderStatusUnknownError(order.client_order_id, self._retry.attempts + 1, last_error)
+
+    async def query_order(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
+        """``GET /api/v3/order`` by ``origClientOrderId``; ``None`` if the venue has no such order.
+
+        Reads are retried on timeouts and 5xx (see :meth:`_call`).
+        """
+        params = [("symbol", symbol), ("origClientOrderId", client_order_id)]
+        try:
+            return dict(await self._call("GET", ORDER_PATH, params, signed=True))
+        except BinanceError as exc:
+            if exc.code == ORDER_NOT_FOUND:
+                return None
+            raise
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> dict[str, Any]:
+        """``DELETE /api/v3/order``; on an unknown outcome, returns the order as queried."""
+        params = [("symbol", symbol), ("origClientOrderId", client_order_id)]
+        try:
+            return dict(await self._call("DELETE", ORDER_PATH, params, signed=True, repeat=False))
+        except TransientError:
+            found = await self.query_order(symbol, client_order_id)
+            if found is None:
+                raise
+            return found
+
+    async def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """``GET /api/v3/openOrders`` (all symbols when ``symbol`` is None)."""
+        params = [("symbol", symbol)] if symbol else []
+        data = await self._call("GET", OPEN_ORDERS_PATH, params, signed=True)
+        return list(data)
+
+    async def account(self) -> dict[str, Any]:
+        """``GET /api/v3/account``: balances and permissions."""
+        return dict(await self._call("GET", ACCOUNT_PATH, [], signed=True))
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _find_order(self, order: NewOrder, attempt: int) -> dict[str, Any] | None:
+        try:
+            return await self.query_order(order.symbol, order.client_order_id)
+        except (TransientError, RateLimitedError) as exc:
+            raise OrderStatusUnknownError(order.client_order_id, attempt + 1, str(exc)) from None
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        params: list[tuple[str, str]],
+        *,
+        signed: bool,
+        repeat: bool = True,
+    ) -> Any:
+        """One request with bounded retries on 429/418, -1021 and (if ``repeat``) timeouts/5xx."""
+        for attempt in range(self._retry.attempts + 1):
+            last = attempt == self._retry.attempts
+            try:
+                return await self._send(method, path, params, signed=signed)
+            except RateLimitedError as exc:
+                if last:
+                    raise
+                await self._backoff(attempt, exc.retry_after_s)
+            except TimestampError:
+                if last:
+                    raise
+                await self.sync_clock()
+            except TransientError:
+                if last or not repeat:
+                    raise
+                await self._backoff(attempt, None)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _backoff(self, attempt: int, retry_after_s: float | None) -> None:
+        delay = self._retry.delay(attempt, self._rng)
+        await self._sleep(max(delay, retry_after_s) if retry_after_s is not None else delay)
+
+    async def _send(
+        self, method: str, path: str, params: list[tuple[str, str]], *, signed: bool
+    ) -> Any:
+        await self._respect_weight()
+        query, headers = self._prepare(params, signed)
+        url = f"{self._base}{path}" + (f"?{query}" if query else "")
+        async with self._limiter:
+            try:
+                resp = await self._http.request(
+                    method, url, headers=headers, timeout=self._timeout_s
+                )
+            except httpx.TimeoutException:
+                raise TransientError(path, "timeout") from None
+            except httpx.TransportError as exc:
+                raise TransientError(path, f"transport error {type(exc).__name__}") from None
+        self._note_weight(resp)
+        return _parse_response(resp, method, path)
+
+    def _prepare(self, params: list[tuple[str, str]], signed: bool) -> tuple[str, dict[str, str]]:
+        if not signed:
+            return urlencode(params), {}
+        stamp = self._clock_ms() + self.time_offset_ms
+        query = urlencode(
+            [*params, ("recvWindow", str(self._recv_window_ms)), ("timestamp", str(stamp))]
+        )
+        signature = sign(self._creds.api_secret.get_secret_value(), query)
+        headers = {"X-MBX-APIKEY": self._creds.api_key.get_secret_value()}
+        return f"{query}&signature={signature}", headers
+
+    def _note_weight(self, resp: httpx.Response) -> None:
+        raw = resp.headers.get(WEIGHT_HEADER)
+        if raw is not None and raw.isdigit():
+            self.used_weight_1m = int(raw)
+
+    async def _respect_weight(self) -> None:
+        if self.used_weight_1m < self._max_weight:
+            return
+        wait_ms = 60_000 - (self._clock_ms() + self.time_offset_ms) % 60_000
+        log.warning(
+            "binance used weight %d >= %d; waiting %d ms",
+            self.used_weight_1m,
+            self._max_weight,
+            wait_ms,
+        )
+        await self._sleep(wait_ms / 1000)
+        self.used_weight_1m = 0
+
+
+def _parse_response(resp: httpx.Response, method: str, path: str) -> Any:
+    status = resp.status_code
+    if status >= 500:
+        raise TransientError(path, f"HTTP {status}", status=status)
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    if status < 400:
+        if data is None:
+            raise TransientError(path, f"HTTP {status} with a body that is not JSON", status)
+        return data
+    code = data.get("code") if isinstance(data, dict) else None
+    msg = str(data.get("msg", "")) if isinstance(data, dict) else resp.text[:200]
+    if status in (418, 429):
+        raise RateLimitedError(status, code, msg, _retry_after(resp), path)
+    if code == -1021:
+        raise TimestampError(status, code, msg, path)
+    if code in _AUTH_CODES or status == 401:
+        raise AuthError(status, code, msg, path)
+    if method == "POST" and path == ORDER_PATH and code in _REJECT_CODES:
+        raise OrderRejectedError(status, code, msg, path)
+    raise BinanceError(status, code, msg, path)
+
+
+def _retry_after(resp: httpx.Response) -> float:
+    raw = resp.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return 1.0

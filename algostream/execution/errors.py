@@ -1,0 +1,104 @@
+"""Errors raised by :mod:`algostream.execution`. One root: :class:`ExecutionError`.
+
+Messages name the field or order and the offending value. They never contain an API key
+or secret: the client only ever passes status codes, Binance error codes and messages.
+"""
+
+from __future__ import annotations
+
+from algostream.model.enums import OrderStatus
+
+
+class ExecutionError(Exception):
+    """Root of every error raised by the execution package."""
+
+
+class IllegalTransitionError(ExecutionError):
+    """An order was asked to move between two states the lifecycle does not allow."""
+
+    def __init__(self, client_order_id: str, from_status: OrderStatus, to_status: OrderStatus):
+        self.client_order_id = client_order_id
+        self.from_status = from_status
+        self.to_status = to_status
+        super().__init__(
+            f"order {client_order_id!r}: illegal transition "
+            f"{from_status.value} -> {to_status.value}"
+        )
+
+
+class OrderStateError(ExecutionError):
+    """A lifecycle operation had an invalid argument (over-fill, bad price, ...)."""
+
+
+class BookError(ExecutionError):
+    """A book given to the slippage estimator or paper broker is malformed."""
+
+
+class UnknownOrderError(ExecutionError):
+    """A cancel or query named a client order id nobody knows."""
+
+    def __init__(self, client_order_id: str) -> None:
+        self.client_order_id = client_order_id
+        super().__init__(f"client_order_id {client_order_id!r}: no such order")
+
+
+class BinanceError(ExecutionError):
+    """The Binance API answered with an error (HTTP status and, if any, Binance code)."""
+
+    def __init__(self, status: int, code: int | None, message: str, path: str = "") -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.path = path
+        super().__init__(f"binance {path} HTTP {status} code {code}: {message}")
+
+
+class OrderRejectedError(BinanceError):
+    """The venue definitely refused the order (-1013 filter, -2010 new order rejected, ...).
+
+    The order was not placed; it is safe to report it as REJECTED.
+    """
+
+
+class AuthError(BinanceError):
+    """API key or signature refused (-1022, -2014, -2015): check the credentials."""
+
+
+class RateLimitedError(BinanceError):
+    """429/418 persisted past the retry budget. The request was not executed."""
+
+    def __init__(
+        self, status: int, code: int | None, message: str, retry_after_s: float, path: str = ""
+    ) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(status, code, message, path)
+
+
+class OrderStatusUnknownError(ExecutionError):
+    """After the retry budget the venue's state of an order could not be established.
+
+    The order may or may not exist; reconcile before doing anything else with it.
+    """
+
+    def __init__(self, client_order_id: str, attempts: int, last_error: str) -> None:
+        self.client_order_id = client_order_id
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(
+            f"client_order_id {client_order_id!r}: status unknown after {attempts} attempts "
+            f"(last error: {last_error}); reconcile before resubmitting"
+        )
+
+
+class TransientError(ExecutionError):
+    """A request failed in a way whose outcome is unknown (timeout, 5xx, connection)."""
+
+    def __init__(self, path: str, detail: str, status: int | None = None) -> None:
+        self.path = path
+        self.detail = detail
+        self.status = status
+        super().__init__(f"binance {path}: outcome unknown ({detail})")
+
+
+class TimestampError(BinanceError):
+    """-1021: the request's timestamp is outside recvWindow; resync the clock offset."""

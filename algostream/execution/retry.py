@@ -1,0 +1,46 @@
+"""Retry policy: bounded attempts, exponential backoff with jitter; clock and sleep injected.
+
+>>> import random
+>>> p = RetryPolicy(attempts=3, base_delay_s=1.0, max_delay_s=10.0)
+>>> d = p.delay(2, random.Random(1))
+>>> 2.0 <= d <= 4.0
+True
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from algostream.config import ExecutionConfig
+
+#: ``await sleep(seconds)``; ``asyncio.sleep`` in production, a fake clock in tests.
+Sleep = Callable[[float], Awaitable[None]]
+#: Wall clock in unix milliseconds.
+ClockMs = Callable[[], int]
+
+
+def wall_clock_ms() -> int:
+    """The process wall clock in unix ms (the default, injected at the edge only)."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``attempts`` retries after the first try; delay ``base * 2**n`` capped, equal jitter."""
+
+    attempts: int = 3
+    base_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+
+    @classmethod
+    def from_config(cls, config: ExecutionConfig) -> RetryPolicy:
+        """Take ``retry_attempts`` and ``retry_delay_ms`` from the execution section."""
+        return cls(attempts=config.retry_attempts, base_delay_s=config.retry_delay_ms / 1000)
+
+    def delay(self, retry_index: int, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``retry_index`` (0-based): in [cap/2, cap]."""
+        cap = min(self.max_delay_s, self.base_delay_s * float(2.0**retry_index))
+        return cap / 2 + rng.uniform(0.0, cap / 2)

@@ -1,0 +1,162 @@
+"""ExecutionRouter: approved ``OrderRequest`` in, ``OrderEvent``s out, paper or Binance.
+
+With a :class:`PaperBroker` the router is synchronous underneath (fills against the
+latest book it was fed via :meth:`on_book_top`). With a :class:`BinanceRestClient` it
+places the order once (see the client's retry rules), turns the venue's answer into
+lifecycle events, and reports every definite refusal (filters, balance, auth, rate limit,
+clock) as a REJECTED event with the venue's code and message. Only a genuinely unknown
+outcome raises :class:`OrderStatusUnknownError`; the order then stays tracked as NEW and
+:meth:`refresh` reconciles it later.
+
+From a Faust agent::
+
+    router = ExecutionRouter.from_config(settings.execution, http=httpx.AsyncClient())
+
+    @app.agent(orders_approved)
+    async def execute(stream):
+        async for order in stream:
+            for event in await router.submit(order, now_ns=time.time_ns()):
+                await orders_events.send(key=event.key, value=event)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from algostream.config import ExecutionConfig
+from algostream.execution.binance_client import BinanceRestClient, NewOrder
+from algostream.execution.errors import BinanceError, ExecutionError, UnknownOrderError
+from algostream.execution.orders import ManagedOrder
+from algostream.execution.paper import PaperBroker
+from algostream.execution.reconcile import VenueOrder, events_to_match
+from algostream.model.enums import OrderType
+from algostream.model.ids import split_instrument
+from algostream.model.records import BookTop, OrderEvent, OrderRequest, TradeTick
+
+_MS = 1_000_000
+
+
+class ExecutionRouter:
+    """Routes approved orders to the paper broker or to Binance (exactly one is given)."""
+
+    def __init__(
+        self,
+        *,
+        paper: PaperBroker | None = None,
+        binance: BinanceRestClient | None = None,
+        venue: str = "BINANCE",
+        max_closed: int = 10_000,
+    ) -> None:
+        if (paper is None) == (binance is None):
+            raise ExecutionError("ExecutionRouter: give exactly one of paper= or binance=")
+        self._paper = paper
+        self._binance = binance
+        self._venue = venue
+        self._orders: dict[str, ManagedOrder] = {}
+        self._max_closed = max_closed
+
+    @classmethod
+    def from_config(
+        cls, config: ExecutionConfig, http: httpx.AsyncClient | None = None, **client_overrides: Any
+    ) -> ExecutionRouter:
+        """Paper broker when ``paper_trading`` is true, else a Binance client on ``http``."""
+        if config.paper_trading:
+            return cls(paper=PaperBroker(config.fee_rate, config.paper_latency_ms * _MS))
+        if http is None:
+            raise ExecutionError("execution.paper_trading=false: an httpx.AsyncClient is needed")
+        return cls(binance=BinanceRestClient.from_config(http, config, **client_overrides))
+
+    @property
+    def paper_trading(self) -> bool:
+        return self._paper is not None
+
+    @property
+    def paper(self) -> PaperBroker | None:
+        return self._paper
+
+    def on_book_top(self, top: BookTop) -> list[OrderEvent]:
+        """Feed a book to the paper broker (fills resting orders); no-op when live."""
+        return self._paper.on_book_top(top) if self._paper else []
+
+    def on_trade(self, trade: TradeTick) -> list[OrderEvent]:
+        """Feed a trade to the paper broker; no-op when live."""
+        return self._paper.on_trade(trade) if self._paper else []
+
+    async def submit(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
+        """Execute an approved order; a client order id seen before yields no events."""
+        if self._paper is not None:
+            return self._paper.submit(order, now_ns)
+        assert self._binance is not None
+        if order.client_order_id in self._orders:
+            return []
+        managed = ManagedOrder(order, venue=self._venue)
+        self._orders[order.client_order_id] = managed
+        try:
+            payload = await self._binance.new_order(_new_order(order))
+        except BinanceError as exc:
+            return [managed.reject(f"binance code {exc.code}: {exc.message}", now_ns)]
+        return self._apply(managed, payload, now_ns)
+
+    async def cancel(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
+        """Cancel an open order; returns the events that follow from the venue's answer."""
+        if self._paper is not None:
+            return self._paper.cancel(client_order_id, now_ns)
+        assert self._binance is not None
+        managed = self._orders.get(client_order_id)
+        if managed is None:
+            raise UnknownOrderError(client_order_id)
+        symbol = split_instrument(managed.request.instrument)[1]
+        payload = await self._binance.cancel_order(symbol, client_order_id)
+        return self._apply(managed, payload, now_ns)
+
+    async def refresh(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
+        """Query the venue for a tracked order and emit the events that catch up with it."""
+        if self._paper is not None:
+            return []
+        assert self._binance is not None
+        managed = self._orders.get(client_order_id)
+        if managed is None:
+            raise UnknownOrderError(client_order_id)
+        symbol = split_instrument(managed.request.instrument)[1]
+        payload = await self._binance.query_order(symbol, client_order_id)
+        if payload is None:
+            if managed.status.value == "NEW":
+                return [managed.reject("not found at venue", now_ns)]
+            return []
+        return self._apply(managed, payload, now_ns)
+
+    def tracked(self, client_order_id: str) -> ManagedOrder | None:
+        """The live order with this id, if tracked (paper: ask the broker)."""
+        if self._paper is not None:
+            return self._paper.get(client_order_id)
+        return self._orders.get(client_order_id)
+
+    def _apply(
+        self, managed: ManagedOrder, payload: dict[str, Any], now_ns: int
+    ) -> list[OrderEvent]:
+        venue = VenueOrder.from_binance(payload)
+        ts_event = venue.ts_ms * _MS if venue.ts_ms is not None else now_ns
+        events = events_to_match(managed, venue, ts_event, ts_init=now_ns)
+        self._forget_closed()
+        return events
+
+    def _forget_closed(self) -> None:
+        closed = [c for c, o in self._orders.items() if not o.is_open]
+        for coid in closed[: max(0, len(closed) - self._max_closed)]:
+            del self._orders[coid]
+
+
+def _new_order(order: OrderRequest) -> NewOrder:
+    symbol = split_instrument(order.instrument)[1]
+    limit = order.order_type is OrderType.LIMIT
+    return NewOrder(
+        symbol=symbol,
+        side=order.side,
+        order_type=order.order_type,
+        quantity=order.quantity,
+        client_order_id=order.client_order_id,
+        price=order.limit_price if limit else None,
+        time_in_force=order.time_in_force if limit else None,
+    )

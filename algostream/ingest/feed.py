@@ -1,0 +1,225 @@
+"""The ingestor's connection loop, independent of the exchange.
+
+An :class:`ExchangeAdapter` knows one exchange's URL, subscription messages and frame
+parsing (pure); :class:`Ingestor` owns the sockets: it connects with ``websockets``
+(which answers server pings), reconnects with capped jittered backoff, notices a silent
+feed (no frame for ``stale_after_ms``), rotates a connection before the exchange's 24 h
+limit or on ``serverShutdown`` by opening the new one *before* closing the old (the
+adapter drops what both deliver), fetches REST snapshots when the adapter asks, and
+publishes every output. A malformed frame goes to ``dlq`` and the feed keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+import structlog
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from algostream.config import MarketDataConfig
+from algostream.ingest.backoff import Backoff
+from algostream.kafka.dlq import dead_letter
+from algostream.kafka.publisher import Publisher
+from algostream.model.records import Record
+
+log = structlog.get_logger("algostream.ingest")
+
+
+@dataclass
+class FrameResult:
+    """What an adapter made of one frame or snapshot."""
+
+    records: list[tuple[str, Record]] = field(default_factory=list)
+    snapshot_requests: list[str] = field(default_factory=list)  # symbols to (re)fetch
+    rotate: bool = False  # e.g. Binance serverShutdown
+    error: Exception | None = None  # malformed frame: goes to dlq
+
+
+class ExchangeAdapter(Protocol):
+    venue: str
+
+    def url(self) -> str: ...
+    def subscribe_messages(self) -> list[str]: ...
+    def on_connected(self, conn_id: int, now_ns: int) -> FrameResult: ...
+    def on_frame(self, conn_id: int, text: str, recv_ns: int) -> FrameResult: ...
+    async def fetch_snapshot(self, http: httpx.AsyncClient, symbol: str, now_ns: int,
+                             ) -> FrameResult: ...
+    def on_disconnected(self, now_ns: int, reason: str) -> FrameResult: ...
+    def on_stale(self, now_ns: int, silent_s: float) -> FrameResult: ...
+
+
+@dataclass
+class IngestStats:
+    frames: int = 0
+    malformed: int = 0
+    reconnects: int = 0
+    rotations: int = 0
+    stale: int = 0
+    snapshots: int = 0
+    published: int = 0
+
+
+class Ingestor:
+    """Run one exchange feed until ``stop`` is set."""
+
+    def __init__(self, cfg: MarketDataConfig, adapter: ExchangeAdapter, publisher: Publisher,
+                 http: httpx.AsyncClient, *, clock: Callable[[], int] = time.time_ns,
+                 rng: random.Random | None = None) -> None:
+        self.cfg = cfg
+        self.adapter = adapter
+        self.publisher = publisher
+        self.http = http
+        self.clock = clock
+        self.backoff = Backoff(cfg.reconnect_delay_ms, cfg.max_reconnect_delay_ms,
+                               rng or random.Random())
+        self.stats = IngestStats()
+        self._conn_seq = 0
+        self._active: int | None = None
+        self._rotate_now = asyncio.Event()
+        self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
+        self.connected = asyncio.Event()
+
+    # ------------------------------------------------------------------ outputs
+    async def _emit(self, result: FrameResult) -> None:
+        for topic, record in result.records:
+            await self.publisher.publish(topic, record)
+            self.stats.published += 1
+        for symbol in result.snapshot_requests:
+            task = self._snapshot_tasks.get(symbol)
+            if task is None or task.done():
+                self._snapshot_tasks[symbol] = asyncio.create_task(self._snapshot(symbol))
+        if result.rotate:
+            self._rotate_now.set()
+
+    async def _snapshot(self, symbol: str) -> None:
+        backoff = Backoff(200, 5000, random.Random())
+        while True:
+            try:
+                result = await self.adapter.fetch_snapshot(self.http, symbol, self.clock())
+                self.stats.snapshots += 1
+                await self._emit(result)
+                return
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("snapshot fetch failed", symbol=symbol, error=str(exc))
+                await asyncio.sleep(backoff.next_delay_s())
+
+    async def _malformed(self, text: str, exc: Exception, conn_id: int) -> None:
+        self.stats.malformed += 1
+        now = self.clock()
+        letter = dead_letter(agent="ingestor", topic=f"ws:{self.adapter.venue.lower()}",
+                             partition=conn_id, offset=self.stats.frames, key=None,
+                             payload=text, error=exc, ts_event=now, now_ns=now)
+        await self.publisher.publish("dlq", letter)
+
+    # ------------------------------------------------------------------ sockets
+    async def run(self, stop: asyncio.Event) -> IngestStats:
+        """Connect, read, reconnect and rotate until ``stop`` is set."""
+        while not stop.is_set():
+            conn_id = self._next_conn()
+            try:
+                await self._session(conn_id, stop)
+                self.backoff.reset()
+            except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI,
+                    asyncio.TimeoutError) as exc:
+                await self._emit(self.adapter.on_disconnected(self.clock(), repr(exc)))
+                log.warning("feed disconnected", venue=self.adapter.venue, error=repr(exc))
+            if stop.is_set():
+                break
+            self.stats.reconnects += 1
+            from algostream.observability import metrics
+
+            metrics.WS_RECONNECTS.labels(exchange=self.adapter.venue.lower()).inc()
+            delay = self.backoff.next_delay_s()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
+        for task in self._snapshot_tasks.values():
+            task.cancel()
+        return self.stats
+
+    def _next_conn(self) -> int:
+        self._conn_seq += 1
+        return self._conn_seq
+
+    async def _session(self, conn_id: int, stop: asyncio.Event) -> None:
+        """One connection; hands over to a fresh one when a rotation is due."""
+        ws = await self._open(conn_id)
+        opened = time.monotonic()
+        try:
+            while not stop.is_set():
+                rotate_in = self.cfg.rotate_after_s - (time.monotonic() - opened)
+                if self._rotate_now.is_set() or rotate_in <= 0:
+                    ws = await self._rotate(ws, conn_id := self._next_conn())
+                    opened = time.monotonic()
+                    continue
+                await self._read_one(ws, conn_id, min(rotate_in, self.cfg.stale_after_ms / 1000),
+                                     stop)
+        finally:
+            await ws.close()
+
+    async def _open(self, conn_id: int) -> Any:
+        ws = await websockets.connect(self.adapter.url(), max_size=2**24, ping_interval=None,
+                                      open_timeout=10, close_timeout=2)
+        for message in self.adapter.subscribe_messages():
+            await ws.send(message)
+        self._active = conn_id
+        self.connected.set()
+        await self._emit(self.adapter.on_connected(conn_id, self.clock()))
+        log.info("feed connected", venue=self.adapter.venue, conn=conn_id)
+        return ws
+
+    async def _read_one(self, ws: Any, conn_id: int, timeout_s: float,
+                        stop: asyncio.Event) -> None:
+        try:
+            text = await asyncio.wait_for(ws.recv(), timeout=max(timeout_s, 0.001))
+        except asyncio.TimeoutError:
+            silent = self.cfg.stale_after_ms / 1000
+            if timeout_s >= silent:  # a genuine silence, not a rotation deadline
+                self.stats.stale += 1
+                await self._emit(self.adapter.on_stale(self.clock(), silent))
+                raise
+            return
+        await self._on_text(text, conn_id)
+
+    async def _on_text(self, text: str | bytes, conn_id: int) -> None:
+        recv_ns = self.clock()
+        self.stats.frames += 1
+        raw = text.decode() if isinstance(text, bytes) else text
+        result = self.adapter.on_frame(conn_id, raw, recv_ns)
+        if result.error is not None:
+            await self._malformed(raw, result.error, conn_id)
+        await self._emit(result)
+
+    async def _rotate(self, old: Any, conn_id: int) -> Any:
+        """Open the new connection, drain the old briefly, then close it (no gap)."""
+        self._rotate_now.clear()
+        self.stats.rotations += 1
+        new = await self._open(conn_id)
+        first = asyncio.ensure_future(new.recv())
+        # keep reading the old socket until the new one delivers its first frame
+        while not first.done():
+            recv_old = asyncio.ensure_future(old.recv())
+            done, _ = await asyncio.wait({first, recv_old}, timeout=5,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if recv_old in done and recv_old.exception() is None:
+                await self._on_text(recv_old.result(), conn_id - 1)
+            else:
+                recv_old.cancel()
+                if not done:
+                    break
+                if recv_old in done:
+                    break
+        await old.close()
+        if first.done() and first.exception() is None:
+            await self._on_text(first.result(), conn_id)
+        else:
+            first.cancel()
+        return new

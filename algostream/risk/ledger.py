@@ -1,0 +1,350 @@
+"""Positions and P&L: lot ledgers with FIFO, LIFO and weighted-average cost, exact Decimal.
+
+A :class:`PositionLedger` holds the open lots of one account in one instrument. Fills are
+applied with :meth:`PositionLedger.apply_fill`; a fill against the position closes lots
+(realising P&L per closed lot) and any remainder opens a new lot at the fill price, so a
+long-to-short flip closes the whole position first. Fees are accumulated separately and
+never mixed into realised P&L. An :class:`AccountLedger` holds the ledgers of one account
+and derives equity, peak equity, drawdown and exposure.
+
+Exactness: FIFO and LIFO are exact (sums and products of Decimals). The weighted average
+price of the AVERAGE method (and the displayed ``avg_price`` of FIFO/LIFO) is a division;
+it is computed in a fixed 34-digit context so the result is the same on every machine.
+
+>>> from decimal import Decimal as D
+>>> led = PositionLedger("paper", "BINANCE:BTCUSDT", CostMethod.FIFO)
+>>> _ = led.apply_fill(Side.BUY, D("2"), D("100"), D("0.2"))
+>>> led.apply_fill(Side.SELL, D("1"), D("110"), D("0.1")).realized_pnl
+Decimal('10')
+>>> led.quantity, led.fees
+(Decimal('1'), Decimal('0.3'))
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from typing import Any
+
+from algostream.model.enums import CostMethod, Side
+from algostream.model.ids import derive_id
+from algostream.model.records import PnL, Position
+from algostream.risk.errors import InvalidFillError, StateRestoreError
+
+ZERO = Decimal(0)
+_HUNDRED = Decimal(100)
+#: Context of the only inexact step (a weighted-average division): fixed, not ambient.
+AVG_CONTEXT = Context(prec=34, rounding=ROUND_HALF_EVEN)
+
+
+@dataclass(slots=True)
+class Lot:
+    """An open lot: ``quantity`` (a magnitude, > 0) bought or sold at ``price``."""
+
+    quantity: Decimal
+    price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class FillResult:
+    """What one fill did to a position."""
+
+    realized_pnl: Decimal
+    closed_quantity: Decimal
+    opened_quantity: Decimal
+    previous_quantity: Decimal
+    quantity: Decimal
+
+    @property
+    def flipped(self) -> bool:
+        """True when the fill took the position through zero to the other side."""
+        return self.previous_quantity * self.quantity < 0
+
+
+def _dec(state: dict[str, Any], key: str) -> Decimal:
+    raw = state.get(key)
+    try:
+        return Decimal(str(raw))
+    except (InvalidOperation, ValueError):
+        raise StateRestoreError(f"ledger state key '{key}' = {raw!r}: not a decimal") from None
+
+
+class PositionLedger:
+    """The open lots and P&L of one account in one instrument."""
+
+    def __init__(self, account: str, instrument: str, cost_method: CostMethod) -> None:
+        self.account = account
+        self.instrument = instrument
+        self.cost_method = cost_method
+        self.quantity = ZERO
+        self.realized_pnl = ZERO
+        self.fees = ZERO
+        self.mark_price: Decimal | None = None
+        self._lots: deque[Lot] = deque()
+
+    @property
+    def lots(self) -> tuple[Lot, ...]:
+        """A copy of the open lots, oldest first."""
+        return tuple(Lot(lot.quantity, lot.price) for lot in self._lots)
+
+    @property
+    def avg_price(self) -> Decimal:
+        """Weighted average price of the open lots (0 when flat)."""
+        if not self._lots:
+            return ZERO
+        if len(self._lots) == 1:
+            return self._lots[0].price
+        cost = sum((lot.quantity * lot.price for lot in self._lots), ZERO)
+        return AVG_CONTEXT.divide(cost, abs(self.quantity))
+
+    def unrealized_pnl(self, mark: Decimal | None = None) -> Decimal:
+        """P&L of the open lots at ``mark`` (default: the last mark; 0 without one)."""
+        price = self.mark_price if mark is None else mark
+        if price is None or not self._lots:
+            return ZERO
+        sign = 1 if self.quantity > 0 else -1
+        return sign * sum((lot.quantity * (price - lot.price) for lot in self._lots), ZERO)
+
+    def set_mark(self, price: Decimal) -> None:
+        """Mark the position to ``price`` (the book mid)."""
+        self.mark_price = price
+
+    def apply_fill(
+        self, side: Side, quantity: Decimal, price: Decimal, fee: Decimal = ZERO
+    ) -> FillResult:
+        """Apply one (possibly partial) fill; returns the P&L it realised."""
+        if not quantity.is_finite() or quantity <= 0:
+            raise InvalidFillError(f"fill quantity = {quantity}: must be > 0")
+        if not price.is_finite() or price <= 0:
+            raise InvalidFillError(f"fill price = {price}: must be > 0")
+        if not fee.is_finite():
+            raise InvalidFillError(f"fill fee = {fee}: must be finite")
+        previous = self.quantity
+        closing = ZERO
+        if previous != 0 and (previous > 0) != (side is Side.BUY):
+            closing = min(quantity, abs(previous))
+        realized = self._close(closing, price) if closing else ZERO
+        opening = quantity - closing
+        if opening:
+            self._open(opening, price)
+        self.quantity = previous + side.sign * quantity
+        self.realized_pnl += realized
+        self.fees += fee
+        return FillResult(realized, closing, opening, previous, self.quantity)
+
+    def _open(self, quantity: Decimal, price: Decimal) -> None:
+        if self.cost_method is CostMethod.AVERAGE and self._lots:
+            lot = self._lots[0]
+            total = lot.quantity + quantity
+            cost = lot.quantity * lot.price + quantity * price
+            lot.price = AVG_CONTEXT.divide(cost, total)
+            lot.quantity = total
+            return
+        self._lots.append(Lot(quantity, price))
+
+    def _close(self, quantity: Decimal, price: Decimal) -> Decimal:
+        """Close ``quantity`` against lots in cost-method order; returns realised P&L."""
+        sign = 1 if self.quantity > 0 else -1
+        take_last = self.cost_method is CostMethod.LIFO
+        realized = ZERO
+        remaining = quantity
+        while remaining:
+            lot = self._lots[-1] if take_last else self._lots[0]
+            used = min(remaining, lot.quantity)
+            realized += sign * used * (price - lot.price)
+            lot.quantity -= used
+            remaining -= used
+            if not lot.quantity and take_last:
+                self._lots.pop()
+            elif not lot.quantity:
+                self._lots.popleft()
+        return realized
+
+    def to_record(self, *, ts_event: int, ts_init: int, cause_id: str) -> Position:
+        """The ``Position`` record of this ledger, caused by record ``cause_id``."""
+        return Position(
+            instrument=self.instrument,
+            ts_event=ts_event,
+            ts_init=ts_init,
+            record_id=derive_id("position", self.account, self.instrument, cause_id),
+            lineage_id=cause_id,
+            account=self.account,
+            quantity=self.quantity,
+            avg_price=self.avg_price,
+            cost_method=self.cost_method,
+            realized_pnl=self.realized_pnl,
+            unrealized_pnl=self.unrealized_pnl(),
+            fees=self.fees,
+            mark_price=self.mark_price,
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able snapshot (decimal strings) that :meth:`from_state` restores exactly."""
+        return {
+            "account": self.account,
+            "instrument": self.instrument,
+            "cost_method": self.cost_method.value,
+            "quantity": str(self.quantity),
+            "lots": [[str(lot.quantity), str(lot.price)] for lot in self._lots],
+            "realized_pnl": str(self.realized_pnl),
+            "fees": str(self.fees),
+            "mark_price": None if self.mark_price is None else str(self.mark_price),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> PositionLedger:
+        """Restore a ledger from :meth:`to_state` output."""
+        try:
+            ledger = cls(state["account"], state["instrument"], CostMethod(state["cost_method"]))
+            lots = [Lot(Decimal(q), Decimal(p)) for q, p in state["lots"]]
+        except (KeyError, ValueError, TypeError, InvalidOperation) as exc:
+            raise StateRestoreError(f"position ledger state {state!r}: {exc!r}") from None
+        ledger._lots.extend(lots)
+        ledger.quantity = _dec(state, "quantity")
+        ledger.realized_pnl = _dec(state, "realized_pnl")
+        ledger.fees = _dec(state, "fees")
+        mark = state.get("mark_price")
+        ledger.mark_price = None if mark is None else _dec(state, "mark_price")
+        if sum((lot.quantity for lot in lots), ZERO) != abs(ledger.quantity):
+            raise StateRestoreError(
+                f"position ledger state 'quantity' = {state['quantity']!r} "
+                f"does not match the sum of its lots"
+            )
+        return ledger
+
+
+class AccountLedger:
+    """All position ledgers of one account, with equity, peak equity and drawdown.
+
+    ``equity = starting_equity + realised + unrealised - fees``; the peak is updated after
+    every fill and mark, so ``drawdown = peak_equity - equity`` is never negative.
+    """
+
+    def __init__(self, account: str, cost_method: CostMethod, starting_equity: Decimal) -> None:
+        self.account = account
+        self.cost_method = cost_method
+        self.starting_equity = starting_equity
+        self.peak_equity = starting_equity
+        self.positions: dict[str, PositionLedger] = {}
+
+    @property
+    def pnl_instrument(self) -> str:
+        """Instrument id of this account's ``PnL`` records (``ACCOUNT:<ACCOUNT>``)."""
+        return f"ACCOUNT:{self.account.upper()}"
+
+    def position(self, instrument: str) -> PositionLedger:
+        """The ledger of ``instrument`` (created flat on first use)."""
+        ledger = self.positions.get(instrument)
+        if ledger is None:
+            ledger = PositionLedger(self.account, instrument, self.cost_method)
+            self.positions[instrument] = ledger
+        return ledger
+
+    def quantity(self, instrument: str) -> Decimal:
+        """Signed position in ``instrument`` (0 when unknown)."""
+        ledger = self.positions.get(instrument)
+        return ZERO if ledger is None else ledger.quantity
+
+    def apply_fill(
+        self, instrument: str, side: Side, quantity: Decimal, price: Decimal, fee: Decimal
+    ) -> FillResult:
+        """Apply a fill to ``instrument``'s ledger and update the peak equity."""
+        result = self.position(instrument).apply_fill(side, quantity, price, fee)
+        self._update_peak()
+        return result
+
+    def set_mark(self, instrument: str, price: Decimal) -> None:
+        """Mark ``instrument`` to ``price`` and update the peak equity."""
+        self.position(instrument).set_mark(price)
+        self._update_peak()
+
+    def _update_peak(self) -> None:
+        equity = self.equity
+        if equity > self.peak_equity:
+            self.peak_equity = equity
+
+    @property
+    def realized_pnl(self) -> Decimal:
+        return sum((p.realized_pnl for p in self.positions.values()), ZERO)
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        return sum((p.unrealized_pnl() for p in self.positions.values()), ZERO)
+
+    @property
+    def fees(self) -> Decimal:
+        return sum((p.fees for p in self.positions.values()), ZERO)
+
+    @property
+    def equity(self) -> Decimal:
+        return self.starting_equity + self.realized_pnl + self.unrealized_pnl - self.fees
+
+    @property
+    def drawdown(self) -> Decimal:
+        """Peak equity minus equity (an amount, >= 0)."""
+        return max(self.peak_equity - self.equity, ZERO)
+
+    @property
+    def drawdown_percent(self) -> Decimal:
+        """Drawdown as a percentage of the peak equity (0 when the peak is not positive)."""
+        peak = self.peak_equity
+        return AVG_CONTEXT.divide(self.drawdown * _HUNDRED, peak) if peak > 0 else ZERO
+
+    @property
+    def exposure(self) -> Decimal:
+        """Sum of ``|quantity| * mark`` (the average price where there is no mark yet)."""
+        total = ZERO
+        for pos in self.positions.values():
+            if pos.quantity:
+                mark = pos.avg_price if pos.mark_price is None else pos.mark_price
+                total += abs(pos.quantity) * mark
+        return total
+
+    def open_positions(self) -> list[PositionLedger]:
+        """Ledgers with a non-zero position, in insertion order."""
+        return [p for p in self.positions.values() if p.quantity]
+
+    def pnl_record(self, *, ts_event: int, ts_init: int, cause_id: str) -> PnL:
+        """The account's ``PnL`` record, caused by record ``cause_id``."""
+        return PnL(
+            instrument=self.pnl_instrument,
+            ts_event=ts_event,
+            ts_init=ts_init,
+            record_id=derive_id("pnl", self.account, cause_id),
+            lineage_id=cause_id,
+            account=self.account,
+            realized_pnl=self.realized_pnl,
+            unrealized_pnl=self.unrealized_pnl,
+            fees=self.fees,
+            equity=self.equity,
+            peak_equity=self.peak_equity,
+            drawdown=self.drawdown,
+            exposure=self.exposure,
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able snapshot (decimal strings) that :meth:`from_state` restores exactly."""
+        return {
+            "account": self.account,
+            "cost_method": self.cost_method.value,
+            "starting_equity": str(self.starting_equity),
+            "peak_equity": str(self.peak_equity),
+            "positions": [p.to_state() for p in self.positions.values()],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> AccountLedger:
+        """Restore an account ledger from :meth:`to_state` output."""
+        try:
+            ledger = cls(
+                state["account"], CostMethod(state["cost_method"]), _dec(state, "starting_equity")
+            )
+            positions = state["positions"]
+        except (KeyError, ValueError) as exc:
+            raise StateRestoreError(f"account ledger state: missing or bad {exc}") from None
+        ledger.peak_equity = _dec(state, "peak_equity")
+        for pos_state in positions:
+            pos = PositionLedger.from_state(pos_state)
+            ledger.positions[pos.instrument] = pos
+        return ledger

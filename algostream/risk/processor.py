@@ -1,0 +1,411 @@
+"""``RiskProcessor``: pre-trade checks, ledger, stops and breaker behind five plain methods.
+
+The risk agent decodes a record, calls the matching method and sends what it returns to
+the topic of each record's type (``OrderRequest`` returned by :meth:`on_proposal` goes to
+``orders.approved``; an ``OrderRequest`` returned by any other method is a new *proposal*
+for ``orders.proposed``; ``OrderRejected`` to ``orders.rejected``; ``RiskEvent`` to
+``risk.events``; ``Position`` to ``positions``; ``PnL`` to ``pnl``). After each call the agent
+may persist :meth:`to_state` (a JSON-able dict) and rebuild with :meth:`from_state`.
+
+Idempotence (at-least-once delivery):
+
+* a proposal whose ``client_order_id`` was already decided is answered with **the same
+  decision record again** (same ``record_id``), without touching rate windows or pending
+  orders - so an output lost in a crash is re-sent, and the order is approved at most once
+  (downstream de-duplicates by ``record_id`` / ``client_order_id``). A *different* proposal
+  reusing a decided ``client_order_id`` is rejected with ``DUPLICATE_CLIENT_ORDER_ID``;
+* an order event whose ``record_id`` was already applied returns ``[]``.
+
+Both memories are bounded (``memory`` entries each, oldest forgotten first).
+
+Mark-to-market output is throttled: on a book update, ``Position``/``PnL`` records of an
+affected account are emitted at most once per ``mark_interval_ns`` of event time (and
+always when a stop or the breaker fires). Every fill emits them unthrottled.
+
+``now_ns`` (the ``ts_init`` of produced records) defaults to the input record's ``ts_init``
+so a replay produces byte-identical records.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from algostream.config import RiskConfig
+from algostream.model.enums import ControlAction, OrderStatus, Side, TradingState
+from algostream.model.ids import derive_id
+from algostream.model.records import (
+    BookIntegrity,
+    BookTop,
+    ControlCommand,
+    OrderEvent,
+    OrderRejected,
+    OrderRequest,
+    Record,
+)
+from algostream.risk.breaker import ALL_INSTRUMENTS, CircuitBreaker
+from algostream.risk.errors import StateRestoreError
+from algostream.risk.ledger import ZERO, AccountLedger
+from algostream.risk.limits import (
+    InstrumentFilters,
+    OrderRateWindow,
+    PreTradeChecker,
+    PreTradeContext,
+    Rejection,
+    RejectReason,
+    rejected_record,
+)
+from algostream.risk.stops import StopManager, closing_order, stop_event, stop_proposal
+
+STATE_VERSION = 1
+FLATTEN_STRATEGY = "risk-flatten"
+Decision = OrderRequest | OrderRejected
+
+
+@dataclass(slots=True)
+class PendingOrder:
+    """An approved order that has not reached a terminal state yet."""
+
+    account: str
+    instrument: str
+    side: Side
+    remaining: Decimal
+
+
+class RiskProcessor:
+    """Risk stage of the pipeline; pure logic, time passed in.
+
+    >>> from algostream.config import RiskConfig
+    >>> p = RiskProcessor(RiskConfig())
+    >>> RiskProcessor.from_state(RiskConfig(), None, p.to_state()).to_state() == p.to_state()
+    True
+    """
+
+    def __init__(
+        self,
+        config: RiskConfig,
+        filters: dict[str, InstrumentFilters] | None = None,
+        *,
+        mark_interval_ns: int = 1_000_000_000,
+        memory: int = 100_000,
+        max_stop_attempts: int = 3,
+    ) -> None:
+        self.config = config
+        self.filters = dict(filters or {})
+        self.mark_interval_ns = mark_interval_ns
+        self.memory = memory
+        self.checker = PreTradeChecker(config)
+        self.breaker = CircuitBreaker(config)
+        self.stops = StopManager(
+            config.stop_loss_percent, config.trailing_stop_percent, max_stop_attempts
+        )
+        self.ledgers: dict[str, AccountLedger] = {}
+        self._tops: dict[str, BookTop] = {}
+        self._rates: dict[str, OrderRateWindow] = {}
+        self._pending: dict[str, PendingOrder] = {}
+        self._pending_totals: dict[tuple[str, str, Side], Decimal] = {}
+        self._decided: OrderedDict[str, tuple[str, Decision]] = OrderedDict()
+        self._applied: OrderedDict[str, None] = OrderedDict()
+        self._last_emit: dict[tuple[str, str], int] = {}
+
+    # ------------------------------------------------------------------ queries
+
+    def ledger(self, account: str) -> AccountLedger:
+        """The ledger of ``account`` (created empty on first use)."""
+        ledger = self.ledgers.get(account)
+        if ledger is None:
+            ledger = AccountLedger(account, self.config.cost_method, self.config.starting_equity)
+            self.ledgers[account] = ledger
+        return ledger
+
+    def accounts(self) -> list[str]:
+        """Every account known: the configured one first, then those seen in fills."""
+        return list(dict.fromkeys([self.config.account, *self.ledgers]))
+
+    def pending_quantity(self, account: str, instrument: str, side: Side) -> Decimal:
+        """Remaining quantity of approved open orders of ``account`` on ``side``."""
+        return self._pending_totals.get((account, instrument, side), ZERO)
+
+    def _add_pending(self, coid: str, pending: PendingOrder) -> None:
+        self._pending[coid] = pending
+        key = (pending.account, pending.instrument, pending.side)
+        self._pending_totals[key] = self._pending_totals.get(key, ZERO) + pending.remaining
+
+    def _set_pending_remaining(self, coid: str, remaining: Decimal) -> None:
+        pending = self._pending[coid]
+        key = (pending.account, pending.instrument, pending.side)
+        total = self._pending_totals[key] - pending.remaining + remaining
+        pending.remaining = remaining
+        if remaining == 0:
+            del self._pending[coid]
+        if total:
+            self._pending_totals[key] = total
+        else:
+            del self._pending_totals[key]
+
+    # ------------------------------------------------------------------ proposals
+
+    def on_proposal(self, order: OrderRequest, now_ns: int) -> list[Record]:
+        """Decide a proposal: ``[approved OrderRequest]`` or ``[OrderRejected]``."""
+        prior = self._decided.get(order.client_order_id)
+        if prior is not None:
+            if prior[0] == order.record_id:
+                return [prior[1]]
+            dup = Rejection(
+                RejectReason.DUPLICATE_CLIENT_ORDER_ID,
+                prior[0],
+                order.record_id,
+                f"client_order_id {order.client_order_id} was already decided "
+                f"for proposal {prior[0]}",
+            )
+            return [rejected_record(order, dup, now_ns)]
+        decision = self.checker.decide(order, self._context(order), now_ns)
+        if isinstance(decision, OrderRejected):
+            if self.stops.is_stop_order(order.client_order_id):
+                self.stops.on_close_failed(order.client_order_id)
+        else:
+            self._rate(order.account).record(order.ts_event)
+            self._add_pending(
+                order.client_order_id,
+                PendingOrder(order.account, order.instrument, order.side, order.quantity),
+            )
+        self._decided[order.client_order_id] = (order.record_id, decision)
+        while len(self._decided) > self.memory:
+            self._decided.popitem(last=False)
+        return [decision]
+
+    def _rate(self, account: str) -> OrderRateWindow:
+        window = self._rates.get(account)
+        if window is None:
+            window = self._rates[account] = OrderRateWindow()
+        return window
+
+    def _context(self, order: OrderRequest) -> PreTradeContext:
+        ledger = self.ledgers.get(order.account)
+        positions: dict[str, Decimal] = {}
+        marks: dict[str, Decimal] = {}
+        if ledger is not None:
+            for inst, pos in ledger.positions.items():
+                if pos.quantity:
+                    positions[inst] = pos.quantity
+                    marks[inst] = pos.avg_price if pos.mark_price is None else pos.mark_price
+        window = self._rates.get(order.account)
+        return PreTradeContext(
+            state=self.breaker.state(order.account, order.instrument),
+            position=positions.get(order.instrument, ZERO),
+            pending_same_side=self.pending_quantity(order.account, order.instrument, order.side),
+            other_positions=positions,
+            other_marks=marks,
+            top=self._tops.get(order.instrument),
+            filters=self.filters.get(order.instrument),
+            orders_in_window=0 if window is None else window.count(order.ts_event),
+        )
+
+    # ------------------------------------------------------------------ market data
+
+    def on_book_top(self, top: BookTop, now_ns: int | None = None) -> list[Record]:
+        """Mark positions, run stops and the breaker; throttled Position/PnL records."""
+        now = top.ts_init if now_ns is None else now_ns
+        self._tops[top.instrument] = top
+        out: list[Record] = []
+        for ledger in self.ledgers.values():
+            pos = ledger.positions.get(top.instrument)
+            if pos is None:
+                continue
+            if top.mid is not None:
+                ledger.set_mark(top.instrument, top.mid)
+            if pos.quantity:
+                out.extend(self._mark_outputs(ledger, top, now))
+        return out
+
+    def _mark_outputs(self, ledger: AccountLedger, top: BookTop, now: int) -> list[Record]:
+        inst, account = top.instrument, ledger.account
+        pos = ledger.positions[inst]
+        out: list[Record] = []
+        state = self.breaker.state(account, inst)
+        # While HALTED a close would be refused anyway: keep the stop armed for RESUME.
+        hit = None
+        if state is not TradingState.HALTED:
+            hit = self.stops.evaluate(account, inst, pos.quantity, pos.avg_price, top)
+        if hit is not None:
+            out += [stop_proposal(hit, top, now), stop_event(hit, state, top, now)]
+        out += [c.to_event(top, now) for c in self.breaker.check_account(ledger)]
+        last = self._last_emit.get((account, inst))
+        if out or last is None or top.ts_event - last >= self.mark_interval_ns:
+            self._last_emit[(account, inst)] = top.ts_event
+            out.append(pos.to_record(ts_event=top.ts_event, ts_init=now, cause_id=top.record_id))
+            out.append(
+                ledger.pnl_record(ts_event=top.ts_event, ts_init=now, cause_id=top.record_id)
+            )
+        return out
+
+    def on_integrity(self, event: BookIntegrity, now_ns: int | None = None) -> list[Record]:
+        """A book problem moves its instrument to REDUCING; RESYNCED restores it."""
+        now = event.ts_init if now_ns is None else now_ns
+        return [c.to_event(event, now) for c in self.breaker.on_integrity(event)]
+
+    # ------------------------------------------------------------------ orders
+
+    def on_order_event(self, event: OrderEvent, now_ns: int | None = None) -> list[Record]:
+        """Track open orders; a fill updates the ledger and emits Position + PnL (+ events)."""
+        if event.record_id in self._applied:
+            return []
+        self._applied[event.record_id] = None
+        while len(self._applied) > self.memory:
+            self._applied.popitem(last=False)
+        now = event.ts_init if now_ns is None else now_ns
+        self._track_pending(event)
+        if event.fill_qty <= 0 or event.fill_price is None:
+            return []
+        ledger = self.ledger(event.account)
+        inst = event.instrument
+        result = ledger.apply_fill(inst, event.side, event.fill_qty, event.fill_price, event.fee)
+        top = self._tops.get(inst)
+        mark = top.mid if top is not None and top.mid is not None else event.fill_price
+        ledger.set_mark(inst, mark)
+        self.stops.on_position(
+            event.account,
+            inst,
+            result.previous_quantity,
+            result.quantity,
+            event.fill_price,
+            event.record_id,
+        )
+        self._last_emit[(event.account, inst)] = event.ts_event
+        out: list[Record] = [
+            ledger.positions[inst].to_record(
+                ts_event=event.ts_event, ts_init=now, cause_id=event.record_id
+            ),
+            ledger.pnl_record(ts_event=event.ts_event, ts_init=now, cause_id=event.record_id),
+        ]
+        out += [c.to_event(event, now) for c in self.breaker.check_account(ledger)]
+        return out
+
+    def _track_pending(self, event: OrderEvent) -> None:
+        coid = event.client_order_id
+        if event.status.is_terminal:
+            if coid in self._pending:
+                self._set_pending_remaining(coid, ZERO)
+            if event.status is not OrderStatus.FILLED and self.stops.is_stop_order(coid):
+                self.stops.on_close_failed(coid)
+        elif coid in self._pending:
+            self._set_pending_remaining(coid, max(event.quantity - event.cum_qty, ZERO))
+
+    # ------------------------------------------------------------------ operator
+
+    def on_control(self, cmd: ControlCommand, now_ns: int | None = None) -> list[Record]:
+        """HALT / REDUCE / RESUME / FLATTEN (``ALL:*`` = every instrument)."""
+        now = cmd.ts_init if now_ns is None else now_ns
+        out: list[Record] = [
+            c.to_event(cmd, now) for c in self.breaker.on_control(cmd, self.accounts())
+        ]
+        if cmd.action is ControlAction.FLATTEN:
+            out += self._flatten(cmd, now)
+        elif cmd.action is ControlAction.RESUME:
+            for ledger in self.ledgers.values():
+                out += [c.to_event(cmd, now) for c in self.breaker.check_account(ledger)]
+        return out
+
+    def _flatten(self, cmd: ControlCommand, now: int) -> list[Record]:
+        out: list[Record] = []
+        for ledger in self.ledgers.values():
+            for pos in ledger.open_positions():
+                if cmd.instrument not in (ALL_INSTRUMENTS, pos.instrument):
+                    continue
+                top = self._tops.get(pos.instrument)
+                coid = "flat-" + derive_id(cmd.record_id, ledger.account, pos.instrument)
+                out.append(
+                    closing_order(
+                        account=ledger.account,
+                        instrument=pos.instrument,
+                        position=pos.quantity,
+                        client_order_id=coid,
+                        strategy=FLATTEN_STRATEGY,
+                        cause_id=cmd.record_id,
+                        ts_event=cmd.ts_event,
+                        ts_init=now,
+                        arrival_mid=None if top is None else top.mid,
+                    )
+                )
+        return out
+
+    # ------------------------------------------------------------------ state
+
+    def decision_state(self, client_order_id: str) -> list[Any] | None:
+        """``[proposal_id, kind, record]`` of a decided order, as in ``to_state()['decided']``."""
+        prior = self._decided.get(client_order_id)
+        if prior is None:
+            return None
+        pid, decision = prior
+        return [pid, type(decision).__name__, decision.model_dump(mode="json")]
+
+    def to_state(self, *, memories: bool = True) -> dict[str, Any]:
+        """Everything needed to continue exactly where this processor is (JSON-able).
+
+        With ``memories=False`` the two de-duplication memories (``decided``, ``applied``)
+        are left out: the risk agent keeps those per key in their own tables.
+        """
+        if not memories:
+            return self._small_state()
+        return self._small_state() | {
+            "decided": [
+                [coid, pid, type(d).__name__, d.model_dump(mode="json")]
+                for coid, (pid, d) in self._decided.items()
+            ],
+            "applied": list(self._applied),
+        }
+
+    def _small_state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "ledgers": [ledger.to_state() for ledger in self.ledgers.values()],
+            "tops": [top.model_dump(mode="json") for top in self._tops.values()],
+            "rates": {acc: w.to_state() for acc, w in self._rates.items()},
+            "pending": [
+                [coid, p.account, p.instrument, p.side.value, str(p.remaining)]
+                for coid, p in self._pending.items()
+            ],
+            "last_emit": [[acc, inst, ts] for (acc, inst), ts in self._last_emit.items()],
+            "stops": self.stops.to_state(),
+            "breaker": self.breaker.to_state(),
+        }
+
+    @classmethod
+    def from_state(
+        cls,
+        config: RiskConfig,
+        filters: dict[str, InstrumentFilters] | None,
+        state: dict[str, Any],
+        **kwargs: Any,
+    ) -> RiskProcessor:
+        """A processor that continues from :meth:`to_state` output."""
+        if state.get("version") != STATE_VERSION:
+            raise StateRestoreError(
+                f"risk state 'version' = {state.get('version')!r}: expected {STATE_VERSION}"
+            )
+        proc = cls(config, filters, **kwargs)
+        try:
+            proc._restore(state)
+        except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+            raise StateRestoreError(f"risk state: cannot restore, {exc!r}") from None
+        return proc
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        for item in state["ledgers"]:
+            ledger = AccountLedger.from_state(item)
+            self.ledgers[ledger.account] = ledger
+        for item in state["tops"]:
+            top = BookTop.model_validate(item)
+            self._tops[top.instrument] = top
+        self._rates = {a: OrderRateWindow.from_state(s) for a, s in state["rates"].items()}
+        for coid, acc, inst, side, remaining in state["pending"]:
+            self._add_pending(coid, PendingOrder(acc, inst, Side(side), Decimal(remaining)))
+        for coid, pid, kind, data in state["decided"]:
+            model = OrderRequest if kind == "OrderRequest" else OrderRejected
+            self._decided[coid] = (pid, model.model_validate(data))
+        self._applied = OrderedDict.fromkeys(state["applied"])
+        self._last_emit = {(a, i): int(ts) for a, i, ts in state["last_emit"]}
+        self.stops.restore(state["stops"])
+        self.breaker.restore(state["breaker"])

@@ -1,0 +1,87 @@
+"""Run several ``algostream`` commands as child processes (the demo, tests, benchmarks).
+
+Each child is a real OS process with its own log file; ``stop`` sends SIGTERM and then
+SIGKILL after a grace period, ``kill`` is ``kill -9`` (fault tests).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class Supervisor:
+    """Start, watch and stop named child processes; logs go to ``log_dir/<name>.log``."""
+
+    log_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    children: dict[str, Child] = field(default_factory=dict)
+
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Child:
+        """Start ``algostream <args>`` as ``name`` (restarts it if it exists and died)."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        child_env = dict(os.environ) | self.env | (env or {})
+        argv = [sys.executable, "-m", "algostream", *args]
+        child = Child(name, argv, self.log_dir / f"{name}.log", child_env)
+        with child.log.open("ab") as out:
+            child.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                          env=child_env, start_new_session=True)
+        self.children[name] = child
+        return child
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        child = self.children[name]
+        if child.alive and child.proc is not None:
+            os.killpg(child.proc.pid, sig)
+            child.proc.wait(timeout=30)
+
+    def stop(self, name: str, grace_s: float = 15.0) -> None:
+        child = self.children[name]
+        if not child.alive or child.proc is None:
+            return
+        os.killpg(child.proc.pid, signal.SIGTERM)
+        try:
+            child.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.proc.pid, signal.SIGKILL)
+            child.proc.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.children)):
+            self.stop(name)
+
+    def dead(self) -> list[str]:
+        return [n for n, c in self.children.items() if not c.alive]
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        from algostream.kafka.local_broker import tail
+
+        return tail(self.children[name].log, lines)
+
+    def wait_all_alive(self, seconds: float) -> list[str]:
+        """Watch for ``seconds``; return the names that died meanwhile."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.dead():
+                return self.dead()
+            time.sleep(0.5)
+        return self.dead()

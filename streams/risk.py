@@ -1,0 +1,148 @@
+"""Risk agent: the pre-trade gate between ``orders.proposed`` and ``orders.approved``.
+
+A thin shell over :class:`~algostream.risk.RiskProcessor` (one per worker: an account is
+one serial risk domain, see topics.toml). Inputs: proposals, order events (fills -> ledger),
+book tops (marks, stops), book integrity, operator control. State lives in three tables
+(changelogged, so a restarted worker continues exactly):
+
+- ``risk-state``: the processor's small state (ledgers, pending orders, stops, breaker);
+- ``risk-decisions``: client order id -> decision, so a redelivered proposal gets the
+  same decision back instead of a second approval;
+- ``risk-fills``: order-event ids already applied, so a redelivered fill is not counted twice.
+
+Tables use the key partitioner (one partition), so agents on 3-partition market topics
+can persist too.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faust
+
+from algostream.config import Settings
+from algostream.model.records import (
+    BookIntegrity,
+    BookTop,
+    ControlCommand,
+    OrderEvent,
+    OrderRejected,
+    OrderRequest,
+    PnL,
+    Position,
+    Record,
+    RiskEvent,
+)
+from algostream.observability import metrics
+from algostream.risk import RiskProcessor
+from streams.app import Edge
+
+def route(record: Record, *, from_proposal: bool) -> str:
+    """The topic a risk output goes to."""
+    if isinstance(record, OrderRequest):
+        return "orders.approved" if from_proposal else "orders.proposed"
+    if isinstance(record, OrderRejected):
+        return "orders.rejected"
+    if isinstance(record, RiskEvent):
+        return "risk.events"
+    if isinstance(record, Position):
+        return "positions"
+    if isinstance(record, PnL):
+        return "pnl"
+    raise TypeError(f"risk produced an unroutable {type(record).__name__}")
+
+
+class RiskShell:
+    """Owns the processor and its persistence in tables."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.settings = settings
+        table = dict(partitions=1, use_partitioner=True, key_type=str, value_type=Any,
+                     key_serializer="raw", value_serializer="json")
+        self.state = app.Table("risk-state", default=None, **table)  # type: ignore[arg-type]
+        self.decisions = app.Table("risk-decisions", default=None, **table)  # type: ignore[arg-type]
+        self.fills = app.Table("risk-fills", default=None, **table)  # type: ignore[arg-type]
+        self._proc: RiskProcessor | None = None
+
+    @property
+    def proc(self) -> RiskProcessor:
+        if self._proc is None:  # first use after table recovery: continue where we were
+            small = self.state.get("state")
+            if small is None:
+                self._proc = RiskProcessor(self.settings.risk)
+            else:
+                full = dict(small)
+                full["decided"] = [[coid, *v] for coid, v in self.decisions.items()]
+                full["applied"] = list(self.fills.keys())
+                self._proc = RiskProcessor.from_state(self.settings.risk, None, full)
+        return self._proc
+
+    def persist(self, *, decided: str | None = None, applied: str | None = None) -> None:
+        self.state["state"] = self.proc.to_state(memories=False)
+        if decided is not None:
+            self.decisions[decided] = self.proc.decision_state(decided)
+        if applied is not None:
+            self.fills[applied] = True
+
+
+def register(app: faust.App, edge: Edge, settings: Settings) -> None:
+    shell = RiskShell(app, settings)
+
+    async def emit(records: list[Record], *, from_proposal: bool = False) -> None:
+        for record in records:
+            await edge.send(route(record, from_proposal=from_proposal), record)
+            if isinstance(record, OrderRejected):
+                metrics.ORDERS_REJECTED.labels(reason=record.reason).inc()
+            elif isinstance(record, OrderRequest) and from_proposal:
+                metrics.ORDERS_APPROVED.inc()
+
+    @app.agent(edge.topic("orders.proposed"), name="risk-proposals")
+    async def proposals(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            order = await edge.decode_or_dlq(event, OrderRequest, "risk")
+            if order is None:
+                continue
+            start = time.perf_counter()
+            out = shell.proc.on_proposal(order, time.time_ns())
+            metrics.RISK_CHECK_SECONDS.observe(time.perf_counter() - start)
+            await emit(out, from_proposal=True)
+            shell.persist(decided=order.client_order_id)
+
+    @app.agent(edge.topic("orders.events"), name="risk-fills")
+    async def order_events(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            ev = await edge.decode_or_dlq(event, OrderEvent, "risk")
+            if ev is None:
+                continue
+            await emit(shell.proc.on_order_event(ev, time.time_ns()))
+            shell.persist(applied=ev.record_id)
+
+    @app.agent(edge.topic("book.top"), name="risk-marks")
+    async def marks(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            top = await edge.decode_or_dlq(event, BookTop, "risk")
+            if top is None:
+                continue
+            out = shell.proc.on_book_top(top, time.time_ns())
+            if out:
+                await emit(out)
+                shell.persist()
+
+    @app.agent(edge.topic("book.integrity"), name="risk-integrity")
+    async def integrity(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            ev = await edge.decode_or_dlq(event, BookIntegrity, "risk")
+            if ev is None:
+                continue
+            await emit(shell.proc.on_integrity(ev, time.time_ns()))
+            shell.persist()
+
+    @app.agent(edge.topic("control"), name="risk-control")
+    async def control(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            cmd = await edge.decode_or_dlq(event, ControlCommand, "risk")
+            if cmd is None:
+                continue
+            await emit(shell.proc.on_control(cmd, time.time_ns()))
+            shell.persist()

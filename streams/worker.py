@@ -1,0 +1,56 @@
+"""Run one worker role: build its Faust app, register its agents, serve /metrics.
+
+A role is a list of agent modules (``ROLES``); each module has
+``register(app, edge, settings) -> None``. A new agent is one module in ``streams/`` plus
+one entry here (and its topics in ``topics/topics.toml``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import faust
+
+from algostream.config import Settings
+from streams.app import Edge, create_app
+
+ROLES: dict[str, list[str]] = {
+    "market": ["streams.book", "streams.bars"],
+    "signals": ["streams.features", "streams.signals"],
+    "trading": ["streams.risk", "streams.execution"],
+}
+#: default ports per role: (faust web, prometheus /metrics)
+PORTS: dict[str, tuple[int, int]] = {
+    "market": (6066, 9402),
+    "signals": (6067, 9403),
+    "trading": (6068, 9404),
+}
+
+
+def build_worker_app(settings: Settings, role: str, *, modules: list[str] | None = None,
+                     **overrides: Any) -> tuple[faust.App, Edge]:
+    """The Faust app of ``role`` with its agents registered."""
+    if role not in ROLES and modules is None:
+        raise KeyError(f"unknown worker role {role!r}; known: {', '.join(ROLES)}")
+    web_port = overrides.pop("web_port", PORTS.get(role, (6070, 0))[0])
+    app, edge = create_app(settings, role, web_port=web_port, **overrides)
+    for name in modules or ROLES[role]:
+        importlib.import_module(name).register(app, edge, settings)
+    return app, edge
+
+
+def run_worker(settings: Settings, role: str, *, web_port: int | None = None,
+               metrics_port: int | None = None, loglevel: str = "WARNING") -> None:
+    """Block running the worker until SIGTERM/SIGINT."""
+    from algostream.observability.logging import configure_logging
+    from algostream.observability.metrics import WORKER_UP, start_metrics_server
+
+    configure_logging(settings.observability)
+    default_web, default_metrics = PORTS.get(role, (6070, 9409))
+    app, _ = build_worker_app(settings, role, web_port=web_port or default_web)
+    port = start_metrics_server(default_metrics if metrics_port is None else metrics_port)
+    WORKER_UP.labels(agent=role).set(1)
+    print(f"worker {role}: metrics on 127.0.0.1:{port}/metrics", flush=True)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
