@@ -91,3 +91,40 @@ def control_flatten(reason: _Reason, instrument: _Instrument = "ALL:*",
                     actor: _Actor = "operator", config: ConfigOpt = None) -> None:
     """Close every open position with market orders, then stay REDUCING."""
     _control(ControlAction.FLATTEN, instrument, reason, actor, config)
+
+
+@app.command("sim")
+def sim(
+    config: ConfigOpt = None,
+    port: Annotated[Optional[int], typer.Option(help="port (0: any free port)")] = None,  # noqa: UP007
+    rate: Annotated[Optional[float], typer.Option(help="market events per second")] = None,  # noqa: UP007
+    seed: Annotated[Optional[int], typer.Option(help="random seed (same seed, same market)")] = None,  # noqa: UP007
+    capture: Annotated[Optional[str], typer.Option(help="play back a recorded .ws capture")] = None,  # noqa: UP007
+) -> None:
+    """Run the exchange simulator: Binance + Coinbase WebSocket and REST on one port."""
+    import os
+
+    from algostream.sim.server import run_simulator
+    from algostream.sim.trading import trading_setup
+
+    settings = settings_or_exit(config)
+    s = settings.sim
+    setup = []
+    key, secret = os.environ.get("ALGOSTREAM_API_KEY"), os.environ.get("ALGOSTREAM_API_SECRET")
+    if key and secret:  # serve the signed order API only with credentials to check against
+        setup.append(trading_setup(key, secret))
+    capture = capture or s.capture
+    http = s.capture_http or (capture.replace(".ws.", ".http.") if capture else None)
+
+    def ready(bound: int) -> None:
+        console.print(f"simulator listening on http://{s.host}:{bound} "
+                      f"(ws://{s.host}:{bound}/stream, /coinbase)")
+
+    try:
+        asyncio.run(run_simulator(
+            s.host, s.port if port is None else port, settings.market_data.symbols,
+            s.seed if seed is None else seed, s.rate if rate is None else rate,
+            levels=s.levels, capture=capture, capture_http=http, speed=s.speed,
+            setup=setup, ready=ready))
+    except KeyboardInterrupt:
+        pass

@@ -128,6 +128,19 @@ class ObservabilityConfig(Section):
     metrics_port: int = Field(default=9400, ge=0, le=65535)
 
 
+class SimConfig(Section):
+    """The bundled exchange simulator (``algostream sim``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    seed: int = 42
+    rate: float = Field(default=50.0, gt=0, description="market events per second")
+    levels: int = Field(default=50, ge=1)
+    capture: str | None = None
+    capture_http: str | None = None
+    speed: float = Field(default=1.0, gt=0)
+
+
 class Settings(Section):
     market_data: MarketDataConfig = MarketDataConfig()
     risk: RiskConfig = RiskConfig()
@@ -135,6 +148,7 @@ class Settings(Section):
     signal: SignalConfig = SignalConfig()
     kafka: KafkaConfig = KafkaConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
+    sim: SimConfig = SimConfig()
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain JSON data with every secret shown as ``***``."""

@@ -14,6 +14,7 @@ while processing it are on the broker.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, TypeVar
 
 import faust
@@ -23,6 +24,7 @@ from algostream.config import Settings
 from algostream.kafka.catalog import Catalog, load_catalog
 from algostream.kafka.dlq import dead_letter
 from algostream.model.records import Record
+from algostream.observability import metrics
 
 R = TypeVar("R", bound=Record)
 log = structlog.get_logger("algostream.streams")
@@ -31,8 +33,10 @@ log = structlog.get_logger("algostream.streams")
 class Edge:
     """Decode-at-the-edge and send helpers bound to one app and the catalog."""
 
-    def __init__(self, app: faust.App, settings: Settings, catalog: Catalog) -> None:
+    def __init__(self, app: faust.App, settings: Settings, catalog: Catalog,
+                 role: str = "worker") -> None:
         self.app = app
+        self.role = role
         self.settings = settings
         self.catalog = catalog
         self.prefix = settings.kafka.topic_prefix
@@ -54,6 +58,7 @@ class Edge:
     async def send(self, topic: str, record: Record) -> None:
         """Produce a record keyed by its ``key`` (flushed before the input is committed)."""
         await self.topic(topic).send(key=record.key.encode(), value=record.encode())
+        metrics.MESSAGES_OUT.labels(agent=self.role, topic=topic).inc()
 
     async def send_all(self, records: list[tuple[str, Record]]) -> None:
         for topic, record in records:
@@ -62,6 +67,7 @@ class Edge:
     async def decode_or_dlq(self, event: faust.EventT, record_type: type[R], agent: str) -> R | None:
         """Decode ``event`` into ``record_type``; on failure send a DeadLetter, return None."""
         value = event.value
+        metrics.MESSAGES_IN.labels(agent=agent, topic=event.message.topic).inc()
         try:
             return record_type.decode(value)
         except Exception as exc:  # any decode failure is a dead letter, never a crash
@@ -77,8 +83,6 @@ class Edge:
         )
         log.warning("dead letter", agent=agent, topic=msg.topic, partition=msg.partition,
                     offset=msg.offset, error=record.reason)
-        from algostream.observability import metrics
-
         metrics.DLQ_RECORDS.labels(agent=agent, topic=msg.topic,
                                    error_type=record.error_type).inc()
         await self.send("dlq", record)
@@ -109,5 +113,6 @@ def create_app(settings: Settings, role: str, **overrides: Any) -> tuple[faust.A
         "value_serializer": "raw",
     }
     conf.update(overrides)
+    Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)
     app = faust.App(f"{k.app_id}-{role}", **conf)
-    return app, Edge(app, settings, load_catalog())
+    return app, Edge(app, settings, load_catalog(), role)

@@ -26,10 +26,9 @@ from streams.app import Edge
 class ExecutionShell:
     def __init__(self, app: faust.App, settings: Settings) -> None:
         self.settings = settings
-        table = dict(partitions=1, use_partitioner=True, key_type=str, value_type=Any,
-                     key_serializer="raw", value_serializer="json")
-        self.state = app.Table("exec-state", default=None, **table)  # type: ignore[arg-type]
-        self.sent = app.Table("exec-orders", default=None, **table)  # type: ignore[arg-type]
+        table: dict[str, Any] = {"partitions": 1, "use_partitioner": True}  # json key/value
+        self.state = app.Table("exec-state", default=None, **table)
+        self.sent = app.Table("exec-orders", default=None, **table)
         self._broker: PaperBroker | None = None
 
     @property
@@ -69,10 +68,12 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             shell.sent[order.client_order_id] = order.record_id
             start = time.perf_counter()
             events = shell.broker.submit(order, time.time_ns())
-            metrics.ORDER_SUBMIT_SECONDS.observe(time.perf_counter() - start)
+            metrics.ORDER_SUBMIT_SECONDS.labels(exchange="paper").observe(
+                time.perf_counter() - start)
             if any(ev.status is OrderStatus.FILLED for ev in events):
                 # tick-to-trade: from the ts_event the order inherited from its tick
-                metrics.TICK_TO_TRADE_SECONDS.observe(max(0, time.time_ns() - order.ts_event) / 1e9)
+                metrics.TICK_TO_TRADE_SECONDS.labels(instrument=order.instrument).observe(
+                    max(0, time.time_ns() - order.ts_event) / 1e9)
             await emit(events)
 
     @app.agent(edge.topic("book.top"), name="exec-book")

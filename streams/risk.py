@@ -22,6 +22,7 @@ from typing import Any
 import faust
 
 from algostream.config import Settings
+from algostream.model.enums import TradingState
 from algostream.model.records import (
     BookIntegrity,
     BookTop,
@@ -37,6 +38,9 @@ from algostream.model.records import (
 from algostream.observability import metrics
 from algostream.risk import RiskProcessor
 from streams.app import Edge
+
+STATE_LEVEL = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
 
 def route(record: Record, *, from_proposal: bool) -> str:
     """The topic a risk output goes to."""
@@ -58,11 +62,10 @@ class RiskShell:
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
         self.settings = settings
-        table = dict(partitions=1, use_partitioner=True, key_type=str, value_type=Any,
-                     key_serializer="raw", value_serializer="json")
-        self.state = app.Table("risk-state", default=None, **table)  # type: ignore[arg-type]
-        self.decisions = app.Table("risk-decisions", default=None, **table)  # type: ignore[arg-type]
-        self.fills = app.Table("risk-fills", default=None, **table)  # type: ignore[arg-type]
+        table: dict[str, Any] = {"partitions": 1, "use_partitioner": True}  # json key/value
+        self.state = app.Table("risk-state", default=None, **table)
+        self.decisions = app.Table("risk-decisions", default=None, **table)
+        self.fills = app.Table("risk-fills", default=None, **table)
         self._proc: RiskProcessor | None = None
 
     @property
@@ -86,16 +89,36 @@ class RiskShell:
             self.fills[applied] = True
 
 
+def observe(record: Record, *, from_proposal: bool) -> None:
+    """Keep the risk gauges and counters in step with what the agent publishes."""
+    if isinstance(record, OrderRejected):
+        metrics.ORDERS_REJECTED.labels(reason=record.reason).inc()
+    elif isinstance(record, OrderRequest) and from_proposal:
+        metrics.ORDERS_APPROVED.inc()
+    elif isinstance(record, Position):
+        metrics.POSITION_QUANTITY.labels(account=record.account,
+                                         instrument=record.instrument).set(float(record.quantity))
+    elif isinstance(record, PnL):
+        metrics.UNREALIZED_PNL.labels(account=record.account).set(float(record.unrealized_pnl))
+        metrics.REALIZED_PNL.labels(account=record.account).set(float(record.realized_pnl))
+        metrics.EQUITY.labels(account=record.account).set(float(record.equity))
+        metrics.EXPOSURE_NOTIONAL.labels(account=record.account).set(float(record.exposure))
+    elif isinstance(record, RiskEvent):
+        account = record.detail.get("account", "")
+        metrics.TRADING_STATE.labels(account=account, instrument=record.instrument).set(
+            STATE_LEVEL[record.state])
+
+
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     shell = RiskShell(app, settings)
+    metrics.LOSS_THRESHOLD.labels(account=settings.risk.account).set(
+        float(settings.risk.max_loss_threshold))
+    metrics.TRADING_STATE.labels(account=settings.risk.account, instrument="ALL:*").set(0)
 
     async def emit(records: list[Record], *, from_proposal: bool = False) -> None:
         for record in records:
             await edge.send(route(record, from_proposal=from_proposal), record)
-            if isinstance(record, OrderRejected):
-                metrics.ORDERS_REJECTED.labels(reason=record.reason).inc()
-            elif isinstance(record, OrderRequest) and from_proposal:
-                metrics.ORDERS_APPROVED.inc()
+            observe(record, from_proposal=from_proposal)
 
     @app.agent(edge.topic("orders.proposed"), name="risk-proposals")
     async def proposals(stream: faust.StreamT[bytes]) -> None:
@@ -105,7 +128,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 continue
             start = time.perf_counter()
             out = shell.proc.on_proposal(order, time.time_ns())
-            metrics.RISK_CHECK_SECONDS.observe(time.perf_counter() - start)
+            metrics.RISK_CHECK_SECONDS.labels(instrument=order.instrument).observe(
+                time.perf_counter() - start)
             await emit(out, from_proposal=True)
             shell.persist(decided=order.client_order_id)
 

@@ -57,17 +57,22 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture()
-def kafka_settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Settings pointing at the test broker with an isolated topic prefix and data dir."""
-    from algostream.config import load_settings
-
-    env = {
+def kafka_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[str, str]:
+    """Environment overrides pointing at the test broker, isolated topics and data dir."""
+    return {
         "ALGOSTREAM__KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
         "ALGOSTREAM__KAFKA__TOPIC_PREFIX": topic_prefix,
         "ALGOSTREAM__KAFKA__APP_ID": f"test-{topic_prefix.rstrip('.')}",
         "ALGOSTREAM__KAFKA__DATA_DIR": str(tmp_path / "data"),
     }
-    return load_settings(env=env)
+
+
+@pytest.fixture()
+def kafka_settings(kafka_env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Settings pointing at the test broker with an isolated topic prefix and data dir."""
+    from algostream.config import load_settings
+
+    return load_settings(env=kafka_env)
 
 
 @pytest.fixture()
@@ -79,3 +84,13 @@ async def provisioned(kafka_settings):  # type: ignore[no-untyped-def]
     report = await apply_catalog(load_catalog(), kafka_settings.kafka)
     assert report.ok, report.drift
     return kafka_settings
+
+
+@pytest.fixture()
+def supervisor(tmp_path: Path, kafka_env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Start ``algostream ...`` child processes against the test broker; all stopped after."""
+    from algostream.supervisor import Supervisor
+
+    sup = Supervisor(tmp_path / "logs", env=kafka_env)
+    yield sup
+    sup.stop_all()

@@ -1,0 +1,83 @@
+"""The trading worker (risk + execution agents) on a real broker, as a real process.
+
+A valid proposal goes through risk to a paper fill; malformed records land in ``dlq`` with
+the reason, topic, partition and offset; the worker keeps running.
+"""
+
+from __future__ import annotations
+
+import time
+
+from algostream.model import (
+    BookTop,
+    DeadLetter,
+    OrderEvent,
+    OrderRejected,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+)
+from tests.kafka_kit import decoded, free_port, produce, read_until
+
+INSTRUMENT = "BINANCE:BTCUSDT"
+
+
+def book_top(n: int) -> BookTop:
+    now = time.time_ns()
+    return BookTop(instrument=INSTRUMENT, ts_event=now, ts_init=now, record_id=f"top-{n}",
+                   lineage_id=f"md-{n}", bids=(("100.00", "1.5"),), asks=(("101.00", "2"),),
+                   best_bid="100.00", best_ask="101.00", mid="100.50", update_id=n)
+
+
+def proposal(n: int) -> OrderRequest:
+    now = time.time_ns()
+    return OrderRequest(instrument=INSTRUMENT, ts_event=now, ts_init=now, record_id=f"prop-{n}",
+                        lineage_id=f"sig-{n}", account="paper", client_order_id=f"coid-{n}",
+                        strategy="test", side=Side.BUY, order_type=OrderType.MARKET,
+                        quantity="0.5")
+
+
+async def test_proposal_to_fill_and_bad_records_to_dlq(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
+    settings = provisioned
+    worker = supervisor.start("trading", "worker", "trading", "--web-port", str(free_port()),
+                              "--metrics-port", "0")
+    await produce(settings, "book.top", [book_top(1)])
+    # Until the risk agent has seen the book it rejects with NO_MARKET_DATA: propose until
+    # one is approved (a deadline, not a sleep).
+    approved: list[OrderRequest] = []
+    deadline = time.monotonic() + 90
+    n = 0
+    while not approved and time.monotonic() < deadline:
+        n += 1
+        await produce(settings, "orders.proposed", [proposal(n)])
+        msgs = await read_until(settings, "orders.approved", lambda m: len(m) >= 1, timeout_s=3)
+        approved = decoded(msgs, OrderRequest)  # type: ignore[assignment]
+        assert worker.alive, supervisor.tail("trading")
+    assert approved, supervisor.tail("trading")
+    rejected = decoded(await read_until(settings, "orders.rejected", lambda m: len(m) >= n - 1,
+                                        timeout_s=10), OrderRejected)
+    assert {r.reason for r in rejected} <= {"NO_MARKET_DATA"}  # type: ignore[attr-defined]
+
+    bad = [(b"paper", b"{not json"), (b"paper", b'{"instrument": "BINANCE:BTCUSDT"}')]
+    await produce(settings, "orders.proposed", bad)
+    await produce(settings, "orders.proposed", [proposal(1000)])
+
+    letters = decoded(await read_until(settings, "dlq", lambda m: len(m) >= 2), DeadLetter)
+    assert len(letters) == 2
+    assert {d.source_topic for d in letters} == {settings.kafka.topic_prefix + "orders.proposed"}  # type: ignore[attr-defined]
+    assert "not JSON" in letters[0].reason  # type: ignore[attr-defined]
+    assert "ts_event" in letters[1].reason and letters[1].offset == letters[0].offset + 1  # type: ignore[attr-defined]
+
+    def filled(ids: set[str]):  # type: ignore[no-untyped-def]
+        def done(msgs) -> bool:  # type: ignore[no-untyped-def]
+            evs = decoded(msgs, OrderEvent)
+            return ids <= {e.client_order_id for e in evs if e.status is OrderStatus.FILLED}  # type: ignore[attr-defined]
+        return done
+
+    want = {approved[0].client_order_id, "coid-1000"}
+    events = decoded(await read_until(settings, "orders.events", filled(want)), OrderEvent)
+    fills = [e for e in events if e.status is OrderStatus.FILLED]  # type: ignore[attr-defined]
+    assert {e.client_order_id for e in fills} == want  # type: ignore[attr-defined]
+    assert all(e.fill_price == 101 for e in fills)  # type: ignore[attr-defined]  # the ask offered
+    assert worker.alive, supervisor.tail("trading")
