@@ -96,6 +96,7 @@ def control_flatten(reason: _Reason, instrument: _Instrument = "ALL:*",
 @app.command("sim")
 def sim(
     config: ConfigOpt = None,
+    host: Annotated[Optional[str], typer.Option(help="address to listen on")] = None,  # noqa: UP007
     port: Annotated[Optional[int], typer.Option(help="port (0: any free port)")] = None,  # noqa: UP007
     rate: Annotated[Optional[float], typer.Option(help="market events per second")] = None,  # noqa: UP007
     seed: Annotated[Optional[int], typer.Option(help="random seed (same seed, same market)")] = None,  # noqa: UP007
@@ -117,14 +118,37 @@ def sim(
     http = s.capture_http or (capture.replace(".ws.", ".http.") if capture else None)
 
     def ready(bound: int) -> None:
-        console.print(f"simulator listening on http://{s.host}:{bound} "
-                      f"(ws://{s.host}:{bound}/stream, /coinbase)")
+        console.print(f"simulator listening on http://{bind}:{bound} "
+                      f"(ws://{bind}:{bound}/stream, /coinbase)")
 
+    bind = host or s.host
     try:
         asyncio.run(run_simulator(
-            s.host, s.port if port is None else port, settings.market_data.symbols,
+            bind, s.port if port is None else port, settings.market_data.symbols,
             s.seed if seed is None else seed, s.rate if rate is None else rate,
             levels=s.levels, capture=capture, capture_http=http, speed=s.speed,
             setup=setup, ready=ready))
     except KeyboardInterrupt:
         pass
+
+
+@app.command("demo")
+def demo(
+    config: ConfigOpt = None,
+    duration: Annotated[Optional[float], typer.Option(help="stop after N seconds")] = None,  # noqa: UP007
+    logs: Annotated[Path, typer.Option(help="where child logs go")] = Path(".data/logs"),
+) -> None:
+    """Broker + topics + simulator + ingestor + every worker, with a live summary."""
+    from algostream.cli import broker_port, kafka_root
+    from algostream.demo import run_demo
+    from algostream.kafka.catalog import load_catalog
+    from algostream.kafka.local_broker import LocalBroker
+    from algostream.kafka.provision import apply_catalog
+
+    settings = settings_or_exit(config)
+    if settings.kafka.bootstrap_servers == f"127.0.0.1:{broker_port()}":
+        LocalBroker(kafka_root(), port=broker_port()).start()
+    report = asyncio.run(apply_catalog(load_catalog(), settings.kafka))
+    for line in report.drift:
+        console.print(f"[yellow]topic drift:[/yellow] {line}")
+    raise typer.Exit(run_demo(settings, logs, duration))

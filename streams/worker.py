@@ -43,14 +43,27 @@ def build_worker_app(settings: Settings, role: str, *, modules: list[str] | None
 def run_worker(settings: Settings, role: str, *, web_port: int | None = None,
                metrics_port: int | None = None, loglevel: str = "WARNING") -> None:
     """Block running the worker until SIGTERM/SIGINT."""
-    from algostream.observability.logging import configure_logging
-    from algostream.observability.metrics import WORKER_UP, start_metrics_server
+    from algostream.model.ids import instrument_id
+    from algostream.observability.logging import (
+        configure_logging,
+        faust_logging_config,
+        register_secrets_from,
+    )
+    from algostream.observability.metrics import WORKER_UP, preregister, start_metrics_server
+    from algostream.risk.limits import RejectReason
 
     configure_logging(settings.observability)
+    register_secrets_from(settings)
+    md = settings.market_data
+    preregister(instruments=[instrument_id(md.exchange, s) for s in md.symbols],
+                accounts=[settings.risk.account], exchanges=[md.exchange], agents=[role],
+                strategies=[settings.signal.strategy],
+                reject_reasons=[r.value for r in RejectReason])
     default_web, default_metrics = PORTS.get(role, (6070, 9409))
     app, _ = build_worker_app(settings, role, web_port=web_port or default_web)
     port = start_metrics_server(default_metrics if metrics_port is None else metrics_port)
     WORKER_UP.labels(agent=role).set(1)
-    print(f"worker {role}: metrics on 127.0.0.1:{port}/metrics", flush=True)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    print(f"worker {role}: metrics on port {port} (/metrics)", flush=True)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True,
+                          logging_config=faust_logging_config(settings.observability))
     worker.execute_from_commandline()

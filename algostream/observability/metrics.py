@@ -1,0 +1,340 @@
+"""Every metric the platform exposes, in one registry (:data:`REGISTRY`).
+
+Names are ``algostream_<what>_<unit>``; counters end in ``_total``. Label names are the
+same everywhere: ``instrument`` (``BINANCE:BTCUSDT``), ``exchange`` (``binance``),
+``agent`` (a worker role or agent name), ``account``, ``topic``.
+
+Serve it with :func:`start_metrics_server` (own thread, any process) or from an aiohttp /
+Faust web server with :func:`metrics_handler` / :func:`add_faust_metrics_page`.
+Time a block with :func:`observe`:
+
+>>> with observe(RISK_CHECK_SECONDS, instrument="BINANCE:BTCUSDT"):
+...     pass
+>>> REGISTRY.get_sample_value(
+...     "algostream_risk_check_seconds_count", {"instrument": "BINANCE:BTCUSDT"}) >= 1
+True
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
+from prometheus_client.exposition import choose_encoder
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = [
+    "BOOK_RESYNCS",
+    "BOOK_UPDATE_SECONDS",
+    "CONSUMER_LAG",
+    "DLQ_RECORDS",
+    "EQUITY",
+    "EXPOSURE_NOTIONAL",
+    "FEATURE_COMPUTE_SECONDS",
+    "FEED_STALENESS_SECONDS",
+    "FILLS",
+    "LATENCY_BUCKETS",
+    "LOSS_THRESHOLD",
+    "MESSAGES_IN",
+    "MESSAGES_OUT",
+    "ORDERS_APPROVED",
+    "ORDERS_REJECTED",
+    "ORDER_SUBMIT_SECONDS",
+    "POSITION_QUANTITY",
+    "REALIZED_PNL",
+    "REGISTRY",
+    "RISK_CHECK_SECONDS",
+    "SEQUENCE_GAPS",
+    "SIGNALS",
+    "STAGES",
+    "STAGE_LATENCY_SECONDS",
+    "TICK_TO_TRADE_SECONDS",
+    "TRADING_STATE",
+    "UNREALIZED_PNL",
+    "WORKER_UP",
+    "WS_RECONNECTS",
+    "MetricsServer",
+    "TradingStateValue",
+    "add_faust_metrics_page",
+    "metrics_handler",
+    "observe",
+    "preregister",
+    "render",
+    "serve_metrics",
+    "start_metrics_server",
+]
+
+#: The one registry every algostream metric lives in (plus process/GC/platform collectors).
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+#: Latency buckets from 5 µs to 10 s (roughly 1-2.5-5 per decade).
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.000005,
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+#: Pipeline stages of ``algostream_stage_latency_seconds{stage}`` (tick order).
+STAGES: tuple[str, ...] = (
+    "ingest",
+    "book",
+    "bars",
+    "features",
+    "signals",
+    "sizing",
+    "risk",
+    "execution",
+)
+
+
+class TradingStateValue(IntEnum):
+    """Gauge value of ``algostream_trading_state`` (mirrors ``model.enums.TradingState``)."""
+
+    ACTIVE = 0
+    REDUCING = 1
+    HALTED = 2
+
+
+def _histogram(name: str, doc: str, labels: tuple[str, ...]) -> Histogram:
+    return Histogram(name, doc, labels, registry=REGISTRY, buckets=LATENCY_BUCKETS)
+
+
+def _counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+    return Counter(name, doc, labels, registry=REGISTRY)
+
+
+def _gauge(name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
+    return Gauge(name, doc, labels, registry=REGISTRY)
+
+
+# ------------------------------------------------------------------ latency histograms
+BOOK_UPDATE_SECONDS = _histogram(
+    "algostream_book_update_seconds", "Time to apply one book snapshot/delta.", ("instrument",)
+)
+FEATURE_COMPUTE_SECONDS = _histogram(
+    "algostream_feature_compute_seconds", "Time to compute one feature vector.", ("instrument",)
+)
+RISK_CHECK_SECONDS = _histogram(
+    "algostream_risk_check_seconds",
+    "Time of the pre-trade risk check of one order.",
+    ("instrument",),
+)
+ORDER_SUBMIT_SECONDS = _histogram(
+    "algostream_order_submit_seconds", "Time to submit one order to the venue.", ("exchange",)
+)
+TICK_TO_TRADE_SECONDS = _histogram(
+    "algostream_tick_to_trade_seconds",
+    "From the exchange event of the tick that caused an order to the order's submission.",
+    ("instrument",),
+)
+STAGE_LATENCY_SECONDS = _histogram(
+    "algostream_stage_latency_seconds",
+    "Processing time of one record per pipeline stage.",
+    ("stage",),
+)
+
+# ------------------------------------------------------------------ counters
+MESSAGES_IN = _counter("algostream_messages_in_total", "Records consumed.", ("agent", "topic"))
+MESSAGES_OUT = _counter("algostream_messages_out_total", "Records produced.", ("agent", "topic"))
+DLQ_RECORDS = _counter(
+    "algostream_dlq_records_total",
+    "Records sent to the dead-letter topic.",
+    ("agent", "topic", "error_type"),
+)
+ORDERS_REJECTED = _counter(
+    "algostream_orders_rejected_total", "Orders denied by risk, by reason.", ("reason",)
+)
+ORDERS_APPROVED = _counter("algostream_orders_approved_total", "Orders approved by risk.")
+FILLS = _counter("algostream_fills_total", "Fills received.", ("instrument", "side"))
+WS_RECONNECTS = _counter(
+    "algostream_ws_reconnects_total", "Exchange websocket reconnects.", ("exchange",)
+)
+BOOK_RESYNCS = _counter(
+    "algostream_book_resyncs_total", "Order book resyncs from a snapshot.", ("instrument",)
+)
+SEQUENCE_GAPS = _counter(
+    "algostream_sequence_gaps_total", "Exchange sequence gaps detected.", ("instrument",)
+)
+SIGNALS = _counter("algostream_signals_total", "Signals emitted.", ("strategy", "side"))
+
+# ------------------------------------------------------------------ gauges
+POSITION_QUANTITY = _gauge(
+    "algostream_position_quantity", "Signed position quantity.", ("account", "instrument")
+)
+UNREALIZED_PNL = _gauge("algostream_unrealized_pnl", "Unrealized P&L (quote).", ("account",))
+REALIZED_PNL = _gauge("algostream_realized_pnl", "Realized P&L (quote).", ("account",))
+EXPOSURE_NOTIONAL = _gauge(
+    "algostream_exposure_notional", "Gross notional exposure (quote).", ("account",)
+)
+EQUITY = _gauge("algostream_equity", "Account equity (quote).", ("account",))
+TRADING_STATE = _gauge(
+    "algostream_trading_state",
+    "Trading state: 0 ACTIVE, 1 REDUCING, 2 HALTED.",
+    ("account", "instrument"),
+)
+CONSUMER_LAG = _gauge(
+    "algostream_consumer_lag_messages",
+    "Records behind the partition end.",
+    ("agent", "topic", "partition"),
+)
+FEED_STALENESS_SECONDS = _gauge(
+    "algostream_feed_staleness_seconds",
+    "Seconds since the last message of a feed.",
+    ("exchange", "instrument"),
+)
+LOSS_THRESHOLD = _gauge(
+    "algostream_loss_threshold",
+    "The account's loss limit (risk.max_loss_threshold); the LossNearThreshold alert uses it.",
+    ("account",),
+)
+WORKER_UP = _gauge("algostream_worker_up", "1 while the worker runs its agents.", ("agent",))
+
+
+# ------------------------------------------------------------------ helpers
+@contextmanager
+def observe(histogram: Histogram, **labels: str) -> Iterator[None]:
+    """Observe the wall time of the ``with`` block (``perf_counter_ns``) in ``histogram``.
+
+    The observation is recorded even if the block raises.
+    """
+    child = histogram.labels(**labels) if labels else histogram
+    start = time.perf_counter_ns()
+    try:
+        yield
+    finally:
+        child.observe((time.perf_counter_ns() - start) / 1e9)
+
+
+def preregister(
+    *,
+    instruments: Iterable[str] = (),
+    accounts: Iterable[str] = (),
+    exchanges: Iterable[str] = (),
+    agents: Iterable[str] = (),
+    strategies: Iterable[str] = (),
+    reject_reasons: Iterable[str] = (),
+) -> None:
+    """Create the label children a worker will use, so queries see zeros, not nothing.
+
+    Counters appear with value 0; gauges with their current value (0 if never set).
+    """
+    instruments, accounts = tuple(instruments), tuple(accounts)
+    for stage in STAGES:
+        STAGE_LATENCY_SECONDS.labels(stage=stage)
+    for instrument in instruments:
+        for metric in (BOOK_RESYNCS, SEQUENCE_GAPS, BOOK_UPDATE_SECONDS, FEATURE_COMPUTE_SECONDS):
+            metric.labels(instrument=instrument)
+        for hist in (RISK_CHECK_SECONDS, TICK_TO_TRADE_SECONDS):
+            hist.labels(instrument=instrument)
+        for side in ("BUY", "SELL"):
+            FILLS.labels(instrument=instrument, side=side)
+        for account in accounts:
+            POSITION_QUANTITY.labels(account=account, instrument=instrument)
+            TRADING_STATE.labels(account=account, instrument=instrument)
+    for account in accounts:
+        for gauge in (UNREALIZED_PNL, REALIZED_PNL, EXPOSURE_NOTIONAL, EQUITY):
+            gauge.labels(account=account)
+    for exchange in exchanges:
+        WS_RECONNECTS.labels(exchange=exchange)
+        ORDER_SUBMIT_SECONDS.labels(exchange=exchange)
+    for agent in agents:
+        WORKER_UP.labels(agent=agent)
+    for strategy in strategies:
+        for side in ("BUY", "SELL"):
+            SIGNALS.labels(strategy=strategy, side=side)
+    for reason in reject_reasons:
+        ORDERS_REJECTED.labels(reason=reason)
+
+
+def render(accept: str | None = None, registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
+    """The exposition body and its content type, negotiated from an ``Accept`` header."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
+
+
+@dataclass
+class MetricsServer:
+    """A running ``/metrics`` HTTP server on its own daemon thread."""
+
+    port: int
+    httpd: WSGIServer = field(repr=False)
+    thread: threading.Thread = field(repr=False)
+
+    def close(self) -> None:
+        """Stop serving and release the port."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+def serve_metrics(
+    port: int = 0, *, addr: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY
+) -> MetricsServer:
+    """Serve ``registry`` over HTTP on ``addr:port`` (0 = ephemeral); returns the server."""
+    httpd, thread = start_http_server(port, addr=addr, registry=registry)
+    return MetricsServer(port=int(httpd.server_address[1]), httpd=httpd, thread=thread)
+
+
+def start_metrics_server(
+    port: int = 0, *, addr: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY
+) -> int:
+    """Serve ``/metrics`` from a daemon thread; returns the bound port (0 = ephemeral).
+
+    ``addr`` defaults to all interfaces so Prometheus can scrape a container.
+    """
+    return serve_metrics(port, addr=addr, registry=registry).port
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """An aiohttp handler serving :data:`REGISTRY` (``app.router.add_get('/metrics', ...)``)."""
+    from aiohttp import web
+
+    body, content_type = render(request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def add_faust_metrics_page(app: Any, path: str = "/metrics") -> Any:
+    """Register ``path`` on a Faust app's web server (aiohttp driver); returns the view."""
+
+    async def metrics(view: Any, request: web.Request) -> web.Response:
+        return await metrics_handler(request)
+
+    return app.page(path)(metrics)
