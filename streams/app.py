@@ -105,6 +105,9 @@ def create_app(settings: Settings, role: str, **overrides: Any) -> tuple[faust.A
         "producer_acks": -1 if k.acks == "all" else int(k.acks),
         "producer_linger_ms": k.linger_ms,
         "broker_commit_every": 100,
+        # a killed worker's partitions move to a live one within ~10 s, not Faust's 60 s
+        "broker_session_timeout": 10.0,
+        "broker_heartbeat_interval": 3.0,
         "broker_commit_interval": 1.0,
         "consumer_auto_offset_reset": "earliest",
         "table_cleanup_interval": 30.0,
