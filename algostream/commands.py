@@ -152,3 +152,14 @@ def demo(
     for line in report.drift:
         console.print(f"[yellow]topic drift:[/yellow] {line}")
     raise typer.Exit(run_demo(settings, logs, duration))
+
+
+@app.command("ingest")
+def ingest_cmd(
+    config: ConfigOpt = None,
+    metrics_port: Annotated[Optional[int], typer.Option(help="/metrics port (0: any)")] = None,  # noqa: UP007
+) -> None:
+    """Connect to the configured exchange (the simulator by default) and write md.* topics."""
+    from algostream.ingest.run import run_ingest
+
+    run_ingest(settings_or_exit(config), metrics_port)

@@ -125,7 +125,7 @@ class KafkaConfig(Section):
 class ObservabilityConfig(Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
-    metrics_port: int = Field(default=9400, ge=0, le=65535)
+    metrics_port: int = Field(default=9401, ge=0, le=65535)
 
 
 class SimConfig(Section):

@@ -47,7 +47,8 @@ class ExchangeAdapter(Protocol):
 
     def url(self) -> str: ...
     def subscribe_messages(self) -> list[str]: ...
-    def on_connected(self, conn_id: int, now_ns: int) -> FrameResult: ...
+    def on_connected(self, conn_id: int, now_ns: int, *, rotating: bool = False,
+                     ) -> FrameResult: ...
     def on_frame(self, conn_id: int, text: str, recv_ns: int) -> FrameResult: ...
     async def fetch_snapshot(self, http: httpx.AsyncClient, symbol: str, now_ns: int,
                              ) -> FrameResult: ...
@@ -165,14 +166,14 @@ class Ingestor:
         finally:
             await ws.close()
 
-    async def _open(self, conn_id: int) -> Any:
+    async def _open(self, conn_id: int, *, rotating: bool = False) -> Any:
         ws = await websockets.connect(self.adapter.url(), max_size=2**24, ping_interval=None,
                                       open_timeout=10, close_timeout=2)
         for message in self.adapter.subscribe_messages():
             await ws.send(message)
         self._active = conn_id
         self.connected.set()
-        await self._emit(self.adapter.on_connected(conn_id, self.clock()))
+        await self._emit(self.adapter.on_connected(conn_id, self.clock(), rotating=rotating))
         log.info("feed connected", venue=self.adapter.venue, conn=conn_id)
         return ws
 
@@ -202,7 +203,7 @@ class Ingestor:
         """Open the new connection, drain the old briefly, then close it (no gap)."""
         self._rotate_now.clear()
         self.stats.rotations += 1
-        new = await self._open(conn_id)
+        new = await self._open(conn_id, rotating=True)
         first = asyncio.ensure_future(new.recv())
         # keep reading the old socket until the new one delivers its first frame
         while not first.done():

@@ -5,6 +5,8 @@ Pure: builds the :class:`~algostream.model.records.DeadLetter`; the Faust edge s
 
 from __future__ import annotations
 
+import re
+
 from algostream.model.ids import derive_id
 from algostream.model.records import DeadLetter
 
@@ -26,7 +28,7 @@ def dead_letter(
     """The DLQ record for one failed input (same input, same ``record_id``)."""
     text = _text(payload)
     return DeadLetter(
-        instrument="DLQ:" + (topic.upper().replace(".", "_") or "UNKNOWN"),
+        instrument="DLQ:" + (re.sub(r"[^A-Z0-9_]", "_", topic.upper()) or "UNKNOWN"),
         ts_event=ts_event,
         ts_init=now_ns,
         record_id=derive_id("dlq", agent, topic, partition, offset),

@@ -1,0 +1,130 @@
+"""Binance spot adapter for the ingestor: combined streams + REST snapshots.
+
+Per symbol a :class:`~algostream.marketdata.sync.BinanceBookSync` runs the documented
+procedure (buffer diffs, snapshot, drop ``u <= lastUpdateId``, chain ``U``/``u``; a gap
+asks for a new snapshot). Trades are de-duplicated by trade id so the overlap of a
+rotated connection publishes each trade once; diffs are de-duplicated by the sync.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from algostream.config import MarketDataConfig
+from algostream.ingest.feed import FrameResult
+from algostream.marketdata.binance import (
+    combined_stream_url,
+    depth_snapshot_url,
+    parse_depth_snapshot,
+    parse_frame,
+)
+from algostream.marketdata.errors import FrameError
+from algostream.marketdata.frames import FrameKind
+from algostream.marketdata.sync import BinanceBookSync
+from algostream.model.enums import IntegrityKind
+from algostream.model.ids import derive_id, instrument_id
+from algostream.model.records import BookIntegrity, BookUpdate, Record
+from algostream.observability import metrics
+
+VENUE = "BINANCE"
+
+
+def route_book(records: list[Record], result: FrameResult) -> None:
+    """Synced book updates go to ``md.book``, integrity events to ``book.integrity``."""
+    for rec in records:
+        if isinstance(rec, BookUpdate):
+            result.records.append(("md.book", rec))
+        else:
+            result.records.append(("book.integrity", rec))
+            if isinstance(rec, BookIntegrity):
+                if rec.kind is IntegrityKind.GAP:
+                    metrics.SEQUENCE_GAPS.labels(instrument=rec.instrument).inc()
+                elif rec.kind is IntegrityKind.RESYNCED:
+                    metrics.BOOK_RESYNCS.labels(instrument=rec.instrument).inc()
+
+
+def feed_event(kind: IntegrityKind, instruments: list[str], now_ns: int,
+               detail: str) -> list[tuple[str, Record]]:
+    """A connection-level integrity event (disconnect, silence) for every instrument."""
+    return [("book.integrity", BookIntegrity(
+        instrument=inst, ts_event=now_ns, ts_init=now_ns,
+        record_id=derive_id("feed", kind.value, inst, now_ns), lineage_id=f"feed:{now_ns}",
+        kind=kind, detail=detail)) for inst in instruments]
+
+
+class BinanceAdapter:
+    venue = VENUE
+
+    def __init__(self, cfg: MarketDataConfig) -> None:
+        self.cfg = cfg
+        self.symbols = [s.upper() for s in cfg.symbols]
+        self.instruments = {s: instrument_id(VENUE, s) for s in self.symbols}
+        self.syncs = {s: BinanceBookSync(self.instruments[s]) for s in self.symbols}
+        self.last_trade: dict[str, int] = {}
+
+    def url(self) -> str:
+        return combined_stream_url(self.cfg.websocket_url, self.symbols)
+
+    def subscribe_messages(self) -> list[str]:
+        return []  # the combined-stream URL subscribes
+
+    def on_connected(self, conn_id: int, now_ns: int, *, rotating: bool = False) -> FrameResult:
+        if not rotating:  # a fresh connection: every book starts over from a snapshot
+            for sync in self.syncs.values():
+                sync.reset()
+        return FrameResult()
+
+    def on_frame(self, conn_id: int, text: str, recv_ns: int) -> FrameResult:
+        result = FrameResult()
+        try:
+            frame = parse_frame(text, recv_ns, VENUE)
+        except FrameError as exc:
+            result.error = exc
+            return result
+        result.records.append(("md.raw", frame.raw))
+        if frame.kind is FrameKind.SHUTDOWN:
+            result.rotate = True
+        for trade in frame.trades:
+            tid = int(trade.trade_id) if trade.trade_id.isdigit() else None
+            if tid is not None:
+                if tid <= self.last_trade.get(trade.instrument, -1):
+                    continue  # already published from the other connection
+                self.last_trade[trade.instrument] = tid
+            result.records.append(("md.trades", trade))
+        for update in frame.book:
+            symbol = update.instrument.partition(":")[2]
+            sync = self.syncs.get(symbol)
+            if sync is None:
+                continue  # a symbol we did not subscribe to
+            route_book(sync.on_diff(update), result)
+            if sync.needs_snapshot:
+                result.snapshot_requests.append(symbol)
+            metrics.FEED_STALENESS_SECONDS.labels(exchange="binance",
+                                                  instrument=update.instrument).set(0)
+        return result
+
+    async def fetch_snapshot(self, http: httpx.AsyncClient, symbol: str,
+                             now_ns: int) -> FrameResult:
+        url = depth_snapshot_url(self.cfg.rest_url, symbol, self.cfg.snapshot_depth)
+        resp = await http.get(url)
+        resp.raise_for_status()
+        frame = parse_depth_snapshot(resp.content, symbol, now_ns, VENUE)
+        result = FrameResult(records=[("md.raw", frame.raw)])
+        sync = self.syncs[symbol]
+        for snapshot in frame.book:
+            route_book(sync.on_snapshot(snapshot), result)
+        if sync.needs_snapshot and sync.buffered:
+            result.snapshot_requests.append(symbol)  # too old for the buffered diffs
+        return result
+
+    def on_disconnected(self, now_ns: int, reason: str) -> FrameResult:
+        for sync in self.syncs.values():
+            sync.reset()
+        return FrameResult(records=feed_event(IntegrityKind.DISCONNECTED,
+                                              list(self.instruments.values()), now_ns, reason))
+
+    def on_stale(self, now_ns: int, silent_s: float) -> FrameResult:
+        for inst in self.instruments.values():
+            metrics.FEED_STALENESS_SECONDS.labels(exchange="binance", instrument=inst).set(silent_s)
+        return FrameResult(records=feed_event(IntegrityKind.STALE, list(self.instruments.values()),
+                                              now_ns, f"no frame for {silent_s:.1f}s"))

@@ -1,0 +1,176 @@
+"""An L2 order book per instrument: exact Decimal prices in sorted dicts.
+
+>>> from algostream.model import BookUpdate, BookUpdateKind
+>>> book = OrderBook("BINANCE:BTCUSDT")
+>>> book.apply(BookUpdate(instrument="BINANCE:BTCUSDT", ts_event=1, ts_init=1,
+...     record_id="s", lineage_id="r", kind=BookUpdateKind.SNAPSHOT,
+...     bids=(("99", "2"), ("98", "1")), asks=(("101", "1"),),
+...     first_update_id=7, final_update_id=7))
+>>> book.best_bid(), book.mid(), book.spread()
+((Decimal('99'), Decimal('2')), Decimal('100'), Decimal('2'))
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from operator import neg
+from typing import Any
+
+from sortedcontainers import SortedDict
+
+from algostream.marketdata.errors import BookStateError, short_repr
+from algostream.model.enums import BookUpdateKind
+from algostream.model.records import BookUpdate
+
+Level = tuple[Decimal, Decimal]
+_ZERO = Decimal(0)
+_TWO = Decimal(2)
+
+
+class OrderBook:
+    """Price levels of one instrument. Quantities are absolute; zero removes a level.
+
+    Bids iterate from the highest price, asks from the lowest. ``last_update_id`` is the
+    final update id of the last applied update (Binance ``u``, Coinbase ``sequence_num``).
+    """
+
+    __slots__ = ("_asks", "_bids", "instrument", "last_update_id", "ts_event")
+
+    def __init__(self, instrument: str) -> None:
+        self.instrument = instrument
+        self._bids: SortedDict = SortedDict(neg)
+        self._asks: SortedDict = SortedDict()
+        self.last_update_id: int | None = None
+        self.ts_event = 0
+
+    # ------------------------------------------------------------------ updates
+    def apply(self, update: BookUpdate) -> None:
+        """Apply a snapshot (replaces everything) or a delta (sets levels; 0 removes)."""
+        if update.instrument != self.instrument:
+            raise ValueError(
+                f"update.instrument={update.instrument!r}: this book is {self.instrument!r}"
+            )
+        if update.kind is BookUpdateKind.SNAPSHOT:
+            self._bids.clear()
+            self._asks.clear()
+        _set_levels(self._bids, update.bids)
+        _set_levels(self._asks, update.asks)
+        self.last_update_id = update.final_update_id
+        self.ts_event = update.ts_event
+
+    def clear(self) -> None:
+        """Forget every level (the book is out of sync)."""
+        self._bids.clear()
+        self._asks.clear()
+        self.last_update_id = None
+
+    # ------------------------------------------------------------------ queries
+    def best_bid(self) -> Level | None:
+        """Highest bid ``(price, qty)`` or ``None``."""
+        return self._bids.peekitem(0) if self._bids else None
+
+    def best_ask(self) -> Level | None:
+        """Lowest ask ``(price, qty)`` or ``None``."""
+        return self._asks.peekitem(0) if self._asks else None
+
+    def mid(self) -> Decimal | None:
+        """``(best bid + best ask) / 2`` (exact), ``None`` if a side is empty."""
+        bid, ask = self.best_bid(), self.best_ask()
+        return None if bid is None or ask is None else (bid[0] + ask[0]) / _TWO
+
+    def spread(self) -> Decimal | None:
+        """``best ask - best bid``, ``None`` if a side is empty (negative when crossed)."""
+        bid, ask = self.best_bid(), self.best_ask()
+        return None if bid is None or ask is None else ask[0] - bid[0]
+
+    def top(self, n: int) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
+        """The best ``n`` levels per side: ``(bids best first, asks best first)``."""
+        bids = self._bids.items()[:n]
+        asks = self._asks.items()[:n]
+        return tuple(bids), tuple(asks)
+
+    def imbalance(self, n: int = 1) -> float | None:
+        """``(bid qty - ask qty) / (bid qty + ask qty)`` over the best ``n`` levels, in
+        [-1, 1]; ``None`` when both sides are empty."""
+        bids, asks = self.top(n)
+        bid_qty = sum((q for _, q in bids), _ZERO)
+        ask_qty = sum((q for _, q in asks), _ZERO)
+        total = bid_qty + ask_qty
+        return None if total == 0 else float((bid_qty - ask_qty) / total)
+
+    def microprice(self) -> Decimal | None:
+        """Size-weighted mid: ``(bid * ask_qty + ask * bid_qty) / (bid_qty + ask_qty)``."""
+        bid, ask = self.best_bid(), self.best_ask()
+        if bid is None or ask is None:
+            return None
+        total = bid[1] + ask[1]
+        return (bid[0] * ask[1] + ask[0] * bid[1]) / total
+
+    def is_crossed(self) -> bool:
+        """True when the best bid is at or above the best ask (crossed or locked)."""
+        bid, ask = self.best_bid(), self.best_ask()
+        return bid is not None and ask is not None and bid[0] >= ask[0]
+
+    def bids(self) -> list[Level]:
+        """Every bid level, best first."""
+        return list(self._bids.items())
+
+    def asks(self) -> list[Level]:
+        """Every ask level, best first."""
+        return list(self._asks.items())
+
+    def __len__(self) -> int:
+        return len(self._bids) + len(self._asks)
+
+    # ------------------------------------------------------------------ state
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-able dict (decimal strings, exact) for a Faust table."""
+        return {
+            "instrument": self.instrument,
+            "last_update_id": self.last_update_id,
+            "ts_event": self.ts_event,
+            "bids": [[str(p), str(q)] for p, q in self._bids.items()],
+            "asks": [[str(p), str(q)] for p, q in self._asks.items()],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> OrderBook:
+        """Rebuild a book from :meth:`to_state` output; :class:`BookStateError` if invalid."""
+        try:
+            book = cls(str(state["instrument"]))
+            last = state["last_update_id"]
+            if last is not None and (type(last) is not int or last < 0):
+                raise BookStateError(
+                    f"state 'last_update_id' = {short_repr(last)}: expected "
+                    "a non-negative integer or null"
+                )
+            book.last_update_id = last
+            book.ts_event = int(state["ts_event"])
+            for key, side in (("bids", book._bids), ("asks", book._asks)):
+                for price, qty in state[key]:
+                    side[_state_decimal(price, key)] = _state_decimal(qty, key)
+        except KeyError as exc:
+            raise BookStateError(f"book state: key {exc} is missing") from None
+        except (TypeError, ValueError) as exc:
+            raise BookStateError(f"book state is malformed: {exc}") from None
+        return book
+
+
+def _set_levels(side: SortedDict, levels: tuple[Level, ...]) -> None:
+    for price, qty in levels:
+        if qty:
+            side[price] = qty
+        else:
+            side.pop(price, None)
+
+
+def _state_decimal(text: Any, key: str) -> Decimal:
+    try:
+        value = Decimal(text) if type(text) is str else None
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value <= 0:
+        raise BookStateError(
+            f"book state '{key}' level value {short_repr(text)}: expected a positive decimal string"
+        )
+    return value

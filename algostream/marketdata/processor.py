@@ -1,0 +1,241 @@
+"""The book stage: ``md.book`` in; ``book.top`` and ``book.integrity`` out.
+
+:class:`BookProcessor` keeps one :class:`OrderBook` per instrument and re-checks the chain
+of the *published* stream (so a lost or reordered record on Kafka is noticed downstream,
+not only at the ingestor): for venues with contiguous update ids (Binance) a DELTA must
+satisfy ``first_update_id <= last + 1``; otherwise GAP, and the instrument is out of sync
+(no tops) until the next SNAPSHOT (RESYNCED). Overlap (``first <= last``) is accepted as
+in :mod:`algostream.marketdata.sync`: right after a snapshot it is the normal case. DELTAs
+with ``final_update_id <= last`` are duplicates (at-least-once delivery) and skipped. For
+other venues (Coinbase: ids are a per-connection counter shared by every product) only
+the duplicate check applies; their gaps are found by the ingestor's sequence tracker.
+
+A faust agent::
+
+    processor = BookProcessor(settings.market_data.book_top_levels)
+
+    @app.agent(md_book)
+    async def books(stream):
+        async for update in stream:
+            for record in processor.on_update(update, time.time_ns()):
+                await publish(record)              # BookTop -> book.top, else book.integrity
+            book_table[update.instrument] = processor.state(update.instrument)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from algostream.marketdata.book import OrderBook
+from algostream.marketdata.errors import BookStateError
+from algostream.marketdata.frames import build
+from algostream.marketdata.sync import integrity_event
+from algostream.model.enums import BookUpdateKind, IntegrityKind
+from algostream.model.ids import derive_id, split_instrument
+from algostream.model.records import BookIntegrity, BookTop, BookUpdate, Record
+
+
+@dataclass
+class _Instrument:
+    book: OrderBook
+    in_sync: bool = False
+    ever_synced: bool = False
+    crossed: bool = False
+    stale: bool = False
+    warned_unsynced: bool = False
+    last_seen_ns: int = 0
+    last_cause: BookUpdate | None = field(default=None, repr=False)
+
+
+_FLAGS = ("in_sync", "ever_synced", "crossed", "stale", "warned_unsynced")
+
+
+class BookProcessor:
+    """Order books per instrument → tops and integrity events (see the module docstring)."""
+
+    def __init__(
+        self, top_levels: int = 10, *, contiguous_venues: Iterable[str] = ("BINANCE",)
+    ) -> None:
+        if top_levels < 1:
+            raise ValueError(f"top_levels={top_levels}: expected >= 1")
+        self.top_levels = top_levels
+        self.contiguous_venues = frozenset(v.upper() for v in contiguous_venues)
+        self._books: dict[str, _Instrument] = {}
+
+    @property
+    def instruments(self) -> list[str]:
+        """Instruments seen so far."""
+        return list(self._books)
+
+    def book(self, instrument: str) -> OrderBook | None:
+        """The live book of ``instrument`` (``None`` if never seen)."""
+        st = self._books.get(instrument)
+        return st.book if st else None
+
+    def is_in_sync(self, instrument: str) -> bool:
+        """True when the instrument's book is synced (a snapshot and no gap since)."""
+        st = self._books.get(instrument)
+        return bool(st and st.in_sync)
+
+    def on_update(self, update: BookUpdate, now_ns: int) -> list[Record]:
+        """Apply one ``md.book`` record; return integrity events and the new :class:`BookTop`."""
+        st = self._books.get(update.instrument)
+        if st is None:
+            st = self._books[update.instrument] = _Instrument(OrderBook(update.instrument))
+        st.last_seen_ns, st.stale, st.last_cause = now_ns, False, update
+        out: list[Record] = []
+        if update.kind is BookUpdateKind.SNAPSHOT:
+            if st.ever_synced and not st.in_sync:
+                out.append(
+                    integrity_event(
+                        IntegrityKind.RESYNCED,
+                        update,
+                        f"snapshot at update id {update.final_update_id}",
+                        received=update.final_update_id,
+                    )
+                )
+            st.book.apply(update)
+            st.in_sync = st.ever_synced = True
+        elif not self._accept_delta(st, update, out):
+            return out
+        else:
+            st.book.apply(update)
+        out += self._crossed(st, update)
+        out.append(self._top(st.book, update, now_ns))
+        return out
+
+    def _accept_delta(self, st: _Instrument, update: BookUpdate, out: list[Record]) -> bool:
+        if not st.in_sync:
+            if not st.ever_synced and not st.warned_unsynced:
+                st.warned_unsynced = True
+                out.append(
+                    integrity_event(
+                        IntegrityKind.GAP,
+                        update,
+                        "delta before any snapshot: waiting for one",
+                        received=update.first_update_id,
+                    )
+                )
+            return False
+        last = st.book.last_update_id
+        assert last is not None  # in sync implies a snapshot was applied
+        if update.final_update_id <= last:
+            return False
+        venue = split_instrument(update.instrument)[0]
+        if venue in self.contiguous_venues and update.first_update_id > last + 1:
+            st.in_sync = False
+            st.book.clear()
+            out.append(
+                integrity_event(
+                    IntegrityKind.GAP,
+                    update,
+                    f"md.book chain broken: expected update {last + 1}, got "
+                    f"{update.first_update_id}..{update.final_update_id}",
+                    expected=last + 1,
+                    received=update.first_update_id,
+                )
+            )
+            return False
+        return True
+
+    def _crossed(self, st: _Instrument, update: BookUpdate) -> list[Record]:
+        crossed = st.book.is_crossed()
+        if crossed == st.crossed:
+            return []
+        st.crossed = crossed
+        if not crossed:
+            return []
+        bid, ask = st.book.best_bid(), st.book.best_ask()
+        assert bid is not None and ask is not None
+        return [
+            integrity_event(
+                IntegrityKind.CROSSED,
+                update,
+                f"best bid {bid[0]} >= best ask {ask[0]}",
+                received=update.final_update_id,
+            )
+        ]
+
+    def _top(self, book: OrderBook, update: BookUpdate, now_ns: int) -> BookTop:
+        bids, asks = book.top(self.top_levels)
+        return build(
+            BookTop,
+            instrument=update.instrument,
+            ts_event=update.ts_event,
+            ts_init=now_ns,
+            record_id=derive_id("book.top", update.record_id),
+            lineage_id=update.record_id,
+            bids=bids,
+            asks=asks,
+            best_bid=bids[0][0] if bids else None,
+            best_ask=asks[0][0] if asks else None,
+            mid=book.mid(),
+            spread=book.spread(),
+            imbalance=book.imbalance(self.top_levels),
+            microprice=book.microprice(),
+            update_id=update.final_update_id,
+        )
+
+    def check_stale(self, now_ns: int, stale_after_ns: int) -> list[BookIntegrity]:
+        """STALE for each synced instrument without an update for ``stale_after_ns``
+        (once per silence; the next update re-arms it)."""
+        out: list[BookIntegrity] = []
+        for inst, st in self._books.items():
+            silent = now_ns - st.last_seen_ns
+            if st.in_sync and not st.stale and silent >= stale_after_ns and st.last_cause:
+                st.stale = True
+                event = integrity_event(
+                    IntegrityKind.STALE, st.last_cause, f"no book update for {silent / 1e9:.3f}s"
+                )
+                out.append(
+                    event.model_copy(
+                        update={
+                            "ts_event": now_ns,
+                            "ts_init": now_ns,
+                            "record_id": derive_id("integrity", "STALE", inst, now_ns),
+                        }
+                    )
+                )
+        return out
+
+    # ------------------------------------------------------------------ state
+    def state(self, instrument: str) -> dict[str, Any]:
+        """JSON-able state of one instrument (for a Faust table keyed by instrument)."""
+        st = self._books[instrument]
+        state: dict[str, Any] = {"book": st.book.to_state(), "last_seen_ns": st.last_seen_ns}
+        state.update({flag: getattr(st, flag) for flag in _FLAGS})
+        if st.last_cause is not None:
+            state["last_cause"] = st.last_cause.model_dump(
+                mode="json",
+                include={
+                    "instrument",
+                    "ts_event",
+                    "ts_init",
+                    "record_id",
+                    "lineage_id",
+                    "kind",
+                    "first_update_id",
+                    "final_update_id",
+                },
+            )
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Restore one instrument from :meth:`state` output (replaces what is there)."""
+        try:
+            book = OrderBook.from_state(state["book"])
+            st = _Instrument(book, last_seen_ns=int(state["last_seen_ns"]))
+            for flag in _FLAGS:
+                value = state[flag]
+                if type(value) is not bool:
+                    raise BookStateError(f"processor state '{flag}' = {value!r}: expected bool")
+                setattr(st, flag, value)
+            if state.get("last_cause") is not None:
+                st.last_cause = BookUpdate.model_validate(state["last_cause"])
+        except KeyError as exc:
+            raise BookStateError(f"processor state: key {exc} is missing") from None
+        except (TypeError, ValueError) as exc:
+            raise BookStateError(f"processor state is malformed: {exc}") from None
+        self._books[book.instrument] = st
