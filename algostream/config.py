@@ -102,6 +102,7 @@ class SignalConfig(Section):
     bb_std: float = Field(default=2.0, gt=0)
     atr_window: int = Field(default=14, ge=1)
     volatility_window: int = Field(default=20, ge=2)
+    vwap_window: int = Field(default=20, ge=1)
 
 
 class KafkaConfig(Section):

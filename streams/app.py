@@ -102,6 +102,7 @@ def create_app(settings: Settings, role: str, **overrides: Any) -> tuple[faust.A
         "web_enabled": True,
         "web_port": k.web_port,
         "web_host": "127.0.0.1",
+        "web_bind": "127.0.0.1",
         "producer_acks": -1 if k.acks == "all" else int(k.acks),
         "producer_linger_ms": k.linger_ms,
         "broker_commit_every": 100,

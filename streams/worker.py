@@ -34,6 +34,9 @@ def build_worker_app(settings: Settings, role: str, *, modules: list[str] | None
     if role not in ROLES and modules is None:
         raise KeyError(f"unknown worker role {role!r}; known: {', '.join(ROLES)}")
     web_port = overrides.pop("web_port", PORTS.get(role, (6070, 0))[0])
+    if web_port == 0:  # no Faust web server (metrics have their own port)
+        overrides["web_enabled"] = False
+        web_port = PORTS.get(role, (6070, 0))[0]  # unused, but Faust validates it
     app, edge = create_app(settings, role, web_port=web_port, **overrides)
     for name in modules or ROLES[role]:
         importlib.import_module(name).register(app, edge, settings)
@@ -60,7 +63,8 @@ def run_worker(settings: Settings, role: str, *, web_port: int | None = None,
                 strategies=[settings.signal.strategy],
                 reject_reasons=[r.value for r in RejectReason])
     default_web, default_metrics = PORTS.get(role, (6070, 9409))
-    app, _ = build_worker_app(settings, role, web_port=web_port or default_web)
+    app, _ = build_worker_app(settings, role,
+                              web_port=default_web if web_port is None else web_port)
     port = start_metrics_server(default_metrics if metrics_port is None else metrics_port)
     WORKER_UP.labels(agent=role).set(1)
     print(f"worker {role}: metrics on port {port} (/metrics)", flush=True)

@@ -76,7 +76,9 @@ def tail(path: Path, lines: int = 30) -> str:
 async def _metadata_ok(bootstrap: str) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # refusals are expected here
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # connection refusals are expected while starting
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
     try:
         await admin.start()
@@ -86,6 +88,7 @@ async def _metadata_ok(bootstrap: str) -> bool:
         return False
     finally:
         await admin.close()
+        quiet.setLevel(level)
 
 
 def answers_metadata(bootstrap: str) -> bool:

@@ -20,7 +20,7 @@ from algostream.model import (
     Position,
     Side,
 )
-from tests.kafka_kit import decoded, free_port, produce, read_until
+from tests.kafka_kit import decoded, produce, read_until
 
 INSTRUMENT = "BINANCE:BTCUSDT"
 N = 120
@@ -52,8 +52,7 @@ def decisions(msgs_a, msgs_r) -> dict[str, set[str]]:  # type: ignore[no-untyped
 
 async def test_kill_9_mid_stream_no_double_approval_or_fill(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
     s = provisioned
-    port = free_port()
-    args = ("worker", "trading", "--web-port", str(port), "--metrics-port", "0")
+    args = ("worker", "trading", "--web-port", "0", "--metrics-port", "0")
     supervisor.start("trading", *args)
     await produce(s, "book.top", [top(0)])
     # warm up: wait for the first approval, so the kill lands mid-stream

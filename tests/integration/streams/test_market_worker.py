@@ -11,7 +11,7 @@ from __future__ import annotations
 from algostream.marketdata.bars import BarAggregator
 from algostream.marketdata.binance import parse_frame
 from algostream.model import Bar, BookTop, DeadLetter, TradeTick
-from tests.kafka_kit import decoded, free_port, produce, read_until
+from tests.kafka_kit import decoded, produce, read_until
 from tests.unit.marketdata.marketdata_testkit import capture_events, replay, ws_lines
 
 
@@ -21,7 +21,7 @@ async def test_market_worker_on_recorded_capture(provisioned, supervisor) -> Non
     updates = [u for per_inst in r.published.values() for u in per_inst]
     trades = [t for line in ws_lines() for t in parse_frame(line.frame, line.recv_ns).trades]
     assert len(updates) > 100 and trades
-    supervisor.start("market", "worker", "market", "--web-port", str(free_port()),
+    supervisor.start("market", "worker", "market", "--web-port", "0",
                      "--metrics-port", "0")
     await produce(s, "md.book", [*updates[: len(updates) // 2], (b"BINANCE:X", b"\x00garbage")])
     await produce(s, "md.book", updates[len(updates) // 2 :])

@@ -18,7 +18,7 @@ from algostream.model import (
     OrderType,
     Side,
 )
-from tests.kafka_kit import decoded, free_port, produce, read_until
+from tests.kafka_kit import decoded, produce, read_until
 
 INSTRUMENT = "BINANCE:BTCUSDT"
 
@@ -40,7 +40,7 @@ def proposal(n: int) -> OrderRequest:
 
 async def test_proposal_to_fill_and_bad_records_to_dlq(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
     settings = provisioned
-    worker = supervisor.start("trading", "worker", "trading", "--web-port", str(free_port()),
+    worker = supervisor.start("trading", "worker", "trading", "--web-port", "0",
                               "--metrics-port", "0")
     await produce(settings, "book.top", [book_top(1)])
     # Until the risk agent has seen the book it rejects with NO_MARKET_DATA: propose until

@@ -118,12 +118,13 @@ def test_observe_records_even_when_the_block_raises() -> None:
 
 def test_preregister_makes_series_visible_as_zero() -> None:
     instrument, account = _unique("PRE"), f"acct-{uuid.uuid4().hex[:6]}"
+    exchange = f"ex-{uuid.uuid4().hex[:6]}"  # other tests in this process count reconnects
     get = metrics.REGISTRY.get_sample_value
     assert get("algostream_sequence_gaps_total", {"instrument": instrument}) is None
     metrics.preregister(
         instruments=[instrument],
         accounts=[account],
-        exchanges=["binance"],
+        exchanges=[exchange],
         agents=["market"],
         strategies=["rsi"],
         reject_reasons=["PRICE_BAND"],
@@ -133,7 +134,7 @@ def test_preregister_makes_series_visible_as_zero() -> None:
     assert get("algostream_fills_total", {"instrument": instrument, "side": "SELL"}) == 0
     assert get("algostream_trading_state", {"account": account, "instrument": instrument}) == 0
     assert get("algostream_equity", {"account": account}) == 0
-    assert get("algostream_ws_reconnects_total", {"exchange": "binance"}) == 0
+    assert get("algostream_ws_reconnects_total", {"exchange": exchange}) == 0
     assert get("algostream_signals_total", {"strategy": "rsi", "side": "BUY"}) == 0
     assert get("algostream_orders_rejected_total", {"reason": "PRICE_BAND"}) == 0
     for stage in metrics.STAGES:
