@@ -41,6 +41,11 @@ class Edge:
         self.catalog = catalog
         self.prefix = settings.kafka.topic_prefix
         self._topics: dict[str, faust.TopicT] = {}
+        self._seen: set[tuple[str, str]] = set()
+
+    def short(self, full_name: str) -> str:
+        """The catalog name of a (prefixed) topic, for metric labels."""
+        return full_name[len(self.prefix):] if full_name.startswith(self.prefix) else full_name
 
     def topic(self, name: str) -> faust.TopicT:
         """The Faust topic for a catalog entry (raw bytes, never declared by Faust)."""
@@ -67,7 +72,11 @@ class Edge:
     async def decode_or_dlq(self, event: faust.EventT, record_type: type[R], agent: str) -> R | None:
         """Decode ``event`` into ``record_type``; on failure send a DeadLetter, return None."""
         value = event.value
-        metrics.MESSAGES_IN.labels(agent=agent, topic=event.message.topic).inc()
+        topic = self.short(event.message.topic)
+        metrics.MESSAGES_IN.labels(agent=agent, topic=topic).inc()
+        if (agent, topic) not in self._seen:  # DLQ series exist (at 0) from the first record
+            self._seen.add((agent, topic))
+            metrics.DLQ_RECORDS.labels(agent=agent, topic=topic, error_type="RecordDecodeError")
         try:
             return record_type.decode(value)
         except Exception as exc:  # any decode failure is a dead letter, never a crash
@@ -83,7 +92,7 @@ class Edge:
         )
         log.warning("dead letter", agent=agent, topic=msg.topic, partition=msg.partition,
                     offset=msg.offset, error=record.reason)
-        metrics.DLQ_RECORDS.labels(agent=agent, topic=msg.topic,
+        metrics.DLQ_RECORDS.labels(agent=agent, topic=self.short(msg.topic),
                                    error_type=record.error_type).inc()
         await self.send("dlq", record)
 

@@ -40,7 +40,29 @@ def build_worker_app(settings: Settings, role: str, *, modules: list[str] | None
     app, edge = create_app(settings, role, web_port=web_port, **overrides)
     for name in modules or ROLES[role]:
         importlib.import_module(name).register(app, edge, settings)
+    _report_lag(app, edge)
     return app, edge
+
+
+def _report_lag(app: faust.App, edge: Edge) -> None:
+    """Every few seconds: records behind the end of each assigned input partition."""
+    from algostream.observability import metrics
+
+    prefix = edge.prefix
+
+    @app.timer(interval=5.0)
+    async def consumer_lag() -> None:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if not tp.topic.startswith(prefix) or tp.topic[len(prefix):] not in edge.catalog:
+                continue  # changelogs and other internal topics
+            highwater = consumer.highwater(tp)
+            read = consumer._read_offset.get(tp)  # noqa: SLF001 - next offset to process
+            if highwater is None:
+                continue
+            lag = max(0, highwater - (read + 1 if read is not None else 0))
+            metrics.CONSUMER_LAG.labels(agent=edge.role, topic=tp.topic[len(prefix):],
+                                        partition=str(tp.partition)).set(lag)
 
 
 def run_worker(settings: Settings, role: str, *, web_port: int | None = None,

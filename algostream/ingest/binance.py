@@ -20,7 +20,7 @@ from algostream.marketdata.binance import (
 )
 from algostream.marketdata.errors import FrameError
 from algostream.marketdata.frames import FrameKind
-from algostream.marketdata.sync import BinanceBookSync
+from algostream.marketdata.sync import BinanceBookSync, integrity_event
 from algostream.model.enums import IntegrityKind
 from algostream.model.ids import derive_id, instrument_id
 from algostream.model.records import BookIntegrity, BookUpdate, Record
@@ -61,6 +61,8 @@ class BinanceAdapter:
         self.instruments = {s: instrument_id(VENUE, s) for s in self.symbols}
         self.syncs = {s: BinanceBookSync(self.instruments[s]) for s in self.symbols}
         self.last_trade: dict[str, int] = {}
+        # instruments told DISCONNECTED/STALE: they get RESYNCED once live again
+        self.degraded: set[str] = set()
 
     def url(self) -> str:
         return combined_stream_url(self.cfg.websocket_url, self.symbols)
@@ -112,7 +114,17 @@ class BinanceAdapter:
         result = FrameResult(records=[("md.raw", frame.raw)])
         sync = self.syncs[symbol]
         for snapshot in frame.book:
-            route_book(sync.on_snapshot(snapshot), result)
+            out = sync.on_snapshot(snapshot)
+            route_book(out, result)
+            inst = snapshot.instrument
+            if inst in self.degraded and sync.last_update_id is not None:
+                self.degraded.discard(inst)
+                if not any(isinstance(r, BookIntegrity) and r.kind is IntegrityKind.RESYNCED
+                           for r in out):
+                    route_book([integrity_event(
+                        IntegrityKind.RESYNCED, snapshot,
+                        f"live again from snapshot lastUpdateId={sync.last_update_id}",
+                        received=sync.last_update_id)], result)
         if sync.needs_snapshot and sync.buffered:
             result.snapshot_requests.append(symbol)  # too old for the buffered diffs
         return result
@@ -120,10 +132,12 @@ class BinanceAdapter:
     def on_disconnected(self, now_ns: int, reason: str) -> FrameResult:
         for sync in self.syncs.values():
             sync.reset()
+        self.degraded.update(self.instruments.values())
         return FrameResult(records=feed_event(IntegrityKind.DISCONNECTED,
                                               list(self.instruments.values()), now_ns, reason))
 
     def on_stale(self, now_ns: int, silent_s: float) -> FrameResult:
+        self.degraded.update(self.instruments.values())
         for inst in self.instruments.values():
             metrics.FEED_STALENESS_SECONDS.labels(exchange="binance", instrument=inst).set(silent_s)
         return FrameResult(records=feed_event(IntegrityKind.STALE, list(self.instruments.values()),

@@ -28,6 +28,7 @@ from algostream.ingest.backoff import Backoff
 from algostream.kafka.dlq import dead_letter
 from algostream.kafka.publisher import Publisher
 from algostream.model.records import Record
+from algostream.observability import metrics
 
 log = structlog.get_logger("algostream.ingest")
 
@@ -86,12 +87,15 @@ class Ingestor:
         self._rotate_now = asyncio.Event()
         self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
         self.connected = asyncio.Event()
+        metrics.DLQ_RECORDS.labels(agent="ingestor", topic=f"ws:{adapter.venue.lower()}",
+                                   error_type="FrameError")
 
     # ------------------------------------------------------------------ outputs
     async def _emit(self, result: FrameResult) -> None:
         for topic, record in result.records:
             await self.publisher.publish(topic, record)
             self.stats.published += 1
+            metrics.MESSAGES_OUT.labels(agent="ingestor", topic=topic).inc()
         for symbol in result.snapshot_requests:
             task = self._snapshot_tasks.get(symbol)
             if task is None or task.done():
@@ -118,6 +122,8 @@ class Ingestor:
                              partition=conn_id, offset=self.stats.frames, key=None,
                              payload=text, error=exc, ts_event=now, now_ns=now)
         await self.publisher.publish("dlq", letter)
+        metrics.DLQ_RECORDS.labels(agent="ingestor", topic=letter.source_topic,
+                                   error_type=letter.error_type).inc()
 
     # ------------------------------------------------------------------ sockets
     async def run(self, stop: asyncio.Event) -> IngestStats:
@@ -134,8 +140,6 @@ class Ingestor:
             if stop.is_set():
                 break
             self.stats.reconnects += 1
-            from algostream.observability import metrics
-
             metrics.WS_RECONNECTS.labels(exchange=self.adapter.venue.lower()).inc()
             delay = self.backoff.next_delay_s()
             try:

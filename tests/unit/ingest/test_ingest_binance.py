@@ -141,6 +141,10 @@ async def test_disconnect_reconnects_and_resyncs(rig) -> None:  # type: ignore[n
     await until(lambda: r.ingestor.stats.reconnects >= 1, what="reconnect")
     assert integrity(r.out, IntegrityKind.DISCONNECTED)
     await until(lambda: all(s.last_update_id for s in r.adapter.syncs.values()), what="resync")
+    await until(lambda: len(integrity(r.out, IntegrityKind.RESYNCED)) >= len(SYMBOLS),
+                what="RESYNCED for every instrument")
+    assert {e.instrument for e in integrity(r.out, IntegrityKind.RESYNCED)} == \
+        {f"BINANCE:{s}" for s in SYMBOLS}
     await assert_books_match_simulator(r)
 
 
@@ -163,3 +167,5 @@ async def test_silent_feed_is_detected(rig) -> None:  # type: ignore[no-untyped-
     await until(lambda: integrity(r.out, IntegrityKind.STALE), what="stale event")
     stale = integrity(r.out, IntegrityKind.STALE)
     assert {e.instrument for e in stale} == {f"BINANCE:{s}" for s in SYMBOLS}
+    await until(lambda: {e.instrument for e in integrity(r.out, IntegrityKind.RESYNCED)}
+                == {f"BINANCE:{s}" for s in SYMBOLS}, what="resynced after the silence")
