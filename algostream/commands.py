@@ -163,3 +163,171 @@ def ingest_cmd(
     from algostream.ingest.run import run_ingest
 
     run_ingest(settings_or_exit(config), metrics_port)
+
+
+capture_app = typer.Typer(help="Capture files: share history as compressed JSON lines.",
+                          no_args_is_help=True)
+app.add_typer(capture_app, name="capture")
+model_app = typer.Typer(help="Train and inspect ML models for the model strategy.",
+                        no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+_From = Annotated[Optional[str], typer.Option("--from", help="start: ISO time or unix ns")]  # noqa: UP007
+_To = Annotated[Optional[str], typer.Option("--to", help="end: ISO time or unix ns")]  # noqa: UP007
+
+
+def parse_time(text: str | None) -> int | None:
+    """Unix ns from ``1767225600000000000`` or ``2026-01-01T00:00:00Z``."""
+    from datetime import datetime
+
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        console.print(f"[red]bad time {text!r}[/red]: use ISO 8601 or unix nanoseconds")
+        raise typer.Exit(2) from None
+    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
+
+
+@app.command("backtest")
+def backtest_cmd(
+    config: ConfigOpt = None,
+    capture: Annotated[Optional[Path], typer.Option(help="a capture file to replay")] = None,  # noqa: UP007
+    synthetic: Annotated[Optional[int], typer.Option(help="N synthetic events (seeded)")] = None,  # noqa: UP007
+    seed: Annotated[int, typer.Option(help="seed of the synthetic market")] = 7,
+    start: _From = None,
+    end: _To = None,
+    out: Annotated[Path, typer.Option(help="report directory")] = Path("reports/backtest"),
+    parity_check: Annotated[bool, typer.Option("--parity", help=(
+        "compare the live agents' outputs on this prefix with the engine"))] = False,
+) -> None:
+    """Run the live processors over history (topics, a capture file or a synthetic market)."""
+    from algostream.backtest.run import (
+        MD_INPUTS,
+        decode_topic_record,
+        parity,
+        records_from_capture,
+        run_backtest,
+    )
+    from algostream.backtest.source import read_range
+    from algostream.backtest.synthetic import synthetic_frames
+
+    settings = settings_or_exit(config)
+    if parity_check:
+        reports = asyncio.run(parity(settings, parse_time(start), parse_time(end)))
+        for rep in reports:
+            status = "same" if rep.first_difference is None else "DIFFERENT"
+            console.print(f"{rep.topic}: live {rep.live}, engine {rep.engine}: {status}")
+            if rep.first_difference:
+                console.print(rep.first_difference)
+        raise typer.Exit(0 if all(r.first_difference is None for r in reports) else 1)
+    if capture is not None:
+        inputs = records_from_capture(capture)
+    elif synthetic is not None:
+        inputs = synthetic_frames(tuple(settings.market_data.symbols), seed, synthetic)
+    else:
+        topic_records = asyncio.run(read_range(settings.kafka, MD_INPUTS, parse_time(start),
+                                               parse_time(end)))
+        inputs = [decode_topic_record(r) for r in topic_records]
+    result, report = run_backtest(settings, inputs, out)
+    console.print(f"outputs: {result.counts}")
+    if report is None:
+        console.print("no P&L records: no trades in this range")
+        return
+    console.print(report.to_json())
+    console.print(f"report: {out}/report.html, {out}/equity.png, {out}/summary.json")
+
+
+@app.command("replay")
+def replay_cmd(
+    target_prefix: Annotated[str, typer.Option("--to-prefix", help="e.g. replay1.")],
+    config: ConfigOpt = None,
+    start: _From = None,
+    end: _To = None,
+    speed: Annotated[str, typer.Option(help="1, 10, ... or max")] = "max",
+) -> None:
+    """Re-publish md.book/md.trades of a time range into another topic prefix."""
+    from algostream.backtest.run import replay
+
+    settings = settings_or_exit(config)
+    pace = None if speed == "max" else float(speed)
+    stats = asyncio.run(replay(settings, target_prefix, parse_time(start), parse_time(end),
+                               pace))
+    console.print(f"replayed {stats.records} records into {target_prefix}* in "
+                  f"{stats.seconds:.1f}s; run workers with "
+                  f"ALGOSTREAM__KAFKA__TOPIC_PREFIX={target_prefix} to process them")
+
+
+@capture_app.command("export")
+def capture_export(
+    out: Annotated[Path, typer.Option(help="file to write (.jsonl.gz)")],
+    config: ConfigOpt = None,
+    start: _From = None,
+    end: _To = None,
+    symbols: Annotated[Optional[list[str]], typer.Option(help="symbols, e.g. BTCUSDT")] = None,  # noqa: UP007
+    topics: Annotated[Optional[list[str]], typer.Option(help="topics to export")] = None,  # noqa: UP007
+) -> None:
+    """Export md.raw/md.trades/md.book of a time range to a compressed capture file."""
+    from algostream.backtest.run import export_capture
+
+    settings = settings_or_exit(config)
+    n = asyncio.run(export_capture(settings, out, topics or ["md.raw", "md.trades", "md.book"],
+                                   parse_time(start), parse_time(end), symbols or ()))
+    console.print(f"wrote {n} records to {out}")
+
+
+@capture_app.command("import")
+def capture_import(
+    path: Annotated[Path, typer.Argument(help="capture file")],
+    config: ConfigOpt = None,
+    prefix: Annotated[Optional[str], typer.Option(help="topic prefix to load into")] = None,  # noqa: UP007
+) -> None:
+    """Load a capture file back into topics."""
+    from algostream.backtest.run import import_capture
+
+    n = asyncio.run(import_capture(settings_or_exit(config), path, prefix))
+    console.print(f"loaded {n} records")
+
+
+@model_app.command("train")
+def model_train(
+    out: Annotated[Path, typer.Option(help="model file (.skops)")] = Path("models/ml_model.skops"),
+    config: ConfigOpt = None,
+    capture: Annotated[Optional[Path], typer.Option(help="history from a capture file")] = None,  # noqa: UP007
+    synthetic: Annotated[Optional[int], typer.Option(help="N synthetic events instead")] = None,  # noqa: UP007
+    horizon: Annotated[int, typer.Option(help="bars ahead to predict")] = 5,
+    estimator: Annotated[str, typer.Option(help="logistic | gradient_boosting")] = "logistic",
+) -> None:
+    """Train the model strategy's classifier on bar features from history; save with skops."""
+    import pandas as pd
+
+    from algostream.backtest.engine import BacktestEngine
+    from algostream.backtest.run import MD_INPUTS, decode_topic_record, records_from_capture
+    from algostream.backtest.source import read_range
+    from algostream.backtest.synthetic import synthetic_frames
+    from algostream.model.records import FeatureVector
+    from algostream.signals.model import train_model
+
+    settings = settings_or_exit(config)
+    if capture is not None:
+        inputs = records_from_capture(capture)
+    elif synthetic is not None:
+        inputs = synthetic_frames(tuple(settings.market_data.symbols), 7, synthetic)
+    else:
+        inputs = [decode_topic_record(r) for r in asyncio.run(
+            read_range(settings.kafka, MD_INPUTS))]
+    fvs = [f for f in BacktestEngine(settings).run(inputs).on("features")
+           if isinstance(f, FeatureVector)]
+    if not fvs:
+        console.print("[red]no bars in that history[/red]: nothing to train on")
+        raise typer.Exit(1)
+    inst = max({f.instrument for f in fvs}, key=lambda i: sum(f.instrument == i for f in fvs))
+    rows = [f for f in fvs if f.instrument == inst]
+    frame = pd.DataFrame([f.values for f in rows])
+    frame["close"] = [float(f.close) for f in rows]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = train_model(frame, horizon, out, estimator=estimator)  # type: ignore[arg-type]
+    console.print(f"trained on {inst}: {report}")

@@ -92,9 +92,9 @@ class SignalConfig(Section):
     strategy: str = "rsi_mean_reversion"
     bar_interval: Literal["1s", "1m"] = "1s"
     order_quantity: Quantity = Decimal("0.01")
-    rsi_window: int = Field(default=14, ge=2)
-    rsi_oversold: float = 30.0
-    rsi_overbought: float = 70.0
+    rsi_window: int = Field(default=6, ge=2)
+    rsi_oversold: float = 35.0
+    rsi_overbought: float = 65.0
     macd_fast: int = Field(default=12, ge=1)
     macd_slow: int = Field(default=26, ge=2)
     macd_signal: int = Field(default=9, ge=1)

@@ -37,24 +37,10 @@ from algostream.model.records import (
 )
 from algostream.observability import metrics
 from algostream.risk import RiskProcessor
+from algostream.risk.processor import output_topic
 from streams.app import Edge
 
 STATE_LEVEL = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
-
-
-def route(record: Record, *, from_proposal: bool) -> str:
-    """The topic a risk output goes to."""
-    if isinstance(record, OrderRequest):
-        return "orders.approved" if from_proposal else "orders.proposed"
-    if isinstance(record, OrderRejected):
-        return "orders.rejected"
-    if isinstance(record, RiskEvent):
-        return "risk.events"
-    if isinstance(record, Position):
-        return "positions"
-    if isinstance(record, PnL):
-        return "pnl"
-    raise TypeError(f"risk produced an unroutable {type(record).__name__}")
 
 
 class RiskShell:
@@ -117,7 +103,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     async def emit(records: list[Record], *, from_proposal: bool = False) -> None:
         for record in records:
-            await edge.send(route(record, from_proposal=from_proposal), record)
+            await edge.send(output_topic(record, from_proposal=from_proposal), record)
             observe(record, from_proposal=from_proposal)
 
     @app.agent(edge.topic("orders.proposed"), name="risk-proposals")

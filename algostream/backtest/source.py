@@ -71,12 +71,10 @@ async def read_range(cfg: KafkaConfig, topics: Iterable[str], from_ns: int | Non
     await consumer.start()
     try:
         per_partition: list[list[TopicRecord]] = []
+        cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - every topic
         for topic in topics:
             name = prefix + topic
-            parts = consumer.partitions_for_topic(name)
-            if not parts:
-                await consumer._client.force_metadata_update()  # noqa: SLF001
-                parts = consumer.partitions_for_topic(name) or set()
+            parts = cluster.partitions_for_topic(name) or set()
             tps = [TopicPartition(name, p) for p in sorted(parts)]
             ends = await consumer.end_offsets(tps)
             starts = await consumer.beginning_offsets(tps)

@@ -110,7 +110,11 @@ class BinanceAdapter:
         url = depth_snapshot_url(self.cfg.rest_url, symbol, self.cfg.snapshot_depth)
         resp = await http.get(url)
         resp.raise_for_status()
-        frame = parse_depth_snapshot(resp.content, symbol, now_ns, VENUE)
+        return self.on_snapshot_body(symbol, resp.content, now_ns)
+
+    def on_snapshot_body(self, symbol: str, body: bytes | str, now_ns: int) -> FrameResult:
+        """A REST depth snapshot (fetched now, or read back from a capture)."""
+        frame = parse_depth_snapshot(body, symbol, now_ns, VENUE)
         result = FrameResult(records=[("md.raw", frame.raw)])
         sync = self.syncs[symbol]
         for snapshot in frame.book:

@@ -43,7 +43,10 @@ from algostream.model.records import (
     OrderEvent,
     OrderRejected,
     OrderRequest,
+    PnL,
+    Position,
     Record,
+    RiskEvent,
 )
 from algostream.risk.breaker import ALL_INSTRUMENTS, CircuitBreaker
 from algostream.risk.errors import StateRestoreError
@@ -409,3 +412,18 @@ class RiskProcessor:
         self._last_emit = {(a, i): int(ts) for a, i, ts in state["last_emit"]}
         self.stops.restore(state["stops"])
         self.breaker.restore(state["breaker"])
+
+
+def output_topic(record: Record, *, from_proposal: bool) -> str:
+    """The topic a risk output goes to (proposals from stops/flatten go back to risk)."""
+    if isinstance(record, OrderRequest):
+        return "orders.approved" if from_proposal else "orders.proposed"
+    if isinstance(record, OrderRejected):
+        return "orders.rejected"
+    if isinstance(record, RiskEvent):
+        return "risk.events"
+    if isinstance(record, Position):
+        return "positions"
+    if isinstance(record, PnL):
+        return "pnl"
+    raise TypeError(f"risk produced an unroutable {type(record).__name__}")

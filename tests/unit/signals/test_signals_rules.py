@@ -138,7 +138,7 @@ def test_end_to_end_rsi_signals_match_crossings_of_ta_rsi() -> None:
     rng = np.random.default_rng(12)
     close = np.round(100 * np.exp(np.cumsum(rng.normal(0, 0.01, 1500))), 2)
     bars = _bars(close)
-    features = FeatureProcessor(SignalConfig())
+    features = FeatureProcessor(SignalConfig(rsi_window=14))
     strategy = RsiMeanReversion(RsiMeanReversionConfig())
     got = []
     for i, bar in enumerate(bars):
