@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -15,10 +15,14 @@ from rich.table import Table
 
 from algostream.config import ConfigError, Settings, load_settings
 
-app = typer.Typer(help="algostream: a Kafka-native algorithmic trading platform.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
-broker_app = typer.Typer(help="Run a local single-node Kafka broker (KRaft) under .kafka/.",
-                         no_args_is_help=True)
+app = typer.Typer(
+    help="algostream: a Kafka-native algorithmic trading platform.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+broker_app = typer.Typer(
+    help="Run a local single-node Kafka broker (KRaft) under .kafka/.", no_args_is_help=True
+)
 topics_app = typer.Typer(help="The topic catalog (topics/topics.toml).", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(broker_app, name="broker")
@@ -26,8 +30,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 
 console = Console(width=None if sys.stdout.isatty() else 160)
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c",  # noqa: UP007
-                                                   help="system.json to load")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="system.json to load")]
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -59,8 +62,9 @@ def broker_start() -> None:
     except BrokerError as exc:
         console.print(f"[red]broker failed:[/red] {exc}")
         raise typer.Exit(1) from None
-    console.print(f"broker running: pid {status.pid}, bootstrap {status.bootstrap}, "
-                  f"log {status.log}")
+    console.print(
+        f"broker running: pid {status.pid}, bootstrap {status.bootstrap}, log {status.log}"
+    )
 
 
 @broker_app.command("stop")
@@ -79,8 +83,10 @@ def broker_status() -> None:
 
     status = LocalBroker(kafka_root(), port=broker_port()).status()
     answering = status.running and answers_metadata(status.bootstrap)
-    console.print(f"running={status.running} pid={status.pid} bootstrap={status.bootstrap} "
-                  f"answering={answering} log={status.log}")
+    console.print(
+        f"running={status.running} pid={status.pid} bootstrap={status.bootstrap} "
+        f"answering={answering} log={status.log}"
+    )
     if not answering:
         raise typer.Exit(1)
 
@@ -90,7 +96,7 @@ def broker_status() -> None:
 def topics_apply(
     config: ConfigOpt = None,
     fix: Annotated[bool, typer.Option(help="also repair drift that loses no data")] = False,
-    prefix: Annotated[Optional[str], typer.Option(help="topic name prefix")] = None,  # noqa: UP007
+    prefix: Annotated[str | None, typer.Option(help="topic name prefix")] = None,
 ) -> None:
     """Create missing topics and report drift. Never deletes a topic."""
     from algostream.kafka.catalog import load_catalog
@@ -104,8 +110,10 @@ def topics_apply(
         console.print(f"fixed     {line}")
     for line in report.drift:
         console.print(f"[yellow]drift[/yellow]     {line}")
-    console.print(f"{len(report.created)} created, {len(report.unchanged)} unchanged, "
-                  f"{len(report.fixed)} fixed, {len(report.drift)} with drift")
+    console.print(
+        f"{len(report.created)} created, {len(report.unchanged)} unchanged, "
+        f"{len(report.fixed)} fixed, {len(report.drift)} with drift"
+    )
     if not report.ok:
         raise typer.Exit(3)
 
@@ -125,8 +133,9 @@ def topics_list(config: ConfigOpt = None) -> None:
         state = states.get(spec.full_name(prefix))
         cluster = str(state.partitions) if state else "missing"
         policy = spec.cleanup if spec.cleanup == "compact" else f"retention.ms={spec.retention_ms}"
-        table.add_row(spec.full_name(prefix), spec.key, spec.record, str(spec.partitions),
-                      cluster, policy)
+        table.add_row(
+            spec.full_name(prefix), spec.key, spec.record, str(spec.partitions), cluster, policy
+        )
     console.print(table)
 
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from algostream.cli import ConfigOpt, app, console, settings_or_exit
 from algostream.model.enums import ControlAction
 
-control_app = typer.Typer(help="Operator commands to the risk and execution agents (control topic).",
-                          no_args_is_help=True)
+control_app = typer.Typer(
+    help="Operator commands to the risk and execution agents (control topic).", no_args_is_help=True
+)
 app.add_typer(control_app, name="control")
 
 
@@ -21,8 +23,8 @@ app.add_typer(control_app, name="control")
 def worker(
     role: Annotated[str, typer.Argument(help="market | signals | trading")],
     config: ConfigOpt = None,
-    web_port: Annotated[Optional[int], typer.Option(help="Faust web port")] = None,  # noqa: UP007
-    metrics_port: Annotated[Optional[int], typer.Option(help="/metrics port (0: any)")] = None,  # noqa: UP007
+    web_port: Annotated[int | None, typer.Option(help="Faust web port")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="/metrics port (0: any)")] = None,
 ) -> None:
     """Run the stream agents of one worker role (Faust worker; scale out by running more)."""
     from streams.worker import ROLES, run_worker
@@ -33,17 +35,25 @@ def worker(
     run_worker(settings_or_exit(config), role, web_port=web_port, metrics_port=metrics_port)
 
 
-def _control(action: ControlAction, instrument: str, reason: str, actor: str,
-             config: Path | None) -> None:
+def _control(
+    action: ControlAction, instrument: str, reason: str, actor: str, config: Path | None
+) -> None:
     from algostream.kafka.publisher import KafkaPublisher
     from algostream.model.ids import derive_id
     from algostream.model.records import ControlCommand
 
     settings = settings_or_exit(config)
     now = time.time_ns()
-    cmd = ControlCommand(instrument=instrument, ts_event=now, ts_init=now,
-                         record_id=derive_id("control", action.value, instrument, now),
-                         lineage_id="operator", action=action, actor=actor, reason=reason)
+    cmd = ControlCommand(
+        instrument=instrument,
+        ts_event=now,
+        ts_init=now,
+        record_id=derive_id("control", action.value, instrument, now),
+        lineage_id="operator",
+        action=action,
+        actor=actor,
+        reason=reason,
+    )
 
     async def send() -> None:
         pub = KafkaPublisher(settings.kafka)
@@ -66,29 +76,45 @@ _Actor = Annotated[str, typer.Option(help="who (recorded in risk.events)")]
 
 
 @control_app.command("halt")
-def control_halt(reason: _Reason, instrument: _Instrument = "ALL:*",
-                 actor: _Actor = "operator", config: ConfigOpt = None) -> None:
+def control_halt(
+    reason: _Reason,
+    instrument: _Instrument = "ALL:*",
+    actor: _Actor = "operator",
+    config: ConfigOpt = None,
+) -> None:
     """Kill switch: reject every new order."""
     _control(ControlAction.HALT, instrument, reason, actor, config)
 
 
 @control_app.command("reduce")
-def control_reduce(reason: _Reason, instrument: _Instrument = "ALL:*",
-                   actor: _Actor = "operator", config: ConfigOpt = None) -> None:
+def control_reduce(
+    reason: _Reason,
+    instrument: _Instrument = "ALL:*",
+    actor: _Actor = "operator",
+    config: ConfigOpt = None,
+) -> None:
     """Only allow orders that reduce exposure."""
     _control(ControlAction.REDUCE, instrument, reason, actor, config)
 
 
 @control_app.command("resume")
-def control_resume(reason: _Reason, instrument: _Instrument = "ALL:*",
-                   actor: _Actor = "operator", config: ConfigOpt = None) -> None:
+def control_resume(
+    reason: _Reason,
+    instrument: _Instrument = "ALL:*",
+    actor: _Actor = "operator",
+    config: ConfigOpt = None,
+) -> None:
     """Back to ACTIVE (book-integrity problems still hold until resynced)."""
     _control(ControlAction.RESUME, instrument, reason, actor, config)
 
 
 @control_app.command("flatten")
-def control_flatten(reason: _Reason, instrument: _Instrument = "ALL:*",
-                    actor: _Actor = "operator", config: ConfigOpt = None) -> None:
+def control_flatten(
+    reason: _Reason,
+    instrument: _Instrument = "ALL:*",
+    actor: _Actor = "operator",
+    config: ConfigOpt = None,
+) -> None:
     """Close every open position with market orders, then stay REDUCING."""
     _control(ControlAction.FLATTEN, instrument, reason, actor, config)
 
@@ -96,11 +122,11 @@ def control_flatten(reason: _Reason, instrument: _Instrument = "ALL:*",
 @app.command("sim")
 def sim(
     config: ConfigOpt = None,
-    host: Annotated[Optional[str], typer.Option(help="address to listen on")] = None,  # noqa: UP007
-    port: Annotated[Optional[int], typer.Option(help="port (0: any free port)")] = None,  # noqa: UP007
-    rate: Annotated[Optional[float], typer.Option(help="market events per second")] = None,  # noqa: UP007
-    seed: Annotated[Optional[int], typer.Option(help="random seed (same seed, same market)")] = None,  # noqa: UP007
-    capture: Annotated[Optional[str], typer.Option(help="play back a recorded .ws capture")] = None,  # noqa: UP007
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port (0: any free port)")] = None,
+    rate: Annotated[float | None, typer.Option(help="market events per second")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed (same seed, same market)")] = None,
+    capture: Annotated[str | None, typer.Option(help="play back a recorded .ws capture")] = None,
 ) -> None:
     """Run the exchange simulator: Binance + Coinbase WebSocket and REST on one port."""
     import os
@@ -118,24 +144,33 @@ def sim(
     http = s.capture_http or (capture.replace(".ws.", ".http.") if capture else None)
 
     def ready(bound: int) -> None:
-        console.print(f"simulator listening on http://{bind}:{bound} "
-                      f"(ws://{bind}:{bound}/stream, /coinbase)")
+        console.print(
+            f"simulator listening on http://{bind}:{bound} (ws://{bind}:{bound}/stream, /coinbase)"
+        )
 
     bind = host or s.host
-    try:
-        asyncio.run(run_simulator(
-            bind, s.port if port is None else port, settings.market_data.symbols,
-            s.seed if seed is None else seed, s.rate if rate is None else rate,
-            levels=s.levels, capture=capture, capture_http=http, speed=s.speed,
-            setup=setup, ready=ready))
-    except KeyboardInterrupt:
-        pass
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            run_simulator(
+                bind,
+                s.port if port is None else port,
+                settings.market_data.symbols,
+                s.seed if seed is None else seed,
+                s.rate if rate is None else rate,
+                levels=s.levels,
+                capture=capture,
+                capture_http=http,
+                speed=s.speed,
+                setup=setup,
+                ready=ready,
+            )
+        )
 
 
 @app.command("demo")
 def demo(
     config: ConfigOpt = None,
-    duration: Annotated[Optional[float], typer.Option(help="stop after N seconds")] = None,  # noqa: UP007
+    duration: Annotated[float | None, typer.Option(help="stop after N seconds")] = None,
     logs: Annotated[Path, typer.Option(help="where child logs go")] = Path(".data/logs"),
 ) -> None:
     """Broker + topics + simulator + ingestor + every worker, with a live summary."""
@@ -157,7 +192,7 @@ def demo(
 @app.command("ingest")
 def ingest_cmd(
     config: ConfigOpt = None,
-    metrics_port: Annotated[Optional[int], typer.Option(help="/metrics port (0: any)")] = None,  # noqa: UP007
+    metrics_port: Annotated[int | None, typer.Option(help="/metrics port (0: any)")] = None,
 ) -> None:
     """Connect to the configured exchange (the simulator by default) and write md.* topics."""
     from algostream.ingest.run import run_ingest
@@ -165,15 +200,17 @@ def ingest_cmd(
     run_ingest(settings_or_exit(config), metrics_port)
 
 
-capture_app = typer.Typer(help="Capture files: share history as compressed JSON lines.",
-                          no_args_is_help=True)
+capture_app = typer.Typer(
+    help="Capture files: share history as compressed JSON lines.", no_args_is_help=True
+)
 app.add_typer(capture_app, name="capture")
-model_app = typer.Typer(help="Train and inspect ML models for the model strategy.",
-                        no_args_is_help=True)
+model_app = typer.Typer(
+    help="Train and inspect ML models for the model strategy.", no_args_is_help=True
+)
 app.add_typer(model_app, name="model")
 
-_From = Annotated[Optional[str], typer.Option("--from", help="start: ISO time or unix ns")]  # noqa: UP007
-_To = Annotated[Optional[str], typer.Option("--to", help="end: ISO time or unix ns")]  # noqa: UP007
+_From = Annotated[str | None, typer.Option("--from", help="start: ISO time or unix ns")]
+_To = Annotated[str | None, typer.Option("--to", help="end: ISO time or unix ns")]
 
 
 def parse_time(text: str | None) -> int | None:
@@ -195,14 +232,18 @@ def parse_time(text: str | None) -> int | None:
 @app.command("backtest")
 def backtest_cmd(
     config: ConfigOpt = None,
-    capture: Annotated[Optional[Path], typer.Option(help="a capture file to replay")] = None,  # noqa: UP007
-    synthetic: Annotated[Optional[int], typer.Option(help="N synthetic events (seeded)")] = None,  # noqa: UP007
+    capture: Annotated[Path | None, typer.Option(help="a capture file to replay")] = None,
+    synthetic: Annotated[int | None, typer.Option(help="N synthetic events (seeded)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the synthetic market")] = 7,
     start: _From = None,
     end: _To = None,
     out: Annotated[Path, typer.Option(help="report directory")] = Path("reports/backtest"),
-    parity_check: Annotated[bool, typer.Option("--parity", help=(
-        "compare the live agents' outputs on this prefix with the engine"))] = False,
+    parity_check: Annotated[
+        bool,
+        typer.Option(
+            "--parity", help=("compare the live agents' outputs on this prefix with the engine")
+        ),
+    ] = False,
 ) -> None:
     """Run the live processors over history (topics, a capture file or a synthetic market)."""
     from algostream.backtest.run import (
@@ -229,8 +270,9 @@ def backtest_cmd(
     elif synthetic is not None:
         inputs = synthetic_frames(tuple(settings.market_data.symbols), seed, synthetic)
     else:
-        topic_records = asyncio.run(read_range(settings.kafka, MD_INPUTS, parse_time(start),
-                                               parse_time(end)))
+        topic_records = asyncio.run(
+            read_range(settings.kafka, MD_INPUTS, parse_time(start), parse_time(end))
+        )
         inputs = [decode_topic_record(r) for r in topic_records]
     result, report = run_backtest(settings, inputs, out)
     console.print(f"outputs: {result.counts}")
@@ -254,11 +296,12 @@ def replay_cmd(
 
     settings = settings_or_exit(config)
     pace = None if speed == "max" else float(speed)
-    stats = asyncio.run(replay(settings, target_prefix, parse_time(start), parse_time(end),
-                               pace))
-    console.print(f"replayed {stats.records} records into {target_prefix}* in "
-                  f"{stats.seconds:.1f}s; run workers with "
-                  f"ALGOSTREAM__KAFKA__TOPIC_PREFIX={target_prefix} to process them")
+    stats = asyncio.run(replay(settings, target_prefix, parse_time(start), parse_time(end), pace))
+    console.print(
+        f"replayed {stats.records} records into {target_prefix}* in "
+        f"{stats.seconds:.1f}s; run workers with "
+        f"ALGOSTREAM__KAFKA__TOPIC_PREFIX={target_prefix} to process them"
+    )
 
 
 @capture_app.command("export")
@@ -267,15 +310,23 @@ def capture_export(
     config: ConfigOpt = None,
     start: _From = None,
     end: _To = None,
-    symbols: Annotated[Optional[list[str]], typer.Option(help="symbols, e.g. BTCUSDT")] = None,  # noqa: UP007
-    topics: Annotated[Optional[list[str]], typer.Option(help="topics to export")] = None,  # noqa: UP007
+    symbols: Annotated[list[str] | None, typer.Option(help="symbols, e.g. BTCUSDT")] = None,
+    topics: Annotated[list[str] | None, typer.Option(help="topics to export")] = None,
 ) -> None:
     """Export md.raw/md.trades/md.book of a time range to a compressed capture file."""
     from algostream.backtest.run import export_capture
 
     settings = settings_or_exit(config)
-    n = asyncio.run(export_capture(settings, out, topics or ["md.raw", "md.trades", "md.book"],
-                                   parse_time(start), parse_time(end), symbols or ()))
+    n = asyncio.run(
+        export_capture(
+            settings,
+            out,
+            topics or ["md.raw", "md.trades", "md.book"],
+            parse_time(start),
+            parse_time(end),
+            symbols or (),
+        )
+    )
     console.print(f"wrote {n} records to {out}")
 
 
@@ -283,7 +334,7 @@ def capture_export(
 def capture_import(
     path: Annotated[Path, typer.Argument(help="capture file")],
     config: ConfigOpt = None,
-    prefix: Annotated[Optional[str], typer.Option(help="topic prefix to load into")] = None,  # noqa: UP007
+    prefix: Annotated[str | None, typer.Option(help="topic prefix to load into")] = None,
 ) -> None:
     """Load a capture file back into topics."""
     from algostream.backtest.run import import_capture
@@ -296,8 +347,8 @@ def capture_import(
 def model_train(
     out: Annotated[Path, typer.Option(help="model file (.skops)")] = Path("models/ml_model.skops"),
     config: ConfigOpt = None,
-    capture: Annotated[Optional[Path], typer.Option(help="history from a capture file")] = None,  # noqa: UP007
-    synthetic: Annotated[Optional[int], typer.Option(help="N synthetic events instead")] = None,  # noqa: UP007
+    capture: Annotated[Path | None, typer.Option(help="history from a capture file")] = None,
+    synthetic: Annotated[int | None, typer.Option(help="N synthetic events instead")] = None,
     horizon: Annotated[int, typer.Option(help="bars ahead to predict")] = 5,
     estimator: Annotated[str, typer.Option(help="logistic | gradient_boosting")] = "logistic",
 ) -> None:
@@ -317,10 +368,14 @@ def model_train(
     elif synthetic is not None:
         inputs = synthetic_frames(tuple(settings.market_data.symbols), 7, synthetic)
     else:
-        inputs = [decode_topic_record(r) for r in asyncio.run(
-            read_range(settings.kafka, MD_INPUTS))]
-    fvs = [f for f in BacktestEngine(settings).run(inputs).on("features")
-           if isinstance(f, FeatureVector)]
+        inputs = [
+            decode_topic_record(r) for r in asyncio.run(read_range(settings.kafka, MD_INPUTS))
+        ]
+    fvs = [
+        f
+        for f in BacktestEngine(settings).run(inputs).on("features")
+        if isinstance(f, FeatureVector)
+    ]
     if not fvs:
         console.print("[red]no bars in that history[/red]: nothing to train on")
         raise typer.Exit(1)

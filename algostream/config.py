@@ -197,9 +197,7 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         data.setdefault(section, {})[key] = value
 
 
-def load_settings(
-    path: str | Path | None = None, env: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Load ``system.json`` (default: ``$ALGOSTREAM_CONFIG`` or the repo's), apply env."""
     env = os.environ if env is None else env
     data: dict[str, Any] = {}

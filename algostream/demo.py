@@ -23,8 +23,17 @@ from algostream.kafka.clients import client_kwargs
 from algostream.model.records import BookTop, OrderEvent, PnL, Signal
 from algostream.supervisor import Supervisor
 
-WATCH = ("book.top", "signals", "orders.proposed", "orders.approved", "orders.rejected",
-         "orders.events", "pnl", "dlq", "book.integrity")
+WATCH = (
+    "book.top",
+    "signals",
+    "orders.proposed",
+    "orders.approved",
+    "orders.rejected",
+    "orders.events",
+    "pnl",
+    "dlq",
+    "book.integrity",
+)
 COMPONENTS: list[tuple[str, list[str]]] = [
     ("sim", ["sim"]),
     ("ingest", ["ingest"]),
@@ -50,7 +59,9 @@ class DemoView:
                 self.mids[top.instrument] = str(top.mid)
             elif topic == "signals":
                 sig = Signal.decode(value)
-                self.last_signal = f"{sig.strategy} {sig.side.value} {sig.instrument} ({sig.reason})"
+                self.last_signal = (
+                    f"{sig.strategy} {sig.side.value} {sig.instrument} ({sig.reason})"
+                )
             elif topic == "orders.events":
                 ev = OrderEvent.decode(value)
                 self.fills += 1 if ev.fill_qty > 0 else 0
@@ -60,12 +71,16 @@ class DemoView:
             pass
 
     def table(self, sup: Supervisor, started: float) -> Table:
-        t = Table(title=f"algostream demo - {time.monotonic() - started:.0f}s "
-                        f"(Ctrl-C to stop; logs in {sup.log_dir})")
+        t = Table(
+            title=f"algostream demo - {time.monotonic() - started:.0f}s "
+            f"(Ctrl-C to stop; logs in {sup.log_dir})"
+        )
         t.add_column("what")
         t.add_column("value", overflow="fold")
-        t.add_row("processes", ", ".join(f"{n}{'' if c.alive else ' (DEAD)'}"
-                                          for n, c in sup.children.items()))
+        t.add_row(
+            "processes",
+            ", ".join(f"{n}{'' if c.alive else ' (DEAD)'}" for n, c in sup.children.items()),
+        )
         for inst, mid in sorted(self.mids.items()):
             t.add_row(f"mid {inst}", mid)
         for topic in WATCH:
@@ -73,15 +88,22 @@ class DemoView:
         t.add_row("last signal", self.last_signal)
         t.add_row("fills", str(self.fills))
         if self.pnl is not None:
-            t.add_row("equity", f"{self.pnl.equity} (realised {self.pnl.realized_pnl}, "
-                                f"unrealised {self.pnl.unrealized_pnl}, fees {self.pnl.fees})")
+            t.add_row(
+                "equity",
+                f"{self.pnl.equity} (realised {self.pnl.realized_pnl}, "
+                f"unrealised {self.pnl.unrealized_pnl}, fees {self.pnl.fees})",
+            )
         return t
 
 
 async def _watch(settings: Settings, sup: Supervisor, duration: float | None) -> DemoView:
     prefix = settings.kafka.topic_prefix
-    consumer = AIOKafkaConsumer(*(prefix + t for t in WATCH), **client_kwargs(settings.kafka),
-                                group_id=None, auto_offset_reset="latest")
+    consumer = AIOKafkaConsumer(
+        *(prefix + t for t in WATCH),
+        **client_kwargs(settings.kafka),
+        group_id=None,
+        auto_offset_reset="latest",
+    )
     await consumer.start()
     view = DemoView()
     started = time.monotonic()
@@ -91,7 +113,7 @@ async def _watch(settings: Settings, sup: Supervisor, duration: float | None) ->
                 batch = await consumer.getmany(timeout_ms=500)
                 for tp, records in batch.items():
                     for r in records:
-                        view.on(tp.topic[len(prefix):], r.value)
+                        view.on(tp.topic[len(prefix) :], r.value)
                 live.update(view.table(sup, started))
                 if sup.dead():
                     break

@@ -43,8 +43,9 @@ class Supervisor:
         argv = [sys.executable, "-m", "algostream", *args]
         child = Child(name, argv, self.log_dir / f"{name}.log", child_env)
         with child.log.open("ab") as out:
-            child.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                          env=child_env, start_new_session=True)
+            child.proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=child_env, start_new_session=True
+            )
         self.children[name] = child
         return child
 

@@ -33,8 +33,9 @@ log = structlog.get_logger("algostream.streams")
 class Edge:
     """Decode-at-the-edge and send helpers bound to one app and the catalog."""
 
-    def __init__(self, app: faust.App, settings: Settings, catalog: Catalog,
-                 role: str = "worker") -> None:
+    def __init__(
+        self, app: faust.App, settings: Settings, catalog: Catalog, role: str = "worker"
+    ) -> None:
         self.app = app
         self.role = role
         self.settings = settings
@@ -45,7 +46,7 @@ class Edge:
 
     def short(self, full_name: str) -> str:
         """The catalog name of a (prefixed) topic, for metric labels."""
-        return full_name[len(self.prefix):] if full_name.startswith(self.prefix) else full_name
+        return full_name[len(self.prefix) :] if full_name.startswith(self.prefix) else full_name
 
     def topic(self, name: str) -> faust.TopicT:
         """The Faust topic for a catalog entry (raw bytes, never declared by Faust)."""
@@ -54,9 +55,13 @@ class Edge:
         if name not in self._topics:
             spec = self.catalog[name]
             self._topics[name] = self.app.topic(
-                spec.full_name(self.prefix), key_type=bytes, value_type=bytes,
-                key_serializer="raw", value_serializer="raw",
-                partitions=spec.partitions, internal=False,
+                spec.full_name(self.prefix),
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=spec.partitions,
+                internal=False,
             )
         return self._topics[name]
 
@@ -69,7 +74,9 @@ class Edge:
         for topic, record in records:
             await self.send(topic, record)
 
-    async def decode_or_dlq(self, event: faust.EventT, record_type: type[R], agent: str) -> R | None:
+    async def decode_or_dlq(
+        self, event: faust.EventT, record_type: type[R], agent: str
+    ) -> R | None:
         """Decode ``event`` into ``record_type``; on failure send a DeadLetter, return None."""
         value = event.value
         topic = self.short(event.message.topic)
@@ -86,14 +93,27 @@ class Edge:
     async def dead_letter(self, event: faust.EventT, exc: BaseException, agent: str) -> None:
         msg = event.message
         record = dead_letter(
-            agent=agent, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-            key=msg.key, payload=msg.value, error=exc,
-            ts_event=int(msg.timestamp * 1e9) if msg.timestamp else 0, now_ns=time.time_ns(),
+            agent=agent,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key,
+            payload=msg.value,
+            error=exc,
+            ts_event=int(msg.timestamp * 1e9) if msg.timestamp else 0,
+            now_ns=time.time_ns(),
         )
-        log.warning("dead letter", agent=agent, topic=msg.topic, partition=msg.partition,
-                    offset=msg.offset, error=record.reason)
-        metrics.DLQ_RECORDS.labels(agent=agent, topic=self.short(msg.topic),
-                                   error_type=record.error_type).inc()
+        log.warning(
+            "dead letter",
+            agent=agent,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            error=record.reason,
+        )
+        metrics.DLQ_RECORDS.labels(
+            agent=agent, topic=self.short(msg.topic), error_type=record.error_type
+        ).inc()
         await self.send("dlq", record)
 
 

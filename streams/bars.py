@@ -24,8 +24,7 @@ LIVE_WITHIN_NS = 60_000_000_000
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     intervals = settings.market_data.bar_intervals
-    table = app.Table("bars-state", default=None,
-                      partitions=edge.catalog["md.trades"].partitions)
+    table = app.Table("bars-state", default=None, partitions=edge.catalog["md.trades"].partitions)
     aggs: dict[tuple[str, str], BarAggregator] = {}
     last_event: dict[str, int] = {}
 
@@ -33,8 +32,9 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         key = (interval, inst)
         if key not in aggs:
             saved = table.get(f"{interval}|{inst}")
-            aggs[key] = (BarAggregator.from_state(saved) if saved is not None
-                         else BarAggregator(interval))  # type: ignore[arg-type]
+            aggs[key] = (
+                BarAggregator.from_state(saved) if saved is not None else BarAggregator(interval)
+            )  # type: ignore[arg-type]
         return aggs[key]
 
     async def publish(bars: list[Bar]) -> None:
@@ -53,14 +53,19 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 result = a.on_trade(tick)
                 await publish(result.bars)
                 for late in result.late:
-                    await edge.dead_letter(event, ValueError(
-                        f"late trade {late.trade_id} at {late.ts_event} for closed "
-                        f"{interval} bar of {late.instrument}"), "bars")
+                    await edge.dead_letter(
+                        event,
+                        ValueError(
+                            f"late trade {late.trade_id} at {late.ts_event} for closed "
+                            f"{interval} bar of {late.instrument}"
+                        ),
+                        "bars",
+                    )
                 table[f"{interval}|{tick.instrument}"] = a.to_state()
 
     @app.timer(interval=0.25)
     async def close_bars() -> None:
         now = time.time_ns()
-        for (interval, inst), a in list(aggs.items()):
+        for (_interval, inst), a in list(aggs.items()):
             if now - last_event.get(inst, 0) < LIVE_WITHIN_NS:  # live feed only
                 await publish(a.on_time(now - GRACE_NS))

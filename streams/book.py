@@ -23,8 +23,7 @@ from streams.app import Edge
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     md = settings.market_data
     proc = BookProcessor(md.book_top_levels)
-    table = app.Table("book-state", default=None,
-                      partitions=edge.catalog["md.book"].partitions)
+    table = app.Table("book-state", default=None, partitions=edge.catalog["md.book"].partitions)
     restored: set[str] = set()
 
     @app.agent(edge.topic("md.book"), name="book")
@@ -41,11 +40,11 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                     proc.restore(saved)
             start = time.perf_counter()
             out = proc.on_update(update, time.time_ns())
-            metrics.BOOK_UPDATE_SECONDS.labels(instrument=inst).observe(
-                time.perf_counter() - start)
+            metrics.BOOK_UPDATE_SECONDS.labels(instrument=inst).observe(time.perf_counter() - start)
             for record in out:
-                await edge.send("book.top" if isinstance(record, BookTop) else "book.integrity",
-                                record)
+                await edge.send(
+                    "book.top" if isinstance(record, BookTop) else "book.integrity", record
+                )
             table[inst] = proc.state(inst)
 
     @app.timer(interval=max(md.stale_after_ms / 2000, 0.1))

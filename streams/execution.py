@@ -69,11 +69,13 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             start = time.perf_counter()
             events = shell.broker.submit(order, time.time_ns())
             metrics.ORDER_SUBMIT_SECONDS.labels(exchange="paper").observe(
-                time.perf_counter() - start)
+                time.perf_counter() - start
+            )
             if any(ev.status is OrderStatus.FILLED for ev in events):
                 # tick-to-trade: from the ts_event the order inherited from its tick
                 metrics.TICK_TO_TRADE_SECONDS.labels(instrument=order.instrument).observe(
-                    max(0, time.time_ns() - order.ts_event) / 1e9)
+                    max(0, time.time_ns() - order.ts_event) / 1e9
+                )
             await emit(events)
 
     @app.agent(edge.topic("book.top"), name="exec-book")
@@ -89,5 +91,3 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             trade = await edge.decode_or_dlq(event, TradeTick, "execution")
             if trade is not None:
                 await emit(shell.broker.on_trade(trade))
-
-

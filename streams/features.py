@@ -22,8 +22,9 @@ from streams.app import Edge
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     proc = FeatureProcessor(settings.signal)
     bars_topic = f"bars.{settings.signal.bar_interval}"
-    table = app.Table("features-state", default=None,
-                      partitions=edge.catalog[bars_topic].partitions)
+    table = app.Table(
+        "features-state", default=None, partitions=edge.catalog[bars_topic].partitions
+    )
     restored: set[str] = set()
 
     def ensure(inst: str) -> None:
@@ -43,7 +44,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             start = time.perf_counter()
             fv = proc.on_bar(bar)
             metrics.FEATURE_COMPUTE_SECONDS.labels(instrument=bar.instrument).observe(
-                time.perf_counter() - start)
+                time.perf_counter() - start
+            )
             if fv is not None:
                 await edge.send("features", fv)
                 table[bar.instrument] = proc.snapshot(bar.instrument)

@@ -82,8 +82,9 @@ def observe(record: Record, *, from_proposal: bool) -> None:
     elif isinstance(record, OrderRequest) and from_proposal:
         metrics.ORDERS_APPROVED.inc()
     elif isinstance(record, Position):
-        metrics.POSITION_QUANTITY.labels(account=record.account,
-                                         instrument=record.instrument).set(float(record.quantity))
+        metrics.POSITION_QUANTITY.labels(account=record.account, instrument=record.instrument).set(
+            float(record.quantity)
+        )
     elif isinstance(record, PnL):
         metrics.UNREALIZED_PNL.labels(account=record.account).set(float(record.unrealized_pnl))
         metrics.REALIZED_PNL.labels(account=record.account).set(float(record.realized_pnl))
@@ -92,13 +93,15 @@ def observe(record: Record, *, from_proposal: bool) -> None:
     elif isinstance(record, RiskEvent):
         account = record.detail.get("account", "")
         metrics.TRADING_STATE.labels(account=account, instrument=record.instrument).set(
-            STATE_LEVEL[record.state])
+            STATE_LEVEL[record.state]
+        )
 
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     shell = RiskShell(app, settings)
     metrics.LOSS_THRESHOLD.labels(account=settings.risk.account).set(
-        float(settings.risk.max_loss_threshold))
+        float(settings.risk.max_loss_threshold)
+    )
     metrics.TRADING_STATE.labels(account=settings.risk.account, instrument="ALL:*").set(0)
 
     async def emit(records: list[Record], *, from_proposal: bool = False) -> None:
@@ -115,7 +118,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             start = time.perf_counter()
             out = shell.proc.on_proposal(order, time.time_ns())
             metrics.RISK_CHECK_SECONDS.labels(instrument=order.instrument).observe(
-                time.perf_counter() - start)
+                time.perf_counter() - start
+            )
             await emit(out, from_proposal=True)
             shell.persist(decided=order.client_order_id)
 

@@ -1,4 +1,4 @@
-"""Signal and order agents: ``features`` -> strategy -> ``signals`` -> sizing -> ``orders.proposed``.
+"""Signal and order agents: ``features`` -> strategy -> ``signals`` -> ``orders.proposed``.
 
 The strategy (``signal.strategy``: a rule strategy or a trained model) keeps per-instrument
 state in the ``signals-state`` table. The order agent sizes each signal into a MARKET
@@ -21,8 +21,7 @@ from streams.app import Edge
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     proc = SignalProcessor(settings.signal)
     sizer = OrderSizer(settings.signal, settings.risk)
-    table = app.Table("signals-state", default=None,
-                      partitions=edge.catalog["features"].partitions)
+    table = app.Table("signals-state", default=None, partitions=edge.catalog["features"].partitions)
     restored: set[str] = set()
 
     @app.agent(edge.topic("features"), name="signals")

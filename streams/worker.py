@@ -28,8 +28,9 @@ PORTS: dict[str, tuple[int, int]] = {
 }
 
 
-def build_worker_app(settings: Settings, role: str, *, modules: list[str] | None = None,
-                     **overrides: Any) -> tuple[faust.App, Edge]:
+def build_worker_app(
+    settings: Settings, role: str, *, modules: list[str] | None = None, **overrides: Any
+) -> tuple[faust.App, Edge]:
     """The Faust app of ``role`` with its agents registered."""
     if role not in ROLES and modules is None:
         raise KeyError(f"unknown worker role {role!r}; known: {', '.join(ROLES)}")
@@ -54,19 +55,26 @@ def _report_lag(app: faust.App, edge: Edge) -> None:
     async def consumer_lag() -> None:
         consumer = app.consumer
         for tp in consumer.assignment():
-            if not tp.topic.startswith(prefix) or tp.topic[len(prefix):] not in edge.catalog:
+            if not tp.topic.startswith(prefix) or tp.topic[len(prefix) :] not in edge.catalog:
                 continue  # changelogs and other internal topics
             highwater = consumer.highwater(tp)
-            read = consumer._read_offset.get(tp)  # noqa: SLF001 - next offset to process
+            read = consumer._read_offset.get(tp)
             if highwater is None:
                 continue
             lag = max(0, highwater - (read + 1 if read is not None else 0))
-            metrics.CONSUMER_LAG.labels(agent=edge.role, topic=tp.topic[len(prefix):],
-                                        partition=str(tp.partition)).set(lag)
+            metrics.CONSUMER_LAG.labels(
+                agent=edge.role, topic=tp.topic[len(prefix) :], partition=str(tp.partition)
+            ).set(lag)
 
 
-def run_worker(settings: Settings, role: str, *, web_port: int | None = None,
-               metrics_port: int | None = None, loglevel: str = "WARNING") -> None:
+def run_worker(
+    settings: Settings,
+    role: str,
+    *,
+    web_port: int | None = None,
+    metrics_port: int | None = None,
+    loglevel: str = "WARNING",
+) -> None:
     """Block running the worker until SIGTERM/SIGINT."""
     from algostream.model.ids import instrument_id
     from algostream.observability.logging import (
@@ -80,16 +88,25 @@ def run_worker(settings: Settings, role: str, *, web_port: int | None = None,
     configure_logging(settings.observability)
     register_secrets_from(settings)
     md = settings.market_data
-    preregister(instruments=[instrument_id(md.exchange, s) for s in md.symbols],
-                accounts=[settings.risk.account], exchanges=[md.exchange], agents=[role],
-                strategies=[settings.signal.strategy],
-                reject_reasons=[r.value for r in RejectReason])
+    preregister(
+        instruments=[instrument_id(md.exchange, s) for s in md.symbols],
+        accounts=[settings.risk.account],
+        exchanges=[md.exchange],
+        agents=[role],
+        strategies=[settings.signal.strategy],
+        reject_reasons=[r.value for r in RejectReason],
+    )
     default_web, default_metrics = PORTS.get(role, (6070, 9409))
-    app, _ = build_worker_app(settings, role,
-                              web_port=default_web if web_port is None else web_port)
+    app, _ = build_worker_app(
+        settings, role, web_port=default_web if web_port is None else web_port
+    )
     port = start_metrics_server(default_metrics if metrics_port is None else metrics_port)
     WORKER_UP.labels(agent=role).set(1)
     print(f"worker {role}: metrics on port {port} (/metrics)", flush=True)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True,
-                          logging_config=faust_logging_config(settings.observability))
+    worker = faust.Worker(
+        app,
+        loglevel=loglevel,
+        quiet=True,
+        logging_config=faust_logging_config(settings.observability),
+    )
     worker.execute_from_commandline()

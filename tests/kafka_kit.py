@@ -28,10 +28,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def produce(settings: Settings, topic: str, items: Sequence[Record | tuple[bytes, bytes]]) -> None:
+async def produce(
+    settings: Settings, topic: str, items: Sequence[Record | tuple[bytes, bytes]]
+) -> None:
     """Write records (keyed by ``record.key``) or raw ``(key, value)`` pairs to a topic."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers,
-                                enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, enable_idempotence=True
+    )
     await producer.start()
     try:
         for item in items:
@@ -44,13 +47,17 @@ async def produce(settings: Settings, topic: str, items: Sequence[Record | tuple
         await producer.stop()
 
 
-async def read_until(settings: Settings, topic: str, done: Callable[[list[Msg]], bool],
-                     timeout_s: float = 60.0) -> list[Msg]:
+async def read_until(
+    settings: Settings, topic: str, done: Callable[[list[Msg]], bool], timeout_s: float = 60.0
+) -> list[Msg]:
     """Read ``topic`` from the beginning until ``done(messages)`` or the deadline."""
     name = settings.kafka.topic_prefix + topic
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                group_id=None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
     await consumer.start()
     out: list[Msg] = []
     try:
@@ -75,7 +82,7 @@ async def read_until(settings: Settings, topic: str, done: Callable[[list[Msg]],
 
 
 async def _refresh(consumer: AIOKafkaConsumer, name: str) -> set[int] | None:
-    await consumer._client.force_metadata_update()  # noqa: SLF001 - new topic metadata
+    await consumer._client.force_metadata_update()
     return consumer.partitions_for_topic(name)
 
 

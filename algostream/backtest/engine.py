@@ -65,8 +65,7 @@ class BacktestResult:
 
     @property
     def fills(self) -> list[OrderEvent]:
-        return [r for r in self.on("orders.events")
-                if isinstance(r, OrderEvent) and r.fill_qty > 0]
+        return [r for r in self.on("orders.events") if isinstance(r, OrderEvent) and r.fill_qty > 0]
 
     @property
     def equity_curve(self) -> list[tuple[int, Decimal]]:
@@ -100,8 +99,10 @@ class BacktestEngine:
             elif isinstance(record, TradeTick):
                 self.on_trade(record)
             else:
-                raise TypeError(f"backtest input must be md.raw/md.book/md.trades records, "
-                                f"got {type(record).__name__}")
+                raise TypeError(
+                    f"backtest input must be md.raw/md.book/md.trades records, "
+                    f"got {type(record).__name__}"
+                )
         return self.result
 
     def emit(self, topic: str, record: Record) -> None:

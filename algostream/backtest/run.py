@@ -44,29 +44,40 @@ def records_from_capture(path: str | Path) -> list[Record]:
     return out
 
 
-def run_backtest(settings: Settings, inputs: Iterable[Record], out_dir: Path | None,
-                 period_ns: int = 1_000_000_000) -> tuple[BacktestResult, BacktestReport | None]:
+def run_backtest(
+    settings: Settings,
+    inputs: Iterable[Record],
+    out_dir: Path | None,
+    period_ns: int = 1_000_000_000,
+) -> tuple[BacktestResult, BacktestReport | None]:
     """Run the engine; with ``out_dir`` write summary.json, equity.png, report.html."""
     result = BacktestEngine(settings).run(inputs)
     report = None
     if out_dir is not None and result.equity_curve:
         fills = [e for e in result.on("orders.events") if isinstance(e, OrderEvent)]
-        report = write_report(out_dir, ReportInputs(equity=result.equity_curve, fills=fills,
-                                                    period_ns=period_ns))
+        report = write_report(
+            out_dir, ReportInputs(equity=result.equity_curve, fills=fills, period_ns=period_ns)
+        )
     return result, report
 
 
 # ---------------------------------------------------------------------- capture
-async def export_capture(settings: Settings, path: Path, topics: Sequence[str],
-                         from_ns: int | None, to_ns: int | None,
-                         symbols: Sequence[str] = ()) -> int:
+async def export_capture(
+    settings: Settings,
+    path: Path,
+    topics: Sequence[str],
+    from_ns: int | None,
+    to_ns: int | None,
+    symbols: Sequence[str] = (),
+) -> int:
     """Write a capture file of ``topics`` in [from_ns, to_ns] (optionally some symbols)."""
     wanted = {s.upper() for s in symbols}
     records = await read_range(settings.kafka, topics, from_ns, to_ns)
-    entries = [CaptureEntry.from_kafka(r.topic, r.partition, r.offset, r.timestamp_ms, r.key,
-                                       r.value)
-               for r in records
-               if not wanted or (r.key or b"").decode().partition(":")[2] in wanted]
+    entries = [
+        CaptureEntry.from_kafka(r.topic, r.partition, r.offset, r.timestamp_ms, r.key, r.value)
+        for r in records
+        if not wanted or (r.key or b"").decode().partition(":")[2] in wanted
+    ]
     write_capture(path, [entries], from_ns=from_ns, to_ns=to_ns, topics=list(topics))
     return len(entries)
 
@@ -80,8 +91,11 @@ async def import_capture(settings: Settings, path: Path, prefix: str | None = No
     n = 0
     try:
         for entry in read_capture(path):
-            await producer.send(target + entry.topic, entry.value_bytes(),
-                                key=entry.key.encode() if entry.key is not None else None)
+            await producer.send(
+                target + entry.topic,
+                entry.value_bytes(),
+                key=entry.key.encode() if entry.key is not None else None,
+            )
             n += 1
         await producer.flush()
     finally:
@@ -96,9 +110,14 @@ class ReplayStats:
     seconds: float
 
 
-async def replay(settings: Settings, target_prefix: str, from_ns: int | None,
-                 to_ns: int | None, speed: float | None,
-                 topics: Sequence[str] = MD_INPUTS) -> ReplayStats:
+async def replay(
+    settings: Settings,
+    target_prefix: str,
+    from_ns: int | None,
+    to_ns: int | None,
+    speed: float | None,
+    topics: Sequence[str] = MD_INPUTS,
+) -> ReplayStats:
     """Re-publish a range into ``target_prefix`` topics; ``speed`` None = as fast as possible."""
     records = await read_range(settings.kafka, topics, from_ns, to_ns)
     await apply_catalog(load_catalog(), settings.kafka, prefix=target_prefix)
@@ -147,15 +166,22 @@ def compare(topic: str, live: list[Record], engine: list[Record]) -> ParityRepor
     return ParityReport(topic, len(live_by), len(eng_by), first)
 
 
-async def parity(settings: Settings, from_ns: int | None = None, to_ns: int | None = None,
-                 topics: Sequence[str] = PARITY_TOPICS) -> list[ParityReport]:
+async def parity(
+    settings: Settings,
+    from_ns: int | None = None,
+    to_ns: int | None = None,
+    topics: Sequence[str] = PARITY_TOPICS,
+) -> list[ParityReport]:
     """Live agents' outputs on the configured prefix vs the engine on the same input."""
-    inputs = [decode_topic_record(r)
-              for r in await read_range(settings.kafka, MD_INPUTS, from_ns, to_ns)]
+    inputs = [
+        decode_topic_record(r) for r in await read_range(settings.kafka, MD_INPUTS, from_ns, to_ns)
+    ]
     result = BacktestEngine(settings).run(inputs)
     reports = []
     for topic in topics:
-        live = [RECORD_TYPES[load_catalog()[topic].record].decode(r.value)
-                for r in await read_range(settings.kafka, [topic])]
+        live = [
+            RECORD_TYPES[load_catalog()[topic].record].decode(r.value)
+            for r in await read_range(settings.kafka, [topic])
+        ]
         reports.append(compare(topic, live, result.on(topic)))
     return reports

@@ -41,8 +41,14 @@ def event_time(value: bytes, fallback_ns: int) -> int:
     return ts if isinstance(ts, int) else fallback_ns
 
 
-async def _read_partition(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int,
-                          topic: str, to_ns: int | None) -> list[TopicRecord]:
+async def _read_partition(
+    consumer: AIOKafkaConsumer,
+    tp: TopicPartition,
+    start: int,
+    end: int,
+    topic: str,
+    to_ns: int | None,
+) -> list[TopicRecord]:
     out: list[TopicRecord] = []
     if start >= end:
         return out
@@ -56,22 +62,27 @@ async def _read_partition(consumer: AIOKafkaConsumer, tp: TopicPartition, start:
             ts = event_time(rec.value, rec.timestamp * 1_000_000)
             if to_ns is not None and ts > to_ns:
                 continue  # partitions are only roughly time-ordered: skip, keep reading
-            out.append(TopicRecord(ts, topic, tp.partition, rec.offset, rec.timestamp,
-                                   rec.key, rec.value))
+            out.append(
+                TopicRecord(ts, topic, tp.partition, rec.offset, rec.timestamp, rec.key, rec.value)
+            )
             if rec.offset + 1 >= end:
                 return out
 
 
-async def read_range(cfg: KafkaConfig, topics: Iterable[str], from_ns: int | None = None,
-                     to_ns: int | None = None, prefix: str | None = None,
-                     ) -> list[TopicRecord]:
+async def read_range(
+    cfg: KafkaConfig,
+    topics: Iterable[str],
+    from_ns: int | None = None,
+    to_ns: int | None = None,
+    prefix: str | None = None,
+) -> list[TopicRecord]:
     """Every record of ``topics`` with event time in [from_ns, to_ns], in event-time order."""
     prefix = cfg.topic_prefix if prefix is None else prefix
     consumer = AIOKafkaConsumer(**client_kwargs(cfg), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         per_partition: list[list[TopicRecord]] = []
-        cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - every topic
+        cluster = await consumer._client.fetch_all_metadata()
         for topic in topics:
             name = prefix + topic
             parts = cluster.partitions_for_topic(name) or set()
@@ -82,15 +93,18 @@ async def read_range(cfg: KafkaConfig, topics: Iterable[str], from_ns: int | Non
                 found = await consumer.offsets_for_times({tp: from_ns // 1_000_000 for tp in tps})
                 starts = {tp: (found[tp].offset if found[tp] else ends[tp]) for tp in tps}
             for tp in tps:
-                per_partition.append(await _read_partition(consumer, tp, starts[tp], ends[tp],
-                                                           topic, to_ns))
+                per_partition.append(
+                    await _read_partition(consumer, tp, starts[tp], ends[tp], topic, to_ns)
+                )
         return list(merge(per_partition, from_ns))
     finally:
         await consumer.stop()
 
 
-def merge(streams: Iterable[Iterable[TopicRecord]], from_ns: int | None = None,
-          ) -> Iterator[TopicRecord]:
+def merge(
+    streams: Iterable[Iterable[TopicRecord]],
+    from_ns: int | None = None,
+) -> Iterator[TopicRecord]:
     """Merge per-partition streams by event time with a total-order tie-break.
 
     Each input keeps its own (offset) order even where its event times step back (a
@@ -100,5 +114,3 @@ def merge(streams: Iterable[Iterable[TopicRecord]], from_ns: int | None = None,
     for rec in heapq.merge(*streams):
         if from_ns is None or rec.ts_event >= from_ns:
             yield rec
-
-

@@ -23,11 +23,13 @@ START_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 
 def _snapshot(market: SimMarket, symbol: str, recv_ns: int) -> RawFrame:
     bids, asks = market.book(symbol)
-    body = orjson.dumps({
-        "lastUpdateId": market.last_update_id(symbol),
-        "bids": [[str(p), str(q)] for p, q in bids],
-        "asks": [[str(p), str(q)] for p, q in asks],
-    }).decode()
+    body = orjson.dumps(
+        {
+            "lastUpdateId": market.last_update_id(symbol),
+            "bids": [[str(p), str(q)] for p, q in bids],
+            "asks": [[str(p), str(q)] for p, q in asks],
+        }
+    ).decode()
     return raw_frame(body, recv_ns, VENUE, REST_DEPTH_STREAM, instrument_id(VENUE, symbol))
 
 
@@ -35,9 +37,14 @@ def _combined(stream: str, payload: bytes) -> str:
     return '{"stream":"' + stream + '","data":' + payload.decode() + "}"
 
 
-def synthetic_frames(symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"), seed: int = 7,
-                     events: int = 20_000, spacing_ms: int = 20, levels: int = 30,
-                     start_ns: int = START_NS) -> list[RawFrame]:
+def synthetic_frames(
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
+    seed: int = 7,
+    events: int = 20_000,
+    spacing_ms: int = 20,
+    levels: int = 30,
+    start_ns: int = START_NS,
+) -> list[RawFrame]:
     """Raw frames of ``events`` market events (plus one snapshot per symbol first)."""
     market = SimMarket.create(symbols, seed, levels=levels)
     frames = [_snapshot(market, s, start_ns + i) for i, s in enumerate(symbols)]

@@ -43,13 +43,25 @@ def route_book(records: list[Record], result: FrameResult) -> None:
                     metrics.BOOK_RESYNCS.labels(instrument=rec.instrument).inc()
 
 
-def feed_event(kind: IntegrityKind, instruments: list[str], now_ns: int,
-               detail: str) -> list[tuple[str, Record]]:
+def feed_event(
+    kind: IntegrityKind, instruments: list[str], now_ns: int, detail: str
+) -> list[tuple[str, Record]]:
     """A connection-level integrity event (disconnect, silence) for every instrument."""
-    return [("book.integrity", BookIntegrity(
-        instrument=inst, ts_event=now_ns, ts_init=now_ns,
-        record_id=derive_id("feed", kind.value, inst, now_ns), lineage_id=f"feed:{now_ns}",
-        kind=kind, detail=detail)) for inst in instruments]
+    return [
+        (
+            "book.integrity",
+            BookIntegrity(
+                instrument=inst,
+                ts_event=now_ns,
+                ts_init=now_ns,
+                record_id=derive_id("feed", kind.value, inst, now_ns),
+                lineage_id=f"feed:{now_ns}",
+                kind=kind,
+                detail=detail,
+            ),
+        )
+        for inst in instruments
+    ]
 
 
 class BinanceAdapter:
@@ -101,12 +113,14 @@ class BinanceAdapter:
             route_book(sync.on_diff(update), result)
             if sync.needs_snapshot:
                 result.snapshot_requests.append(symbol)
-            metrics.FEED_STALENESS_SECONDS.labels(exchange="binance",
-                                                  instrument=update.instrument).set(0)
+            metrics.FEED_STALENESS_SECONDS.labels(
+                exchange="binance", instrument=update.instrument
+            ).set(0)
         return result
 
-    async def fetch_snapshot(self, http: httpx.AsyncClient, symbol: str,
-                             now_ns: int) -> FrameResult:
+    async def fetch_snapshot(
+        self, http: httpx.AsyncClient, symbol: str, now_ns: int
+    ) -> FrameResult:
         url = depth_snapshot_url(self.cfg.rest_url, symbol, self.cfg.snapshot_depth)
         resp = await http.get(url)
         resp.raise_for_status()
@@ -123,12 +137,20 @@ class BinanceAdapter:
             inst = snapshot.instrument
             if inst in self.degraded and sync.last_update_id is not None:
                 self.degraded.discard(inst)
-                if not any(isinstance(r, BookIntegrity) and r.kind is IntegrityKind.RESYNCED
-                           for r in out):
-                    route_book([integrity_event(
-                        IntegrityKind.RESYNCED, snapshot,
-                        f"live again from snapshot lastUpdateId={sync.last_update_id}",
-                        received=sync.last_update_id)], result)
+                if not any(
+                    isinstance(r, BookIntegrity) and r.kind is IntegrityKind.RESYNCED for r in out
+                ):
+                    route_book(
+                        [
+                            integrity_event(
+                                IntegrityKind.RESYNCED,
+                                snapshot,
+                                f"live again from snapshot lastUpdateId={sync.last_update_id}",
+                                received=sync.last_update_id,
+                            )
+                        ],
+                        result,
+                    )
         if sync.needs_snapshot and sync.buffered:
             result.snapshot_requests.append(symbol)  # too old for the buffered diffs
         return result
@@ -137,12 +159,21 @@ class BinanceAdapter:
         for sync in self.syncs.values():
             sync.reset()
         self.degraded.update(self.instruments.values())
-        return FrameResult(records=feed_event(IntegrityKind.DISCONNECTED,
-                                              list(self.instruments.values()), now_ns, reason))
+        return FrameResult(
+            records=feed_event(
+                IntegrityKind.DISCONNECTED, list(self.instruments.values()), now_ns, reason
+            )
+        )
 
     def on_stale(self, now_ns: int, silent_s: float) -> FrameResult:
         self.degraded.update(self.instruments.values())
         for inst in self.instruments.values():
             metrics.FEED_STALENESS_SECONDS.labels(exchange="binance", instrument=inst).set(silent_s)
-        return FrameResult(records=feed_event(IntegrityKind.STALE, list(self.instruments.values()),
-                                              now_ns, f"no frame for {silent_s:.1f}s"))
+        return FrameResult(
+            records=feed_event(
+                IntegrityKind.STALE,
+                list(self.instruments.values()),
+                now_ns,
+                f"no frame for {silent_s:.1f}s",
+            )
+        )

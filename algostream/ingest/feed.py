@@ -12,6 +12,7 @@ publishes every output. A malformed frame goes to ``dlq`` and the feed keeps goi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -48,11 +49,20 @@ class ExchangeAdapter(Protocol):
 
     def url(self) -> str: ...
     def subscribe_messages(self) -> list[str]: ...
-    def on_connected(self, conn_id: int, now_ns: int, *, rotating: bool = False,
-                     ) -> FrameResult: ...
+    def on_connected(
+        self,
+        conn_id: int,
+        now_ns: int,
+        *,
+        rotating: bool = False,
+    ) -> FrameResult: ...
     def on_frame(self, conn_id: int, text: str, recv_ns: int) -> FrameResult: ...
-    async def fetch_snapshot(self, http: httpx.AsyncClient, symbol: str, now_ns: int,
-                             ) -> FrameResult: ...
+    async def fetch_snapshot(
+        self,
+        http: httpx.AsyncClient,
+        symbol: str,
+        now_ns: int,
+    ) -> FrameResult: ...
     def on_disconnected(self, now_ns: int, reason: str) -> FrameResult: ...
     def on_stale(self, now_ns: int, silent_s: float) -> FrameResult: ...
 
@@ -71,24 +81,33 @@ class IngestStats:
 class Ingestor:
     """Run one exchange feed until ``stop`` is set."""
 
-    def __init__(self, cfg: MarketDataConfig, adapter: ExchangeAdapter, publisher: Publisher,
-                 http: httpx.AsyncClient, *, clock: Callable[[], int] = time.time_ns,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        cfg: MarketDataConfig,
+        adapter: ExchangeAdapter,
+        publisher: Publisher,
+        http: httpx.AsyncClient,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        rng: random.Random | None = None,
+    ) -> None:
         self.cfg = cfg
         self.adapter = adapter
         self.publisher = publisher
         self.http = http
         self.clock = clock
-        self.backoff = Backoff(cfg.reconnect_delay_ms, cfg.max_reconnect_delay_ms,
-                               rng or random.Random())
+        self.backoff = Backoff(
+            cfg.reconnect_delay_ms, cfg.max_reconnect_delay_ms, rng or random.Random()
+        )
         self.stats = IngestStats()
         self._conn_seq = 0
         self._active: int | None = None
         self._rotate_now = asyncio.Event()
         self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
         self.connected = asyncio.Event()
-        metrics.DLQ_RECORDS.labels(agent="ingestor", topic=f"ws:{adapter.venue.lower()}",
-                                   error_type="FrameError")
+        metrics.DLQ_RECORDS.labels(
+            agent="ingestor", topic=f"ws:{adapter.venue.lower()}", error_type="FrameError"
+        )
 
     # ------------------------------------------------------------------ outputs
     async def _emit(self, result: FrameResult) -> None:
@@ -118,12 +137,21 @@ class Ingestor:
     async def _malformed(self, text: str, exc: Exception, conn_id: int) -> None:
         self.stats.malformed += 1
         now = self.clock()
-        letter = dead_letter(agent="ingestor", topic=f"ws:{self.adapter.venue.lower()}",
-                             partition=conn_id, offset=self.stats.frames, key=None,
-                             payload=text, error=exc, ts_event=now, now_ns=now)
+        letter = dead_letter(
+            agent="ingestor",
+            topic=f"ws:{self.adapter.venue.lower()}",
+            partition=conn_id,
+            offset=self.stats.frames,
+            key=None,
+            payload=text,
+            error=exc,
+            ts_event=now,
+            now_ns=now,
+        )
         await self.publisher.publish("dlq", letter)
-        metrics.DLQ_RECORDS.labels(agent="ingestor", topic=letter.source_topic,
-                                   error_type=letter.error_type).inc()
+        metrics.DLQ_RECORDS.labels(
+            agent="ingestor", topic=letter.source_topic, error_type=letter.error_type
+        ).inc()
 
     # ------------------------------------------------------------------ sockets
     async def run(self, stop: asyncio.Event) -> IngestStats:
@@ -133,8 +161,7 @@ class Ingestor:
             try:
                 await self._session(conn_id, stop)
                 self.backoff.reset()
-            except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI,
-                    asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, ConnectionClosed, InvalidHandshake, InvalidURI) as exc:
                 await self._emit(self.adapter.on_disconnected(self.clock(), repr(exc)))
                 log.warning("feed disconnected", venue=self.adapter.venue, error=repr(exc))
             if stop.is_set():
@@ -142,10 +169,8 @@ class Ingestor:
             self.stats.reconnects += 1
             metrics.WS_RECONNECTS.labels(exchange=self.adapter.venue.lower()).inc()
             delay = self.backoff.next_delay_s()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
-            except asyncio.TimeoutError:
-                pass
         for task in self._snapshot_tasks.values():
             task.cancel()
         return self.stats
@@ -165,14 +190,16 @@ class Ingestor:
                     ws = await self._rotate(ws, conn_id := self._next_conn())
                     opened = time.monotonic()
                     continue
-                await self._read_one(ws, conn_id, min(rotate_in, self.cfg.stale_after_ms / 1000),
-                                     stop)
+                await self._read_one(
+                    ws, conn_id, min(rotate_in, self.cfg.stale_after_ms / 1000), stop
+                )
         finally:
             await ws.close()
 
     async def _open(self, conn_id: int, *, rotating: bool = False) -> Any:
-        ws = await websockets.connect(self.adapter.url(), max_size=2**24, ping_interval=None,
-                                      open_timeout=10, close_timeout=2)
+        ws = await websockets.connect(
+            self.adapter.url(), max_size=2**24, ping_interval=None, open_timeout=10, close_timeout=2
+        )
         for message in self.adapter.subscribe_messages():
             await ws.send(message)
         self._active = conn_id
@@ -181,11 +208,10 @@ class Ingestor:
         log.info("feed connected", venue=self.adapter.venue, conn=conn_id)
         return ws
 
-    async def _read_one(self, ws: Any, conn_id: int, timeout_s: float,
-                        stop: asyncio.Event) -> None:
+    async def _read_one(self, ws: Any, conn_id: int, timeout_s: float, stop: asyncio.Event) -> None:
         try:
             text = await asyncio.wait_for(ws.recv(), timeout=max(timeout_s, 0.001))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             silent = self.cfg.stale_after_ms / 1000
             if timeout_s >= silent:  # a genuine silence, not a rotation deadline
                 self.stats.stale += 1
@@ -212,8 +238,9 @@ class Ingestor:
         # keep reading the old socket until the new one delivers its first frame
         while not first.done():
             recv_old = asyncio.ensure_future(old.recv())
-            done, _ = await asyncio.wait({first, recv_old}, timeout=5,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {first, recv_old}, timeout=5, return_when=asyncio.FIRST_COMPLETED
+            )
             if recv_old in done and recv_old.exception() is None:
                 await self._on_text(recv_old.result(), conn_id - 1)
             else:

@@ -42,9 +42,16 @@ async def ingest(settings: Settings, stop: asyncio.Event | None = None) -> Inges
         finally:
             delivery = await publisher.flush()
             await publisher.producer.stop()
-    log.info("ingestor stopped", frames=stats.frames, published=stats.published,
-             delivered=delivery.delivered, failed=delivery.failed, malformed=stats.malformed,
-             reconnects=stats.reconnects, snapshots=stats.snapshots)
+    log.info(
+        "ingestor stopped",
+        frames=stats.frames,
+        published=stats.published,
+        delivered=delivery.delivered,
+        failed=delivery.failed,
+        malformed=stats.malformed,
+        reconnects=stats.reconnects,
+        snapshots=stats.snapshots,
+    )
     return stats
 
 
@@ -56,8 +63,11 @@ def run_ingest(settings: Settings, metrics_port: int | None = None) -> None:
     configure_logging(settings.observability)
     register_secrets_from(settings)
     md = settings.market_data
-    preregister(instruments=[instrument_id(md.exchange, s) for s in md.symbols],
-                exchanges=[md.exchange], agents=["ingestor"])
+    preregister(
+        instruments=[instrument_id(md.exchange, s) for s in md.symbols],
+        exchanges=[md.exchange],
+        agents=["ingestor"],
+    )
     port = settings.observability.metrics_port if metrics_port is None else metrics_port
     bound = start_metrics_server(port)
     WORKER_UP.labels(agent="ingestor").set(1)

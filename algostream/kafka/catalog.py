@@ -16,8 +16,16 @@ from algostream.kafka.errors import CatalogError
 from algostream.model.records import RECORD_TYPES, Record
 
 DEFAULT_CATALOG = Path(__file__).resolve().parents[2] / "topics" / "topics.toml"
-_TOPIC_KEYS = {"name", "key", "record", "partitions", "replication_factor", "retention_ms",
-               "cleanup", "description"}
+_TOPIC_KEYS = {
+    "name",
+    "key",
+    "record",
+    "partitions",
+    "replication_factor",
+    "retention_ms",
+    "cleanup",
+    "description",
+}
 
 
 @dataclass(frozen=True)
@@ -56,11 +64,14 @@ def _spec(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> TopicS
         raise CatalogError(f"{where}: unknown key(s) {sorted(unknown)}")
     for required in ("name", "key", "record"):
         if not isinstance(entry.get(required), str) or not entry[required]:
-            raise CatalogError(f"{where}: '{required}' must be a non-empty string, "
-                               f"got {entry.get(required)!r}")
+            raise CatalogError(
+                f"{where}: '{required}' must be a non-empty string, got {entry.get(required)!r}"
+            )
     if entry["record"] not in RECORD_TYPES:
-        raise CatalogError(f"{where}: record = {entry['record']!r} is not a record type "
-                           f"(known: {', '.join(sorted(RECORD_TYPES))})")
+        raise CatalogError(
+            f"{where}: record = {entry['record']!r} is not a record type "
+            f"(known: {', '.join(sorted(RECORD_TYPES))})"
+        )
     cleanup = entry.get("cleanup", "delete")
     if cleanup not in ("delete", "compact"):
         raise CatalogError(f"{where}: cleanup = {cleanup!r}; expected 'delete' or 'compact'")
@@ -68,10 +79,15 @@ def _spec(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> TopicS
     if not isinstance(partitions, int) or partitions < 1:
         raise CatalogError(f"{where}: partitions = {partitions!r}; expected an int >= 1")
     return TopicSpec(
-        name=entry["name"], key=entry["key"], record=entry["record"], partitions=partitions,
-        replication_factor=int(entry.get("replication_factor",
-                                         defaults.get("replication_factor", 1))),
-        retention_ms=entry.get("retention_ms"), cleanup=cleanup,
+        name=entry["name"],
+        key=entry["key"],
+        record=entry["record"],
+        partitions=partitions,
+        replication_factor=int(
+            entry.get("replication_factor", defaults.get("replication_factor", 1))
+        ),
+        retention_ms=entry.get("retention_ms"),
+        cleanup=cleanup,
         description=entry.get("description", ""),
     )
 

@@ -22,8 +22,16 @@ def _text(data: bytes | str | None) -> str:
 
 
 def dead_letter(
-    *, agent: str, topic: str, partition: int, offset: int, key: bytes | str | None,
-    payload: bytes | str | None, error: BaseException, ts_event: int, now_ns: int,
+    *,
+    agent: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | str | None,
+    payload: bytes | str | None,
+    error: BaseException,
+    ts_event: int,
+    now_ns: int,
 ) -> DeadLetter:
     """The DLQ record for one failed input (same input, same ``record_id``)."""
     text = _text(payload)

@@ -128,13 +128,23 @@ class LocalBroker:
         fetch_log = self.root / "fetch.log"
         with fetch_log.open("w") as out:
             rc = subprocess.call(
-                [mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
-                 f"-DoutputDirectory={self.libs}", "-DincludeScope=runtime"],
-                stdout=out, stderr=subprocess.STDOUT,
+                [
+                    mvn,
+                    "-B",
+                    "-q",
+                    "-f",
+                    str(POM),
+                    "dependency:copy-dependencies",
+                    f"-DoutputDirectory={self.libs}",
+                    "-DincludeScope=runtime",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         if rc != 0:
-            raise BrokerError(f"mvn could not fetch Kafka {KAFKA_VERSION} (exit {rc}):\n"
-                              + tail(fetch_log))
+            raise BrokerError(
+                f"mvn could not fetch Kafka {KAFKA_VERSION} (exit {rc}):\n" + tail(fetch_log)
+            )
         marker.touch()
 
     @staticmethod
@@ -173,12 +183,27 @@ class LocalBroker:
         self._write_config()
         self._format(java)
         env = dict(os.environ, KAFKA_HEAP_OPTS=self.heap)
-        cmd = [java, *self.heap.split(), "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-               "-Djava.awt.headless=true", f"-Dlog4j.configuration=file:{self._log4j()}",
-               "-cp", f"{self.libs}/*", "kafka.Kafka", str(self.props)]
+        cmd = [
+            java,
+            *self.heap.split(),
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{self._log4j()}",
+            "-cp",
+            f"{self.libs}/*",
+            "kafka.Kafka",
+            str(self.props),
+        ]
         with self.log.open("ab") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True, cwd=self.root)
+            proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                cwd=self.root,
+            )
         self.pid_file.write_text(str(proc.pid))
         self._wait_ready(proc.pid, timeout_s)
         return self.status()
@@ -211,43 +236,51 @@ class LocalBroker:
     # ------------------------------------------------------------------ files
     def _write_config(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.props.write_text("\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
-            f"log.dirs={self.data}",
-            "num.partitions=1",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=6",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "transaction.state.log.num.partitions=4",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=false",
-            "log.retention.hours=168",
-            "num.network.threads=2",
-            "num.io.threads=2",
-            "num.recovery.threads.per.data.dir=1",
-            "log.segment.bytes=67108864",
-            "",
-        ]))
+        self.props.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={self.data}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=6",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "transaction.state.log.num.partitions=4",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    "log.retention.hours=168",
+                    "num.network.threads=2",
+                    "num.io.threads=2",
+                    "num.recovery.threads.per.data.dir=1",
+                    "log.segment.bytes=67108864",
+                    "",
+                ]
+            )
+        )
 
     def _log4j(self) -> Path:
         path = self.root / "log4j.properties"
-        path.write_text("\n".join([
-            "log4j.rootLogger=WARN, stdout",
-            "log4j.appender.stdout=org.apache.log4j.ConsoleAppender",
-            "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout",
-            "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n",
-            "log4j.logger.kafka.server.KafkaServer=INFO",
-            "log4j.logger.kafka.server.KafkaRaftServer=INFO",
-            "",
-        ]))
+        path.write_text(
+            "\n".join(
+                [
+                    "log4j.rootLogger=WARN, stdout",
+                    "log4j.appender.stdout=org.apache.log4j.ConsoleAppender",
+                    "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout",
+                    "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n",
+                    "log4j.logger.kafka.server.KafkaServer=INFO",
+                    "log4j.logger.kafka.server.KafkaRaftServer=INFO",
+                    "",
+                ]
+            )
+        )
         return path
 
     def _format(self, java: str) -> None:
@@ -255,10 +288,23 @@ class LocalBroker:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
-            [java, "-Xmx256m", f"-Dlog4j.configuration=file:{self._log4j()}", "-cp",
-             f"{self.libs}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id,
-             "-c", str(self.props), "--ignore-formatted"],
-            capture_output=True, text=True, check=False,
+            [
+                java,
+                "-Xmx256m",
+                f"-Dlog4j.configuration=file:{self._log4j()}",
+                "-cp",
+                f"{self.libs}/*",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.props),
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")

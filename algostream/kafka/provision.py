@@ -93,7 +93,8 @@ async def apply_catalog(
     try:
         missing = [
             NewTopic(name, spec.partitions, _replication(spec, cfg), topic_configs=spec.configs())
-            for name, spec in names.items() if name not in states
+            for name, spec in names.items()
+            if name not in states
         ]
         if missing:
             await admin.create_topics(missing)
@@ -106,12 +107,20 @@ async def apply_catalog(
     return report
 
 
-async def _reconcile(admin, spec: TopicSpec, name: str, state: TopicState,  # type: ignore[no-untyped-def]
-                     report: ApplyReport, fix: bool) -> None:
+async def _reconcile(
+    admin,
+    spec: TopicSpec,
+    name: str,
+    state: TopicState,  # type: ignore[no-untyped-def]
+    report: ApplyReport,
+    fix: bool,
+) -> None:
     problems: list[str] = []
     if state.partitions > spec.partitions:
-        report.drift.append(f"{name}: has {state.partitions} partitions, catalog says "
-                            f"{spec.partitions}; Kafka cannot shrink a topic, left alone")
+        report.drift.append(
+            f"{name}: has {state.partitions} partitions, catalog says "
+            f"{spec.partitions}; Kafka cannot shrink a topic, left alone"
+        )
     elif state.partitions < spec.partitions:
         problems.append(f"partitions {state.partitions} -> {spec.partitions}")
     wrong = {k: v for k, v in spec.configs().items() if state.configs.get(k) != v}
@@ -126,7 +135,5 @@ async def _reconcile(admin, spec: TopicSpec, name: str, state: TopicState,  # ty
     if state.partitions < spec.partitions:
         await admin.create_partitions({name: NewPartitions(spec.partitions)})
     if wrong:  # AlterConfigs replaces the topic's dynamic configs: send every managed key
-        await admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name, spec.configs())]
-        )
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, spec.configs())])
     report.fixed.append(f"{name}: " + "; ".join(problems))

@@ -56,10 +56,15 @@ class ListPublisher:
 class KafkaPublisher:
     """Publish records keyed by ``record.key`` to ``prefix + topic``."""
 
-    def __init__(self, cfg: KafkaConfig, *, max_retries: int = 5, retry_backoff_s: float = 1.0,
-                 producer: AIOKafkaProducer | None = None,
-                 on_delivered: Callable[[str, Record], Awaitable[None] | None] | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        cfg: KafkaConfig,
+        *,
+        max_retries: int = 5,
+        retry_backoff_s: float = 1.0,
+        producer: AIOKafkaProducer | None = None,
+        on_delivered: Callable[[str, Record], Awaitable[None] | None] | None = None,
+    ) -> None:
         self.prefix = cfg.topic_prefix
         self.producer = producer or make_producer(cfg)
         self.max_retries = max_retries
@@ -78,8 +83,9 @@ class KafkaPublisher:
     async def publish(self, topic: str, record: Record) -> None:
         self.stats.sent += 1
         self.stats.by_topic[topic] = self.stats.by_topic.get(topic, 0) + 1
-        fut = await self.producer.send(self.prefix + topic, record.encode(),
-                                       key=record.key.encode())
+        fut = await self.producer.send(
+            self.prefix + topic, record.encode(), key=record.key.encode()
+        )
         task = asyncio.ensure_future(self._track(fut, topic, record))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -99,15 +105,19 @@ class KafkaPublisher:
                 attempt += 1
                 if attempt > self.max_retries:
                     self.stats.failed += 1
-                    log.error("record lost after retries", topic=topic, error=repr(exc),
-                              record_id=record.record_id)
+                    log.error(
+                        "record lost after retries",
+                        topic=topic,
+                        error=repr(exc),
+                        record_id=record.record_id,
+                    )
                     return
                 self.stats.retried += 1
-                log.warning("send failed, retrying", topic=topic, attempt=attempt,
-                            error=repr(exc))
+                log.warning("send failed, retrying", topic=topic, attempt=attempt, error=repr(exc))
                 await asyncio.sleep(self.retry_backoff_s * attempt)
-                fut = await self.producer.send(self.prefix + topic, record.encode(),
-                                               key=record.key.encode())
+                fut = await self.producer.send(
+                    self.prefix + topic, record.encode(), key=record.key.encode()
+                )
 
     async def flush(self) -> DeliveryStats:
         """Wait until every queued record is delivered or counted as failed."""

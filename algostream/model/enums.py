@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Side(str, Enum):
+class Side(StrEnum):
     BUY = "BUY"
     SELL = "SELL"
 
@@ -17,18 +17,18 @@ class Side(str, Enum):
         return Side.SELL if self is Side.BUY else Side.BUY
 
 
-class OrderType(str, Enum):
+class OrderType(StrEnum):
     MARKET = "MARKET"
     LIMIT = "LIMIT"
 
 
-class TimeInForce(str, Enum):
+class TimeInForce(StrEnum):
     GTC = "GTC"
     IOC = "IOC"
     FOK = "FOK"
 
 
-class OrderStatus(str, Enum):
+class OrderStatus(StrEnum):
     NEW = "NEW"
     ACCEPTED = "ACCEPTED"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
@@ -47,12 +47,12 @@ _TERMINAL = frozenset(
 )
 
 
-class BookUpdateKind(str, Enum):
+class BookUpdateKind(StrEnum):
     SNAPSHOT = "SNAPSHOT"
     DELTA = "DELTA"
 
 
-class IntegrityKind(str, Enum):
+class IntegrityKind(StrEnum):
     GAP = "GAP"
     CROSSED = "CROSSED"
     STALE = "STALE"
@@ -60,26 +60,26 @@ class IntegrityKind(str, Enum):
     DISCONNECTED = "DISCONNECTED"
 
 
-class TradingState(str, Enum):
+class TradingState(StrEnum):
     ACTIVE = "ACTIVE"
     REDUCING = "REDUCING"
     HALTED = "HALTED"
 
 
-class ControlAction(str, Enum):
+class ControlAction(StrEnum):
     HALT = "HALT"
     REDUCE = "REDUCE"
     RESUME = "RESUME"
     FLATTEN = "FLATTEN"
 
 
-class CostMethod(str, Enum):
+class CostMethod(StrEnum):
     FIFO = "FIFO"
     LIFO = "LIFO"
     AVERAGE = "AVERAGE"
 
 
-class RiskEventKind(str, Enum):
+class RiskEventKind(StrEnum):
     STATE_CHANGED = "STATE_CHANGED"
     STOP_HIT = "STOP_HIT"
     BREAKER_TRIPPED = "BREAKER_TRIPPED"

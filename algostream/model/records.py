@@ -74,7 +74,9 @@ class Record(BaseModel):
         try:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            raise RecordDecodeError(cls.TYPE, "<payload>", _short(payload), f"not JSON: {exc}")
+            raise RecordDecodeError(
+                cls.TYPE, "<payload>", _short(payload), f"not JSON: {exc}"
+            ) from None
         return cls.from_obj(data)
 
     @classmethod

@@ -9,7 +9,6 @@ returns data from Prometheus scraping the running processes.
 from __future__ import annotations
 
 import json
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,7 +24,11 @@ from algostream.model import (
     OrderStatus,
     Signal,
 )
-from algostream.observability.promcheck import expand_grafana_expr, find_prometheus, start_prometheus
+from algostream.observability.promcheck import (
+    expand_grafana_expr,
+    find_prometheus,
+    start_prometheus,
+)
 from tests.kafka_kit import decoded, free_port, read_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,8 +60,9 @@ async def test_sim_to_fill_book_truth_and_dashboards(provisioned, supervisor) ->
     supervisor.start("sim", "sim", "--port", str(sim_port), "--rate", "100", env=env)
     supervisor.start("ingest", "ingest", "--metrics-port", str(ports["ingest"]), env=env)
     for role in ("market", "signals", "trading"):
-        supervisor.start(role, "worker", role, "--web-port", "0", "--metrics-port",
-                         str(ports[role]), env=env)
+        supervisor.start(
+            role, "worker", role, "--web-port", "0", "--metrics-port", str(ports[role]), env=env
+        )
 
     def filled(msgs) -> bool:  # type: ignore[no-untyped-def]
         return any(e.status is OrderStatus.FILLED for e in decoded(msgs, OrderEvent))  # type: ignore[attr-defined]
@@ -68,20 +72,36 @@ async def test_sim_to_fill_book_truth_and_dashboards(provisioned, supervisor) ->
     fill = next(e for e in events if e.status is OrderStatus.FILLED)  # type: ignore[attr-defined]
 
     # lineage: fill -> approved order -> proposal -> signal -> features -> bar
-    approved = {r.record_id: r for r in decoded(await read_until(
-        s, "orders.approved", lambda m: False, timeout_s=2), OrderRequest)}
+    approved = {
+        r.record_id: r
+        for r in decoded(
+            await read_until(s, "orders.approved", lambda m: False, timeout_s=2), OrderRequest
+        )
+    }
     order = approved[fill.lineage_id]  # type: ignore[attr-defined]
-    proposals = {r.record_id: r for r in decoded(await read_until(
-        s, "orders.proposed", lambda m: False, timeout_s=2), OrderRequest)}
+    proposals = {
+        r.record_id: r
+        for r in decoded(
+            await read_until(s, "orders.proposed", lambda m: False, timeout_s=2), OrderRequest
+        )
+    }
     proposal = proposals[order.lineage_id]  # type: ignore[attr-defined]
-    signals = {r.record_id: r for r in decoded(await read_until(
-        s, "signals", lambda m: False, timeout_s=2), Signal)}
+    signals = {
+        r.record_id: r
+        for r in decoded(await read_until(s, "signals", lambda m: False, timeout_s=2), Signal)
+    }
     signal = signals[proposal.lineage_id]  # type: ignore[attr-defined]
-    features = {r.record_id: r for r in decoded(await read_until(
-        s, "features", lambda m: False, timeout_s=2), FeatureVector)}
+    features = {
+        r.record_id: r
+        for r in decoded(
+            await read_until(s, "features", lambda m: False, timeout_s=2), FeatureVector
+        )
+    }
     fv = features[signal.lineage_id]  # type: ignore[attr-defined]
-    bars = {r.record_id: r for r in decoded(await read_until(
-        s, "bars.1s", lambda m: False, timeout_s=2), Bar)}
+    bars = {
+        r.record_id: r
+        for r in decoded(await read_until(s, "bars.1s", lambda m: False, timeout_s=2), Bar)
+    }
     assert fv.lineage_id in bars  # type: ignore[attr-defined]
 
     # the worker's book equals the simulator's true book once the market is paused
@@ -90,12 +110,18 @@ async def test_sim_to_fill_book_truth_and_dashboards(provisioned, supervisor) ->
         truth = (await http.get("/sim/book", params={"symbol": "BTCUSDT"})).json()
 
         def at_truth(msgs) -> bool:  # type: ignore[no-untyped-def]
-            return any(t.instrument == "BINANCE:BTCUSDT" and t.update_id == truth["lastUpdateId"]
-                       for t in decoded(msgs, BookTop))  # type: ignore[attr-defined]
+            return any(
+                t.instrument == "BINANCE:BTCUSDT" and t.update_id == truth["lastUpdateId"]
+                for t in decoded(msgs, BookTop)
+            )  # type: ignore[attr-defined]
 
         tops = decoded(await read_until(s, "book.top", at_truth, timeout_s=60), BookTop)
-        top = next(t for t in tops if t.instrument == "BINANCE:BTCUSDT"  # type: ignore[attr-defined]
-                   and t.update_id == truth["lastUpdateId"])  # type: ignore[attr-defined]
+        top = next(
+            t
+            for t in tops
+            if t.instrument == "BINANCE:BTCUSDT"  # type: ignore[attr-defined]
+            and t.update_id == truth["lastUpdateId"]
+        )  # type: ignore[attr-defined]
         want_bids = [(Decimal(p), Decimal(q)) for p, q in truth["bids"][: len(top.bids)]]  # type: ignore[attr-defined]
         want_asks = [(Decimal(p), Decimal(q)) for p, q in truth["asks"][: len(top.asks)]]  # type: ignore[attr-defined]
         assert list(top.bids) == want_bids and list(top.asks) == want_asks  # type: ignore[attr-defined]

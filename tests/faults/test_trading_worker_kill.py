@@ -28,17 +28,36 @@ N = 120
 
 def top(n: int) -> BookTop:
     now = time.time_ns()
-    return BookTop(instrument=INSTRUMENT, ts_event=now, ts_init=now, record_id=f"top-{n}",
-                   lineage_id=f"md-{n}", bids=(("100.00", "50"),), asks=(("101.00", "50"),),
-                   best_bid="100.00", best_ask="101.00", mid="100.50", update_id=n)
+    return BookTop(
+        instrument=INSTRUMENT,
+        ts_event=now,
+        ts_init=now,
+        record_id=f"top-{n}",
+        lineage_id=f"md-{n}",
+        bids=(("100.00", "50"),),
+        asks=(("101.00", "50"),),
+        best_bid="100.00",
+        best_ask="101.00",
+        mid="100.50",
+        update_id=n,
+    )
 
 
 def proposal(n: int) -> OrderRequest:
     now = time.time_ns()
-    return OrderRequest(instrument=INSTRUMENT, ts_event=now, ts_init=now, record_id=f"prop-{n}",
-                        lineage_id=f"sig-{n}", account="paper", client_order_id=f"k-{n}",
-                        strategy="test", side=Side.BUY if n % 3 else Side.SELL,
-                        order_type=OrderType.MARKET, quantity="0.01")
+    return OrderRequest(
+        instrument=INSTRUMENT,
+        ts_event=now,
+        ts_init=now,
+        record_id=f"prop-{n}",
+        lineage_id=f"sig-{n}",
+        account="paper",
+        client_order_id=f"k-{n}",
+        strategy="test",
+        side=Side.BUY if n % 3 else Side.SELL,
+        order_type=OrderType.MARKET,
+        quantity="0.01",
+    )
 
 
 def decisions(msgs_a, msgs_r) -> dict[str, set[str]]:  # type: ignore[no-untyped-def]
@@ -91,15 +110,15 @@ async def test_kill_9_mid_stream_no_double_approval_or_fill(provisioned, supervi
         evs = decoded(msgs, OrderEvent)
         return approved_ids <= {e.client_order_id for e in evs if e.fill_qty > 0}  # type: ignore[attr-defined]
 
-    events = decoded(await read_until(s, "orders.events", fills_complete, timeout_s=90),
-                     OrderEvent)
+    events = decoded(await read_until(s, "orders.events", fills_complete, timeout_s=90), OrderEvent)
     fills: dict[str, list[OrderEvent]] = defaultdict(list)
     for ev in {e.record_id: e for e in events}.values():  # a re-sent record is one event
         if ev.fill_qty > 0:  # type: ignore[attr-defined]
             fills[ev.client_order_id].append(ev)  # type: ignore[attr-defined, arg-type]
     assert set(fills) == approved_ids
-    assert all(sum(e.fill_qty for e in f) == Decimal("0.01") for f in fills.values()), \
+    assert all(sum(e.fill_qty for e in f) == Decimal("0.01") for f in fills.values()), (
         "an order was executed twice"
+    )
     net = sum(e.side.sign * e.fill_qty for f in fills.values() for e in f)
 
     def position_matches(msgs) -> bool:  # type: ignore[no-untyped-def]

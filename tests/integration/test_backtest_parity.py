@@ -20,8 +20,9 @@ from algostream.model import OrderRequest
 from tests.kafka_kit import decoded, produce, read_until
 
 
-async def test_live_agents_match_the_engine_on_the_same_history(provisioned, supervisor,
-                                                                tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_live_agents_match_the_engine_on_the_same_history(
+    provisioned, supervisor, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     s = provisioned
     engine = BacktestEngine(s).run(synthetic_frames(("BTCUSDT", "ETHUSDT"), 7, 8_000))
     await produce(s, "md.book", engine.on("md.book"))

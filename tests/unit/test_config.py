@@ -12,11 +12,22 @@ from algostream.config import ConfigError, Settings, load_settings
 REPO = Path(__file__).resolve().parents[2]
 SEED_KEYS = {
     "market_data": {"exchange", "symbols", "websocket_url", "reconnect_delay_ms"},
-    "risk": {"max_position_size", "max_notional_exposure", "max_open_positions",
-             "stop_loss_percent", "trailing_stop_percent", "enable_circuit_breaker",
-             "max_loss_threshold"},
-    "execution": {"exchange_api_url", "rate_limit_per_second", "retry_attempts",
-                  "retry_delay_ms", "paper_trading"},
+    "risk": {
+        "max_position_size",
+        "max_notional_exposure",
+        "max_open_positions",
+        "stop_loss_percent",
+        "trailing_stop_percent",
+        "enable_circuit_breaker",
+        "max_loss_threshold",
+    },
+    "execution": {
+        "exchange_api_url",
+        "rate_limit_per_second",
+        "retry_attempts",
+        "retry_delay_ms",
+        "paper_trading",
+    },
     "signal": {"model_path", "features", "update_interval_ms"},
 }
 
@@ -37,8 +48,12 @@ def test_repo_config_loads_and_matches_the_seed_defaults() -> None:
 
 
 def test_env_overrides_are_exact_decimals() -> None:
-    s = load_settings(env={"ALGOSTREAM__RISK__MAX_POSITION_SIZE": "0.1",
-                           "ALGOSTREAM__MARKET_DATA__SYMBOLS": '["SOLUSDT"]'})
+    s = load_settings(
+        env={
+            "ALGOSTREAM__RISK__MAX_POSITION_SIZE": "0.1",
+            "ALGOSTREAM__MARKET_DATA__SYMBOLS": '["SOLUSDT"]',
+        }
+    )
     assert s.risk.max_position_size == Decimal("0.1")
     assert s.market_data.symbols == ("SOLUSDT",)
 

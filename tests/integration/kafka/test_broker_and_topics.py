@@ -17,12 +17,18 @@ def test_broker_answers_metadata(kafka_bootstrap: str) -> None:
 async def test_apply_creates_every_topic_then_is_idempotent(kafka_settings) -> None:  # type: ignore[no-untyped-def]
     cat = load_catalog()
     first = await apply_catalog(cat, kafka_settings.kafka)
-    assert sorted(first.created) == sorted(s.full_name(kafka_settings.kafka.topic_prefix)
-                                           for s in cat.values())
+    assert sorted(first.created) == sorted(
+        s.full_name(kafka_settings.kafka.topic_prefix) for s in cat.values()
+    )
     second = await apply_catalog(cat, kafka_settings.kafka)
     assert second.created == [] and second.drift == [] and len(second.unchanged) == len(cat)
-    states = await describe(kafka_settings.kafka, [f"{kafka_settings.kafka.topic_prefix}positions",
-                                                   f"{kafka_settings.kafka.topic_prefix}md.book"])
+    states = await describe(
+        kafka_settings.kafka,
+        [
+            f"{kafka_settings.kafka.topic_prefix}positions",
+            f"{kafka_settings.kafka.topic_prefix}md.book",
+        ],
+    )
     prefix = kafka_settings.kafka.topic_prefix
     assert states[f"{prefix}positions"].configs["cleanup.policy"] == "compact"
     assert states[f"{prefix}md.book"].partitions == cat["md.book"].partitions
@@ -33,15 +39,18 @@ async def test_drift_is_reported_not_silently_changed(kafka_settings) -> None:  
     admin = make_admin(kafka_settings.kafka)
     await admin.start()
     try:  # an operator made md.book by hand with too few partitions and the wrong policy
-        await admin.create_topics([NewTopic(f"{prefix}md.book", 1, 1,
-                                            topic_configs={"cleanup.policy": "compact"})])
+        await admin.create_topics(
+            [NewTopic(f"{prefix}md.book", 1, 1, topic_configs={"cleanup.policy": "compact"})]
+        )
     finally:
         await admin.close()
     await wait_for_topics(kafka_settings.kafka, [f"{prefix}md.book"])
     report = await apply_catalog(load_catalog(), kafka_settings.kafka)
     assert not report.ok
     assert any("md.book" in d and "partitions 1 -> 3" in d for d in report.drift)
-    assert (await describe(kafka_settings.kafka, [f"{prefix}md.book"]))[f"{prefix}md.book"].partitions == 1
+    assert (await describe(kafka_settings.kafka, [f"{prefix}md.book"]))[
+        f"{prefix}md.book"
+    ].partitions == 1
     fixed = await apply_catalog(load_catalog(), kafka_settings.kafka, fix=True)
     assert fixed.ok and any("md.book" in f for f in fixed.fixed)
     state = (await describe(kafka_settings.kafka, [f"{prefix}md.book"]))[f"{prefix}md.book"]

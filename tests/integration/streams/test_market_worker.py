@@ -21,8 +21,7 @@ async def test_market_worker_on_recorded_capture(provisioned, supervisor) -> Non
     updates = [u for per_inst in r.published.values() for u in per_inst]
     trades = [t for line in ws_lines() for t in parse_frame(line.frame, line.recv_ns).trades]
     assert len(updates) > 100 and trades
-    supervisor.start("market", "worker", "market", "--web-port", "0",
-                     "--metrics-port", "0")
+    supervisor.start("market", "worker", "market", "--web-port", "0", "--metrics-port", "0")
     await produce(s, "md.book", [*updates[: len(updates) // 2], (b"BINANCE:X", b"\x00garbage")])
     await produce(s, "md.book", updates[len(updates) // 2 :])
     await produce(s, "md.trades", trades)
@@ -52,10 +51,11 @@ async def test_market_worker_on_recorded_capture(provisioned, supervisor) -> Non
             expected[interval] += agg.on_trade(t).bars
     for interval in ("1s", "1m"):
         want = expected[interval]
-        got = decoded(await read_until(s, f"bars.{interval}", lambda m, n=len(want): len(m) >= n),
-                      Bar)
-        assert [(b.instrument, b.start_ns, b.close, b.volume) for b in got] == \
-            [(b.instrument, b.start_ns, b.close, b.volume) for b in want]  # type: ignore[attr-defined]
+        enough = len(want)
+        got = decoded(await read_until(s, f"bars.{interval}", lambda m, n=enough: len(m) >= n), Bar)
+        assert [(b.instrument, b.start_ns, b.close, b.volume) for b in got] == [
+            (b.instrument, b.start_ns, b.close, b.volume) for b in want
+        ]  # type: ignore[attr-defined]
     assert supervisor.children["market"].alive
     assert isinstance(trades[0], TradeTick)
 

@@ -25,23 +25,43 @@ INSTRUMENT = "BINANCE:BTCUSDT"
 
 def book_top(n: int) -> BookTop:
     now = time.time_ns()
-    return BookTop(instrument=INSTRUMENT, ts_event=now, ts_init=now, record_id=f"top-{n}",
-                   lineage_id=f"md-{n}", bids=(("100.00", "1.5"),), asks=(("101.00", "2"),),
-                   best_bid="100.00", best_ask="101.00", mid="100.50", update_id=n)
+    return BookTop(
+        instrument=INSTRUMENT,
+        ts_event=now,
+        ts_init=now,
+        record_id=f"top-{n}",
+        lineage_id=f"md-{n}",
+        bids=(("100.00", "1.5"),),
+        asks=(("101.00", "2"),),
+        best_bid="100.00",
+        best_ask="101.00",
+        mid="100.50",
+        update_id=n,
+    )
 
 
 def proposal(n: int) -> OrderRequest:
     now = time.time_ns()
-    return OrderRequest(instrument=INSTRUMENT, ts_event=now, ts_init=now, record_id=f"prop-{n}",
-                        lineage_id=f"sig-{n}", account="paper", client_order_id=f"coid-{n}",
-                        strategy="test", side=Side.BUY, order_type=OrderType.MARKET,
-                        quantity="0.5")
+    return OrderRequest(
+        instrument=INSTRUMENT,
+        ts_event=now,
+        ts_init=now,
+        record_id=f"prop-{n}",
+        lineage_id=f"sig-{n}",
+        account="paper",
+        client_order_id=f"coid-{n}",
+        strategy="test",
+        side=Side.BUY,
+        order_type=OrderType.MARKET,
+        quantity="0.5",
+    )
 
 
 async def test_proposal_to_fill_and_bad_records_to_dlq(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
     settings = provisioned
-    worker = supervisor.start("trading", "worker", "trading", "--web-port", "0",
-                              "--metrics-port", "0")
+    worker = supervisor.start(
+        "trading", "worker", "trading", "--web-port", "0", "--metrics-port", "0"
+    )
     await produce(settings, "book.top", [book_top(1)])
     # Until the risk agent has seen the book it rejects with NO_MARKET_DATA: propose until
     # one is approved (a deadline, not a sleep).
@@ -55,8 +75,10 @@ async def test_proposal_to_fill_and_bad_records_to_dlq(provisioned, supervisor) 
         approved = decoded(msgs, OrderRequest)  # type: ignore[assignment]
         assert worker.alive, supervisor.tail("trading")
     assert approved, supervisor.tail("trading")
-    rejected = decoded(await read_until(settings, "orders.rejected", lambda m: len(m) >= n - 1,
-                                        timeout_s=10), OrderRejected)
+    rejected = decoded(
+        await read_until(settings, "orders.rejected", lambda m: len(m) >= n - 1, timeout_s=10),
+        OrderRejected,
+    )
     assert {r.reason for r in rejected} <= {"NO_MARKET_DATA"}  # type: ignore[attr-defined]
 
     bad = [(b"paper", b"{not json"), (b"paper", b'{"instrument": "BINANCE:BTCUSDT"}')]
@@ -73,6 +95,7 @@ async def test_proposal_to_fill_and_bad_records_to_dlq(provisioned, supervisor) 
         def done(msgs) -> bool:  # type: ignore[no-untyped-def]
             evs = decoded(msgs, OrderEvent)
             return ids <= {e.client_order_id for e in evs if e.status is OrderStatus.FILLED}  # type: ignore[attr-defined]
+
         return done
 
     want = {approved[0].client_order_id, "coid-1000"}

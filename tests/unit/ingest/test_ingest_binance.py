@@ -55,9 +55,14 @@ async def rig() -> AsyncIterator[Callable[..., Any]]:
         exchange = SimExchange(market, rate=300)
         server = SimServer(exchange)
         port = await server.start()
-        md = MarketDataConfig(symbols=SYMBOLS, websocket_url=f"ws://127.0.0.1:{port}/stream",
-                              rest_url=f"http://127.0.0.1:{port}", reconnect_delay_ms=20,
-                              max_reconnect_delay_ms=200, **cfg)
+        md = MarketDataConfig(
+            symbols=SYMBOLS,
+            websocket_url=f"ws://127.0.0.1:{port}/stream",
+            rest_url=f"http://127.0.0.1:{port}",
+            reconnect_delay_ms=20,
+            max_reconnect_delay_ms=200,
+            **cfg,
+        )
         adapter = BinanceAdapter(md)
         out = ListPublisher()
         http = httpx.AsyncClient(timeout=5)
@@ -88,8 +93,12 @@ def books_from(out: ListPublisher) -> dict[str, OrderBook]:
 async def assert_books_match_simulator(r: Rig) -> None:
     """Pause the market, let the ingestor catch up, compare every level."""
     r.exchange.pause()
-    await until(lambda: all(r.adapter.syncs[s].last_update_id == r.market.last_update_id(s)
-                            for s in SYMBOLS), what="ingestor caught up")
+    await until(
+        lambda: all(
+            r.adapter.syncs[s].last_update_id == r.market.last_update_id(s) for s in SYMBOLS
+        ),
+        what="ingestor caught up",
+    )
     books = books_from(r.out)
     for symbol in SYMBOLS:
         bids, asks = r.market.book(symbol)
@@ -101,8 +110,11 @@ async def assert_books_match_simulator(r: Rig) -> None:
 
 
 def integrity(out: ListPublisher, kind: IntegrityKind) -> list[BookIntegrity]:
-    return [e for e in out.on("book.integrity")  # type: ignore[misc]
-            if isinstance(e, BookIntegrity) and e.kind is kind]
+    return [
+        e
+        for e in out.on("book.integrity")  # type: ignore[misc]
+        if isinstance(e, BookIntegrity) and e.kind is kind
+    ]
 
 
 async def test_ingested_book_equals_simulator_book(rig) -> None:  # type: ignore[no-untyped-def]
@@ -141,10 +153,13 @@ async def test_disconnect_reconnects_and_resyncs(rig) -> None:  # type: ignore[n
     await until(lambda: r.ingestor.stats.reconnects >= 1, what="reconnect")
     assert integrity(r.out, IntegrityKind.DISCONNECTED)
     await until(lambda: all(s.last_update_id for s in r.adapter.syncs.values()), what="resync")
-    await until(lambda: len(integrity(r.out, IntegrityKind.RESYNCED)) >= len(SYMBOLS),
-                what="RESYNCED for every instrument")
-    assert {e.instrument for e in integrity(r.out, IntegrityKind.RESYNCED)} == \
-        {f"BINANCE:{s}" for s in SYMBOLS}
+    await until(
+        lambda: len(integrity(r.out, IntegrityKind.RESYNCED)) >= len(SYMBOLS),
+        what="RESYNCED for every instrument",
+    )
+    assert {e.instrument for e in integrity(r.out, IntegrityKind.RESYNCED)} == {
+        f"BINANCE:{s}" for s in SYMBOLS
+    }
     await assert_books_match_simulator(r)
 
 
@@ -167,5 +182,10 @@ async def test_silent_feed_is_detected(rig) -> None:  # type: ignore[no-untyped-
     await until(lambda: integrity(r.out, IntegrityKind.STALE), what="stale event")
     stale = integrity(r.out, IntegrityKind.STALE)
     assert {e.instrument for e in stale} == {f"BINANCE:{s}" for s in SYMBOLS}
-    await until(lambda: {e.instrument for e in integrity(r.out, IntegrityKind.RESYNCED)}
-                == {f"BINANCE:{s}" for s in SYMBOLS}, what="resynced after the silence")
+    await until(
+        lambda: (
+            {e.instrument for e in integrity(r.out, IntegrityKind.RESYNCED)}
+            == {f"BINANCE:{s}" for s in SYMBOLS}
+        ),
+        what="resynced after the silence",
+    )

@@ -11,9 +11,24 @@ from algostream.kafka.errors import CatalogError
 
 REPO = Path(__file__).resolve().parents[3]
 DESIGN_TOPICS = {
-    "md.raw", "md.trades", "md.book", "book.top", "book.integrity", "bars.1s", "bars.1m",
-    "features", "signals", "orders.proposed", "orders.approved", "orders.rejected",
-    "risk.events", "orders.events", "positions", "pnl", "control", "dlq",
+    "md.raw",
+    "md.trades",
+    "md.book",
+    "book.top",
+    "book.integrity",
+    "bars.1s",
+    "bars.1m",
+    "features",
+    "signals",
+    "orders.proposed",
+    "orders.approved",
+    "orders.rejected",
+    "risk.events",
+    "orders.events",
+    "positions",
+    "pnl",
+    "control",
+    "dlq",
 }
 
 
@@ -34,10 +49,14 @@ def _topics_used_by_code() -> set[str]:
     for path in (REPO / "streams").rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in {"topic", "send", "sources"} and node.args
-                    and isinstance(node.args[0], ast.Constant)
-                    and isinstance(node.args[0].value, str)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in {"topic", "send", "sources"}
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
                 used.add(node.args[0].value)
     return used
 

@@ -18,11 +18,21 @@ from algostream.model import (
     TradeTick,
 )
 
-BASE = {"instrument": "BINANCE:BTCUSDT", "ts_event": 1, "ts_init": 2, "record_id": "r",
-        "lineage_id": "l"}
+BASE = {
+    "instrument": "BINANCE:BTCUSDT",
+    "ts_event": 1,
+    "ts_init": 2,
+    "record_id": "r",
+    "lineage_id": "l",
+}
 
-decimals = st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal("1e9"),
-                       allow_nan=False, allow_infinity=False, places=8)
+decimals = st.decimals(
+    min_value=Decimal("0.00000001"),
+    max_value=Decimal("1e9"),
+    allow_nan=False,
+    allow_infinity=False,
+    places=8,
+)
 
 
 @given(price=decimals, size=decimals)
@@ -34,8 +44,14 @@ def test_trade_round_trips_exactly(price: Decimal, size: Decimal) -> None:
 
 
 def test_prices_are_decimal_strings_on_the_wire() -> None:
-    upd = BookUpdate(**BASE, kind=BookUpdateKind.DELTA, bids=[("27000.10", "0.5")],
-                     asks=[("27000.20", "0")], first_update_id=5, final_update_id=7)
+    upd = BookUpdate(
+        **BASE,
+        kind=BookUpdateKind.DELTA,
+        bids=[("27000.10", "0.5")],
+        asks=[("27000.20", "0")],
+        first_update_id=5,
+        final_update_id=7,
+    )
     wire = orjson.loads(upd.encode())
     assert wire["bids"] == [["27000.10", "0.5"]]
     assert wire["asks"] == [["27000.20", "0"]]
@@ -61,8 +77,9 @@ def test_binary_float_price_is_refused_naming_the_field() -> None:
         ({"extra": 1}, "extra", "1"),
     ],
 )
-def test_bad_payload_error_names_field_and_value(patch: dict[str, object], field: str,
-                                                 value: str) -> None:
+def test_bad_payload_error_names_field_and_value(
+    patch: dict[str, object], field: str, value: str
+) -> None:
     data = BASE | {"trade_id": "1", "price": "1", "size": "1", "aggressor_side": "BUY"} | patch
     with pytest.raises(RecordDecodeError) as err:
         TradeTick.decode(orjson.dumps(data))
@@ -81,8 +98,15 @@ def test_missing_field_and_non_json_are_decode_errors() -> None:
 
 
 def test_records_are_frozen() -> None:
-    order = OrderRequest(**BASE, account="a", client_order_id="c1", strategy="s", side=Side.BUY,
-                         order_type=OrderType.MARKET, quantity="1")
+    order = OrderRequest(
+        **BASE,
+        account="a",
+        client_order_id="c1",
+        strategy="s",
+        side=Side.BUY,
+        order_type=OrderType.MARKET,
+        quantity="1",
+    )
     with pytest.raises(Exception, match="frozen"):
         order.quantity = Decimal(2)  # type: ignore[misc]
 
