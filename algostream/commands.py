@@ -12,6 +12,7 @@ import typer
 
 from algostream.cli import ConfigOpt, app, console, settings_or_exit
 from algostream.model.enums import ControlAction
+from algostream.model.records import Record
 
 control_app = typer.Typer(
     help="Operator commands to the risk and execution agents (control topic).", no_args_is_help=True
@@ -265,10 +266,11 @@ def backtest_cmd(
             if rep.first_difference:
                 console.print(rep.first_difference)
         raise typer.Exit(0 if all(r.first_difference is None for r in reports) else 1)
+    inputs: list[Record]
     if capture is not None:
         inputs = records_from_capture(capture)
     elif synthetic is not None:
-        inputs = synthetic_frames(tuple(settings.market_data.symbols), seed, synthetic)
+        inputs = [*synthetic_frames(tuple(settings.market_data.symbols), seed, synthetic)]
     else:
         topic_records = asyncio.run(
             read_range(settings.kafka, MD_INPUTS, parse_time(start), parse_time(end))
@@ -363,10 +365,11 @@ def model_train(
     from algostream.signals.model import train_model
 
     settings = settings_or_exit(config)
+    inputs: list[Record]
     if capture is not None:
         inputs = records_from_capture(capture)
     elif synthetic is not None:
-        inputs = synthetic_frames(tuple(settings.market_data.symbols), 7, synthetic)
+        inputs = [*synthetic_frames(tuple(settings.market_data.symbols), 7, synthetic)]
     else:
         inputs = [
             decode_topic_record(r) for r in asyncio.run(read_range(settings.kafka, MD_INPUTS))

@@ -75,7 +75,7 @@ class Edge:
             await self.send(topic, record)
 
     async def decode_or_dlq(
-        self, event: faust.EventT, record_type: type[R], agent: str
+        self, event: faust.EventT[bytes], record_type: type[R], agent: str
     ) -> R | None:
         """Decode ``event`` into ``record_type``; on failure send a DeadLetter, return None."""
         value = event.value
@@ -90,7 +90,7 @@ class Edge:
             await self.dead_letter(event, exc, agent)
             return None
 
-    async def dead_letter(self, event: faust.EventT, exc: BaseException, agent: str) -> None:
+    async def dead_letter(self, event: faust.EventT[bytes], exc: BaseException, agent: str) -> None:
         msg = event.message
         record = dead_letter(
             agent=agent,

@@ -51,14 +51,14 @@ def _report_lag(app: faust.App, edge: Edge) -> None:
 
     prefix = edge.prefix
 
-    @app.timer(interval=5.0)
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def consumer_lag() -> None:
         consumer = app.consumer
         for tp in consumer.assignment():
             if not tp.topic.startswith(prefix) or tp.topic[len(prefix) :] not in edge.catalog:
                 continue  # changelogs and other internal topics
             highwater = consumer.highwater(tp)
-            read = consumer._read_offset.get(tp)
+            read = getattr(consumer, "_read_offset", {}).get(tp)  # last offset processed
             if highwater is None:
                 continue
             lag = max(0, highwater - (read + 1 if read is not None else 0))

@@ -24,7 +24,7 @@ class Backoff:
     def next_delay_s(self) -> float:
         ceiling = min(self.cap_ms, self.base_ms * (2 ** min(self.attempt, 30)))
         self.attempt += 1
-        return ceiling * self.rng.uniform(0.5, 1.0) / 1000.0
+        return float(ceiling * self.rng.uniform(0.5, 1.0)) / 1000.0
 
     def reset(self) -> None:
         self.attempt = 0

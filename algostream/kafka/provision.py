@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from aiokafka.admin import NewPartitions, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from algostream.config import KafkaConfig
@@ -108,10 +108,10 @@ async def apply_catalog(
 
 
 async def _reconcile(
-    admin,
+    admin: AIOKafkaAdminClient,
     spec: TopicSpec,
     name: str,
-    state: TopicState,  # type: ignore[no-untyped-def]
+    state: TopicState,
     report: ApplyReport,
     fix: bool,
 ) -> None:
