@@ -14,6 +14,7 @@ while processing it are on the broker.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,6 +90,15 @@ class Edge:
         except Exception as exc:  # any decode failure is a dead letter, never a crash
             await self.dead_letter(event, exc, agent)
             return None
+
+    async def records(
+        self, stream: faust.StreamT[bytes], record_type: type[R], agent: str
+    ) -> AsyncIterator[R]:
+        """The decoded records of ``stream``; undecodable ones go to ``dlq`` and are skipped."""
+        async for event in stream.events():
+            record = await self.decode_or_dlq(event, record_type, agent)
+            if record is not None:
+                yield record
 
     async def dead_letter(self, event: faust.EventT[bytes], exc: BaseException, agent: str) -> None:
         msg = event.message

@@ -28,10 +28,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     @app.agent(edge.topic("md.book"), name="book")
     async def books(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            update = await edge.decode_or_dlq(event, BookUpdate, "book")
-            if update is None:
-                continue
+        async for update in edge.records(stream, BookUpdate, "book"):
             inst = update.instrument
             if inst not in restored:  # first sight since start: continue from the table
                 restored.add(inst)

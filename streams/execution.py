@@ -59,10 +59,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     @app.agent(edge.topic("orders.approved"), name="exec-orders")
     async def orders(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            order = await edge.decode_or_dlq(event, OrderRequest, "execution")
-            if order is None:
-                continue
+        async for order in edge.records(stream, OrderRequest, "execution"):
             if shell.sent.get(order.client_order_id) is not None:
                 continue  # redelivered approval: already sent to the venue
             shell.sent[order.client_order_id] = order.record_id
@@ -80,14 +77,10 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     @app.agent(edge.topic("book.top"), name="exec-book")
     async def book(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            top = await edge.decode_or_dlq(event, BookTop, "execution")
-            if top is not None:
-                await emit(shell.broker.on_book_top(top))
+        async for top in edge.records(stream, BookTop, "execution"):
+            await emit(shell.broker.on_book_top(top))
 
     @app.agent(edge.topic("md.trades"), name="exec-trades")
     async def trades(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            trade = await edge.decode_or_dlq(event, TradeTick, "execution")
-            if trade is not None:
-                await emit(shell.broker.on_trade(trade))
+        async for trade in edge.records(stream, TradeTick, "execution"):
+            await emit(shell.broker.on_trade(trade))

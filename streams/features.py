@@ -36,10 +36,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     @app.agent(edge.topic(bars_topic), name="features")
     async def features(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            bar = await edge.decode_or_dlq(event, Bar, "features")
-            if bar is None:
-                continue
+        async for bar in edge.records(stream, Bar, "features"):
             ensure(bar.instrument)
             start = time.perf_counter()
             fv = proc.on_bar(bar)
@@ -52,8 +49,6 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     @app.agent(edge.topic("book.top"), name="features-book")
     async def books(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            top = await edge.decode_or_dlq(event, BookTop, "features")
-            if top is not None:
-                ensure(top.instrument)
-                proc.on_book(top)
+        async for top in edge.records(stream, BookTop, "features"):
+            ensure(top.instrument)
+            proc.on_book(top)

@@ -111,10 +111,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     @app.agent(edge.topic("orders.proposed"), name="risk-proposals")
     async def proposals(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            order = await edge.decode_or_dlq(event, OrderRequest, "risk")
-            if order is None:
-                continue
+        async for order in edge.records(stream, OrderRequest, "risk"):
             start = time.perf_counter()
             out = shell.proc.on_proposal(order, time.time_ns())
             metrics.RISK_CHECK_SECONDS.labels(instrument=order.instrument).observe(
@@ -125,19 +122,13 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     @app.agent(edge.topic("orders.events"), name="risk-fills")
     async def order_events(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            ev = await edge.decode_or_dlq(event, OrderEvent, "risk")
-            if ev is None:
-                continue
+        async for ev in edge.records(stream, OrderEvent, "risk"):
             await emit(shell.proc.on_order_event(ev, time.time_ns()))
             shell.persist(applied=ev.record_id)
 
     @app.agent(edge.topic("book.top"), name="risk-marks")
     async def marks(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            top = await edge.decode_or_dlq(event, BookTop, "risk")
-            if top is None:
-                continue
+        async for top in edge.records(stream, BookTop, "risk"):
             out = shell.proc.on_book_top(top, time.time_ns())
             if out:
                 await emit(out)
@@ -145,18 +136,12 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     @app.agent(edge.topic("book.integrity"), name="risk-integrity")
     async def integrity(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            ev = await edge.decode_or_dlq(event, BookIntegrity, "risk")
-            if ev is None:
-                continue
+        async for ev in edge.records(stream, BookIntegrity, "risk"):
             await emit(shell.proc.on_integrity(ev, time.time_ns()))
             shell.persist()
 
     @app.agent(edge.topic("control"), name="risk-control")
     async def control(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            cmd = await edge.decode_or_dlq(event, ControlCommand, "risk")
-            if cmd is None:
-                continue
+        async for cmd in edge.records(stream, ControlCommand, "risk"):
             await emit(shell.proc.on_control(cmd, time.time_ns()))
             shell.persist()

@@ -26,10 +26,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     @app.agent(edge.topic("features"), name="signals")
     async def signals(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            fv = await edge.decode_or_dlq(event, FeatureVector, "signals")
-            if fv is None:
-                continue
+        async for fv in edge.records(stream, FeatureVector, "signals"):
             if fv.instrument not in restored:
                 restored.add(fv.instrument)
                 saved = table.get(fv.instrument)
@@ -45,10 +42,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     @app.agent(edge.topic("signals"), name="orders")
     async def orders(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            sig = await edge.decode_or_dlq(event, Signal, "orders")
-            if sig is None:
-                continue
+        async for sig in edge.records(stream, Signal, "orders"):
             order = sizer.to_order(sig)
             if order is not None:
                 await edge.send("orders.proposed", order)

@@ -16,48 +16,23 @@ from algostream.model import (
     OrderEvent,
     OrderRejected,
     OrderRequest,
-    OrderType,
     Position,
     Side,
 )
 from tests.kafka_kit import decoded, produce, read_until
+from tests.trading_kit import book_top
+from tests.trading_kit import proposal as make_proposal
 
 INSTRUMENT = "BINANCE:BTCUSDT"
 N = 120
 
 
 def top(n: int) -> BookTop:
-    now = time.time_ns()
-    return BookTop(
-        instrument=INSTRUMENT,
-        ts_event=now,
-        ts_init=now,
-        record_id=f"top-{n}",
-        lineage_id=f"md-{n}",
-        bids=(("100.00", "50"),),
-        asks=(("101.00", "50"),),
-        best_bid="100.00",
-        best_ask="101.00",
-        mid="100.50",
-        update_id=n,
-    )
+    return book_top(n, depth="50")
 
 
 def proposal(n: int) -> OrderRequest:
-    now = time.time_ns()
-    return OrderRequest(
-        instrument=INSTRUMENT,
-        ts_event=now,
-        ts_init=now,
-        record_id=f"prop-{n}",
-        lineage_id=f"sig-{n}",
-        account="paper",
-        client_order_id=f"k-{n}",
-        strategy="test",
-        side=Side.BUY if n % 3 else Side.SELL,
-        order_type=OrderType.MARKET,
-        quantity="0.01",
-    )
+    return make_proposal(n, side=Side.BUY if n % 3 else Side.SELL, quantity="0.01", prefix="k")
 
 
 def decisions(msgs_a, msgs_r) -> dict[str, set[str]]:  # type: ignore[no-untyped-def]

@@ -9,52 +9,14 @@ from __future__ import annotations
 import time
 
 from algostream.model import (
-    BookTop,
     DeadLetter,
     OrderEvent,
     OrderRejected,
     OrderRequest,
     OrderStatus,
-    OrderType,
-    Side,
 )
 from tests.kafka_kit import decoded, produce, read_until
-
-INSTRUMENT = "BINANCE:BTCUSDT"
-
-
-def book_top(n: int) -> BookTop:
-    now = time.time_ns()
-    return BookTop(
-        instrument=INSTRUMENT,
-        ts_event=now,
-        ts_init=now,
-        record_id=f"top-{n}",
-        lineage_id=f"md-{n}",
-        bids=(("100.00", "1.5"),),
-        asks=(("101.00", "2"),),
-        best_bid="100.00",
-        best_ask="101.00",
-        mid="100.50",
-        update_id=n,
-    )
-
-
-def proposal(n: int) -> OrderRequest:
-    now = time.time_ns()
-    return OrderRequest(
-        instrument=INSTRUMENT,
-        ts_event=now,
-        ts_init=now,
-        record_id=f"prop-{n}",
-        lineage_id=f"sig-{n}",
-        account="paper",
-        client_order_id=f"coid-{n}",
-        strategy="test",
-        side=Side.BUY,
-        order_type=OrderType.MARKET,
-        quantity="0.5",
-    )
+from tests.trading_kit import book_top, proposal
 
 
 async def test_proposal_to_fill_and_bad_records_to_dlq(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
