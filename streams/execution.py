@@ -14,13 +14,19 @@ import time
 from typing import Any
 
 import faust
+import httpx
+import structlog
 
 from algostream.config import Settings
+from algostream.execution.errors import OrderStatusUnknownError
 from algostream.execution.paper import PaperBroker
+from algostream.execution.router import ExecutionRouter
 from algostream.model.enums import OrderStatus
 from algostream.model.records import BookTop, OrderEvent, OrderRequest, TradeTick
 from algostream.observability import metrics
 from streams.app import Edge
+
+log = structlog.get_logger("algostream.execution")
 
 
 class ExecutionShell:
@@ -30,6 +36,19 @@ class ExecutionShell:
         self.state = app.Table("exec-state", default=None, **table)
         self.sent = app.Table("exec-orders", default=None, **table)
         self._broker: PaperBroker | None = None
+        self._router: ExecutionRouter | None = None
+
+    @property
+    def router(self) -> ExecutionRouter:
+        """Paper broker (default) or the signed Binance REST client."""
+        if self._router is None:
+            ex = self.settings.execution
+            if ex.paper_trading:
+                self._router = ExecutionRouter(paper=self.broker)
+            else:
+                http = httpx.AsyncClient(timeout=ex.request_timeout_ms / 1000)
+                self._router = ExecutionRouter.from_config(ex, http)
+        return self._router
 
     @property
     def broker(self) -> PaperBroker:
@@ -43,11 +62,26 @@ class ExecutionShell:
         return self._broker
 
     def persist(self) -> None:
-        self.state["paper"] = self.broker.to_state()
+        if self.settings.execution.paper_trading:
+            self.state["paper"] = self.broker.to_state()
+
+    async def submit(self, order: OrderRequest) -> list[OrderEvent]:
+        """Send once; an unknown outcome (timeout/5xx after retries) is queried, not resent."""
+        now = time.time_ns()
+        try:
+            return await self.router.submit(order, now)
+        except OrderStatusUnknownError as exc:
+            log.warning(
+                "order outcome unknown, querying the venue",
+                error=str(exc),
+                client_order_id=order.client_order_id,
+            )
+            return await self.router.refresh(order.client_order_id, time.time_ns())
 
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     shell = ExecutionShell(app, settings)
+    venue = "paper" if settings.execution.paper_trading else "binance"
 
     async def emit(events: list[OrderEvent]) -> None:
         for ev in events:
@@ -64,10 +98,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 continue  # redelivered approval: already sent to the venue
             shell.sent[order.client_order_id] = order.record_id
             start = time.perf_counter()
-            events = shell.broker.submit(order, time.time_ns())
-            metrics.ORDER_SUBMIT_SECONDS.labels(exchange="paper").observe(
-                time.perf_counter() - start
-            )
+            events = await shell.submit(order)
+            metrics.ORDER_SUBMIT_SECONDS.labels(exchange=venue).observe(time.perf_counter() - start)
             if any(ev.status is OrderStatus.FILLED for ev in events):
                 # tick-to-trade: from the ts_event the order inherited from its tick
                 metrics.TICK_TO_TRADE_SECONDS.labels(instrument=order.instrument).observe(
@@ -78,9 +110,9 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     @app.agent(edge.topic("book.top"), name="exec-book")
     async def book(stream: faust.StreamT[bytes]) -> None:
         async for top in edge.records(stream, BookTop, "execution"):
-            await emit(shell.broker.on_book_top(top))
+            await emit(shell.router.on_book_top(top))
 
     @app.agent(edge.topic("md.trades"), name="exec-trades")
     async def trades(stream: faust.StreamT[bytes]) -> None:
         async for trade in edge.records(stream, TradeTick, "execution"):
-            await emit(shell.broker.on_trade(trade))
+            await emit(shell.router.on_trade(trade))
