@@ -10,6 +10,7 @@ sent (and survives restarts), on top of the broker's own memory and the venue's
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -17,11 +18,15 @@ import faust
 import httpx
 import structlog
 
+from algostream.backtest.source import read_range
 from algostream.config import Settings
+from algostream.execution.binance_client import BinanceRestClient
 from algostream.execution.errors import OrderStatusUnknownError
 from algostream.execution.paper import PaperBroker
+from algostream.execution.reconcile import VenueOrder, rebuild_local, reconcile_orders
 from algostream.execution.router import ExecutionRouter
 from algostream.model.enums import OrderStatus
+from algostream.model.ids import split_instrument
 from algostream.model.records import BookTop, OrderEvent, OrderRequest, TradeTick
 from algostream.observability import metrics
 from streams.app import Edge
@@ -37,6 +42,8 @@ class ExecutionShell:
         self.sent = app.Table("exec-orders", default=None, **table)
         self._broker: PaperBroker | None = None
         self._router: ExecutionRouter | None = None
+        self._client: BinanceRestClient | None = None
+        self.reconciled = False
 
     @property
     def router(self) -> ExecutionRouter:
@@ -47,8 +54,50 @@ class ExecutionShell:
                 self._router = ExecutionRouter(paper=self.broker)
             else:
                 http = httpx.AsyncClient(timeout=ex.request_timeout_ms / 1000)
-                self._router = ExecutionRouter.from_config(ex, http)
+                self._client = BinanceRestClient.from_config(http, ex)
+                self._router = ExecutionRouter(binance=self._client)
         return self._router
+
+    async def reconcile(self) -> list[OrderEvent]:
+        """On start: the orders the topics say are open, against what the venue says.
+
+        Only orders the venue has seen (an event exists, or we recorded sending them) are
+        checked; approved orders not yet sent are left to the agent.
+        """
+        kafka = self.settings.kafka
+        requests = [
+            OrderRequest.decode(r.value) for r in await read_range(kafka, ["orders.approved"])
+        ]
+        events = [OrderEvent.decode(r.value) for r in await read_range(kafka, ["orders.events"])]
+        paper = self.settings.execution.paper_trading
+        local = rebuild_local(requests, events, venue="PAPER" if paper else "BINANCE")
+        with_events = {e.client_order_id for e in events}
+        mine = {
+            c: o
+            for c, o in local.items()
+            if o.is_open and (c in with_events or self.sent.get(c) is not None)
+        }
+        venue: dict[str, VenueOrder] = {}
+        missing: list[str] = []
+        self.router  # noqa: B018 - builds the broker or client
+        for coid, order in mine.items():
+            if paper:
+                found = self.broker.get(coid)
+                view = VenueOrder.from_managed(found) if found is not None else None
+            else:
+                assert self._client is not None
+                symbol = split_instrument(order.request.instrument)[1]
+                payload = await self._client.query_order(symbol, coid)
+                view = VenueOrder.from_binance(payload) if payload is not None else None
+            if view is None:
+                missing.append(coid)
+            else:
+                venue[coid] = view
+        result = reconcile_orders(mine, venue, time.time_ns(), missing=missing)
+        for problem in result.discrepancies:
+            log.error("reconciliation: cannot fix with an event", problem=problem)
+        log.info("reconciled with the venue", open_orders=len(mine), events=len(result.events))
+        return result.events
 
     @property
     def broker(self) -> PaperBroker:
@@ -91,9 +140,21 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         if events:
             shell.persist()
 
+    lock = asyncio.Lock()
+
+    async def reconciled_first() -> None:
+        """Before the first record any agent handles (tables are recovered by then)."""
+        if shell.reconciled:
+            return
+        async with lock:
+            if not shell.reconciled:
+                await emit(await shell.reconcile())
+                shell.reconciled = True
+
     @app.agent(edge.topic("orders.approved"), name="exec-orders")
     async def orders(stream: faust.StreamT[bytes]) -> None:
         async for order in edge.records(stream, OrderRequest, "execution"):
+            await reconciled_first()
             if shell.sent.get(order.client_order_id) is not None:
                 continue  # redelivered approval: already sent to the venue
             shell.sent[order.client_order_id] = order.record_id
@@ -110,9 +171,11 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     @app.agent(edge.topic("book.top"), name="exec-book")
     async def book(stream: faust.StreamT[bytes]) -> None:
         async for top in edge.records(stream, BookTop, "execution"):
+            await reconciled_first()
             await emit(shell.router.on_book_top(top))
 
     @app.agent(edge.topic("md.trades"), name="exec-trades")
     async def trades(stream: faust.StreamT[bytes]) -> None:
         async for trade in edge.records(stream, TradeTick, "execution"):
+            await reconciled_first()
             await emit(shell.router.on_trade(trade))

@@ -15,7 +15,7 @@ The functions mutate the ``ManagedOrder``s they are given (that is the local sta
 from __future__ import annotations
 
 import decimal
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 from algostream.execution.errors import ExecutionError
 from algostream.execution.orders import ManagedOrder
 from algostream.model.enums import OrderStatus
-from algostream.model.records import OrderEvent
+from algostream.model.records import OrderEvent, OrderRequest
 
 _ZERO = Decimal(0)
 _CTX = decimal.Context(prec=40)
@@ -229,3 +229,41 @@ def reconcile_balances(
         if abs(theirs - mine) > tolerance:
             out.append(BalanceDiscrepancy(asset, mine, theirs))
     return out
+
+
+def rebuild_local(
+    requests: Iterable[OrderRequest], events: Iterable[OrderEvent], venue: str = "PAPER"
+) -> dict[str, ManagedOrder]:
+    """Local order state as the topics tell it: approved requests, then their events.
+
+    Events are applied in order, once each (a re-sent record has the same ``record_id``);
+    an event that does not fit its order's state is skipped (the venue will say).
+    """
+    orders = {r.client_order_id: ManagedOrder(r, venue=venue) for r in requests}
+    seen: set[str] = set()
+    for ev in events:
+        order = orders.get(ev.client_order_id)
+        if order is None or ev.record_id in seen:
+            continue
+        seen.add(ev.record_id)
+        try:
+            _replay(order, ev)
+        except ExecutionError:
+            continue
+    return orders
+
+
+def _replay(order: ManagedOrder, ev: OrderEvent) -> None:
+    ts = ev.ts_event
+    if ev.status is OrderStatus.ACCEPTED:
+        order.accept(ts, ev.venue_order_id)
+    elif ev.fill_qty > _ZERO and ev.fill_price is not None:
+        if order.status is OrderStatus.NEW:
+            order.accept(ts, ev.venue_order_id)
+        order.fill(ev.fill_price, ev.fill_qty, ev.fee, ts, fee_currency=ev.fee_currency)
+    elif ev.status is OrderStatus.CANCELLED:
+        order.cancel(ev.reason, ts)
+    elif ev.status is OrderStatus.REJECTED:
+        order.reject(ev.reason, ts)
+    elif ev.status is OrderStatus.EXPIRED:
+        order.expire(ev.reason, ts)
