@@ -19,19 +19,27 @@ class Latency:
     mean_us: float
 
     def row(self, target: str = "") -> str:
-        return (f"| {self.name} | {self.n} | {self.p50_us:.1f} | {self.p99_us:.1f} | "
-                f"{self.p999_us:.1f} | {self.mean_us:.1f} | {target} |")
+        return (
+            f"| {self.name} | {self.n} | {self.p50_us:.1f} | {self.p99_us:.1f} | "
+            f"{self.p999_us:.1f} | {self.mean_us:.1f} | {target} |"
+        )
 
 
-HEADER = ("| what | n | p50 µs | p99 µs | p99.9 µs | mean µs | target |\n"
-          "|---|---|---|---|---|---|---|")
+HEADER = (
+    "| what | n | p50 µs | p99 µs | p99.9 µs | mean µs | target |\n|---|---|---|---|---|---|---|"
+)
 
 
 def summarize(name: str, samples_ns: list[int] | np.ndarray) -> Latency:
     arr = np.asarray(samples_ns, dtype=np.float64) / 1000.0
-    return Latency(name, int(arr.size), float(np.percentile(arr, 50)),
-                   float(np.percentile(arr, 99)), float(np.percentile(arr, 99.9)),
-                   float(arr.mean()))
+    return Latency(
+        name,
+        int(arr.size),
+        float(np.percentile(arr, 50)),
+        float(np.percentile(arr, 99)),
+        float(np.percentile(arr, 99.9)),
+        float(arr.mean()),
+    )
 
 
 def time_calls(name: str, fn: Callable[[int], object], n: int, warmup: int = 200) -> Latency:

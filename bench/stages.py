@@ -22,16 +22,35 @@ INSTRUMENTS = ["BINANCE:BTCUSDT", "BINANCE:ETHUSDT", "BINANCE:SOLUSDT"]
 def _top(inst: str, mid: int, n: int) -> BookTop:
     bids = tuple((Decimal(mid - 1 - i), Decimal("5")) for i in range(10))
     asks = tuple((Decimal(mid + 1 + i), Decimal("5")) for i in range(10))
-    return BookTop(instrument=inst, ts_event=n, ts_init=n, record_id=f"t{inst}{n}",
-                   lineage_id="x", bids=bids, asks=asks, best_bid=bids[0][0],
-                   best_ask=asks[0][0], mid=Decimal(mid), update_id=n)
+    return BookTop(
+        instrument=inst,
+        ts_event=n,
+        ts_init=n,
+        record_id=f"t{inst}{n}",
+        lineage_id="x",
+        bids=bids,
+        asks=asks,
+        best_bid=bids[0][0],
+        best_ask=asks[0][0],
+        mid=Decimal(mid),
+        update_id=n,
+    )
 
 
 def _order(i: int, inst: str = INSTRUMENTS[0]) -> OrderRequest:
-    return OrderRequest(instrument=inst, ts_event=i * 1_000_000, ts_init=i, record_id=f"p{i}",
-                        lineage_id="s", account="paper", client_order_id=f"c{i}",
-                        strategy="bench", side=Side.BUY if i % 2 else Side.SELL,
-                        order_type=OrderType.MARKET, quantity=Decimal("0.01"))
+    return OrderRequest(
+        instrument=inst,
+        ts_event=i * 1_000_000,
+        ts_init=i,
+        record_id=f"p{i}",
+        lineage_id="s",
+        account="paper",
+        client_order_id=f"c{i}",
+        strategy="bench",
+        side=Side.BUY if i % 2 else Side.SELL,
+        order_type=OrderType.MARKET,
+        quantity=Decimal("0.01"),
+    )
 
 
 def risk_check(n: int = 20_000) -> Latency:
@@ -40,15 +59,27 @@ def risk_check(n: int = 20_000) -> Latency:
     proc = RiskProcessor(cfg)
     for k, inst in enumerate(INSTRUMENTS):
         proc.on_book_top(_top(inst, 1000 * (k + 1), 1), 1)
-        fill = OrderEvent(instrument=inst, ts_event=2, ts_init=2, record_id=f"f{k}",
-                          lineage_id="o", account="paper", client_order_id=f"seed{k}",
-                          status="FILLED", side=Side.BUY, order_type=OrderType.MARKET,
-                          quantity="0.1", fill_price=str(1000 * (k + 1)), fill_qty="0.1",
-                          cum_qty="0.1")
+        fill = OrderEvent(
+            instrument=inst,
+            ts_event=2,
+            ts_init=2,
+            record_id=f"f{k}",
+            lineage_id="o",
+            account="paper",
+            client_order_id=f"seed{k}",
+            status="FILLED",
+            side=Side.BUY,
+            order_type=OrderType.MARKET,
+            quantity="0.1",
+            fill_price=str(1000 * (k + 1)),
+            fill_qty="0.1",
+            cum_qty="0.1",
+        )
         proc.on_order_event(fill)
     orders = [_order(i) for i in range(n + 200)]
-    return time_calls("risk check (RiskProcessor.on_proposal)",
-                      lambda i: proc.on_proposal(orders[i], i), n)
+    return time_calls(
+        "risk check (RiskProcessor.on_proposal)", lambda i: proc.on_proposal(orders[i], i), n
+    )
 
 
 def paper_submit(n: int = 20_000) -> Latency:
