@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 
 import httpx
 import structlog
 
-from algostream.config import Settings
+from algostream.config import ConfigError, Settings
 from algostream.ingest.feed import Ingestor, IngestStats
 from algostream.kafka.publisher import KafkaPublisher
 
@@ -22,9 +23,14 @@ def make_adapter(settings: Settings):  # type: ignore[no-untyped-def]
         from algostream.ingest.binance import BinanceAdapter
 
         return BinanceAdapter(md)
-    from algostream.ingest.coinbase import CoinbaseAdapter
-
-    return CoinbaseAdapter(md)
+    try:
+        module = importlib.import_module("algostream.ingest.coinbase")
+    except ModuleNotFoundError:
+        raise ConfigError(
+            f"market_data.exchange = {md.exchange!r}: no ingest adapter for it in this build "
+            "(binance is supported)"
+        ) from None
+    return module.CoinbaseAdapter(md)
 
 
 async def ingest(settings: Settings, stop: asyncio.Event | None = None) -> IngestStats:
