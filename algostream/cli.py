@@ -97,13 +97,34 @@ def topics_apply(
     config: ConfigOpt = None,
     fix: Annotated[bool, typer.Option(help="also repair drift that loses no data")] = False,
     prefix: Annotated[str | None, typer.Option(help="topic name prefix")] = None,
+    replication_factor: Annotated[
+        int | None,
+        typer.Option(min=1, help="replicas per partition (default: kafka.replication_factor)"),
+    ] = None,
+    min_insync_replicas: Annotated[
+        int | None,
+        typer.Option(min=1, help="set min.insync.replicas on every topic (cluster: 2)"),
+    ] = None,
 ) -> None:
     """Create missing topics and report drift. Never deletes a topic."""
     from algostream.kafka.catalog import load_catalog
-    from algostream.kafka.provision import apply_catalog
+    from algostream.kafka.provision import apply_catalog, check_durability
 
     settings = settings_or_exit(config)
-    report = asyncio.run(apply_catalog(load_catalog(), settings.kafka, fix=fix, prefix=prefix))
+    kafka = settings.kafka
+    if replication_factor is not None:
+        kafka = kafka.model_copy(update={"replication_factor": replication_factor})
+    catalog = load_catalog()
+    try:
+        check_durability(catalog, kafka, min_insync_replicas)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    report = asyncio.run(
+        apply_catalog(
+            catalog, kafka, fix=fix, prefix=prefix, min_insync_replicas=min_insync_replicas
+        )
+    )
     for name in report.created:
         console.print(f"created   {name}")
     for line in report.fixed:

@@ -1,9 +1,16 @@
 """Create and reconcile the catalog's topics on a cluster, idempotently.
 
 ``apply_catalog`` creates missing topics and reports drift (partitions, cleanup policy,
-retention). It never deletes a topic. Drift that cannot lose data (more partitions,
+retention, and on a cluster replication factor and ``min.insync.replicas``). It never
+deletes a topic. Drift that cannot lose data (more partitions,
 config changes) is fixed only with ``fix=True``; fewer partitions than the cluster has is
-reported and left alone (Kafka cannot shrink a topic without deleting it).
+reported and left alone (Kafka cannot shrink a topic without deleting it), and so is a
+replication factor below the wanted one (raising it moves replicas between brokers:
+``kafka-reassign-partitions.sh``, an operator's decision).
+
+The replication factor of a topic is ``max(catalog, kafka.replication_factor)``, so one
+config key (or ``topics apply --replication-factor``) gives every topic 3 replicas on a
+cluster while ``topics/topics.toml`` stays at 1 for the local single broker.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ class TopicState:
     name: str
     partitions: int
     configs: dict[str, str] = field(default_factory=dict)
+    #: the fewest replicas any partition of the topic has
+    replication: int = 1
 
 
 @dataclass
@@ -42,6 +51,29 @@ def _replication(spec: TopicSpec, cfg: KafkaConfig) -> int:
     return max(spec.replication_factor, cfg.replication_factor)
 
 
+def wanted_configs(spec: TopicSpec, min_insync_replicas: int | None = None) -> dict[str, str]:
+    """The topic configs apply manages: the catalog's, plus ``min.insync.replicas`` if given."""
+    out = spec.configs()
+    if min_insync_replicas is not None:
+        out["min.insync.replicas"] = str(min_insync_replicas)
+    return out
+
+
+def check_durability(catalog: Catalog, cfg: KafkaConfig, min_insync_replicas: int | None) -> None:
+    """Refuse settings under which no ``acks=all`` write to some topic could succeed."""
+    if min_insync_replicas is None:
+        return
+    if min_insync_replicas < 1:
+        raise ValueError(f"min.insync.replicas = {min_insync_replicas}: expected >= 1")
+    for spec in catalog.values():
+        if min_insync_replicas > _replication(spec, cfg):
+            raise ValueError(
+                f"min.insync.replicas = {min_insync_replicas} > replication factor "
+                f"{_replication(spec, cfg)} of {spec.name}: every acks=all write would fail "
+                "(NotEnoughReplicas); raise kafka.replication_factor"
+            )
+
+
 async def describe(cfg: KafkaConfig, names: list[str]) -> dict[str, TopicState]:
     """Partitions and catalog-managed configs of the existing topics among ``names``."""
     admin = make_admin(cfg)
@@ -52,7 +84,11 @@ async def describe(cfg: KafkaConfig, names: list[str]) -> dict[str, TopicState]:
         if not wanted:
             return {}
         states = {
-            t["topic"]: TopicState(t["topic"], len(t["partitions"]))
+            t["topic"]: TopicState(
+                t["topic"],
+                len(t["partitions"]),
+                replication=min((len(p["replicas"]) for p in t["partitions"]), default=1),
+            )
             for t in await admin.describe_topics(wanted)
         }
         resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted]
@@ -60,7 +96,7 @@ async def describe(cfg: KafkaConfig, names: list[str]) -> dict[str, TopicState]:
             for resource in response.resources:
                 name = resource[3]
                 for entry in resource[4]:
-                    if entry[0] in ("cleanup.policy", "retention.ms"):
+                    if entry[0] in ("cleanup.policy", "retention.ms", "min.insync.replicas"):
                         states[name].configs[entry[0]] = entry[1]
         return states
     finally:
@@ -81,9 +117,19 @@ async def wait_for_topics(cfg: KafkaConfig, names: list[str], timeout_s: float =
 
 
 async def apply_catalog(
-    catalog: Catalog, cfg: KafkaConfig, *, fix: bool = False, prefix: str | None = None
+    catalog: Catalog,
+    cfg: KafkaConfig,
+    *,
+    fix: bool = False,
+    prefix: str | None = None,
+    min_insync_replicas: int | None = None,
 ) -> ApplyReport:
-    """Create missing topics; report (and with ``fix``, repair) drift. Never deletes."""
+    """Create missing topics; report (and with ``fix``, repair) drift. Never deletes.
+
+    ``min_insync_replicas`` (for a cluster: 2 with replication factor 3) is set on every
+    topic and checked as drift; ``None`` leaves it to the brokers' default.
+    """
+    check_durability(catalog, cfg, min_insync_replicas)
     prefix = cfg.topic_prefix if prefix is None else prefix
     names = {spec.full_name(prefix): spec for spec in catalog.values()}
     states = await describe(cfg, list(names))
@@ -92,7 +138,12 @@ async def apply_catalog(
     await admin.start()
     try:
         missing = [
-            NewTopic(name, spec.partitions, _replication(spec, cfg), topic_configs=spec.configs())
+            NewTopic(
+                name,
+                spec.partitions,
+                _replication(spec, cfg),
+                topic_configs=wanted_configs(spec, min_insync_replicas),
+            )
             for name, spec in names.items()
             if name not in states
         ]
@@ -101,7 +152,16 @@ async def apply_catalog(
             report.created = [t.name for t in missing]
             await wait_for_topics(cfg, report.created)
         for name, state in states.items():
-            await _reconcile(admin, names[name], name, state, report, fix)
+            await _reconcile(
+                admin,
+                names[name],
+                name,
+                state,
+                report,
+                fix,
+                wanted_configs(names[name], min_insync_replicas),
+                _replication(names[name], cfg),
+            )
     finally:
         await admin.close()
     return report
@@ -114,8 +174,15 @@ async def _reconcile(
     state: TopicState,
     report: ApplyReport,
     fix: bool,
+    configs: dict[str, str],
+    replication: int,
 ) -> None:
     problems: list[str] = []
+    if state.replication < replication:
+        report.drift.append(
+            f"{name}: replication factor {state.replication}, wanted {replication}; "
+            "apply does not move replicas (use kafka-reassign-partitions.sh), left alone"
+        )
     if state.partitions > spec.partitions:
         report.drift.append(
             f"{name}: has {state.partitions} partitions, catalog says "
@@ -123,7 +190,7 @@ async def _reconcile(
         )
     elif state.partitions < spec.partitions:
         problems.append(f"partitions {state.partitions} -> {spec.partitions}")
-    wrong = {k: v for k, v in spec.configs().items() if state.configs.get(k) != v}
+    wrong = {k: v for k, v in configs.items() if state.configs.get(k) != v}
     problems += [f"{k} {state.configs.get(k)!r} -> {v!r}" for k, v in wrong.items()]
     if not problems:
         if name not in " ".join(report.drift):
@@ -135,5 +202,6 @@ async def _reconcile(
     if state.partitions < spec.partitions:
         await admin.create_partitions({name: NewPartitions(spec.partitions)})
     if wrong:  # AlterConfigs replaces the topic's dynamic configs: send every managed key
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, spec.configs())])
+        keep = {k: v for k, v in state.configs.items() if k == "min.insync.replicas"}
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, keep | configs)])
     report.fixed.append(f"{name}: " + "; ".join(problems))
