@@ -235,9 +235,17 @@ def instrument_for(venue: str, symbol: Any, path: str) -> str:
     return result
 
 
+#: the latest time a record can carry: ns since the epoch fit a signed 64-bit integer
+#: (Kafka, numpy and pandas timestamps) - year 2262
+MAX_NS = 2**63 - 1
+
+
 def ms_to_ns(value: Any, path: str) -> int:
-    """Exchange milliseconds (a non-negative integer) as nanoseconds."""
-    return as_int(value, path) * 1_000_000
+    """Exchange milliseconds (a non-negative integer) as nanoseconds (at most ``MAX_NS``)."""
+    ns = as_int(value, path) * 1_000_000
+    if ns > MAX_NS:
+        raise FrameError(path, short_repr(value), "timestamp (ms) is beyond the year 2262")
+    return ns
 
 
 _second_cache: dict[str, int] = {}
@@ -271,4 +279,7 @@ def rfc3339_to_ns(value: Any, path: str) -> int:
         if len(_second_cache) > 10_000:
             _second_cache.clear()
         _second_cache[key] = seconds
-    return seconds * 1_000_000_000 + (int(frac_digits.ljust(9, "0")) if frac_digits else 0)
+    ns = seconds * 1_000_000_000 + (int(frac_digits.ljust(9, "0")) if frac_digits else 0)
+    if not 0 <= ns <= MAX_NS:
+        raise FrameError(path, short_repr(value), "timestamp is outside 1970..2262")
+    return ns

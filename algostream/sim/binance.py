@@ -244,10 +244,9 @@ class BinanceHub:
                 else:
                     client.push(data)
 
-    def broadcast(self, frame: bytes) -> None:
-        """Send one frame, unwrapped, to every connection."""
-        for client in self._subs:
-            client.push(frame)
+    def broadcast(self, frame: bytes) -> int:
+        """Send one frame, unwrapped, to every connection; returns how many queued it."""
+        return sum(client.push(frame) for client in list(self._subs))
 
     async def handle_text(self, client: WsClient, text: str) -> None:
         """Answer a live method message (SUBSCRIBE and friends)."""

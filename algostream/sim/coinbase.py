@@ -193,10 +193,9 @@ class CoinbaseHub:
                 event = {"current_time": current, "heartbeat_counter": sub.heartbeat_counter}
                 self._emit(client, sub, "heartbeats", orjson.dumps([event]), ts)
 
-    def broadcast(self, frame: bytes) -> None:
-        """Send one raw frame to every connection (fault injection)."""
-        for client in self._subs:
-            client.push(frame)
+    def broadcast(self, frame: bytes) -> int:
+        """Send one raw frame to every connection (fault injection); returns how many took it."""
+        return sum(client.push(frame) for client in list(self._subs))
 
 
 def _updates(

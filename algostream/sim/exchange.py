@@ -64,6 +64,7 @@ class SimExchange:
         self.paused = False
         self._silent_until = 0.0
         self.events_emitted = 0
+        self.malformed_sent = 0
         self.playback_done = False
         self._playback_go = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -223,12 +224,20 @@ class SimExchange:
                 spawn(client.close())
         return len(clients)
 
-    def send_malformed(self, count: int) -> None:
-        """Fault: send ``count`` malformed frames on every connection."""
+    def send_malformed(self, count: int) -> int:
+        """Fault: send ``count`` malformed frames on every connection.
+
+        Returns how many frames were queued in all (``count`` per open connection); the
+        running total is ``malformed_sent`` in :meth:`stats`.
+        """
+        if count < 0:
+            raise SimConfigError(f"count={count} must be >= 0")
         symbol = self.source.symbols[0]
+        sent = 0
         for frame in malformed_frames(symbol, count):
-            self.binance.broadcast(frame)
-            self.coinbase.broadcast(frame)
+            sent += self.binance.broadcast(frame) + self.coinbase.broadcast(frame)
+        self.malformed_sent += sent
+        return sent
 
     def send_server_shutdown(self, close_after_s: float | None = None) -> int:
         """Fault: Binance ``serverShutdown`` notice; optionally close those sockets later."""
@@ -265,6 +274,7 @@ class SimExchange:
             "depth_dropped": self.binance.depth_dropped,
             "l2_dropped": self.coinbase.l2_dropped,
             "frames_published": self.binance.frames_published,
+            "malformed_sent": self.malformed_sent,
         }
         if isinstance(self.source, PlaybackSource):
             out["playback"] = {

@@ -61,16 +61,18 @@ class WsClient:
         self.frames_sent = 0
         self.pings_sent = 0
 
-    def push(self, frame: bytes) -> None:
-        """Queue one text frame (already UTF-8 JSON)."""
+    def push(self, frame: bytes) -> bool:
+        """Queue one text frame (already UTF-8 JSON); False if the connection is closing."""
         if self.closing:
-            return
+            return False
         self.queue.append(frame)
         self._wake.set()
         if len(self.queue) > self.settings.max_queue:
             self.closing = True
             self.queue.clear()
             spawn(self.close(WSCloseCode.POLICY_VIOLATION, "slow consumer"))
+            return False
+        return True
 
     async def close(self, code: int = WSCloseCode.GOING_AWAY, message: str = "") -> None:
         """Close with a close frame (a graceful disconnect)."""

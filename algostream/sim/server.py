@@ -112,7 +112,7 @@ async def apply_fault(ex: SimExchange, body: dict[str, Any]) -> dict[str, Any]:
     elif kind == "silence":
         ex.silence(float(body.get("seconds", 5)))
     elif kind == "malformed":
-        ex.send_malformed(int(body.get("count", 1)))
+        return {"kind": kind, "sent": ex.send_malformed(int(body.get("count", 1)))}
     elif kind == "server_shutdown":
         after = body.get("close_after_s")
         return {
