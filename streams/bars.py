@@ -5,6 +5,20 @@ closes when a trade of a later bucket arrives, or, for a live feed, when the wal
 passes the bucket end plus a grace period (a replay of old history is closed by its own
 trades only, so it never races the wall clock). Late trades (older than the open bar) go
 to ``dlq`` with the reason rather than being dropped silently.
+
+The wall clock closes a bar only when the worker has read everything on the trade's
+partition: a backlog (a worker starting late, or taking a partition over after a
+rebalance or a crash) is closed by its own trades, so its trades are never late against
+the wall clock. The watermark is the wall time of the consumer's last fetch response for
+the partition minus the grace period: a worker that stalls (CPU, a rebalance) does not
+close a bar whose trades are on the broker but not yet fetched.
+
+Each saved bar state holds the partition and offset of its last trade, so a trade
+delivered again (after a crash or a rebalance, before its offset was committed) is
+recognised and skipped, not counted twice. A bar closed by the timer is saved to the
+table like one closed by a trade, so the next owner of the partition does not emit it
+again. On every rebalance the in-memory aggregators are dropped and reloaded from the
+table on the next trade, so a worker never closes bars of an instrument it no longer owns.
 """
 
 from __future__ import annotations
@@ -12,6 +26,7 @@ from __future__ import annotations
 import time
 
 import faust
+from faust.types import TP
 
 from algostream.config import Settings
 from algostream.marketdata.bars import BarAggregator
@@ -26,7 +41,18 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     intervals = settings.market_data.bar_intervals
     table = app.Table("bars-state", default=None, partitions=edge.catalog["md.trades"].partitions)
     aggs: dict[tuple[str, str], BarAggregator] = {}
-    last_event: dict[str, int] = {}
+    #: (interval, instrument) -> (partition, offset) of the last trade in its saved state
+    applied: dict[tuple[str, str], tuple[int, int]] = {}
+    #: instrument -> (event time of its last trade, its partition and offset)
+    last_read: dict[str, tuple[int, TP, int]] = {}
+
+    def fetched_at_ns(tp: TP) -> int | None:
+        """Wall time of the last fetch response for ``tp`` (aiokafka's last poll)."""
+        try:
+            ms = app.consumer._thread._ensure_consumer().last_poll_timestamp(tp)
+        except Exception:  # not started, or not assigned (any more)
+            return None
+        return None if ms is None else int(ms) * 1_000_000
 
     def agg(interval: str, inst: str) -> BarAggregator:
         key = (interval, inst)
@@ -35,11 +61,27 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             aggs[key] = (
                 BarAggregator.from_state(saved) if saved is not None else BarAggregator(interval)
             )  # type: ignore[arg-type]
+            if saved is not None and saved.get("applied") is not None:
+                applied[key] = tuple(saved["applied"])  # type: ignore[assignment]
         return aggs[key]
+
+    def save(key: tuple[str, str], a: BarAggregator, partition: int | None = None) -> None:
+        state = a.to_state() | {"applied": applied.get(key)}
+        if partition is None:
+            table[f"{key[0]}|{key[1]}"] = state
+        else:  # from the timer (no current event): the trade's partition, as a trade would
+            table.data[f"{key[0]}|{key[1]}"] = state
+            table.send_changelog(partition, f"{key[0]}|{key[1]}", state)
 
     async def publish(bars: list[Bar]) -> None:
         for bar in bars:
             await edge.send(f"bars.{bar.interval}", bar)
+
+    @app.on_partitions_revoked.connect
+    async def forget_bars(_app: faust.App, revoked: object, **_: object) -> None:
+        aggs.clear()  # owned instruments are reloaded from the table at their next trade
+        applied.clear()
+        last_read.clear()
 
     @app.agent(edge.topic("md.trades"), name="bars")
     async def trades(stream: faust.StreamT[bytes]) -> None:
@@ -47,9 +89,14 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             tick = await edge.decode_or_dlq(event, TradeTick, "bars")
             if tick is None:
                 continue
-            last_event[tick.instrument] = tick.ts_event
+            msg = event.message
+            last_read[tick.instrument] = (tick.ts_event, msg.tp, msg.offset)
             for interval in intervals:
                 a = agg(interval, tick.instrument)
+                key = (interval, tick.instrument)
+                done = applied.get(key)
+                if done is not None and done[0] == msg.partition and msg.offset <= done[1]:
+                    continue  # re-delivered (at-least-once): already in the saved bar
                 result = a.on_trade(tick)
                 await publish(result.bars)
                 for late in result.late:
@@ -61,11 +108,25 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                         ),
                         "bars",
                     )
-                table[f"{interval}|{tick.instrument}"] = a.to_state()
+                applied[key] = (msg.partition, msg.offset)
+                save(key, a)
 
     @app.timer(interval=0.25)
     async def close_bars() -> None:
         now = time.time_ns()
-        for (_interval, inst), a in list(aggs.items()):
-            if now - last_event.get(inst, 0) < LIVE_WITHIN_NS:  # live feed only
-                await publish(a.on_time(now - GRACE_NS))
+        for key, a in list(aggs.items()):
+            read = last_read.get(key[1])
+            if read is None or aggs.get(key) is not a:  # revoked meanwhile
+                continue
+            ts_event, tp, offset = read
+            if now - ts_event >= LIVE_WITHIN_NS:  # a replay: closed by its own trades only
+                continue
+            highwater = app.consumer.highwater(tp)
+            fetched = fetched_at_ns(tp)
+            if fetched is None or (highwater is not None and offset + 1 < highwater):
+                continue  # a backlog: its own trades close its bars
+            bars = a.on_time(min(now, fetched) - GRACE_NS)
+            if bars:
+                await publish(bars)
+                if aggs.get(key) is a:  # still owned
+                    save(key, a, tp.partition)
