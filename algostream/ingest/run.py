@@ -47,13 +47,14 @@ async def ingest(settings: Settings, stop: asyncio.Event | None = None) -> Inges
             stats = await ingestor.run(stop)
         finally:
             delivery = await publisher.flush()
-            await publisher.producer.stop()
+            await publisher.close()
     log.info(
         "ingestor stopped",
         frames=stats.frames,
         published=stats.published,
         delivered=delivery.delivered,
         failed=delivery.failed,
+        stalls=delivery.stalls,
         malformed=stats.malformed,
         reconnects=stats.reconnects,
         snapshots=stats.snapshots,

@@ -99,12 +99,21 @@ def answers_metadata(bootstrap: str) -> bool:
 class LocalBroker:
     """Fetch, format, start, stop and inspect a local KRaft broker under ``root``."""
 
-    def __init__(self, root: Path, port: int = DEFAULT_PORT, heap: str = DEFAULT_HEAP) -> None:
+    def __init__(
+        self,
+        root: Path,
+        port: int = DEFAULT_PORT,
+        heap: str = DEFAULT_HEAP,
+        *,
+        libs: Path | None = None,
+    ) -> None:
+        """``libs`` (default ``root/libs``) lets a second broker reuse fetched jars while
+        its data, config, pid and log stay under its own ``root``."""
         self.root = root.resolve()
         self.port = port
         self.controller_port = port + 1
         self.heap = heap
-        self.libs = self.root / "libs"
+        self.libs = (libs or self.root / "libs").resolve()
         self.data = self.root / f"data-{port}"
         self.log = self.root / f"broker-{port}.log"
         self.pid_file = self.root / f"broker-{port}.pid"

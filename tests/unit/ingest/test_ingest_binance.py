@@ -128,8 +128,9 @@ async def test_ingested_book_equals_simulator_book(rig) -> None:  # type: ignore
 
 async def test_dropped_diff_is_a_gap_then_resync(rig) -> None:  # type: ignore[no-untyped-def]
     r = await rig()
+    at_start = len(integrity(r.out, IntegrityKind.RESYNCED))
     r.exchange.drop_depth(1)
-    await until(lambda: integrity(r.out, IntegrityKind.RESYNCED), what="resync")
+    await until(lambda: len(integrity(r.out, IntegrityKind.RESYNCED)) > at_start, what="resync")
     gap = integrity(r.out, IntegrityKind.GAP)[0]
     assert gap.received_update_id is not None and gap.expected_update_id is not None
     assert gap.received_update_id > gap.expected_update_id
@@ -149,15 +150,16 @@ async def test_malformed_frames_go_to_dlq_and_the_feed_goes_on(rig) -> None:  # 
 
 async def test_disconnect_reconnects_and_resyncs(rig) -> None:  # type: ignore[no-untyped-def]
     r = await rig()
+    at_start = len(integrity(r.out, IntegrityKind.RESYNCED))
     await r.exchange.disconnect_all(abrupt=True)
     await until(lambda: r.ingestor.stats.reconnects >= 1, what="reconnect")
     assert integrity(r.out, IntegrityKind.DISCONNECTED)
     await until(lambda: all(s.last_update_id for s in r.adapter.syncs.values()), what="resync")
     await until(
-        lambda: len(integrity(r.out, IntegrityKind.RESYNCED)) >= len(SYMBOLS),
+        lambda: len(integrity(r.out, IntegrityKind.RESYNCED)) >= at_start + len(SYMBOLS),
         what="RESYNCED for every instrument",
     )
-    assert {e.instrument for e in integrity(r.out, IntegrityKind.RESYNCED)} == {
+    assert {e.instrument for e in integrity(r.out, IntegrityKind.RESYNCED)[at_start:]} == {
         f"BINANCE:{s}" for s in SYMBOLS
     }
     await assert_books_match_simulator(r)
@@ -178,14 +180,27 @@ async def test_server_shutdown_rotates_without_a_gap(rig) -> None:  # type: igno
 
 async def test_silent_feed_is_detected(rig) -> None:  # type: ignore[no-untyped-def]
     r = await rig(stale_after_ms=300)
+    at_start = len(integrity(r.out, IntegrityKind.RESYNCED))
     r.exchange.silence(3.0)
     await until(lambda: integrity(r.out, IntegrityKind.STALE), what="stale event")
     stale = integrity(r.out, IntegrityKind.STALE)
     assert {e.instrument for e in stale} == {f"BINANCE:{s}" for s in SYMBOLS}
     await until(
         lambda: (
-            {e.instrument for e in integrity(r.out, IntegrityKind.RESYNCED)}
+            {e.instrument for e in integrity(r.out, IntegrityKind.RESYNCED)[at_start:]}
             == {f"BINANCE:{s}" for s in SYMBOLS}
         ),
         what="resynced after the silence",
     )
+
+
+async def test_a_new_ingestor_announces_each_book_live_once(rig) -> None:  # type: ignore[no-untyped-def]
+    """A (re)started ingestor cannot know what downstream saw meanwhile (STALE books): the
+    first sync of every book is a RESYNCED, once."""
+    r = await rig()
+    resynced = integrity(r.out, IntegrityKind.RESYNCED)
+    assert sorted(e.instrument for e in resynced) == sorted(f"BINANCE:{s}" for s in SYMBOLS)
+    book = r.out.on("md.book")
+    for event in resynced:
+        first = next(u for u in book if u.instrument == event.instrument)
+        assert isinstance(first, BookUpdate) and event.received_update_id == first.final_update_id
