@@ -23,6 +23,7 @@ import structlog
 
 from algostream.config import Settings
 from algostream.kafka.catalog import Catalog, load_catalog
+from algostream.kafka.clients import faust_credentials
 from algostream.kafka.dlq import dead_letter
 from algostream.model.records import Record
 from algostream.observability import metrics
@@ -133,6 +134,8 @@ def create_app(settings: Settings, role: str, **overrides: Any) -> tuple[faust.A
     conf: dict[str, Any] = {
         "broker": f"kafka://{k.bootstrap_servers}",
         "broker_client_id": f"{k.client_id}-{role}",
+        # SASL/TLS for real clusters: the same settings as algostream's own clients
+        "broker_credentials": faust_credentials(k),
         "topic_partitions": 3,
         "topic_replication_factor": k.replication_factor,
         "topic_allow_declare": True,
