@@ -110,7 +110,7 @@ class KafkaConfig(Section):
     app_id: str = "algostream"
     client_id: str = "algostream"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
@@ -169,13 +169,16 @@ def _read_secret(env: Mapping[str, str], name: str) -> str | None:
     path = env.get(f"{var}_FILE")
     if not path:
         return None
-    mode = Path(path).stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(
-            f"{var}_FILE={path!r}: file is readable by group or others "
-            f"(mode {stat.filemode(mode)}); run chmod 600 on it"
-        )
-    return Path(path).read_text().strip()
+    try:
+        mode = Path(path).stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"{var}_FILE={path!r}: file is readable by group or others "
+                f"(mode {stat.filemode(mode)}); run chmod 600 on it"
+            )
+        return Path(path).read_text().strip()
+    except OSError as exc:  # missing, a directory, unreadable: never a bare traceback
+        raise ConfigError(f"{var}_FILE={path!r}: cannot read it: {exc.strerror}") from None
 
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:

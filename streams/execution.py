@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import faust
 import httpx
@@ -26,10 +27,13 @@ from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import VenueOrder, rebuild_local, reconcile_orders
 from algostream.execution.router import ExecutionRouter
 from algostream.model.enums import OrderStatus
+from algostream.model.errors import RecordDecodeError
 from algostream.model.ids import split_instrument
-from algostream.model.records import BookTop, OrderEvent, OrderRequest, TradeTick
+from algostream.model.records import BookTop, OrderEvent, OrderRequest, Record, TradeTick
 from algostream.observability import metrics
 from streams.app import Edge
+
+R = TypeVar("R", bound=Record)
 
 log = structlog.get_logger("algostream.execution")
 
@@ -65,10 +69,8 @@ class ExecutionShell:
         checked; approved orders not yet sent are left to the agent.
         """
         kafka = self.settings.kafka
-        requests = [
-            OrderRequest.decode(r.value) for r in await read_range(kafka, ["orders.approved"])
-        ]
-        events = [OrderEvent.decode(r.value) for r in await read_range(kafka, ["orders.events"])]
+        requests = _decodable(await read_range(kafka, ["orders.approved"]), OrderRequest)
+        events = _decodable(await read_range(kafka, ["orders.events"]), OrderEvent)
         paper = self.settings.execution.paper_trading
         local = rebuild_local(requests, events, venue="PAPER" if paper else "BINANCE")
         with_events = {e.client_order_id for e in events}
@@ -126,6 +128,18 @@ class ExecutionShell:
                 client_order_id=order.client_order_id,
             )
             return await self.router.refresh(order.client_order_id, time.time_ns())
+
+
+def _decodable(records: Iterable[Any], record_type: type[R]) -> list[R]:
+    """The records that decode; a bad one is skipped here (its agent dead-letters it), so
+    one undecodable record on a topic cannot stop reconciliation (and the agent) forever."""
+    out: list[R] = []
+    for r in records:
+        try:
+            out.append(record_type.decode(r.value))
+        except RecordDecodeError:
+            continue
+    return out
 
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:

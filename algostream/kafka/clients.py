@@ -33,6 +33,31 @@ def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
     return kwargs
 
 
+def faust_credentials(cfg: KafkaConfig) -> Any:
+    """The Faust ``broker_credentials`` for ``cfg`` (``None`` for PLAINTEXT).
+
+    Faust builds its own aiokafka clients; these credentials make them connect exactly as
+    :func:`client_kwargs` does (same protocol, mechanism, user, password and CA file).
+    """
+    from faust.auth import SASLCredentials, SSLCredentials
+
+    context = (
+        ssl.create_default_context(cafile=cfg.ssl_cafile)
+        if cfg.security_protocol in ("SSL", "SASL_SSL")
+        else None
+    )
+    if cfg.security_protocol.startswith("SASL"):
+        return SASLCredentials(
+            username=cfg.sasl_username,
+            password=cfg.sasl_password.get_secret_value() if cfg.sasl_password else None,
+            ssl_context=context,
+            mechanism=cfg.sasl_mechanism or "PLAIN",
+        )
+    if context is not None:
+        return SSLCredentials(context)
+    return None
+
+
 def make_producer(cfg: KafkaConfig, **overrides: Any) -> AIOKafkaProducer:
     """An idempotent producer (acks=all) tuned for latency: linger from config (default 0)."""
     kwargs = client_kwargs(cfg) | {
