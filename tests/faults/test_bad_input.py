@@ -17,7 +17,9 @@ c. Malformed records written straight to every input topic of every worker role:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +36,18 @@ from algostream.marketdata.coinbase import parse_message
 from algostream.marketdata.errors import FrameError
 from algostream.marketdata.frames import ParsedFrame
 from algostream.model.errors import RecordDecodeError
-from algostream.model.records import RECORD_TYPES, DeadLetter, Record, TradeTick
+from algostream.model.records import (
+    RECORD_TYPES,
+    Bar,
+    BookTop,
+    DeadLetter,
+    FeatureVector,
+    OrderEvent,
+    OrderRejected,
+    OrderRequest,
+    Record,
+    TradeTick,
+)
 from algostream.sim.binance import malformed_frames
 from tests.kafka_kit import Msg, decoded, free_port, read_until
 
@@ -462,4 +476,203 @@ async def test_malformed_frames_go_to_dlq_and_the_feed_goes_on(provisioned, supe
         assert "malformed frame: field '" in d.reason, d.reason
     by_payload = {k: sum(d.payload.encode() == k for d in dlq) for k in kinds}
     assert by_payload == {k: sent // 3 for k in kinds}
+    assert not supervisor.dead(), {n: supervisor.tail(n) for n in supervisor.dead()}
+
+
+# --------------------------------------------------------------------------- c. workers
+
+#: input topic -> (record type, the agents that decode it: each dead-letters a bad record)
+INPUTS: dict[str, tuple[str, set[str]]] = {
+    "md.book": ("BookUpdate", {"book"}),  # market
+    "md.trades": ("TradeTick", {"bars", "execution"}),  # market, trading
+    "bars.1s": ("Bar", {"features"}),  # signals
+    "book.top": ("BookTop", {"features", "risk", "execution"}),  # signals, trading
+    "features": ("FeatureVector", {"signals"}),  # signals
+    "signals": ("Signal", {"orders"}),  # signals
+    "orders.proposed": ("OrderRequest", {"risk"}),  # trading
+    "orders.events": ("OrderEvent", {"risk"}),  # trading
+    "book.integrity": ("BookIntegrity", {"risk"}),  # trading
+    "control": ("ControlCommand", {"risk"}),  # trading
+    "orders.approved": ("OrderRequest", {"execution"}),  # trading
+}
+BAD_PER_TOPIC = 300
+GOOD_EVERY = 10  # one good record after every 10 bad ones
+WRONG_TYPED = [{"x": "nope"}, "not-a-number", -5, [["x"]], True, 1.5, "", None]
+BAD_INSTRUMENTS = ["nope", "BINANCE:btc usdt", "", ":X", "A" * 70 + ":B"]
+#: (instrument, sample overrides) of the good record number n on each topic
+SEC = 1_000_000_000
+
+
+def good_doc(topic: str, n: int, t0: int) -> dict[str, Any]:
+    """Good record ``n`` of ``topic``: each makes an output (or at least decodes)."""
+    name = INPUTS[topic][0]
+    doc = copy.deepcopy(SAMPLES[name])
+    doc.update(record_id=f"good-{topic}-{n}", lineage_id=f"test-{n}", ts_event=t0 + n * SEC,
+               ts_init=t0 + n * SEC)  # fmt: skip
+    if topic == "md.book":
+        doc.update(kind="SNAPSHOT", first_update_id=n + 1, final_update_id=n + 1,
+                   bids=[["100", "1"]], asks=[["101", "1"]])  # fmt: skip
+    elif topic == "md.trades":
+        doc.update(trade_id=str(n + 1))
+    elif topic == "bars.1s":
+        doc.update(instrument="BINANCE:ETHUSDT", start_ns=t0 + n * SEC, end_ns=t0 + (n + 1) * SEC)
+    elif topic == "features":
+        doc.update(instrument="BINANCE:SOLUSDT", values={"rsi": [50.0, 10.0, 50.0, 90.0][n % 4]})
+    elif topic == "signals":
+        doc.update(instrument="BINANCE:ETHUSDT", strength=1.0)
+    elif topic in ("orders.proposed", "orders.approved"):
+        doc.update(client_order_id=f"{topic[7:10]}-{n}", order_type="MARKET", limit_price=None,
+                   quantity="0.01")  # fmt: skip
+    elif topic == "orders.events":
+        doc.update(client_order_id=f"ext-{n}", status="ACCEPTED", fill_qty="0", cum_qty="0",
+                   fill_price=None)  # fmt: skip
+    elif topic == "control":
+        doc.update(instrument="BINANCE:DOGEUSDT", action=["HALT", "RESUME"][n % 2])
+    return doc
+
+
+def bad_payload(record_type: type[Record], rng: random.Random, i: int) -> bytes:
+    """A payload that ``record_type.decode`` refuses, of kind ``i % 6``."""
+    doc = copy.deepcopy(SAMPLES[record_type.TYPE])
+    required = [k for k, f in record_type.model_fields.items() if f.is_required()]
+    kind = i % 6
+    if kind == 0:  # not JSON
+        return rng.choice([b"\x00\xffgarbage", orjson.dumps(doc)[: rng.randint(0, 40)],
+                           b"", b"{'single': 'quotes'}", b"NaN"])  # fmt: skip
+    if kind == 1:  # JSON, not an object
+        return orjson.dumps(rng.choice([[], [doc], 1, "text", None, True]))
+    if kind == 2:  # a required field missing
+        del doc[rng.choice(required)]
+        return orjson.dumps(doc)
+    if kind == 3:  # a field of the wrong type
+        key = rng.choice(sorted(doc))
+        for value in rng.sample(WRONG_TYPED, len(WRONG_TYPED)):
+            bad = orjson.dumps({**doc, key: value})
+            if check_record(record_type, bad) is not None:
+                return bad
+        return orjson.dumps({**doc, "ts_event": "yesterday"})
+    if kind == 4:  # an instrument id that is not VENUE:SYMBOL
+        return orjson.dumps({**doc, "instrument": rng.choice(BAD_INSTRUMENTS)})
+    # a field the record does not have (a record of another type, or a typo)
+    other = rng.choice([d for n, d in SAMPLES.items() if n != record_type.TYPE])
+    return orjson.dumps({**other, "instrumnet": "x"} if rng.random() < 0.5 else {**doc, "px": 1})
+
+
+def decodable(msgs: list[Msg], record_type: type[Record]) -> list[Any]:
+    """The records of ``msgs`` that decode (the test's own bad records are skipped)."""
+    out = []
+    for m in msgs:
+        with contextlib.suppress(RecordDecodeError):
+            out.append(record_type.decode(m.value))
+    return out
+
+
+async def produce_raw(
+    settings: Any, topic: str, items: list[tuple[bytes | None, bytes]]
+) -> list[tuple[int, int]]:
+    """Write raw (key, value) pairs in order; their (partition, offset)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        name = settings.kafka.topic_prefix + topic
+        futures = [await producer.send(name, value, key=key) for key, value in items]
+        return [(m.partition, m.offset) for m in [await f for f in futures]]
+    finally:
+        await producer.stop()
+
+
+async def test_bad_records_on_every_worker_input_go_to_dlq(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
+    s = provisioned
+    rng = random.Random(7)
+    t0 = (time.time_ns() // SEC - 3600) * SEC  # an hour ago, on a second boundary
+    bad: dict[tuple[str, int, int], str] = {}  # (topic, partition, offset) -> expected reason
+    good: dict[str, list[tuple[dict[str, Any], int, int]]] = {}
+    for topic, (type_name, _) in INPUTS.items():
+        record_type = RECORD_TYPES[type_name]
+        items: list[tuple[bytes | None, bytes]] = []
+        reasons: list[str | None] = []
+        docs: list[dict[str, Any]] = []
+        for i in range(BAD_PER_TOPIC):
+            payload = bad_payload(record_type, rng, i)
+            exc = check_record(record_type, payload)
+            assert exc is not None, (topic, payload)
+            key = rng.choice([None, b"BINANCE:BTCUSDT", b"\xff\xfe", f"k{i}".encode()])
+            items.append((key, payload))
+            reasons.append(str(exc))
+            if i % GOOD_EVERY == GOOD_EVERY - 1:
+                doc = good_doc(topic, len(docs), t0)
+                assert check_record(record_type, orjson.dumps(doc)) is None, doc
+                items.append((doc["instrument"].encode(), orjson.dumps(doc)))
+                reasons.append(None)
+                docs.append(doc)
+        placed = await produce_raw(s, topic, items)
+        good[topic] = []
+        for (partition, offset), reason in zip(placed, reasons, strict=True):
+            if reason is not None:
+                bad[(topic, partition, offset)] = reason
+        good[topic] = [
+            (doc, p, o)
+            for doc, (p, o) in zip(
+                docs, [po for po, r in zip(placed, reasons, strict=True) if r is None], strict=True
+            )
+        ]
+    expected = sum(len(INPUTS[t][1]) for t, _, _ in bad)
+
+    for role in ("market", "signals", "trading"):
+        supervisor.start(role, "worker", role, "--web-port", "0", "--metrics-port", "0")
+    prefix = s.kafka.topic_prefix
+    started = time.monotonic()
+    msgs = await read_until(s, "dlq", lambda m: len(m) >= expected, timeout_s=240)
+    print(f"{len(msgs)} dead letters after {time.monotonic() - started:.1f}s")
+    letters = decoded(msgs, DeadLetter)
+    logs = {n: supervisor.tail(n, 20) for n in supervisor.children}
+    assert len(letters) >= expected, (len(letters), expected, logs)
+
+    # the good records interleaved produced their outputs
+    async def outputs(topic: str, record_type: type[Record], want: set[str]) -> set[str]:
+        def done(m: list[Msg]) -> bool:
+            return want <= {r.lineage_id for r in decodable(m, record_type)}
+
+        found = decodable(await read_until(s, topic, done, timeout_s=90), record_type)
+        return want - {r.lineage_id for r in found}
+
+    def ids(topic: str, start: int = 0, stop: int | None = None) -> set[str]:
+        return {doc["record_id"] for doc, _, _ in good[topic][start:stop]}
+
+    missing = {
+        "book.top<-md.book": await outputs("book.top", BookTop, ids("md.book")),
+        # each trade closes the 1 s bar of the one before; the bars' lineage is their last trade
+        "bars.1s<-md.trades": await outputs("bars.1s", Bar, ids("md.trades", 0, -1)),
+        "features<-bars.1s": await outputs("features", FeatureVector, ids("bars.1s")),
+        "orders.proposed<-signals": await outputs("orders.proposed", OrderRequest, ids("signals")),
+        "orders.events<-orders.approved": await outputs(
+            "orders.events", OrderEvent, ids("orders.approved")
+        ),
+    }
+    assert not any(missing.values()), ({k: sorted(v)[:3] for k, v in missing.items() if v}, logs)
+    decided = decodable(
+        await read_until(s, "orders.approved", lambda m: False, timeout_s=1), OrderRequest
+    ) + decodable(
+        await read_until(s, "orders.rejected", lambda m: False, timeout_s=1), OrderRejected
+    )
+    coids = {r.client_order_id for r in decided}  # type: ignore[attr-defined]
+    assert {d["client_order_id"] for d, _, _ in good["orders.proposed"]} <= coids
+
+    # exactly one dead letter per bad record and consuming agent, none for a good record
+    msgs = await read_until(s, "dlq", lambda m: len(m) > expected, timeout_s=3)
+    letters = decoded(msgs, DeadLetter)
+    seen: dict[tuple[str, str, int, int], DeadLetter] = {}
+    for d in letters:
+        topic = d.source_topic.removeprefix(prefix)  # type: ignore[attr-defined]
+        k = (d.agent, topic, d.partition, d.offset)  # type: ignore[attr-defined]
+        assert k not in seen, f"two dead letters for {k}"
+        seen[k] = d  # type: ignore[assignment]
+        assert (topic, d.partition, d.offset) in bad, f"good record dead-lettered: {d}"  # type: ignore[attr-defined]
+        assert d.agent in INPUTS[topic][1], d  # type: ignore[attr-defined]
+        assert d.error_type == "RecordDecodeError", d  # type: ignore[attr-defined]
+        assert d.reason == bad[(topic, d.partition, d.offset)], d  # type: ignore[attr-defined]
+        assert d.lineage_id == f"{d.source_topic}/{d.partition}/{d.offset}"  # type: ignore[attr-defined]
+    assert len(letters) == expected, (len(letters), expected)
     assert not supervisor.dead(), {n: supervisor.tail(n) for n in supervisor.dead()}
