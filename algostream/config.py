@@ -222,18 +222,23 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
                     )
     _apply_env(data, env)
     execution = data.setdefault("execution", {})
+    loaded: list[str] = []  # secret values: never echoed back in an error message
     for name in SECRET_NAMES:
         secret = _read_secret(env, name)
         if secret:
             execution[name] = secret
+            loaded.append(secret)
     password = _read_secret(env, "sasl_password")
     if password:
         data.setdefault("kafka", {})["sasl_password"] = password
+        loaded.append(password)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
         value = err.get("input")
-        shown = "***" if any(s in key for s in (*SECRET_NAMES, "password")) else repr(value)
+        shown = repr(value)
+        if any(s in key for s in (*SECRET_NAMES, "password")) or any(x in shown for x in loaded):
+            shown = "***"  # a secret key, or a secret pasted into another key
         raise ConfigError(f"config key '{key}' = {shown}: {err['msg']}") from None

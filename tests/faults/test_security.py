@@ -275,12 +275,15 @@ async def all_records(settings: Any, prefixes: tuple[str, ...]) -> list[bytes]:
     out: list[bytes] = []
     try:
         names = sorted(t for t in await consumer.topics() if t.startswith(prefixes))
-        tps = [TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t) or ()]
+        await consumer._client.force_metadata_update()
+        cluster = consumer._client.cluster
+        tps = [TopicPartition(t, p) for t in names for p in cluster.partitions_for_topic(t) or ()]
+        assert {tp.topic for tp in tps} == set(names), names
         consumer.assign(tps)
         await consumer.seek_to_beginning()
         end = await consumer.end_offsets(tps)
         deadline = time.monotonic() + 120
-        while any(await consumer.position(tp) < end[tp] for tp in tps):
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
             assert time.monotonic() < deadline, "could not read every topic to its end"
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
