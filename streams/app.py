@@ -27,6 +27,7 @@ from algostream.kafka.clients import faust_credentials
 from algostream.kafka.dlq import dead_letter
 from algostream.model.records import Record
 from algostream.observability import metrics
+from streams.continuity import OffsetGuard
 
 R = TypeVar("R", bound=Record)
 log = structlog.get_logger("algostream.streams")
@@ -45,6 +46,7 @@ class Edge:
         self.prefix = settings.kafka.topic_prefix
         self._topics: dict[str, faust.TopicT] = {}
         self._seen: set[tuple[str, str]] = set()
+        self.guard = OffsetGuard(app)  # re-reads records skipped across a rebalance
 
     def short(self, full_name: str) -> str:
         """The catalog name of a (prefixed) topic, for metric labels."""
@@ -79,7 +81,13 @@ class Edge:
     async def decode_or_dlq(
         self, event: faust.EventT[bytes], record_type: type[R], agent: str
     ) -> R | None:
-        """Decode ``event`` into ``record_type``; on failure send a DeadLetter, return None."""
+        """Decode ``event`` into ``record_type``; on failure send a DeadLetter, return None.
+
+        Also None (and nothing sent) for a record out of offset order, which is read again
+        in order (:class:`~streams.continuity.OffsetGuard`).
+        """
+        if not await self.guard.admit(event, agent):
+            return None
         value = event.value
         topic = self.short(event.message.topic)
         metrics.MESSAGES_IN.labels(agent=agent, topic=topic).inc()

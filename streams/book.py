@@ -5,6 +5,12 @@ A thin shell over :class:`~algostream.marketdata.processor.BookProcessor`. The t
 its chain position; it is written with every update, so the state and the committed
 offset move together and a restarted worker continues exactly (a re-delivered update is
 recognised by its update id and dropped).
+
+Scale-out: workers of the role share ``md.book``'s partitions, and a partition's books move
+with it. On every rebalance the in-memory books are dropped, so an instrument is restored
+from the table at its first update after the rebalance (a partition that comes back to a
+worker continues from the state its other owner saved, not from this worker's stale
+copy), and the stale timer only watches books this worker still owns.
 """
 
 from __future__ import annotations
@@ -22,16 +28,23 @@ from streams.app import Edge
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     md = settings.market_data
-    proc = BookProcessor(md.book_top_levels)
+
+    def fresh() -> BookProcessor:
+        return BookProcessor(md.book_top_levels)
+
+    current = {"proc": fresh()}
     table = app.Table("book-state", default=None, partitions=edge.catalog["md.book"].partitions)
-    restored: set[str] = set()
+
+    @app.on_partitions_revoked.connect
+    async def forget_books(_app: faust.App, revoked: object, **_: object) -> None:
+        current["proc"] = fresh()  # owned instruments are restored from the table
 
     @app.agent(edge.topic("md.book"), name="book")
     async def books(stream: faust.StreamT[bytes]) -> None:
         async for update in edge.records(stream, BookUpdate, "book"):
+            proc = current["proc"]
             inst = update.instrument
-            if inst not in restored:  # first sight since start: continue from the table
-                restored.add(inst)
+            if proc.book(inst) is None:  # first sight since start or a rebalance
                 saved = table.get(inst)
                 if saved is not None:
                     proc.restore(saved)
@@ -46,5 +59,6 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     @app.timer(interval=max(md.stale_after_ms / 2000, 0.1))
     async def stale_books() -> None:
+        proc = current["proc"]
         for event in proc.check_stale(time.time_ns(), md.stale_after_ms * 1_000_000):
             await edge.send("book.integrity", event)
