@@ -32,10 +32,10 @@ class OffsetGuard:
         self.last: dict[tuple[str, Any], int] = {}
         #: (agent, partition) -> (offset sought to, offset that made us seek)
         self.sought: dict[tuple[str, Any], tuple[int, int]] = {}
-        app.on_partitions_assigned.connect(self._on_assigned)
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
-    async def _on_assigned(self, _app: faust.App, assigned: Any, **_: Any) -> None:
-        kept = set(assigned)
+    async def _on_assigned(self, _app: Any, *args: Any, signal: Any = None, **_: Any) -> None:
+        kept = set(args[0]) if args else set()  # the newly assigned partitions
         for key in [key for key in self.last if key[1] not in kept]:
             del self.last[key]
             self.sought.pop(key, None)
