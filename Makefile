@@ -18,7 +18,7 @@ help:
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,ml]"
+	$(BIN)/pip install -q -e ".[dev,ml,bench]"
 	touch $(STAMP)
 
 venv: $(STAMP)

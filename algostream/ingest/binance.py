@@ -73,11 +73,10 @@ class BinanceAdapter:
         self.instruments = {s: instrument_id(VENUE, s) for s in self.symbols}
         self.syncs = {s: BinanceBookSync(self.instruments[s]) for s in self.symbols}
         self.last_trade: dict[str, int] = {}
-        # instruments told DISCONNECTED/STALE: they get RESYNCED once live again. A new
-        # process starts with every instrument here: it cannot know what happened while
-        # no ingestor ran (a crash, a restart), and downstream may have marked the books
-        # STALE meanwhile, so the first sync of each book is announced as RESYNCED too.
-        self.degraded: set[str] = set(self.instruments.values())
+        # instruments told DISCONNECTED/STALE: they get RESYNCED once live again. A STALE
+        # the book worker raised while no ingestor ran is cleared by the worker itself
+        # when updates resume (BookProcessor), so a first sync is not announced.
+        self.degraded: set[str] = set()
 
     def url(self) -> str:
         return combined_stream_url(self.cfg.websocket_url, self.symbols)

@@ -122,6 +122,15 @@ class OrderBook:
     def __len__(self) -> int:
         return len(self._bids) + len(self._asks)
 
+    def level(self, side: str, price: Decimal) -> Decimal | None:
+        """The quantity at ``price`` on ``side`` (``"b"`` bids, ``"a"`` asks), or ``None``."""
+        got: Decimal | None = (self._bids if side == "b" else self._asks).get(price)
+        return got
+
+    def prices(self, side: str) -> list[Decimal]:
+        """Every price on ``side`` (``"b"`` or ``"a"``), in no promised order."""
+        return list((self._bids if side == "b" else self._asks).keys())
+
     # ------------------------------------------------------------------ state
     def to_state(self) -> dict[str, Any]:
         """A JSON-able dict (decimal strings, exact) for a Faust table."""

@@ -84,6 +84,7 @@ class BookProcessor:
         st = self._books.get(update.instrument)
         if st is None:
             st = self._books[update.instrument] = _Instrument(OrderBook(update.instrument))
+        was_stale = st.stale
         st.last_seen_ns, st.stale, st.last_cause = now_ns, False, update
         out: list[Record] = []
         if update.kind is BookUpdateKind.SNAPSHOT:
@@ -103,6 +104,22 @@ class BookProcessor:
         else:
             st.book.apply(update)
         out += self._crossed(st, update)
+        if (
+            was_stale
+            and st.in_sync
+            and not any(
+                isinstance(r, BookIntegrity) and r.kind is IntegrityKind.RESYNCED for r in out
+            )
+        ):
+            # the STALE this processor raised is over: updates flow on the same chain
+            out.append(
+                integrity_event(
+                    IntegrityKind.RESYNCED,
+                    update,
+                    f"updates resumed at update id {update.final_update_id} after STALE",
+                    received=update.final_update_id,
+                )
+            )
         out.append(self._top(st.book, update, now_ns))
         return out
 
@@ -145,9 +162,23 @@ class BookProcessor:
         if crossed == st.crossed:
             return []
         st.crossed = crossed
-        if not crossed:
-            return []
         bid, ask = st.book.best_bid(), st.book.best_ask()
+        if not crossed:  # the CROSSED this processor raised is over
+            if not st.in_sync or update.kind is BookUpdateKind.SNAPSHOT:
+                return []  # a snapshot after a resync already says RESYNCED
+            return [
+                integrity_event(
+                    IntegrityKind.RESYNCED,
+                    update,
+                    "book uncrossed: "
+                    + (
+                        f"best bid {bid[0]} < best ask {ask[0]}"
+                        if bid and ask
+                        else "a side is empty"
+                    ),
+                    received=update.final_update_id,
+                )
+            ]
         assert bid is not None and ask is not None
         return [
             integrity_event(
@@ -201,10 +232,26 @@ class BookProcessor:
         return out
 
     # ------------------------------------------------------------------ state
-    def state(self, instrument: str) -> dict[str, Any]:
-        """JSON-able state of one instrument (for a Faust table keyed by instrument)."""
+    def state(self, instrument: str, *, levels: bool = True) -> dict[str, Any]:
+        """JSON-able state of one instrument (for a Faust table keyed by instrument).
+
+        ``levels=False`` leaves the price levels out (empty ``bids``/``asks``): the chain
+        position and flags only, for stores that keep levels one key each
+        (:class:`~algostream.marketdata.persist.LevelStore`).
+        """
         st = self._books[instrument]
-        state: dict[str, Any] = {"book": st.book.to_state(), "last_seen_ns": st.last_seen_ns}
+        if levels:
+            book = st.book.to_state()
+        else:
+            b = st.book
+            book = {
+                "instrument": b.instrument,
+                "last_update_id": b.last_update_id,
+                "ts_event": b.ts_event,
+                "bids": [],
+                "asks": [],
+            }
+        state: dict[str, Any] = {"book": book, "last_seen_ns": st.last_seen_ns}
         state.update({flag: getattr(st, flag) for flag in _FLAGS})
         if st.last_cause is not None:
             state["last_cause"] = st.last_cause.model_dump(

@@ -102,15 +102,7 @@ async def start(provisioned: Any, supervisor: Any) -> Any:
         "disconnect",
         "disconnect_abrupt",
         "silence",
-        pytest.param(
-            "crossed",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=NoRecovery,
-                reason="nothing clears CROSSED: the book worker emits no RESYNCED when the "
-                "book uncrosses, so risk keeps the instrument in REDUCING",
-            ),
-        ),
+        "crossed",
     ],
 )
 async def test_feed_fault_is_detected_reduced_resynced_and_the_book_is_true(

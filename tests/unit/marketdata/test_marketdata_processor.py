@@ -103,17 +103,23 @@ def test_coinbase_sequence_ids_are_not_required_to_be_contiguous() -> None:
     assert proc.on_update(delta(cb, 8, 8), 3) == []  # older than the book: skipped
 
 
-def test_crossed_book_is_reported_once_per_episode() -> None:
+def test_crossed_book_is_reported_once_per_episode_and_its_end_is_resynced() -> None:
     proc = BookProcessor()
     proc.on_update(snapshot(INST, 1, bids=(("99", "1"),), asks=(("101", "1"),)), 1)
     out = proc.on_update(delta(INST, 2, 2, bids=(("102", "1"),)), 2)
     assert kinds(out) == ["CROSSED", "BookTop"] and "102" in out[0].detail
     assert kinds(proc.on_update(delta(INST, 3, 3, bids=(("102", "2"),)), 3)) == ["BookTop"]
-    assert kinds(proc.on_update(delta(INST, 4, 4, bids=(("102", "0"),)), 4)) == ["BookTop"]
+    out = proc.on_update(delta(INST, 4, 4, bids=(("102", "0"),)), 4)
+    assert kinds(out) == ["RESYNCED", "BookTop"]  # risk leaves REDUCING on this
+    assert out[0].detail == "book uncrossed: best bid 99 < best ask 101"
     assert kinds(proc.on_update(delta(INST, 5, 5, asks=(("98", "1"),)), 5)) == [
         "CROSSED",
         "BookTop",
     ]
+    # a snapshot that uncrosses it says RESYNCED only if the book was out of sync
+    assert kinds(
+        proc.on_update(snapshot(INST, 9, bids=(("97", "1"),), asks=(("98", "1"),)), 6)
+    ) == ["BookTop"]
 
 
 def test_stale_is_reported_once_per_silence() -> None:
@@ -123,7 +129,10 @@ def test_stale_is_reported_once_per_silence() -> None:
     (stale,) = proc.check_stale(now_ns=6_000, stale_after_ns=5_000)
     assert (stale.kind, stale.instrument, stale.ts_event) == (IntegrityKind.STALE, INST, 6_000)
     assert proc.check_stale(now_ns=9_000, stale_after_ns=5_000) == []
-    proc.on_update(delta(INST, 2, 2), 9_500)
+    out = proc.on_update(delta(INST, 2, 2), 9_500)
+    assert kinds(out) == ["RESYNCED", "BookTop"]  # the silence is over: risk resumes
+    assert "after STALE" in out[0].detail
+    assert kinds(proc.on_update(delta(INST, 3, 3), 9_600)) == ["BookTop"]
     assert len(proc.check_stale(now_ns=20_000, stale_after_ns=5_000)) == 1
 
 

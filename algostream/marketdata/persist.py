@@ -1,0 +1,102 @@
+"""Book state in a key-value table, one price level per key.
+
+Writing a whole book to the table on every update (one changelog record the size of the
+book) made the book agent's cost grow with book depth: with a 1000-level snapshot most of
+its time went to serialising levels that had not changed. :class:`LevelStore` writes what
+changed: for a delta, the levels it touched; for a snapshot or a resync, the difference
+between the book and what the table holds. Keys are ``<instrument>|meta`` (the chain
+position and flags from :meth:`BookProcessor.state` without levels) and
+``<instrument>|b|<price>`` / ``<instrument>|a|<price>`` (quantity as a decimal string).
+
+>>> from algostream.model import BookUpdate, BookUpdateKind
+>>> proc, table = BookProcessor(), {}
+>>> store = LevelStore(proc)
+>>> u = BookUpdate(instrument="BINANCE:BTCUSDT", ts_event=1, ts_init=1, record_id="s",
+...     lineage_id="r", kind=BookUpdateKind.SNAPSHOT, bids=(("99", "2"),), asks=(("101", "1"),),
+...     first_update_id=7, final_update_id=7)
+>>> store.save(table, u, proc.on_update(u, 1))
+3
+>>> sorted(table)
+['BINANCE:BTCUSDT|a|101', 'BINANCE:BTCUSDT|b|99', 'BINANCE:BTCUSDT|meta']
+>>> fresh = BookProcessor()
+>>> LevelStore(fresh).load(table, "BINANCE:BTCUSDT")
+True
+>>> fresh.book("BINANCE:BTCUSDT").best_bid()
+(Decimal('99'), Decimal('2'))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from decimal import Decimal
+from typing import Any
+
+from algostream.marketdata.processor import BookProcessor
+from algostream.model.enums import BookUpdateKind
+from algostream.model.records import BookTop, BookUpdate, Record
+
+SEP = "|"
+SIDES = ("b", "a")
+
+
+class LevelStore:
+    """Persist a :class:`BookProcessor`'s books into a mutable mapping, level by level."""
+
+    def __init__(self, proc: BookProcessor) -> None:
+        self.proc = proc
+        #: what the table holds, per instrument and side: price -> (key, quantity)
+        self._mirror: dict[str, dict[str, dict[Decimal, tuple[str, Decimal]]]] = {}
+
+    def load(self, table: Any, instrument: str) -> bool:
+        """Restore ``instrument`` from ``table`` (any mapping with ``items()``); False if absent."""
+        meta = table.get(f"{instrument}{SEP}meta")
+        if meta is None:
+            return False
+        mirror = self._mirror[instrument] = {"b": {}, "a": {}}
+        prefix = f"{instrument}{SEP}"
+        levels: dict[str, list[list[str]]] = {"b": [], "a": []}
+        for key, qty in list(table.items()):
+            if not key.startswith(prefix) or key.endswith(f"{SEP}meta"):
+                continue
+            side, price = key[len(prefix) :].split(SEP, 1)
+            levels[side].append([price, qty])
+            mirror[side][Decimal(price)] = (key, Decimal(qty))
+        state = dict(meta)
+        state["book"] = dict(meta["book"], bids=levels["b"], asks=levels["a"])
+        self.proc.restore(state)
+        return True
+
+    def save(
+        self, table: MutableMapping[str, Any], update: BookUpdate, out: Iterable[Record]
+    ) -> int:
+        """Write what ``update`` (and the records it produced) changed; returns keys written."""
+        inst = update.instrument
+        book = self.proc.book(inst)
+        if book is None:
+            return 0
+        mirror = self._mirror.setdefault(inst, {"b": {}, "a": {}})
+        table[f"{inst}{SEP}meta"] = self.proc.state(inst, levels=False)
+        written = 1
+        plain_delta = update.kind is BookUpdateKind.DELTA and all(
+            isinstance(r, BookTop) for r in out
+        )
+        for side, changes in (("b", update.bids), ("a", update.asks)):
+            held = mirror[side]
+            # a plain delta touched only its own levels; a snapshot, gap or resync: compare all
+            prices: Iterable[Decimal] = (
+                [p for p, _ in changes] if plain_delta else set(held) | set(book.prices(side))
+            )
+            for price in prices:
+                want = book.level(side, price)
+                have = held.get(price)
+                if want is None:
+                    if have is not None:
+                        table.pop(have[0], None)
+                        del held[price]
+                        written += 1
+                elif have is None or have[1] != want:
+                    key = have[0] if have is not None else f"{inst}{SEP}{side}{SEP}{price}"
+                    table[key] = str(want)
+                    held[price] = (key, want)
+                    written += 1
+        return written
