@@ -95,8 +95,69 @@ def paper_submit(n: int = 20_000) -> Latency:
     return time_calls("paper order submit (book update + submit + fill)", submit, n)
 
 
+def book_update() -> Latency:
+    """BookProcessor.on_update on the recorded capture's md.book (chain + top record)."""
+    from algostream.marketdata.processor import BookProcessor
+    from bench.peers import recorded_updates
+
+    updates = recorded_updates()
+    state = {"proc": BookProcessor(10)}
+
+    def one(i: int) -> None:
+        u = updates[i % len(updates)]
+        if i % len(updates) == 0:
+            state["proc"] = BookProcessor(10)
+        state["proc"].on_update(u, u.ts_init)
+
+    return time_calls("book update (BookProcessor.on_update -> BookTop)", one, 20000)
+
+
+def feature_update() -> Latency:
+    """FeatureProcessor.on_bar (RSI, MACD, Bollinger, ATR, returns, volatility, VWAP)."""
+    import random
+
+    from algostream.config import SignalConfig
+    from algostream.features.processor import FeatureProcessor
+    from algostream.model import Bar
+
+    rng = random.Random(7)
+    price = Decimal("100")
+    bars = []
+    for i in range(25000):
+        price = max(Decimal("1"), price + Decimal(rng.randint(-50, 50)) / 100)
+        hi, lo = price + Decimal("0.2"), price - Decimal("0.2")
+        bars.append(
+            Bar(
+                instrument="SIM:BTCUSDT",
+                ts_event=(i + 1) * 10**9,
+                ts_init=(i + 1) * 10**9,
+                record_id=f"b{i}",
+                lineage_id="t",
+                interval="1s",
+                start_ns=i * 10**9,
+                end_ns=(i + 1) * 10**9,
+                open=price,
+                high=hi,
+                low=lo,
+                close=price,
+                volume=Decimal("1.5"),
+                quote_volume=price * Decimal("1.5"),
+                trades=3,
+            )
+        )
+    proc = FeatureProcessor(SignalConfig())
+    return time_calls(
+        "feature update (FeatureProcessor.on_bar)", lambda i: proc.on_bar(bars[i]), 20000
+    )
+
+
 def main() -> list[tuple[Latency, str]]:
-    return [(risk_check(), "< 100 µs"), (paper_submit(), "< 50 ms")]
+    return [
+        (book_update(), "< 1 ms"),
+        (feature_update(), "< 10 ms"),
+        (risk_check(), "< 100 µs"),
+        (paper_submit(), "< 50 ms"),
+    ]
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ copy), and the stale timer only watches books this worker still owns.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import faust
 
@@ -27,6 +28,37 @@ from algostream.model.records import BookTop, BookUpdate
 from algostream.observability import metrics
 from streams.app import Edge
 
+#: most md.book records held (processed, outputs sent, not yet acked) before table writes
+MAX_BATCH = 500
+
+
+class PinnedTable(faust.Table):  # type: ignore[misc]
+    """A table whose changelog partition can be pinned while writes are flushed.
+
+    Faust picks a key's changelog partition from the event being processed; the book agent
+    writes a batch's state after several events (of several partitions), so it pins the
+    partition of the instrument being written.
+    """
+
+    pinned: int | None = None
+
+    def partition_for_key(self, key: Any) -> int | None:
+        if self.pinned is not None:
+            return self.pinned
+        got: int | None = super().partition_for_key(key)
+        return got
+
+
+class _Pending(dict[str, Any]):
+    """Writes of one instrument not yet in the table (``pop`` records a deletion)."""
+
+    def pop(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self[key] = _DELETE
+        return default
+
+
+_DELETE = object()
+
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     md = settings.market_data
@@ -35,28 +67,73 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         return LevelStore(BookProcessor(md.book_top_levels))
 
     current = {"store": fresh()}
-    table = app.Table("book-state", default=None, partitions=edge.catalog["md.book"].partitions)
+    table = app.tables.add(
+        PinnedTable(
+            app,
+            name="book-state",
+            default=None,
+            partitions=edge.catalog["md.book"].partitions,
+        )
+    )
+    held: list[faust.EventT[bytes]] = []
+    pending: dict[str, tuple[int, _Pending]] = {}
 
     @app.on_partitions_revoked.connect
     async def forget_books(_app: faust.App, revoked: object, **_: object) -> None:
-        current["store"] = fresh()  # owned instruments are restored from the table
+        # owned instruments are restored from the table; records held and not acked are
+        # delivered again (to this worker or the partition's new owner) after their state
+        current["store"] = fresh()
+        held.clear()
+        pending.clear()
+
+    def flush() -> None:
+        """Write the held records' state to the table, then ack them (commit after)."""
+        try:
+            for partition, writes in pending.values():
+                table.pinned = partition
+                for key, value in writes.items():
+                    if value is _DELETE:
+                        table.pop(key, None)
+                    else:
+                        table[key] = value
+        finally:
+            table.pinned = None
+        pending.clear()
+        for event in held:
+            event.ack()
+        held.clear()
 
     @app.agent(edge.topic("md.book"), name="book")
     async def books(stream: faust.StreamT[bytes]) -> None:
-        async for update in edge.records(stream, BookUpdate, "book"):
-            store = current["store"]
-            proc = store.proc
-            inst = update.instrument
-            if proc.book(inst) is None:  # first sight since start or a rebalance
-                store.load(table, inst)
-            start = time.perf_counter()
-            out = proc.on_update(update, time.time_ns())
-            metrics.BOOK_UPDATE_SECONDS.labels(instrument=inst).observe(time.perf_counter() - start)
-            for record in out:
-                await edge.send(
-                    "book.top" if isinstance(record, BookTop) else "book.integrity", record
+        """Adaptive batches: state is written when the agent has caught up (nothing more
+        buffered) or after MAX_BATCH records, and the records are acked only after it, so
+        the committed offset never passes state that is not in the table. At a low rate
+        every record is its own batch; under load a key changed many times is written once.
+        """
+        acks = stream.noack()
+        queue = acks.channel.queue
+        async for event in acks.events():
+            update = await edge.decode_or_dlq(event, BookUpdate, "book")
+            held.append(event)
+            if update is not None:
+                store = current["store"]
+                proc = store.proc
+                inst = update.instrument
+                if proc.book(inst) is None:  # first sight since start or a rebalance
+                    store.load(table, inst)
+                start = time.perf_counter()
+                out = proc.on_update(update, time.time_ns())
+                metrics.BOOK_UPDATE_SECONDS.labels(instrument=inst).observe(
+                    time.perf_counter() - start
                 )
-            store.save(table, update, out)
+                for record in out:
+                    await edge.send(
+                        "book.top" if isinstance(record, BookTop) else "book.integrity", record
+                    )
+                _, writes = pending.setdefault(inst, (event.message.partition, _Pending()))
+                store.save(writes, update, out)
+            if len(held) >= MAX_BATCH or queue.empty():
+                flush()
 
     @app.timer(interval=max(md.stale_after_ms / 2000, 0.1))
     async def stale_books() -> None:

@@ -38,6 +38,7 @@ from prometheus_client import Counter, Gauge
 
 from algostream.config import KafkaConfig
 from algostream.kafka.clients import make_producer
+from algostream.kafka.headers import SENT_NS_HEADER
 from algostream.model.records import Record
 from algostream.observability.metrics import REGISTRY
 
@@ -215,7 +216,10 @@ class KafkaPublisher:
         while True:
             try:
                 fut: asyncio.Future[Any] = await self.producer.send(
-                    self.prefix + item.topic, value, key=key
+                    self.prefix + item.topic,
+                    value,
+                    key=key,
+                    headers=[(SENT_NS_HEADER, str(time.time_ns()).encode())],
                 )
                 return fut
             except KafkaTimeoutError as exc:

@@ -1,0 +1,180 @@
+"""Peers side by side, in one process, on the same recorded deltas.
+
+* Book handling: the real Binance.US capture (tests/data), synced by the same ingest code,
+  applied to (a) our :class:`OrderBook` (sortedcontainers + Decimal), (b) the ``order-book``
+  C library (the book cryptofeed uses: cryptofeed's feed handlers keep their L2 books in
+  ``order_book.OrderBook``), each followed by reading the best 10 levels per side, as the
+  book stage does for ``book.top``; and (c) our whole book stage (``BookProcessor``:
+  chain check, crossed check, ``BookTop`` record with imbalance and microprice).
+* Serialisation of the same ``md.book`` records: ours (pydantic model + orjson) against
+  msgspec (typed Struct, its own JSON codec) and the stdlib ``json`` module.
+
+Ratios are per-call time of the alternative / ours (below 1: the alternative is faster).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import order_book
+
+from algostream.backtest.capture import load_recorded_binance_capture
+from algostream.backtest.engine import BacktestEngine
+from algostream.config import load_settings
+from algostream.marketdata.book import OrderBook
+from algostream.marketdata.processor import BookProcessor
+from algostream.model import BookUpdate, BookUpdateKind, RawFrame
+
+CAPTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "binance-us-capture"
+LEVELS = 10
+
+
+def recorded_updates() -> list[BookUpdate]:
+    """md.book as the ingestor publishes it for the recorded capture."""
+    settings = load_settings(
+        env={"ALGOSTREAM__MARKET_DATA__SYMBOLS": '["COMPUSDT","CRVUSDT","OMGBUSD","ZRXUSDT"]'}
+    )
+    raws = [
+        e.record(RawFrame)
+        for e in load_recorded_binance_capture(
+            CAPTURE / "BINANCE_US.ws.1.0", CAPTURE / "BINANCE_US.http.0.0"
+        )
+    ]
+    result = BacktestEngine(settings).run(raws)
+    return [r for t, r in result.outputs if t == "md.book" and isinstance(r, BookUpdate)]
+
+
+def per_call_us(fn: Callable[[], int], repeat: int = 5) -> float:
+    """Best of ``repeat`` runs of ``fn`` (which returns how many calls it made), µs/call."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        n = fn()
+        best = min(best, (time.perf_counter() - start) / n * 1e6)
+    return best
+
+
+def ours(updates: list[BookUpdate], loops: int, top: bool = True) -> int:
+    for _ in range(loops):
+        books: dict[str, OrderBook] = {}
+        for u in updates:
+            book = books.get(u.instrument)
+            if book is None:
+                book = books[u.instrument] = OrderBook(u.instrument)
+            book.apply(u)
+            if top:
+                book.top(LEVELS)
+    return loops * len(updates)
+
+
+def c_order_book(updates: list[BookUpdate], loops: int, top: bool = True) -> int:
+    for _ in range(loops):
+        books: dict[str, order_book.OrderBook] = {}
+        for u in updates:
+            book = books.get(u.instrument)
+            if book is None or u.kind is BookUpdateKind.SNAPSHOT:
+                book = books[u.instrument] = order_book.OrderBook()
+            for side, levels in ((book.bids, u.bids), (book.asks, u.asks)):
+                for price, qty in levels:
+                    if qty:
+                        side[price] = qty
+                    elif price in side:
+                        del side[price]
+            if not top:
+                continue
+            bids, asks = book.bids, book.asks
+            _ = [bids.index(i) for i in range(min(LEVELS, len(bids)))]
+            _ = [asks.index(i) for i in range(min(LEVELS, len(asks)))]
+    return loops * len(updates)
+
+
+def book_stage(updates: list[BookUpdate], loops: int) -> int:
+    for _ in range(loops):
+        proc = BookProcessor(LEVELS)
+        for u in updates:
+            proc.on_update(u, u.ts_init)
+    return loops * len(updates)
+
+
+class MsgspecUpdate(msgspec.Struct):
+    instrument: str
+    ts_event: int
+    ts_init: int
+    record_id: str
+    lineage_id: str
+    kind: str
+    first_update_id: int
+    final_update_id: int
+    bids: list[tuple[Decimal, Decimal]] = []
+    asks: list[tuple[Decimal, Decimal]] = []
+
+
+def serde(updates: list[BookUpdate], loops: int) -> dict[str, float]:
+    payloads = [u.encode() for u in updates]
+    dicts = [json.loads(p) for p in payloads]
+    structs = [msgspec.json.decode(p, type=MsgspecUpdate) for p in payloads]
+    enc = msgspec.json.Encoder(decimal_format="string")
+    dec = msgspec.json.Decoder(MsgspecUpdate)
+    n = loops * len(updates)
+
+    def run(fn: Callable[[int], object]) -> Callable[[], int]:
+        def go() -> int:
+            for _ in range(loops):
+                for i in range(len(updates)):
+                    fn(i)
+            return n
+
+        return go
+
+    return {
+        "decode: pydantic + orjson (ours)": per_call_us(
+            run(lambda i: BookUpdate.decode(payloads[i]))
+        ),
+        "decode: msgspec typed Struct": per_call_us(run(lambda i: dec.decode(payloads[i]))),
+        "decode: stdlib json (untyped dict)": per_call_us(run(lambda i: json.loads(payloads[i]))),
+        "encode: pydantic + orjson (ours)": per_call_us(run(lambda i: updates[i].encode())),
+        "encode: msgspec typed Struct": per_call_us(run(lambda i: enc.encode(structs[i]))),
+        "encode: stdlib json (dict)": per_call_us(run(lambda i: json.dumps(dicts[i]).encode())),
+    }
+
+
+def main(loops: int = 30) -> list[str]:
+    updates = recorded_updates()
+    levels = sum(len(u.bids) + len(u.asks) for u in updates)
+    ours_us = per_call_us(lambda: ours(updates, loops))
+    c_us = per_call_us(lambda: c_order_book(updates, loops))
+    ours_apply = per_call_us(lambda: ours(updates, loops, top=False))
+    c_apply = per_call_us(lambda: c_order_book(updates, loops, top=False))
+    stage_us = per_call_us(lambda: book_stage(updates, loops))
+    lines = [
+        f"{len(updates)} recorded md.book updates ({levels} level changes, 4 instruments), "
+        f"replayed {loops} times; best of 5 runs.",
+        "",
+        "| book handling | µs / update | vs ours |",
+        "|---|---|---|",
+        f"| ours: OrderBook (sortedcontainers, Decimal), apply only | {ours_apply:.2f} | 1.00 |",
+        f"| order-book C library (cryptofeed's book), apply only | {c_apply:.2f} | "
+        f"{c_apply / ours_apply:.2f} |",
+        f"| ours: OrderBook + top 10 | {ours_us:.2f} | 1.00 |",
+        f"| order-book C library + top 10 (index(i) per level) | {c_us:.2f} | "
+        f"{c_us / ours_us:.2f} |",
+        f"| ours: whole book stage (BookProcessor -> BookTop record) | {stage_us:.2f} | "
+        f"{stage_us / ours_us:.2f} |",
+        "",
+        "| serialisation of md.book records | µs / record | vs ours |",
+        "|---|---|---|",
+    ]
+    results = serde(updates, loops)
+    for name, us in results.items():
+        base = results[name.split(":")[0] + ": pydantic + orjson (ours)"]
+        lines.append(f"| {name} | {us:.2f} | {us / base:.2f} |")
+    return lines
+
+
+if __name__ == "__main__":
+    print("\n".join(main()))

@@ -1,0 +1,117 @@
+"""Throughput of the ingest + book path, with one and with two market workers.
+
+1. Ingest: the simulator pushes depth updates as fast as it can (its rate set far above
+   what one process can take); the ingestor writes ``md.raw`` / ``md.book`` /
+   ``md.trades``. Rate = ``md.book`` records landed / seconds.
+2. Book: with a backlog of ``md.book`` updates on the topic (3 instruments, so 3
+   partitions), start N market workers in one consumer group and time from the first to
+   the last ``book.top`` they send (``algostream-sent-ns`` headers). That drain rate is the
+   highest rate the book path sustains: fed any faster, its lag grows without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from algostream.config import Settings, load_settings
+from algostream.kafka.catalog import load_catalog
+from algostream.kafka.provision import apply_catalog
+from algostream.supervisor import Supervisor
+from bench.pipeline import _count, _wait_growth_stops, bench_env, free_port, read_topic
+
+SYMBOLS = "BTCUSDT,ETHUSDT,SOLUSDT"
+
+
+@dataclass(frozen=True)
+class Drain:
+    workers: int
+    records: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+
+async def _wait_count(
+    settings: Settings, topic: str, target: int, limit_s: float, sup: Supervisor
+) -> int:
+    deadline = time.monotonic() + limit_s
+    n = 0
+    while time.monotonic() < deadline:
+        n = await _count(settings, topic)
+        if n >= target:
+            return n
+        if sup.dead():
+            name = sup.dead()[0]
+            raise RuntimeError(f"{name} died:\n{sup.tail(name, 30)}")
+        await asyncio.sleep(0.5)
+    return n
+
+
+def _setup(bootstrap: str) -> tuple[dict[str, str], Settings, int, Path]:
+    work = Path(tempfile.mkdtemp(prefix="algostream-tput-"))
+    sim_port = free_port()
+    env = bench_env(bootstrap, work / "data", sim_port)
+    env["ALGOSTREAM__MARKET_DATA__SYMBOLS"] = f'["{SYMBOLS.replace(",", chr(34) + "," + chr(34))}"]'
+    return env, load_settings(env=env), sim_port, work
+
+
+async def ingest_and_backlog(
+    bootstrap: str, seconds: float = 20.0, rate: float = 200_000.0
+) -> tuple[float, dict[str, str], Settings, Path]:
+    """Run sim + ingestor flat out for ``seconds``; returns (md.book msgs/s, env, settings)."""
+    env, settings, sim_port, work = _setup(bootstrap)
+    report = await apply_catalog(load_catalog(), settings.kafka)
+    if not report.ok:
+        raise RuntimeError(f"could not provision bench topics: {report.drift}")
+    sup = Supervisor(work / "logs", env=env)
+    try:
+        sup.start("sim", "sim", "--port", str(sim_port), "--rate", str(rate))
+        sup.start("ingest", "ingest", "--metrics-port", "0")
+        await _wait_count(settings, "md.book", 1, 60, sup)
+        start_n, t0 = await _count(settings, "md.book"), time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            await asyncio.sleep(1.0)
+            if sup.dead():
+                raise RuntimeError(f"{sup.dead()} died")
+        end_n, t1 = await _count(settings, "md.book"), time.monotonic()
+    finally:
+        sup.stop_all()
+    return (end_n - start_n) / (t1 - t0), env, settings, work
+
+
+async def drain(
+    env: dict[str, str], settings: Settings, work: Path, workers: int, limit_s: float = 300.0
+) -> Drain:
+    """Start ``workers`` market workers on the backlog; time first to last book.top."""
+    run_env = dict(env)
+    run_env["ALGOSTREAM__KAFKA__APP_ID"] = f"{env['ALGOSTREAM__KAFKA__APP_ID']}-{workers}w"
+    sup = Supervisor(work / f"logs-{workers}w", env=run_env)
+    started = time.time_ns()
+    try:
+        for i in range(workers):
+            sup.start(
+                f"market{i}",
+                "worker",
+                "market",
+                "--web-port",
+                "0",
+                "--metrics-port",
+                "0",
+                env={"ALGOSTREAM__KAFKA__DATA_DIR": str(work / f"data-{workers}w-{i}")},
+            )
+        # book.top is shared by every drain run: this run's records are those sent after
+        # its start; one book.top per applied update, so the run ends when it stops growing
+        before = await _count(settings, "book.top")
+        await _wait_count(settings, "book.top", before + 1, limit_s, sup)
+        await _wait_growth_stops(settings, "book.top", quiet_s=3.0, limit_s=limit_s)
+    finally:
+        sup.stop_all()
+    tops = await read_topic(settings, "book.top")
+    mine = sorted(r.sent_ns for r in tops if r.sent_ns is not None and r.sent_ns >= started)
+    return Drain(workers, len(mine), (mine[-1] - mine[0]) / 1e9 if len(mine) > 1 else 0.0)
