@@ -29,8 +29,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from algostream.config import Settings, load_settings
 from algostream.kafka.catalog import load_catalog
-from algostream.kafka.headers import sent_ns
 from algostream.kafka.provision import apply_catalog
+from algostream.kafka.reader import TopicRecord, partitions, read_to_end
 from algostream.model import (
     Bar,
     BookTop,
@@ -49,15 +49,7 @@ ROLES = ("market", "signals", "trading")
 FILL_STATUSES = (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED)
 
 
-@dataclass(frozen=True)
-class Rec:
-    """One record read back: its value, Kafka timestamp (ms) and sent-ns header."""
-
-    value: bytes
-    ts_ms: int
-    sent_ns: int | None
-    partition: int
-    offset: int
+Rec = TopicRecord
 
 
 @dataclass
@@ -112,44 +104,9 @@ def bench_env(bootstrap: str, data_dir: Path, sim_port: int) -> dict[str, str]:
     }
 
 
-async def _partitions(consumer: AIOKafkaConsumer, name: str) -> set[int]:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        await consumer._client.force_metadata_update()
-        parts = consumer.partitions_for_topic(name)
-        if parts:
-            return set(parts)
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"topic {name} does not exist")
-
-
 async def read_topic(settings: Settings, topic: str) -> list[Rec]:
     """Every record of ``topic`` up to its current end, with timestamps and headers."""
-    name = settings.kafka.topic_prefix + topic
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_auto_commit=False,
-        group_id=None,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        parts = await _partitions(consumer, name)
-        tps = [TopicPartition(name, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[Rec] = []
-        pos = {tp: 0 for tp in tps}
-        while any(pos[tp] < end[tp] for tp in tps):
-            batch = await consumer.getmany(timeout_ms=1000, max_records=20000)
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    out.append(Rec(m.value, m.timestamp, sent_ns(m.headers), m.partition, m.offset))
-                    pos[tp] = m.offset + 1
-        return out
-    finally:
-        await consumer.stop()
+    return await read_to_end(settings.kafka, topic, timeout_s=300)
 
 
 async def _count(settings: Settings, topic: str) -> int:
@@ -157,7 +114,7 @@ async def _count(settings: Settings, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, group_id=None)
     await consumer.start()
     try:
-        parts = await _partitions(consumer, name)
+        parts = await partitions(consumer, name)
         tps = [TopicPartition(name, p) for p in parts]
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)

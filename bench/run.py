@@ -1,33 +1,155 @@
-"""``make bench``: run the benchmarks and rewrite bench/BENCHMARKS.md with the results."""
+"""``make bench``: run the benchmarks and rewrite bench/BENCHMARKS.md with the results.
+
+Sections: per-stage latency of the pure processors (seed targets), peers side by side,
+ingest + book throughput with one and two market workers, tick-to-trade on the whole
+pipeline. ``make soak`` (``python -m bench.run --soak``) runs the 10-minute soak and
+replaces only its own section. Hand-written sections (profiling findings) are kept.
+
+Needs a broker (``make bench`` starts the local one) at ``KAFKA_BOOTSTRAP`` or
+127.0.0.1:9092.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
-from bench import stages
+from bench import peers, pipeline, stages, throughput
 from bench.common import HEADER
 
 OUT = Path(__file__).with_name("BENCHMARKS.md")
+KEEP = ("## Profiling", "## Soak")
 
 
-def main() -> None:
-    rows = [lat.row(target) for lat, target in stages.main()]
-    text = "\n".join([
+def bootstrap() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
+
+def sections(text: str) -> dict[str, str]:
+    """``## `` sections of an existing BENCHMARKS.md by heading line."""
+    out: dict[str, str] = {}
+    for part in re.split(r"(?m)^(?=## )", text):
+        if part.startswith("## "):
+            out[part.splitlines()[0]] = part.rstrip() + "\n"
+    return out
+
+
+def kept(existing: dict[str, str]) -> list[str]:
+    return [body for head, body in existing.items() if head.startswith(KEEP)]
+
+
+def header() -> list[str]:
+    return [
         "# Benchmarks",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
-        "Reproduce with `make bench`.",
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        "against the local single-node Kafka 3.9 broker (KRaft) on the same machine.",
+        "Reproduce with `make bench` (about 8 minutes) and `make soak` (10 minutes).",
         "",
+    ]
+
+
+async def measure(duration_s: float, rate: float) -> list[str]:
+    lines = [
         "## Per-stage latency (pure processors, in-process) vs the seed's targets",
         "",
         HEADER,
-        *rows,
+        *(lat.row(target) for lat, target in stages.main()),
         "",
-    ])
+        "## Peers side by side (same recorded deltas, same process)",
+        "",
+        *peers.main(),
+        "",
+    ]
+    ingest_rate, env, settings, work = await throughput.ingest_and_backlog(bootstrap())
+    drains = [await throughput.drain(env, settings, work, n) for n in (1, 2)]
+    lines += [
+        "## Throughput: ingest + book path",
+        "",
+        "The simulator pushes depth updates as fast as it can to one ingestor (3 instruments,",
+        "so 3 `md.book` partitions); then N market workers (one consumer group) drain the",
+        "backlog. The drain rate is the highest rate the book path sustains: fed faster,",
+        "its lag grows without bound.",
+        "",
+        "| stage | workers | records | seconds | msgs/s |",
+        "|---|---|---|---|---|",
+        f"| ingest (sim -> md.raw + md.book + md.trades) | 1 ingestor | - | - | "
+        f"{ingest_rate:,.0f} md.book/s |",
+        *(
+            f"| book (md.book -> book.top + book-state table) | {d.workers} | {d.records} | "
+            f"{d.seconds:.1f} | {d.rate:,.0f} |"
+            for d in drains
+        ),
+        "",
+    ]
+    run = await pipeline.run_pipeline(bootstrap(), rate=rate, duration_s=duration_s)
+    lines += [
+        "## Tick-to-trade on the whole pipeline",
+        "",
+        "Simulator -> ingestor -> market, signals and trading workers -> paper fill, each",
+        "hop through the broker. Each fill's lineage is walked back to the trade that closed",
+        "its bar; a stage is the difference of the `algostream-sent-ns` headers of its",
+        "output and input, so it includes its Kafka hop. Producer settings: `acks=all`,",
+        "idempotent ingest producer, `linger.ms=0` (latency first; batching happens anyway",
+        "while a request is in flight), consumers `fetch.min.bytes=1`.",
+        "",
+        *pipeline.report(run),
+        "",
+    ]
+    return lines
+
+
+async def soak(duration_s: float, rate: float) -> list[str]:
+    run = await pipeline.run_pipeline(bootstrap(), rate=rate, duration_s=duration_s, window_s=60.0)
+    lines = [
+        "## Soak",
+        "",
+        f"The whole pipeline for {duration_s / 60:.0f} minutes at {rate:.0f} depth events/s.",
+        "",
+        *pipeline.report(run),
+        "",
+        "Tick-to-trade per minute of the run (fills completed in that minute):",
+        "",
+        "| minute | fills | p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|",
+    ]
+    for start, lat in run.windows:
+        lines.append(
+            f"| {start / 60:.0f} | {lat.n} | {lat.p50_us / 1000:.1f} | "
+            f"{lat.p99_us / 1000:.1f} | {lat.p999_us / 1000:.1f} |"
+        )
+    if run.samples:
+        lines += ["", "Memory (RSS MB) per process, every minute:", ""]
+        names = list(run.samples[-1].rss_mb)
+        lines += ["| minute | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for s in run.samples[::60]:
+            row = " | ".join(f"{s.rss_mb.get(n, 0):.0f}" for n in names)
+            lines.append(f"| {s.t_s / 60:.0f} | {row} |")
+    return [*lines, ""]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--soak", action="store_true", help="run the soak instead")
+    ap.add_argument("--duration", type=float, default=None, help="seconds of measurement")
+    ap.add_argument("--rate", type=float, default=300.0, help="sim depth events per second")
+    args = ap.parse_args()
+    old = OUT.read_text() if OUT.exists() else ""
+    existing = sections(old)
+    if args.soak:
+        body = asyncio.run(soak(args.duration or 600.0, args.rate))
+        prefix = old.split("\n## ", 1)[0].rstrip().splitlines() if existing else header()
+        others = [b for h, b in existing.items() if not h.startswith("## Soak")]
+        text = "\n".join([*prefix, "", *others, *body])
+    else:
+        body = asyncio.run(measure(args.duration or 120.0, args.rate))
+        text = "\n".join([*header(), *body, *kept(existing)])
     OUT.write_text(text)
     print(text)
 

@@ -13,6 +13,7 @@ while processing it are on the broker.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -76,12 +77,31 @@ class Edge:
         The ``algostream-sent-ns`` header is the wall-clock time of the send (ns): with the
         lineage ids it gives each stage's latency at a finer grain than Kafka's ms timestamp.
         """
-        await self.topic(topic).send(
-            key=record.key.encode(),
-            value=record.encode(),
-            headers=[(SENT_NS_HEADER, str(time.time_ns()).encode())],
+        await self.send_raw(
+            self.topic(topic).get_topic_name(), record.key.encode(), record.encode()
         )
         metrics.MESSAGES_OUT.labels(agent=self.role, topic=topic).inc()
+
+    async def send_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        """Hand a record straight to the app's producer (not through ``Topic.send``).
+
+        Faust's ``Topic.send`` costs ~120 µs of CPU more per record than the producer
+        itself (channel, FutureMessage, sensors; measured with py-spy on the book agent).
+        The producer is the app's, so ``app.producer.flush()`` before a commit still covers
+        these records; a failed delivery is logged and counted, never silent.
+        """
+        fut = await self.app.producer.send(
+            topic, key, value, partition, None, [(SENT_NS_HEADER, str(time.time_ns()).encode())]
+        )
+        asyncio.ensure_future(fut).add_done_callback(self._check_delivery)
+
+    def _check_delivery(self, fut: Any) -> None:
+        exc = None if fut.cancelled() else fut.exception()
+        if fut.cancelled() or exc is not None:
+            metrics.SEND_FAILURES.labels(agent=self.role).inc()
+            log.error("record not delivered", agent=self.role, error=repr(exc))
 
     async def send_all(self, records: list[tuple[str, Record]]) -> None:
         for topic, record in records:
@@ -164,6 +184,7 @@ def create_app(settings: Settings, role: str, **overrides: Any) -> tuple[faust.A
         "web_bind": "127.0.0.1",
         "producer_acks": -1 if k.acks == "all" else int(k.acks),
         "producer_linger_ms": k.linger_ms,
+        "producer_max_batch_size": 1_048_576,
         # Faust's fetcher awaits a commit (producer flush + offset commit) inline every
         # `commit_every` acks, stalling the stream: at 100 it capped the book agent at
         # ~600 updates/s. Commits come from the 1 s interval timer instead.

@@ -32,21 +32,29 @@ from streams.app import Edge
 MAX_BATCH = 500
 
 
-class PinnedTable(faust.Table):  # type: ignore[misc]
-    """A table whose changelog partition can be pinned while writes are flushed.
+class BookTable(faust.Table):  # type: ignore[misc]
+    """The ``book-state`` table, written with awaited changelog sends.
 
-    Faust picks a key's changelog partition from the event being processed; the book agent
-    writes a batch's state after several events (of several partitions), so it pins the
-    partition of the instrument being written.
+    ``table[key] = value`` queues its changelog record in Faust's ProducerBuffer, which one
+    task drains a record at a time, and Faust's conductor stops delivering records while
+    that buffer holds more than 100: with a few level keys per update this capped the book
+    agent at ~300-500 updates/s while its own code used a fraction of a core (measured:
+    3.1 s waiting for records vs 0.5 s working per 1000). :meth:`write` sends the changelog
+    record straight to the producer (awaited, so in order, and flushed before any commit
+    like every other send) to the partition of the instrument's ``md.book`` records.
     """
 
-    pinned: int | None = None
-
-    def partition_for_key(self, key: Any) -> int | None:
-        if self.pinned is not None:
-            return self.pinned
-        got: int | None = super().partition_for_key(key)
-        return got
+    async def write(self, edge: Edge, partition: int, key: str, value: Any) -> None:
+        """Set (or, with ``value is None``, delete) ``key`` and send its changelog record."""
+        topic = self.changelog_topic
+        if value is None:
+            self.data.pop(key, None)
+            payload = None
+        else:
+            self.data[key] = value
+            payload = topic.prepare_value(value, self.value_serializer)[0]
+        raw_key = topic.prepare_key(key, self.key_serializer)[0]
+        await edge.send_raw(topic.get_topic_name(), raw_key, payload, partition)
 
 
 class _Pending(dict[str, Any]):
@@ -68,7 +76,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     current = {"store": fresh()}
     table = app.tables.add(
-        PinnedTable(
+        BookTable(
             app,
             name="book-state",
             default=None,
@@ -86,18 +94,11 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         held.clear()
         pending.clear()
 
-    def flush() -> None:
+    async def flush() -> None:
         """Write the held records' state to the table, then ack them (commit after)."""
-        try:
-            for partition, writes in pending.values():
-                table.pinned = partition
-                for key, value in writes.items():
-                    if value is _DELETE:
-                        table.pop(key, None)
-                    else:
-                        table[key] = value
-        finally:
-            table.pinned = None
+        for partition, writes in pending.values():
+            for key, value in writes.items():
+                await table.write(edge, partition, key, None if value is _DELETE else value)
         pending.clear()
         for event in held:
             event.ack()
@@ -133,7 +134,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 _, writes = pending.setdefault(inst, (event.message.partition, _Pending()))
                 store.save(writes, update, out)
             if len(held) >= MAX_BATCH or queue.empty():
-                flush()
+                await flush()
 
     @app.timer(interval=max(md.stale_after_ms / 2000, 0.1))
     async def stale_books() -> None:

@@ -14,11 +14,12 @@ True
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from algostream.model.enums import (
     BookUpdateKind,
@@ -184,12 +185,23 @@ class Bar(Record):
 
 
 class FeatureVector(Record):
-    """Named feature values for one bar (``features``). NaN is sent as ``null``."""
+    """Named feature values for one bar (``features``). NaN is ``null``; an infinite
+    value is refused (JSON cannot carry it, so it would not survive the topic)."""
 
     TYPE: ClassVar[str] = "FeatureVector"
     interval: str
     close: Price
     values: dict[str, float | None]
+
+    @field_validator("values")
+    @classmethod
+    def _finite(cls, values: dict[str, float | None]) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for name, v in values.items():
+            if v is not None and math.isinf(v):
+                raise ValueError(f"feature {name!r} = {v}: expected a finite number or null")
+            out[name] = None if v is None or math.isnan(v) else v
+        return out
 
 
 class Signal(Record):

@@ -174,6 +174,9 @@ STAGE_LATENCY_SECONDS = _histogram(
 # ------------------------------------------------------------------ counters
 MESSAGES_IN = _counter("algostream_messages_in_total", "Records consumed.", ("agent", "topic"))
 MESSAGES_OUT = _counter("algostream_messages_out_total", "Records produced.", ("agent", "topic"))
+SEND_FAILURES = _counter(
+    "algostream_send_failures_total", "Records a worker's producer failed to deliver.", ("agent",)
+)
 DLQ_RECORDS = _counter(
     "algostream_dlq_records_total",
     "Records sent to the dead-letter topic.",

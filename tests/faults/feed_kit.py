@@ -100,16 +100,16 @@ async def integrity(s: Settings, done: Callable[[list[BookIntegrity]], bool], ti
 
 
 async def wait_live(s: Settings, supervisor: Supervisor, timeout_s: float = 90.0) -> None:
-    """Until the feed is synced (the ingestor's RESYNCED is the last integrity event of the
-    instrument) and the book worker publishes tops."""
+    """Until the book worker publishes tops and no integrity problem is open (no integrity
+    event yet, or RESYNCED is the last one: a first sync is not announced)."""
+    tops = await read_until(s, "book.top", lambda m: bool(m), timeout_s)
+    assert tops, logs(supervisor)
 
     def synced(events: list[BookIntegrity]) -> bool:
-        return bool(events) and events[-1].kind is IntegrityKind.RESYNCED
+        return not events or events[-1].kind is IntegrityKind.RESYNCED
 
     events = await integrity(s, synced, timeout_s)
     assert synced(events), (events, logs(supervisor))
-    tops = await read_until(s, "book.top", lambda m: bool(m), timeout_s)
-    assert tops, logs(supervisor)
 
 
 def chain_breaks(updates: Sequence[BookUpdate]) -> list[str]:

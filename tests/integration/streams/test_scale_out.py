@@ -44,10 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from algostream.config import Settings
+from algostream.kafka.reader import TopicRecord
+from algostream.kafka.reader import read_to_end as read_topic
 from algostream.marketdata.bars import BarAggregator
 from algostream.marketdata.processor import BookProcessor
 from algostream.model import Bar, BookIntegrity, BookTop, BookUpdate, DeadLetter, TradeTick
@@ -66,32 +67,9 @@ def test_symbols_cover_every_partition() -> None:
     assert sorted(partitioner(i.encode(), parts, parts) for i in INSTRUMENTS) == parts
 
 
-async def read_to_end(settings: Settings, topic: str) -> list[Msg]:
+async def read_to_end(settings: Settings, topic: str) -> list[TopicRecord]:
     """Every record of ``topic`` up to its end offsets at the time of the call."""
-    name = settings.kafka.topic_prefix + topic
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning()
-        end = await consumer.end_offsets(tps)
-        out: list[Msg] = []
-        deadline = time.monotonic() + 60
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            assert time.monotonic() < deadline, f"could not read {name} to its end"
-            batch = await consumer.getmany(timeout_ms=500)
-            for tp, records in batch.items():
-                out += [Msg(tp.topic, tp.partition, r.offset, r.key, r.value) for r in records]
-        return sorted(out, key=lambda m: (m.partition, m.offset))
-    finally:
-        await consumer.stop()
+    return await read_topic(settings.kafka, topic)
 
 
 async def book_counts(http: httpx.AsyncClient, port: int) -> dict[str, float]:

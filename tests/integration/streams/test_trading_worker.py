@@ -25,22 +25,31 @@ async def test_proposal_to_fill_and_bad_records_to_dlq(provisioned, supervisor) 
         "trading", "worker", "trading", "--web-port", "0", "--metrics-port", "0"
     )
     await produce(settings, "book.top", [book_top(1)])
-    # Until the risk agent has seen the book it rejects with NO_MARKET_DATA: propose until
-    # one is approved (a deadline, not a sleep).
+    # Until the risk agent has seen the book it rejects with NO_MARKET_DATA: propose, wait
+    # for that proposal's decision (approved or rejected), and propose again only after a
+    # rejection (a deadline, not a sleep).
     approved: list[OrderRequest] = []
+    rejected: list[OrderRejected] = []
     deadline = time.monotonic() + 90
     n = 0
     while not approved and time.monotonic() < deadline:
         n += 1
+        coid = proposal(n).client_order_id
         await produce(settings, "orders.proposed", [proposal(n)])
-        msgs = await read_until(settings, "orders.approved", lambda m: len(m) >= 1, timeout_s=3)
-        approved = decoded(msgs, OrderRequest)  # type: ignore[assignment]
+
+        def decided(msgs, coid=coid) -> bool:  # type: ignore[no-untyped-def]
+            return any(coid.encode() in m.value for m in msgs)
+
+        ok = await read_until(settings, "orders.approved", decided, timeout_s=1)
+        no = await read_until(settings, "orders.rejected", decided, timeout_s=1)
+        while not (decided(ok) or decided(no)) and time.monotonic() < deadline:
+            ok = await read_until(settings, "orders.approved", decided, timeout_s=1)
+            no = await read_until(settings, "orders.rejected", decided, timeout_s=1)
+        approved = decoded(ok, OrderRequest)  # type: ignore[assignment]
+        rejected = decoded(no, OrderRejected)  # type: ignore[assignment]
         assert worker.alive, supervisor.tail("trading")
-    assert approved, supervisor.tail("trading")
-    rejected = decoded(
-        await read_until(settings, "orders.rejected", lambda m: len(m) >= n - 1, timeout_s=10),
-        OrderRejected,
-    )
+    assert len(approved) == 1, supervisor.tail("trading")
+    assert len(rejected) == n - 1  # one decision per proposal
     assert {r.reason for r in rejected} <= {"NO_MARKET_DATA"}  # type: ignore[attr-defined]
 
     bad = [(b"paper", b"{not json"), (b"paper", b'{"instrument": "BINANCE:BTCUSDT"}')]
