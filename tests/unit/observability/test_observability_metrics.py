@@ -25,6 +25,7 @@ EXPECTED: dict[str, tuple[type, tuple[str, ...]]] = {
     "algostream_stage_latency_seconds": (Histogram, ("stage",)),
     "algostream_messages_in": (Counter, ("agent", "topic")),
     "algostream_messages_out": (Counter, ("agent", "topic")),
+    "algostream_send_failures": (Counter, ("agent",)),
     "algostream_dlq_records": (Counter, ("agent", "topic", "error_type")),
     "algostream_orders_rejected": (Counter, ("reason",)),
     "algostream_orders_approved": (Counter, ()),
