@@ -165,6 +165,34 @@ class Edge:
         await self.send("dlq", record)
 
 
+#: how long the broker may hold a worker's fetch when none of its partitions has new data
+FETCH_MAX_WAIT_MS = 10
+
+
+def _short_fetch_wait() -> None:
+    """Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``. aiokafka keeps one
+    fetch in flight per broker and leaves out partitions that still have fetched records:
+    once a worker is behind (a start with a backlog), its busy partitions are buffered while
+    the in-flight fetch holds only quiet ones (changelogs, the assignor topic), which the
+    broker parks for the full 1.5 s, and every cycle repeats it. Measured: the market worker
+    ran a steady 0.6-1.8 s behind md.book at 300 updates/s using 30% of a core. With a short
+    wait the quiet fetch returns at once and the busy partitions are fetched again."""
+    from faust.transport.drivers import aiokafka as driver
+
+    cls = driver.AIOKafkaConsumerThread
+    if getattr(cls, "_algostream_fetch_wait", False):
+        return
+    create = cls._create_worker_consumer
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+    setattr(cls, "_create_worker_consumer", create_worker_consumer)  # noqa: B010
+    setattr(cls, "_algostream_fetch_wait", True)  # noqa: B010
+
+
 def create_app(settings: Settings, role: str, **overrides: Any) -> tuple[faust.App, Edge]:
     """Build the Faust app for ``role`` from config; returns the app and its edge."""
     k = settings.kafka
@@ -200,6 +228,7 @@ def create_app(settings: Settings, role: str, **overrides: Any) -> tuple[faust.A
         "value_serializer": "raw",
     }
     conf.update(overrides)
+    _short_fetch_wait()
     Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)
     app = faust.App(f"{k.app_id}-{role}", **conf)
     return app, Edge(app, settings, load_catalog(), role)
