@@ -88,11 +88,11 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     @app.on_partitions_revoked.connect
     async def forget_books(_app: faust.App, revoked: object, **_: object) -> None:
-        # owned instruments are restored from the table; records held and not acked are
-        # delivered again (to this worker or the partition's new owner) after their state
+        # what was processed is written and acked first (a partition this worker keeps is
+        # not delivered again: the offset guard skips what it processed), then owned
+        # instruments are restored from the table at their next record
+        await flush()
         current["store"] = fresh()
-        held.clear()
-        pending.clear()
 
     async def flush() -> None:
         """Write the held records' state to the table, then ack them (commit after)."""
