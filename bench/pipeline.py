@@ -49,9 +49,6 @@ ROLES = ("market", "signals", "trading")
 FILL_STATUSES = (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED)
 
 
-Rec = TopicRecord
-
-
 @dataclass
 class ProcSample:
     t_s: float
@@ -104,7 +101,7 @@ def bench_env(bootstrap: str, data_dir: Path, sim_port: int) -> dict[str, str]:
     }
 
 
-async def read_topic(settings: Settings, topic: str) -> list[Rec]:
+async def read_topic(settings: Settings, topic: str) -> list[TopicRecord]:
     """Every record of ``topic`` up to its current end, with timestamps and headers."""
     return await read_to_end(settings.kafka, topic, timeout_s=300)
 
@@ -217,8 +214,8 @@ async def _wait_first_fill(settings: Settings, sup: Supervisor, limit_s: float) 
     raise RuntimeError(f"no paper fill within {limit_s:.0f} s of starting the pipeline")
 
 
-def _index(recs: list[Rec], cls: Any) -> dict[str, tuple[Any, Rec]]:
-    out: dict[str, tuple[Any, Rec]] = {}
+def _index(recs: list[TopicRecord], cls: Any) -> dict[str, tuple[Any, TopicRecord]]:
+    out: dict[str, tuple[Any, TopicRecord]] = {}
     for rec in recs:
         r = cls.decode(rec.value)
         out.setdefault(r.record_id, (r, rec))
@@ -238,7 +235,7 @@ async def analyse(
     }
     idx = {t: _index(await read_topic(settings, t), cls) for t, cls in topics.items()}
     run.counts = {t: len(v) for t, v in idx.items()}
-    closing: dict[tuple[str, int], tuple[TradeTick, Rec]] = {}
+    closing: dict[tuple[str, int], tuple[TradeTick, TopicRecord]] = {}
     for tick, rec in idx["md.trades"].values():
         closing.setdefault((tick.instrument, tick.ts_init), (tick, rec))
 
@@ -300,7 +297,7 @@ async def analyse(
 
     book: list[int] = []
     ingest: list[int] = []
-    updates: dict[str, tuple[BookUpdate, Rec]] = {}
+    updates: dict[str, tuple[BookUpdate, TopicRecord]] = {}
     for rec in await read_topic(settings, "md.book"):
         u = BookUpdate.decode(rec.value)
         updates[u.record_id] = (u, rec)
@@ -322,10 +319,10 @@ async def analyse(
 
 
 def _walk(
-    ev: OrderEvent, idx: dict[str, dict[str, tuple[Any, Rec]]]
-) -> list[tuple[Any, Rec]] | None:
+    ev: OrderEvent, idx: dict[str, dict[str, tuple[Any, TopicRecord]]]
+) -> list[tuple[Any, TopicRecord]] | None:
     """fill -> approved -> proposed -> signal -> features -> bar, or None if a link is missing."""
-    chain: list[tuple[Any, Rec]] = []
+    chain: list[tuple[Any, TopicRecord]] = []
     lineage = ev.lineage_id
     for topic in ("orders.approved", "orders.proposed", "signals", "features", "bars.1s"):
         hit = idx[topic].get(lineage)
