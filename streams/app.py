@@ -29,7 +29,7 @@ from algostream.kafka.dlq import dead_letter
 from algostream.kafka.headers import SENT_NS_HEADER
 from algostream.model.records import Record
 from algostream.observability import metrics
-from streams.continuity import OffsetGuard
+from streams.continuity import OffsetGuard, install_read_offsets
 
 R = TypeVar("R", bound=Record)
 log = structlog.get_logger("algostream.streams")
@@ -229,6 +229,7 @@ def create_app(settings: Settings, role: str, **overrides: Any) -> tuple[faust.A
     }
     conf.update(overrides)
     _short_fetch_wait()
+    install_read_offsets()
     Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)
     app = faust.App(f"{k.app_id}-{role}", **conf)
     return app, Edge(app, settings, load_catalog(), role)

@@ -111,9 +111,37 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 applied[key] = (msg.partition, msg.offset)
                 save(key, a)
 
+    trades_topic = edge.topic("md.trades").get_topic_name()
+
+    def adopt_open_bars() -> None:
+        """Load bars left open in the table for partitions this worker owns and has read no
+        trade of since the last rebalance: a quiet instrument's open bar is closed by the
+        clock here too (it was only reloaded at its next trade, which may never come).
+        Only once the rebalance is over (tables recovered) and the partition has been fetched
+        since: before that the table may not hold the last owner's state yet."""
+        if app.rebalancing:
+            return
+        try:
+            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == trades_topic}
+        except Exception:  # not started yet
+            return
+        for name, saved in list(table.items()):
+            interval, _, inst = name.partition("|")
+            if (interval, inst) in aggs or not isinstance(saved, dict):
+                continue
+            where, opened = saved.get("applied"), (saved.get("open") or {}).get(inst)
+            if where is None or opened is None or where[0] not in owned:
+                continue
+            if fetched_at_ns(TP(trades_topic, where[0])) is None:
+                continue
+            agg(interval, inst)
+            if inst not in last_read:  # as if its last trade had just been read
+                last_read[inst] = (int(opened["start_ns"]), TP(trades_topic, where[0]), where[1])
+
     @app.timer(interval=0.25)
     async def close_bars() -> None:
         now = time.time_ns()
+        adopt_open_bars()
         for key, a in list(aggs.items()):
             read = last_read.get(key[1])
             if read is None or aggs.get(key) is not a:  # revoked meanwhile

@@ -1,22 +1,37 @@
 """Re-read records Faust skipped across a rebalance (offset continuity per partition).
 
-When a worker keeps a partition through a rebalance, Faust (faust-streaming 0.15) drops
-the records it had fetched but not yet handed to the agent (``flow_control.clear()``)
-while the fetch position stays after them, so the agent's next record can be a few
-offsets further on, and the commit then covers the skipped ones: they are lost. Seen in
-``tests/integration/streams/test_scale_out.py`` as a book GAP (``expected update N, got
-N+1``) right after a rebalance.
+When a worker keeps a partition through a rebalance, Faust (faust-streaming 0.15) can hand
+the agent records of a fetch made before the rebalance after it has sought the partition
+back to the committed offset. Its fetch loop then moves its read offset past them, adds
+the offsets in between to its "gap" list (offsets it treats as acked when it commits), and
+drops the records the new fetch brings again (below the read offset): they are lost, and
+a commit can cover them. Seen in ``tests/integration/streams/test_scale_out.py`` as a book
+GAP (``expected update N, got N+1``) right after a rebalance, and, when the guard below
+only sought back, as a loop of seeks (each stale record moved the read offset on again).
 
-:class:`OffsetGuard` remembers the last offset each agent processed per partition. A
-record further on than the next one makes it seek back and skip the record (it comes
-again after the skipped ones). If the same jump shows up again after that seek the
-offsets really are missing (a compacted topic, transaction markers) and the record is
-taken. Partitions that move to another worker are forgotten at the next assignment: the
-other worker's progress is in the committed offsets.
+The same happens to a worker that has just been given a partition: records fetched while
+its flow was still suspended are dropped, and the read offset is left after them.
+
+:class:`OffsetGuard` remembers the last offset each agent processed per partition (on a
+partition new to it: the committed offset Faust sought to). At a record further on than
+the next one it
+
+* takes the skipped offsets off Faust's gap list (so no commit covers them),
+* pins the partition's read offset (Faust's loop accepts every record while it is
+  pinned, and this guard does the ordering),
+* seeks back to the next offset, and drops the record and the rest of the stale fetch
+  without acking them (they come again after the skipped ones and are acked then).
+
+The pin ends at the first record of the new fetch. If that is further on than the next
+offset, the offsets in between really are missing (a compacted topic, transaction
+markers) and it is taken. Partitions that move to another worker are forgotten at the
+next assignment: the other worker's progress is in the committed offsets.
 """
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
 from typing import Any
 
 import faust
@@ -24,21 +39,83 @@ import structlog
 
 log = structlog.get_logger("algostream.streams")
 
+#: a pin left this long (the new fetch never reached the stale record) gives up waiting
+PIN_TIMEOUT_S = 30.0
+
+
+class ReadOffsets(defaultdict[Any, Any]):
+    """Faust's per-partition read offset (``Consumer._read_offset``) with pins.
+
+    While a partition is pinned its read offset reads as ``None``: Faust's fetch loop
+    passes every record on and records no gap for it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(lambda: None)
+        self.pinned: set[Any] = set()
+
+    def __getitem__(self, tp: Any) -> Any:
+        return None if tp in self.pinned else super().__getitem__(tp)
+
+
+def install_read_offsets() -> None:
+    """Give every Faust consumer a :class:`ReadOffsets` (once per process)."""
+    from faust.transport import consumer as base
+
+    cls = base.Consumer
+    if getattr(cls, "_algostream_read_offsets", False):
+        return
+    init = cls.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self._read_offset = ReadOffsets()
+
+    setattr(cls, "__init__", __init__)  # noqa: B010
+    setattr(cls, "_algostream_read_offsets", True)  # noqa: B010
+
 
 class OffsetGuard:
     def __init__(self, app: faust.App) -> None:
         self.app = app
         #: (agent, partition) -> offset of the last record it processed here
         self.last: dict[tuple[str, Any], int] = {}
-        #: (agent, partition) -> (offset sought to, offset that made us seek)
-        self.sought: dict[tuple[str, Any], tuple[int, int]] = {}
+        #: (agent, partition) -> (offset sought to, the stale record that made us seek,
+        #: monotonic time); the stale fetch's later records are all after that one
+        self.pending: dict[tuple[str, Any], tuple[int, int, float]] = {}
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+
+    def _reads(self) -> ReadOffsets | None:
+        reads = getattr(self.app.consumer, "_read_offset", None)
+        return reads if isinstance(reads, ReadOffsets) else None
+
+    def _unpin(self, tp: Any) -> None:
+        if not any(key[1] == tp for key in self.pending) and (reads := self._reads()):
+            reads.pinned.discard(tp)
 
     async def _on_assigned(self, _app: Any, *args: Any, signal: Any = None, **_: Any) -> None:
         kept = set(args[0]) if args else set()  # the newly assigned partitions
         for key in [key for key in self.last if key[1] not in kept]:
             del self.last[key]
-            self.sought.pop(key, None)
+        for key in [key for key in self.pending if key[1] not in kept]:
+            del self.pending[key]
+            self._unpin(key[1])
+
+    def _drop(self, msg: Any) -> None:
+        """Skip a stale record without acking it: its copy from the new fetch is acked."""
+        msg.acked = True  # Faust's ack of this copy is now a no-op
+        unacked = getattr(self.app.consumer, "_unacked_messages", None)
+        if unacked is not None:
+            unacked.discard(msg)
+
+    def _expected(self, key: tuple[str, Any], tp: Any) -> int | None:
+        """The offset ``key``'s next record should have: after the last one it processed
+        here, or, on a partition new to it, the committed offset Faust sought to."""
+        last = self.last.get(key)
+        if last is not None:
+            return last + 1
+        committed = getattr(self.app.consumer, "_committed_offset", {}).get(tp)
+        return committed if isinstance(committed, int) and committed > 0 else None
 
     async def admit(self, event: faust.EventT[bytes], agent: str) -> bool:
         """True if ``agent`` should process ``event`` now; False to skip it (see module)."""
@@ -48,20 +125,42 @@ class OffsetGuard:
         last = self.last.get(key)
         if last is not None and offset <= last:
             return False  # processed here already (delivered again after a seek back)
-        if last is not None and offset > last + 1:
-            want = (last + 1, offset)
-            if self.sought.get(key) != want:
-                self.sought[key] = want
+        pend = self.pending.get(key)
+        expected = self._expected(key, tp)
+        if pend is not None:
+            target, stale, since = pend
+            if offset > stale and time.monotonic() - since < PIN_TIMEOUT_S:
+                self._drop(msg)  # the rest of the stale fetch
+                return False
+            del self.pending[key]  # the new fetch has begun
+            self._unpin(tp)
+            if offset != target:
                 log.warning(
-                    "records skipped by the consumer: seeking back",
+                    "offsets missing from the topic",
                     agent=agent,
                     topic=msg.topic,
                     partition=msg.partition,
-                    expected=last + 1,
+                    expected=target,
                     got=offset,
                 )
-                await self.app.consumer.seek(tp, last + 1)
-                return False
-        self.sought.pop(key, None)
+        elif expected is not None and offset > expected:
+            log.warning(
+                "records skipped by the consumer: seeking back",
+                agent=agent,
+                topic=msg.topic,
+                partition=msg.partition,
+                expected=expected,
+                got=offset,
+            )
+            consumer = self.app.consumer
+            gaps = getattr(consumer, "_gap", {}).get(tp)
+            if gaps:
+                gaps.chop(expected, offset + 1)  # not processed: no commit may cover them
+            self.pending[key] = (expected, offset, time.monotonic())
+            if reads := self._reads():
+                reads.pinned.add(tp)
+            await consumer.seek(tp, expected)
+            self._drop(msg)
+            return False
         self.last[key] = offset
         return True
