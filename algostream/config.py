@@ -81,6 +81,9 @@ class ExecutionConfig(Section):
     request_timeout_ms: int = Field(default=5000, ge=1)
     fee_rate: Decimal = Decimal("0.001")
     paper_latency_ms: int = Field(default=0, ge=0)
+    #: paper trading: the trading worker executes an approved order from the risk agent's
+    #: own task (no Kafka hop); the approval is on ``orders.approved`` first either way
+    in_process: bool = True
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
 
@@ -91,6 +94,9 @@ class SignalConfig(Section):
     update_interval_ms: int = Field(default=1000, ge=1)
     strategy: str = "rsi_mean_reversion"
     bar_interval: Literal["1s", "1m"] = "1s"
+    #: the signals worker runs features -> strategy -> sizing in the feature agent's task
+    #: (no Kafka hop between them); each record is on its topic first either way
+    in_process: bool = True
     order_quantity: Quantity = Decimal("0.01")
     rsi_window: int = Field(default=6, ge=2)
     rsi_oversold: float = 35.0

@@ -49,6 +49,8 @@ class Edge:
         self._topics: dict[str, faust.TopicT] = {}
         self._seen: set[tuple[str, str]] = set()
         self.guard = OffsetGuard(app)  # re-reads records skipped across a rebalance
+        #: stages other agents of this worker call in-process (the hot path, no Kafka hop)
+        self.stages: dict[str, Any] = {}
 
     def short(self, full_name: str) -> str:
         """The catalog name of a (prefixed) topic, for metric labels."""

@@ -6,6 +6,11 @@ Paper trading (the default) fills against the live book from ``book.top`` and tr
 A client order id is executed at most once: the ``exec-orders`` table remembers every id
 sent (and survives restarts), on top of the broker's own memory and the venue's
 ``newClientOrderId`` de-duplication.
+
+With ``execution.in_process`` (and paper trading) the risk agent of the same worker hands
+each approval to :func:`on_approved <register>` right after sending it to
+``orders.approved``: no Kafka hop between the gate and the fill. The ``exec-orders`` agent
+still reads the topic and skips what was sent (the ``exec-orders`` table).
 """
 
 from __future__ import annotations
@@ -165,22 +170,37 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 await emit(await shell.reconcile())
                 shell.reconciled = True
 
+    async def on_approved(order: OrderRequest) -> None:
+        """Send an approved order to the venue once (from the topic or in-process)."""
+        await reconciled_first()
+        if shell.sent.get(order.client_order_id) is not None:
+            return  # redelivered approval, or sent in-process already
+        shell.sent[order.client_order_id] = order.record_id
+        start = time.perf_counter()
+        events = await shell.submit(order)
+        metrics.ORDER_SUBMIT_SECONDS.labels(exchange=venue).observe(time.perf_counter() - start)
+        if any(ev.status is OrderStatus.FILLED for ev in events):
+            # tick-to-trade: from the ts_event the order inherited from its tick
+            metrics.TICK_TO_TRADE_SECONDS.labels(instrument=order.instrument).observe(
+                max(0, time.time_ns() - order.ts_event) / 1e9
+            )
+        await emit(events)
+
+    async def in_process(order: OrderRequest) -> None:
+        """From the risk agent, right after approving. Until the start-up reconciliation is
+        done (the execution agents run it), approvals go through the topic only."""
+        if shell.reconciled:
+            await on_approved(order)
+
+    if settings.execution.in_process and settings.execution.paper_trading:
+        # a live venue's HTTP round trip must not hold up the risk gate: live orders go
+        # through the topic only
+        edge.stages["execution"] = in_process
+
     @app.agent(edge.topic("orders.approved"), name="exec-orders")
     async def orders(stream: faust.StreamT[bytes]) -> None:
         async for order in edge.records(stream, OrderRequest, "execution"):
-            await reconciled_first()
-            if shell.sent.get(order.client_order_id) is not None:
-                continue  # redelivered approval: already sent to the venue
-            shell.sent[order.client_order_id] = order.record_id
-            start = time.perf_counter()
-            events = await shell.submit(order)
-            metrics.ORDER_SUBMIT_SECONDS.labels(exchange=venue).observe(time.perf_counter() - start)
-            if any(ev.status is OrderStatus.FILLED for ev in events):
-                # tick-to-trade: from the ts_event the order inherited from its tick
-                metrics.TICK_TO_TRADE_SECONDS.labels(instrument=order.instrument).observe(
-                    max(0, time.time_ns() - order.ts_event) / 1e9
-                )
-            await emit(events)
+            await on_approved(order)
 
     @app.agent(edge.topic("book.top"), name="exec-book")
     async def book(stream: faust.StreamT[bytes]) -> None:

@@ -4,6 +4,9 @@ A thin shell over :class:`~algostream.features.processor.FeatureProcessor`; the
 ``features-state`` table (keyed by instrument, co-partitioned with the bars) keeps each
 instrument's indicator state, so a restarted worker continues bit-identically. A bar
 re-delivered after a restart does not advance the instrument and is ignored.
+
+With ``signal.in_process`` each feature vector then goes straight to the signal stage of
+this worker (:class:`streams.signals.SignalStage`), not only through the ``features`` topic.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             if fv is not None:
                 await edge.send("features", fv)
                 table[bar.instrument] = proc.snapshot(bar.instrument)
+                stage = edge.stages.get("signals")  # in-process hot path (streams.signals)
+                if stage is not None and stage.in_process:
+                    await stage.on_features(fv)
 
     @app.agent(edge.topic("book.top"), name="features-book")
     async def books(stream: faust.StreamT[bytes]) -> None:

@@ -119,6 +119,11 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             )
             await emit(out, from_proposal=True)
             shell.persist(decided=order.client_order_id)
+            execute = edge.stages.get("execution")  # in-process hot path (streams.execution)
+            if execute is not None:
+                for record in out:
+                    if output_topic(record, from_proposal=True) == "orders.approved":
+                        await execute(record)
 
     @app.agent(edge.topic("orders.events"), name="risk-fills")
     async def order_events(stream: faust.StreamT[bytes]) -> None:
