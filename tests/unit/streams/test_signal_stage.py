@@ -22,7 +22,7 @@ class FakeEdge:
 
 
 class FakeApp:
-    def Table(self, *_: Any, **__: Any) -> dict[str, Any]:  # noqa: N802 - Faust's name
+    def Table(self, *_: Any, **__: Any) -> dict[str, Any]:
         return {}
 
 
