@@ -135,23 +135,9 @@ class OffsetGuard:
             del self.pending[key]  # the new fetch has begun
             self._unpin(tp)
             if offset != target:
-                log.warning(
-                    "offsets missing from the topic",
-                    agent=agent,
-                    topic=msg.topic,
-                    partition=msg.partition,
-                    expected=target,
-                    got=offset,
-                )
+                _warn("offsets missing from the topic", agent, msg, target)
         elif expected is not None and offset > expected:
-            log.warning(
-                "records skipped by the consumer: seeking back",
-                agent=agent,
-                topic=msg.topic,
-                partition=msg.partition,
-                expected=expected,
-                got=offset,
-            )
+            _warn("records skipped by the consumer: seeking back", agent, msg, expected)
             consumer = self.app.consumer
             gaps = getattr(consumer, "_gap", {}).get(tp)
             if gaps:
@@ -164,3 +150,14 @@ class OffsetGuard:
             return False
         self.last[key] = offset
         return True
+
+
+def _warn(what: str, agent: str, msg: Any, expected: int) -> None:
+    log.warning(
+        what,
+        agent=agent,
+        topic=msg.topic,
+        partition=msg.partition,
+        expected=expected,
+        got=msg.offset,
+    )
