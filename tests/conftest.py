@@ -9,6 +9,7 @@ There is no fourth option: if none of them gives a broker the fixture fails, it 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import uuid
@@ -77,13 +78,40 @@ def kafka_settings(kafka_env: dict[str, str]):  # type: ignore[no-untyped-def]
 
 @pytest.fixture()
 async def provisioned(kafka_settings):  # type: ignore[no-untyped-def]
-    """Settings whose prefixed catalog topics exist on the broker."""
+    """Settings whose prefixed catalog topics exist on the broker; the test's topics (the
+    catalog's and its workers' table changelogs) are deleted after it.
+
+    Without the clean-up a whole run leaves thousands of topics on one broker, and the
+    local broker's small heap ends up in back-to-back full GCs (~0.5 s pauses each,
+    measured with ``jstat``), which slows every later test."""
     from algostream.kafka.catalog import load_catalog
     from algostream.kafka.provision import apply_catalog
 
     report = await apply_catalog(load_catalog(), kafka_settings.kafka)
     assert report.ok, report.drift
-    return kafka_settings
+    yield kafka_settings
+    try:  # best effort: a test may have stopped or replaced its broker
+        await asyncio.wait_for(_delete_topics(kafka_settings.kafka), timeout=20)
+    except Exception as exc:  # clean-up must not fail the test
+        print(f"could not delete the test's topics: {exc!r}")
+
+
+async def _delete_topics(cfg) -> None:  # type: ignore[no-untyped-def]
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from algostream.kafka.clients import client_kwargs
+
+    if not cfg.topic_prefix or not cfg.app_id.startswith("test-"):
+        return  # only a test's own prefix and app id, never a shared broker's topics
+    owned = (cfg.topic_prefix, f"{cfg.app_id}-")
+    admin = AIOKafkaAdminClient(**client_kwargs(cfg))
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(owned)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
 
 
 @pytest.fixture()
