@@ -108,10 +108,10 @@ class OffsetGuard:
         if unacked is not None:
             unacked.discard(msg)
 
-    def _expected(self, key: tuple[str, Any], tp: Any) -> int | None:
-        """The offset ``key``'s next record should have: after the last one it processed
-        here, or, on a partition new to it, the committed offset Faust sought to."""
-        last = self.last.get(key)
+    def _expected(self, last: int | None, tp: Any) -> int | None:
+        """The offset an agent's next record on ``tp`` should have: after the ``last`` one
+        it processed here, or, on a partition new to it, the committed offset Faust sought
+        to."""
         if last is not None:
             return last + 1
         committed = getattr(self.app.consumer, "_committed_offset", {}).get(tp)
@@ -126,7 +126,6 @@ class OffsetGuard:
         if last is not None and offset <= last:
             return False  # processed here already (delivered again after a seek back)
         pend = self.pending.get(key)
-        expected = self._expected(key, tp)
         if pend is not None:
             target, stale, since = pend
             if offset > stale and time.monotonic() - since < PIN_TIMEOUT_S:
@@ -136,7 +135,7 @@ class OffsetGuard:
             self._unpin(tp)
             if offset != target:
                 _warn("offsets missing from the topic", agent, msg, target)
-        elif expected is not None and offset > expected:
+        elif (expected := self._expected(last, tp)) is not None and offset > expected:
             _warn("records skipped by the consumer: seeking back", agent, msg, expected)
             consumer = self.app.consumer
             gaps = getattr(consumer, "_gap", {}).get(tp)

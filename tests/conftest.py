@@ -97,14 +97,12 @@ async def provisioned(kafka_settings):  # type: ignore[no-untyped-def]
 
 
 async def _delete_topics(cfg) -> None:  # type: ignore[no-untyped-def]
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from algostream.kafka.clients import client_kwargs
+    from algostream.kafka.clients import make_admin
 
     if not cfg.topic_prefix or not cfg.app_id.startswith("test-"):
         return  # only a test's own prefix and app id, never a shared broker's topics
     owned = (cfg.topic_prefix, f"{cfg.app_id}-")
-    admin = AIOKafkaAdminClient(**client_kwargs(cfg))
+    admin = make_admin(cfg)
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if t.startswith(owned)]
