@@ -22,18 +22,21 @@ app.add_typer(control_app, name="control")
 
 @app.command("worker")
 def worker(
-    role: Annotated[str, typer.Argument(help="market | signals | trading")],
+    role: Annotated[str, typer.Argument(help="market | trading | signals (colocated: false)")],
     config: ConfigOpt = None,
     web_port: Annotated[int | None, typer.Option(help="Faust web port")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="/metrics port (0: any)")] = None,
 ) -> None:
     """Run the stream agents of one worker role (Faust worker; scale out by running more)."""
-    from streams.worker import ROLES, run_worker
+    from streams.worker import RoleError, role_modules, run_worker
 
-    if role not in ROLES:
-        console.print(f"[red]unknown role {role!r}[/red]; known: {', '.join(ROLES)}")
-        raise typer.Exit(2)
-    run_worker(settings_or_exit(config), role, web_port=web_port, metrics_port=metrics_port)
+    settings = settings_or_exit(config)
+    try:
+        role_modules(settings, role)
+    except RoleError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    run_worker(settings, role, web_port=web_port, metrics_port=metrics_port)
 
 
 def _control(

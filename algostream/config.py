@@ -97,6 +97,9 @@ class SignalConfig(Section):
     #: the signals worker runs features -> strategy -> sizing in the feature agent's task
     #: (no Kafka hop between them); each record is on its topic first either way
     in_process: bool = True
+    #: the market worker runs features -> strategy -> sizing itself, from the bars and book
+    #: tops it makes (no Kafka hop, no second reader of book.top); false: the signals worker
+    colocated: bool = True
     order_quantity: Quantity = Decimal("0.01")
     rsi_window: int = Field(default=6, ge=2)
     rsi_oversold: float = 35.0

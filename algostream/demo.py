@@ -1,7 +1,7 @@
 """``algostream demo``: the whole platform on one machine, watched live.
 
 Starts (or reuses) the local broker, applies the topic catalog, then runs the simulator,
-the ingestor and the three worker roles as child processes, and shows a live summary read
+the ingestor and the worker roles as child processes, and shows a live summary read
 back from the topics (book tops, signals, orders, fills, P&L) until Ctrl-C or ``duration``.
 """
 
@@ -34,13 +34,14 @@ WATCH = (
     "dlq",
     "book.integrity",
 )
-COMPONENTS: list[tuple[str, list[str]]] = [
-    ("sim", ["sim"]),
-    ("ingest", ["ingest"]),
-    ("market", ["worker", "market"]),
-    ("signals", ["worker", "signals"]),
-    ("trading", ["worker", "trading"]),
-]
+
+
+def components(settings: Settings) -> list[tuple[str, list[str]]]:
+    """The child processes: simulator, ingestor, one worker per role of the layout."""
+    from streams.worker import worker_roles
+
+    workers = [(role, ["worker", role]) for role in worker_roles(settings)]
+    return [("sim", ["sim"]), ("ingest", ["ingest"]), *workers]
 
 
 @dataclass
@@ -125,7 +126,7 @@ async def _watch(settings: Settings, sup: Supervisor, duration: float | None) ->
 def run_demo(settings: Settings, log_dir: Path, duration: float | None) -> int:
     """Run everything; returns a process exit code (non-zero if a component died)."""
     sup = Supervisor(log_dir, env={"PYTHONUNBUFFERED": "1"})
-    for name, args in COMPONENTS:
+    for name, args in components(settings):
         sup.start(name, *args)
     try:
         view = asyncio.run(_watch(settings, sup, duration))

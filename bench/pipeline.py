@@ -44,8 +44,8 @@ from algostream.model import (
 )
 from algostream.supervisor import Supervisor
 from bench.common import Latency, summarize
+from streams.worker import worker_roles
 
-ROLES = ("market", "signals", "trading")
 FILL_STATUSES = (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED)
 
 
@@ -153,10 +153,10 @@ def _sample(sup: Supervisor, t0: float) -> ProcSample:
     return ProcSample(time.monotonic() - t0, rss, cpu)
 
 
-def start_pipeline(sup: Supervisor, sim_port: int, rate: float) -> None:
+def start_pipeline(sup: Supervisor, settings: Settings, sim_port: int, rate: float) -> None:
     sup.start("sim", "sim", "--port", str(sim_port), "--rate", str(rate))
     sup.start("ingest", "ingest", "--metrics-port", "0")
-    for role in ROLES:
+    for role in worker_roles(settings):
         sup.start(role, "worker", role, "--web-port", "0", "--metrics-port", "0")
 
 
@@ -180,7 +180,7 @@ async def run_pipeline(
     sup = Supervisor(log_dir or work / "logs", env=env)
     run = PipelineRun(rate, duration_s, settings.kafka.topic_prefix)
     try:
-        start_pipeline(sup, sim_port, rate)
+        start_pipeline(sup, settings, sim_port, rate)
         await _wait_first_fill(settings, sup, warmup_limit_s)
         t0 = time.monotonic()
         wall0 = time.time_ns()

@@ -167,6 +167,22 @@ class Edge:
         await self.send("dlq", record)
 
 
+def put(table: Any, key: str, value: Any, partition: int | None) -> None:
+    """``table[key] = value``, its changelog record to ``partition`` when one is given.
+
+    A stage called in-process (from another agent's task, or a timer, with no current
+    event of the table's own source topic) names the partition of the record that caused
+    the write: the instrument's partition, which is the same number on every topic keyed
+    by instrument (they are co-partitioned), so a worker taking the partition over
+    recovers the state with it.
+    """
+    if partition is None:
+        table[key] = value  # from the table's own agent: the current event's partition
+    else:
+        table.data[key] = value
+        table.send_changelog(partition, key, value)
+
+
 #: how long the broker may hold a worker's fetch when none of its partitions has new data
 FETCH_MAX_WAIT_MS = 10
 

@@ -73,9 +73,12 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             table.data[f"{key[0]}|{key[1]}"] = state
             table.send_changelog(partition, f"{key[0]}|{key[1]}", state)
 
-    async def publish(bars: list[Bar]) -> None:
+    async def publish(bars: list[Bar], partition: int) -> None:
+        features = edge.stages.get("features")  # colocated: the feature stage, in-process
         for bar in bars:
             await edge.send(f"bars.{bar.interval}", bar)
+            if features is not None:
+                await features.on_bar(bar, partition)
 
     @app.on_partitions_revoked.connect
     async def forget_bars(_app: faust.App, revoked: object, **_: object) -> None:
@@ -98,7 +101,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 if done is not None and done[0] == msg.partition and msg.offset <= done[1]:
                     continue  # re-delivered (at-least-once): already in the saved bar
                 result = a.on_trade(tick)
-                await publish(result.bars)
+                await publish(result.bars, msg.partition)
                 for late in result.late:
                     await edge.dead_letter(
                         event,
@@ -155,6 +158,6 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 continue  # a backlog: its own trades close its bars
             bars = a.on_time(min(now, fetched) - GRACE_NS)
             if bars:
-                await publish(bars)
+                await publish(bars, tp.partition)
                 if aggs.get(key) is a:  # still owned
                     save(key, a, tp.partition)

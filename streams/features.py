@@ -1,12 +1,15 @@
-"""Feature agent: ``bars.<interval>`` (+ ``book.top``) -> ``features``.
+"""Feature stage: bars (+ book tops) -> :class:`FeatureProcessor` -> ``features``.
 
 A thin shell over :class:`~algostream.features.processor.FeatureProcessor`; the
 ``features-state`` table (keyed by instrument, co-partitioned with the bars) keeps each
 instrument's indicator state, so a restarted worker continues bit-identically. A bar
 re-delivered after a restart does not advance the instrument and is ignored.
 
-With ``signal.in_process`` each feature vector then goes straight to the signal stage of
-this worker (:class:`streams.signals.SignalStage`), not only through the ``features`` topic.
+With ``signal.colocated`` (the default) the stage runs in the market worker: its bar agent
+hands over each closed bar and its book agent each book top, in-process. Otherwise the
+``signals`` worker reads ``bars.<interval>`` and ``book.top``. Either way, with
+``signal.in_process`` each feature vector then goes straight to the signal stage of the
+same worker (:class:`streams.signals.SignalStage`), not only through the ``features`` topic.
 """
 
 from __future__ import annotations
@@ -19,42 +22,76 @@ from algostream.config import Settings
 from algostream.features.processor import FeatureProcessor
 from algostream.model.records import Bar, BookTop
 from algostream.observability import metrics
-from streams.app import Edge
+from streams.app import Edge, put
+
+
+class FeatureStage:
+    """One worker's feature processor and its table."""
+
+    def __init__(self, app: faust.App, edge: Edge, settings: Settings) -> None:
+        self.edge = edge
+        self.config = settings.signal
+        self.interval = settings.signal.bar_interval
+        self.table = app.Table(
+            "features-state",
+            default=None,
+            partitions=edge.catalog[f"bars.{self.interval}"].partitions,
+        )
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop in-memory state (a rebalance): instruments reload from the table when next
+        seen, so a partition that comes back continues from its other owner's state."""
+        self.proc = FeatureProcessor(self.config)
+        self.restored: set[str] = set()
+
+    def _ensure(self, inst: str) -> None:
+        if inst not in self.restored:
+            self.restored.add(inst)
+            saved = self.table.get(inst)
+            if saved is not None:
+                self.proc.restore(inst, saved)
+
+    def on_book(self, top: BookTop) -> None:
+        self._ensure(top.instrument)
+        self.proc.on_book(top)
+
+    async def on_bar(self, bar: Bar, partition: int | None = None) -> None:
+        """A closed bar of the stage's interval (``partition``: the bar's, when called
+        in-process)."""
+        if bar.interval != self.interval:
+            return
+        self._ensure(bar.instrument)
+        start = time.perf_counter()
+        fv = self.proc.on_bar(bar)
+        metrics.FEATURE_COMPUTE_SECONDS.labels(instrument=bar.instrument).observe(
+            time.perf_counter() - start
+        )
+        if fv is None:
+            return
+        await self.edge.send("features", fv)
+        put(self.table, bar.instrument, self.proc.snapshot(bar.instrument), partition)
+        stage = self.edge.stages.get("signals")  # in-process hot path (streams.signals)
+        if stage is not None and stage.in_process:
+            await stage.on_features(fv, partition)
 
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
-    proc = FeatureProcessor(settings.signal)
-    bars_topic = f"bars.{settings.signal.bar_interval}"
-    table = app.Table(
-        "features-state", default=None, partitions=edge.catalog[bars_topic].partitions
-    )
-    restored: set[str] = set()
+    stage = edge.stages["features"] = FeatureStage(app, edge, settings)
 
-    def ensure(inst: str) -> None:
-        if inst not in restored:
-            restored.add(inst)
-            saved = table.get(inst)
-            if saved is not None:
-                proc.restore(inst, saved)
+    @app.on_partitions_revoked.connect
+    async def forget_features(_app: faust.App, revoked: object, **_: object) -> None:
+        stage.forget()
 
-    @app.agent(edge.topic(bars_topic), name="features")
+    if settings.signal.colocated:
+        return  # the market worker's bar and book agents call the stage
+
+    @app.agent(edge.topic(f"bars.{stage.interval}"), name="features")
     async def features(stream: faust.StreamT[bytes]) -> None:
         async for bar in edge.records(stream, Bar, "features"):
-            ensure(bar.instrument)
-            start = time.perf_counter()
-            fv = proc.on_bar(bar)
-            metrics.FEATURE_COMPUTE_SECONDS.labels(instrument=bar.instrument).observe(
-                time.perf_counter() - start
-            )
-            if fv is not None:
-                await edge.send("features", fv)
-                table[bar.instrument] = proc.snapshot(bar.instrument)
-                stage = edge.stages.get("signals")  # in-process hot path (streams.signals)
-                if stage is not None and stage.in_process:
-                    await stage.on_features(fv)
+            await stage.on_bar(bar)
 
     @app.agent(edge.topic("book.top"), name="features-book")
     async def books(stream: faust.StreamT[bytes]) -> None:
         async for top in edge.records(stream, BookTop, "features"):
-            ensure(top.instrument)
-            proc.on_book(top)
+            stage.on_book(top)

@@ -5,7 +5,7 @@ state in the ``signals-state`` table. Sizing turns each signal into a MARKET pro
 client order id is derived from the signal's id, so a signal processed twice proposes the
 same order twice and risk decides it once.
 
-The hot path runs in-process (``signal.in_process``, the default): the feature agent hands
+The hot path runs in-process (``signal.in_process``, the default): the feature stage hands
 each feature vector to :class:`SignalStage` right after sending it, and the stage sizes a
 signal right after sending it, so a bar becomes a proposal without two Kafka round trips
 (~10 ms each on the pipeline benchmark). Every record is still on its topic, and the
@@ -26,7 +26,7 @@ from algostream.model.records import FeatureVector, Signal
 from algostream.observability import metrics
 from algostream.signals.processor import SignalProcessor
 from algostream.signals.sizing import OrderSizer
-from streams.app import Edge
+from streams.app import Edge, put
 
 #: signal ids sized in-process that the ``orders`` agent may still read from the topic
 REMEMBER_SIZED = 10_000
@@ -37,6 +37,7 @@ class SignalStage:
 
     def __init__(self, app: faust.App, edge: Edge, settings: Settings) -> None:
         self.edge = edge
+        self.config = settings.signal
         self.in_process = settings.signal.in_process
         self.proc = SignalProcessor(settings.signal)
         self.sizer = OrderSizer(settings.signal, settings.risk)
@@ -46,7 +47,14 @@ class SignalStage:
         self.restored: set[str] = set()
         self.sized: OrderedDict[str, None] = OrderedDict()
 
-    async def on_features(self, fv: FeatureVector) -> None:
+    def forget(self) -> None:
+        """Drop per-instrument strategy state (a rebalance): reloaded from the table."""
+        self.proc = SignalProcessor(self.config)
+        self.restored.clear()
+
+    async def on_features(self, fv: FeatureVector, partition: int | None = None) -> None:
+        """``partition``: the instrument's, when called in-process (not from this
+        stage's own agent)."""
         if fv.instrument not in self.restored:
             self.restored.add(fv.instrument)
             saved = self.table.get(fv.instrument)
@@ -58,7 +66,7 @@ class SignalStage:
             await self.edge.send("signals", sig)
         snap = self.proc.snapshot(fv.instrument)
         if snap is not None:
-            self.table[fv.instrument] = snap
+            put(self.table, fv.instrument, snap, partition)
         if sig is not None and self.in_process:
             await self.on_signal(sig)
 
@@ -75,6 +83,10 @@ class SignalStage:
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     stage = edge.stages["signals"] = SignalStage(app, edge, settings)
+
+    @app.on_partitions_revoked.connect
+    async def forget_signals(_app: faust.App, revoked: object, **_: object) -> None:
+        stage.forget()
 
     @app.agent(edge.topic("features"), name="signals")
     async def signals(stream: faust.StreamT[bytes]) -> None:

@@ -3,6 +3,12 @@
 A role is a list of agent modules (``ROLES``); each module has
 ``register(app, edge, settings) -> None``. A new agent is one module in ``streams/`` plus
 one entry here (and its topics in ``topics/topics.toml``).
+
+With ``signal.colocated`` (the default) the market worker also runs the feature and signal
+stages, fed in-process by its own bar and book agents: a closed bar becomes a proposal in
+the task that read the closing trade, with no Kafka hop and no second reader of
+``book.top``. The ``signals`` role is then empty (:func:`worker_roles` leaves it out and
+starting it is an error); with ``colocated: false`` it runs them from the topics instead.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from algostream.config import Settings
 from streams.app import Edge, create_app
 
 ROLES: dict[str, list[str]] = {
-    "market": ["streams.book", "streams.bars"],
+    "market": ["streams.book", "streams.bars"],  # + features and signals when colocated
     "signals": ["streams.features", "streams.signals"],
     "trading": ["streams.risk", "streams.execution"],
 }
@@ -28,18 +34,45 @@ PORTS: dict[str, tuple[int, int]] = {
 }
 
 
+#: what the market role adds with ``signal.colocated``
+COLOCATED = ["streams.features", "streams.signals"]
+
+
+class RoleError(ValueError):
+    """A worker role that does not exist, or has nothing to run with this config."""
+
+
+def worker_roles(settings: Settings) -> list[str]:
+    """The roles a whole deployment runs with ``settings`` (demo, benchmarks, tests)."""
+    return [r for r in ROLES if not (r == "signals" and settings.signal.colocated)]
+
+
+def role_modules(settings: Settings, role: str) -> list[str]:
+    """The agent modules of ``role`` with ``settings``; :class:`RoleError` if none."""
+    if role not in ROLES:
+        raise RoleError(f"unknown worker role {role!r}; known: {', '.join(ROLES)}")
+    if role == "signals" and settings.signal.colocated:
+        raise RoleError(
+            "worker role 'signals' has nothing to run: signal.colocated is true, so the "
+            "market worker runs the feature and signal stages (set signal.colocated: false "
+            "to run them in their own worker)"
+        )
+    if role == "market" and settings.signal.colocated:
+        return ROLES[role] + COLOCATED
+    return ROLES[role]
+
+
 def build_worker_app(
     settings: Settings, role: str, *, modules: list[str] | None = None, **overrides: Any
 ) -> tuple[faust.App, Edge]:
     """The Faust app of ``role`` with its agents registered."""
-    if role not in ROLES and modules is None:
-        raise KeyError(f"unknown worker role {role!r}; known: {', '.join(ROLES)}")
+    names = role_modules(settings, role) if modules is None else modules
     web_port = overrides.pop("web_port", PORTS.get(role, (6070, 0))[0])
     if web_port == 0:  # no Faust web server (metrics have their own port)
         overrides["web_enabled"] = False
         web_port = PORTS.get(role, (6070, 0))[0]  # unused, but Faust validates it
     app, edge = create_app(settings, role, web_port=web_port, **overrides)
-    for name in modules or ROLES[role]:
+    for name in names:
         importlib.import_module(name).register(app, edge, settings)
     _report_lag(app, edge)
     return app, edge

@@ -29,6 +29,7 @@ from algostream.observability.promcheck import (
     find_prometheus,
     start_prometheus,
 )
+from streams.worker import worker_roles
 from tests.kafka_kit import decoded, free_port, read_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +48,8 @@ def panel_exprs() -> set[str]:
 async def test_sim_to_fill_book_truth_and_dashboards(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
     s = provisioned
     sim_port = free_port()
-    ports = {name: free_port() for name in ("ingest", "market", "signals", "trading")}
+    roles = worker_roles(s)  # market (with the feature and signal stages) and trading
+    ports = {name: free_port() for name in ("ingest", *roles)}
     env = {
         "ALGOSTREAM__MARKET_DATA__WEBSOCKET_URL": f"ws://127.0.0.1:{sim_port}/stream",
         "ALGOSTREAM__MARKET_DATA__REST_URL": f"http://127.0.0.1:{sim_port}",
@@ -59,7 +61,7 @@ async def test_sim_to_fill_book_truth_and_dashboards(provisioned, supervisor) ->
     }
     supervisor.start("sim", "sim", "--port", str(sim_port), "--rate", "100", env=env)
     supervisor.start("ingest", "ingest", "--metrics-port", str(ports["ingest"]), env=env)
-    for role in ("market", "signals", "trading"):
+    for role in roles:
         supervisor.start(
             role, "worker", role, "--web-port", "0", "--metrics-port", str(ports[role]), env=env
         )

@@ -485,8 +485,8 @@ async def test_malformed_frames_go_to_dlq_and_the_feed_goes_on(provisioned, supe
 INPUTS: dict[str, tuple[str, set[str]]] = {
     "md.book": ("BookUpdate", {"book"}),  # market
     "md.trades": ("TradeTick", {"bars", "execution"}),  # market, trading
-    "bars.1s": ("Bar", {"features"}),  # signals
-    "book.top": ("BookTop", {"features", "risk", "execution"}),  # signals, trading
+    "bars.1s": ("Bar", {"features"}),  # signals (with signal.colocated: false)
+    "book.top": ("BookTop", {"features", "risk", "execution"}),  # (signals), trading
     "features": ("FeatureVector", {"signals"}),  # signals
     "signals": ("Signal", {"orders"}),  # signals
     "orders.proposed": ("OrderRequest", {"risk"}),  # trading
@@ -620,8 +620,12 @@ async def test_bad_records_on_every_worker_input_go_to_dlq(provisioned, supervis
         ]
     expected = sum(len(INPUTS[t][1]) for t, _, _ in bad)
 
+    # the three-worker layout (signal.colocated: false), where every topic here has a reader;
+    # colocated, the same agents read a subset of them (bars and book tops reach the feature
+    # stage in-process, so nothing reads bars.1s and only trading reads book.top)
+    split = {"ALGOSTREAM__SIGNAL__COLOCATED": "false"}
     for role in ("market", "signals", "trading"):
-        supervisor.start(role, "worker", role, "--web-port", "0", "--metrics-port", "0")
+        supervisor.start(role, "worker", role, "--web-port", "0", "--metrics-port", "0", env=split)
     prefix = s.kafka.topic_prefix
     started = time.monotonic()
     msgs = await read_until(s, "dlq", lambda m: len(m) >= expected, timeout_s=240)

@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from algostream.config import ConfigError, KafkaConfig, load_settings
 from algostream.kafka.clients import client_kwargs, faust_credentials
 from algostream.model import OrderEvent, OrderStatus
+from streams.worker import worker_roles
 from tests.kafka_kit import decoded, free_port, read_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -317,7 +318,7 @@ async def test_secrets_appear_nowhere(provisioned, supervisor, tmp_path: Path) -
     }
     supervisor.start("sim", "sim", "--port", str(port), "--rate", "100", env=env)
     supervisor.start("ingest", "ingest", "--metrics-port", "0", env=env)
-    for role in ("market", "signals", "trading"):
+    for role in worker_roles(s):
         supervisor.start(role, "worker", role, "--web-port", "0", "--metrics-port", "0", env=env)
 
     def live_fill(msgs) -> bool:  # type: ignore[no-untyped-def]

@@ -1,10 +1,11 @@
 """History on Kafka: the deployed agents and the in-process engine agree.
 
-A synthetic history is written to ``md.book``/``md.trades``; the three worker roles run
-on it as real processes; ``parity`` then runs the engine over the same records read back
-by time range. Signals and proposals (pure functions of the market data) must be
-identical record for record. Approvals and fills depend on which book the live agents
-had seen when an order arrived, so their parity is reported, not promised.
+A synthetic history is written to ``md.book``/``md.trades``; the worker roles run on it
+as real processes, in both layouts (``signal.colocated``); ``parity`` then runs the engine
+over the same records read back by time range. Signals and proposals (pure functions of
+the market data) must be identical record for record. Approvals and fills depend on which
+book the live agents had seen when an order arrived, so their parity is reported, not
+promised.
 Also: ``replay`` copies the range to another prefix and ``capture`` round-trips it.
 """
 
@@ -16,28 +17,43 @@ from algostream.backtest.engine import BacktestEngine
 from algostream.backtest.run import export_capture, import_capture, parity, replay
 from algostream.backtest.source import read_range
 from algostream.backtest.synthetic import synthetic_frames
+from algostream.config import load_settings
 from algostream.model import OrderRequest
+from streams.worker import worker_roles
 from tests.kafka_kit import decoded, produce, read_until
 
 
-async def test_live_agents_match_the_engine_on_the_same_history(
-    provisioned, supervisor, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    s = provisioned
+async def live_matches_engine(s, supervisor, env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Write a synthetic history, run the deployment's worker roles on it, compare."""
     engine = BacktestEngine(s).run(synthetic_frames(("BTCUSDT", "ETHUSDT"), 7, 8_000))
     await produce(s, "md.book", engine.on("md.book"))
     await produce(s, "md.trades", engine.on("md.trades"))
     want = len(engine.on("orders.proposed"))
     assert want >= 10
-    for role in ("market", "signals", "trading"):
-        supervisor.start(role, "worker", role, "--web-port", "0", "--metrics-port", "0")
+    roles = worker_roles(load_settings(env=supervisor.env | env))
+    for role in roles:
+        supervisor.start(role, "worker", role, "--web-port", "0", "--metrics-port", "0", env=env)
     proposals = await read_until(s, "orders.proposed", lambda m: len(m) >= want, timeout_s=180)
-    assert len(decoded(proposals, OrderRequest)) >= want, supervisor.tail("signals")
+    assert len(decoded(proposals, OrderRequest)) >= want, {r: supervisor.tail(r) for r in roles}
 
     reports = {r.topic: r for r in await parity(s)}
     for topic in ("signals", "orders.proposed"):
         assert reports[topic].first_difference is None, reports[topic].first_difference
         assert reports[topic].live == reports[topic].engine > 0
+    return engine
+
+
+async def test_three_worker_layout_matches_the_engine(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
+    """signal.colocated: false: features and signals in their own worker, from the topics."""
+    await live_matches_engine(provisioned, supervisor, {"ALGOSTREAM__SIGNAL__COLOCATED": "false"})
+
+
+async def test_live_agents_match_the_engine_on_the_same_history(
+    provisioned, supervisor, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The default layout: the market worker runs the feature and signal stages in-process."""
+    s = provisioned
+    engine = await live_matches_engine(s, supervisor, {})
 
     # replay the same range into another prefix, then a capture file round trip
     stats = await replay(s, "rp" + s.kafka.topic_prefix, None, None, speed=None)

@@ -16,8 +16,7 @@ import yaml
 Compose = Callable[..., subprocess.CompletedProcess[str]]
 BASE = ("-f", "docker-compose.yml")
 REDPANDA = (*BASE, "-f", "docker-compose.redpanda.yml")
-APP_SERVICES = {"topics", "simulator", "ingestor", "worker-market", "worker-signals",
-                "worker-trading"}  # fmt: skip
+APP_SERVICES = {"topics", "simulator", "ingestor", "worker-market", "worker-trading"}
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -43,7 +42,7 @@ def test_compose_config_resolves_every_service(docker_compose: Compose) -> None:
     assert services["topics"]["command"] == ["topics", "apply"]
     assert services["simulator"]["command"][0] == "sim"
     assert services["ingestor"]["command"] == ["ingest"]
-    for role in ("market", "signals", "trading"):
+    for role in ("market", "trading"):  # signals run in the market worker (signal.colocated)
         assert services[f"worker-{role}"]["command"][:2] == ["worker", role]
     for name in APP_SERVICES:
         env = services[name]["environment"]

@@ -84,7 +84,7 @@ def test_scrape_jobs_cover_every_process_with_a_distinct_target(repo: Path) -> N
         for static in job["static_configs"]
         for target in static["targets"]
     }
-    assert {"ingestor", "market", "signals", "trading", "simulator"} <= set(targets)
+    assert {"ingestor", "market", "trading", "simulator"} <= set(targets)
     app_targets = [t for job, t in targets.items() if job != "prometheus"]
     assert len(set(app_targets)) == len(app_targets), "a process scraped twice double-counts"
 
