@@ -22,7 +22,7 @@ app.add_typer(control_app, name="control")
 
 @app.command("worker")
 def worker(
-    role: Annotated[str, typer.Argument(help="market | trading | signals (colocated: false)")],
+    role: Annotated[str, typer.Argument(help="a role of workers.layout (market, trading...)")],
     config: ConfigOpt = None,
     web_port: Annotated[int | None, typer.Option(help="Faust web port")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="/metrics port (0: any)")] = None,

@@ -97,9 +97,6 @@ class SignalConfig(Section):
     #: the signals worker runs features -> strategy -> sizing in the feature agent's task
     #: (no Kafka hop between them); each record is on its topic first either way
     in_process: bool = True
-    #: the market worker runs features -> strategy -> sizing itself, from the bars and book
-    #: tops it makes (no Kafka hop, no second reader of book.top); false: the signals worker
-    colocated: bool = True
     order_quantity: Quantity = Decimal("0.01")
     rsi_window: int = Field(default=6, ge=2)
     rsi_oversold: float = 35.0
@@ -138,6 +135,20 @@ class ObservabilityConfig(Section):
     metrics_port: int = Field(default=9401, ge=0, le=65535)
 
 
+class WorkersConfig(Section):
+    """Which stages share a worker process (see ``streams/worker.py``).
+
+    ``colocated``: a ``market`` worker (book, bars, features, strategy, sizing) and a
+    ``trading`` worker (risk, execution); market workers scale out by partition.
+    ``single``: one ``all`` worker runs every stage, from the tick to the fill, with no
+    Kafka hop in between; one process only (the lowest latency on one machine).
+    ``split``: ``market`` (book, bars), ``signals`` (features, strategy, sizing) and
+    ``trading``, each stage reading its input topic.
+    """
+
+    layout: Literal["colocated", "single", "split"] = "colocated"
+
+
 class SimConfig(Section):
     """The bundled exchange simulator (``algostream sim``)."""
 
@@ -158,6 +169,7 @@ class Settings(Section):
     signal: SignalConfig = SignalConfig()
     kafka: KafkaConfig = KafkaConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
+    workers: WorkersConfig = WorkersConfig()
     sim: SimConfig = SimConfig()
 
     def masked(self) -> dict[str, Any]:

@@ -61,6 +61,7 @@ class PipelineRun:
     rate: float
     duration_s: float
     prefix: str = ""
+    layout: str = "colocated"
     stages: list[Latency] = field(default_factory=list)
     end_to_end: Latency | None = None
     book_path: Latency | None = None
@@ -168,17 +169,18 @@ async def run_pipeline(
     warmup_limit_s: float = 180.0,
     window_s: float = 0.0,
     log_dir: Path | None = None,
+    layout: str = "colocated",
 ) -> PipelineRun:
     """Run the whole pipeline for ``duration_s`` at ``rate`` depth events/s and measure."""
     work = Path(tempfile.mkdtemp(prefix="algostream-bench-"))
     sim_port = free_port()
-    env = bench_env(bootstrap, work / "data", sim_port)
+    env = bench_env(bootstrap, work / "data", sim_port) | {"ALGOSTREAM__WORKERS__LAYOUT": layout}
     settings = load_settings(env=env)
     report = await apply_catalog(load_catalog(), settings.kafka)
     if not report.ok:
         raise RuntimeError(f"could not provision bench topics: {report.drift}")
     sup = Supervisor(log_dir or work / "logs", env=env)
-    run = PipelineRun(rate, duration_s, settings.kafka.topic_prefix)
+    run = PipelineRun(rate, duration_s, settings.kafka.topic_prefix, layout=layout)
     try:
         start_pipeline(sup, settings, sim_port, rate)
         await _wait_first_fill(settings, sup, warmup_limit_s)

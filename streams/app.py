@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +33,8 @@ from algostream.observability import metrics
 from streams.continuity import OffsetGuard, install_read_offsets
 
 R = TypeVar("R", bound=Record)
+#: an in-process stage: ``(record, partition or None) -> None``
+LocalHandler = Callable[[Any, "int | None"], Awaitable[None]]
 log = structlog.get_logger("algostream.streams")
 
 
@@ -49,8 +52,8 @@ class Edge:
         self._topics: dict[str, faust.TopicT] = {}
         self._seen: set[tuple[str, str]] = set()
         self.guard = OffsetGuard(app)  # re-reads records skipped across a rebalance
-        #: stages other agents of this worker call in-process (the hot path, no Kafka hop)
-        self.stages: dict[str, Any] = {}
+        #: topic -> stages of this worker that take its records in-process (the hot path)
+        self._local: dict[str, list[LocalHandler]] = {}
 
     def short(self, full_name: str) -> str:
         """The catalog name of a (prefixed) topic, for metric labels."""
@@ -104,6 +107,33 @@ class Edge:
         if fut.cancelled() or exc is not None:
             metrics.SEND_FAILURES.labels(agent=self.role).inc()
             log.error("record not delivered", agent=self.role, error=repr(exc))
+
+    def listen(self, topic: str, handler: LocalHandler) -> None:
+        """Hand ``handler`` record this worker publishes to ``topic`` (:meth:`publish`),
+        in-process, right after it is sent: a stage of the same worker takes it with no
+        Kafka hop (the record is on the topic either way, for everyone else)."""
+        self._local.setdefault(topic, []).append(handler)
+
+    def owns(self, topic: str) -> bool:
+        """Whether every partition of ``topic`` is assigned to this worker (the trading
+        topics have one: the worker that owns them decides for the account)."""
+        name = self.topic(topic).get_topic_name()
+        try:
+            mine = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == name}
+        except Exception:  # consumer not started
+            return False
+        return len(mine) == self.catalog[topic].partitions
+
+    async def publish(self, topic: str, record: Record, partition: int | None = None) -> None:
+        """:meth:`send`, then the in-process handlers of ``topic`` (``partition``: the
+        record's, for handlers that write tables; the instrument's partition)."""
+        await self.send(topic, record)
+        await self.deliver(topic, record, partition)
+
+    async def deliver(self, topic: str, record: Record, partition: int | None = None) -> None:
+        """Only the in-process handlers of ``topic`` (the record was sent already)."""
+        for handler in self._local.get(topic, ()):
+            await handler(record, partition)
 
     async def send_all(self, records: list[tuple[str, Record]]) -> None:
         for topic, record in records:
@@ -165,6 +195,22 @@ class Edge:
             agent=agent, topic=self.short(msg.topic), error_type=record.error_type
         ).inc()
         await self.send("dlq", record)
+
+
+class Recent:
+    """The last ``size`` ids seen (a bounded, insertion-ordered set)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._ids
+
+    def add(self, item: str) -> None:
+        self._ids[item] = None
+        while len(self._ids) > self.size:
+            self._ids.popitem(last=False)
 
 
 def put(table: Any, key: str, value: Any, partition: int | None) -> None:

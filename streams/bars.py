@@ -19,6 +19,8 @@ recognised and skipped, not counted twice. A bar closed by the timer is saved to
 table like one closed by a trade, so the next owner of the partition does not emit it
 again. On every rebalance the in-memory aggregators are dropped and reloaded from the
 table on the next trade, so a worker never closes bars of an instrument it no longer owns.
+Unless ``workers.layout`` is ``split``, each closed bar also goes to this worker's feature
+stage (:mod:`streams.features`) in-process, with its partition.
 """
 
 from __future__ import annotations
@@ -74,11 +76,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             table.send_changelog(partition, f"{key[0]}|{key[1]}", state)
 
     async def publish(bars: list[Bar], partition: int) -> None:
-        features = edge.stages.get("features")  # colocated: the feature stage, in-process
-        for bar in bars:
-            await edge.send(f"bars.{bar.interval}", bar)
-            if features is not None:
-                await features.on_bar(bar, partition)
+        for bar in bars:  # the feature stage of this worker takes them in-process
+            await edge.publish(f"bars.{bar.interval}", bar, partition)
 
     @app.on_partitions_revoked.connect
     async def forget_bars(_app: faust.App, revoked: object, **_: object) -> None:

@@ -127,14 +127,9 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 metrics.BOOK_UPDATE_SECONDS.labels(instrument=inst).observe(
                     time.perf_counter() - start
                 )
-                features = edge.stages.get("features")  # colocated: in-process book features
-                for record in out:
-                    if isinstance(record, BookTop):
-                        await edge.send("book.top", record)
-                        if features is not None:
-                            features.on_book(record)
-                    else:
-                        await edge.send("book.integrity", record)
+                for record in out:  # tops also to this worker's feature/risk/paper stages
+                    topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
+                    await edge.publish(topic, record, event.message.partition)
                 _, writes = pending.setdefault(inst, (event.message.partition, _Pending()))
                 store.save(writes, update, out)
             if len(held) >= MAX_BATCH or queue.empty():

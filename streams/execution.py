@@ -7,10 +7,11 @@ A client order id is executed at most once: the ``exec-orders`` table remembers 
 sent (and survives restarts), on top of the broker's own memory and the venue's
 ``newClientOrderId`` de-duplication.
 
-With ``execution.in_process`` (and paper trading) the risk agent of the same worker hands
+With ``execution.in_process`` (and paper trading) the risk gate of the same worker hands
 each approval to :func:`on_approved <register>` right after sending it to
 ``orders.approved``: no Kafka hop between the gate and the fill. The ``exec-orders`` agent
-still reads the topic and skips what was sent (the ``exec-orders`` table).
+still reads the topic and skips what was sent (the ``exec-orders`` table). In the
+``single`` layout the paper broker also takes the book agent's tops in-process.
 """
 
 from __future__ import annotations
@@ -186,27 +187,37 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             )
         await emit(events)
 
-    async def in_process(order: OrderRequest) -> None:
-        """From the risk agent, right after approving. Until the start-up reconciliation is
+    async def in_process(order: OrderRequest, _partition: int | None) -> None:
+        """From the risk gate, right after approving. Until the start-up reconciliation is
         done (the execution agents run it), approvals go through the topic only."""
         if shell.reconciled:
             await on_approved(order)
 
+    async def top_here(top: BookTop, _partition: int | None) -> None:
+        """single layout: the book agent's tops (same rule: after reconciliation)."""
+        if shell.reconciled and edge.owns("orders.approved"):
+            await emit(shell.router.on_book_top(top))
+
     if settings.execution.in_process and settings.execution.paper_trading:
         # a live venue's HTTP round trip must not hold up the risk gate: live orders go
         # through the topic only
-        edge.stages["execution"] = in_process
+        edge.listen("orders.approved", in_process)
+    single = settings.workers.layout == "single"
+    if single:
+        edge.listen("book.top", top_here)
 
     @app.agent(edge.topic("orders.approved"), name="exec-orders")
     async def orders(stream: faust.StreamT[bytes]) -> None:
         async for order in edge.records(stream, OrderRequest, "execution"):
             await on_approved(order)
 
-    @app.agent(edge.topic("book.top"), name="exec-book")
-    async def book(stream: faust.StreamT[bytes]) -> None:
-        async for top in edge.records(stream, BookTop, "execution"):
-            await reconciled_first()
-            await emit(shell.router.on_book_top(top))
+    if not single:
+
+        @app.agent(edge.topic("book.top"), name="exec-book")
+        async def book(stream: faust.StreamT[bytes]) -> None:
+            async for top in edge.records(stream, BookTop, "execution"):
+                await reconciled_first()
+                await emit(shell.router.on_book_top(top))
 
     @app.agent(edge.topic("md.trades"), name="exec-trades")
     async def trades(stream: faust.StreamT[bytes]) -> None:

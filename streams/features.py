@@ -5,11 +5,12 @@ A thin shell over :class:`~algostream.features.processor.FeatureProcessor`; the
 instrument's indicator state, so a restarted worker continues bit-identically. A bar
 re-delivered after a restart does not advance the instrument and is ignored.
 
-With ``signal.colocated`` (the default) the stage runs in the market worker: its bar agent
-hands over each closed bar and its book agent each book top, in-process. Otherwise the
-``signals`` worker reads ``bars.<interval>`` and ``book.top``. Either way, with
-``signal.in_process`` each feature vector then goes straight to the signal stage of the
-same worker (:class:`streams.signals.SignalStage`), not only through the ``features`` topic.
+In the ``colocated`` and ``single`` layouts (``workers.layout``) the stage runs in the
+worker that makes the bars and book tops and takes them in-process (:meth:`Edge.listen
+<streams.app.Edge.listen>`); in the ``split`` layout the ``signals`` worker reads
+``bars.<interval>`` and ``book.top``. Either way each feature vector is published to
+``features`` and, with ``signal.in_process``, taken in-process by the signal stage of the
+same worker (:class:`streams.signals.SignalStage`).
 """
 
 from __future__ import annotations
@@ -52,15 +53,12 @@ class FeatureStage:
             if saved is not None:
                 self.proc.restore(inst, saved)
 
-    def on_book(self, top: BookTop) -> None:
+    async def on_book(self, top: BookTop, partition: int | None = None) -> None:
         self._ensure(top.instrument)
         self.proc.on_book(top)
 
     async def on_bar(self, bar: Bar, partition: int | None = None) -> None:
-        """A closed bar of the stage's interval (``partition``: the bar's, when called
-        in-process)."""
-        if bar.interval != self.interval:
-            return
+        """A closed bar (``partition``: the bar's, when taken in-process)."""
         self._ensure(bar.instrument)
         start = time.perf_counter()
         fv = self.proc.on_bar(bar)
@@ -69,22 +67,21 @@ class FeatureStage:
         )
         if fv is None:
             return
-        await self.edge.send("features", fv)
         put(self.table, bar.instrument, self.proc.snapshot(bar.instrument), partition)
-        stage = self.edge.stages.get("signals")  # in-process hot path (streams.signals)
-        if stage is not None and stage.in_process:
-            await stage.on_features(fv, partition)
+        await self.edge.publish("features", fv, partition)
 
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
-    stage = edge.stages["features"] = FeatureStage(app, edge, settings)
+    stage = FeatureStage(app, edge, settings)
 
     @app.on_partitions_revoked.connect
     async def forget_features(_app: faust.App, revoked: object, **_: object) -> None:
         stage.forget()
 
-    if settings.signal.colocated:
-        return  # the market worker's bar and book agents call the stage
+    if settings.workers.layout != "split":  # this worker's bar and book agents feed it
+        edge.listen(f"bars.{stage.interval}", stage.on_bar)
+        edge.listen("book.top", stage.on_book)
+        return
 
     @app.agent(edge.topic(f"bars.{stage.interval}"), name="features")
     async def features(stream: faust.StreamT[bytes]) -> None:
@@ -94,4 +91,4 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     @app.agent(edge.topic("book.top"), name="features-book")
     async def books(stream: faust.StreamT[bytes]) -> None:
         async for top in edge.records(stream, BookTop, "features"):
-            stage.on_book(top)
+            await stage.on_book(top)

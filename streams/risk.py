@@ -12,6 +12,11 @@ book tops (marks, stops), book integrity, operator control. State lives in three
 
 Tables use the key partitioner (one partition), so agents on 3-partition market topics
 can persist too.
+
+In the ``single`` layout (``workers.layout``) the gate runs in the worker that makes the
+proposals and book tops and takes them in-process (no Kafka hop between a signal and its
+approval); what it decided that way is skipped when read back from ``orders.proposed``.
+Approvals go on to the paper execution stage in-process (``execution.in_process``).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from algostream.model.records import (
 from algostream.observability import metrics
 from algostream.risk import RiskProcessor
 from algostream.risk.processor import output_topic
-from streams.app import Edge
+from streams.app import Edge, Recent
 
 STATE_LEVEL = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
@@ -109,21 +114,45 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             await edge.send(output_topic(record, from_proposal=from_proposal), record)
             observe(record, from_proposal=from_proposal)
 
+    async def decide(order: OrderRequest) -> None:
+        start = time.perf_counter()
+        out = shell.proc.on_proposal(order, time.time_ns())
+        metrics.RISK_CHECK_SECONDS.labels(instrument=order.instrument).observe(
+            time.perf_counter() - start
+        )
+        await emit(out, from_proposal=True)
+        shell.persist(decided=order.client_order_id)
+        for record in out:  # the paper execution stage of this worker, in-process
+            if output_topic(record, from_proposal=True) == "orders.approved":
+                await edge.deliver("orders.approved", record)
+
+    async def on_top(top: BookTop) -> None:
+        out = shell.proc.on_book_top(top, time.time_ns())
+        if out:
+            await emit(out)
+            shell.persist()
+
+    decided_here = Recent()  # proposals decided in-process, skipped when read from the topic
+
+    async def proposal_here(order: OrderRequest, _partition: int | None) -> None:
+        if edge.owns("orders.proposed"):  # else the owner decides it from the topic
+            decided_here.add(order.record_id)
+            await decide(order)
+
+    async def top_here(top: BookTop, _partition: int | None) -> None:
+        if edge.owns("orders.proposed"):
+            await on_top(top)
+
+    single = settings.workers.layout == "single"
+    if single:  # this worker's signal stage and book agent feed the gate in-process
+        edge.listen("orders.proposed", proposal_here)
+        edge.listen("book.top", top_here)
+
     @app.agent(edge.topic("orders.proposed"), name="risk-proposals")
     async def proposals(stream: faust.StreamT[bytes]) -> None:
         async for order in edge.records(stream, OrderRequest, "risk"):
-            start = time.perf_counter()
-            out = shell.proc.on_proposal(order, time.time_ns())
-            metrics.RISK_CHECK_SECONDS.labels(instrument=order.instrument).observe(
-                time.perf_counter() - start
-            )
-            await emit(out, from_proposal=True)
-            shell.persist(decided=order.client_order_id)
-            execute = edge.stages.get("execution")  # in-process hot path (streams.execution)
-            if execute is not None:
-                for record in out:
-                    if output_topic(record, from_proposal=True) == "orders.approved":
-                        await execute(record)
+            if order.record_id not in decided_here:
+                await decide(order)
 
     @app.agent(edge.topic("orders.events"), name="risk-fills")
     async def order_events(stream: faust.StreamT[bytes]) -> None:
@@ -131,13 +160,12 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             await emit(shell.proc.on_order_event(ev, time.time_ns()))
             shell.persist(applied=ev.record_id)
 
-    @app.agent(edge.topic("book.top"), name="risk-marks")
-    async def marks(stream: faust.StreamT[bytes]) -> None:
-        async for top in edge.records(stream, BookTop, "risk"):
-            out = shell.proc.on_book_top(top, time.time_ns())
-            if out:
-                await emit(out)
-                shell.persist()
+    if not single:
+
+        @app.agent(edge.topic("book.top"), name="risk-marks")
+        async def marks(stream: faust.StreamT[bytes]) -> None:
+            async for top in edge.records(stream, BookTop, "risk"):
+                await on_top(top)
 
     @app.agent(edge.topic("book.integrity"), name="risk-integrity")
     async def integrity(stream: faust.StreamT[bytes]) -> None:

@@ -5,9 +5,10 @@ state in the ``signals-state`` table. Sizing turns each signal into a MARKET pro
 client order id is derived from the signal's id, so a signal processed twice proposes the
 same order twice and risk decides it once.
 
-The hot path runs in-process (``signal.in_process``, the default): the feature stage hands
-each feature vector to :class:`SignalStage` right after sending it, and the stage sizes a
-signal right after sending it, so a bar becomes a proposal without two Kafka round trips
+The hot path runs in-process (``signal.in_process``, the default): the feature stage
+publishes each feature vector to :class:`SignalStage` right after sending it
+(:meth:`Edge.listen <streams.app.Edge.listen>`), and the stage sizes a signal right
+after sending it, so a bar becomes a proposal without two Kafka round trips
 (~10 ms each on the pipeline benchmark). Every record is still on its topic, and the
 ``signals`` and ``orders`` agents still read those topics (records another producer writes
 there are handled as before); what the stage already handled is recognised and skipped: a
@@ -17,8 +18,6 @@ signal by its id (recent ids sized here are remembered).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import faust
 
 from algostream.config import Settings
@@ -26,7 +25,7 @@ from algostream.model.records import FeatureVector, Signal
 from algostream.observability import metrics
 from algostream.signals.processor import SignalProcessor
 from algostream.signals.sizing import OrderSizer
-from streams.app import Edge, put
+from streams.app import Edge, Recent, put
 
 #: signal ids sized in-process that the ``orders`` agent may still read from the topic
 REMEMBER_SIZED = 10_000
@@ -45,7 +44,7 @@ class SignalStage:
             "signals-state", default=None, partitions=edge.catalog["features"].partitions
         )
         self.restored: set[str] = set()
-        self.sized: OrderedDict[str, None] = OrderedDict()
+        self.sized = Recent(REMEMBER_SIZED)
 
     def forget(self) -> None:
         """Drop per-instrument strategy state (a rebalance): reloaded from the table."""
@@ -63,7 +62,8 @@ class SignalStage:
         sig = self.proc.on_features(fv)
         if sig is not None:
             metrics.SIGNALS.labels(strategy=sig.strategy, side=sig.side.value).inc()
-            await self.edge.send("signals", sig)
+            await self.edge.send("signals", sig)  # sized right below (in-process) or by
+            # the orders agent
         snap = self.proc.snapshot(fv.instrument)
         if snap is not None:
             put(self.table, fv.instrument, snap, partition)
@@ -73,16 +73,16 @@ class SignalStage:
     async def on_signal(self, sig: Signal) -> None:
         if sig.record_id in self.sized:
             return  # sized in-process already
-        self.sized[sig.record_id] = None
-        while len(self.sized) > REMEMBER_SIZED:
-            self.sized.popitem(last=False)
+        self.sized.add(sig.record_id)
         order = self.sizer.to_order(sig)
-        if order is not None:
-            await self.edge.send("orders.proposed", order)
+        if order is not None:  # in the single layout the risk stage takes it in-process
+            await self.edge.publish("orders.proposed", order)
 
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
-    stage = edge.stages["signals"] = SignalStage(app, edge, settings)
+    stage = SignalStage(app, edge, settings)
+    if stage.in_process:
+        edge.listen("features", stage.on_features)
 
     @app.on_partitions_revoked.connect
     async def forget_signals(_app: faust.App, revoked: object, **_: object) -> None:

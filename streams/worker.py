@@ -1,14 +1,23 @@
 """Run one worker role: build its Faust app, register its agents, serve /metrics.
 
-A role is a list of agent modules (``ROLES``); each module has
-``register(app, edge, settings) -> None``. A new agent is one module in ``streams/`` plus
-one entry here (and its topics in ``topics/topics.toml``).
+A role is a list of agent modules; each module has ``register(app, edge, settings) ->
+None``. A new agent is one module in ``streams/`` plus an entry in the roles of each
+layout here (and its topics in ``topics/topics.toml``).
 
-With ``signal.colocated`` (the default) the market worker also runs the feature and signal
-stages, fed in-process by its own bar and book agents: a closed bar becomes a proposal in
-the task that read the closing trade, with no Kafka hop and no second reader of
-``book.top``. The ``signals`` role is then empty (:func:`worker_roles` leaves it out and
-starting it is an error); with ``colocated: false`` it runs them from the topics instead.
+``workers.layout`` decides which stages share a process (:data:`LAYOUTS`). Stages in one
+worker hand records to each other in-process (:meth:`Edge.publish
+<streams.app.Edge.publish>`), with every record still produced to its topic first:
+
+- ``colocated`` (default): ``market`` (book, bars, features, strategy, sizing) and
+  ``trading`` (risk, execution). A closed bar becomes a proposal in the task that read
+  its closing trade; one Kafka hop (``orders.proposed``) to the gate. Market workers
+  scale out by partition.
+- ``single``: one ``all`` worker, every stage in-process from the tick to the paper
+  fill. One process only: the gate and the paper broker see the book tops this worker
+  makes, so a second worker (which would take some market partitions) is reported as an
+  error; scale out with ``colocated``.
+- ``split``: ``market`` (book, bars), ``signals`` (features, strategy, sizing) and
+  ``trading``, each reading its input topics.
 """
 
 from __future__ import annotations
@@ -17,49 +26,56 @@ import importlib
 from typing import Any
 
 import faust
+import structlog
 
 from algostream.config import Settings
 from streams.app import Edge, create_app
 
-ROLES: dict[str, list[str]] = {
-    "market": ["streams.book", "streams.bars"],  # + features and signals when colocated
-    "signals": ["streams.features", "streams.signals"],
-    "trading": ["streams.risk", "streams.execution"],
+MARKET = ["streams.book", "streams.bars"]
+SIGNALS = ["streams.features", "streams.signals"]
+TRADING = ["streams.risk", "streams.execution"]
+LAYOUTS: dict[str, dict[str, list[str]]] = {
+    "colocated": {"market": MARKET + SIGNALS, "trading": TRADING},
+    "single": {"all": MARKET + SIGNALS + TRADING},
+    "split": {"market": MARKET, "signals": SIGNALS, "trading": TRADING},
 }
+ROLES = sorted({role for roles in LAYOUTS.values() for role in roles})
 #: default ports per role: (faust web, prometheus /metrics)
 PORTS: dict[str, tuple[int, int]] = {
     "market": (6066, 9402),
+    "all": (6066, 9402),
     "signals": (6067, 9403),
     "trading": (6068, 9404),
 }
 
-
-#: what the market role adds with ``signal.colocated``
-COLOCATED = ["streams.features", "streams.signals"]
+log = structlog.get_logger("algostream.streams")
 
 
 class RoleError(ValueError):
-    """A worker role that does not exist, or has nothing to run with this config."""
+    """A worker role that does not exist, or is not part of the configured layout."""
 
 
 def worker_roles(settings: Settings) -> list[str]:
     """The roles a whole deployment runs with ``settings`` (demo, benchmarks, tests)."""
-    return [r for r in ROLES if not (r == "signals" and settings.signal.colocated)]
+    return list(LAYOUTS[settings.workers.layout])
 
 
 def role_modules(settings: Settings, role: str) -> list[str]:
-    """The agent modules of ``role`` with ``settings``; :class:`RoleError` if none."""
-    if role not in ROLES:
-        raise RoleError(f"unknown worker role {role!r}; known: {', '.join(ROLES)}")
-    if role == "signals" and settings.signal.colocated:
+    """The agent modules of ``role`` in the configured layout; :class:`RoleError` if none."""
+    layout = settings.workers.layout
+    roles = LAYOUTS[layout]
+    if role not in roles:
+        known = "unknown worker role" if role not in ROLES else "no worker role"
         raise RoleError(
-            "worker role 'signals' has nothing to run: signal.colocated is true, so the "
-            "market worker runs the feature and signal stages (set signal.colocated: false "
-            "to run them in their own worker)"
+            f"{known} {role!r} in workers.layout {layout!r}: its roles are "
+            f"{', '.join(roles)}"
+            + "".join(
+                f"; {role!r} is a role of layout {other!r}"
+                for other, rs in LAYOUTS.items()
+                if role in rs and other != layout
+            )
         )
-    if role == "market" and settings.signal.colocated:
-        return ROLES[role] + COLOCATED
-    return ROLES[role]
+    return roles[role]
 
 
 def build_worker_app(
@@ -75,7 +91,29 @@ def build_worker_app(
     for name in names:
         importlib.import_module(name).register(app, edge, settings)
     _report_lag(app, edge)
+    if settings.workers.layout == "single" and modules is None:
+        _one_worker_only(app, edge)
     return app, edge
+
+
+def _one_worker_only(app: faust.App, edge: Edge) -> None:
+    """The single layout's gate and paper broker take book tops in-process, so they see
+    only the market partitions this worker owns: a second worker is an error, said loudly
+    at every rebalance (its partitions' tops would not reach the gate)."""
+    topic = edge.topic("md.book").get_topic_name()
+    want = edge.catalog["md.book"].partitions
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def check_one_worker(_app: faust.App, assigned: object, **_: object) -> None:
+        mine = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
+        if len(mine) < want:
+            log.error(
+                "workers.layout single runs one worker, but this one was assigned only "
+                "some market partitions: stop the other workers, or use layout colocated "
+                "to scale out",
+                partitions=mine,
+                of=want,
+            )
 
 
 def _report_lag(app: faust.App, edge: Edge) -> None:

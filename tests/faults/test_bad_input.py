@@ -485,7 +485,7 @@ async def test_malformed_frames_go_to_dlq_and_the_feed_goes_on(provisioned, supe
 INPUTS: dict[str, tuple[str, set[str]]] = {
     "md.book": ("BookUpdate", {"book"}),  # market
     "md.trades": ("TradeTick", {"bars", "execution"}),  # market, trading
-    "bars.1s": ("Bar", {"features"}),  # signals (with signal.colocated: false)
+    "bars.1s": ("Bar", {"features"}),  # signals (in the split layout)
     "book.top": ("BookTop", {"features", "risk", "execution"}),  # (signals), trading
     "features": ("FeatureVector", {"signals"}),  # signals
     "signals": ("Signal", {"orders"}),  # signals
@@ -620,10 +620,10 @@ async def test_bad_records_on_every_worker_input_go_to_dlq(provisioned, supervis
         ]
     expected = sum(len(INPUTS[t][1]) for t, _, _ in bad)
 
-    # the three-worker layout (signal.colocated: false), where every topic here has a reader;
-    # colocated, the same agents read a subset of them (bars and book tops reach the feature
-    # stage in-process, so nothing reads bars.1s and only trading reads book.top)
-    split = {"ALGOSTREAM__SIGNAL__COLOCATED": "false"}
+    # the split layout, where every topic here has a reader; in the others the same agents
+    # read a subset of them (bars and book tops reach the feature stage in-process, so
+    # nothing reads bars.1s)
+    split = {"ALGOSTREAM__WORKERS__LAYOUT": "split"}
     for role in ("market", "signals", "trading"):
         supervisor.start(role, "worker", role, "--web-port", "0", "--metrics-port", "0", env=split)
     prefix = s.kafka.topic_prefix

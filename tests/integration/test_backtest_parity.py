@@ -1,7 +1,7 @@
 """History on Kafka: the deployed agents and the in-process engine agree.
 
 A synthetic history is written to ``md.book``/``md.trades``; the worker roles run on it
-as real processes, in both layouts (``signal.colocated``); ``parity`` then runs the engine
+as real processes, in each layout (``workers.layout``); ``parity`` then runs the engine
 over the same records read back by time range. Signals and proposals (pure functions of
 the market data) must be identical record for record. Approvals and fills depend on which
 book the live agents had seen when an order arrived, so their parity is reported, not
@@ -12,6 +12,8 @@ Also: ``replay`` copies the range to another prefix and ``capture`` round-trips 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from algostream.backtest.engine import BacktestEngine
 from algostream.backtest.run import export_capture, import_capture, parity, replay
@@ -43,15 +45,16 @@ async def live_matches_engine(s, supervisor, env: dict[str, str]):  # type: igno
     return engine
 
 
-async def test_three_worker_layout_matches_the_engine(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
-    """signal.colocated: false: features and signals in their own worker, from the topics."""
-    await live_matches_engine(provisioned, supervisor, {"ALGOSTREAM__SIGNAL__COLOCATED": "false"})
+@pytest.mark.parametrize("layout", ["split", "single"])
+async def test_other_layouts_match_the_engine(provisioned, supervisor, layout: str) -> None:  # type: ignore[no-untyped-def]
+    """split: every stage reads its topic; single: one worker, every stage in-process."""
+    await live_matches_engine(provisioned, supervisor, {"ALGOSTREAM__WORKERS__LAYOUT": layout})
 
 
 async def test_live_agents_match_the_engine_on_the_same_history(
     provisioned, supervisor, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    """The default layout: the market worker runs the feature and signal stages in-process."""
+    """The default layout (colocated): market and trading workers."""
     s = provisioned
     engine = await live_matches_engine(s, supervisor, {})
 

@@ -42,7 +42,7 @@ def test_compose_config_resolves_every_service(docker_compose: Compose) -> None:
     assert services["topics"]["command"] == ["topics", "apply"]
     assert services["simulator"]["command"][0] == "sim"
     assert services["ingestor"]["command"] == ["ingest"]
-    for role in ("market", "trading"):  # signals run in the market worker (signal.colocated)
+    for role in ("market", "trading"):  # the colocated layout (workers.layout)
         assert services[f"worker-{role}"]["command"][:2] == ["worker", role]
     for name in APP_SERVICES:
         env = services[name]["environment"]

@@ -20,6 +20,9 @@ class FakeEdge:
     async def send(self, topic: str, record: Record) -> None:
         self.sent.append((topic, record))
 
+    async def publish(self, topic: str, record: Record, partition: int | None = None) -> None:
+        await self.send(topic, record)  # no in-process listeners here
+
 
 class FakeApp:
     def Table(self, *_: Any, **__: Any) -> dict[str, Any]:
