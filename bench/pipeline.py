@@ -1,5 +1,5 @@
-"""Tick-to-trade on the whole pipeline: simulator -> ingestor -> market, signals and trading
-workers -> paper fill, every hop through the real broker.
+"""Tick-to-trade on the whole pipeline: simulator -> ingestor -> the workers of a layout
+(``workers.layout``) -> paper fill, on the real broker.
 
 The simulator runs at a fixed rate; after a warm-up (first fill) the pipeline runs for a
 fixed window, then the simulator pauses and every topic is read back. Each paper fill is
@@ -7,7 +7,8 @@ walked back through its lineage ids (fill -> approved order -> proposal -> signa
 features -> bar) to the trade that closed the bar, whose ``ts_init`` is the time the
 ingestor received the exchange frame. A stage's latency is the difference between the
 ``algostream-sent-ns`` headers (producer wall clock, ns) of its output and its input, so
-each stage includes its Kafka hop. All processes share this machine's clock.
+a stage that reads its input from a topic includes that Kafka hop. All processes share this
+machine's clock.
 
 The book path is measured on every depth update: frame receive (``md.book`` ts_init) ->
 ``book.top`` sent.
@@ -62,6 +63,7 @@ class PipelineRun:
     duration_s: float
     prefix: str = ""
     layout: str = "colocated"
+    roles: list[str] = field(default_factory=list)
     stages: list[Latency] = field(default_factory=list)
     end_to_end: Latency | None = None
     book_path: Latency | None = None
@@ -180,7 +182,7 @@ async def run_pipeline(
     if not report.ok:
         raise RuntimeError(f"could not provision bench topics: {report.drift}")
     sup = Supervisor(log_dir or work / "logs", env=env)
-    run = PipelineRun(rate, duration_s, settings.kafka.topic_prefix, layout=layout)
+    run = PipelineRun(rate, duration_s, settings.kafka.topic_prefix, layout, worker_roles(settings))
     try:
         start_pipeline(sup, settings, sim_port, rate)
         await _wait_first_fill(settings, sup, warmup_limit_s)
@@ -339,6 +341,7 @@ def report(run: PipelineRun) -> list[str]:
     from bench.common import HEADER
 
     lines = [
+        f"Layout `{run.layout}` ({', '.join(run.roles)}). "
         f"Simulator at {run.rate:.0f} depth events/s (about 10% of them trades) on 2 instruments, "
         f"measured for {run.duration_s:.0f} s after the first fill; {run.fills} paper fills, "
         f"{run.timer_closed} of them from bars closed by the wall-clock timer (no closing tick; "

@@ -50,7 +50,7 @@ def header() -> list[str]:
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         "against the local single-node Kafka 3.9 broker (KRaft) on the same machine.",
-        "Reproduce with `make bench` (about 8 minutes) and `make soak` (10 minutes).",
+        "Reproduce with `make bench` (about 12 minutes) and `make soak` (11 minutes).",
         "",
     ]
 
@@ -92,29 +92,38 @@ async def measure(duration_s: float, rate: float) -> list[str]:
         ),
         "",
     ]
-    run = await pipeline.run_pipeline(bootstrap(), rate=rate, duration_s=duration_s)
     lines += [
         "## Tick-to-trade on the whole pipeline",
         "",
-        "Simulator -> ingestor -> market, signals and trading workers -> paper fill, each",
-        "hop through the broker. Each fill's lineage is walked back to the trade that closed",
-        "its bar; a stage is the difference of the `algostream-sent-ns` headers of its",
-        "output and input, so it includes its Kafka hop. Producer settings: `acks=all`,",
-        "idempotent ingest producer, `linger.ms=0` (latency first; batching happens anyway",
-        "while a request is in flight), consumers `fetch.min.bytes=1`.",
-        "",
-        *pipeline.report(run),
+        "Simulator -> ingestor -> workers -> paper fill, in two worker layouts",
+        "(`workers.layout`): `single`, one worker running every stage (one Kafka hop:",
+        "`md.trades` into the worker), and `colocated` (the default; market and trading",
+        "workers, a second hop on `orders.proposed`). Each fill's lineage is walked back to",
+        "the trade that closed its bar; a stage is the difference of the `algostream-sent-ns`",
+        "headers of its output and input, so a stage that reads a topic includes its Kafka",
+        "hop. Every record is produced to its topic in both layouts. Producer settings:",
+        "`acks=all`, idempotent ingest producer, `linger.ms=0` (latency first; batching",
+        "happens anyway while a request is in flight), consumers `fetch.min.bytes=1`,",
+        "`fetch.max.wait.ms=10` (see profiling row 6).",
         "",
     ]
+    for layout in ("single", "colocated"):
+        run = await pipeline.run_pipeline(
+            bootstrap(), rate=rate, duration_s=duration_s, layout=layout
+        )
+        lines += [f"### Layout `{layout}`", "", *pipeline.report(run), ""]
     return lines
 
 
-async def soak(duration_s: float, rate: float) -> list[str]:
-    run = await pipeline.run_pipeline(bootstrap(), rate=rate, duration_s=duration_s, window_s=60.0)
+async def soak(duration_s: float, rate: float, layout: str) -> list[str]:
+    run = await pipeline.run_pipeline(
+        bootstrap(), rate=rate, duration_s=duration_s, window_s=60.0, layout=layout
+    )
     lines = [
         "## Soak",
         "",
-        f"The whole pipeline for {duration_s / 60:.0f} minutes at {rate:.0f} depth events/s.",
+        f"The whole pipeline for {duration_s / 60:.0f} minutes at {rate:.0f} depth events/s, "
+        f"layout `{layout}`.",
         "",
         *pipeline.report(run),
         "",
@@ -143,11 +152,12 @@ def main() -> None:
     ap.add_argument("--soak", action="store_true", help="run the soak instead")
     ap.add_argument("--duration", type=float, default=None, help="seconds of measurement")
     ap.add_argument("--rate", type=float, default=300.0, help="sim depth events per second")
+    ap.add_argument("--layout", default="single", help="workers.layout of the soak")
     args = ap.parse_args()
     old = OUT.read_text() if OUT.exists() else ""
     existing = sections(old)
     if args.soak:
-        body = asyncio.run(soak(args.duration or 600.0, args.rate))
+        body = asyncio.run(soak(args.duration or 600.0, args.rate, args.layout))
         prefix = old.split("\n## ", 1)[0].rstrip().splitlines() if existing else header()
         others = [b for h, b in existing.items() if not h.startswith("## Soak")]
         text = "\n".join([*prefix, "", *others, *body])
