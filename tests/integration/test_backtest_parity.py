@@ -12,6 +12,7 @@ Also: ``replay`` copies the range to another prefix and ``capture`` round-trips 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from algostream.backtest.run import export_capture, import_capture, parity, repl
 from algostream.backtest.source import read_range
 from algostream.backtest.synthetic import synthetic_frames
 from algostream.config import load_settings
-from algostream.model import OrderRequest
+from algostream.model import OrderEvent, OrderRequest, OrderStatus
 from streams.worker import worker_roles
 from tests.kafka_kit import decoded, produce, read_until
 
@@ -37,6 +38,13 @@ async def live_matches_engine(s, supervisor, env: dict[str, str]):  # type: igno
         supervisor.start(role, "worker", role, "--web-port", "0", "--metrics-port", "0", env=env)
     proposals = await read_until(s, "orders.proposed", lambda m: len(m) >= want, timeout_s=180)
     assert len(decoded(proposals, OrderRequest)) >= want, {r: supervisor.tail(r) for r in roles}
+
+    # the gate and the paper broker of the layout turn proposals into fills
+    def filled(msgs: list[Any]) -> bool:
+        return any(e.status is OrderStatus.FILLED for e in decoded(msgs, OrderEvent))  # type: ignore[attr-defined]
+
+    events = await read_until(s, "orders.events", filled, timeout_s=120)
+    assert filled(events), {r: supervisor.tail(r) for r in roles}
 
     reports = {r.topic: r for r in await parity(s)}
     for topic in ("signals", "orders.proposed"):
