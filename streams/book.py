@@ -26,35 +26,10 @@ from algostream.marketdata.persist import LevelStore
 from algostream.marketdata.processor import BookProcessor
 from algostream.model.records import BookTop, BookUpdate
 from algostream.observability import metrics
-from streams.app import Edge
+from streams.app import DirectTable, Edge
 
 #: most md.book records held (processed, outputs sent, not yet acked) before table writes
 MAX_BATCH = 500
-
-
-class BookTable(faust.Table):  # type: ignore[misc]
-    """The ``book-state`` table, written with awaited changelog sends.
-
-    ``table[key] = value`` queues its changelog record in Faust's ProducerBuffer, which one
-    task drains a record at a time, and Faust's conductor stops delivering records while
-    that buffer holds more than 100: with a few level keys per update this capped the book
-    agent at ~300-500 updates/s while its own code used a fraction of a core (measured:
-    3.1 s waiting for records vs 0.5 s working per 1000). :meth:`write` sends the changelog
-    record straight to the producer (awaited, so in order, and flushed before any commit
-    like every other send) to the partition of the instrument's ``md.book`` records.
-    """
-
-    async def write(self, edge: Edge, partition: int, key: str, value: Any) -> None:
-        """Set (or, with ``value is None``, delete) ``key`` and send its changelog record."""
-        topic = self.changelog_topic
-        if value is None:
-            self.data.pop(key, None)
-            payload = None
-        else:
-            self.data[key] = value
-            payload = topic.prepare_value(value, self.value_serializer)[0]
-        raw_key = topic.prepare_key(key, self.key_serializer)[0]
-        await edge.send_raw(topic.get_topic_name(), raw_key, payload, partition)
 
 
 class _Pending(dict[str, Any]):
@@ -75,14 +50,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         return LevelStore(BookProcessor(md.book_top_levels))
 
     current = {"store": fresh()}
-    table = app.tables.add(
-        BookTable(
-            app,
-            name="book-state",
-            default=None,
-            partitions=edge.catalog["md.book"].partitions,
-        )
-    )
+    table = DirectTable.add(app, "book-state", edge.catalog["md.book"].partitions)
     held: list[faust.EventT[bytes]] = []
     pending: dict[str, tuple[int, _Pending]] = {}
 
