@@ -54,6 +54,12 @@ class Edge:
         self.guard = OffsetGuard(app)  # re-reads records skipped across a rebalance
         #: topic -> stages of this worker that take its records in-process (the hot path)
         self._local: dict[str, list[LocalHandler]] = {}
+        self._owned: dict[str, bool] = {}  # owns() per topic, until the next rebalance
+        app.on_partitions_assigned.connect(self._forget_owned)  # type: ignore[arg-type]
+        app.on_partitions_revoked.connect(self._forget_owned)  # type: ignore[arg-type]
+
+    async def _forget_owned(self, *_: Any, **__: Any) -> None:
+        self._owned.clear()
 
     def short(self, full_name: str) -> str:
         """The catalog name of a (prefixed) topic, for metric labels."""
@@ -117,12 +123,16 @@ class Edge:
     def owns(self, topic: str) -> bool:
         """Whether every partition of ``topic`` is assigned to this worker (the trading
         topics have one: the worker that owns them decides for the account)."""
+        known = self._owned.get(topic)
+        if known is not None:
+            return known
         name = self.topic(topic).get_topic_name()
         try:
             mine = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == name}
         except Exception:  # consumer not started
             return False
-        return len(mine) == self.catalog[topic].partitions
+        owned = self._owned[topic] = len(mine) == self.catalog[topic].partitions
+        return owned
 
     async def publish(self, topic: str, record: Record, partition: int | None = None) -> None:
         """:meth:`send`, then the in-process handlers of ``topic`` (``partition``: the
