@@ -140,15 +140,28 @@ async def _wait_growth_stops(settings: Settings, topic: str, quiet_s: float, lim
 _PROCS: dict[int, psutil.Process] = {}
 
 
-def _sample(sup: Supervisor, t0: float) -> ProcSample:
-    """RSS and CPU % (since the previous sample) of every child process."""
+def broker_pid(bootstrap: str) -> int | None:
+    """The process listening on the bootstrap port, when it runs on this machine."""
+    port = int(bootstrap.rsplit(":", 1)[1])
+    try:
+        conns = psutil.net_connections("tcp")
+    except psutil.Error:
+        return None
+    return next(
+        (c.pid for c in conns if c.status == psutil.CONN_LISTEN and c.laddr.port == port), None
+    )
+
+
+def _sample(sup: Supervisor, t0: float, broker: int | None = None) -> ProcSample:
+    """RSS and CPU % (since the previous sample) of every child process (and the broker)."""
     rss: dict[str, float] = {}
     cpu: dict[str, float] = {}
-    for name, child in sup.children.items():
-        if child.proc is None or not child.alive:
-            continue
+    pids = {n: c.proc.pid for n, c in sup.children.items() if c.proc is not None and c.alive}
+    if broker is not None:
+        pids["broker (JVM)"] = broker
+    for name, pid in pids.items():
         try:
-            p = _PROCS.setdefault(child.proc.pid, psutil.Process(child.proc.pid))
+            p = _PROCS.setdefault(pid, psutil.Process(pid))
             rss[name] = p.memory_info().rss / 2**20
             cpu[name] = p.cpu_percent(None)
         except psutil.Error:
@@ -188,10 +201,11 @@ async def run_pipeline(
         await _wait_first_fill(settings, sup, warmup_limit_s)
         t0 = time.monotonic()
         wall0 = time.time_ns()
-        _sample(sup, t0)  # primes cpu_percent
+        broker = broker_pid(bootstrap)
+        _sample(sup, t0, broker)  # primes cpu_percent
         while time.monotonic() - t0 < duration_s:
             await asyncio.sleep(1.0)
-            run.samples.append(_sample(sup, t0))
+            run.samples.append(_sample(sup, t0, broker))
             if sup.dead():
                 raise RuntimeError(f"{sup.dead()} died: {sup.tail(sup.dead()[0], 30)}")
         wall1 = time.time_ns()
