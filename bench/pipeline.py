@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from algostream.config import Settings, load_settings
 from algostream.kafka.catalog import load_catalog
-from algostream.kafka.provision import apply_catalog
+from algostream.kafka.provision import apply_catalog, delete_run_topics
 from algostream.kafka.reader import TopicRecord, partitions, read_to_end
 from algostream.model import (
     Bar,
@@ -215,6 +215,7 @@ async def run_pipeline(
     finally:
         sup.stop_all()
     await analyse(settings, run, wall0, wall1, window_s)
+    await delete_run_topics(settings.kafka)  # a broker full of old runs' topics GCs
     return run
 
 

@@ -19,6 +19,7 @@ import re
 import time
 from pathlib import Path
 
+from algostream.kafka.provision import delete_run_topics
 from bench import peers, pipeline, stages, throughput
 from bench.common import HEADER
 
@@ -71,6 +72,7 @@ async def measure(duration_s: float, rate: float) -> list[str]:
     one = await throughput.drain(env, settings, work, 1)
     expect = int(one.records / 0.9)  # drain() reports the middle 90%
     drains = [one, await throughput.drain(env, settings, work, 2, expect=expect)]
+    await delete_run_topics(settings.kafka)
     lines += [
         "## Throughput: ingest + book path",
         "",

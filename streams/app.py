@@ -55,8 +55,8 @@ class Edge:
         #: topic -> stages of this worker that take its records in-process (the hot path)
         self._local: dict[str, list[LocalHandler]] = {}
         self._owned: dict[str, bool] = {}  # owns() per topic, until the next rebalance
-        app.on_partitions_assigned.connect(self._forget_owned)  # type: ignore[arg-type]
-        app.on_partitions_revoked.connect(self._forget_owned)  # type: ignore[arg-type]
+        app.on_partitions_assigned.connect(self._forget_owned)
+        app.on_partitions_revoked.connect(self._forget_owned)
 
     async def _forget_owned(self, *_: Any, **__: Any) -> None:
         self._owned.clear()
@@ -207,7 +207,7 @@ class Edge:
         await self.send("dlq", record)
 
 
-class DirectTable(faust.Table):  # type: ignore[misc]
+class DirectTable(faust.Table):  # type: ignore[type-arg]
     """A Faust table whose changelog records are sent straight to the producer.
 
     ``table[key] = value`` queues its changelog record in Faust's ProducerBuffer, which one

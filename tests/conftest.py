@@ -97,19 +97,11 @@ async def provisioned(kafka_settings):  # type: ignore[no-untyped-def]
 
 
 async def _delete_topics(cfg) -> None:  # type: ignore[no-untyped-def]
-    from algostream.kafka.clients import make_admin
+    from algostream.kafka.provision import delete_run_topics
 
     if not cfg.topic_prefix or not cfg.app_id.startswith("test-"):
         return  # only a test's own prefix and app id, never a shared broker's topics
-    owned = (cfg.topic_prefix, f"{cfg.app_id}-")
-    admin = make_admin(cfg)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(owned)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
+    await delete_run_topics(cfg)
 
 
 @pytest.fixture()

@@ -31,7 +31,7 @@ from algostream.kafka.errors import BrokerError
 POM = Path(__file__).with_name("broker-pom.xml")
 KAFKA_VERSION = "3.9.1"
 DEFAULT_PORT = 9092
-DEFAULT_HEAP = "-Xms256m -Xmx512m"
+DEFAULT_HEAP = "-Xms512m -Xmx1g"
 #: Kafka's own GC settings (kafka-run-class.sh): G1 with a 20 ms pause goal. The serial
 #: collector with C1 only (fast start) paused the broker ~20 ms per young collection, every
 #: few seconds under the pipeline benchmark: straight into every stage's p99.
