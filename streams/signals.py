@@ -9,9 +9,10 @@ The hot path runs in-process (``signal.in_process``, the default): the feature s
 publishes each feature vector to :class:`SignalStage` right after sending it
 (:meth:`Edge.listen <streams.app.Edge.listen>`), and the stage sizes a signal right
 after sending it, so a bar becomes a proposal without two Kafka round trips
-(~10 ms each on the pipeline benchmark). Every record is still on its topic, and the
-``signals`` and ``orders`` agents still read those topics (records another producer writes
-there are handled as before); what the stage already handled is recognised and skipped: a
+(~10 ms each on the pipeline benchmark). Every record is still on its topic; the worker
+does not read them back (fewer partitions to fetch, guard and move on a rebalance). With
+``signal.in_process: false`` the ``signals`` and ``orders`` agents read ``features`` and
+``signals`` instead; a record handled twice is recognised and skipped either way: a
 feature vector by its event time (:meth:`SignalProcessor.on_features` drops stale ones), a
 signal by its id (recent ids sized here are remembered).
 """
@@ -87,6 +88,9 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     @app.on_partitions_revoked.connect
     async def forget_signals(_app: faust.App, revoked: object, **_: object) -> None:
         stage.forget()
+
+    if stage.in_process:
+        return  # this worker's feature stage feeds it; nothing to read back from the topics
 
     @app.agent(edge.topic("features"), name="signals")
     async def signals(stream: faust.StreamT[bytes]) -> None:

@@ -620,10 +620,10 @@ async def test_bad_records_on_every_worker_input_go_to_dlq(provisioned, supervis
         ]
     expected = sum(len(INPUTS[t][1]) for t, _, _ in bad)
 
-    # the split layout, where every topic here has a reader; in the others the same agents
-    # read a subset of them (bars and book tops reach the feature stage in-process, so
-    # nothing reads bars.1s)
-    split = {"ALGOSTREAM__WORKERS__LAYOUT": "split"}
+    # the split layout without the in-process hot path, where every topic here has a
+    # reader; otherwise the same agents read a subset of them (bars, book tops, features
+    # and signals reach their stage in-process)
+    split = {"ALGOSTREAM__WORKERS__LAYOUT": "split", "ALGOSTREAM__SIGNAL__IN_PROCESS": "false"}
     for role in ("market", "signals", "trading"):
         supervisor.start(role, "worker", role, "--web-port", "0", "--metrics-port", "0", env=split)
     prefix = s.kafka.topic_prefix
