@@ -214,8 +214,7 @@ class DirectTable(faust.Table):  # type: ignore[type-arg]
     task drains a record at a time, and Faust's conductor stops delivering records while
     that buffer holds more than 100: with a few level keys per book update this capped the
     book agent at ~300-500 updates/s while its own code used a fraction of a core
-    (measured: 3.1 s waiting for records vs 0.5 s working per 1000), and the bar agent's
-    per-trade writes stalled every agent of the worker the same way. :meth:`write` sends
+    (measured: 3.1 s waiting for records vs 0.5 s working per 1000). :meth:`write` sends
     the changelog record to the producer (awaited, so in order, and flushed before any
     commit like every other send) to the partition of the records that caused it.
     """

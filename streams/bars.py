@@ -33,7 +33,7 @@ from faust.types import TP
 from algostream.config import Settings
 from algostream.marketdata.bars import BarAggregator
 from algostream.model.records import Bar, TradeTick
-from streams.app import DirectTable, Edge
+from streams.app import Edge
 
 GRACE_NS = 250_000_000
 LIVE_WITHIN_NS = 60_000_000_000
@@ -41,7 +41,7 @@ LIVE_WITHIN_NS = 60_000_000_000
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     intervals = settings.market_data.bar_intervals
-    table = DirectTable.add(app, "bars-state", edge.catalog["md.trades"].partitions)
+    table = app.Table("bars-state", default=None, partitions=edge.catalog["md.trades"].partitions)
     aggs: dict[tuple[str, str], BarAggregator] = {}
     #: (interval, instrument) -> (partition, offset) of the last trade in its saved state
     applied: dict[tuple[str, str], tuple[int, int]] = {}
@@ -67,10 +67,13 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 applied[key] = tuple(saved["applied"])  # type: ignore[assignment]
         return aggs[key]
 
-    async def save(key: tuple[str, str], a: BarAggregator, partition: int) -> None:
-        """To the partition of the instrument's trades (from the agent or the timer)."""
+    def save(key: tuple[str, str], a: BarAggregator, partition: int | None = None) -> None:
         state = a.to_state() | {"applied": applied.get(key)}
-        await table.write(edge, partition, f"{key[0]}|{key[1]}", state)
+        if partition is None:
+            table[f"{key[0]}|{key[1]}"] = state
+        else:  # from the timer (no current event): the trade's partition, as a trade would
+            table.data[f"{key[0]}|{key[1]}"] = state
+            table.send_changelog(partition, f"{key[0]}|{key[1]}", state)
 
     async def publish(bars: list[Bar], partition: int) -> None:
         for bar in bars:  # the feature stage of this worker takes them in-process
@@ -108,7 +111,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                         "bars",
                     )
                 applied[key] = (msg.partition, msg.offset)
-                await save(key, a, msg.partition)
+                save(key, a)
 
     trades_topic = edge.topic("md.trades").get_topic_name()
 
@@ -156,4 +159,4 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             if bars:
                 await publish(bars, tp.partition)
                 if aggs.get(key) is a:  # still owned
-                    await save(key, a, tp.partition)
+                    save(key, a, tp.partition)
