@@ -120,19 +120,22 @@ class Edge:
         Kafka hop (the record is on the topic either way, for everyone else)."""
         self._local.setdefault(topic, []).append(handler)
 
-    def owns(self, topic: str) -> bool:
-        """Whether every partition of ``topic`` is assigned to this worker (the trading
-        topics have one: the worker that owns them decides for the account)."""
-        known = self._owned.get(topic)
-        if known is not None:
-            return known
+    def assigned(self, topic: str) -> set[int]:
+        """The partitions of catalog ``topic`` assigned to this worker (none before start)."""
         name = self.topic(topic).get_topic_name()
         try:
-            mine = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == name}
+            return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == name}
         except Exception:  # consumer not started
-            return False
-        owned = self._owned[topic] = len(mine) == self.catalog[topic].partitions
-        return owned
+            return set()
+
+    def owns(self, topic: str) -> bool:
+        """Whether every partition of ``topic`` is assigned to this worker (the trading
+        topics have one: the worker that owns them decides for the account); cached until
+        the next rebalance."""
+        known = self._owned.get(topic)
+        if known is None:
+            known = self._owned[topic] = len(self.assigned(topic)) == self.catalog[topic].partitions
+        return known
 
     async def publish(self, topic: str, record: Record, partition: int | None = None) -> None:
         """:meth:`send`, then the in-process handlers of ``topic`` (``partition``: the

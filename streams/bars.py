@@ -33,7 +33,7 @@ from faust.types import TP
 from algostream.config import Settings
 from algostream.marketdata.bars import BarAggregator
 from algostream.model.records import Bar, TradeTick
-from streams.app import Edge
+from streams.app import Edge, put
 
 GRACE_NS = 250_000_000
 LIVE_WITHIN_NS = 60_000_000_000
@@ -68,12 +68,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         return aggs[key]
 
     def save(key: tuple[str, str], a: BarAggregator, partition: int | None = None) -> None:
-        state = a.to_state() | {"applied": applied.get(key)}
-        if partition is None:
-            table[f"{key[0]}|{key[1]}"] = state
-        else:  # from the timer (no current event): the trade's partition, as a trade would
-            table.data[f"{key[0]}|{key[1]}"] = state
-            table.send_changelog(partition, f"{key[0]}|{key[1]}", state)
+        """``partition``: from the timer (no current event), the trade's, as a trade would."""
+        put(table, f"{key[0]}|{key[1]}", a.to_state() | {"applied": applied.get(key)}, partition)
 
     async def publish(bars: list[Bar], partition: int) -> None:
         for bar in bars:  # the feature stage of this worker takes them in-process
@@ -123,9 +119,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         since: before that the table may not hold the last owner's state yet."""
         if app.rebalancing:
             return
-        try:
-            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == trades_topic}
-        except Exception:  # not started yet
+        owned = edge.assigned("md.trades")
+        if not owned:  # not started yet, or nothing assigned
             return
         for name, saved in list(table.items()):
             interval, _, inst = name.partition("|")

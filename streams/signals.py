@@ -63,8 +63,7 @@ class SignalStage:
         sig = self.proc.on_features(fv)
         if sig is not None:
             metrics.SIGNALS.labels(strategy=sig.strategy, side=sig.side.value).inc()
-            await self.edge.send("signals", sig)  # sized right below (in-process) or by
-            # the orders agent
+            await self.edge.send("signals", sig)  # sized below, or by the orders agent
         snap = self.proc.snapshot(fv.instrument)
         if snap is not None:
             put(self.table, fv.instrument, snap, partition)
@@ -82,15 +81,14 @@ class SignalStage:
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     stage = SignalStage(app, edge, settings)
-    if stage.in_process:
-        edge.listen("features", stage.on_features)
 
     @app.on_partitions_revoked.connect
     async def forget_signals(_app: faust.App, revoked: object, **_: object) -> None:
         stage.forget()
 
-    if stage.in_process:
-        return  # this worker's feature stage feeds it; nothing to read back from the topics
+    if stage.in_process:  # this worker's feature stage feeds it; nothing read back
+        edge.listen("features", stage.on_features)
+        return
 
     @app.agent(edge.topic("features"), name="signals")
     async def signals(stream: faust.StreamT[bytes]) -> None:

@@ -100,12 +100,11 @@ def _one_worker_only(app: faust.App, edge: Edge) -> None:
     """The single layout's gate and paper broker take book tops in-process, so they see
     only the market partitions this worker owns: a second worker is an error, said loudly
     at every rebalance (its partitions' tops would not reach the gate)."""
-    topic = edge.topic("md.book").get_topic_name()
     want = edge.catalog["md.book"].partitions
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def check_one_worker(_app: faust.App, assigned: object, **_: object) -> None:
-        mine = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
+        mine = sorted(edge.assigned("md.book"))
         if len(mine) < want:
             log.error(
                 "workers.layout single runs one worker, but this one was assigned only "
