@@ -30,7 +30,7 @@ from algostream.kafka.dlq import dead_letter
 from algostream.kafka.headers import SENT_NS_HEADER
 from algostream.model.records import Record
 from algostream.observability import metrics
-from streams.continuity import OffsetGuard, install_read_offsets
+from streams.continuity import OffsetGuard, RecoveryWatchdog, install_read_offsets
 
 R = TypeVar("R", bound=Record)
 #: an in-process stage: ``(record, partition or None) -> None``
@@ -57,9 +57,28 @@ class Edge:
         self._owned: dict[str, bool] = {}  # owns() per topic, until the next rebalance
         app.on_partitions_assigned.connect(self._forget_owned)
         app.on_partitions_revoked.connect(self._forget_owned)
+        self._revoke_hooks: list[Callable[[], Awaitable[None]]] = []
+        wait_empty = app._consumer_wait_empty
+
+        async def _wait_empty(consumer: Any, logger: Any) -> None:
+            for hook in self._revoke_hooks:
+                await hook()
+            await wait_empty(consumer, logger)
+
+        app._consumer_wait_empty = _wait_empty  # type: ignore[method-assign]
 
     async def _forget_owned(self, *_: Any, **__: Any) -> None:
         self._owned.clear()
+
+    def before_revoke(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` at the start of a rebalance, before Faust waits for the acks,
+        commits and flushes the producer. State an agent holds back (written in batches)
+        must be written here: a write made later, in ``on_partitions_revoked``, is not
+        covered by that flush, and the partition's next owner can build its recovery
+        highwater before the write lands. Seen in the scale-out test: the next owner
+        restored a book one update short of what the committed offset covered, and the
+        book broke its chain there."""
+        self._revoke_hooks.append(hook)
 
     def short(self, full_name: str) -> str:
         """The catalog name of a (prefixed) topic, for metric labels."""
@@ -340,4 +359,5 @@ def create_app(settings: Settings, role: str, **overrides: Any) -> tuple[faust.A
     install_read_offsets()
     Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)
     app = faust.App(f"{k.app_id}-{role}", **conf)
+    RecoveryWatchdog(app).install()
     return app, Edge(app, settings, load_catalog(), role)

@@ -16,6 +16,7 @@ copy), and the stale timer only watches books this worker still owns.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -54,12 +55,21 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     held: list[faust.EventT[bytes]] = []
     pending: dict[str, tuple[int, _Pending]] = {}
 
+    busy = asyncio.Lock()  # one record's processing, or a flush, at a time
+
+    async def flush_held() -> None:
+        # at the start of a rebalance: what was processed is written (and the producer
+        # flushed by Faust after it) before the partition's next owner recovers the table
+        async with busy:
+            await flush()
+
+    edge.before_revoke(flush_held)
+
     @app.on_partitions_revoked.connect
     async def forget_books(_app: faust.App, revoked: object, **_: object) -> None:
-        # what was processed is written and acked first (a partition this worker keeps is
-        # not delivered again: the offset guard skips what it processed), then owned
-        # instruments are restored from the table at their next record
-        await flush()
+        # owned instruments are restored from the table at their next record (a partition
+        # this worker keeps is not delivered again: the offset guard skips what it processed)
+        await flush_held()
         current["store"] = fresh()
 
     async def flush() -> None:
@@ -82,26 +92,29 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         acks = stream.noack()
         queue = acks.channel.queue
         async for event in acks.events():
+            # outside the lock: the offset guard may wait on the consumer thread, which a
+            # rebalance holds until the before-revoke flush (which takes the lock) is done
             update = await edge.decode_or_dlq(event, BookUpdate, "book")
-            held.append(event)
-            if update is not None:
-                store = current["store"]
-                proc = store.proc
-                inst = update.instrument
-                if proc.book(inst) is None:  # first sight since start or a rebalance
-                    store.load(table, inst)
-                start = time.perf_counter()
-                out = proc.on_update(update, time.time_ns())
-                metrics.BOOK_UPDATE_SECONDS.labels(instrument=inst).observe(
-                    time.perf_counter() - start
-                )
-                for record in out:  # tops also to this worker's feature/risk/paper stages
-                    topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
-                    await edge.publish(topic, record, event.message.partition)
-                _, writes = pending.setdefault(inst, (event.message.partition, _Pending()))
-                store.save(writes, update, out)
-            if len(held) >= MAX_BATCH or queue.empty():
-                await flush()
+            async with busy:
+                held.append(event)
+                if update is not None:
+                    store = current["store"]
+                    proc = store.proc
+                    inst = update.instrument
+                    if proc.book(inst) is None:  # first sight since start or a rebalance
+                        store.load(table, inst)
+                    start = time.perf_counter()
+                    out = proc.on_update(update, time.time_ns())
+                    metrics.BOOK_UPDATE_SECONDS.labels(instrument=inst).observe(
+                        time.perf_counter() - start
+                    )
+                    for record in out:  # tops also to this worker's other stages
+                        topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
+                        await edge.publish(topic, record, event.message.partition)
+                    _, writes = pending.setdefault(inst, (event.message.partition, _Pending()))
+                    store.save(writes, update, out)
+                if len(held) >= MAX_BATCH or queue.empty():
+                    await flush()
 
     @app.timer(interval=max(md.stale_after_ms / 2000, 0.1))
     async def stale_books() -> None:

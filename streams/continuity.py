@@ -30,17 +30,21 @@ next assignment: the other worker's progress is in the committed offsets.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from typing import Any
 
 import faust
 import structlog
+from aiokafka.errors import KafkaError
 
 log = structlog.get_logger("algostream.streams")
 
 #: a pin left this long (the new fetch never reached the stale record) gives up waiting
 PIN_TIMEOUT_S = 30.0
+#: a seek back waits this long for the consumer thread
+SEEK_TIMEOUT_S = 10.0
 
 
 class ReadOffsets(defaultdict[Any, Any]):
@@ -108,14 +112,24 @@ class OffsetGuard:
         if unacked is not None:
             unacked.discard(msg)
 
-    def _expected(self, last: int | None, tp: Any) -> int | None:
+    async def _expected(self, last: int | None, tp: Any) -> int | None:
         """The offset an agent's next record on ``tp`` should have: after the ``last`` one
-        it processed here, or, on a partition new to it, the committed offset Faust sought
-        to."""
+        it processed here or, on a partition new to it, where the group's reading starts."""
         if last is not None:
             return last + 1
         committed = getattr(self.app.consumer, "_committed_offset", {}).get(tp)
-        return committed if isinstance(committed, int) and committed > 0 else None
+        if isinstance(committed, int) and committed > 0:
+            return committed  # Faust's seek to the committed offset has run
+        # Records can come before that seek has run (they were fetched from the position
+        # aiokafka took at the assignment, and Faust may have dropped the first of them):
+        # ask the broker, as Faust's seek will
+        try:
+            return await asyncio.wait_for(_group_start(self.app.consumer, tp), SEEK_TIMEOUT_S)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning(
+                "start offset unknown", topic=tp.topic, partition=tp.partition, error=repr(exc)
+            )
+            return None
 
     async def admit(self, event: faust.EventT[bytes], agent: str) -> bool:
         """True if ``agent`` should process ``event`` now; False to skip it (see module)."""
@@ -135,7 +149,7 @@ class OffsetGuard:
             self._unpin(tp)
             if offset != target:
                 _warn("offsets missing from the topic", agent, msg, target)
-        elif (expected := self._expected(last, tp)) is not None and offset > expected:
+        elif (expected := await self._expected(last, tp)) is not None and offset > expected:
             _warn("records skipped by the consumer: seeking back", agent, msg, expected)
             consumer = self.app.consumer
             gaps = getattr(consumer, "_gap", {}).get(tp)
@@ -144,11 +158,34 @@ class OffsetGuard:
             self.pending[key] = (expected, offset, time.monotonic())
             if reads := self._reads():
                 reads.pinned.add(tp)
-            await consumer.seek(tp, expected)
+            await self._seek(tp, expected)
             self._drop(msg)
             return False
         self.last[key] = offset
         return True
+
+    async def _seek(self, tp: Any, offset: int) -> None:
+        """Seek in the consumer's own thread. Faust's ``Consumer.seek`` calls aiokafka's
+        ``seek`` from the agents' thread while the consumer thread may be handing out that
+        partition's fetched records, which then move the position on past the seek: the
+        records sought back for never came (seen: a book stuck one update short after a
+        takeover, every later record dropped as part of the stale fetch)."""
+        try:
+            await asyncio.wait_for(self.app.consumer.seek_wait({tp: offset}), SEEK_TIMEOUT_S)
+        except TimeoutError:  # a rebalance holds the consumer thread; it seeks again after
+            log.warning("seek back timed out", topic=tp.topic, partition=tp.partition)
+
+
+async def _group_start(consumer: Any, tp: Any) -> int | None:
+    """Where the consumer group reads ``tp`` from: its committed offset, or without one the
+    log start (``auto_offset_reset=earliest``). Asked in the consumer's own thread."""
+    thread = consumer._thread
+    committed = await thread.call_thread(thread._ensure_consumer().committed, tp)
+    if committed is not None:
+        return int(committed)
+    earliest = await consumer.earliest_offsets(tp)
+    start = earliest.get(tp)
+    return int(start) if start is not None else None
 
 
 def _warn(what: str, agent: str, msg: Any, expected: int) -> None:
@@ -160,3 +197,67 @@ def _warn(what: str, agent: str, msg: Any, expected: int) -> None:
         expected=expected,
         got=msg.offset,
     )
+
+
+#: an active changelog partition with no record for this long while the consumer has
+#: fetched past what recovery received is sought back
+RECOVERY_STALL_S = 5.0
+
+
+class RecoveryWatchdog:
+    """Unsticks Faust's table recovery when the records it waits for were fetched but lost.
+
+    faust-streaming 0.15 can drop records of an active changelog partition between the
+    consumer thread and the recovery's queue (its fetch loop drops a batch when the flow
+    or the generation changes under it, and a seek to committed offsets does not cover
+    changelogs, which have none). The consumer's position is then past the highwater while
+    recovery has received nothing, and it waits forever, logging "No event received for
+    active tp ... since recovery start" (faust-streaming #74 describes the same state).
+    Seen in the scale-out test on a worker that kept one partition when two others
+    joined: position 375, highwater 374, nothing received after 60 s.
+
+    Every check, for each active changelog partition still short of its highwater, with no
+    record for ``stall_s`` and the consumer's position past the next offset recovery
+    wants, the watchdog seeks it back to that offset (in the consumer's thread). Recovery
+    skips offsets it has already applied, so a record read twice is harmless.
+    """
+
+    def __init__(self, app: faust.App, stall_s: float = RECOVERY_STALL_S) -> None:
+        self.app = app
+        self.stall_s = stall_s
+        self.reseeks = 0
+
+    def install(self) -> None:
+        self.app.timer(interval=self.stall_s / 2, name="recovery-watchdog")(self.check)
+
+    async def check(self) -> dict[Any, int]:
+        """Seek back the stalled partitions; returns what was sought (partition -> offset)."""
+        recovery = self.app.tables.recovery  # type: ignore[attr-defined]
+        started = recovery._recovery_started_at
+        if not recovery.in_recovery or started is None:
+            return {}
+        now = time.monotonic()
+        received = recovery._active_events_received_at
+        wanted: dict[Any, int] = {}
+        for tp in recovery.active_tps:
+            highwater, offset = recovery.active_highwaters.get(tp), recovery.active_offsets.get(tp)
+            if highwater is None or offset is None or offset >= highwater:
+                continue  # caught up (or nothing to read)
+            if now - received.get(tp, started) >= self.stall_s:
+                wanted[tp] = max(offset, -1) + 1
+        stuck: dict[Any, int] = {}
+        for tp, offset in wanted.items():
+            try:
+                position = await asyncio.wait_for(self.app.consumer.position(tp), SEEK_TIMEOUT_S)
+            except (TimeoutError, KafkaError, AssertionError):
+                continue  # no position yet: the consumer is still fetching it
+            if position is not None and position > offset:
+                stuck[tp] = offset
+        if stuck:
+            self.reseeks += 1
+            log.warning(
+                "table recovery stalled: seeking changelogs back",
+                partitions={f"{tp.topic}:{tp.partition}": o for tp, o in stuck.items()},
+            )
+            await asyncio.wait_for(self.app.consumer.seek_wait(stuck), SEEK_TIMEOUT_S)
+        return stuck

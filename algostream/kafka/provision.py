@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import for_code
 
 from algostream.config import KafkaConfig
 from algostream.kafka.catalog import Catalog, TopicSpec
@@ -164,7 +165,40 @@ async def apply_catalog(
             )
     finally:
         await admin.close()
+    fixed = [f.split(":", 1)[0] for f in report.fixed]
+    if fixed:
+        await _wait_applied(cfg, {n: names[n] for n in fixed}, min_insync_replicas)
     return report
+
+
+async def _wait_applied(
+    cfg: KafkaConfig,
+    specs: dict[str, TopicSpec],
+    min_insync_replicas: int | None,
+    timeout_s: float = 30.0,
+) -> None:
+    """Poll until the fixed topics show their wanted partitions and configs. A KRaft broker
+    answers AlterConfigs once the controller has committed the change and applies it to its
+    own view a moment later, so a describe right after a fix can still show the old value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        states = await describe(cfg, list(specs))
+        behind = [
+            name
+            for name, spec in specs.items()
+            if name not in states
+            or states[name].partitions < spec.partitions
+            or any(
+                states[name].configs.get(k) != v
+                for k, v in wanted_configs(spec, min_insync_replicas).items()
+            )
+        ]
+        if not behind:
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"fixes not visible after {timeout_s:.0f}s: {behind}")
+        await asyncio.sleep(0.05)  # polling interval, bounded by the deadline above
 
 
 async def _reconcile(
@@ -203,7 +237,13 @@ async def _reconcile(
         await admin.create_partitions({name: NewPartitions(spec.partitions)})
     if wrong:  # AlterConfigs replaces the topic's dynamic configs: send every managed key
         keep = {k: v for k, v in state.configs.items() if k == "min.insync.replicas"}
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, keep | configs)])
+        responses = await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, keep | configs)]
+        )
+        for response in responses:
+            for code, message, _type, resource in response.resources:
+                if code:
+                    raise for_code(code)(f"could not alter configs of {resource}: {message}")
     report.fixed.append(f"{name}: " + "; ".join(problems))
 
 

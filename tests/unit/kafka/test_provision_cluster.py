@@ -44,12 +44,20 @@ def test_min_insync_replicas_above_the_replication_factor_is_refused() -> None:
         check_durability(cat, KafkaConfig(replication_factor=1), 2)
 
 
-class FakeAdmin:
-    def __init__(self) -> None:
-        self.altered: list[Any] = []
+class AlterConfigsResponse:
+    def __init__(self, resources: list[tuple[int, str | None, int, str]]) -> None:
+        self.resources = resources  # (error_code, error_message, resource_type, name)
 
-    async def alter_configs(self, resources: list[Any]) -> None:
+
+class FakeAdmin:
+    def __init__(self, error: tuple[int, str] | None = None) -> None:
+        self.altered: list[Any] = []
+        self.error = error
+
+    async def alter_configs(self, resources: list[Any]) -> list[AlterConfigsResponse]:
         self.altered += resources
+        code, message = self.error or (0, None)
+        return [AlterConfigsResponse([(code, message, 2, r.name) for r in resources])]
 
     async def create_partitions(self, _: Any) -> None:
         raise AssertionError("not expected")
@@ -110,3 +118,15 @@ def test_topics_apply_flags_reach_the_provisioner(monkeypatch: pytest.MonkeyPatc
 
     result = runner.invoke(app, ["topics", "apply", "--min-insync-replicas", "2"], env={})
     assert result.exit_code == 2 and "NotEnoughReplicas" in result.output
+
+
+async def test_a_refused_config_change_is_an_error_not_a_fix() -> None:
+    # the broker answers AlterConfigs per resource; an error code there must not be
+    # reported as fixed (aiokafka returns it, it does not raise)
+    spec = load_catalog()["md.book"]
+    state = TopicState("md.book", spec.partitions, {"cleanup.policy": "compact"}, replication=1)
+    report = ApplyReport()
+    admin = FakeAdmin(error=(40, "Invalid value compact,delete"))  # INVALID_CONFIG
+    with pytest.raises(Exception, match=r"could not alter configs of md\.book: Invalid value"):
+        await _reconcile(admin, spec, "md.book", state, report, True, spec.configs(), 1)  # type: ignore[arg-type]
+    assert report.fixed == []

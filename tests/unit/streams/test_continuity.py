@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from intervaltree import IntervalTree
 
-from streams.continuity import OffsetGuard, ReadOffsets
+from streams.continuity import OffsetGuard, ReadOffsets, RecoveryWatchdog
 
 
 @dataclass(frozen=True)
@@ -49,18 +50,42 @@ class Signal:
             await fun(app, assigned)
 
 
+class Broker:
+    """The group's committed offsets and the log starts, as the consumer thread reads them."""
+
+    def __init__(self) -> None:
+        self.committed_offsets: dict[TP, int] = {}
+        self.log_start: dict[TP, int] = {}
+
+    async def committed(self, tp: TP) -> int | None:
+        return self.committed_offsets.get(tp)
+
+    def _ensure_consumer(self) -> Broker:  # Faust's thread -> its aiokafka consumer
+        return self
+
+    async def call_thread(self, fun: Any, *args: Any) -> Any:
+        return await fun(*args)
+
+
 class Consumer:
     """The parts of Faust's consumer the guard touches (same attribute names)."""
 
     def __init__(self) -> None:
         self.seeks: list[tuple[TP, int]] = []
+        self._thread = Broker()
+        self._committed_offset: dict[TP, int] = {}
         self._read_offset = ReadOffsets()
         self._gap: dict[TP, IntervalTree] = {}
         self._unacked_messages: set[Message] = set()
 
-    async def seek(self, tp: TP, offset: int) -> None:
-        self.seeks.append((tp, offset))
-        self._read_offset[tp] = offset
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self._thread.log_start[tp] for tp in tps if tp in self._thread.log_start}
+
+    async def seek_wait(self, partitions: dict[TP, int]) -> None:
+        """Faust's thread-side seek (what the guard must use: ``seek`` is not thread-safe)."""
+        for tp, offset in partitions.items():
+            self.seeks.append((tp, offset))
+            self._read_offset[tp] = offset
 
 
 class App:
@@ -124,6 +149,7 @@ async def test_agents_are_tracked_apart_and_moved_partitions_forgotten() -> None
     assert await feed(guard, [1, 2], "execution") == [1, 2]  # same partition, other agent
     await app.on_partitions_assigned.send(app, {TP("md.book", 1)})  # partition 0 moved away
     # it comes back later: the other owner's progress is in the committed offset
+    app.consumer._thread.committed_offsets[P0] = 40
     assert await feed(guard, [40, 41], "risk") == [40, 41]
     assert app.consumer.seeks == []
 
@@ -133,6 +159,94 @@ async def test_a_partition_new_here_starts_at_the_committed_offset() -> None:
     guard = OffsetGuard(app)  # type: ignore[arg-type]
     # Faust sought to the committed offset 172, then its loop dropped 172..175 (fetched
     # while the flow was suspended) and left the read offset after them
-    app.consumer._committed_offset = {P0: 172}  # type: ignore[attr-defined]
+    app.consumer._committed_offset = {P0: 172}
     assert await feed(guard, [175, 176, 172, 173, 174, 175, 176]) == [172, 173, 174, 175, 176]
     assert app.consumer.seeks == [(P0, 172)]
+
+
+async def test_records_before_fausts_seek_are_checked_against_the_broker() -> None:
+    # the scale-out test's failure: a worker given partition 0 got its first record (157)
+    # before Faust's seek to the committed offset had run (nothing in _committed_offset),
+    # 150..156 having been dropped; the book then saw a chain gap and never recovered
+    app = App()
+    guard = OffsetGuard(app)  # type: ignore[arg-type]
+    app.consumer._thread.committed_offsets[P0] = 150
+    got = await feed(guard, [157, 158, *range(150, 160)])
+    assert got == list(range(150, 160))
+    assert app.consumer.seeks == [(P0, 150)]
+
+
+async def test_a_group_without_commits_starts_at_the_log_start() -> None:
+    app = App()
+    guard = OffsetGuard(app)  # type: ignore[arg-type]
+    app.consumer._thread.log_start[P0] = 0
+    assert await feed(guard, [3, 0, 1, 2, 3, 4]) == [0, 1, 2, 3, 4]
+    assert app.consumer.seeks == [(P0, 0)]
+    # no commit and no log start known (the broker did not answer): nothing to check against
+    guard = OffsetGuard(App())  # type: ignore[arg-type]
+    assert await feed(guard, [7, 8]) == [7, 8]
+
+
+class Recovery:
+    """The parts of Faust's table recovery the watchdog reads (same attribute names)."""
+
+    def __init__(self, started: float) -> None:
+        self.in_recovery = True
+        self._recovery_started_at = started
+        self._active_events_received_at: dict[TP, float] = {}
+        self.active_tps: set[TP] = set()
+        self.active_highwaters: dict[TP, int] = {}
+        self.active_offsets: dict[TP, int] = {}
+
+
+class RecoveringApp:
+    def __init__(self, started: float) -> None:
+        self.tables = type("Tables", (), {})()
+        self.tables.recovery = Recovery(started)
+        self.consumer = Consumer()
+        self.positions: dict[TP, int] = {}
+
+        async def position(tp: TP) -> int | None:
+            return self.positions.get(tp)
+
+        self.consumer.position = position  # type: ignore[attr-defined]
+
+
+C0, C1, C2 = (TP("book-state-changelog", p) for p in range(3))
+
+
+async def test_watchdog_seeks_back_a_changelog_fetched_but_never_received() -> None:
+    now = time.monotonic()
+    app = RecoveringApp(started=now - 30)
+    rec = app.tables.recovery
+    rec.active_tps = {C0, C1, C2}
+    # C0: the scale-out test's hang: highwater 374, nothing received, position 375
+    rec.active_highwaters[C0], rec.active_offsets[C0], app.positions[C0] = 374, -1, 375
+    # C1: records came 1 s ago: still flowing, left alone
+    rec.active_highwaters[C1], rec.active_offsets[C1], app.positions[C1] = 90, 40, 91
+    rec._active_events_received_at[C1] = now - 1
+    # C2: stalled at 20 but the consumer has not fetched past it (a slow broker): left alone
+    rec.active_highwaters[C2], rec.active_offsets[C2], app.positions[C2] = 50, 20, 21
+    watchdog = RecoveryWatchdog(app)  # type: ignore[arg-type]
+    assert await watchdog.check() == {C0: 0}
+    assert app.consumer.seeks == [(C0, 0)]
+    # received up to 200 of 374 and then stalled with the position at the end: from 201
+    rec.active_offsets[C0] = 200
+    rec._active_events_received_at[C0] = now - 10
+    assert await watchdog.check() == {C0: 201}
+
+
+async def test_watchdog_does_nothing_outside_recovery_or_when_caught_up() -> None:
+    app = RecoveringApp(started=time.monotonic() - 30)
+    rec = app.tables.recovery
+    rec.active_tps = {C0}
+    rec.active_highwaters[C0], rec.active_offsets[C0], app.positions[C0] = 374, 374, 375
+    watchdog = RecoveryWatchdog(app)  # type: ignore[arg-type]
+    assert await watchdog.check() == {}  # caught up
+    rec.active_offsets[C0] = 10
+    rec.in_recovery = False
+    assert await watchdog.check() == {}  # not recovering
+    rec.in_recovery = True
+    rec._recovery_started_at = time.monotonic()  # just started: give it time
+    assert await watchdog.check() == {}
+    assert app.consumer.seeks == []
