@@ -72,6 +72,7 @@ async def measure(duration_s: float, rate: float) -> list[str]:
     one = await throughput.drain(env, settings, work, 1)
     expect = int(one.records / 0.9)  # drain() reports the middle 90%
     drains = [one, await throughput.drain(env, settings, work, 2, expect=expect)]
+    ceiling = await throughput.batch_ceiling(settings, expect)
     await delete_run_topics(settings.kafka)
     lines += [
         "## Throughput: ingest + book path",
@@ -92,6 +93,9 @@ async def measure(duration_s: float, rate: float) -> list[str]:
             f"{d.seconds:.1f} | {d.rate:,.0f} |"
             for d in drains
         ),
+        f"| book without Faust: aiokafka `getmany` batches, same processor and state writes "
+        f"(a ceiling, not a worker: `throughput.batch_ceiling`) | 1 process | "
+        f"{ceiling.records} | {ceiling.seconds:.1f} | {ceiling.rate:,.0f} |",
         "",
     ]
     lines += [

@@ -126,3 +126,52 @@ async def drain(
     cut = len(mine) // 20
     mid = mine[cut : len(mine) - cut]
     return Drain(workers, len(mid), (mid[-1] - mid[0]) / 1e9 if len(mid) > 1 else 0.0)
+
+
+async def batch_ceiling(settings: Settings, expect: int, limit_s: float = 300.0) -> Drain:
+    """The same book work without Faust: what a batch consumer for ``md.book`` could reach.
+
+    One aiokafka consumer (no group) reads the backlog in ``getmany`` batches of up to 500
+    records; per record: decode, ``BookProcessor.on_update``, ``LevelStore.save`` into a
+    dict (the book-state writes, without their changelog), each ``book.top`` encoded and
+    handed to the producer without awaiting its delivery; the producer is flushed per batch
+    (as a commit after the outputs would). A measurement of the next step, not a worker:
+    no rebalance handling, no offset commits, no changelog.
+    """
+    from algostream.kafka.clients import make_consumer, make_producer
+    from algostream.marketdata.persist import LevelStore
+    from algostream.marketdata.processor import BookProcessor
+    from algostream.model.records import BookTop, BookUpdate
+
+    prefix = settings.kafka.topic_prefix
+    consumer = make_consumer(settings.kafka, f"{prefix}md.book", group_id=None)
+    producer = make_producer(settings.kafka)
+    store = LevelStore(BookProcessor(settings.market_data.book_top_levels))
+    table: dict[str, object] = {}
+    out_topic = f"{prefix}book.top"
+    await consumer.start()
+    await producer.start()
+    n, first, last = 0, 0.0, 0.0
+    try:
+        deadline = time.monotonic() + limit_s
+        while n < expect and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=500)
+            if not batch:
+                continue
+            if not first:
+                first = time.perf_counter()
+            for records in batch.values():
+                for rec in records:
+                    update = BookUpdate.decode(rec.value)
+                    out = store.proc.on_update(update, time.time_ns())
+                    for record in out:
+                        if isinstance(record, BookTop):
+                            await producer.send(out_topic, record.encode(), key=rec.key)
+                    store.save(table, update, out)  # type: ignore[arg-type]
+                    n += 1
+            await producer.flush()
+            last = time.perf_counter()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return Drain(0, n, last - first)

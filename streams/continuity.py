@@ -39,6 +39,8 @@ import faust
 import structlog
 from aiokafka.errors import KafkaError
 
+from algostream.observability import metrics
+
 log = structlog.get_logger("algostream.streams")
 
 #: a pin left this long (the new fetch never reached the stale record) gives up waiting
@@ -151,6 +153,7 @@ class OffsetGuard:
                 _warn("offsets missing from the topic", agent, msg, target)
         elif (expected := await self._expected(last, tp)) is not None and offset > expected:
             _warn("records skipped by the consumer: seeking back", agent, msg, expected)
+            metrics.SEEK_BACKS.labels(agent=agent).inc()
             consumer = self.app.consumer
             gaps = getattr(consumer, "_gap", {}).get(tp)
             if gaps:
@@ -255,6 +258,7 @@ class RecoveryWatchdog:
                 stuck[tp] = offset
         if stuck:
             self.reseeks += 1
+            metrics.RECOVERY_RESEEKS.inc(len(stuck))
             log.warning(
                 "table recovery stalled: seeking changelogs back",
                 partitions={f"{tp.topic}:{tp.partition}": o for tp, o in stuck.items()},

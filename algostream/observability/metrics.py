@@ -177,6 +177,15 @@ MESSAGES_OUT = _counter("algostream_messages_out_total", "Records produced.", ("
 SEND_FAILURES = _counter(
     "algostream_send_failures_total", "Records a worker's producer failed to deliver.", ("agent",)
 )
+SEEK_BACKS = _counter(
+    "algostream_seek_backs_total",
+    "Times an agent found records skipped by Faust's consumer around a rebalance and sought back.",
+    ("agent",),
+)
+RECOVERY_RESEEKS = _counter(
+    "algostream_recovery_reseeks_total",
+    "Changelog partitions sought back because table recovery stalled on records it had lost.",
+)
 DLQ_RECORDS = _counter(
     "algostream_dlq_records_total",
     "Records sent to the dead-letter topic.",

@@ -26,6 +26,8 @@ EXPECTED: dict[str, tuple[type, tuple[str, ...]]] = {
     "algostream_messages_in": (Counter, ("agent", "topic")),
     "algostream_messages_out": (Counter, ("agent", "topic")),
     "algostream_send_failures": (Counter, ("agent",)),
+    "algostream_seek_backs": (Counter, ("agent",)),
+    "algostream_recovery_reseeks": (Counter, ()),
     "algostream_dlq_records": (Counter, ("agent", "topic", "error_type")),
     "algostream_orders_rejected": (Counter, ("reason",)),
     "algostream_orders_approved": (Counter, ()),

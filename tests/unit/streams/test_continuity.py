@@ -8,6 +8,7 @@ from typing import Any
 
 from intervaltree import IntervalTree
 
+from algostream.observability import metrics
 from streams.continuity import OffsetGuard, ReadOffsets, RecoveryWatchdog
 
 
@@ -97,6 +98,11 @@ class App:
 P0 = TP("md.book", 0)
 
 
+def seek_backs(agent: str) -> float:
+    value = metrics.REGISTRY.get_sample_value("algostream_seek_backs_total", {"agent": agent})
+    return value or 0.0
+
+
 async def feed(guard: OffsetGuard, offsets: list[int], agent: str = "book") -> list[int]:
     return [o for o in offsets if await guard.admit(Event(Message(P0, o)), agent)]  # type: ignore[arg-type]
 
@@ -124,11 +130,13 @@ async def test_stale_records_pin_the_read_offset_and_are_not_acked() -> None:
 async def test_a_skip_seeks_back_and_the_records_come_in_order() -> None:
     app = App()
     guard = OffsetGuard(app)  # type: ignore[arg-type]
+    before = seek_backs("book")
     # 12 processed; 13 and 14 were dropped at a rebalance; 15..17 were already queued;
     # after the seek back the consumer delivers 13.. again
     got = await feed(guard, [10, 11, 12, 15, 16, 17, 13, 14, 15, 16, 17, 18])
     assert got == [10, 11, 12, 13, 14, 15, 16, 17, 18]
     assert {offset for _, offset in app.consumer.seeks} == {13}
+    assert seek_backs("book") == before + 1  # counted for operators
 
 
 async def test_offsets_really_missing_are_accepted_after_one_look() -> None:
@@ -228,7 +236,9 @@ async def test_watchdog_seeks_back_a_changelog_fetched_but_never_received() -> N
     # C2: stalled at 20 but the consumer has not fetched past it (a slow broker): left alone
     rec.active_highwaters[C2], rec.active_offsets[C2], app.positions[C2] = 50, 20, 21
     watchdog = RecoveryWatchdog(app)  # type: ignore[arg-type]
+    before = metrics.REGISTRY.get_sample_value("algostream_recovery_reseeks_total") or 0
     assert await watchdog.check() == {C0: 0}
+    assert metrics.REGISTRY.get_sample_value("algostream_recovery_reseeks_total") == before + 1
     assert app.consumer.seeks == [(C0, 0)]
     # received up to 200 of 374 and then stalled with the position at the end: from 201
     rec.active_offsets[C0] = 200
