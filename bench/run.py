@@ -72,7 +72,7 @@ async def measure(duration_s: float, rate: float) -> list[str]:
     one = await throughput.drain(env, settings, work, 1)
     expect = int(one.records / 0.9)  # drain() reports the middle 90%
     drains = [one, await throughput.drain(env, settings, work, 2, expect=expect)]
-    ceiling = await throughput.batch_ceiling(settings, expect)
+    ceiling = await throughput.batch_ceiling(settings)
     await delete_run_topics(settings.kafka)
     lines += [
         "## Throughput: ingest + book path",

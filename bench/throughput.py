@@ -128,7 +128,7 @@ async def drain(
     return Drain(workers, len(mid), (mid[-1] - mid[0]) / 1e9 if len(mid) > 1 else 0.0)
 
 
-async def batch_ceiling(settings: Settings, expect: int, limit_s: float = 300.0) -> Drain:
+async def batch_ceiling(settings: Settings, limit_s: float = 300.0) -> Drain:
     """The same book work without Faust: what a batch consumer for ``md.book`` could reach.
 
     One aiokafka consumer (no group) reads the backlog in ``getmany`` batches of up to 500
@@ -138,13 +138,16 @@ async def batch_ceiling(settings: Settings, expect: int, limit_s: float = 300.0)
     (as a commit after the outputs would). A measurement of the next step, not a worker:
     no rebalance handling, no offset commits, no changelog.
     """
+    from aiokafka import TopicPartition
+
     from algostream.kafka.clients import make_consumer, make_producer
     from algostream.marketdata.persist import LevelStore
     from algostream.marketdata.processor import BookProcessor
     from algostream.model.records import BookTop, BookUpdate
 
     prefix = settings.kafka.topic_prefix
-    consumer = make_consumer(settings.kafka, f"{prefix}md.book", group_id=None)
+    topic = f"{prefix}md.book"
+    consumer = make_consumer(settings.kafka, group_id=None)
     producer = make_producer(settings.kafka)
     store = LevelStore(BookProcessor(settings.market_data.book_top_levels))
     table: dict[str, object] = {}
@@ -153,8 +156,15 @@ async def batch_ceiling(settings: Settings, expect: int, limit_s: float = 300.0)
     await producer.start()
     n, first, last = 0, 0.0, 0.0
     try:
+        parts = [TopicPartition(topic, p) for p in range(load_catalog()["md.book"].partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
         deadline = time.monotonic() + limit_s
-        while n < expect and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            positions = [await consumer.position(tp) for tp in ends]
+            if n and all(pos >= ends[tp] for pos, tp in zip(positions, ends, strict=True)):
+                break  # the whole backlog
             batch = await consumer.getmany(timeout_ms=1000, max_records=500)
             if not batch:
                 continue
