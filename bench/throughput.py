@@ -162,8 +162,7 @@ async def batch_ceiling(settings: Settings, limit_s: float = 300.0) -> Drain:
         ends = await consumer.end_offsets(parts)
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
-            positions = [await consumer.position(tp) for tp in ends]
-            if n and all(pos >= ends[tp] for pos, tp in zip(positions, ends, strict=True)):
+            if n and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
                 break  # the whole backlog
             batch = await consumer.getmany(timeout_ms=1000, max_records=500)
             if not batch:

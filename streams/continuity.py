@@ -228,7 +228,6 @@ class RecoveryWatchdog:
     def __init__(self, app: faust.App, stall_s: float = RECOVERY_STALL_S) -> None:
         self.app = app
         self.stall_s = stall_s
-        self.reseeks = 0
 
     def install(self) -> None:
         self.app.timer(interval=self.stall_s / 2, name="recovery-watchdog")(self.check)
@@ -257,7 +256,6 @@ class RecoveryWatchdog:
             if position is not None and position > offset:
                 stuck[tp] = offset
         if stuck:
-            self.reseeks += 1
             metrics.RECOVERY_RESEEKS.inc(len(stuck))
             log.warning(
                 "table recovery stalled: seeking changelogs back",

@@ -16,6 +16,7 @@ cluster while ``topics/topics.toml`` stays at 1 for the local single broker.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
@@ -104,17 +105,28 @@ async def describe(cfg: KafkaConfig, names: list[str]) -> dict[str, TopicState]:
         await admin.close()
 
 
+async def _poll(
+    cfg: KafkaConfig,
+    names: list[str],
+    behind: Callable[[dict[str, TopicState]], list[str]],
+    what: str,
+    timeout_s: float,
+) -> None:
+    """Describe ``names`` until ``behind(states)`` is empty; TimeoutError naming the rest."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        late = behind(await describe(cfg, names))
+        if not late:
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"{what} not visible after {timeout_s:.0f}s: {late}")
+        await asyncio.sleep(0.05)  # polling interval, bounded by the deadline above
+
+
 async def wait_for_topics(cfg: KafkaConfig, names: list[str], timeout_s: float = 30.0) -> None:
     """Poll metadata until every topic in ``names`` is visible with its leaders."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        states = await describe(cfg, names)
-        if len(states) == len(set(names)):
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            missing = sorted(set(names) - set(states))
-            raise TimeoutError(f"topics not visible after {timeout_s:.0f}s: {missing}")
-        await asyncio.sleep(0.05)  # polling interval, bounded by the deadline above
+    await _poll(cfg, names, lambda states: sorted(set(names) - set(states)), "topics", timeout_s)
 
 
 async def apply_catalog(
@@ -152,8 +164,9 @@ async def apply_catalog(
             await admin.create_topics(missing)
             report.created = [t.name for t in missing]
             await wait_for_topics(cfg, report.created)
+        fixed = []
         for name, state in states.items():
-            await _reconcile(
+            repaired = await _reconcile(
                 admin,
                 names[name],
                 name,
@@ -163,9 +176,10 @@ async def apply_catalog(
                 wanted_configs(names[name], min_insync_replicas),
                 _replication(names[name], cfg),
             )
+            if repaired:
+                fixed.append(name)
     finally:
         await admin.close()
-    fixed = [f.split(":", 1)[0] for f in report.fixed]
     if fixed:
         await _wait_applied(cfg, {n: names[n] for n in fixed}, min_insync_replicas)
     return report
@@ -180,25 +194,22 @@ async def _wait_applied(
     """Poll until the fixed topics show their wanted partitions and configs. A KRaft broker
     answers AlterConfigs once the controller has committed the change and applies it to its
     own view a moment later, so a describe right after a fix can still show the old value."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        states = await describe(cfg, list(specs))
-        behind = [
+
+    def behind(states: dict[str, TopicState]) -> list[str]:
+        return [
             name
             for name, spec in specs.items()
             if name not in states
             or states[name].partitions < spec.partitions
-            or any(
-                states[name].configs.get(k) != v
-                for k, v in wanted_configs(spec, min_insync_replicas).items()
-            )
+            or _wrong_configs(states[name], wanted_configs(spec, min_insync_replicas))
         ]
-        if not behind:
-            return
-        if loop.time() > deadline:
-            raise TimeoutError(f"fixes not visible after {timeout_s:.0f}s: {behind}")
-        await asyncio.sleep(0.05)  # polling interval, bounded by the deadline above
+
+    await _poll(cfg, list(specs), behind, "fixes", timeout_s)
+
+
+def _wrong_configs(state: TopicState, configs: dict[str, str]) -> dict[str, str]:
+    """The managed configs whose value on the topic is not the wanted one (wanted values)."""
+    return {k: v for k, v in configs.items() if state.configs.get(k) != v}
 
 
 async def _reconcile(
@@ -210,7 +221,8 @@ async def _reconcile(
     fix: bool,
     configs: dict[str, str],
     replication: int,
-) -> None:
+) -> bool:
+    """Report ``name``'s drift (and with ``fix``, repair it); True if it was repaired."""
     problems: list[str] = []
     if state.replication < replication:
         report.drift.append(
@@ -224,15 +236,15 @@ async def _reconcile(
         )
     elif state.partitions < spec.partitions:
         problems.append(f"partitions {state.partitions} -> {spec.partitions}")
-    wrong = {k: v for k, v in configs.items() if state.configs.get(k) != v}
+    wrong = _wrong_configs(state, configs)
     problems += [f"{k} {state.configs.get(k)!r} -> {v!r}" for k, v in wrong.items()]
     if not problems:
         if name not in " ".join(report.drift):
             report.unchanged.append(name)
-        return
+        return False
     if not fix:
         report.drift.append(f"{name}: " + "; ".join(problems) + " (run with --fix to apply)")
-        return
+        return False
     if state.partitions < spec.partitions:
         await admin.create_partitions({name: NewPartitions(spec.partitions)})
     if wrong:  # AlterConfigs replaces the topic's dynamic configs: send every managed key
@@ -245,6 +257,7 @@ async def _reconcile(
                 if code:
                     raise for_code(code)(f"could not alter configs of {resource}: {message}")
     report.fixed.append(f"{name}: " + "; ".join(problems))
+    return True
 
 
 async def delete_run_topics(cfg: KafkaConfig) -> list[str]:
