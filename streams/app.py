@@ -52,6 +52,7 @@ class Edge:
         self._topics: dict[str, faust.TopicT] = {}
         self._seen: set[tuple[str, str]] = set()
         self.guard = OffsetGuard(app)  # re-reads records skipped across a rebalance
+        self.guard.install()
         #: topic -> stages of this worker that take its records in-process (the hot path)
         self._local: dict[str, list[LocalHandler]] = {}
         self._owned: dict[str, bool] = {}  # owns() per topic, until the next rebalance

@@ -24,8 +24,11 @@ the next one it
 
 The pin ends at the first record of the new fetch. If that is further on than the next
 offset, the offsets in between really are missing (a compacted topic, transaction
-markers) and it is taken. Partitions that move to another worker are forgotten at the
-next assignment: the other worker's progress is in the committed offsets.
+markers) and it is taken. A seek back whose partition then sends nothing for
+``PIN_RESEEK_S`` is made again (:meth:`OffsetGuard.check`, on a timer): the re-fetch it
+asked for did not come, and the pin would otherwise wait for a record that may never come.
+Partitions that move to another worker are forgotten at the next assignment: the other
+worker's progress is in the committed offsets.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ log = structlog.get_logger("algostream.streams")
 PIN_TIMEOUT_S = 30.0
 #: a seek back waits this long for the consumer thread
 SEEK_TIMEOUT_S = 10.0
+#: a seek back whose partition has sent no record for this long is made again
+PIN_RESEEK_S = 5.0
 
 
 class ReadOffsets(defaultdict[Any, Any]):
@@ -89,14 +94,48 @@ class OffsetGuard:
         #: (agent, partition) -> (offset sought to, the stale record that made us seek,
         #: monotonic time); the stale fetch's later records are all after that one
         self.pending: dict[tuple[str, Any], tuple[int, int, float]] = {}
+        #: partition -> when its last record reached the guard while a seek back is pending
+        self.heard: dict[Any, float] = {}
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+
+    def install(self) -> None:
+        self.app.timer(interval=PIN_RESEEK_S / 2, name="offset-guard")(self.check)
+
+    async def check(self, reseek_s: float = PIN_RESEEK_S) -> dict[Any, int]:
+        """Seek again the pending seek backs whose partition has sent nothing for
+        ``reseek_s`` (the re-fetch never came); returns what was sought (partition -> offset).
+
+        Seen once in CI: the trading worker, restarted after ``kill -9``, sought
+        ``orders.approved`` back to its committed offset; no record of that partition came
+        again, and with no newer record to end the pin, it waited for good.
+        """
+        now = time.monotonic()
+        due: dict[Any, int] = {}
+        for (agent, tp), (target, stale, since) in list(self.pending.items()):
+            if now - max(since, self.heard.get(tp, since)) < reseek_s:
+                continue
+            due[tp] = min(target, due.get(tp, target))
+            self.pending[(agent, tp)] = (target, stale, now)
+            metrics.SEEK_BACKS.labels(agent=agent).inc()
+        for tp, target in due.items():
+            log.warning(
+                "seek back brought no records: seeking again",
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=target,
+            )
+            await self._seek(tp, target)
+        return due
 
     def _reads(self) -> ReadOffsets | None:
         reads = getattr(self.app.consumer, "_read_offset", None)
         return reads if isinstance(reads, ReadOffsets) else None
 
     def _unpin(self, tp: Any) -> None:
-        if not any(key[1] == tp for key in self.pending) and (reads := self._reads()):
+        if any(key[1] == tp for key in self.pending):
+            return
+        self.heard.pop(tp, None)
+        if (reads := self._reads()) is not None:
             reads.pinned.discard(tp)
 
     async def _on_assigned(self, _app: Any, *args: Any, signal: Any = None, **_: Any) -> None:
@@ -143,6 +182,7 @@ class OffsetGuard:
             return False  # processed here already (delivered again after a seek back)
         pend = self.pending.get(key)
         if pend is not None:
+            self.heard[tp] = time.monotonic()
             target, stale, since = pend
             if offset > stale and time.monotonic() - since < PIN_TIMEOUT_S:
                 self._drop(msg)  # the rest of the stale fetch
@@ -159,7 +199,7 @@ class OffsetGuard:
             if gaps:
                 gaps.chop(expected, offset + 1)  # not processed: no commit may cover them
             self.pending[key] = (expected, offset, time.monotonic())
-            if reads := self._reads():
+            if (reads := self._reads()) is not None:
                 reads.pinned.add(tp)
             await self._seek(tp, expected)
             self._drop(msg)

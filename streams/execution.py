@@ -43,6 +43,9 @@ R = TypeVar("R", bound=Record)
 
 log = structlog.get_logger("algostream.execution")
 
+#: records read back from the end of each ``book.top`` partition for the paper books on start
+TOPS_TAIL = 500
+
 
 class ExecutionShell:
     def __init__(self, app: faust.App, settings: Settings) -> None:
@@ -105,7 +108,25 @@ class ExecutionShell:
         for problem in result.discrepancies:
             log.error("reconciliation: cannot fix with an event", problem=problem)
         log.info("reconciled with the venue", open_orders=len(mine), events=len(result.events))
-        return result.events
+        # after the comparison: a restored top can fill a resting order (an event of its own)
+        return result.events + (await self.restore_books() if paper else [])
+
+    async def restore_books(self) -> list[OrderEvent]:
+        """Give the paper broker each instrument's latest top from the tail of ``book.top``.
+
+        Its books are not in its saved state (they change with every top), so a restarted
+        worker had none until the next top arrived, and a MARKET order approved in between
+        was rejected ("no book yet"): seen in the kill -9 test, where no new top came.
+        """
+        tail = _decodable(
+            await read_range(self.settings.kafka, ["book.top"], last=TOPS_TAIL), BookTop
+        )
+        latest = {top.instrument: top for top in tail}  # read in event-time order
+        events: list[OrderEvent] = []
+        for top in latest.values():  # a resting order the top crosses fills, as it would have
+            events += self.broker.on_book_top(top)
+        log.info("paper books restored from book.top", instruments=sorted(latest))
+        return events
 
     @property
     def broker(self) -> PaperBroker:

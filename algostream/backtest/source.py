@@ -75,8 +75,10 @@ async def read_range(
     from_ns: int | None = None,
     to_ns: int | None = None,
     prefix: str | None = None,
+    last: int | None = None,
 ) -> list[TopicRecord]:
-    """Every record of ``topics`` with event time in [from_ns, to_ns], in event-time order."""
+    """Every record of ``topics`` with event time in [from_ns, to_ns], in event-time order
+    (with ``last``: only each partition's ``last`` records, its tail)."""
     prefix = cfg.topic_prefix if prefix is None else prefix
     consumer = AIOKafkaConsumer(**client_kwargs(cfg), group_id=None, enable_auto_commit=False)
     await consumer.start()
@@ -92,6 +94,8 @@ async def read_range(
             if from_ns is not None:
                 found = await consumer.offsets_for_times({tp: from_ns // 1_000_000 for tp in tps})
                 starts = {tp: (found[tp].offset if found[tp] else ends[tp]) for tp in tps}
+            if last is not None:
+                starts = {tp: max(starts[tp], ends[tp] - last) for tp in tps}
             for tp in tps:
                 per_partition.append(
                     await _read_partition(consumer, tp, starts[tp], ends[tp], topic, to_ns)

@@ -43,6 +43,7 @@ from algostream.model import (
     TradingState,
 )
 from algostream.risk import InstrumentFilters, RiskProcessor, StateRestoreError
+from algostream.risk.processor import RECENT_APPLIED
 
 CONFIG = RiskConfig(
     max_position_size=D("3"), stop_loss_percent=D("2"), trailing_stop_percent=D("1.5")
@@ -121,6 +122,24 @@ def test_fills_update_position_and_redelivered_fill_is_not_double_counted() -> N
     p.on_order_event(fill("e2", Side.BUY, "0.6", "101", coid="c1", order_qty="1", cum_qty="1"))
     assert p.ledger("paper").quantity(BTC) == D("1")
     assert p.pending_quantity("paper", BTC, Side.BUY) == 0  # FILLED is terminal
+
+
+def test_small_state_alone_knows_its_newest_fills() -> None:
+    # the risk agent keeps applied ids in their own table; a kill -9 can land the state
+    # record (ledger with the fill) without the id's key: the state itself must know it
+    p = RiskProcessor(CONFIG)
+    p.on_book_top(top(bid="99", ask="101"))
+    p.on_proposal(order("c1", Side.BUY, "1"), now_ns=5)
+    e1 = fill("e1", Side.BUY, "1", "100.5", coid="c1", order_qty="1", cum_qty="1")
+    p.on_order_event(e1)
+    small = json.loads(json.dumps(p.to_state(memories=False)))
+    restored = RiskProcessor.from_state(CONFIG, None, small | {"decided": [], "applied": []})
+    assert restored.on_order_event(e1) == []  # re-delivered: not counted twice
+    assert restored.ledger("paper").quantity(BTC) == D("1")
+    for n in range(RECENT_APPLIED + 10):  # bounded: only the newest ids ride along
+        p.on_order_event(fill(f"x{n}", Side.BUY, "0", "100", coid="c1", order_qty="1"))
+    assert len(p.to_state(memories=False)["recent_applied"]) == RECENT_APPLIED
+    assert p.to_state(memories=False)["recent_applied"][-1] == f"x{RECENT_APPLIED + 9}"
 
 
 def test_non_fill_events_only_track_open_orders() -> None:

@@ -195,6 +195,36 @@ async def test_a_group_without_commits_starts_at_the_log_start() -> None:
     assert await feed(guard, [7, 8]) == [7, 8]
 
 
+async def test_a_seek_back_that_brings_nothing_is_made_again() -> None:
+    # CI: the restarted trading worker sought orders.approved back to 1 after seeing 21;
+    # nothing of that partition came again, and no newer record could end the pin
+    app = App()
+    guard = OffsetGuard(app)  # type: ignore[arg-type]
+    app.consumer._thread.committed_offsets[P0] = 1
+    assert await feed(guard, [21], "execution") == []
+    assert app.consumer.seeks == [(P0, 1)]
+    before = seek_backs("execution")
+    assert await guard.check(reseek_s=60) == {}  # not silent for long enough yet
+    assert await guard.check(reseek_s=0) == {P0: 1}
+    assert app.consumer.seeks == [(P0, 1), (P0, 1)]
+    assert seek_backs("execution") == before + 1
+    assert app.consumer._read_offset[P0] is None  # still pinned: 21's copy is not taken
+    # the re-fetch comes: in order, and nothing more to seek
+    assert await feed(guard, list(range(1, 23)), "execution") == list(range(1, 23))
+    assert await guard.check(reseek_s=0) == {}
+    assert not guard.pending and not guard.heard
+
+
+async def test_records_of_the_stale_fetch_count_as_heard() -> None:
+    app = App()
+    guard = OffsetGuard(app)  # type: ignore[arg-type]
+    assert await feed(guard, [1, 2, 9]) == [1, 2]
+    guard.pending[("book", P0)] = (3, 9, time.monotonic() - 10)  # sought 10 s ago ...
+    assert await feed(guard, [10]) == []  # ... but the partition is still delivering
+    assert await guard.check(reseek_s=5) == {}
+    assert app.consumer.seeks == [(P0, 3)]
+
+
 class Recovery:
     """The parts of Faust's table recovery the watchdog reads (same attribute names)."""
 
