@@ -50,7 +50,8 @@ class Edge:
         self.catalog = catalog
         self.prefix = settings.kafka.topic_prefix
         self._topics: dict[str, faust.TopicT] = {}
-        self._seen: set[tuple[str, str]] = set()
+        self._in: dict[tuple[str, str], Any] = {}  # MESSAGES_IN children, per (agent, topic)
+        self._out: dict[str, Any] = {}  # MESSAGES_OUT children, per topic
         self.guard = OffsetGuard(app)  # re-reads records skipped across a rebalance
         self.guard.install()
         #: topic -> stages of this worker that take its records in-process (the hot path)
@@ -111,7 +112,10 @@ class Edge:
         await self.send_raw(
             self.topic(topic).get_topic_name(), record.key.encode(), record.encode()
         )
-        metrics.MESSAGES_OUT.labels(agent=self.role, topic=topic).inc()
+        counter = self._out.get(topic)
+        if counter is None:
+            counter = self._out[topic] = metrics.MESSAGES_OUT.labels(agent=self.role, topic=topic)
+        counter.inc()
 
     async def send_raw(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
@@ -183,11 +187,7 @@ class Edge:
         if not await self.guard.admit(event, agent):
             return None
         value = event.value
-        topic = self.short(event.message.topic)
-        metrics.MESSAGES_IN.labels(agent=agent, topic=topic).inc()
-        if (agent, topic) not in self._seen:  # DLQ series exist (at 0) from the first record
-            self._seen.add((agent, topic))
-            metrics.DLQ_RECORDS.labels(agent=agent, topic=topic, error_type="RecordDecodeError")
+        self.seen(agent, self.short(event.message.topic))
         try:
             return record_type.decode(value)
         except Exception as exc:  # any decode failure is a dead letter, never a crash
@@ -205,6 +205,12 @@ class Edge:
 
     async def dead_letter(self, event: faust.EventT[bytes], exc: BaseException, agent: str) -> None:
         msg = event.message
+        ts_ms = int(msg.timestamp * 1e3) if msg.timestamp else 0
+        await self.dead_letter_raw(msg, ts_ms, exc, agent)
+
+    async def dead_letter_raw(self, msg: Any, ts_ms: int, exc: BaseException, agent: str) -> None:
+        """The dead letter of a record read by any consumer (``topic``, ``partition``,
+        ``offset``, ``key``, ``value`` attributes; ``ts_ms``: its Kafka timestamp)."""
         record = dead_letter(
             agent=agent,
             topic=msg.topic,
@@ -213,7 +219,7 @@ class Edge:
             key=msg.key,
             payload=msg.value,
             error=exc,
-            ts_event=int(msg.timestamp * 1e9) if msg.timestamp else 0,
+            ts_event=ts_ms * 1_000_000,
             now_ns=time.time_ns(),
         )
         log.warning(
@@ -228,6 +234,15 @@ class Edge:
             agent=agent, topic=self.short(msg.topic), error_type=record.error_type
         ).inc()
         await self.send("dlq", record)
+
+    def seen(self, agent: str, topic: str, n: int = 1) -> None:
+        """Count ``n`` records in; the agent's DLQ series exist (at 0) from its first."""
+        counter = self._in.get((agent, topic))
+        if counter is None:
+            counter = metrics.MESSAGES_IN.labels(agent=agent, topic=topic)
+            self._in[(agent, topic)] = counter
+            metrics.DLQ_RECORDS.labels(agent=agent, topic=topic, error_type="RecordDecodeError")
+        counter.inc(n)
 
 
 class DirectTable(faust.Table):  # type: ignore[type-arg]

@@ -104,7 +104,7 @@ def _one_worker_only(app: faust.App, edge: Edge) -> None:
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def check_one_worker(_app: faust.App, assigned: object, **_: object) -> None:
-        mine = sorted(edge.assigned("md.book"))
+        mine = sorted(edge.assigned("md.trades"))  # md.book's partitions go with them
         if len(mine) < want:
             log.error(
                 "workers.layout single runs one worker, but this one was assigned only "
