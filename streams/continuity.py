@@ -99,7 +99,10 @@ class OffsetGuard:
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
     def install(self) -> None:
-        self.app.timer(interval=PIN_RESEEK_S / 2, name="offset-guard")(self.check)
+        async def offset_guard() -> None:  # no parameters: Faust passes the app to those
+            await self.check()
+
+        self.app.timer(interval=PIN_RESEEK_S / 2, name="offset-guard")(offset_guard)
 
     async def check(self, reseek_s: float = PIN_RESEEK_S) -> dict[Any, int]:
         """Seek again the pending seek backs whose partition has sent nothing for

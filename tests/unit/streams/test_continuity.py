@@ -215,6 +215,24 @@ async def test_a_seek_back_that_brings_nothing_is_made_again() -> None:
     assert not guard.pending and not guard.heard
 
 
+async def test_the_installed_timer_checks_with_the_defaults() -> None:
+    # Faust passes the app to a timer function that takes any parameter
+    import inspect
+
+    app = App()
+    timers: list[Any] = []
+    app.timer = lambda interval, name: timers.append  # type: ignore[attr-defined]
+    guard = OffsetGuard(app)  # type: ignore[arg-type]
+    guard.install()
+    [fun] = timers
+    assert not inspect.signature(fun).parameters
+    app.consumer._thread.committed_offsets[P0] = 1
+    assert await feed(guard, [21], "execution") == []
+    guard.pending[("execution", P0)] = (1, 21, time.monotonic() - 10)
+    await fun()
+    assert app.consumer.seeks == [(P0, 1), (P0, 1)]
+
+
 async def test_records_of_the_stale_fetch_count_as_heard() -> None:
     app = App()
     guard = OffsetGuard(app)  # type: ignore[arg-type]
