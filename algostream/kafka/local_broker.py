@@ -45,6 +45,16 @@ JVM_OPTS = (
 )
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID, base64url, never starting with ``-`` (Kafka's own
+    ``Uuid.randomUuid`` rule): the storage tool's argument parser takes ``-...`` for an
+    option ("argument --cluster-id/-t: expected one argument"), 1 format in 64 before."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 @dataclass(frozen=True)
 class BrokerStatus:
     running: bool
@@ -305,7 +315,7 @@ class LocalBroker:
     def _format(self, java: str) -> None:
         if (self.data / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         result = subprocess.run(
             [
                 java,

@@ -29,9 +29,9 @@ so a replay produces byte-identical records.
 from __future__ import annotations
 
 from collections import OrderedDict
-from itertools import islice
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 from algostream.config import RiskConfig
