@@ -92,6 +92,7 @@ class Edge:
             raise KeyError(f"topic {name!r} is not in topics/topics.toml")
         if name not in self._topics:
             spec = self.catalog[name]
+            self.guard.watched.add(spec.full_name(self.prefix))
             self._topics[name] = self.app.topic(
                 spec.full_name(self.prefix),
                 key_type=bytes,

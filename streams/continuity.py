@@ -50,8 +50,13 @@ log = structlog.get_logger("algostream.streams")
 PIN_TIMEOUT_S = 30.0
 #: a seek back waits this long for the consumer thread
 SEEK_TIMEOUT_S = 10.0
-#: a seek back whose partition has sent no record for this long is made again
+#: a seek back whose partition has sent no record for this long is made again, and a
+#: watched partition this quiet with its position past what the agents got is sought back
 PIN_RESEEK_S = 5.0
+#: the agent name of a seek back made for every agent reading the partition
+ANY_AGENT = "*"
+#: seeks made for one undelivered hole before it is left alone (nothing to deliver there)
+STALL_TRIES = 3
 
 
 class ReadOffsets(defaultdict[Any, Any]):
@@ -96,6 +101,12 @@ class OffsetGuard:
         self.pending: dict[tuple[str, Any], tuple[int, int, float]] = {}
         #: partition -> when its last record reached the guard while a seek back is pending
         self.heard: dict[Any, float] = {}
+        #: topics read through the guard; partition -> when its last record arrived
+        self.watched: set[str] = set()
+        self.arrived: dict[Any, float] = {}
+        #: partition -> (expected, position, seeks made for that same hole)
+        self.stalls: dict[Any, tuple[int, int, int]] = {}
+        self.assigned_at = time.monotonic()
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
     def install(self) -> None:
@@ -117,6 +128,10 @@ class OffsetGuard:
         for (agent, tp), (target, stale, since) in list(self.pending.items()):
             if now - max(since, self.heard.get(tp, since)) < reseek_s:
                 continue
+            if agent == ANY_AGENT:  # found again below if still short (a try counted)
+                del self.pending[(agent, tp)]
+                self._unpin(tp)
+                continue
             due[tp] = min(target, due.get(tp, target))
             self.pending[(agent, tp)] = (target, stale, now)
             metrics.SEEK_BACKS.labels(agent=agent).inc()
@@ -128,7 +143,61 @@ class OffsetGuard:
                 offset=target,
             )
             await self._seek(tp, target)
+        for tp, (expected, position) in (await self._stalled(now, reseek_s)).items():
+            tries = self.stalls.get(tp, (expected, position, 0))
+            tries = (expected, position, tries[2] + 1 if tries[:2] == (expected, position) else 1)
+            self.stalls[tp] = tries
+            if tries[2] > STALL_TRIES:  # nothing there to deliver (compacted away?): leave it
+                continue
+            log.warning(
+                "records fetched but never delivered: seeking back",
+                topic=tp.topic,
+                partition=tp.partition,
+                expected=expected,
+                position=position,
+            )
+            metrics.SEEK_BACKS.labels(agent=ANY_AGENT).inc()
+            self._hold(ANY_AGENT, tp, expected, position - 1)
+            await self._seek(tp, expected)
+            due[tp] = expected
         return due
+
+    async def _stalled(self, now: float, quiet_s: float) -> dict[Any, tuple[int, int]]:
+        """Watched partitions silent for ``quiet_s`` whose consumer position is past the
+        next record the agents expect: Faust fetched records there and dropped them, with
+        nothing after them to show the guard the hole (seen in CI: a trading worker
+        restarted after ``kill -9`` lost the whole backlog of ``orders.proposed`` fetched
+        while its flow was still suspended, and decided nothing more). Partition ->
+        (expected offset, position)."""
+        consumer = self.app.consumer
+        try:
+            assigned = consumer.assignment()
+        except Exception:  # consumer not started
+            return {}
+        out: dict[Any, tuple[int, int]] = {}
+        for tp in assigned:
+            if tp.topic not in self.watched or any(key[1] == tp for key in self.pending):
+                continue
+            if now - self.arrived.get(tp, self.assigned_at) < quiet_s:
+                continue
+            position = _position_now(consumer, tp)
+            if position is None:
+                continue
+            lasts = [o for (_, t), o in self.last.items() if t == tp]
+            expected = min(lasts) + 1 if lasts else await self._expected(None, tp)
+            if expected is not None and position > expected:
+                out[tp] = (expected, position)
+        return out
+
+    def _hold(self, agent: str, tp: Any, target: int, stale: int) -> None:
+        """Pin ``tp`` until ``agent`` (or, for ``ANY_AGENT``, any agent) gets ``target``
+        again; records after ``stale`` meanwhile are dropped unacked (read again later)."""
+        gaps = getattr(self.app.consumer, "_gap", {}).get(tp)
+        if gaps:
+            gaps.chop(target, stale + 1)  # not processed: no commit may cover them
+        self.pending[(agent, tp)] = (target, stale, time.monotonic())
+        if (reads := self._reads()) is not None:
+            reads.pinned.add(tp)
 
     def _reads(self) -> ReadOffsets | None:
         reads = getattr(self.app.consumer, "_read_offset", None)
@@ -143,6 +212,8 @@ class OffsetGuard:
 
     async def _on_assigned(self, _app: Any, *args: Any, signal: Any = None, **_: Any) -> None:
         kept = set(args[0]) if args else set()  # the newly assigned partitions
+        self.assigned_at = time.monotonic()
+        self.arrived.clear()
         for key in [key for key in self.last if key[1] not in kept]:
             del self.last[key]
         for key in [key for key in self.pending if key[1] not in kept]:
@@ -180,10 +251,13 @@ class OffsetGuard:
         msg = event.message
         tp, offset = msg.tp, msg.offset
         key = (agent, tp)
+        self.arrived[tp] = time.monotonic()
         last = self.last.get(key)
         if last is not None and offset <= last:
             return False  # processed here already (delivered again after a seek back)
         pend = self.pending.get(key)
+        if pend is None and (pend := self.pending.get((ANY_AGENT, tp))) is not None:
+            key = (ANY_AGENT, tp)  # a seek back for every agent of the partition
         if pend is not None:
             self.heard[tp] = time.monotonic()
             target, stale, since = pend
@@ -197,17 +271,11 @@ class OffsetGuard:
         elif (expected := await self._expected(last, tp)) is not None and offset > expected:
             _warn("records skipped by the consumer: seeking back", agent, msg, expected)
             metrics.SEEK_BACKS.labels(agent=agent).inc()
-            consumer = self.app.consumer
-            gaps = getattr(consumer, "_gap", {}).get(tp)
-            if gaps:
-                gaps.chop(expected, offset + 1)  # not processed: no commit may cover them
-            self.pending[key] = (expected, offset, time.monotonic())
-            if (reads := self._reads()) is not None:
-                reads.pinned.add(tp)
+            self._hold(agent, tp, expected, offset)
             await self._seek(tp, expected)
             self._drop(msg)
             return False
-        self.last[key] = offset
+        self.last[(agent, tp)] = offset
         return True
 
     async def _seek(self, tp: Any, offset: int) -> None:
@@ -220,6 +288,20 @@ class OffsetGuard:
             await asyncio.wait_for(self.app.consumer.seek_wait({tp: offset}), SEEK_TIMEOUT_S)
         except TimeoutError:  # a rebalance holds the consumer thread; it seeks again after
             log.warning("seek back timed out", topic=tp.topic, partition=tp.partition)
+
+
+def _position_now(consumer: Any, tp: Any) -> int | None:
+    """The consumer's fetch position on ``tp`` without waiting (None if it has none yet).
+    aiokafka's ``position`` waits for a valid one, in the consumer thread's method queue:
+    a wait that never ends would take one of its two workers for good."""
+    try:
+        aio = consumer._thread._ensure_consumer()
+        state = aio._subscription.subscription.assignment.state_value(tp)
+    except Exception:
+        return None
+    if state is None or not state.has_valid_position:
+        return None
+    return int(state.position)
 
 
 async def _group_start(consumer: Any, tp: Any) -> int | None:

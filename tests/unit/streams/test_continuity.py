@@ -243,6 +243,57 @@ async def test_records_of_the_stale_fetch_count_as_heard() -> None:
     assert app.consumer.seeks == [(P0, 3)]
 
 
+def quiet(guard: OffsetGuard, seconds: float) -> None:
+    """Make every partition look silent for ``seconds``."""
+    guard.assigned_at -= seconds
+    for tp in guard.arrived:
+        guard.arrived[tp] -= seconds
+
+
+async def test_records_fetched_and_never_delivered_are_read_again(monkeypatch: Any) -> None:
+    # CI: the restarted trading worker's Faust dropped the whole orders.proposed backlog
+    # (fetched while its flow was suspended); nothing came after it, so no record ever
+    # showed the guard the hole, and no proposal was decided again
+    app = App()
+    guard = OffsetGuard(app)  # type: ignore[arg-type]
+    guard.watched.add(P0.topic)
+    app.consumer.assignment = lambda: {P0, TP("other", 0)}  # type: ignore[attr-defined]
+    positions = {P0: 120}
+    monkeypatch.setattr("streams.continuity._position_now", lambda _c, tp: positions.get(tp))
+    app.consumer._committed_offset = {P0: 43}
+    assert await guard.check(reseek_s=5) == {}  # not quiet long enough yet
+    quiet(guard, 6)
+    assert await guard.check(reseek_s=5) == {P0: 43}
+    assert app.consumer.seeks == [(P0, 43)]
+    assert app.consumer._read_offset[P0] is None  # pinned: Faust passes the re-fetch on
+    # every agent of the partition gets the re-fetch, in order
+    assert await feed(guard, list(range(43, 121)), "risk") == list(range(43, 121))
+    assert await feed(guard, list(range(43, 121)), "marks") == list(range(43, 121))
+    assert not guard.pending
+    positions[P0] = 121
+    quiet(guard, 6)
+    assert await guard.check(reseek_s=5) == {}  # caught up: position = last + 1
+
+
+async def test_a_hole_with_nothing_to_deliver_is_left_alone_after_a_few_tries(
+    monkeypatch: Any,
+) -> None:
+    app = App()
+    guard = OffsetGuard(app)  # type: ignore[arg-type]
+    guard.watched.add(P0.topic)
+    app.consumer.assignment = lambda: {P0}  # type: ignore[attr-defined]
+    monkeypatch.setattr("streams.continuity._position_now", lambda _c, tp: 50)
+    assert await feed(guard, [40]) == [40]  # then 41..49 compacted away: nothing comes
+    for _ in range(10):
+        quiet(guard, 6)
+        for key in list(guard.pending):  # the seek back brought nothing for 6 s
+            target, stale, since = guard.pending[key]
+            guard.pending[key] = (target, stale, since - 6)
+        await guard.check(reseek_s=5)
+    assert app.consumer.seeks == [(P0, 41)] * 3
+    assert not guard.pending and P0 not in app.consumer._read_offset.pinned  # not for good
+
+
 class Recovery:
     """The parts of Faust's table recovery the watchdog reads (same attribute names)."""
 
