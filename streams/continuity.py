@@ -99,8 +99,6 @@ class OffsetGuard:
         #: (agent, partition) -> (offset sought to, the stale record that made us seek,
         #: monotonic time); the stale fetch's later records are all after that one
         self.pending: dict[tuple[str, Any], tuple[int, int, float]] = {}
-        #: partition -> when its last record reached the guard while a seek back is pending
-        self.heard: dict[Any, float] = {}
         #: topics read through the guard; partition -> when its last record arrived
         self.watched: set[str] = set()
         self.arrived: dict[Any, float] = {}
@@ -126,7 +124,7 @@ class OffsetGuard:
         now = time.monotonic()
         due: dict[Any, int] = {}
         for (agent, tp), (target, stale, since) in list(self.pending.items()):
-            if now - max(since, self.heard.get(tp, since)) < reseek_s:
+            if now - max(since, self.arrived.get(tp, since)) < reseek_s:
                 continue
             if agent == ANY_AGENT:  # found again below if still short (a try counted)
                 del self.pending[(agent, tp)]
@@ -204,10 +202,7 @@ class OffsetGuard:
         return reads if isinstance(reads, ReadOffsets) else None
 
     def _unpin(self, tp: Any) -> None:
-        if any(key[1] == tp for key in self.pending):
-            return
-        self.heard.pop(tp, None)
-        if (reads := self._reads()) is not None:
+        if not any(key[1] == tp for key in self.pending) and (reads := self._reads()) is not None:
             reads.pinned.discard(tp)
 
     async def _on_assigned(self, _app: Any, *args: Any, signal: Any = None, **_: Any) -> None:
@@ -259,7 +254,6 @@ class OffsetGuard:
         if pend is None and (pend := self.pending.get((ANY_AGENT, tp))) is not None:
             key = (ANY_AGENT, tp)  # a seek back for every agent of the partition
         if pend is not None:
-            self.heard[tp] = time.monotonic()
             target, stale, since = pend
             if offset > stale and time.monotonic() - since < PIN_TIMEOUT_S:
                 self._drop(msg)  # the rest of the stale fetch
@@ -374,10 +368,7 @@ class RecoveryWatchdog:
                 wanted[tp] = max(offset, -1) + 1
         stuck: dict[Any, int] = {}
         for tp, offset in wanted.items():
-            try:
-                position = await asyncio.wait_for(self.app.consumer.position(tp), SEEK_TIMEOUT_S)
-            except (TimeoutError, KafkaError, AssertionError):
-                continue  # no position yet: the consumer is still fetching it
+            position = _position_now(self.app.consumer, tp)  # None: still fetching it
             if position is not None and position > offset:
                 stuck[tp] = offset
         if stuck:

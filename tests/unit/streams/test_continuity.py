@@ -212,7 +212,7 @@ async def test_a_seek_back_that_brings_nothing_is_made_again() -> None:
     # the re-fetch comes: in order, and nothing more to seek
     assert await feed(guard, list(range(1, 23)), "execution") == list(range(1, 23))
     assert await guard.check(reseek_s=0) == {}
-    assert not guard.pending and not guard.heard
+    assert not guard.pending and P0 not in app.consumer._read_offset.pinned
 
 
 async def test_the_installed_timer_checks_with_the_defaults() -> None:
@@ -229,6 +229,7 @@ async def test_the_installed_timer_checks_with_the_defaults() -> None:
     app.consumer._thread.committed_offsets[P0] = 1
     assert await feed(guard, [21], "execution") == []
     guard.pending[("execution", P0)] = (1, 21, time.monotonic() - 10)
+    guard.arrived[P0] -= 10  # sought 10 s ago, nothing since
     await fun()
     assert app.consumer.seeks == [(P0, 1), (P0, 1)]
 
@@ -313,18 +314,21 @@ class RecoveringApp:
         self.consumer = Consumer()
         self.positions: dict[TP, int] = {}
 
-        async def position(tp: TP) -> int | None:
-            return self.positions.get(tp)
 
-        self.consumer.position = position  # type: ignore[attr-defined]
+def recovering(monkeypatch: Any, started: float) -> RecoveringApp:
+    app = RecoveringApp(started)
+    monkeypatch.setattr("streams.continuity._position_now", lambda _c, tp: app.positions.get(tp))
+    return app
 
 
 C0, C1, C2 = (TP("book-state-changelog", p) for p in range(3))
 
 
-async def test_watchdog_seeks_back_a_changelog_fetched_but_never_received() -> None:
+async def test_watchdog_seeks_back_a_changelog_fetched_but_never_received(
+    monkeypatch: Any,
+) -> None:
     now = time.monotonic()
-    app = RecoveringApp(started=now - 30)
+    app = recovering(monkeypatch, started=now - 30)
     rec = app.tables.recovery
     rec.active_tps = {C0, C1, C2}
     # C0: the scale-out test's hang: highwater 374, nothing received, position 375
@@ -345,8 +349,10 @@ async def test_watchdog_seeks_back_a_changelog_fetched_but_never_received() -> N
     assert await watchdog.check() == {C0: 201}
 
 
-async def test_watchdog_does_nothing_outside_recovery_or_when_caught_up() -> None:
-    app = RecoveringApp(started=time.monotonic() - 30)
+async def test_watchdog_does_nothing_outside_recovery_or_when_caught_up(
+    monkeypatch: Any,
+) -> None:
+    app = recovering(monkeypatch, started=time.monotonic() - 30)
     rec = app.tables.recovery
     rec.active_tps = {C0}
     rec.active_highwaters[C0], rec.active_offsets[C0], app.positions[C0] = 374, 374, 375
