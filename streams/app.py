@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 import faust
 import structlog
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from algostream.config import Settings
 from algostream.kafka.catalog import Catalog, load_catalog
@@ -57,6 +59,8 @@ class Edge:
         #: topic -> stages of this worker that take its records in-process (the hot path)
         self._local: dict[str, list[LocalHandler]] = {}
         self._owned: dict[str, bool] = {}  # owns() per topic, until the next rebalance
+        #: (topic, key) -> the producer's partition for it (:class:`Outbox`)
+        self.partitions: dict[tuple[str, bytes], int] = {}
         app.on_partitions_assigned.connect(self._forget_owned)
         app.on_partitions_revoked.connect(self._forget_owned)
         self._revoke_hooks: list[Callable[[], Awaitable[None]]] = []
@@ -113,10 +117,13 @@ class Edge:
         await self.send_raw(
             self.topic(topic).get_topic_name(), record.key.encode(), record.encode()
         )
+        self.count_out(topic)
+
+    def count_out(self, topic: str, n: int = 1) -> None:
         counter = self._out.get(topic)
         if counter is None:
             counter = self._out[topic] = metrics.MESSAGES_OUT.labels(agent=self.role, topic=topic)
-        counter.inc()
+        counter.inc(n)
 
     async def send_raw(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
@@ -131,9 +138,9 @@ class Edge:
         fut = await self.app.producer.send(
             topic, key, value, partition, None, [(SENT_NS_HEADER, str(time.time_ns()).encode())]
         )
-        asyncio.ensure_future(fut).add_done_callback(self._check_delivery)
+        asyncio.ensure_future(fut).add_done_callback(self.check_delivery)
 
-    def _check_delivery(self, fut: Any) -> None:
+    def check_delivery(self, fut: Any) -> None:
         exc = None if fut.cancelled() else fut.exception()
         if fut.cancelled() or exc is not None:
             metrics.SEND_FAILURES.labels(agent=self.role).inc()
@@ -246,6 +253,85 @@ class Edge:
         counter.inc(n)
 
 
+class Outbox:
+    """Records bound for the producer, sent as one batch per topic partition.
+
+    ``Edge.send`` hands the producer one record at a time: with ``linger.ms=0`` each record
+    costs aiokafka a partition lookup, a future and a small batch of its own (~45 µs of CPU
+    per ``book.top`` measured with py-spy on the book reader). A batch consumer collects
+    what one input batch produces here (:meth:`add`, in order per partition) and hands each
+    partition's records over at once (:meth:`send`, aiokafka ``send_batch``). The producer
+    is the app's, so a flush before a commit covers these records too. A record's partition
+    is the producer's (murmur2 of the key over the topic's partitions) unless given.
+    """
+
+    #: bytes per producer batch (aiokafka's default 16 KB holds ~15 ``book.top`` records)
+    BATCH_BYTES = 512 * 1024
+
+    def __init__(self, edge: Edge) -> None:
+        self.edge = edge
+        self.producer: Any = getattr(edge.app.producer, "_producer", None)  # aiokafka's
+        if self.producer is None:
+            raise RuntimeError("the app's producer is not started (no aiokafka producer)")
+        self._open: dict[tuple[str, int], Any] = {}  # (topic, partition) -> BatchBuilder
+        self._full: list[tuple[str, int, Any]] = []
+        self._counts: dict[str, int] = {}  # records per catalog topic, for MESSAGES_OUT
+
+    async def partition(self, topic: str, key: bytes) -> int:
+        """The partition aiokafka's default partitioner picks for ``key`` (kept per worker:
+        a topic's partition count is fixed by the catalog)."""
+        cache = self.edge.partitions
+        part = cache.get((topic, key))
+        if part is None:
+            await self.producer.client._wait_on_metadata(topic)
+            parts = sorted(self.producer.client.cluster.partitions_for_topic(topic) or ())
+            if not parts:
+                raise KeyError(f"topic {topic!r}: no partitions in the cluster metadata")
+            part = cache[(topic, key)] = DefaultPartitioner()(key, parts, parts)
+        return part
+
+    def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int) -> None:
+        """Queue one record (``topic``: a full topic name) stamped with its send time."""
+        headers = [(SENT_NS_HEADER, str(time.time_ns()).encode())]
+        builder = self._open.get((topic, partition))
+        if (
+            builder is None
+            or builder.append(timestamp=None, key=key, value=value, headers=headers) is None
+        ):
+            if builder is not None:
+                self._full.append((topic, partition, builder))
+            builder = self._open[(topic, partition)] = self._builder()
+            if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                raise ValueError(f"record of {len(value or b'')} bytes exceeds a batch")
+
+    async def add_record(self, topic: str, record: Record) -> None:
+        """Queue ``record`` to the catalog topic ``topic``, keyed (and partitioned) by its
+        ``key`` like :meth:`Edge.send`."""
+        name, key = self.edge.topic(topic).get_topic_name(), record.key.encode()
+        part = self.edge.partitions.get((name, key))
+        if part is None:
+            part = await self.partition(name, key)
+        self.add(name, key, record.encode(), part)
+        self._counts[topic] = self._counts.get(topic, 0) + 1
+
+    def _builder(self) -> BatchBuilder:
+        """An empty producer batch of :attr:`BATCH_BYTES` (``create_batch`` with aiokafka's
+        own settings, compression included, but room for a whole input batch)."""
+        accumulator = self.producer._message_accumulator
+        return BatchBuilder(self.BATCH_BYTES, accumulator._compression_type)
+
+    async def send(self) -> None:
+        """Hand every queued batch to the producer (waits only for producer room)."""
+        batches = self._full + [(t, p, b) for (t, p), b in self._open.items()]
+        self._full, self._open = [], {}
+        for topic, partition, builder in batches:
+            fut = await self.producer.send_batch(builder, topic, partition=partition)
+            fut.add_done_callback(self.edge.check_delivery)
+        for topic, n in self._counts.items():
+            self.edge.count_out(topic, n)
+        self._counts = {}
+
+
 class DirectTable(faust.Table):  # type: ignore[type-arg]
     """A Faust table whose changelog records are sent straight to the producer.
 
@@ -266,6 +352,11 @@ class DirectTable(faust.Table):  # type: ignore[type-arg]
 
     async def write(self, edge: Edge, partition: int, key: str, value: Any) -> None:
         """Set (or, with ``value is None``, delete) ``key`` and send its changelog record."""
+        await edge.send_raw(*self.stage(key, value), partition)
+
+    def stage(self, key: str, value: Any) -> tuple[str, bytes | None, bytes | None]:
+        """Set (or, with ``value is None``, delete) ``key``; its changelog record's topic,
+        key and value, for the caller to send to the partition that caused it."""
         topic = self.changelog_topic
         if value is None:
             self.data.pop(key, None)
@@ -274,7 +365,7 @@ class DirectTable(faust.Table):  # type: ignore[type-arg]
             self.data[key] = value
             payload = topic.prepare_value(value, self.value_serializer)[0]
         raw_key = topic.prepare_key(key, self.key_serializer)[0]
-        await edge.send_raw(topic.get_topic_name(), raw_key, payload, partition)
+        return topic.get_topic_name(), raw_key, payload
 
 
 class Recent:

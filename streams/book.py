@@ -43,7 +43,7 @@ from algostream.marketdata.persist import LevelStore
 from algostream.marketdata.processor import BookProcessor
 from algostream.model.records import BookTop, BookUpdate
 from algostream.observability import metrics
-from streams.app import FETCH_MAX_WAIT_MS, DirectTable, Edge
+from streams.app import FETCH_MAX_WAIT_MS, DirectTable, Edge, Outbox
 
 log = structlog.get_logger("algostream.streams")
 
@@ -194,10 +194,17 @@ class BookReader:
             await consumer.stop()
 
     async def handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        edge, store = self.edge, self.store
+        """Process one ``getmany`` batch: tops, integrity events and state writes go to the
+        producer as one batch per partition (:class:`~streams.app.Outbox`), then to this
+        worker's other stages in order; the offsets move on only once all of it is with the
+        producer (a commit flushes the producer first)."""
+        edge, store, table = self.edge, self.store, self.table
         proc = store.proc
         pending: dict[str, tuple[int, _Pending]] = {}
         timers = self.timers
+        outbox = Outbox(edge)
+        local: list[tuple[str, Any, int]] = []
+        done: dict[TopicPartition, int] = {}
         for tp, records in batch.items():
             if tp not in self.processed:
                 continue  # no longer ours
@@ -210,22 +217,28 @@ class BookReader:
                     continue
                 inst = update.instrument
                 if proc.book(inst) is None:  # first sight since start or a rebalance
-                    store.load(self.table, inst)
+                    store.load(table, inst)
                 start = time.perf_counter()
                 out = proc.on_update(update, time.time_ns())
                 timer = timers.get(inst)
                 if timer is None:
                     timer = timers[inst] = metrics.BOOK_UPDATE_SECONDS.labels(instrument=inst)
                 timer.observe(time.perf_counter() - start)
-                for record in out:  # tops also to this worker's other stages
+                for record in out:
                     topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
-                    await edge.publish(topic, record, tp.partition)
+                    await outbox.add_record(topic, record)
+                    local.append((topic, record, tp.partition))
                 _, writes = pending.setdefault(inst, (tp.partition, _Pending()))
-                store.save(writes, update, out)
-            self.processed[tp] = records[-1].offset + 1
-        for partition, writes in pending.values():  # once per changed key per batch
+                store.save(writes, update, out, meta=False)
+            done[tp] = records[-1].offset + 1
+        for inst, (partition, writes) in pending.items():  # once per changed key per batch
+            store.save_meta(writes, inst)
             for key, value in writes.items():
-                await self.table.write(edge, partition, key, None if value is _DELETE else value)
+                outbox.add(*table.stage(key, None if value is _DELETE else value), partition)
+        await outbox.send()
+        self.processed.update(done)
+        for topic, record, partition in local:  # tops also to this worker's other stages
+            await edge.deliver(topic, record, partition)
 
     async def report_lag(self) -> None:
         consumer = self.consumer

@@ -92,19 +92,11 @@ class OrderBook:
     def imbalance(self, n: int = 1) -> float | None:
         """``(bid qty - ask qty) / (bid qty + ask qty)`` over the best ``n`` levels, in
         [-1, 1]; ``None`` when both sides are empty."""
-        bids, asks = self.top(n)
-        bid_qty = sum((q for _, q in bids), _ZERO)
-        ask_qty = sum((q for _, q in asks), _ZERO)
-        total = bid_qty + ask_qty
-        return None if total == 0 else float((bid_qty - ask_qty) / total)
+        return imbalance(*self.top(n))
 
     def microprice(self) -> Decimal | None:
         """Size-weighted mid: ``(bid * ask_qty + ask * bid_qty) / (bid_qty + ask_qty)``."""
-        bid, ask = self.best_bid(), self.best_ask()
-        if bid is None or ask is None:
-            return None
-        total = bid[1] + ask[1]
-        return (bid[0] * ask[1] + ask[0] * bid[1]) / total
+        return microprice(self.best_bid(), self.best_ask())
 
     def is_crossed(self) -> bool:
         """True when the best bid is at or above the best ask (crossed or locked)."""
@@ -163,6 +155,22 @@ class OrderBook:
         except (TypeError, ValueError) as exc:
             raise BookStateError(f"book state is malformed: {exc}") from None
         return book
+
+
+def imbalance(bids: tuple[Level, ...], asks: tuple[Level, ...]) -> float | None:
+    """``(bid qty - ask qty) / (bid qty + ask qty)`` over the levels given (a book's top:
+    :meth:`OrderBook.imbalance`); ``None`` when both are empty."""
+    bid_qty = sum((q for _, q in bids), _ZERO)
+    ask_qty = sum((q for _, q in asks), _ZERO)
+    total = bid_qty + ask_qty
+    return None if total == 0 else float((bid_qty - ask_qty) / total)
+
+
+def microprice(bid: Level | None, ask: Level | None) -> Decimal | None:
+    """Size-weighted mid of a best bid and ask (:meth:`OrderBook.microprice`)."""
+    if bid is None or ask is None:
+        return None
+    return (bid[0] * ask[1] + ask[0] * bid[1]) / (bid[1] + ask[1])
 
 
 def _set_levels(side: SortedDict, levels: tuple[Level, ...]) -> None:

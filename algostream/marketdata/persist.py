@@ -67,16 +67,24 @@ class LevelStore:
         return True
 
     def save(
-        self, table: MutableMapping[str, Any], update: BookUpdate, out: Iterable[Record]
+        self,
+        table: MutableMapping[str, Any],
+        update: BookUpdate,
+        out: Iterable[Record],
+        *,
+        meta: bool = True,
     ) -> int:
-        """Write what ``update`` (and the records it produced) changed; returns keys written."""
+        """Write what ``update`` (and the records it produced) changed; returns keys written.
+
+        ``meta=False`` leaves the instrument's chain position out, for a caller that writes
+        many updates at once and ends with :meth:`save_meta` (it changes every update).
+        """
         inst = update.instrument
         book = self.proc.book(inst)
         if book is None:
             return 0
         mirror = self._mirror.setdefault(inst, {"b": {}, "a": {}})
-        table[f"{inst}{SEP}meta"] = self.proc.state(inst, levels=False)
-        written = 1
+        written = self.save_meta(table, inst) if meta else 0
         plain_delta = update.kind is BookUpdateKind.DELTA and all(
             isinstance(r, BookTop) for r in out
         )
@@ -100,3 +108,11 @@ class LevelStore:
                     held[price] = (key, want)
                     written += 1
         return written
+
+    def save_meta(self, table: MutableMapping[str, Any], instrument: str) -> int:
+        """Write ``instrument``'s chain position and flags (its levels are keys of their
+        own); returns keys written."""
+        if self.proc.book(instrument) is None:
+            return 0
+        table[f"{instrument}{SEP}meta"] = self.proc.state(instrument, levels=False)
+        return 1

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from algostream.marketdata.book import OrderBook
+from algostream.marketdata.book import OrderBook, imbalance, microprice
 from algostream.marketdata.errors import BookStateError
 from algostream.marketdata.frames import build
 from algostream.marketdata.sync import integrity_event
@@ -204,8 +204,8 @@ class BookProcessor:
             best_ask=asks[0][0] if asks else None,
             mid=book.mid(),
             spread=book.spread(),
-            imbalance=book.imbalance(self.top_levels),
-            microprice=book.microprice(),
+            imbalance=imbalance(bids, asks),  # of these levels: the book's top once
+            microprice=microprice(bids[0] if bids else None, asks[0] if asks else None),
             update_id=update.final_update_id,
         )
 

@@ -32,8 +32,16 @@ async def test_market_worker_on_recorded_capture(provisioned, supervisor) -> Non
         seen = {t.instrument: t.update_id for t in decoded(msgs, BookTop)}  # type: ignore[attr-defined]
         return all(seen.get(i) == u for i, u in last_id.items())
 
-    tops = decoded(await read_until(s, "book.top", all_caught_up, timeout_s=120), BookTop)
+    top_msgs = await read_until(s, "book.top", all_caught_up, timeout_s=120)
+    tops = decoded(top_msgs, BookTop)
     assert all_caught_up_msgs(tops, last_id), supervisor.tail("market")
+    # tops go out in producer batches: still on their instrument's partition (the producer's
+    # choice for the key, as for md.book), in update order
+    book_part = {m.key: m.partition for m in await read_until(s, "md.book", lambda m: False, 3)}
+    assert all(m.partition == book_part[m.key] for m in top_msgs)
+    for inst in last_id:
+        ids = [t.update_id for t in tops if t.instrument == inst]  # type: ignore[attr-defined]
+        assert ids == sorted(set(ids)), inst
     final = {t.instrument: t for t in tops if t.update_id == last_id[t.instrument]}  # type: ignore[attr-defined]
     for inst, top in final.items():
         book = r.books[inst]
