@@ -34,7 +34,16 @@ class OrderBook:
     final update id of the last applied update (Binance ``u``, Coinbase ``sequence_num``).
     """
 
-    __slots__ = ("_asks", "_bids", "instrument", "last_update_id", "ts_event")
+    __slots__ = (
+        "_ask_top",
+        "_asks",
+        "_bid_top",
+        "_bids",
+        "_top_n",
+        "instrument",
+        "last_update_id",
+        "ts_event",
+    )
 
     def __init__(self, instrument: str) -> None:
         self.instrument = instrument
@@ -42,6 +51,10 @@ class OrderBook:
         self._asks: SortedDict = SortedDict()
         self.last_update_id: int | None = None
         self.ts_event = 0
+        #: the last :meth:`top` per side, until an update reaches into it (``None``: stale)
+        self._top_n = 0
+        self._bid_top: tuple[Level, ...] | None = None
+        self._ask_top: tuple[Level, ...] | None = None
 
     # ------------------------------------------------------------------ updates
     def apply(self, update: BookUpdate) -> None:
@@ -53,8 +66,21 @@ class OrderBook:
         if update.kind is BookUpdateKind.SNAPSHOT:
             self._bids.clear()
             self._asks.clear()
-        _set_levels(self._bids, update.bids)
-        _set_levels(self._asks, update.asks)
+            self._bid_top = self._ask_top = None
+        if update.bids:
+            _set_levels(self._bids, update.bids)
+            top = self._bid_top
+            if top is not None and (
+                len(top) < self._top_n or (top and any(p >= top[-1][0] for p, _ in update.bids))
+            ):
+                self._bid_top = None
+        if update.asks:
+            _set_levels(self._asks, update.asks)
+            top = self._ask_top
+            if top is not None and (
+                len(top) < self._top_n or (top and any(p <= top[-1][0] for p, _ in update.asks))
+            ):
+                self._ask_top = None
         self.last_update_id = update.final_update_id
         self.ts_event = update.ts_event
 
@@ -62,6 +88,7 @@ class OrderBook:
         """Forget every level (the book is out of sync)."""
         self._bids.clear()
         self._asks.clear()
+        self._bid_top = self._ask_top = None
         self.last_update_id = None
 
     # ------------------------------------------------------------------ queries
@@ -84,10 +111,20 @@ class OrderBook:
         return None if bid is None or ask is None else ask[0] - bid[0]
 
     def top(self, n: int) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
-        """The best ``n`` levels per side: ``(bids best first, asks best first)``."""
-        bids = self._bids.items()[:n]
-        asks = self._asks.items()[:n]
-        return tuple(bids), tuple(asks)
+        """The best ``n`` levels per side: ``(bids best first, asks best first)``.
+
+        Kept between calls: an update changes a side's top only when it sets or removes a
+        level at or better than the ``n``-th (or the side has fewer than ``n``), so a side an
+        update does not reach into is not read again (the book stage asks once per update).
+        """
+        if n != self._top_n:
+            self._top_n, self._bid_top, self._ask_top = n, None, None
+        bids, asks = self._bid_top, self._ask_top
+        if bids is None:
+            bids = self._bid_top = tuple(self._bids.items()[:n])
+        if asks is None:
+            asks = self._ask_top = tuple(self._asks.items()[:n])
+        return bids, asks
 
     def imbalance(self, n: int = 1) -> float | None:
         """``(bid qty - ask qty) / (bid qty + ask qty)`` over the best ``n`` levels, in

@@ -16,12 +16,17 @@ from algostream.marketdata.errors import BookStateError
 INST = "BINANCE:BTCUSDT"
 D = Decimal
 
-prices = st.integers(min_value=1, max_value=60).map(lambda i: D(i) / 4)  # 0.25 .. 15
+prices = st.integers(min_value=1, max_value=16).map(lambda i: D(i) / 4)  # 0.25 .. 4: collide
 qtys = st.one_of(
     st.just(D(0)), st.integers(min_value=1, max_value=10**6).map(lambda i: D(i) / 1000)
 )
 level_lists = st.lists(st.tuples(prices, qtys), max_size=8)
-updates = st.lists(st.tuples(st.booleans(), level_lists, level_lists), min_size=1, max_size=30)
+# (snapshot?, bids, asks, how many top levels to ask for: the book keeps its last top)
+updates = st.lists(
+    st.tuples(st.booleans(), level_lists, level_lists, st.sampled_from([3, 3, 3, 1, 5])),
+    min_size=1,
+    max_size=30,
+)
 
 
 class NaiveBook:
@@ -44,7 +49,7 @@ class NaiveBook:
 @given(updates)
 def test_order_book_matches_a_naive_dict_model(seq) -> None:
     book, naive = OrderBook(INST), NaiveBook()
-    for i, (is_snap, bids, asks) in enumerate(seq, start=1):
+    for i, (is_snap, bids, asks, n) in enumerate(seq, start=1):
         make = snapshot if is_snap else delta
         update = (
             make(INST, i, bids=tuple(bids), asks=tuple(asks))
@@ -58,7 +63,7 @@ def test_order_book_matches_a_naive_dict_model(seq) -> None:
         assert book.bids() == exp_bids and book.asks() == exp_asks
         assert book.best_bid() == (exp_bids[0] if exp_bids else None)
         assert book.best_ask() == (exp_asks[0] if exp_asks else None)
-        assert book.top(3) == (tuple(exp_bids[:3]), tuple(exp_asks[:3]))
+        assert book.top(n) == (tuple(exp_bids[:n]), tuple(exp_asks[:n]))
         if exp_bids and exp_asks:
             assert book.mid() == (exp_bids[0][0] + exp_asks[0][0]) / 2
             assert book.spread() == exp_asks[0][0] - exp_bids[0][0]
@@ -69,6 +74,22 @@ def test_order_book_matches_a_naive_dict_model(seq) -> None:
         restored = OrderBook.from_state(json.loads(json.dumps(book.to_state())))
         assert restored.bids() == book.bids() and restored.asks() == book.asks()
         assert restored.last_update_id == book.last_update_id
+
+
+def test_kept_top_follows_changes_at_its_last_level_and_beyond() -> None:
+    book = OrderBook(INST)
+    levels = tuple((D(p), D(1)) for p in (10, 9, 8, 7))
+    book.apply(snapshot(INST, 1, bids=levels, asks=tuple((D(p), D(1)) for p in (11, 12, 13, 14))))
+    assert book.top(3)[0] == levels[:3]
+    book.apply(delta(INST, 2, 2, bids=((D(8), D(5)),), asks=((D(13), D(0)),)))  # 3rd levels
+    assert book.top(3) == (
+        ((D(10), D(1)), (D(9), D(1)), (D(8), D(5))),
+        ((D(11), D(1)), (D(12), D(1)), (D(14), D(1))),
+    )
+    book.apply(delta(INST, 3, 3, bids=((D(6), D(2)),)))  # below the top: same top
+    assert book.top(3)[0] == ((D(10), D(1)), (D(9), D(1)), (D(8), D(5)))
+    book.apply(delta(INST, 4, 4, bids=((D("9.5"), D(3)),)))  # inside it
+    assert book.top(3)[0] == ((D(10), D(1)), (D("9.5"), D(3)), (D(9), D(1)))
 
 
 def test_derived_values_worked_by_hand() -> None:
