@@ -68,7 +68,7 @@ async def measure(duration_s: float, rate: float) -> list[str]:
         *peers.main(),
         "",
     ]
-    ingest_rate, env, settings, work = await throughput.ingest_and_backlog(bootstrap(), 40.0)
+    ingest, env, settings, work = await throughput.ingest_and_backlog(bootstrap(), 40.0)
     one = await throughput.drain(env, settings, work, 1)
     expect = int(one.records / 0.9)  # drain() reports the middle 90%
     drains = [one, await throughput.drain(env, settings, work, 2, expect=expect)]
@@ -83,16 +83,27 @@ async def measure(duration_s: float, rate: float) -> list[str]:
         "without bound. With two workers the rate includes the rebalance when the second",
         "joins; both workers, the ingestor's broker and Kafka share the same 2 cores. The",
         "book stage reads `md.book` in `getmany` batches of up to 500 (`streams.book.BookReader`).",
+        "CPU per update is the CPU the process(es) used over the same window (every thread),",
+        "divided by the records: unlike the rate it does not depend on what else shared the",
+        "cores, and 10^6 / it is what one core would sustain for that process alone.",
         "",
-        "| stage | workers | records | seconds | msgs/s |",
-        "|---|---|---|---|---|",
+        "| stage | workers | records | seconds | msgs/s | CPU µs / update | one core's worth |",
+        "|---|---|---|---|---|---|---|",
         f"| ingest (sim -> md.raw + md.book + md.trades) | 1 ingestor | - | - | "
-        f"{ingest_rate:,.0f} md.book/s |",
+        f"{ingest.rate:,.0f} md.book/s | {ingest.cpu_us:.0f} | {1e6 / ingest.cpu_us:,.0f}/s |"
+        if ingest.cpu_us
+        else "| ingest | 1 ingestor | - | - | - | - | - |",
         *(
             f"| book (md.book -> book.top + book-state table) | {d.workers} | {d.records} | "
-            f"{d.seconds:.1f} | {d.rate:,.0f} |"
+            f"{d.seconds:.1f} | {d.rate:,.0f} | {d.cpu_us:.0f} | "
+            f"{1e6 / d.cpu_us:,.0f}/s |"
+            if d.cpu_us
+            else f"| book | {d.workers} | {d.records} | {d.seconds:.1f} | {d.rate:,.0f} | - | - |"
             for d in drains
         ),
+        "",
+        f"The simulator used {ingest.sim_cpu:.0f}% of a core while the ingest was measured: at"
+        " 100% it, not the ingestor, sets the ingest rate.",
         "",
     ]
     lines += [

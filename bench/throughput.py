@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from algostream.config import Settings, load_settings
 from algostream.kafka.catalog import load_catalog
@@ -31,10 +34,59 @@ class Drain:
     workers: int
     records: int
     seconds: float
+    cpu_s: float = 0.0  # CPU the workers used over those seconds (all their threads)
 
     @property
     def rate(self) -> float:
         return self.records / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        """CPU per update (µs): unlike the rate, it does not depend on what else ran."""
+        return self.cpu_s / self.records * 1e6 if self.records else 0.0
+
+
+class CpuClock:
+    """CPU seconds (user + system, every thread) of some child processes, sampled every
+    50 ms in a thread, so the CPU used between two wall-clock instants can be read after."""
+
+    def __init__(self, sup: Supervisor, names: list[str]) -> None:
+        self.sup, self.names = sup, names
+        self.samples: list[tuple[int, float]] = []  # (time_ns, CPU seconds of all)
+        self._last: dict[int, float] = {}  # pid -> its latest CPU seconds (exited: kept)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CpuClock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        procs: dict[int, psutil.Process] = {}
+        while not self._stop.is_set():
+            for name in self.names:
+                child = self.sup.children.get(name)
+                if child is None or child.proc is None or not child.alive:
+                    continue
+                try:
+                    proc = procs.setdefault(child.proc.pid, psutil.Process(child.proc.pid))
+                    t = proc.cpu_times()
+                    self._last[child.proc.pid] = t.user + t.system
+                except psutil.Error:
+                    continue
+            self.samples.append((time.time_ns(), sum(self._last.values())))
+            self._stop.wait(0.05)
+
+    def between(self, start_ns: int, end_ns: int) -> float:
+        """CPU seconds used from ``start_ns`` to ``end_ns`` (nearest samples)."""
+        if not self.samples:
+            return 0.0
+        at = lambda ns: min(self.samples, key=lambda s: abs(s[0] - ns))[1]  # noqa: E731
+        return at(end_ns) - at(start_ns)
 
 
 async def _wait_count(
@@ -61,10 +113,18 @@ def _setup(bootstrap: str) -> tuple[dict[str, str], Settings, int, Path]:
     return env, load_settings(env=env), sim_port, work
 
 
+@dataclass(frozen=True)
+class Ingest:
+    rate: float  # md.book records landed per second
+    cpu_us: float  # the ingestor's CPU per md.book record (with its md.raw / md.trades)
+    sim_cpu: float  # the simulator's CPU, % of one core (100: it is what limits the rate)
+
+
 async def ingest_and_backlog(
     bootstrap: str, seconds: float = 20.0, rate: float = 200_000.0
-) -> tuple[float, dict[str, str], Settings, Path]:
-    """Run sim + ingestor flat out for ``seconds``; returns (md.book msgs/s, env, settings)."""
+) -> tuple[Ingest, dict[str, str], Settings, Path]:
+    """Run sim + ingestor flat out for ``seconds``; returns what the ingest measured, and
+    the env, settings and work dir of the backlog it left."""
     env, settings, sim_port, work = _setup(bootstrap)
     report = await apply_catalog(load_catalog(), settings.kafka)
     if not report.ok:
@@ -73,16 +133,28 @@ async def ingest_and_backlog(
     try:
         sup.start("sim", "sim", "--port", str(sim_port), "--rate", str(rate))
         sup.start("ingest", "ingest", "--metrics-port", "0")
-        await _wait_count(settings, "md.book", 1, 60, sup)
-        start_n, t0 = await _count(settings, "md.book"), time.monotonic()
-        while time.monotonic() - t0 < seconds:
-            await asyncio.sleep(1.0)
-            if sup.dead():
-                raise RuntimeError(f"{sup.dead()} died")
-        end_n, t1 = await _count(settings, "md.book"), time.monotonic()
+        with CpuClock(sup, ["ingest"]) as ingest_cpu, CpuClock(sup, ["sim"]) as sim_cpu:
+            await _wait_count(settings, "md.book", 1, 60, sup)
+            start_n, t0 = await _count(settings, "md.book"), time.time_ns()
+            while time.time_ns() - t0 < seconds * 1e9:
+                await asyncio.sleep(1.0)
+                if sup.dead():
+                    raise RuntimeError(f"{sup.dead()} died")
+            end_n, t1 = await _count(settings, "md.book"), time.time_ns()
+            await asyncio.sleep(0.1)  # a CPU sample after t1
     finally:
         sup.stop_all()
-    return (end_n - start_n) / (t1 - t0), env, settings, work
+    n, wall = end_n - start_n, (t1 - t0) / 1e9
+    return (
+        Ingest(
+            n / wall,
+            ingest_cpu.between(t0, t1) / n * 1e6 if n else 0.0,
+            100 * sim_cpu.between(t0, t1) / wall,
+        ),
+        env,
+        settings,
+        work,
+    )
 
 
 async def drain(
@@ -98,26 +170,28 @@ async def drain(
     run_env["ALGOSTREAM__KAFKA__APP_ID"] = f"{env['ALGOSTREAM__KAFKA__APP_ID']}-{workers}w"
     sup = Supervisor(work / f"logs-{workers}w", env=run_env)
     started = time.time_ns()
+    clock = CpuClock(sup, [f"market{i}" for i in range(workers)])  # the workers' CPU
     try:
-        for i in range(workers):
-            sup.start(
-                f"market{i}",
-                "worker",
-                "market",
-                "--web-port",
-                "0",
-                "--metrics-port",
-                "0",
-                env={"ALGOSTREAM__KAFKA__DATA_DIR": str(work / f"data-{workers}w-{i}")},
-            )
-        # book.top is shared by every drain run: this run's records are those sent after
-        # its start; one book.top per applied update, so the run ends when it stops growing
-        before = await _count(settings, "book.top")
-        if expect:  # a rebalance pauses output for seconds: wait for the whole backlog
-            await _wait_count(settings, "book.top", before + expect, limit_s, sup)
-        else:
-            await _wait_count(settings, "book.top", before + 1, limit_s, sup)
-            await _wait_growth_stops(settings, "book.top", quiet_s=5.0, limit_s=limit_s)
+        with clock:
+            for i in range(workers):
+                sup.start(
+                    f"market{i}",
+                    "worker",
+                    "market",
+                    "--web-port",
+                    "0",
+                    "--metrics-port",
+                    "0",
+                    env={"ALGOSTREAM__KAFKA__DATA_DIR": str(work / f"data-{workers}w-{i}")},
+                )
+            # book.top is shared by every drain run: this run's records are those sent after
+            # its start; one book.top per applied update, so the run ends when it stops growing
+            before = await _count(settings, "book.top")
+            if expect:  # a rebalance pauses output for seconds: wait for the whole backlog
+                await _wait_count(settings, "book.top", before + expect, limit_s, sup)
+            else:
+                await _wait_count(settings, "book.top", before + 1, limit_s, sup)
+                await _wait_growth_stops(settings, "book.top", quiet_s=5.0, limit_s=limit_s)
     finally:
         sup.stop_all()
     tops = await read_topic(settings, "book.top")
@@ -125,4 +199,6 @@ async def drain(
     # the middle 90% of the output: start-up and the last stragglers left out
     cut = len(mine) // 20
     mid = mine[cut : len(mine) - cut]
-    return Drain(workers, len(mid), (mid[-1] - mid[0]) / 1e9 if len(mid) > 1 else 0.0)
+    if len(mid) < 2:
+        return Drain(workers, len(mid), 0.0)
+    return Drain(workers, len(mid), (mid[-1] - mid[0]) / 1e9, clock.between(mid[0], mid[-1]))

@@ -105,6 +105,7 @@ class Ingestor:
         self._rotate_now = asyncio.Event()
         self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
         self.connected = asyncio.Event()
+        self._out: dict[str, Any] = {}  # MESSAGES_OUT children per topic
         metrics.DLQ_RECORDS.labels(
             agent="ingestor", topic=f"ws:{adapter.venue.lower()}", error_type="FrameError"
         )
@@ -114,7 +115,12 @@ class Ingestor:
         for topic, record in result.records:
             await self.publisher.publish(topic, record)
             self.stats.published += 1
-            metrics.MESSAGES_OUT.labels(agent="ingestor", topic=topic).inc()
+            counter = self._out.get(topic)
+            if counter is None:  # a metric child per topic, looked up once (hot path)
+                counter = self._out[topic] = metrics.MESSAGES_OUT.labels(
+                    agent="ingestor", topic=topic
+                )
+            counter.inc()
         for symbol in result.snapshot_requests:
             task = self._snapshot_tasks.get(symbol)
             if task is None or task.done():
@@ -209,8 +215,9 @@ class Ingestor:
         return ws
 
     async def _read_one(self, ws: Any, conn_id: int, timeout_s: float, stop: asyncio.Event) -> None:
-        try:
-            text = await asyncio.wait_for(ws.recv(), timeout=max(timeout_s, 0.001))
+        try:  # asyncio.timeout, not wait_for: no task per frame
+            async with asyncio.timeout(max(timeout_s, 0.001)):
+                text = await ws.recv()
         except TimeoutError:
             silent = self.cfg.stale_after_ms / 1000
             if timeout_s >= silent:  # a genuine silence, not a rotation deadline

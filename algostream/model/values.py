@@ -72,7 +72,7 @@ SignedQuantity = Annotated[Decimal, BeforeValidator(to_decimal), _as_str]
 def to_levels(value: Any) -> tuple[tuple[Decimal, Decimal], ...]:
     """Book levels ``[[price, quantity], ...]``: each price a :data:`Price`, each quantity a
     :data:`Quantity`. One call per side instead of two validator calls per level (the
-    ``md.book`` decode is on the hot path: 21 -> 8 µs for a 7-level update); an error
+    ``md.book`` decode is on the hot path: validating a 7-level update took 21 µs, now 11); an error
     names the level and what is wrong with it."""
     if not isinstance(value, list | tuple):
         raise ValueError(f"expected a list of [price, quantity] levels, got {value!r}")
