@@ -211,12 +211,18 @@ def levels(value: Any, path: str) -> tuple[tuple[Decimal, Decimal], ...]:
     for i, item in enumerate(value):
         if type(item) is not list or len(item) < 2:
             raise FrameError(f"{path}[{i}]", short_repr(item), "expected [price, qty]")
-        out.append(
-            (
-                as_decimal(item[0], f"{path}[{i}][0]", positive=True),
-                as_decimal(item[1], f"{path}[{i}][1]", positive=False),
-            )
-        )
+        price, qty = item[0], item[1]
+        try:  # the usual case without building a path per value; anything odd: the checks
+            if type(price) is str and type(qty) is str:
+                p, q = Decimal(price), Decimal(qty)
+                if p.is_finite() and q.is_finite() and p > 0 and q >= 0:
+                    out.append((p, q))
+                    continue
+        except InvalidOperation:
+            pass
+        as_decimal(price, f"{path}[{i}][0]", positive=True)
+        as_decimal(qty, f"{path}[{i}][1]", positive=False)
+        raise AssertionError(f"{path}[{i}]: {item!r} passed the checks it failed")  # unreachable
     return tuple(out)
 
 
