@@ -10,6 +10,10 @@ book tops (marks, stops), book integrity, operator control. State lives in three
   same decision back instead of a second approval;
 - ``risk-fills``: order-event ids already applied, so a redelivered fill is not counted twice.
 
+The small state also carries the newest decisions and applied ids itself
+(``recent_decided``, ``recent_applied``): a ``kill -9`` between two table writes can land the
+state without the other key, and the state must still know what it has counted.
+
 Tables use the key partitioner (one partition), so agents on 3-partition market topics
 can persist too.
 

@@ -66,6 +66,8 @@ from algostream.risk.stops import StopManager, closing_order, stop_event, stop_p
 STATE_VERSION = 1
 #: the newest applied event ids kept in the small state itself (see :meth:`to_state`)
 RECENT_APPLIED = 256
+#: the newest decisions kept in the small state itself, for the same reason
+RECENT_DECIDED = 32
 FLATTEN_STRATEGY = "risk-flatten"
 Decision = OrderRequest | OrderRejected
 
@@ -113,6 +115,8 @@ class RiskProcessor:
         self._pending: dict[str, PendingOrder] = {}
         self._pending_totals: dict[tuple[str, str, Side], Decimal] = {}
         self._decided: OrderedDict[str, tuple[str, Decision]] = OrderedDict()
+        #: the newest RECENT_DECIDED decisions as they go into the small state
+        self._recent_decided: OrderedDict[str, list[Any]] = OrderedDict()
         self._applied: OrderedDict[str, None] = OrderedDict()
         self._last_emit: dict[tuple[str, str], int] = {}
 
@@ -180,6 +184,10 @@ class RiskProcessor:
         self._decided[order.client_order_id] = (order.record_id, decision)
         while len(self._decided) > self.memory:
             self._decided.popitem(last=False)
+        entry = self.decision_state(order.client_order_id)
+        self._recent_decided[order.client_order_id] = [order.client_order_id, *(entry or ())]
+        while len(self._recent_decided) > RECENT_DECIDED:
+            self._recent_decided.popitem(last=False)
         return [decision]
 
     def _rate(self, account: str) -> OrderRateWindow:
@@ -355,7 +363,10 @@ class RiskProcessor:
         ``RECENT_APPLIED`` applied ids stay in (``recent_applied``): the ledgers and the
         ids of the fills in them are then one record, so a crash between writing the state
         and the id's own key cannot make a re-delivered fill count twice (seen in the kill
-        -9 test: a position one fill too long).
+        -9 test: a position one fill too long). Likewise the newest ``RECENT_DECIDED``
+        decisions (``recent_decided``): the reservations of pending orders and the decisions
+        that made them are one record, so a re-delivered proposal is answered with its
+        decision, not decided a second time with its own reservation already counted.
         """
         if not memories:
             return self._small_state()
@@ -381,6 +392,7 @@ class RiskProcessor:
             "stops": self.stops.to_state(),
             "breaker": self.breaker.to_state(),
             "recent_applied": list(islice(reversed(self._applied), RECENT_APPLIED))[::-1],
+            "recent_decided": list(self._recent_decided.values()),
         }
 
     @classmethod
@@ -416,6 +428,12 @@ class RiskProcessor:
         for coid, pid, kind, data in state["decided"]:
             model = OrderRequest if kind == "OrderRequest" else OrderRejected
             self._decided[coid] = (pid, model.model_validate(data))
+        for entry in state.get("recent_decided", ()):
+            coid, pid, kind, data = entry
+            if coid not in self._decided:  # its own key was not written before a crash
+                model = OrderRequest if kind == "OrderRequest" else OrderRejected
+                self._decided[coid] = (pid, model.model_validate(data))
+            self._recent_decided[coid] = list(entry)
         self._applied = OrderedDict.fromkeys(state["applied"])
         self._applied.update(dict.fromkeys(state.get("recent_applied", ())))
         self._last_emit = {(a, i): int(ts) for a, i, ts in state["last_emit"]}

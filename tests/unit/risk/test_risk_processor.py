@@ -43,7 +43,7 @@ from algostream.model import (
     TradingState,
 )
 from algostream.risk import InstrumentFilters, RiskProcessor, StateRestoreError
-from algostream.risk.processor import RECENT_APPLIED
+from algostream.risk.processor import RECENT_APPLIED, RECENT_DECIDED
 
 CONFIG = RiskConfig(
     max_position_size=D("3"), stop_loss_percent=D("2"), trailing_stop_percent=D("1.5")
@@ -140,6 +140,24 @@ def test_small_state_alone_knows_its_newest_fills() -> None:
         p.on_order_event(fill(f"x{n}", Side.BUY, "0", "100", coid="c1", order_qty="1"))
     assert len(p.to_state(memories=False)["recent_applied"]) == RECENT_APPLIED
     assert p.to_state(memories=False)["recent_applied"][-1] == f"x{RECENT_APPLIED + 9}"
+
+
+def test_small_state_alone_knows_its_newest_decisions() -> None:
+    # likewise a decision: the state record (with the approval's reservation) can land
+    # without the decision's own key; the re-delivered proposal must get the same answer
+    p = RiskProcessor(CONFIG)
+    p.on_book_top(top(bid="99", ask="101"))
+    c1 = order("c1", Side.BUY, "1")
+    [approved] = p.on_proposal(c1, now_ns=5)
+    assert isinstance(approved, OrderRequest)
+    small = json.loads(json.dumps(p.to_state(memories=False)))
+    restored = RiskProcessor.from_state(CONFIG, None, small | {"decided": [], "applied": []})
+    assert restored.on_proposal(c1, now_ns=6) == [approved]  # the same decision, once
+    assert restored.pending_quantity("paper", BTC, Side.BUY) == D("1")  # reserved once
+    for n in range(RECENT_DECIDED + 5):  # bounded: only the newest decisions ride along
+        p.on_proposal(order(f"d{n}", Side.BUY, "0.001"), now_ns=10 + n)
+    recent = p.to_state(memories=False)["recent_decided"]
+    assert len(recent) == RECENT_DECIDED and recent[-1][0] == f"d{RECENT_DECIDED + 4}"
 
 
 def test_non_fill_events_only_track_open_orders() -> None:
