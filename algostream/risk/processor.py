@@ -115,8 +115,9 @@ class RiskProcessor:
         self._pending: dict[str, PendingOrder] = {}
         self._pending_totals: dict[tuple[str, str, Side], Decimal] = {}
         self._decided: OrderedDict[str, tuple[str, Decision]] = OrderedDict()
-        #: the newest RECENT_DECIDED decisions as they go into the small state
-        self._recent_decided: OrderedDict[str, list[Any]] = OrderedDict()
+        #: the newest RECENT_DECIDED decisions: client order id -> its entry in the small
+        #: state (made once, when first written: not on the proposal's own path)
+        self._recent_decided: OrderedDict[str, list[Any] | None] = OrderedDict()
         self._applied: OrderedDict[str, None] = OrderedDict()
         self._last_emit: dict[tuple[str, str], int] = {}
 
@@ -184,8 +185,7 @@ class RiskProcessor:
         self._decided[order.client_order_id] = (order.record_id, decision)
         while len(self._decided) > self.memory:
             self._decided.popitem(last=False)
-        entry = self.decision_state(order.client_order_id)
-        self._recent_decided[order.client_order_id] = [order.client_order_id, *(entry or ())]
+        self._recent_decided[order.client_order_id] = None  # written out by _small_state
         while len(self._recent_decided) > RECENT_DECIDED:
             self._recent_decided.popitem(last=False)
         return [decision]
@@ -392,8 +392,17 @@ class RiskProcessor:
             "stops": self.stops.to_state(),
             "breaker": self.breaker.to_state(),
             "recent_applied": list(islice(reversed(self._applied), RECENT_APPLIED))[::-1],
-            "recent_decided": list(self._recent_decided.values()),
+            "recent_decided": self._recent_entries(),
         }
+
+    def _recent_entries(self) -> list[list[Any]]:
+        out = []
+        for coid, entry in self._recent_decided.items():
+            if entry is None:
+                entry = self._recent_decided[coid] = [coid, *(self.decision_state(coid) or ())]
+            if len(entry) == 4:  # else forgotten (memory bound) before it was written
+                out.append(entry)
+        return out
 
     @classmethod
     def from_state(
