@@ -52,8 +52,6 @@ class Edge:
         self.catalog = catalog
         self.prefix = settings.kafka.topic_prefix
         self._topics: dict[str, faust.TopicT] = {}
-        self._in: dict[tuple[str, str], Any] = {}  # MESSAGES_IN children, per (agent, topic)
-        self._out: dict[str, Any] = {}  # MESSAGES_OUT children, per topic
         self.guard = OffsetGuard(app)  # re-reads records skipped across a rebalance
         self.guard.install()
         #: topic -> stages of this worker that take its records in-process (the hot path)
@@ -120,10 +118,7 @@ class Edge:
         self.count_out(topic)
 
     def count_out(self, topic: str, n: int = 1) -> None:
-        counter = self._out.get(topic)
-        if counter is None:
-            counter = self._out[topic] = metrics.MESSAGES_OUT.labels(agent=self.role, topic=topic)
-        counter.inc(n)
+        metrics.child(metrics.MESSAGES_OUT, agent=self.role, topic=topic).inc(n)
 
     async def send_raw(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
@@ -245,12 +240,8 @@ class Edge:
 
     def seen(self, agent: str, topic: str, n: int = 1) -> None:
         """Count ``n`` records in; the agent's DLQ series exist (at 0) from its first."""
-        counter = self._in.get((agent, topic))
-        if counter is None:
-            counter = metrics.MESSAGES_IN.labels(agent=agent, topic=topic)
-            self._in[(agent, topic)] = counter
-            metrics.DLQ_RECORDS.labels(agent=agent, topic=topic, error_type="RecordDecodeError")
-        counter.inc(n)
+        metrics.child(metrics.MESSAGES_IN, agent=agent, topic=topic).inc(n)
+        metrics.child(metrics.DLQ_RECORDS, agent=agent, topic=topic, error_type="RecordDecodeError")
 
 
 class Outbox:

@@ -86,7 +86,6 @@ class BookReader:
         self.processed: dict[TopicPartition, int] = {}
         self.committed: dict[TopicPartition, int] = {}
         self.epoch = 0  # hand-overs so far: a commit begun before one is dropped
-        self.timers: dict[str, Any] = {}  # BOOK_UPDATE_SECONDS children, per instrument
 
     def fresh(self) -> LevelStore:
         return LevelStore(BookProcessor(self.md.book_top_levels))
@@ -201,7 +200,6 @@ class BookReader:
         edge, store, table = self.edge, self.store, self.table
         proc = store.proc
         pending: dict[str, tuple[int, _Pending]] = {}
-        timers = self.timers
         outbox = Outbox(edge)
         local: list[tuple[str, Any, int]] = []
         done: dict[TopicPartition, int] = {}
@@ -220,10 +218,9 @@ class BookReader:
                     store.load(table, inst)
                 start = time.perf_counter()
                 out = proc.on_update(update, time.time_ns())
-                timer = timers.get(inst)
-                if timer is None:
-                    timer = timers[inst] = metrics.BOOK_UPDATE_SECONDS.labels(instrument=inst)
-                timer.observe(time.perf_counter() - start)
+                metrics.child(metrics.BOOK_UPDATE_SECONDS, instrument=inst).observe(
+                    time.perf_counter() - start
+                )
                 for record in out:
                     topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
                     await outbox.add_record(topic, record)

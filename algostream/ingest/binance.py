@@ -8,8 +8,6 @@ rotated connection publishes each trade once; diffs are de-duplicated by the syn
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 
 from algostream.config import MarketDataConfig
@@ -79,7 +77,6 @@ class BinanceAdapter:
         # the book worker raised while no ingestor ran is cleared by the worker itself
         # when updates resume (BookProcessor), so a first sync is not announced.
         self.degraded: set[str] = set()
-        self._staleness: dict[str, Any] = {}  # FEED_STALENESS_SECONDS children
 
     def url(self) -> str:
         return combined_stream_url(self.cfg.websocket_url, self.symbols)
@@ -118,12 +115,9 @@ class BinanceAdapter:
             route_book(sync.on_diff(update), result)
             if sync.needs_snapshot:
                 result.snapshot_requests.append(symbol)
-            gauge = self._staleness.get(update.instrument)
-            if gauge is None:  # a metric child per instrument, looked up once (hot path)
-                gauge = self._staleness[update.instrument] = metrics.FEED_STALENESS_SECONDS.labels(
-                    exchange="binance", instrument=update.instrument
-                )
-            gauge.set(0)
+            metrics.child(
+                metrics.FEED_STALENESS_SECONDS, exchange="binance", instrument=update.instrument
+            ).set(0)
         return result
 
     async def fetch_snapshot(

@@ -105,7 +105,6 @@ class Ingestor:
         self._rotate_now = asyncio.Event()
         self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
         self.connected = asyncio.Event()
-        self._out: dict[str, Any] = {}  # MESSAGES_OUT children per topic
         metrics.DLQ_RECORDS.labels(
             agent="ingestor", topic=f"ws:{adapter.venue.lower()}", error_type="FrameError"
         )
@@ -115,12 +114,7 @@ class Ingestor:
         for topic, record in result.records:
             await self.publisher.publish(topic, record)
             self.stats.published += 1
-            counter = self._out.get(topic)
-            if counter is None:  # a metric child per topic, looked up once (hot path)
-                counter = self._out[topic] = metrics.MESSAGES_OUT.labels(
-                    agent="ingestor", topic=topic
-                )
-            counter.inc()
+            metrics.child(metrics.MESSAGES_OUT, agent="ingestor", topic=topic).inc()
         for symbol in result.snapshot_requests:
             task = self._snapshot_tasks.get(symbol)
             if task is None or task.done():

@@ -40,7 +40,7 @@ from algostream.config import KafkaConfig
 from algostream.kafka.clients import make_producer
 from algostream.kafka.headers import SENT_NS_HEADER
 from algostream.model.records import Record
-from algostream.observability.metrics import REGISTRY
+from algostream.observability.metrics import REGISTRY, child
 
 log = structlog.get_logger("algostream.kafka.publisher")
 
@@ -148,7 +148,6 @@ class KafkaPublisher:
         self._drained = asyncio.Event()
         self._drained.set()
         self._on_delivered = on_delivered
-        self._delivered_counters: dict[str, Any] = {}  # PUBLISHER_DELIVERED per topic
         self._pending_gauge = PUBLISHER_PENDING.labels(client=self.client)
         self._oldest_gauge = PUBLISHER_OLDEST_PENDING_SECONDS.labels(client=self.client)
         PUBLISHER_STALLS.labels(client=self.client)
@@ -261,11 +260,7 @@ class KafkaPublisher:
         self.stats.delivered += 1
         by = self.stats.delivered_by_topic
         by[item.topic] = by.get(item.topic, 0) + 1
-        counter = self._delivered_counters.get(item.topic)
-        if counter is None:
-            counter = PUBLISHER_DELIVERED.labels(client=self.client, topic=item.topic)
-            self._delivered_counters[item.topic] = counter
-        counter.inc()
+        child(PUBLISHER_DELIVERED, client=self.client, topic=item.topic).inc()
         if self._on_delivered is not None:
             result = self._on_delivered(item.topic, item.record)
             if result is not None:

@@ -241,6 +241,20 @@ WORKER_UP = _gauge("algostream_worker_up", "1 while the worker runs its agents."
 
 
 # ------------------------------------------------------------------ helpers
+_CHILDREN: dict[tuple[Any, tuple[tuple[str, str], ...]], Any] = {}
+
+
+def child(metric: Any, **labels: str) -> Any:
+    """``metric.labels(**labels)``, looked up once per label set: ``labels()`` checks and
+    locks on every call (~20% of the ingestor under py-spy when called per frame), so the
+    hot paths take their children from here."""
+    key = (metric, tuple(labels.items()))
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(**labels)
+    return found
+
+
 @contextmanager
 def observe(histogram: Histogram, **labels: str) -> Iterator[None]:
     """Observe the wall time of the ``with`` block (``perf_counter_ns``) in ``histogram``.

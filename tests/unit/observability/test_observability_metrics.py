@@ -119,6 +119,19 @@ def test_observe_records_even_when_the_block_raises() -> None:
     assert count == 1
 
 
+def test_child_is_the_labelled_series_looked_up_once_per_label_set() -> None:
+    topic = _unique("topic")
+    a = metrics.child(metrics.MESSAGES_OUT, agent="book", topic=topic)
+    assert metrics.child(metrics.MESSAGES_OUT, agent="book", topic=topic) is a
+    assert a is metrics.MESSAGES_OUT.labels(agent="book", topic=topic)
+    other = metrics.child(metrics.MESSAGES_OUT, agent="risk", topic=topic)
+    a.inc(2)
+    other.inc()
+    get = metrics.REGISTRY.get_sample_value
+    assert get("algostream_messages_out_total", {"agent": "book", "topic": topic}) == 2
+    assert get("algostream_messages_out_total", {"agent": "risk", "topic": topic}) == 1
+
+
 def test_preregister_makes_series_visible_as_zero() -> None:
     instrument, account = _unique("PRE"), f"acct-{uuid.uuid4().hex[:6]}"
     exchange = f"ex-{uuid.uuid4().hex[:6]}"  # other tests in this process count reconnects
