@@ -135,6 +135,10 @@ class Edge:
         )
         asyncio.ensure_future(fut).add_done_callback(self.check_delivery)
 
+    def aiokafka_producer(self) -> Any | None:
+        """The aiokafka producer inside the app's Faust producer (``None`` until started)."""
+        return getattr(self.app.producer, "_producer", None)
+
     def check_delivery(self, fut: Any) -> None:
         exc = None if fut.cancelled() else fut.exception()
         if fut.cancelled() or exc is not None:
@@ -261,7 +265,7 @@ class Outbox:
 
     def __init__(self, edge: Edge) -> None:
         self.edge = edge
-        self.producer: Any = getattr(edge.app.producer, "_producer", None)  # aiokafka's
+        self.producer: Any = edge.aiokafka_producer()
         if self.producer is None:
             raise RuntimeError("the app's producer is not started (no aiokafka producer)")
         self._open: dict[tuple[str, int], Any] = {}  # (topic, partition) -> BatchBuilder

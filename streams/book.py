@@ -165,7 +165,7 @@ class BookReader:
         app's aiokafka producer; Faust's ``flush`` would also drain its ProducerBuffer
         (other agents' table writes), which took seconds under load and held the book
         path up (measured: a 5.7 s commit)."""
-        producer = getattr(self.app.producer, "_producer", None)
+        producer = self.edge.aiokafka_producer()
         await (producer.flush() if producer is not None else self.app.producer.flush())
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:

@@ -12,8 +12,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from operator import neg
+from operator import ge, le, neg
 from typing import Any
 
 from sortedcontainers import SortedDict
@@ -69,17 +70,11 @@ class OrderBook:
             self._bid_top = self._ask_top = None
         if update.bids:
             _set_levels(self._bids, update.bids)
-            top = self._bid_top
-            if top is not None and (
-                len(top) < self._top_n or (top and any(p >= top[-1][0] for p, _ in update.bids))
-            ):
+            if _reaches(self._bid_top, self._top_n, update.bids, ge):
                 self._bid_top = None
         if update.asks:
             _set_levels(self._asks, update.asks)
-            top = self._ask_top
-            if top is not None and (
-                len(top) < self._top_n or (top and any(p <= top[-1][0] for p, _ in update.asks))
-            ):
+            if _reaches(self._ask_top, self._top_n, update.asks, le):
                 self._ask_top = None
         self.last_update_id = update.final_update_id
         self.ts_event = update.ts_event
@@ -208,6 +203,22 @@ def microprice(bid: Level | None, ask: Level | None) -> Decimal | None:
     if bid is None or ask is None:
         return None
     return (bid[0] * ask[1] + ask[0] * bid[1]) / (bid[1] + ask[1])
+
+
+def _reaches(
+    top: tuple[Level, ...] | None,
+    n: int,
+    levels: tuple[Level, ...],
+    at_or_better: Callable[[Decimal, Decimal], bool],
+) -> bool:
+    """Whether ``levels`` (just applied) can change a side's kept ``top`` of ``n`` levels:
+    one sets or removes a price ``at_or_better`` than the last one kept, or the side had
+    fewer than ``n`` (any new level joins the top)."""
+    if top is None:
+        return False
+    if len(top) < n:
+        return True
+    return bool(top) and any(at_or_better(p, top[-1][0]) for p, _ in levels)
 
 
 def _set_levels(side: SortedDict, levels: tuple[Level, ...]) -> None:

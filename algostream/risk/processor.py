@@ -434,15 +434,13 @@ class RiskProcessor:
         self._rates = {a: OrderRateWindow.from_state(s) for a, s in state["rates"].items()}
         for coid, acc, inst, side, remaining in state["pending"]:
             self._add_pending(coid, PendingOrder(acc, inst, Side(side), Decimal(remaining)))
-        for coid, pid, kind, data in state["decided"]:
-            model = OrderRequest if kind == "OrderRequest" else OrderRejected
-            self._decided[coid] = (pid, model.model_validate(data))
-        for entry in state.get("recent_decided", ()):
-            coid, pid, kind, data = entry
-            if coid not in self._decided:  # its own key was not written before a crash
+        recent = state.get("recent_decided", ())
+        # a recent one whose own key was not written before a crash is known from the state
+        for coid, pid, kind, data in [*state["decided"], *recent]:
+            if coid not in self._decided:
                 model = OrderRequest if kind == "OrderRequest" else OrderRejected
                 self._decided[coid] = (pid, model.model_validate(data))
-            self._recent_decided[coid] = list(entry)
+        self._recent_decided.update((entry[0], list(entry)) for entry in recent)
         self._applied = OrderedDict.fromkeys(state["applied"])
         self._applied.update(dict.fromkeys(state.get("recent_applied", ())))
         self._last_emit = {(a, i): int(ts) for a, i, ts in state["last_emit"]}
