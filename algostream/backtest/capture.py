@@ -446,7 +446,7 @@ def _rest_frames(path: Path) -> Iterator[RawFrame]:
 
 def _raw(where: str, n: int, body: str, recv_ns: int, stream: str, symbol: str | None) -> RawFrame:
     instrument = f"{VENUE}:{symbol.upper()}" if symbol else f"{VENUE}:*"
-    if not _INSTRUMENT_RE.match(instrument):
+    if not _INSTRUMENT_RE.fullmatch(instrument):
         raise CaptureFormatError(where, n, f"symbol {symbol!r} gives no valid instrument id")
     return raw_frame(body, recv_ns, VENUE, stream, instrument)
 

@@ -1,7 +1,7 @@
 """What a parsed exchange frame turns into, and the strict field readers both venues share.
 
 Parsers validate every field themselves (types, finite decimals, positive prices) and then
-build records with :func:`build` (pydantic ``model_construct``): validating twice costs
+build records with :func:`build` (no second validation): validating twice costs
 more than the whole parse on the hot path. The tests decode every record the parsers
 build from the recorded capture, proving they are valid records.
 """
@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 import orjson
 
 from algostream.marketdata.errors import FrameError, short_repr
+from algostream.model.fast import from_fields
 from algostream.model.ids import INSTRUMENT_PATTERN, derive_id
 from algostream.model.records import BookUpdate, RawFrame, Record, TradeTick
 
@@ -96,8 +97,18 @@ class ParsedFrame:
 
 
 def build(cls: type[R], **fields: Any) -> R:
-    """Build a record from fields the caller has already validated (no second validation)."""
+    """Build a record from fields the caller has already validated (no second validation).
+    Given every field in declared order (the hot paths do), without pydantic's per-field
+    alias and default handling (:func:`~algostream.model.fast.from_fields`)."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(cls.model_fields)
+    if len(fields) == len(names) and tuple(fields) == names:
+        return from_fields(cls, fields)
     return cast(R, cls.model_construct(**fields))
+
+
+_FIELDS: dict[type[Record], tuple[str, ...]] = {}
 
 
 def raw_frame(text: str, recv_ns: int, venue: str, stream: str, instrument: str) -> RawFrame:
@@ -234,7 +245,7 @@ def instrument_for(venue: str, symbol: Any, path: str) -> str:
             return cached
     text = as_str(symbol, path)
     result = f"{venue.upper()}:{text.upper()}"
-    if not _INSTRUMENT_RE.match(result) or len(result) > 64:
+    if not _INSTRUMENT_RE.fullmatch(result) or len(result) > 64:
         raise FrameError(path, short_repr(symbol), "not a valid exchange symbol")
     if len(_instrument_cache) < 100_000:
         _instrument_cache[(venue, text)] = result

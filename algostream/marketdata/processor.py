@@ -26,9 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-from algostream.marketdata.book import OrderBook, imbalance, microprice
+from algostream.marketdata.book import Level, OrderBook, imbalance, microprice
 from algostream.marketdata.errors import BookStateError
 from algostream.marketdata.frames import build
 from algostream.marketdata.sync import integrity_event
@@ -49,6 +50,7 @@ class _Instrument:
     last_cause: BookUpdate | None = field(default=None, repr=False)
 
 
+_TWO = Decimal(2)
 _FLAGS = ("in_sync", "ever_synced", "crossed", "stale", "warned_unsynced")
 
 
@@ -103,7 +105,9 @@ class BookProcessor:
             return out
         else:
             st.book.apply(update)
-        out += self._crossed(st, update)
+        bids, asks = st.book.top(self.top_levels)  # read once per update
+        bid, ask = (bids[0] if bids else None), (asks[0] if asks else None)
+        out += self._crossed(st, update, bid, ask)
         if (
             was_stale
             and st.in_sync
@@ -120,7 +124,7 @@ class BookProcessor:
                     received=update.final_update_id,
                 )
             )
-        out.append(self._top(st.book, update, now_ns))
+        out.append(self._top(update, now_ns, bids, asks, bid, ask))
         return out
 
     def _accept_delta(self, st: _Instrument, update: BookUpdate, out: list[Record]) -> bool:
@@ -157,12 +161,13 @@ class BookProcessor:
             return False
         return True
 
-    def _crossed(self, st: _Instrument, update: BookUpdate) -> list[Record]:
-        crossed = st.book.is_crossed()
+    def _crossed(
+        self, st: _Instrument, update: BookUpdate, bid: Level | None, ask: Level | None
+    ) -> list[Record]:
+        crossed = bid is not None and ask is not None and bid[0] >= ask[0]
         if crossed == st.crossed:
             return []
         st.crossed = crossed
-        bid, ask = st.book.best_bid(), st.book.best_ask()
         if not crossed:  # the CROSSED this processor raised is over
             if not st.in_sync or update.kind is BookUpdateKind.SNAPSHOT:
                 return []  # a snapshot after a resync already says RESYNCED
@@ -189,8 +194,18 @@ class BookProcessor:
             )
         ]
 
-    def _top(self, book: OrderBook, update: BookUpdate, now_ns: int) -> BookTop:
-        bids, asks = book.top(self.top_levels)
+    @staticmethod
+    def _top(
+        update: BookUpdate,
+        now_ns: int,
+        bids: tuple[Level, ...],
+        asks: tuple[Level, ...],
+        bid: Level | None,
+        ask: Level | None,
+    ) -> BookTop:
+        mid = spread = None
+        if bid is not None and ask is not None:  # as OrderBook.mid and .spread
+            mid, spread = (bid[0] + ask[0]) / _TWO, ask[0] - bid[0]
         return build(
             BookTop,
             instrument=update.instrument,
@@ -200,12 +215,12 @@ class BookProcessor:
             lineage_id=update.record_id,
             bids=bids,
             asks=asks,
-            best_bid=bids[0][0] if bids else None,
-            best_ask=asks[0][0] if asks else None,
-            mid=book.mid(),
-            spread=book.spread(),
-            imbalance=imbalance(bids, asks),  # of these levels: the book's top once
-            microprice=microprice(bids[0] if bids else None, asks[0] if asks else None),
+            best_bid=bid[0] if bid else None,
+            best_ask=ask[0] if ask else None,
+            mid=mid,
+            spread=spread,
+            imbalance=imbalance(bids, asks),  # of these levels
+            microprice=microprice(bid, ask),
             update_id=update.final_update_id,
         )
 

@@ -35,6 +35,7 @@ from algostream.model.enums import (
     TradingState,
 )
 from algostream.model.errors import RecordDecodeError
+from algostream.model.fast import FAST_TYPES, Slow, decode_fast
 from algostream.model.ids import (
     AccountId,
     ClientOrderId,
@@ -77,7 +78,15 @@ class Record(BaseModel):
 
     @classmethod
     def decode(cls: type[R], payload: bytes | str) -> R:
-        """Parse JSON bytes; raises :class:`RecordDecodeError` naming the bad field."""
+        """Parse JSON bytes; raises :class:`RecordDecodeError` naming the bad field.
+
+        ``md.book`` and ``book.top`` records take a strict msgspec pass first
+        (:mod:`algostream.model.fast`); what it does not decide, the model does."""
+        if cls.TYPE in FAST_TYPES:
+            try:
+                return decode_fast(cls, payload)
+            except Slow:
+                pass
         try:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:

@@ -232,6 +232,7 @@ def _wrap(data: dict, **changes: object) -> str:
         (_wrap(DEPTH, b=[["100", 1]]), "data.b[0][1]", "1"),
         (_wrap(DEPTH, b="x"), "data.b", "'x'"),
         (_wrap(DEPTH, s="BTC USDT"), "data.s", "'BTC USDT'"),
+        (_wrap(DEPTH, s="BTCUSDT\n"), "data.s", "'BTCUSDT\\n'"),
         (_wrap(DEPTH, E=True), "data.E", "True"),
         (_wrap(TRADE, p=27000.1), "data.p", "27000.1"),
         (_wrap(TRADE, q="abc"), "data.q", "'abc'"),
