@@ -192,8 +192,16 @@ class OrderBook:
 def imbalance(bids: tuple[Level, ...], asks: tuple[Level, ...]) -> float | None:
     """``(bid qty - ask qty) / (bid qty + ask qty)`` over the levels given (a book's top:
     :meth:`OrderBook.imbalance`); ``None`` when both are empty."""
-    bid_qty = sum((q for _, q in bids), _ZERO)
-    ask_qty = sum((q for _, q in asks), _ZERO)
+    return imbalance_of(quantity(bids), quantity(asks))
+
+
+def quantity(levels: tuple[Level, ...]) -> Decimal:
+    """The total quantity of ``levels``."""
+    return sum([q for _, q in levels], _ZERO)
+
+
+def imbalance_of(bid_qty: Decimal, ask_qty: Decimal) -> float | None:
+    """:func:`imbalance` of the sides' total quantities."""
     total = bid_qty + ask_qty
     return None if total == 0 else float((bid_qty - ask_qty) / total)
 

@@ -27,7 +27,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -70,7 +70,7 @@ class LevelStore:
         self,
         table: MutableMapping[str, Any],
         update: BookUpdate,
-        out: Iterable[Record],
+        out: Sequence[Record],
         *,
         meta: bool = True,
     ) -> int:
@@ -85,17 +85,20 @@ class LevelStore:
             return 0
         mirror = self._mirror.setdefault(inst, {"b": {}, "a": {}})
         written = self.save_meta(table, inst) if meta else 0
-        plain_delta = update.kind is BookUpdateKind.DELTA and all(
-            isinstance(r, BookTop) for r in out
-        )
+        if not out:
+            return written  # nothing applied (a duplicate, or waiting for a snapshot)
+        # a delta applied as it came (its only output is the top) set its own levels to its
+        # quantities (0: removed) and touched nothing else; after a snapshot, a gap or a
+        # resync the whole side is compared with what the table holds
+        plain = update.kind is BookUpdateKind.DELTA and len(out) == 1 and type(out[0]) is BookTop
         for side, changes in (("b", update.bids), ("a", update.asks)):
             held = mirror[side]
-            # a plain delta touched only its own levels; a snapshot, gap or resync: compare all
-            prices: Iterable[Decimal] = (
-                [p for p, _ in changes] if plain_delta else set(held) | set(book.prices(side))
+            wanted: Iterable[tuple[Decimal, Decimal | None]] = (
+                [(p, q or None) for p, q in changes]
+                if plain
+                else [(p, book.level(side, p)) for p in set(held) | set(book.prices(side))]
             )
-            for price in prices:
-                want = book.level(side, price)
+            for price, want in wanted:
                 have = held.get(price)
                 if want is None:
                     if have is not None:

@@ -29,13 +29,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from algostream.marketdata.book import Level, OrderBook, imbalance, microprice
+from algostream.marketdata.book import Level, OrderBook, imbalance_of, microprice, quantity
 from algostream.marketdata.errors import BookStateError
 from algostream.marketdata.frames import build
 from algostream.marketdata.sync import integrity_event
 from algostream.model.enums import BookUpdateKind, IntegrityKind
 from algostream.model.ids import derive_id, split_instrument
 from algostream.model.records import BookIntegrity, BookTop, BookUpdate, Record
+
+_ZERO = Decimal(0)
+_TWO = Decimal(2)
 
 
 @dataclass
@@ -48,9 +51,14 @@ class _Instrument:
     warned_unsynced: bool = False
     last_seen_ns: int = 0
     last_cause: BookUpdate | None = field(default=None, repr=False)
+    #: the last top's sides and their total quantities (a side the update did not reach
+    #: into is the same tuple: its total is not summed again)
+    bids: tuple[Level, ...] = field(default=(), repr=False)
+    asks: tuple[Level, ...] = field(default=(), repr=False)
+    bid_qty: Decimal = _ZERO
+    ask_qty: Decimal = _ZERO
 
 
-_TWO = Decimal(2)
 _FLAGS = ("in_sync", "ever_synced", "crossed", "stale", "warned_unsynced")
 
 
@@ -124,7 +132,11 @@ class BookProcessor:
                     received=update.final_update_id,
                 )
             )
-        out.append(self._top(update, now_ns, bids, asks, bid, ask))
+        if bids is not st.bids:
+            st.bids, st.bid_qty = bids, quantity(bids)
+        if asks is not st.asks:
+            st.asks, st.ask_qty = asks, quantity(asks)
+        out.append(self._top(update, now_ns, st, bid, ask))
         return out
 
     def _accept_delta(self, st: _Instrument, update: BookUpdate, out: list[Record]) -> bool:
@@ -196,12 +208,7 @@ class BookProcessor:
 
     @staticmethod
     def _top(
-        update: BookUpdate,
-        now_ns: int,
-        bids: tuple[Level, ...],
-        asks: tuple[Level, ...],
-        bid: Level | None,
-        ask: Level | None,
+        update: BookUpdate, now_ns: int, st: _Instrument, bid: Level | None, ask: Level | None
     ) -> BookTop:
         mid = spread = None
         if bid is not None and ask is not None:  # as OrderBook.mid and .spread
@@ -213,13 +220,13 @@ class BookProcessor:
             ts_init=now_ns,
             record_id=derive_id("book.top", update.record_id),
             lineage_id=update.record_id,
-            bids=bids,
-            asks=asks,
+            bids=st.bids,
+            asks=st.asks,
             best_bid=bid[0] if bid else None,
             best_ask=ask[0] if ask else None,
             mid=mid,
             spread=spread,
-            imbalance=imbalance(bids, asks),  # of these levels
+            imbalance=imbalance_of(st.bid_qty, st.ask_qty),  # of these levels
             microprice=microprice(bid, ask),
             update_id=update.final_update_id,
         )
