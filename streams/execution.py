@@ -223,22 +223,23 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         # a live venue's HTTP round trip must not hold up the risk gate: live orders go
         # through the topic only
         edge.listen("orders.approved", in_process)
+
+    async def top_read(top: BookTop, _partition: int | None) -> None:
+        """Read from book.top (the worker's one agent for it, shared with the gate)."""
+        await reconciled_first()
+        await emit(shell.router.on_book_top(top))
+
     single = settings.workers.layout == "single"
     if single:
         edge.listen("book.top", top_here)
+    else:
+        edge.listen("book.top", top_read)
+        edge.tap("book.top", BookTop, "trading")
 
     @app.agent(edge.topic("orders.approved"), name="exec-orders")
     async def orders(stream: faust.StreamT[bytes]) -> None:
         async for order in edge.records(stream, OrderRequest, "execution"):
             await on_approved(order)
-
-    if not single:
-
-        @app.agent(edge.topic("book.top"), name="exec-book")
-        async def book(stream: faust.StreamT[bytes]) -> None:
-            async for top in edge.records(stream, BookTop, "execution"):
-                await reconciled_first()
-                await emit(shell.router.on_book_top(top))
 
     @app.agent(edge.topic("md.trades"), name="exec-trades")
     async def trades(stream: faust.StreamT[bytes]) -> None:

@@ -147,10 +147,16 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         if edge.owns("orders.proposed"):
             await on_top(top)
 
+    async def top_read(top: BookTop, _partition: int | None) -> None:
+        await on_top(top)
+
     single = settings.workers.layout == "single"
     if single:  # this worker's signal stage and book agent feed the gate in-process
         edge.listen("orders.proposed", proposal_here)
         edge.listen("book.top", top_here)
+    else:  # one agent of this worker reads book.top for the gate and the paper broker
+        edge.listen("book.top", top_read)
+        edge.tap("book.top", BookTop, "trading")
 
     @app.agent(edge.topic("orders.proposed"), name="risk-proposals")
     async def proposals(stream: faust.StreamT[bytes]) -> None:
@@ -163,13 +169,6 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         async for ev in edge.records(stream, OrderEvent, "risk"):
             await emit(shell.proc.on_order_event(ev, time.time_ns()))
             shell.persist(applied=ev.record_id)
-
-    if not single:
-
-        @app.agent(edge.topic("book.top"), name="risk-marks")
-        async def marks(stream: faust.StreamT[bytes]) -> None:
-            async for top in edge.records(stream, BookTop, "risk"):
-                await on_top(top)
 
     @app.agent(edge.topic("book.integrity"), name="risk-integrity")
     async def integrity(stream: faust.StreamT[bytes]) -> None:

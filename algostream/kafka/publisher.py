@@ -37,7 +37,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import Counter, Gauge
 
 from algostream.config import KafkaConfig
-from algostream.kafka.clients import make_producer
+from algostream.kafka.clients import Partitions, make_producer
 from algostream.kafka.headers import SENT_NS_HEADER
 from algostream.model.records import Record
 from algostream.observability.metrics import REGISTRY, child
@@ -137,6 +137,7 @@ class KafkaPublisher:
         self.producer = producer or make_producer(cfg, request_timeout_ms=delivery_timeout_ms)
         self.slow_after_s = slow_after_s
         self.stats = DeliveryStats()
+        self._partitions = Partitions()  # the producer's own choice, worked out once per key
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max_buffered)
         self._unacked: dict[int, _Item] = {}  # insertion order = publish order
         self._seq = 0
@@ -212,13 +213,18 @@ class KafkaPublisher:
     async def _offer(self, item: _Item) -> asyncio.Future[Any]:
         """Hand ``item`` to the producer; while it cannot take it, wait and offer it again."""
         value, key = item.record.encode(), item.record.key.encode()
+        topic = self.prefix + item.topic
         attempt = 0
         while True:
             try:
+                part = self._partitions.get(topic, key)
+                if part is None:
+                    part = await self._partitions.of(self.producer, topic, key)
                 fut: asyncio.Future[Any] = await self.producer.send(
-                    self.prefix + item.topic,
+                    topic,
                     value,
                     key=key,
+                    partition=part,
                     headers=[(SENT_NS_HEADER, str(time.time_ns()).encode())],
                 )
                 return fut

@@ -44,3 +44,19 @@ def test_a_role_of_another_layout_is_refused_with_the_layout_named() -> None:
 def test_an_unknown_layout_is_a_config_error_naming_the_key() -> None:
     with pytest.raises(ConfigError, match="layout"):
         layout("triple")
+
+
+@pytest.mark.parametrize("name", ["colocated", "split"])
+def test_the_trading_worker_reads_book_top_once_for_the_gate_and_the_paper_broker(
+    name: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from streams.worker import build_worker_app
+
+    s = load_settings(
+        env={"ALGOSTREAM__WORKERS__LAYOUT": name, "ALGOSTREAM__KAFKA__DATA_DIR": str(tmp_path)}
+    )
+    app, edge = build_worker_app(s, "trading", web_port=0)
+    top = edge.topic("book.top").get_topic_name()
+    readers = [agent.name for agent in app.agents.values() if top in agent.channel.get_topic_name()]
+    assert readers == ["trading-book.top"]
+    assert len(edge._local["book.top"]) == 2  # the gate's marks and the paper broker
