@@ -203,6 +203,7 @@ class BookReader:
         outbox = Outbox(edge)
         local: list[tuple[str, Any, int]] = []
         done: dict[TopicPartition, int] = {}
+        timers: dict[str, Any] = {}  # BOOK_UPDATE_SECONDS per instrument
         for tp, records in batch.items():
             if tp not in self.processed:
                 continue  # no longer ours
@@ -218,9 +219,12 @@ class BookReader:
                     store.load(table, inst)
                 start = time.perf_counter()
                 out = proc.on_update(update, time.time_ns())
-                metrics.child(metrics.BOOK_UPDATE_SECONDS, instrument=inst).observe(
-                    time.perf_counter() - start
-                )
+                timer = timers.get(inst)
+                if timer is None:
+                    timer = timers[inst] = metrics.child(
+                        metrics.BOOK_UPDATE_SECONDS, instrument=inst
+                    )
+                timer.observe(time.perf_counter() - start)
                 for record in out:
                     topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
                     await outbox.add_record(topic, record)

@@ -126,6 +126,7 @@ class FeatureEngine:
         self._atr = ATR(p.atr_window)
         self._vwap = VwapDistance(p.vwap_window)
         self._book = empty_book_features()
+        self._top: BookTop | None = None  # the latest top, its features not worked out yet
 
     @classmethod
     def from_config(cls, config: SignalConfig) -> FeatureEngine:
@@ -174,7 +175,7 @@ class FeatureEngine:
             "vwap": vwap,
             "vwap_dist": vwap_dist,
         }
-        values.update(self._book)
+        values.update(self._book_values())
         return values
 
     def on_bar(self, bar: Bar) -> dict[str, float | None]:
@@ -188,8 +189,14 @@ class FeatureEngine:
         )
 
     def on_book(self, top: BookTop) -> None:
-        """Remember the latest book top; its features appear in the next bar's output."""
-        self._book = book_features(top)
+        """Remember the latest book top; its features appear in the next bar's output
+        (worked out then: a few bars a second read them, hundreds of tops arrive)."""
+        self._top = top
+
+    def _book_values(self) -> dict[str, float | None]:
+        if self._top is not None:
+            self._book, self._top = book_features(self._top), None
+        return self._book
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-able snapshot (parameters included) for :meth:`from_state`."""
@@ -204,7 +211,7 @@ class FeatureEngine:
             "bollinger": self._bollinger.to_state(),
             "atr": self._atr.to_state(),
             "vwap": self._vwap.to_state(),
-            "book": dict(self._book),
+            "book": dict(self._book_values()),
         }
 
     @classmethod

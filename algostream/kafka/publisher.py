@@ -184,8 +184,7 @@ class KafkaPublisher:
         self.stats.sent += 1
         self.stats.by_topic[topic] = self.stats.by_topic.get(topic, 0) + 1
         self._unacked[item.seq] = item
-        self._drained.clear()
-        self._pending_gauge.set(len(self._unacked))
+        self._drained.clear()  # the pending gauge follows every 0.5 s (check_stall)
         if self._queue.full() and not self._full_logged:
             self._full_logged = True
             log.warning(
@@ -249,8 +248,8 @@ class KafkaPublisher:
 
     def _delivered(self, fut: asyncio.Future[Any], *, item: _Item) -> None:
         self._unacked.pop(item.seq, None)
-        self._pending_gauge.set(len(self._unacked))
-        if not self._unacked:
+        if not self._unacked:  # else the gauge follows every 0.5 s (check_stall)
+            self._pending_gauge.set(0)
             self._drained.set()
         exc = None if fut.cancelled() else fut.exception()
         if fut.cancelled() or exc is not None:

@@ -46,5 +46,5 @@ def derive_id(*parts: object, length: int = 24) -> str:
     Used for client order ids so that a replayed or re-processed proposal maps to the same
     order and can be de-duplicated downstream.
     """
-    digest = hashlib.blake2b("|".join(str(p) for p in parts).encode(), digest_size=16)
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16)
     return digest.hexdigest()[:length]

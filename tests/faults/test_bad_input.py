@@ -486,7 +486,8 @@ INPUTS: dict[str, tuple[str, set[str]]] = {
     "md.book": ("BookUpdate", {"book"}),  # market
     "md.trades": ("TradeTick", {"bars", "execution"}),  # market, trading
     "bars.1s": ("Bar", {"features"}),  # signals (in the split layout)
-    "book.top": ("BookTop", {"features", "risk", "execution"}),  # (signals), trading
+    # (signals), trading (one agent there feeds both the gate's marks and the paper broker)
+    "book.top": ("BookTop", {"features", "trading"}),
     "features": ("FeatureVector", {"signals"}),  # signals
     "signals": ("Signal", {"orders"}),  # signals
     "orders.proposed": ("OrderRequest", {"risk"}),  # trading
