@@ -89,20 +89,12 @@ def levels(raw: _Levels) -> tuple[tuple[Decimal, Decimal], ...]:
     return out
 
 
-def _price(raw: str | None) -> Decimal | None:
+def _decimal(raw: str | None, *, price: bool) -> Decimal | None:
+    """A price (finite, > 0) or an amount of money (finite); :class:`Slow` otherwise."""
     if raw is None:
         return None
     value = Decimal(raw)
-    if not _ZERO < value < _INF:
-        raise Slow
-    return value
-
-
-def _money(raw: str | None) -> Decimal | None:
-    if raw is None:
-        return None
-    value = Decimal(raw)
-    if not value.is_finite():
+    if not (_ZERO < value < _INF if price else value.is_finite()):
         raise Slow
     return value
 
@@ -116,8 +108,8 @@ def _book_top(d: dict[str, Any]) -> None:
     d["bids"] = levels(d["bids"])
     d["asks"] = levels(d["asks"])
     for name in ("best_bid", "best_ask", "mid", "microprice"):
-        d[name] = _price(d[name])
-    d["spread"] = _money(d["spread"])
+        d[name] = _decimal(d[name], price=True)
+    d["spread"] = _decimal(d["spread"], price=False)
 
 
 #: a record type's decoder (every field required, no others), its field names in order and

@@ -12,19 +12,13 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_model_encode import BASE  # the same record header
 
 from algostream.marketdata.frames import build
 from algostream.model import BookTop, BookUpdate, RecordDecodeError
 from algostream.model.fast import _DECODERS, FAST_TYPES, Slow, decode_fast
 from algostream.model.records import Record
 
-BASE: dict[str, Any] = {
-    "instrument": "BINANCE:BTCUSDT",
-    "ts_event": 1_700_000_000_123_456_789,
-    "ts_init": 1_700_000_000_123_456_999,
-    "record_id": "rec-1",
-    "lineage_id": "lin-1",
-}
 UPDATE = dict(
     BASE,
     kind="DELTA",
