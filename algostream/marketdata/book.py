@@ -36,8 +36,10 @@ class OrderBook:
     """
 
     __slots__ = (
+        "_ask_qty",
         "_ask_top",
         "_asks",
+        "_bid_qty",
         "_bid_top",
         "_bids",
         "_top_n",
@@ -56,6 +58,9 @@ class OrderBook:
         self._top_n = 0
         self._bid_top: tuple[Level, ...] | None = None
         self._ask_top: tuple[Level, ...] | None = None
+        #: each kept side's total quantity (``None``: not summed since the side was read)
+        self._bid_qty: Decimal | None = None
+        self._ask_qty: Decimal | None = None
 
     # ------------------------------------------------------------------ updates
     def apply(self, update: BookUpdate) -> None:
@@ -97,13 +102,11 @@ class OrderBook:
 
     def mid(self) -> Decimal | None:
         """``(best bid + best ask) / 2`` (exact), ``None`` if a side is empty."""
-        bid, ask = self.best_bid(), self.best_ask()
-        return None if bid is None or ask is None else (bid[0] + ask[0]) / _TWO
+        return mid(self.best_bid(), self.best_ask())
 
     def spread(self) -> Decimal | None:
         """``best ask - best bid``, ``None`` if a side is empty (negative when crossed)."""
-        bid, ask = self.best_bid(), self.best_ask()
-        return None if bid is None or ask is None else ask[0] - bid[0]
+        return spread(self.best_bid(), self.best_ask())
 
     def top(self, n: int) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
         """The best ``n`` levels per side: ``(bids best first, asks best first)``.
@@ -117,9 +120,21 @@ class OrderBook:
         bids, asks = self._bid_top, self._ask_top
         if bids is None:
             bids = self._bid_top = tuple(self._bids.items()[:n])
+            self._bid_qty = None
         if asks is None:
             asks = self._ask_top = tuple(self._asks.items()[:n])
+            self._ask_qty = None
         return bids, asks
+
+    def top_quantities(self, n: int) -> tuple[Decimal, Decimal]:
+        """The total quantity of each side's best ``n`` levels (:meth:`top`), summed again
+        only for a side whose top changed."""
+        bids, asks = self.top(n)
+        if self._bid_qty is None:
+            self._bid_qty = quantity(bids)
+        if self._ask_qty is None:
+            self._ask_qty = quantity(asks)
+        return self._bid_qty, self._ask_qty
 
     def imbalance(self, n: int = 1) -> float | None:
         """``(bid qty - ask qty) / (bid qty + ask qty)`` over the best ``n`` levels, in
@@ -132,8 +147,7 @@ class OrderBook:
 
     def is_crossed(self) -> bool:
         """True when the best bid is at or above the best ask (crossed or locked)."""
-        bid, ask = self.best_bid(), self.best_ask()
-        return bid is not None and ask is not None and bid[0] >= ask[0]
+        return crossed(self.best_bid(), self.best_ask())
 
     def bids(self) -> list[Level]:
         """Every bid level, best first."""
@@ -204,6 +218,21 @@ def imbalance_of(bid_qty: Decimal, ask_qty: Decimal) -> float | None:
     """:func:`imbalance` of the sides' total quantities."""
     total = bid_qty + ask_qty
     return None if total == 0 else float((bid_qty - ask_qty) / total)
+
+
+def mid(bid: Level | None, ask: Level | None) -> Decimal | None:
+    """``(bid + ask) / 2`` of a best bid and ask (:meth:`OrderBook.mid`)."""
+    return None if bid is None or ask is None else (bid[0] + ask[0]) / _TWO
+
+
+def spread(bid: Level | None, ask: Level | None) -> Decimal | None:
+    """``ask - bid`` of a best bid and ask (:meth:`OrderBook.spread`)."""
+    return None if bid is None or ask is None else ask[0] - bid[0]
+
+
+def crossed(bid: Level | None, ask: Level | None) -> bool:
+    """Whether a best bid is at or above a best ask (:meth:`OrderBook.is_crossed`)."""
+    return bid is not None and ask is not None and bid[0] >= ask[0]
 
 
 def microprice(bid: Level | None, ask: Level | None) -> Decimal | None:

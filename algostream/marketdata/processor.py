@@ -26,19 +26,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
-from algostream.marketdata.book import Level, OrderBook, imbalance_of, microprice, quantity
+from algostream.marketdata.book import (
+    Level,
+    OrderBook,
+    crossed,
+    imbalance_of,
+    microprice,
+    mid,
+    spread,
+)
 from algostream.marketdata.errors import BookStateError
 from algostream.marketdata.frames import build
 from algostream.marketdata.sync import integrity_event
 from algostream.model.enums import BookUpdateKind, IntegrityKind
 from algostream.model.ids import derive_id, split_instrument
 from algostream.model.records import BookIntegrity, BookTop, BookUpdate, Record
-
-_ZERO = Decimal(0)
-_TWO = Decimal(2)
 
 
 @dataclass
@@ -51,12 +55,6 @@ class _Instrument:
     warned_unsynced: bool = False
     last_seen_ns: int = 0
     last_cause: BookUpdate | None = field(default=None, repr=False)
-    #: the last top's sides and their total quantities (a side the update did not reach
-    #: into is the same tuple: its total is not summed again)
-    bids: tuple[Level, ...] = field(default=(), repr=False)
-    asks: tuple[Level, ...] = field(default=(), repr=False)
-    bid_qty: Decimal = _ZERO
-    ask_qty: Decimal = _ZERO
 
 
 _FLAGS = ("in_sync", "ever_synced", "crossed", "stale", "warned_unsynced")
@@ -113,9 +111,8 @@ class BookProcessor:
             return out
         else:
             st.book.apply(update)
-        bids, asks = st.book.top(self.top_levels)  # read once per update
-        bid, ask = (bids[0] if bids else None), (asks[0] if asks else None)
-        out += self._crossed(st, update, bid, ask)
+        bids, asks = st.book.top(self.top_levels)  # kept by the book until an update reaches it
+        out += self._crossed(st, update, bids[0] if bids else None, asks[0] if asks else None)
         if (
             was_stale
             and st.in_sync
@@ -132,11 +129,7 @@ class BookProcessor:
                     received=update.final_update_id,
                 )
             )
-        if bids is not st.bids:
-            st.bids, st.bid_qty = bids, quantity(bids)
-        if asks is not st.asks:
-            st.asks, st.ask_qty = asks, quantity(asks)
-        out.append(self._top(update, now_ns, st, bid, ask))
+        out.append(self._top(st.book, update, now_ns))
         return out
 
     def _accept_delta(self, st: _Instrument, update: BookUpdate, out: list[Record]) -> bool:
@@ -176,11 +169,11 @@ class BookProcessor:
     def _crossed(
         self, st: _Instrument, update: BookUpdate, bid: Level | None, ask: Level | None
     ) -> list[Record]:
-        crossed = bid is not None and ask is not None and bid[0] >= ask[0]
-        if crossed == st.crossed:
+        now_crossed = crossed(bid, ask)
+        if now_crossed == st.crossed:
             return []
-        st.crossed = crossed
-        if not crossed:  # the CROSSED this processor raised is over
+        st.crossed = now_crossed
+        if not now_crossed:  # the CROSSED this processor raised is over
             if not st.in_sync or update.kind is BookUpdateKind.SNAPSHOT:
                 return []  # a snapshot after a resync already says RESYNCED
             return [
@@ -206,13 +199,9 @@ class BookProcessor:
             )
         ]
 
-    @staticmethod
-    def _top(
-        update: BookUpdate, now_ns: int, st: _Instrument, bid: Level | None, ask: Level | None
-    ) -> BookTop:
-        mid = spread = None
-        if bid is not None and ask is not None:  # as OrderBook.mid and .spread
-            mid, spread = (bid[0] + ask[0]) / _TWO, ask[0] - bid[0]
+    def _top(self, book: OrderBook, update: BookUpdate, now_ns: int) -> BookTop:
+        bids, asks = book.top(self.top_levels)
+        bid, ask = (bids[0] if bids else None), (asks[0] if asks else None)
         return build(
             BookTop,
             instrument=update.instrument,
@@ -220,13 +209,13 @@ class BookProcessor:
             ts_init=now_ns,
             record_id=derive_id("book.top", update.record_id),
             lineage_id=update.record_id,
-            bids=st.bids,
-            asks=st.asks,
+            bids=bids,
+            asks=asks,
             best_bid=bid[0] if bid else None,
             best_ask=ask[0] if ask else None,
-            mid=mid,
-            spread=spread,
-            imbalance=imbalance_of(st.bid_qty, st.ask_qty),  # of these levels
+            mid=mid(bid, ask),
+            spread=spread(bid, ask),
+            imbalance=imbalance_of(*book.top_quantities(self.top_levels)),  # of these levels
             microprice=microprice(bid, ask),
             update_id=update.final_update_id,
         )
