@@ -112,10 +112,10 @@ def _book_top(d: dict[str, Any]) -> None:
     d["spread"] = _decimal(d["spread"], price=False)
 
 
-#: a record type's decoder (every field required, no others), its field names in order and
-#: what turns the decoded strings into the model's values
-_DECODERS: dict[str, tuple[msgspec.json.Decoder[Any], tuple[str, ...], Any]] = {
-    name: (msgspec.json.Decoder(typed, strict=True), typed.__struct_fields__, finish)
+#: a record type's decoder (every field required, no others; its Struct's fields in the
+#: model's order) and what turns the decoded strings into the model's values
+_DECODERS: dict[str, tuple[msgspec.json.Decoder[Any], Any]] = {
+    name: (msgspec.json.Decoder(typed, strict=True), finish)
     for name, typed, finish in (
         ("BookUpdate", _BookUpdate, _book_update),
         ("BookTop", _BookTop, _book_top),
@@ -129,7 +129,7 @@ FAST_TYPES = frozenset(_DECODERS)
 
 def decode_fast(cls: type[R], payload: bytes | str) -> R:
     """``cls`` from ``payload`` by the strict pass; :class:`Slow` when it does not decide."""
-    decoder, _, finish = _DECODERS[cls.TYPE]
+    decoder, finish = _DECODERS[cls.TYPE]
     try:
         values = msgspec.structs.asdict(decoder.decode(payload))  # in declared order
         finish(values)
