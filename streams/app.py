@@ -57,7 +57,9 @@ class Edge:
         self.guard.install()
         #: topic -> stages of this worker that take its records in-process (the hot path)
         self._local: dict[str, list[LocalHandler]] = {}
-        self._taps: set[str] = set()  # topics read by one agent for all their handlers
+        #: full names of topics Faust assigns here but never fetches (:meth:`hold`)
+        self.held: set[str] = set()
+        app._algostream_held = self.held  # type: ignore[attr-defined]
         self._owned: dict[str, bool] = {}  # owns() per topic, until the next rebalance
         #: (topic, key) -> the producer's partition for it (:class:`Outbox`)
         self.partitions = Partitions()
@@ -86,6 +88,20 @@ class Edge:
         book broke its chain there."""
         self._revoke_hooks.append(hook)
 
+    def hold(self, topic: str) -> faust.TopicT:
+        """Have Faust assign ``topic``'s partitions to workers of this role, but never fetch
+        them: a batch reader of this worker reads them (:mod:`streams.reader`), and Faust's
+        assignment, rebalances and table recovery still decide which worker owns which
+        partition. The topic is subscribed without an agent and its partitions stay paused
+        in Faust's consumer (recovery resumes every other partition it assigned)."""
+        held = self.topic(topic)
+        name = held.get_topic_name()
+        self.held.add(name)
+        self.guard.watched.discard(name)  # nothing is delivered from it: never a hole
+        self.app.topics.add(held)
+        _hold_paused()
+        return held
+
     def short(self, full_name: str) -> str:
         """The catalog name of a (prefixed) topic, for metric labels."""
         return full_name[len(self.prefix) :] if full_name.startswith(self.prefix) else full_name
@@ -96,7 +112,8 @@ class Edge:
             raise KeyError(f"topic {name!r} is not in topics/topics.toml")
         if name not in self._topics:
             spec = self.catalog[name]
-            self.guard.watched.add(spec.full_name(self.prefix))
+            if spec.full_name(self.prefix) not in self.held:
+                self.guard.watched.add(spec.full_name(self.prefix))
             self._topics[name] = self.app.topic(
                 spec.full_name(self.prefix),
                 key_type=bytes,
@@ -152,22 +169,6 @@ class Edge:
         in-process, right after it is sent: a stage of the same worker takes it with no
         Kafka hop (the record is on the topic either way, for everyone else)."""
         self._local.setdefault(topic, []).append(handler)
-
-    def tap(self, topic: str, record_type: type[Record], agent: str) -> None:
-        """Read ``topic`` with one agent of this worker that decodes each record once and
-        hands it to every in-process handler of ``topic`` (:meth:`listen`). For stages of
-        one worker that read the same busy topic (the trading worker's risk marks and paper
-        broker both read every ``book.top``): one Faust agent instead of one each halves
-        the per-record cost (Faust's own ~135 µs and the decode). A second call for the
-        same topic adds nothing."""
-        if topic in self._taps:
-            return
-        self._taps.add(topic)
-
-        @self.app.agent(self.topic(topic), name=f"{agent}-{topic}")
-        async def tapped(stream: faust.StreamT[bytes]) -> None:
-            async for record in self.records(stream, record_type, agent):
-                await self.deliver(topic, record)
 
     def assigned(self, topic: str) -> set[int]:
         """The partitions of catalog ``topic`` assigned to this worker (none before start)."""
@@ -271,7 +272,7 @@ class Outbox:
 
     ``Edge.send`` hands the producer one record at a time: with ``linger.ms=0`` each record
     costs aiokafka a partition lookup, a future and often a small batch of its own (py-spy
-    on the book reader: ~27% of its time in ``Producer.send``). A batch consumer collects
+    on the book stage: ~27% of its time in ``Producer.send``). A batch consumer collects
     what one input batch produces here (:meth:`add`, in order per partition) and hands each
     partition's records over at once (:meth:`send`, aiokafka ``send_batch``). The producer
     is the app's, so a flush before a commit covers these records too. A record's partition
@@ -452,6 +453,23 @@ def _short_fetch_wait() -> None:
 
     setattr(cls, "_create_worker_consumer", create_worker_consumer)  # noqa: B010
     setattr(cls, "_algostream_fetch_wait", True)  # noqa: B010
+
+
+def _hold_paused() -> None:
+    """Faust's recovery resumes every non-changelog partition it assigned once the tables
+    are recovered; an app's held topics (:meth:`Edge.hold`) stay paused."""
+    from faust.transport.consumer import Consumer
+
+    if getattr(Consumer, "_algostream_hold", False):
+        return
+    resume = Consumer.resume_partitions
+
+    def resume_partitions(self: Any, tps: Any) -> None:
+        held = getattr(self.app, "_algostream_held", ())
+        resume(self, {tp for tp in tps if tp.topic not in held})
+
+    setattr(Consumer, "resume_partitions", resume_partitions)  # noqa: B010
+    setattr(Consumer, "_algostream_hold", True)  # noqa: B010
 
 
 def create_app(settings: Settings, role: str, **overrides: Any) -> tuple[faust.App, Edge]:

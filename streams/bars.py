@@ -6,10 +6,14 @@ passes the bucket end plus a grace period (a replay of old history is closed by 
 trades only, so it never races the wall clock). Late trades (older than the open bar) go
 to ``dlq`` with the reason rather than being dropped silently.
 
+``md.trades`` is read by the worker's batch reader (:mod:`streams.reader`), not a Faust
+agent: the trades of a batch are applied in order and each changed bar state is written
+once per batch (``bars-state`` is a :class:`~streams.app.DirectTable`).
+
 The wall clock closes a bar only when the worker has read everything on the trade's
 partition: a backlog (a worker starting late, or taking a partition over after a
 rebalance or a crash) is closed by its own trades, so its trades are never late against
-the wall clock. The watermark is the wall time of the consumer's last fetch response for
+the wall clock. The watermark is the wall time of the reader's last fetch response for
 the partition minus the grace period: a worker that stalls (CPU, a rebalance) does not
 close a bar whose trades are on the broker but not yet fetched.
 
@@ -17,8 +21,8 @@ Each saved bar state holds the partition and offset of its last trade, so a trad
 delivered again (after a crash or a rebalance, before its offset was committed) is
 recognised and skipped, not counted twice. A bar closed by the timer is saved to the
 table like one closed by a trade, so the next owner of the partition does not emit it
-again. On every rebalance the in-memory aggregators are dropped and reloaded from the
-table on the next trade, so a worker never closes bars of an instrument it no longer owns.
+again. At every hand-over (a rebalance) the in-memory aggregators are dropped and reloaded
+from the table on the next trade, so a worker never closes bars of an instrument it no longer owns.
 Unless ``workers.layout`` is ``split``, each closed bar also goes to this worker's feature
 stage (:mod:`streams.features`) in-process, with its partition.
 """
@@ -26,35 +30,31 @@ stage (:mod:`streams.features`) in-process, with its partition.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import faust
-from faust.types import TP
+from aiokafka import TopicPartition
 
 from algostream.config import Settings
 from algostream.marketdata.bars import BarAggregator
 from algostream.model.records import Bar, TradeTick
-from streams.app import Edge, put
+from streams.app import DirectTable, Edge, Outbox
+from streams.reader import market_reader
 
 GRACE_NS = 250_000_000
 LIVE_WITHIN_NS = 60_000_000_000
+AGENT = "bars"
 
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     intervals = settings.market_data.bar_intervals
-    table = app.Table("bars-state", default=None, partitions=edge.catalog["md.trades"].partitions)
+    table = DirectTable.add(app, "bars-state", edge.catalog["md.trades"].partitions)
+    reader = market_reader(app, edge, settings)
     aggs: dict[tuple[str, str], BarAggregator] = {}
     #: (interval, instrument) -> (partition, offset) of the last trade in its saved state
     applied: dict[tuple[str, str], tuple[int, int]] = {}
     #: instrument -> (event time of its last trade, its partition and offset)
-    last_read: dict[str, tuple[int, TP, int]] = {}
-
-    def fetched_at_ns(tp: TP) -> int | None:
-        """Wall time of the last fetch response for ``tp`` (aiokafka's last poll)."""
-        try:
-            ms = app.consumer._thread._ensure_consumer().last_poll_timestamp(tp)
-        except Exception:  # not started, or not assigned (any more)
-            return None
-        return None if ms is None else int(ms) * 1_000_000
+    last_read: dict[str, tuple[int, TopicPartition, int]] = {}
 
     def agg(interval: str, inst: str) -> BarAggregator:
         key = (interval, inst)
@@ -67,49 +67,59 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 applied[key] = tuple(saved["applied"])  # type: ignore[assignment]
         return aggs[key]
 
-    def save(key: tuple[str, str], a: BarAggregator, partition: int | None = None) -> None:
-        """``partition``: from the timer (no current event), the trade's, as a trade would."""
-        put(table, f"{key[0]}|{key[1]}", a.to_state() | {"applied": applied.get(key)}, partition)
+    def state(key: tuple[str, str], a: BarAggregator) -> tuple[str, dict[str, Any]]:
+        """The table key and saved state of one aggregator."""
+        return f"{key[0]}|{key[1]}", a.to_state() | {"applied": applied.get(key)}
 
     async def publish(bars: list[Bar], partition: int) -> None:
         for bar in bars:  # the feature stage of this worker takes them in-process
             await edge.publish(f"bars.{bar.interval}", bar, partition)
 
-    @app.on_partitions_revoked.connect
-    async def forget_bars(_app: faust.App, revoked: object, **_: object) -> None:
+    def forget() -> None:
         aggs.clear()  # owned instruments are reloaded from the table at their next trade
         applied.clear()
         last_read.clear()
 
-    @app.agent(edge.topic("md.trades"), name="bars")
-    async def trades(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            tick = await edge.decode_or_dlq(event, TradeTick, "bars")
-            if tick is None:
-                continue
-            msg = event.message
-            last_read[tick.instrument] = (tick.ts_event, msg.tp, msg.offset)
-            for interval in intervals:
-                a = agg(interval, tick.instrument)
-                key = (interval, tick.instrument)
-                done = applied.get(key)
-                if done is not None and done[0] == msg.partition and msg.offset <= done[1]:
-                    continue  # re-delivered (at-least-once): already in the saved bar
-                result = a.on_trade(tick)
-                await publish(result.bars, msg.partition)
-                for late in result.late:
-                    await edge.dead_letter(
-                        event,
-                        ValueError(
-                            f"late trade {late.trade_id} at {late.ts_event} for closed "
-                            f"{interval} bar of {late.instrument}"
-                        ),
-                        "bars",
-                    )
-                applied[key] = (msg.partition, msg.offset)
-                save(key, a)
+    async def on_trades(batch: dict[TopicPartition, list[Any]]) -> None:
+        """One batch of trades; each changed bar state is written once, at its end."""
+        changed: dict[tuple[str, str], tuple[BarAggregator, int]] = {}
+        for tp, records in batch.items():
+            edge.seen(AGENT, "md.trades", len(records))
+            for rec in records:
+                try:
+                    tick = TradeTick.decode(rec.value)
+                except Exception as exc:  # any decode failure is a dead letter
+                    await edge.dead_letter_raw(rec, rec.timestamp, exc, AGENT)
+                    continue
+                last_read[tick.instrument] = (tick.ts_event, tp, rec.offset)
+                await edge.deliver("md.trades", tick, tp.partition)  # single: paper fills
+                for interval in intervals:
+                    a = agg(interval, tick.instrument)
+                    key = (interval, tick.instrument)
+                    done = applied.get(key)
+                    if done is not None and done[0] == tp.partition and rec.offset <= done[1]:
+                        continue  # re-delivered (at-least-once): already in the saved bar
+                    result = a.on_trade(tick)
+                    await publish(result.bars, tp.partition)
+                    for late in result.late:
+                        await edge.dead_letter_raw(
+                            rec,
+                            rec.timestamp,
+                            ValueError(
+                                f"late trade {late.trade_id} at {late.ts_event} for closed "
+                                f"{interval} bar of {late.instrument}"
+                            ),
+                            AGENT,
+                        )
+                    applied[key] = (tp.partition, rec.offset)
+                    changed[key] = (a, tp.partition)
+        if changed:
+            outbox = Outbox(edge)
+            for key, (a, partition) in changed.items():
+                outbox.add(*table.stage(*state(key, a)), partition)
+            await outbox.send()
 
-    trades_topic = edge.topic("md.trades").get_topic_name()
+    trades_topic = reader.read("md.trades", on_trades, forget)
 
     def adopt_open_bars() -> None:
         """Load bars left open in the table for partitions this worker owns and has read no
@@ -117,7 +127,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         clock here too (it was only reloaded at its next trade, which may never come).
         Only once the rebalance is over (tables recovered) and the partition has been fetched
         since: before that the table may not hold the last owner's state yet."""
-        if app.rebalancing:
+        if app.rebalancing or not reader.ready.is_set():
             return
         owned = edge.assigned("md.trades")
         if not owned:  # not started yet, or nothing assigned
@@ -129,11 +139,12 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             where, opened = saved.get("applied"), (saved.get("open") or {}).get(inst)
             if where is None or opened is None or where[0] not in owned:
                 continue
-            if fetched_at_ns(TP(trades_topic, where[0])) is None:
+            tp = TopicPartition(trades_topic, where[0])
+            if reader.fetched_at_ns(tp) is None:
                 continue
             agg(interval, inst)
             if inst not in last_read:  # as if its last trade had just been read
-                last_read[inst] = (int(opened["start_ns"]), TP(trades_topic, where[0]), where[1])
+                last_read[inst] = (int(opened["start_ns"]), tp, where[1])
 
     @app.timer(interval=0.25)
     async def close_bars() -> None:
@@ -146,12 +157,12 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             ts_event, tp, offset = read
             if now - ts_event >= LIVE_WITHIN_NS:  # a replay: closed by its own trades only
                 continue
-            highwater = app.consumer.highwater(tp)
-            fetched = fetched_at_ns(tp)
+            highwater = reader.highwater(tp)
+            fetched = reader.fetched_at_ns(tp)
             if fetched is None or (highwater is not None and offset + 1 < highwater):
                 continue  # a backlog: its own trades close its bars
             bars = a.on_time(min(now, fetched) - GRACE_NS)
             if bars:
                 await publish(bars, tp.partition)
                 if aggs.get(key) is a:  # still owned
-                    save(key, a, tp.partition)
+                    await table.write(edge, tp.partition, *state(key, a))

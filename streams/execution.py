@@ -11,7 +11,8 @@ With ``execution.in_process`` (and paper trading) the risk gate of the same work
 each approval to :func:`on_approved <register>` right after sending it to
 ``orders.approved``: no Kafka hop between the gate and the fill. The ``exec-orders`` agent
 still reads the topic and skips what was sent (the ``exec-orders`` table). In the
-``single`` layout the paper broker also takes the book agent's tops in-process.
+``single`` layout the paper broker also takes the book stage's tops and the bar stage's
+trades in-process (``md.trades`` is read by the worker's batch reader there).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from algostream.model.ids import split_instrument
 from algostream.model.records import BookTop, OrderEvent, OrderRequest, Record, TradeTick
 from algostream.observability import metrics
 from streams.app import Edge
+from streams.reader import tap
 
 R = TypeVar("R", bound=Record)
 
@@ -225,24 +227,32 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         edge.listen("orders.approved", in_process)
 
     async def top_read(top: BookTop, _partition: int | None) -> None:
-        """Read from book.top (the worker's one agent for it, shared with the gate)."""
+        """Read from book.top (this worker's tap, shared with the gate)."""
         await reconciled_first()
         await emit(shell.router.on_book_top(top))
 
-    single = settings.workers.layout == "single"
-    if single:
+    async def trade_here(trade: TradeTick, _partition: int | None) -> None:
+        """single layout: the trades the bar stage read (the first one reconciles, as
+        the ``exec-trades`` agent's did)."""
+        if edge.owns("orders.approved"):
+            await reconciled_first()
+            await emit(shell.router.on_trade(trade))
+
+    async def trade_read(trade: TradeTick, _partition: int | None) -> None:
+        """Read from md.trades (this worker's tap)."""
+        await reconciled_first()
+        await emit(shell.router.on_trade(trade))
+
+    if settings.workers.layout == "single":  # from this worker's book and bar stages
         edge.listen("book.top", top_here)
-    else:
+        edge.listen("md.trades", trade_here)
+    else:  # this worker's tap reads both (book.top shared with the gate)
         edge.listen("book.top", top_read)
-        edge.tap("book.top", BookTop, "trading")
+        tap(app, edge, settings, "book.top", BookTop, "trading")
+        edge.listen("md.trades", trade_read)
+        tap(app, edge, settings, "md.trades", TradeTick, "execution")
 
     @app.agent(edge.topic("orders.approved"), name="exec-orders")
     async def orders(stream: faust.StreamT[bytes]) -> None:
         async for order in edge.records(stream, OrderRequest, "execution"):
             await on_approved(order)
-
-    @app.agent(edge.topic("md.trades"), name="exec-trades")
-    async def trades(stream: faust.StreamT[bytes]) -> None:
-        async for trade in edge.records(stream, TradeTick, "execution"):
-            await reconciled_first()
-            await emit(shell.router.on_trade(trade))

@@ -48,6 +48,7 @@ from algostream.observability import metrics
 from algostream.risk import RiskProcessor
 from algostream.risk.processor import output_topic
 from streams.app import Edge, Recent
+from streams.reader import tap
 
 STATE_LEVEL = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
@@ -154,9 +155,9 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     if single:  # this worker's signal stage and book agent feed the gate in-process
         edge.listen("orders.proposed", proposal_here)
         edge.listen("book.top", top_here)
-    else:  # one agent of this worker reads book.top for the gate and the paper broker
+    else:  # this worker's tap reads book.top once for the gate and the paper broker
         edge.listen("book.top", top_read)
-        edge.tap("book.top", BookTop, "trading")
+        tap(app, edge, settings, "book.top", BookTop, "trading")
 
     @app.agent(edge.topic("orders.proposed"), name="risk-proposals")
     async def proposals(stream: faust.StreamT[bytes]) -> None:

@@ -127,6 +127,8 @@ def _report_lag(app: faust.App, edge: Edge) -> None:
         for tp in consumer.assignment():
             if not tp.topic.startswith(prefix) or tp.topic[len(prefix) :] not in edge.catalog:
                 continue  # changelogs and other internal topics
+            if tp.topic in edge.held:
+                continue  # read by the worker's batch reader, which reports its own lag
             highwater = consumer.highwater(tp)
             read = getattr(consumer, "_read_offset", {}).get(tp)  # last offset processed
             if highwater is None:

@@ -211,3 +211,21 @@ def test_encode_matches_on_any_levels_and_floats(
     fv = FeatureVector(**BASE, interval="1m", close="1", values=features)
     assert orjson.loads(fv.encode()) == orjson.loads(pydantic_json(fv))
     assert FeatureVector.decode(fv.encode()) == fv
+
+
+@given(sides=st.lists(st.tuples(levels, levels), min_size=1, max_size=6))
+def test_a_top_built_from_the_books_tuples_encodes_the_same_bytes_as_pydantic(
+    sides: list[tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]],
+) -> None:
+    # the book stage builds tops around the book's own tuples and keeps a side's tuple
+    # while the side is unchanged; BookTop.encode keeps each tuple's JSON: a run of tops
+    # sharing and replacing sides must give pydantic's bytes every time
+    from algostream.marketdata.frames import build
+
+    bids, asks = tuple(sides[0][0]), tuple(sides[0][1])
+    for i, (new_bids, new_asks) in enumerate(sides * 2):
+        if i % 2:  # every other top replaces its sides; the others share the last ones
+            bids, asks = tuple(new_bids), tuple(new_asks)
+        fields = {k: v for k, v in BASE.items()} | {"update_id": i}
+        top = build(BookTop, **fields, bids=bids, asks=asks)
+        assert top.encode() == pydantic_json(top)

@@ -10,6 +10,8 @@ import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -220,3 +222,40 @@ async def test_faust_page_serves_the_registry_from_the_app_web_server() -> None:
         response = await client.get("/metrics")
         assert response.status == 200
         assert "# TYPE algostream_worker_up gauge" in await response.text()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=0, max_value=20, allow_nan=False),
+            st.sampled_from([0.0, 0.0001, 0.00025, 0.001, 0.01, 1.0, 10.0, float("inf")]),
+        ),
+        max_size=60,
+    )
+)
+def test_observe_all_counts_like_observe_one_by_one(amounts: list[float]) -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    def histogram() -> tuple[CollectorRegistry, Histogram]:
+        registry = CollectorRegistry()
+        bounds = metrics.BOOK_UPDATE_SECONDS.labels(instrument="T:T")._upper_bounds
+        buckets = [b for b in bounds if b != float("inf")]  # the book stage's buckets
+        return registry, Histogram("h", "h", ["i"], registry=registry, buckets=buckets)
+
+    def samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
+        text = generate_latest(registry).decode()
+        return [
+            (s.name, s.labels, s.value)
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        ]
+
+    one_by_one, each = histogram()
+    batched, whole = histogram()
+    child = each.labels(i="x")
+    for amount in amounts:
+        child.observe(amount)
+    metrics.observe_all(whole.labels(i="x"), amounts)
+    assert samples(batched) == samples(one_by_one)

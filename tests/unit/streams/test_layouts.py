@@ -47,16 +47,60 @@ def test_an_unknown_layout_is_a_config_error_naming_the_key() -> None:
 
 
 @pytest.mark.parametrize("name", ["colocated", "split"])
-def test_the_trading_worker_reads_book_top_once_for_the_gate_and_the_paper_broker(
+def test_the_trading_worker_reads_book_top_and_trades_with_its_tap_not_faust(
     name: str, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
+    from streams.reader import readers
     from streams.worker import build_worker_app
 
     s = load_settings(
         env={"ALGOSTREAM__WORKERS__LAYOUT": name, "ALGOSTREAM__KAFKA__DATA_DIR": str(tmp_path)}
     )
     app, edge = build_worker_app(s, "trading", web_port=0)
-    top = edge.topic("book.top").get_topic_name()
-    readers = [agent.name for agent in app.agents.values() if top in agent.channel.get_topic_name()]
-    assert readers == ["trading-book.top"]
+    busy = {edge.topic(t).get_topic_name() for t in ("book.top", "md.trades")}
+    agents = {agent.channel.get_topic_name() for agent in app.agents.values()}
+    assert not busy & agents  # Faust's consumer keeps to the quiet trading topics
+    taps = readers(edge)["taps"]
+    assert set(taps.handlers) == busy and taps.anchor is None  # every partition
     assert len(edge._local["book.top"]) == 2  # the gate's marks and the paper broker
+    assert len(edge._local["md.trades"]) == 1  # the paper broker
+
+
+@pytest.mark.parametrize("name", ["colocated", "single"])
+def test_the_market_stages_read_book_and_trades_with_one_reader_faust_assigns(
+    name: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from streams.reader import readers
+    from streams.worker import build_worker_app, worker_roles
+
+    s = load_settings(
+        env={"ALGOSTREAM__WORKERS__LAYOUT": name, "ALGOSTREAM__KAFKA__DATA_DIR": str(tmp_path)}
+    )
+    app, edge = build_worker_app(s, worker_roles(s)[0], web_port=0)
+    book, trades = (edge.topic(t).get_topic_name() for t in ("md.book", "md.trades"))
+    agents = {agent.channel.get_topic_name() for agent in app.agents.values()}
+    assert not {book, trades} & agents
+    reader = readers(edge)["book"]
+    assert list(reader.handlers) == [book, trades]  # the book before the trades
+    # md.trades is Faust's to assign (its partitions say which instruments are ours), never
+    # to fetch: subscribed, held, and out of the offset guard's watch
+    assert reader.anchor == trades and edge.held == {trades}
+    assert trades in {t for topic in app.topics for t in topic.topics}
+    assert trades not in edge.guard.watched
+    if name == "single":  # the paper broker takes the bar stage's trades in-process
+        assert len(edge._local["md.trades"]) == 1
+
+
+def test_held_partitions_stay_paused_when_faust_resumes_the_others(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from faust.types import TP
+
+    from streams.worker import build_worker_app
+
+    s = load_settings(env={"ALGOSTREAM__KAFKA__DATA_DIR": str(tmp_path)})
+    app, edge = build_worker_app(s, "market", web_port=0)
+    consumer = app.consumer
+    trades, control = (edge.topic(t).get_topic_name() for t in ("md.trades", "md.book"))
+    tps = {TP(trades, 0), TP(trades, 1), TP(control, 0)}
+    consumer.pause_partitions(tps)
+    consumer.resume_partitions(tps)  # what recovery does once the tables are recovered
+    assert consumer._paused_partitions == {TP(trades, 0), TP(trades, 1)}
