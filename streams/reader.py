@@ -50,6 +50,14 @@ MAX_BATCH = 500
 COMMIT_INTERVAL_S = 1.0
 #: the topic whose Faust assignment says which instruments' partitions this worker reads
 ANCHOR = "md.trades"
+#: the taps' fetches: wait up to this long for this much data. A fetch round trip costs
+#: aiokafka a few hundred µs of CPU; answered at the first record (as the market reader's
+#: are, latency first) the trading worker's tap made ~300 a second for ``book.top`` and
+#: that was most of its busy time (py-spy), taking turns with the proposals' hop. A top
+#: reaches the gate's marks and the paper broker at most this much later; tick-to-trade
+#: does not wait for it (the fill is the order's, against the broker's latest top).
+TAP_FETCH_WAIT_MS = 20
+TAP_FETCH_MIN_BYTES = 256 * 1024
 
 #: a stage's part of one batch: partition -> its records, in offset order
 BatchHandler = Callable[[dict[TopicPartition, list[Any]]], Awaitable[None]]
@@ -169,7 +177,14 @@ class PartitionReader:
                 group_id=self.group,
                 client_id=f"{self.settings.kafka.client_id}-{self.edge.role}-{self.name}",
                 max_poll_records=MAX_BATCH,
-                fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+                **(
+                    {"fetch_max_wait_ms": FETCH_MAX_WAIT_MS}
+                    if self.anchor is not None
+                    else {
+                        "fetch_max_wait_ms": TAP_FETCH_WAIT_MS,
+                        "fetch_min_bytes": TAP_FETCH_MIN_BYTES,
+                    }
+                ),
             )
             await consumer.start()
             self.consumer = consumer
