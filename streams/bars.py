@@ -39,7 +39,7 @@ from algostream.config import Settings
 from algostream.marketdata.bars import BarAggregator
 from algostream.model.records import Bar, TradeTick
 from streams.app import DirectTable, Edge, Outbox
-from streams.reader import market_reader
+from streams.reader import decoded, market_reader
 
 GRACE_NS = 250_000_000
 LIVE_WITHIN_NS = 60_000_000_000
@@ -83,36 +83,29 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     async def on_trades(batch: dict[TopicPartition, list[Any]]) -> None:
         """One batch of trades; each changed bar state is written once, at its end."""
         changed: dict[tuple[str, str], tuple[BarAggregator, int]] = {}
-        for tp, records in batch.items():
-            edge.seen(AGENT, "md.trades", len(records))
-            for rec in records:
-                try:
-                    tick = TradeTick.decode(rec.value)
-                except Exception as exc:  # any decode failure is a dead letter
-                    await edge.dead_letter_raw(rec, rec.timestamp, exc, AGENT)
-                    continue
-                last_read[tick.instrument] = (tick.ts_event, tp, rec.offset)
-                await edge.deliver("md.trades", tick, tp.partition)  # single: paper fills
-                for interval in intervals:
-                    a = agg(interval, tick.instrument)
-                    key = (interval, tick.instrument)
-                    done = applied.get(key)
-                    if done is not None and done[0] == tp.partition and rec.offset <= done[1]:
-                        continue  # re-delivered (at-least-once): already in the saved bar
-                    result = a.on_trade(tick)
-                    await publish(result.bars, tp.partition)
-                    for late in result.late:
-                        await edge.dead_letter_raw(
-                            rec,
-                            rec.timestamp,
-                            ValueError(
-                                f"late trade {late.trade_id} at {late.ts_event} for closed "
-                                f"{interval} bar of {late.instrument}"
-                            ),
-                            AGENT,
-                        )
-                    applied[key] = (tp.partition, rec.offset)
-                    changed[key] = (a, tp.partition)
+        async for tp, rec, tick in decoded(edge, batch, "md.trades", TradeTick, AGENT):
+            last_read[tick.instrument] = (tick.ts_event, tp, rec.offset)
+            await edge.deliver("md.trades", tick, tp.partition)  # single: paper fills
+            for interval in intervals:
+                a = agg(interval, tick.instrument)
+                key = (interval, tick.instrument)
+                done = applied.get(key)
+                if done is not None and done[0] == tp.partition and rec.offset <= done[1]:
+                    continue  # re-delivered (at-least-once): already in the saved bar
+                result = a.on_trade(tick)
+                await publish(result.bars, tp.partition)
+                for late in result.late:
+                    await edge.dead_letter_raw(
+                        rec,
+                        rec.timestamp,
+                        ValueError(
+                            f"late trade {late.trade_id} at {late.ts_event} for closed "
+                            f"{interval} bar of {late.instrument}"
+                        ),
+                        AGENT,
+                    )
+                applied[key] = (tp.partition, rec.offset)
+                changed[key] = (a, tp.partition)
         if changed:
             outbox = Outbox(edge)
             for key, (a, partition) in changed.items():

@@ -28,7 +28,7 @@ from algostream.marketdata.processor import BookProcessor
 from algostream.model.records import BookTop, BookUpdate
 from algostream.observability import metrics
 from streams.app import DirectTable, Edge, Outbox
-from streams.reader import market_reader
+from streams.reader import decoded, market_reader
 
 AGENT = "book"
 
@@ -71,30 +71,23 @@ class BookStage:
         outbox = Outbox(edge)
         local: list[tuple[str, Any, int]] = []
         timings: dict[str, list[float]] = {}  # BOOK_UPDATE_SECONDS per instrument
-        for tp, records in batch.items():
-            edge.seen(AGENT, "md.book", len(records))
-            for rec in records:
-                try:
-                    update = BookUpdate.decode(rec.value)
-                except Exception as exc:  # any decode failure is a dead letter
-                    await edge.dead_letter_raw(rec, rec.timestamp, exc, AGENT)
-                    continue
-                inst = update.instrument
-                if proc.book(inst) is None:  # first sight since start or a rebalance
-                    store.load(table, inst)
-                start = time.perf_counter()
-                out = proc.on_update(update, time.time_ns())
-                took = time.perf_counter() - start
-                times = timings.get(inst)
-                if times is None:
-                    times = timings[inst] = []
-                times.append(took)
-                for record in out:
-                    topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
-                    await outbox.add_record(topic, record)
-                    local.append((topic, record, tp.partition))
-                _, writes = pending.setdefault(inst, (tp.partition, _Pending()))
-                store.save(writes, update, out, meta=False)
+        async for tp, _, update in decoded(edge, batch, "md.book", BookUpdate, AGENT):
+            inst = update.instrument
+            if proc.book(inst) is None:  # first sight since start or a rebalance
+                store.load(table, inst)
+            start = time.perf_counter()
+            out = proc.on_update(update, time.time_ns())
+            took = time.perf_counter() - start
+            times = timings.get(inst)
+            if times is None:
+                times = timings[inst] = []
+            times.append(took)
+            for record in out:
+                topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
+                await outbox.add_record(topic, record)
+                local.append((topic, record, tp.partition))
+            _, writes = pending.setdefault(inst, (tp.partition, _Pending()))
+            store.save(writes, update, out, meta=False)
         for inst, (partition, writes) in pending.items():  # once per changed key per batch
             store.save_meta(writes, inst)
             for key, value in writes.items():

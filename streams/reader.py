@@ -29,20 +29,21 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import faust
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from algostream.config import Settings
-from algostream.kafka.clients import make_consumer
+from algostream.config import KafkaConfig, Settings
+from algostream.kafka.clients import make_admin, make_consumer
 from algostream.model.records import Record
 from algostream.observability import metrics
 from streams.app import FETCH_MAX_WAIT_MS, Edge
 
 log = structlog.get_logger("algostream.streams")
+R = TypeVar("R", bound=Record)
 
 #: most records taken in one batch (one state write per changed key per batch)
 MAX_BATCH = 500
@@ -81,6 +82,45 @@ def reader_of(
     return reader
 
 
+async def decoded(
+    edge: Edge,
+    batch: dict[TopicPartition, list[Any]],
+    topic: str,
+    record_type: type[R],
+    agent: str,
+) -> AsyncIterator[tuple[TopicPartition, Any, R]]:
+    """Each record of a stage's batch (of catalog ``topic``) that decodes, with its
+    partition and consumer record, in order; the others go to ``dlq`` as ``agent``'s."""
+    for tp, records in batch.items():
+        edge.seen(agent, topic, len(records))
+        for rec in records:
+            try:
+                record = record_type.decode(rec.value)
+            except Exception as exc:  # any decode failure is a dead letter
+                await edge.dead_letter_raw(rec, rec.timestamp, exc, agent)
+                continue
+            yield tp, rec, record
+
+
+async def group_offsets(
+    cfg: KafkaConfig, group: str, tps: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The offsets consumer group ``group`` committed for ``tps`` (those it has). A reader
+    whose own group has none continues from its worker's Faust group: the agents that read
+    the topic before it did (an upgraded trading worker would otherwise replay every
+    retained ``book.top`` into its paper broker). ``{}`` if the broker cannot say."""
+    admin = make_admin(cfg)
+    try:
+        await admin.start()
+        found = await admin.list_consumer_group_offsets(group, partitions=tps)
+    except Exception as exc:  # an unreachable coordinator: the log start, as before
+        log.warning("no offsets of the Faust group to continue from", error=repr(exc))
+        return {}
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in found.items() if meta is not None and meta.offset >= 0}
+
+
 def readers(edge: Edge) -> dict[str, PartitionReader]:
     """The readers of ``edge``'s worker, by name."""
     return dict(_READERS.get(edge, {}))
@@ -112,15 +152,8 @@ def tap(
         return
 
     async def handle(batch: dict[TopicPartition, list[Any]]) -> None:
-        for tp, records in batch.items():
-            edge.seen(agent, topic, len(records))
-            for rec in records:
-                try:
-                    record = record_type.decode(rec.value)
-                except Exception as exc:  # any decode failure is a dead letter
-                    await edge.dead_letter_raw(rec, rec.timestamp, exc, agent)
-                    continue
-                await edge.deliver(topic, record, tp.partition)
+        async for tp, _, record in decoded(edge, batch, topic, record_type, agent):
+            await edge.deliver(topic, record, tp.partition)
 
     reader.read(topic, handle)
 
@@ -215,8 +248,13 @@ class PartitionReader:
             tps = self.owned()
             consumer.assign(tps)
             self.processed, self.committed = {}, {}
-            for tp in tps:
-                committed = await consumer.committed(tp)
+            start = {tp: await consumer.committed(tp) for tp in tps}
+            if any(offset is None for offset in start.values()):
+                # none yet: continue where the worker's Faust agents for these topics
+                # stopped (before this reader read them), else from the log start
+                faust = await group_offsets(self.settings.kafka, self.app.conf.id, tps)
+                start = {tp: faust.get(tp) if o is None else o for tp, o in start.items()}
+            for tp, committed in start.items():
                 if committed is None:
                     await consumer.seek_to_beginning(tp)
                     committed = await consumer.position(tp)

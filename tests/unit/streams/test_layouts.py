@@ -46,17 +46,23 @@ def test_an_unknown_layout_is_a_config_error_naming_the_key() -> None:
         layout("triple")
 
 
-@pytest.mark.parametrize("name", ["colocated", "split"])
-def test_the_trading_worker_reads_book_top_and_trades_with_its_tap_not_faust(
-    name: str, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
-    from streams.reader import readers
+def worker_app(name: str, role: str | None, tmp_path):  # type: ignore[no-untyped-def]
+    """The app and edge of ``role`` (default: the layout's first) in layout ``name``."""
     from streams.worker import build_worker_app
 
     s = load_settings(
         env={"ALGOSTREAM__WORKERS__LAYOUT": name, "ALGOSTREAM__KAFKA__DATA_DIR": str(tmp_path)}
     )
-    app, edge = build_worker_app(s, "trading", web_port=0)
+    return build_worker_app(s, role or worker_roles(s)[0], web_port=0)
+
+
+@pytest.mark.parametrize("name", ["colocated", "split"])
+def test_the_trading_worker_reads_book_top_and_trades_with_its_tap_not_faust(
+    name: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from streams.reader import readers
+
+    app, edge = worker_app(name, "trading", tmp_path)
     busy = {edge.topic(t).get_topic_name() for t in ("book.top", "md.trades")}
     agents = {agent.channel.get_topic_name() for agent in app.agents.values()}
     assert not busy & agents  # Faust's consumer keeps to the quiet trading topics
@@ -71,12 +77,8 @@ def test_the_market_stages_read_book_and_trades_with_one_reader_faust_assigns(
     name: str, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     from streams.reader import readers
-    from streams.worker import build_worker_app, worker_roles
 
-    s = load_settings(
-        env={"ALGOSTREAM__WORKERS__LAYOUT": name, "ALGOSTREAM__KAFKA__DATA_DIR": str(tmp_path)}
-    )
-    app, edge = build_worker_app(s, worker_roles(s)[0], web_port=0)
+    app, edge = worker_app(name, None, tmp_path)
     book, trades = (edge.topic(t).get_topic_name() for t in ("md.book", "md.trades"))
     agents = {agent.channel.get_topic_name() for agent in app.agents.values()}
     assert not {book, trades} & agents
@@ -94,10 +96,7 @@ def test_the_market_stages_read_book_and_trades_with_one_reader_faust_assigns(
 def test_held_partitions_stay_paused_when_faust_resumes_the_others(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from faust.types import TP
 
-    from streams.worker import build_worker_app
-
-    s = load_settings(env={"ALGOSTREAM__KAFKA__DATA_DIR": str(tmp_path)})
-    app, edge = build_worker_app(s, "market", web_port=0)
+    app, edge = worker_app("colocated", "market", tmp_path)
     consumer = app.consumer
     trades, control = (edge.topic(t).get_topic_name() for t in ("md.trades", "md.book"))
     tps = {TP(trades, 0), TP(trades, 1), TP(control, 0)}
