@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 
 from algostream.config import Settings
 from algostream.model.enums import TradingState
@@ -48,7 +49,7 @@ from algostream.observability import metrics
 from algostream.risk import RiskProcessor
 from algostream.risk.processor import output_topic
 from streams.app import Edge, Recent
-from streams.reader import tap
+from streams.reader import decoded, reader_of, tap
 
 STATE_LEVEL = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
@@ -159,11 +160,17 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         edge.listen("book.top", top_read)
         tap(app, edge, settings, "book.top", BookTop, "trading")
 
-    @app.agent(edge.topic("orders.proposed"), name="risk-proposals")
-    async def proposals(stream: faust.StreamT[bytes]) -> None:
-        async for order in edge.records(stream, OrderRequest, "risk"):
+    async def proposals(batch: dict[TopicPartition, list[Any]]) -> None:
+        async for _, _, order in decoded(edge, batch, "orders.proposed", OrderRequest, "risk"):
             if order.record_id not in decided_here:
                 await decide(order)
+
+    # a reader of its own, latency first, in the worker's loop: the proposals' hop does not
+    # wait for Faust's consumer thread and its hand-over to the agent; Faust still decides
+    # which trading worker owns the account (orders.proposed is held, streams.reader)
+    reader_of(app, edge, settings, "proposals", "orders.proposed").read(
+        "orders.proposed", proposals
+    )
 
     @app.agent(edge.topic("orders.events"), name="risk-fills")
     async def order_events(stream: faust.StreamT[bytes]) -> None:

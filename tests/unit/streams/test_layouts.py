@@ -70,6 +70,9 @@ def test_the_trading_worker_reads_book_top_and_trades_with_its_tap_not_faust(
     assert set(taps.handlers) == busy and taps.anchor is None  # every partition
     assert len(edge._local["book.top"]) == 2  # the gate's marks and the paper broker
     assert len(edge._local["md.trades"]) == 1  # the paper broker
+    # proposals: a latency-first reader of the worker's loop, on the partition Faust assigns
+    proposed = edge.topic("orders.proposed").get_topic_name()
+    assert proposed not in agents and readers(edge)["proposals"].anchor == proposed
 
 
 @pytest.mark.parametrize("name", ["colocated", "single"])
@@ -86,7 +89,7 @@ def test_the_market_stages_read_book_and_trades_with_one_reader_faust_assigns(
     assert list(reader.handlers) == [book, trades]  # the book before the trades
     # md.trades is Faust's to assign (its partitions say which instruments are ours), never
     # to fetch: subscribed, held, and out of the offset guard's watch
-    assert reader.anchor == trades and edge.held == {trades}
+    assert reader.anchor == trades and trades in edge.held
     assert trades in {t for topic in app.topics for t in topic.topics}
     assert trades not in edge.guard.watched
     if name == "single":  # the paper broker takes the bar stage's trades in-process
