@@ -17,6 +17,13 @@ state without the other key, and the state must still know what it has counted.
 Tables use the key partitioner (one partition), so agents on 3-partition market topics
 can persist too.
 
+Proposals are read by a latency-first reader of the worker's own
+(:mod:`streams.reader`), not a Faust agent: the hop from the sizing stage does not wait
+for Faust's consumer thread and its hand-over to the agent. ``orders.proposed`` is held
+in Faust, so Faust's assignment still picks the one trading worker that decides; the
+reader commits after the decisions and their table writes are flushed. Book tops come
+from the worker's tap (every partition).
+
 In the ``single`` layout (``workers.layout``) the gate runs in the worker that makes the
 proposals and book tops and takes them in-process (no Kafka hop between a signal and its
 approval); what it decided that way is skipped when read back from ``orders.proposed``.
