@@ -1,19 +1,23 @@
-"""The market worker's batch reader: ``md.book`` and ``md.trades`` in ``getmany`` batches.
+"""Batch readers: the market worker's ``md.book`` and ``md.trades``, the trading worker's
+taps (``book.top``, ``md.trades``) and its proposals, read with aiokafka, not Faust agents.
 
 Faust hands an agent one record at a time (~135 µs of CPU per record before any work, and
 its fetch loop drops records around rebalances that the offset guard must re-read), which
-held the book path to ~900-1,100 updates/s per worker; and with the book path batched, the
-``bars`` agent's trades (one for every four depth updates from the simulator) still took a
-quarter of the market worker's CPU. :class:`PartitionReader` takes batches of up to
-``MAX_BATCH`` records of both topics with one consumer and hands each topic's part of a
-batch to its stage (:meth:`PartitionReader.read`: the book stage, :mod:`streams.book`;
+held the book path to ~900-1,100 updates/s per worker; the trades took the same path into
+the bar stage (py-spy: ~18% of a draining market worker's samples for a fifth of its
+records, and the largest stage of tick-to-trade). :class:`PartitionReader` takes batches
+of up to ``MAX_BATCH`` records of its topics with one consumer and hands each topic's part
+of a batch to its stage (:meth:`PartitionReader.read`: the book stage, :mod:`streams.book`;
 the bar stage, :mod:`streams.bars`), which writes each changed state key once per batch.
+The trading worker's readers (:func:`tap`, and the gate's in :mod:`streams.risk`) keep its
+Faust consumer to the quiet trading topics.
 
-Faust still decides who owns what: ``md.trades`` is held (:meth:`Edge.hold
-<streams.app.Edge.hold>`: subscribed, assigned by Faust, never fetched by it), and the
-reader reads the partitions of ``md.book`` and ``md.trades`` (same instruments, same
-numbers) Faust assigned to this worker, once the tables have been recovered for them. It
-commits its offsets in a consumer group of its own (``<app id>-book``, manual assignment)
+Faust still decides who owns what: ``md.trades`` (``orders.proposed`` for the gate) is
+held (:meth:`Edge.hold <streams.app.Edge.hold>`: subscribed, assigned by Faust, never
+fetched by it), and the market reader reads the partitions of ``md.book`` and
+``md.trades`` (same instruments, same numbers) Faust assigned to this worker, once the
+tables have been recovered for them. Each reader commits its offsets in a consumer group
+of its own (``<app id>-<name>``: ``-book``, ``-taps``, ``-proposals``; manual assignment)
 after Faust's producer is flushed (commit after produce: the stages' outputs and state
 writes, and what this worker's later stages sent in-process, are on the broker first).
 
