@@ -246,7 +246,7 @@ class PartitionReader:
 
     async def take_over(self, *_: Any, **__: Any) -> None:
         """A rebalance is complete (tables recovered): read the partitions owned now, each
-        from its committed offset (without one: the log start)."""
+        from its committed offset (without one: the Faust group's, else the log start)."""
         consumer = await self._consumer()
         async with self.busy:
             tps = self.owned()
@@ -256,8 +256,8 @@ class PartitionReader:
             if any(offset is None for offset in start.values()):
                 # none yet: continue where the worker's Faust agents for these topics
                 # stopped (before this reader read them), else from the log start
-                faust = await group_offsets(self.settings.kafka, self.app.conf.id, tps)
-                start = {tp: faust.get(tp) if o is None else o for tp, o in start.items()}
+                earlier = await group_offsets(self.settings.kafka, self.app.conf.id, tps)
+                start = {tp: earlier.get(tp) if o is None else o for tp, o in start.items()}
             for tp, committed in start.items():
                 if committed is None:
                     await consumer.seek_to_beginning(tp)
@@ -362,11 +362,10 @@ class PartitionReader:
             return None
 
     async def report_lag(self) -> None:
-        consumer = self.consumer
-        if consumer is None or not self.ready.is_set():
+        if not self.ready.is_set():
             return
         for tp, offset in self.processed.items():
-            highwater = consumer.highwater(tp)
+            highwater = self.highwater(tp)
             if highwater is not None:
                 metrics.CONSUMER_LAG.labels(
                     agent=self.edge.role,
