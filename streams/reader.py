@@ -125,6 +125,12 @@ async def group_offsets(
     return {tp: meta.offset for tp, meta in found.items() if meta is not None and meta.offset >= 0}
 
 
+def caught_up(processed: dict[TopicPartition, int], target: dict[TopicPartition, int]) -> bool:
+    """Every partition of ``target`` processed up to its offset there (a partition no
+    longer read counts as done: it moved away)."""
+    return all(processed.get(tp, offset) >= offset for tp, offset in target.items())
+
+
 def readers(edge: Edge) -> dict[str, PartitionReader]:
     """The readers of ``edge``'s worker, by name."""
     return dict(_READERS.get(edge, {}))
@@ -186,6 +192,12 @@ class PartitionReader:
         self.processed: dict[TopicPartition, int] = {}
         self.committed: dict[TopicPartition, int] = {}
         self.epoch = 0  # hand-overs so far: a commit begun before one is dropped
+        #: set once this reader has processed its partitions up to their end offsets as
+        #: of its last take-over (the backlog it was given); cleared at a hand-over
+        self.caught_up = asyncio.Event()
+        self.catch_up_to: dict[TopicPartition, int] = {}
+        #: readers that must have caught up before this one handles a batch (:meth:`after`)
+        self.waits_for: list[PartitionReader] = []
 
     def read(
         self, topic: str, handler: BatchHandler, forget: Callable[[], None] | None = None
@@ -206,6 +218,20 @@ class PartitionReader:
         if forget is not None:
             self._hand_over_hooks.append(forget)
         return name
+
+    def after(self, other: PartitionReader) -> None:
+        """Handle no batch until ``other`` has read the backlog it was given at its last
+        take-over: the trading worker's gate decides no proposal before its tap has brought
+        its marks up to the ``book.top`` that was there when the worker started (a worker
+        started on a backlog read its proposals first and rejected every one for want of
+        a book, ``NO_MARKET_DATA``, while its tap was still reading the tops before them)."""
+        if other is not self and other not in self.waits_for:
+            self.waits_for.append(other)
+
+    def _check_caught_up(self) -> None:
+        if not self.caught_up.is_set() and caught_up(self.processed, self.catch_up_to):
+            self.caught_up.set()
+            log.info(f"reader {self.name} caught up", offsets=sum(self.catch_up_to.values()))
 
     async def _consumer(self) -> AIOKafkaConsumer:
         if self.consumer is None:
@@ -265,17 +291,20 @@ class PartitionReader:
                 else:
                     consumer.seek(tp, committed)
                 self.processed[tp] = self.committed[tp] = committed
+            self.catch_up_to = await consumer.end_offsets(tps) if tps else {}
             log.info(
                 f"reader {self.name} assigned",
                 partitions=sorted({tp.partition for tp in tps}),
                 topics=[self.edge.short(name) for name in self.handlers],
             )
             self.ready.set()
+            self._check_caught_up()
 
     async def hand_over(self) -> None:
         """A rebalance begins: stop, commit what was processed, have the stages forget
         their state (their partitions may move; restored from the tables when next read)."""
         self.ready.clear()
+        self.caught_up.clear()
         async with self.busy:
             self.epoch += 1
             offsets = self._due()
@@ -319,6 +348,10 @@ class PartitionReader:
         try:
             while True:
                 await self.ready.wait()
+                for other in self.waits_for:
+                    if not other.caught_up.is_set():
+                        log.info(f"reader {self.name} waits for reader {other.name}")
+                        await other.caught_up.wait()
                 batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
                 if not batch:
                     continue
@@ -344,6 +377,7 @@ class PartitionReader:
                 await handler(part)
         for tp, records in mine.items():
             self.processed[tp] = records[-1].offset + 1
+        self._check_caught_up()
 
     def fetched_at_ns(self, tp: TopicPartition) -> int | None:
         """Wall time (ns) of the last fetch response for ``tp`` (None: not fetched since

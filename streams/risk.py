@@ -22,7 +22,9 @@ Proposals are read by a latency-first reader of the worker's own
 for Faust's consumer thread and its hand-over to the agent. ``orders.proposed`` is held
 in Faust, so Faust's assignment still picks the one trading worker that decides; the
 reader commits after the decisions and their table writes are flushed. Book tops come
-from the worker's tap (every partition).
+from the worker's tap (every partition); the gate reads no proposal until the tap has
+read the tops that were on the broker when it was assigned (a worker started on a
+backlog would otherwise reject it all for want of a book).
 
 In the ``single`` layout (``workers.layout``) the gate runs in the worker that makes the
 proposals and book tops and takes them in-process (no Kafka hop between a signal and its
@@ -175,9 +177,10 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     # a reader of its own, latency first, in the worker's loop: the proposals' hop does not
     # wait for Faust's consumer thread and its hand-over to the agent; Faust still decides
     # which trading worker owns the account (orders.proposed is held, streams.reader)
-    reader_of(app, edge, settings, "proposals", "orders.proposed").read(
-        "orders.proposed", proposals
-    )
+    gate = reader_of(app, edge, settings, "proposals", "orders.proposed")
+    gate.read("orders.proposed", proposals)
+    if not single:  # no decision before the marks are up to the tops already on the broker
+        gate.after(reader_of(app, edge, settings, "taps", None))
 
     @app.agent(edge.topic("orders.events"), name="risk-fills")
     async def order_events(stream: faust.StreamT[bytes]) -> None:
