@@ -198,6 +198,7 @@ class PartitionReader:
         self.catch_up_to: dict[TopicPartition, int] = {}
         #: readers that must have caught up before this one handles a batch (:meth:`after`)
         self.waits_for: list[PartitionReader] = []
+        self._advanced = asyncio.Event()  # set (and replaced) at every batch handled
 
     def read(
         self, topic: str, handler: BatchHandler, forget: Callable[[], None] | None = None
@@ -378,6 +379,25 @@ class PartitionReader:
         for tp, records in mine.items():
             self.processed[tp] = records[-1].offset + 1
         self._check_caught_up()
+        self._advanced.set()
+        self._advanced = asyncio.Event()
+
+    async def advance(self, timeout_s: float) -> bool:
+        """Wait for this reader's next batch to be handled; False if none came in
+        ``timeout_s`` (nothing more to read, or it is not reading)."""
+        try:
+            await asyncio.wait_for(self._advanced.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def behind(self) -> bool:
+        """Some partition has records (as of its last fetch) not yet processed here."""
+        for tp, offset in self.processed.items():
+            highwater = self.highwater(tp)
+            if highwater is not None and highwater > offset:
+                return True
+        return False
 
     def fetched_at_ns(self, tp: TopicPartition) -> int | None:
         """Wall time (ns) of the last fetch response for ``tp`` (None: not fetched since

@@ -23,8 +23,10 @@ for Faust's consumer thread and its hand-over to the agent. ``orders.proposed`` 
 in Faust, so Faust's assignment still picks the one trading worker that decides; the
 reader commits after the decisions and their table writes are flushed. Book tops come
 from the worker's tap (every partition); the gate reads no proposal until the tap has
-read the tops that were on the broker when it was assigned (a worker started on a
-backlog would otherwise reject it all for want of a book).
+read the tops that were on the broker when it was assigned, and a proposal whose
+instrument's top is more than ``MARK_LAG_NS`` older than itself waits (a bounded while)
+for the tap to read on: a worker started on a backlog would otherwise reject it all for
+want of a book, or check prices against old mids.
 
 In the ``single`` layout (``workers.layout``) the gate runs in the worker that makes the
 proposals and book tops and takes them in-process (no Kafka hop between a signal and its
@@ -58,7 +60,17 @@ from algostream.observability import metrics
 from algostream.risk import RiskProcessor
 from algostream.risk.processor import output_topic
 from streams.app import Edge, Recent
-from streams.reader import decoded, reader_of, tap
+from streams.reader import decoded, reader_of, readers, tap
+
+#: a proposal is decided against a top at most this much older (market time) than itself;
+#: an older mark means the tap is behind the worker that made the proposal (a backlog)
+MARK_LAG_NS = 2_000_000_000
+#: ... and the gate waits for the tap that long at most, while it keeps reading, before it
+#: decides with what it has (NO_MARKET_DATA, or a band check against the older mid)
+MARK_WAIT_S = 5.0
+#: the tap has nothing more to read if it handles no batch this long (its fetches wait
+#: ``TAP_FETCH_WAIT_MS``)
+TAP_IDLE_S = 0.1
 
 STATE_LEVEL = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
@@ -168,10 +180,27 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     else:  # this worker's tap reads book.top once for the gate and the paper broker
         edge.listen("book.top", top_read)
         tap(app, edge, settings, "book.top", BookTop, "trading")
+    taps = None if single else readers(edge)["taps"]
+
+    async def marks_for(order: OrderRequest) -> None:
+        """Let the tap bring the order's instrument's top up to the order's time first:
+        a proposal made on a backlog can be read before the tops it was made from. In
+        step with the market (the tap's top is at most its fetch wait behind) it does not
+        wait at all; for a quiet instrument, one of the tap's batches at most."""
+        deadline = time.monotonic() + MARK_WAIT_S
+        while (left := deadline - time.monotonic()) > 0:
+            top = shell.proc.top(order.instrument)
+            if top is not None and top.ts_event >= order.ts_event - MARK_LAG_NS:
+                return
+            if taps is None or not await taps.advance(min(left, TAP_IDLE_S)):
+                return  # nothing more came: decide with what there is
+            if not taps.behind():
+                return  # the tap has read all it knew of: the instrument is quiet
 
     async def proposals(batch: dict[TopicPartition, list[Any]]) -> None:
         async for _, _, order in decoded(edge, batch, "orders.proposed", OrderRequest, "risk"):
             if order.record_id not in decided_here:
+                await marks_for(order)
                 await decide(order)
 
     # a reader of its own, latency first, in the worker's loop: the proposals' hop does not
@@ -179,8 +208,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     # which trading worker owns the account (orders.proposed is held, streams.reader)
     gate = reader_of(app, edge, settings, "proposals", "orders.proposed")
     gate.read("orders.proposed", proposals)
-    if not single:  # no decision before the marks are up to the tops already on the broker
-        gate.after(reader_of(app, edge, settings, "taps", None))
+    if taps is not None:  # no decision before the marks are up to the tops on the broker
+        gate.after(taps)
 
     @app.agent(edge.topic("orders.events"), name="risk-fills")
     async def order_events(stream: faust.StreamT[bytes]) -> None:

@@ -219,6 +219,10 @@ class RiskProcessor:
 
     # ------------------------------------------------------------------ market data
 
+    def top(self, instrument: str) -> BookTop | None:
+        """The newest book top seen for ``instrument`` (the gate's mark and price band)."""
+        return self._tops.get(instrument)
+
     def on_book_top(self, top: BookTop, now_ns: int | None = None) -> list[Record]:
         """Mark positions, run stops and the breaker; throttled Position/PnL records."""
         now = top.ts_init if now_ns is None else now_ns
