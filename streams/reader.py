@@ -387,7 +387,7 @@ class PartitionReader:
         ``timeout_s`` (nothing more to read, or it is not reading)."""
         try:
             await asyncio.wait_for(self._advanced.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
