@@ -120,7 +120,9 @@ async def test_broker_down_30s_nothing_lost_duplicated_or_reordered(
     stalled = await scrape(port)
     assert metric(stalled, "algostream_publisher_stalls_total") >= 1, stalled
     assert metric(stalled, "algostream_publisher_oldest_pending_seconds") >= OUTAGE_S - 10
-    assert pending[-1] > pending[0] > 0, pending  # buffering, in the ingestor's memory
+    # buffering, in the ingestor's memory, growing all along (the first scrape can come
+    # before the first record the broker did not take)
+    assert pending[-1] > pending[len(pending) // 2] > 0, pending
     await asyncio.to_thread(own_broker.start)
 
     # ---- recovery: every buffered record delivered, the stall reported as over
