@@ -51,7 +51,7 @@ R = TypeVar("R", bound="Record")
 class Record(BaseModel):
     """Base of every record on a topic."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False, allow_inf_nan=False)
 
     #: registry name used in topics.toml; set on each subclass
     TYPE: ClassVar[str] = "Record"
@@ -242,6 +242,8 @@ class FeatureVector(Record):
     value is refused (JSON cannot carry it, so it would not survive the topic)."""
 
     TYPE: ClassVar[str] = "FeatureVector"
+    # a warming-up indicator is NaN in the processor: taken here, stored as null
+    model_config = ConfigDict(allow_inf_nan=True)
     interval: str
     close: Price
     values: dict[str, float | None]

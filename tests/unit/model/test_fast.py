@@ -104,6 +104,8 @@ def test_built_records_match_validated_ones() -> None:
         (BookTop, {"spread": "sNaN"}, "spread"),
         (BookTop, {"record_id": ""}, "record_id"),
         (BookTop, {"imbalance": "x"}, "imbalance"),
+        (BookTop, {"imbalance": "NaN"}, "imbalance"),  # a float field: finite only
+        (BookTop, {"imbalance": "-inf"}, "imbalance"),
     ],
 )
 def test_what_both_refuse_gets_the_models_error(
