@@ -141,6 +141,15 @@ class ExecutionShell:
             self._broker = broker
         return self._broker
 
+    async def forget(self) -> None:
+        """A rebalance begins: drop the paper broker and the start-up reconciliation; the
+        next owner of ``orders.approved`` loads the broker from the tables and reconciles
+        again before its first record (a standby that had reconciled with empty tables
+        would otherwise carry on without the owner's resting orders)."""
+        self.reconciled = False
+        if self.settings.execution.paper_trading:
+            self._broker = self._router = None
+
     def persist(self) -> None:
         if self.settings.execution.paper_trading:
             self.state["paper"] = self.broker.to_state()
@@ -227,9 +236,11 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         edge.listen("orders.approved", in_process)
 
     async def top_read(top: BookTop, _partition: int | None) -> None:
-        """Read from book.top (this worker's tap, shared with the gate)."""
-        await reconciled_first()
-        await emit(shell.router.on_book_top(top))
+        """Read from book.top (this worker's tap, shared with the gate); a standby keeps
+        no broker (:meth:`ExecutionShell.forget`)."""
+        if edge.owns("orders.approved"):
+            await reconciled_first()
+            await emit(shell.router.on_book_top(top))
 
     async def trade_here(trade: TradeTick, _partition: int | None) -> None:
         """single layout: the trades the bar stage read (the first one reconciles, as
@@ -240,8 +251,9 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     async def trade_read(trade: TradeTick, _partition: int | None) -> None:
         """Read from md.trades (this worker's tap)."""
-        await reconciled_first()
-        await emit(shell.router.on_trade(trade))
+        if edge.owns("orders.approved"):
+            await reconciled_first()
+            await emit(shell.router.on_trade(trade))
 
     if settings.workers.layout == "single":  # from this worker's book and bar stages
         edge.listen("book.top", top_here)
@@ -251,6 +263,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         tap(app, edge, settings, "book.top", BookTop, "trading")
         edge.listen("md.trades", trade_read)
         tap(app, edge, settings, "md.trades", TradeTick, "execution")
+    edge.before_revoke(shell.forget)  # after the tap's hand-over (hooks run in order)
 
     @app.agent(edge.topic("orders.approved"), name="exec-orders")
     async def orders(stream: faust.StreamT[bytes]) -> None:

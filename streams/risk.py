@@ -24,7 +24,8 @@ in Faust, so Faust's assignment still picks the one trading worker that decides;
 reader commits after the decisions and their table writes are flushed. Book tops come
 from the worker's tap (every partition); the gate reads no proposal until the tap has
 read the tops that were on the broker when it was assigned, and a proposal whose
-instrument's top is more than ``MARK_LAG_NS`` older than itself waits (a bounded while)
+instrument's top is older than itself by more than ``market_data.stale_after_ms`` waits
+(a bounded while)
 for the tap to read on: a worker started on a backlog would otherwise reject it all for
 want of a book, or check prices against old mids.
 
@@ -62,15 +63,15 @@ from algostream.risk.processor import output_topic
 from streams.app import Edge, Recent
 from streams.reader import decoded, reader_of, readers, tap
 
-#: a proposal is decided against a top at most this much older (market time) than itself;
-#: an older mark means the tap is behind the worker that made the proposal (a backlog)
-MARK_LAG_NS = 2_000_000_000
-#: ... and the gate waits for the tap that long at most, while it keeps reading, before it
-#: decides with what it has (NO_MARKET_DATA, or a band check against the older mid)
+#: a proposal whose instrument's top is older (market time) than itself by more than the
+#: feed's staleness limit (``market_data.stale_after_ms``) waits for the tap to read on:
+#: the tap may be behind the worker that made the proposal (a backlog). The gate waits
+#: that long at most, while the tap keeps reading, before it decides with what it has
+#: (NO_MARKET_DATA, or a band check against the older mid)
 MARK_WAIT_S = 5.0
 #: the tap has nothing more to read if it handles no batch this long (its fetches wait
-#: ``TAP_FETCH_WAIT_MS``)
-TAP_IDLE_S = 0.1
+#: ``TAP_FETCH_WAIT_MS``): a proposal for a quiet instrument waits that long
+TAP_IDLE_S = 0.05
 
 STATE_LEVEL = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
@@ -98,6 +99,12 @@ class RiskShell:
                 full["applied"] = list(self.fills.keys())
                 self._proc = RiskProcessor.from_state(self.settings.risk, None, full)
         return self._proc
+
+    async def forget(self) -> None:
+        """A rebalance begins: drop the processor; whoever owns the account next builds it
+        again from the tables (recovered for it) at first use. A standby that kept the one
+        it made before it owned anything would decide with an empty ledger."""
+        self._proc = None
 
     def persist(self, *, decided: str | None = None, applied: str | None = None) -> None:
         self.state["state"] = self.proc.to_state(memories=False)
@@ -171,7 +178,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             await on_top(top)
 
     async def top_read(top: BookTop, _partition: int | None) -> None:
-        await on_top(top)
+        if edge.owns("orders.proposed"):  # a standby keeps no state (RiskShell.forget)
+            await on_top(top)
 
     single = settings.workers.layout == "single"
     if single:  # this worker's signal stage and book agent feed the gate in-process
@@ -181,6 +189,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         edge.listen("book.top", top_read)
         tap(app, edge, settings, "book.top", BookTop, "trading")
     taps = None if single else readers(edge)["taps"]
+    mark_lag_ns = settings.market_data.stale_after_ms * 1_000_000
 
     async def marks_for(order: OrderRequest) -> None:
         """Let the tap bring the order's instrument's top up to the order's time first:
@@ -190,7 +199,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         deadline = time.monotonic() + MARK_WAIT_S
         while (left := deadline - time.monotonic()) > 0:
             top = shell.proc.top(order.instrument)
-            if top is not None and top.ts_event >= order.ts_event - MARK_LAG_NS:
+            if top is not None and top.ts_event >= order.ts_event - mark_lag_ns:
                 return
             if taps is None or not await taps.advance(min(left, TAP_IDLE_S)):
                 return  # nothing more came: decide with what there is
@@ -210,6 +219,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     gate.read("orders.proposed", proposals)
     if taps is not None:  # no decision before the marks are up to the tops on the broker
         gate.after(taps)
+    # after the readers' hand-overs (hooks run in order): no batch is running by then
+    edge.before_revoke(shell.forget)
 
     @app.agent(edge.topic("orders.events"), name="risk-fills")
     async def order_events(stream: faust.StreamT[bytes]) -> None:
