@@ -22,6 +22,10 @@ What is asserted, exactly:
   :class:`~algostream.marketdata.bars.BarAggregator` makes from ``md.trades`` (every 1 s
   bucket with trades has its bar, with the same OHLCV, volume and trade count); no trade
   went to the ``dlq`` as late.
+* **Features move with them too.** Every bar has its ``features`` record, and the values
+  that depend on the bars alone (RSI, MACD, Bollinger, ATR, VWAP, volatility) equal a
+  reference :class:`~algostream.features.processor.FeatureProcessor` fed every bar in
+  order: the ``features-state`` the next owner restored continued exactly.
 * **No duplicates where the design promises none.** The book agent drops a re-delivered
   update by its update id, and the tables are written with every record, so a partition
   that moves by a rebalance or a graceful stop yields no second ``book.top`` for any
@@ -46,12 +50,21 @@ from typing import Any
 import httpx
 from aiokafka.partitioner import DefaultPartitioner
 
-from algostream.config import Settings
+from algostream.config import Settings, SignalConfig
+from algostream.features.processor import FeatureProcessor
 from algostream.kafka.reader import TopicRecord
 from algostream.kafka.reader import read_to_end as read_topic
 from algostream.marketdata.bars import BarAggregator
 from algostream.marketdata.processor import BookProcessor
-from algostream.model import Bar, BookIntegrity, BookTop, BookUpdate, DeadLetter, TradeTick
+from algostream.model import (
+    Bar,
+    BookIntegrity,
+    BookTop,
+    BookUpdate,
+    DeadLetter,
+    FeatureVector,
+    TradeTick,
+)
 from algostream.model.enums import IntegrityKind
 from tests.kafka_kit import Msg, decoded, free_port, read_until
 
@@ -161,6 +174,39 @@ def reference_bars(trades: list[TradeTick]) -> dict[tuple[str, int], Bar]:
     return {(b.instrument, b.start_ns): b for b in bars}
 
 
+#: the features that are a function of the bars alone (the book ones depend on which tops
+#: the worker had seen when the bar closed)
+BAR_FEATURES = (
+    "log_return",
+    "volatility",
+    "rsi",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "bb_mid",
+    "bb_upper",
+    "bb_lower",
+    "bb_pctb",
+    "bb_width",
+    "atr",
+    "vwap",
+    "vwap_dist",
+)
+
+
+def reference_features(
+    bars: dict[tuple[str, int], Bar], config: SignalConfig
+) -> dict[str, FeatureVector]:
+    """bar record id -> the features one never-moving processor makes of it."""
+    proc = FeatureProcessor(config)
+    out: dict[str, FeatureVector] = {}
+    for _, bar in sorted(bars.items()):
+        fv = proc.on_bar(bar)
+        if fv is not None:
+            out[bar.record_id] = fv
+    return out
+
+
 def bar_values(b: Bar) -> tuple[Any, ...]:
     return (b.record_id, b.open, b.high, b.low, b.close, b.volume, b.quote_volume, b.trades)
 
@@ -254,6 +300,12 @@ async def test_market_workers_scale_out_and_fail_over(  # type: ignore[no-untype
         return {(b.instrument, b.start_ns) for b in decoded(msgs, Bar)} >= set(want_bars)  # type: ignore[attr-defined]
 
     bar_msgs = await read_until(s, "bars.1s", bars_done, timeout_s=30)
+    want_features = reference_features(want_bars, s.signal)
+
+    def features_done(msgs: list[Msg]) -> bool:
+        return {f.lineage_id for f in decoded(msgs, FeatureVector)} >= set(want_features)  # type: ignore[attr-defined]
+
+    await read_until(s, "features", features_done, timeout_s=30)
     assert supervisor.children["m1"].alive, supervisor.tail("m1")
 
     tops = decoded(await read_to_end(s, "book.top"), BookTop)
@@ -303,6 +355,22 @@ async def test_market_workers_scale_out_and_fail_over(  # type: ignore[no-untype
     for inst in killed:
         starts = [b.start_ns for b in bars if b.instrument == inst]  # type: ignore[attr-defined]
         assert replay_windows(starts) <= 1, f"{inst}: more than one bar replay window"
+    # -- features: every bar's, from state that moved with the partition (the bar-derived
+    # values are a function of the bar sequence alone: exactly the reference's)
+    features = decoded(await read_to_end(s, "features"), FeatureVector)
+    seen: dict[str, list[FeatureVector]] = defaultdict(list)
+    for f in features:
+        seen[f.lineage_id].append(f)  # type: ignore[attr-defined, arg-type]
+    assert set(seen) == set(want_features), set(seen) ^ set(want_features)
+    for bar_id, copies in seen.items():
+        want = want_features[bar_id]
+        for f in copies:
+            assert f.record_id == want.record_id
+            assert {k: f.values[k] for k in BAR_FEATURES} == {
+                k: want.values[k] for k in BAR_FEATURES
+            }, (f.instrument, bar_id)
+        if f.instrument not in killed:
+            assert len(copies) == 1, f"{bar_id}: features emitted {len(copies)} times"
     late = [d for d in letters if "late trade" in d.reason]  # type: ignore[attr-defined]
     assert not late, late[:3]
     assert not letters, letters[:3]
