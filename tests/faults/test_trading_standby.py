@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
-from decimal import Decimal
 
-from algostream.model import OrderEvent, OrderRequest, Position
-from tests.faults.test_trading_worker_kill import decisions, proposal, top
+from algostream.model import OrderRequest
+from tests.faults.test_trading_worker_kill import proposal, top
 from tests.kafka_kit import decoded, produce, read_until
+from tests.trading_kit import decisions, filled_once_and_counted
 
 N = 60
 ARGS = ("worker", "trading", "--web-port", "0", "--metrics-port", "0")
@@ -75,24 +74,5 @@ async def test_the_standby_takes_over_with_the_owners_position(provisioned, supe
     assert all(len(ids) == 1 for ids in decided.values()), "an order got two decisions"
     approved = await read_until(s, "orders.approved", lambda _: False, timeout_s=1)
     approved_ids = {r.client_order_id for r in decoded(approved, OrderRequest)}  # type: ignore[attr-defined]
-
-    def fills_complete(msgs) -> bool:  # type: ignore[no-untyped-def]
-        evs = decoded(msgs, OrderEvent)
-        return approved_ids <= {e.client_order_id for e in evs if e.fill_qty > 0}  # type: ignore[attr-defined]
-
-    events = decoded(await read_until(s, "orders.events", fills_complete, timeout_s=90), OrderEvent)
-    fills: dict[str, list[OrderEvent]] = defaultdict(list)
-    for ev in {e.record_id: e for e in events}.values():
-        if ev.fill_qty > 0:  # type: ignore[attr-defined]
-            fills[ev.client_order_id].append(ev)  # type: ignore[attr-defined, arg-type]
-    assert set(fills) == approved_ids, supervisor.tail(survivor)
-    assert all(sum(e.fill_qty for e in f) == Decimal("0.01") for f in fills.values())
-    net = sum(e.side.sign * e.fill_qty for f in fills.values() for e in f)
-
-    def position_matches(msgs) -> bool:  # type: ignore[no-untyped-def]
-        positions = decoded(msgs, Position)
-        return bool(positions) and positions[-1].quantity == net  # type: ignore[attr-defined]
-
-    positions = decoded(await read_until(s, "positions", position_matches, timeout_s=60), Position)
-    assert positions[-1].quantity == net, (positions[-1], net, supervisor.tail(survivor))  # type: ignore[attr-defined]
+    await filled_once_and_counted(s, approved_ids, lambda: supervisor.tail(survivor))
     assert supervisor.children[survivor].alive, supervisor.tail(survivor)

@@ -8,19 +8,14 @@ of the fills on ``orders.events``.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from decimal import Decimal
 
 from algostream.model import (
     BookTop,
-    OrderEvent,
-    OrderRejected,
     OrderRequest,
-    Position,
     Side,
 )
 from tests.kafka_kit import decoded, produce, read_until
-from tests.trading_kit import book_top
+from tests.trading_kit import book_top, decisions, filled_once_and_counted
 from tests.trading_kit import proposal as make_proposal
 
 INSTRUMENT = "BINANCE:BTCUSDT"
@@ -33,15 +28,6 @@ def top(n: int) -> BookTop:
 
 def proposal(n: int) -> OrderRequest:
     return make_proposal(n, side=Side.BUY if n % 3 else Side.SELL, quantity="0.01", prefix="k")
-
-
-def decisions(msgs_a, msgs_r) -> dict[str, set[str]]:  # type: ignore[no-untyped-def]
-    out: dict[str, set[str]] = defaultdict(set)
-    for rec in decoded(msgs_a, OrderRequest):
-        out[rec.client_order_id].add(rec.record_id)  # type: ignore[attr-defined]
-    for rec in decoded(msgs_r, OrderRejected):
-        out[rec.client_order_id].add(rec.record_id)  # type: ignore[attr-defined]
-    return out
 
 
 async def test_kill_9_mid_stream_no_double_approval_or_fill(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
@@ -80,35 +66,5 @@ async def test_kill_9_mid_stream_no_double_approval_or_fill(provisioned, supervi
     assert all(len(ids) == 1 for ids in decided.values()), "an order got two decisions"
 
     approved_ids = {r.client_order_id for r in decoded(approved, OrderRequest)}  # type: ignore[attr-defined]
-
-    def fills_complete(msgs) -> bool:  # type: ignore[no-untyped-def]
-        evs = decoded(msgs, OrderEvent)
-        return approved_ids <= {e.client_order_id for e in evs if e.fill_qty > 0}  # type: ignore[attr-defined]
-
-    events = decoded(await read_until(s, "orders.events", fills_complete, timeout_s=90), OrderEvent)
-    fills: dict[str, list[OrderEvent]] = defaultdict(list)
-    for ev in {e.record_id: e for e in events}.values():  # a re-sent record is one event
-        if ev.fill_qty > 0:  # type: ignore[attr-defined]
-            fills[ev.client_order_id].append(ev)  # type: ignore[attr-defined, arg-type]
-    unfilled = approved_ids - set(fills)
-    assert not unfilled and set(fills) <= approved_ids, (
-        sorted(unfilled),
-        [
-            (e.client_order_id, e.status.value, e.reason)
-            for e in events
-            if e.client_order_id in unfilled
-        ],  # type: ignore[attr-defined]
-        supervisor.tail("trading"),
-    )
-    assert all(sum(e.fill_qty for e in f) == Decimal("0.01") for f in fills.values()), (
-        "an order was executed twice"
-    )
-    net = sum(e.side.sign * e.fill_qty for f in fills.values() for e in f)
-
-    def position_matches(msgs) -> bool:  # type: ignore[no-untyped-def]
-        positions = decoded(msgs, Position)
-        return bool(positions) and positions[-1].quantity == net  # type: ignore[attr-defined]
-
-    positions = decoded(await read_until(s, "positions", position_matches, timeout_s=60), Position)
-    assert positions[-1].quantity == net  # type: ignore[attr-defined]
+    await filled_once_and_counted(s, approved_ids, lambda: supervisor.tail("trading"))
     assert supervisor.children["trading"].alive, supervisor.tail("trading")

@@ -51,6 +51,7 @@ import httpx
 from aiokafka.partitioner import DefaultPartitioner
 
 from algostream.config import Settings, SignalConfig
+from algostream.features.engine import BAR_FEATURE_NAMES
 from algostream.features.processor import FeatureProcessor
 from algostream.kafka.reader import TopicRecord
 from algostream.kafka.reader import read_to_end as read_topic
@@ -172,26 +173,6 @@ def reference_bars(trades: list[TradeTick]) -> dict[tuple[str, int], Bar]:
     bars = [b for t in trades for b in agg.on_trade(t).bars]
     bars += agg.on_time(2**62)  # the last open bar of each instrument (closed by the timer)
     return {(b.instrument, b.start_ns): b for b in bars}
-
-
-#: the features that are a function of the bars alone (the book ones depend on which tops
-#: the worker had seen when the bar closed)
-BAR_FEATURES = (
-    "log_return",
-    "volatility",
-    "rsi",
-    "macd",
-    "macd_signal",
-    "macd_hist",
-    "bb_mid",
-    "bb_upper",
-    "bb_lower",
-    "bb_pctb",
-    "bb_width",
-    "atr",
-    "vwap",
-    "vwap_dist",
-)
 
 
 def reference_features(
@@ -366,8 +347,8 @@ async def test_market_workers_scale_out_and_fail_over(  # type: ignore[no-untype
         want = want_features[bar_id]
         for f in copies:
             assert f.record_id == want.record_id
-            assert {k: f.values[k] for k in BAR_FEATURES} == {
-                k: want.values[k] for k in BAR_FEATURES
+            assert {k: f.values[k] for k in BAR_FEATURE_NAMES} == {
+                k: want.values[k] for k in BAR_FEATURE_NAMES
             }, (f.instrument, bar_id)
         if f.instrument not in killed:
             assert len(copies) == 1, f"{bar_id}: features emitted {len(copies)} times"
