@@ -255,7 +255,18 @@ def _reaches(
         return False
     if len(top) < n:
         return True
-    return bool(top) and any(at_or_better(p, top[-1][0]) for p, _ in levels)
+    if not top:
+        return False
+    last = top[-1][0]
+    if at_or_better is ge:  # bids: a price at or above the last kept
+        for price, _ in levels:
+            if price >= last:
+                return True
+    else:
+        for price, _ in levels:
+            if price <= last:
+                return True
+    return False
 
 
 def _set_levels(side: SortedDict, levels: tuple[Level, ...]) -> None:
