@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import faust
@@ -391,13 +391,17 @@ class PartitionReader:
             return False
         return True
 
-    def behind(self) -> bool:
-        """Some partition has records (as of its last fetch) not yet processed here."""
+    def _lags(self) -> Iterator[tuple[TopicPartition, int]]:
+        """Each partition's records (as of its last fetch) not yet processed here, for
+        the partitions whose end is known."""
         for tp, offset in self.processed.items():
             highwater = self.highwater(tp)
-            if highwater is not None and highwater > offset:
-                return True
-        return False
+            if highwater is not None:
+                yield tp, highwater - offset
+
+    def behind(self) -> bool:
+        """Some partition has records (as of its last fetch) not yet processed here."""
+        return any(lag > 0 for _, lag in self._lags())
 
     def fetched_at_ns(self, tp: TopicPartition) -> int | None:
         """Wall time (ns) of the last fetch response for ``tp`` (None: not fetched since
@@ -418,11 +422,9 @@ class PartitionReader:
     async def report_lag(self) -> None:
         if not self.ready.is_set():
             return
-        for tp, offset in self.processed.items():
-            highwater = self.highwater(tp)
-            if highwater is not None:
-                metrics.CONSUMER_LAG.labels(
-                    agent=self.edge.role,
-                    topic=self.edge.short(tp.topic),
-                    partition=str(tp.partition),
-                ).set(max(0, highwater - offset))
+        for tp, lag in self._lags():
+            metrics.CONSUMER_LAG.labels(
+                agent=self.edge.role,
+                topic=self.edge.short(tp.topic),
+                partition=str(tp.partition),
+            ).set(max(0, lag))

@@ -25,9 +25,8 @@ reader commits after the decisions and their table writes are flushed. Book tops
 from the worker's tap (every partition); the gate reads no proposal until the tap has
 read the tops that were on the broker when it was assigned, and a proposal whose
 instrument's top is older than itself by more than ``market_data.stale_after_ms`` waits
-(a bounded while)
-for the tap to read on: a worker started on a backlog would otherwise reject it all for
-want of a book, or check prices against old mids.
+(a bounded while) for the tap to read on: a worker started on a backlog would otherwise
+reject it all for want of a book, or check prices against old mids.
 
 In the ``single`` layout (``workers.layout``) the gate runs in the worker that makes the
 proposals and book tops and takes them in-process (no Kafka hop between a signal and its

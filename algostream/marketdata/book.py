@@ -12,9 +12,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from operator import ge, le, neg
+from operator import neg
 from typing import Any
 
 from sortedcontainers import SortedDict
@@ -75,11 +74,11 @@ class OrderBook:
             self._bid_top = self._ask_top = None
         if update.bids:
             _set_levels(self._bids, update.bids)
-            if _reaches(self._bid_top, self._top_n, update.bids, ge):
+            if _reaches(self._bid_top, self._top_n, update.bids, bids=True):
                 self._bid_top = None
         if update.asks:
             _set_levels(self._asks, update.asks)
-            if _reaches(self._ask_top, self._top_n, update.asks, le):
+            if _reaches(self._ask_top, self._top_n, update.asks, bids=False):
                 self._ask_top = None
         self.last_update_id = update.final_update_id
         self.ts_event = update.ts_event
@@ -246,11 +245,13 @@ def _reaches(
     top: tuple[Level, ...] | None,
     n: int,
     levels: tuple[Level, ...],
-    at_or_better: Callable[[Decimal, Decimal], bool],
+    *,
+    bids: bool,
 ) -> bool:
     """Whether ``levels`` (just applied) can change a side's kept ``top`` of ``n`` levels:
-    one sets or removes a price ``at_or_better`` than the last one kept, or the side had
-    fewer than ``n`` (any new level joins the top)."""
+    one sets or removes a price at or better than the last one kept (at or above it for
+    ``bids``, at or below for asks), or the side had fewer than ``n`` (any new level joins
+    the top). A plain loop per side: the hot path of every update."""
     if top is None:
         return False
     if len(top) < n:
@@ -258,7 +259,7 @@ def _reaches(
     if not top:
         return False
     last = top[-1][0]
-    if at_or_better is ge:  # bids: a price at or above the last kept
+    if bids:
         for price, _ in levels:
             if price >= last:
                 return True

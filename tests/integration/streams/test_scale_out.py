@@ -350,7 +350,7 @@ async def test_market_workers_scale_out_and_fail_over(  # type: ignore[no-untype
             assert {k: f.values[k] for k in BAR_FEATURE_NAMES} == {
                 k: want.values[k] for k in BAR_FEATURE_NAMES
             }, (f.instrument, bar_id)
-        if f.instrument not in killed:
+        if copies[0].instrument not in killed:
             assert len(copies) == 1, f"{bar_id}: features emitted {len(copies)} times"
     late = [d for d in letters if "late trade" in d.reason]  # type: ignore[attr-defined]
     assert not late, late[:3]
