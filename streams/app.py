@@ -290,10 +290,11 @@ class Outbox:
         self._open: dict[tuple[str, int], Any] = {}  # (topic, partition) -> BatchBuilder
         self._full: list[tuple[str, int, Any]] = []
         self._counts: dict[str, int] = {}  # records per catalog topic, for MESSAGES_OUT
+        self._names: dict[str, str] = {}  # catalog topic -> full name
 
     def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int) -> None:
         """Queue one record (``topic``: a full topic name) stamped with its send time."""
-        headers = [(SENT_NS_HEADER, str(time.time_ns()).encode())]
+        headers = [(SENT_NS_HEADER, b"%d" % time.time_ns())]
         builder = self._open.get((topic, partition))
         if (
             builder is None
@@ -308,12 +309,24 @@ class Outbox:
     async def add_record(self, topic: str, record: Record) -> None:
         """Queue ``record`` to the catalog topic ``topic``, keyed (and partitioned) by its
         ``key`` like :meth:`Edge.send`."""
-        name, key = self.edge.topic(topic).get_topic_name(), record.key.encode()
+        if not self.add_known(topic, record):
+            name, key = self.edge.topic(topic).get_topic_name(), record.key.encode()
+            await self.edge.partitions.of(self.producer, name, key)
+            self.add_known(topic, record)
+
+    def add_known(self, topic: str, record: Record) -> bool:
+        """:meth:`add_record` without awaiting: False (nothing queued) when the partition
+        of the record's key is not known yet (the first record of a key)."""
+        name = self._names.get(topic)
+        if name is None:
+            name = self._names[topic] = self.edge.topic(topic).get_topic_name()
+        key = record.key.encode()
         part = self.edge.partitions.get(name, key)
         if part is None:
-            part = await self.edge.partitions.of(self.producer, name, key)
+            return False
         self.add(name, key, record.encode(), part)
         self._counts[topic] = self._counts.get(topic, 0) + 1
+        return True
 
     def _builder(self) -> BatchBuilder:
         """An empty producer batch of :attr:`BATCH_BYTES` (``create_batch`` with aiokafka's

@@ -84,7 +84,8 @@ class BookStage:
             times.append(took)
             for record in out:
                 topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
-                await outbox.add_record(topic, record)
+                if not outbox.add_known(topic, record):
+                    await outbox.add_record(topic, record)
                 local.append((topic, record, tp.partition))
             _, writes = pending.setdefault(inst, (tp.partition, _Pending()))
             store.save(writes, update, out, meta=False)

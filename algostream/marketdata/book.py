@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from itertools import islice
 from operator import neg
 from typing import Any
 
@@ -118,10 +119,10 @@ class OrderBook:
             self._top_n, self._bid_top, self._ask_top = n, None, None
         bids, asks = self._bid_top, self._ask_top
         if bids is None:
-            bids = self._bid_top = tuple(self._bids.items()[:n])
+            bids = self._bid_top = _first(self._bids, n)
             self._bid_qty = None
         if asks is None:
-            asks = self._ask_top = tuple(self._asks.items()[:n])
+            asks = self._ask_top = _first(self._asks, n)
             self._ask_qty = None
         return bids, asks
 
@@ -268,6 +269,13 @@ def _reaches(
             if price <= last:
                 return True
     return False
+
+
+def _first(side: SortedDict, n: int) -> tuple[Level, ...]:
+    """The first ``n`` levels of ``side`` in its order (``tuple(side.items()[:n])`` builds
+    an index slice of the sorted list first: 1.5 against 1.0 µs for 10 levels)."""
+    prices = list(islice(side, n))
+    return tuple(zip(prices, map(side.__getitem__, prices), strict=True))
 
 
 def _set_levels(side: SortedDict, levels: tuple[Level, ...]) -> None:

@@ -36,6 +36,7 @@ from algostream.model.enums import BookUpdateKind
 from algostream.model.records import BookTop, BookUpdate, Record
 
 SEP = "|"
+_DELTA = BookUpdateKind.DELTA
 SIDES = ("b", "a")
 
 
@@ -90,17 +91,20 @@ class LevelStore:
         # a delta applied as it came (its only output is the top) set its own levels to its
         # quantities (0: removed) and touched nothing else; after a snapshot, a gap or a
         # resync the whole side is compared with what the table holds
-        plain = update.kind is BookUpdateKind.DELTA and len(out) == 1 and type(out[0]) is BookTop
+        plain = update.kind is _DELTA and len(out) == 1 and type(out[0]) is BookTop
         for side, changes in (("b", update.bids), ("a", update.asks)):
+            if plain and not changes:
+                continue
             held = mirror[side]
+            # (price, quantity wanted in the table: 0 or None, no level)
             wanted: Iterable[tuple[Decimal, Decimal | None]] = (
-                [(p, q or None) for p, q in changes]
+                changes
                 if plain
                 else [(p, book.level(side, p)) for p in set(held) | set(book.prices(side))]
             )
             for price, want in wanted:
                 have = held.get(price)
-                if want is None:
+                if not want:
                     if have is not None:
                         table.pop(have[0], None)
                         del held[price]

@@ -41,7 +41,7 @@ from algostream.marketdata.errors import BookStateError
 from algostream.marketdata.frames import build
 from algostream.marketdata.sync import integrity_event
 from algostream.model.enums import BookUpdateKind, IntegrityKind
-from algostream.model.ids import derive_id, split_instrument
+from algostream.model.ids import child_id, derive_id, split_instrument
 from algostream.model.records import BookIntegrity, BookTop, BookUpdate, Record
 
 
@@ -207,7 +207,7 @@ class BookProcessor:
             instrument=update.instrument,
             ts_event=update.ts_event,
             ts_init=now_ns,
-            record_id=derive_id("book.top", update.record_id),
+            record_id=child_id("book.top", update.record_id),
             lineage_id=update.record_id,
             bids=bids,
             asks=asks,

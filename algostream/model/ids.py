@@ -48,3 +48,9 @@ def derive_id(*parts: object, length: int = 24) -> str:
     """
     digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16)
     return digest.hexdigest()[:length]
+
+
+def child_id(kind: str, parent: str) -> str:
+    """``derive_id(kind, parent)`` for two strings, without its per-part ``str`` and join:
+    the id of each ``book.top`` from its update's (once per book update)."""
+    return hashlib.blake2b(f"{kind}|{parent}".encode(), digest_size=16).hexdigest()[:24]

@@ -17,6 +17,7 @@ from algostream.model import (
     Side,
     TradeTick,
 )
+from algostream.model.ids import child_id, derive_id
 
 BASE = {
     "instrument": "BINANCE:BTCUSDT",
@@ -114,3 +115,8 @@ def test_records_are_frozen() -> None:
 def test_every_record_type_has_a_unique_registry_name() -> None:
     assert len(RECORD_TYPES) == len({cls.__name__ for cls in RECORD_TYPES.values()})
     assert all(name == cls.__name__ for name, cls in RECORD_TYPES.items())
+
+
+@given(st.text(), st.text())
+def test_child_id_is_derive_id_of_its_two_strings(kind: str, parent: str) -> None:
+    assert child_id(kind, parent) == derive_id(kind, parent)
