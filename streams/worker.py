@@ -29,6 +29,7 @@ import faust
 import structlog
 
 from algostream.config import Settings
+from algostream.observability import heap
 from streams.app import Edge, create_app
 
 MARKET = ["streams.book", "streams.bars"]
@@ -139,6 +140,17 @@ def _report_lag(app: faust.App, edge: Edge) -> None:
             ).set(lag)
 
 
+def _settle_heap(app: faust.App) -> None:
+    """Time the garbage collector's pauses, and freeze the heap once the worker has its
+    partitions and tables (after every rebalance: the recovered tables live on):
+    :mod:`algostream.observability.heap`."""
+    heap.watch()
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def settle(_app: faust.App, **_: object) -> None:
+        heap.settle()
+
+
 def run_worker(
     settings: Settings,
     role: str,
@@ -174,6 +186,7 @@ def run_worker(
     )
     port = start_metrics_server(default_metrics if metrics_port is None else metrics_port)
     WORKER_UP.labels(agent=role).set(1)
+    _settle_heap(app)
     print(f"worker {role}: metrics on port {port} (/metrics)", flush=True)
     worker = faust.Worker(
         app,

@@ -12,6 +12,7 @@ import structlog
 from algostream.config import ConfigError, Settings
 from algostream.ingest.feed import Ingestor, IngestStats
 from algostream.kafka.publisher import KafkaPublisher
+from algostream.observability import heap
 
 log = structlog.get_logger("algostream.ingest")
 
@@ -33,14 +34,20 @@ def make_adapter(settings: Settings):  # type: ignore[no-untyped-def]
     return module.CoinbaseAdapter(md)
 
 
-async def ingest(settings: Settings, stop: asyncio.Event | None = None) -> IngestStats:
-    """Run until ``stop`` (or SIGTERM/SIGINT); flush every record before returning."""
+async def ingest(
+    settings: Settings, stop: asyncio.Event | None = None, *, settle_heap: bool = False
+) -> IngestStats:
+    """Run until ``stop`` (or SIGTERM/SIGINT); flush every record before returning.
+    ``settle_heap``: the process's start-up heap is frozen once the producer has started
+    (:func:`algostream.observability.heap.settle`; the ``ingest`` command)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     publisher = KafkaPublisher(settings.kafka)
     await publisher.start()
+    if settle_heap:
+        heap.settle()
     async with httpx.AsyncClient(base_url=settings.market_data.rest_url, timeout=10) as http:
         ingestor = Ingestor(settings.market_data, make_adapter(settings), publisher, http)
         try:
@@ -79,4 +86,5 @@ def run_ingest(settings: Settings, metrics_port: int | None = None) -> None:
     bound = start_metrics_server(port)
     WORKER_UP.labels(agent="ingestor").set(1)
     print(f"ingestor: metrics on port {bound} (/metrics)", flush=True)
-    asyncio.run(ingest(settings))
+    heap.watch()
+    asyncio.run(ingest(settings, settle_heap=True))

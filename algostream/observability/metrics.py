@@ -52,6 +52,7 @@ __all__ = [
     "FEATURE_COMPUTE_SECONDS",
     "FEED_STALENESS_SECONDS",
     "FILLS",
+    "GC_PAUSE_SECONDS",
     "LATENCY_BUCKETS",
     "LOSS_THRESHOLD",
     "MESSAGES_IN",
@@ -170,6 +171,11 @@ STAGE_LATENCY_SECONDS = _histogram(
     "algostream_stage_latency_seconds",
     "Processing time of one record per pipeline stage.",
     ("stage",),
+)
+GC_PAUSE_SECONDS = _histogram(
+    "algostream_gc_pause_seconds",
+    "Time the cyclic garbage collector stopped the process for, per collection.",
+    ("generation",),
 )
 
 # ------------------------------------------------------------------ counters
@@ -305,6 +311,8 @@ def preregister(
     instruments, accounts = tuple(instruments), tuple(accounts)
     for stage in STAGES:
         STAGE_LATENCY_SECONDS.labels(stage=stage)
+    for generation in ("0", "1", "2"):
+        GC_PAUSE_SECONDS.labels(generation=generation)
     for instrument in instruments:
         for metric in (BOOK_RESYNCS, SEQUENCE_GAPS, BOOK_UPDATE_SECONDS, FEATURE_COMPUTE_SECONDS):
             metric.labels(instrument=instrument)

@@ -25,6 +25,7 @@ EXPECTED: dict[str, tuple[type, tuple[str, ...]]] = {
     "algostream_order_submit_seconds": (Histogram, ("exchange",)),
     "algostream_tick_to_trade_seconds": (Histogram, ("instrument",)),
     "algostream_stage_latency_seconds": (Histogram, ("stage",)),
+    "algostream_gc_pause_seconds": (Histogram, ("generation",)),
     "algostream_messages_in": (Counter, ("agent", "topic")),
     "algostream_messages_out": (Counter, ("agent", "topic")),
     "algostream_send_failures": (Counter, ("agent",)),
