@@ -120,6 +120,7 @@ def _set_sample_values() -> None:
         (metrics.TICK_TO_TRADE_SECONDS, {"instrument": INSTRUMENT}),
         (metrics.ORDER_SUBMIT_SECONDS, {"exchange": "paper"}),
         (metrics.STAGE_LATENCY_SECONDS, {"stage": "book"}),
+        (metrics.GC_PAUSE_SECONDS, {"generation": "0"}),
     ]:
         hist.labels(**labels).observe(0.0003)
     metrics.MESSAGES_IN.labels(agent="market", topic="md.book").inc(10)
