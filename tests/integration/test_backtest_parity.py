@@ -20,7 +20,8 @@ from algostream.backtest.engine import BacktestEngine
 from algostream.backtest.run import export_capture, import_capture, parity, replay
 from algostream.backtest.source import read_range
 from algostream.backtest.synthetic import synthetic_frames
-from algostream.config import load_settings
+from algostream.config import Settings, load_settings
+from algostream.kafka.provision import delete_run_topics
 from algostream.model import OrderEvent, OrderRequest, OrderStatus
 from streams.worker import worker_roles
 from tests.kafka_kit import decoded, produce, read_until
@@ -65,8 +66,17 @@ async def test_live_agents_match_the_engine_on_the_same_history(
     """The default layout (colocated): market and trading workers."""
     s = provisioned
     engine = await live_matches_engine(s, supervisor, {})
+    try:
+        await copies_match(s, engine, tmp_path)
+    finally:  # the copies' topics too (the fixture deletes the test's own prefix only)
+        for prefix in ("rp", "cp"):
+            await delete_run_topics(
+                s.kafka.model_copy(update={"topic_prefix": prefix + s.kafka.topic_prefix})
+            )
 
-    # replay the same range into another prefix, then a capture file round trip
+
+async def copies_match(s: Settings, engine: BacktestEngine, tmp_path: Path) -> None:
+    """Replay the same range into another prefix, then a capture file round trip."""
     stats = await replay(s, "rp" + s.kafka.topic_prefix, None, None, speed=None)
     assert stats.records == len(engine.on("md.book")) + len(engine.on("md.trades"))
     copied = await read_range(s.kafka, ["md.book", "md.trades"], prefix="rp" + s.kafka.topic_prefix)
