@@ -12,7 +12,10 @@ book tops (marks, stops), book integrity, operator control. State lives in three
 
 The small state also carries the newest decisions and applied ids itself
 (``recent_decided``, ``recent_applied``): a ``kill -9`` between two table writes can land the
-state without the other key, and the state must still know what it has counted.
+state without the other key, and the state must still know what it has counted. It can
+also land a decision's key without the state (its reservation): decisions are numbered and
+the state counts them, so one numbered past the state's count takes its effect again when
+the processor is rebuilt from the tables.
 
 Tables use the key partitioner (one partition), so agents on 3-partition market topics
 can persist too.

@@ -114,7 +114,9 @@ class RiskProcessor:
         self._rates: dict[str, OrderRateWindow] = {}
         self._pending: dict[str, PendingOrder] = {}
         self._pending_totals: dict[tuple[str, str, Side], Decimal] = {}
-        self._decided: OrderedDict[str, tuple[str, Decision]] = OrderedDict()
+        #: client order id -> (proposal id, decision, its number: decisions made so far)
+        self._decided: OrderedDict[str, tuple[str, Decision, int]] = OrderedDict()
+        self._decisions = 0  # decisions made (their effects are in this state)
         #: the newest RECENT_DECIDED decisions: client order id -> its entry in the small
         #: state (made once, when first written: not on the proposal's own path)
         self._recent_decided: OrderedDict[str, list[Any] | None] = OrderedDict()
@@ -173,22 +175,33 @@ class RiskProcessor:
             )
             return [rejected_record(order, dup, now_ns)]
         decision = self.checker.decide(order, self._context(order), now_ns)
+        self._take_effect(decision)
+        self._decisions += 1
+        self._remember(order.client_order_id, order.record_id, decision, self._decisions)
+        return [decision]
+
+    def _take_effect(self, decision: Decision) -> None:
+        """What a new decision changes: an approval reserves its quantity (pending until
+        filled or cancelled) and counts in its account's order rate; a rejected stop order
+        is a failed close attempt. (An approval is the proposal with a new id: same
+        account, instrument, side, quantity and event time.)"""
+        coid = decision.client_order_id
         if isinstance(decision, OrderRejected):
-            if self.stops.is_stop_order(order.client_order_id):
-                self.stops.on_close_failed(order.client_order_id)
+            if self.stops.is_stop_order(coid):
+                self.stops.on_close_failed(coid)
         else:
-            self._rate(order.account).record(order.ts_event)
-            self._add_pending(
-                order.client_order_id,
-                PendingOrder(order.account, order.instrument, order.side, order.quantity),
-            )
-        self._decided[order.client_order_id] = (order.record_id, decision)
+            account = decision.account
+            self._rate(account).record(decision.ts_event)
+            pending = PendingOrder(account, decision.instrument, decision.side, decision.quantity)
+            self._add_pending(coid, pending)
+
+    def _remember(self, coid: str, proposal_id: str, decision: Decision, number: int) -> None:
+        self._decided[coid] = (proposal_id, decision, number)
         while len(self._decided) > self.memory:
             self._decided.popitem(last=False)
-        self._recent_decided[order.client_order_id] = None  # written out by _small_state
+        self._recent_decided[coid] = None  # written out by _small_state
         while len(self._recent_decided) > RECENT_DECIDED:
             self._recent_decided.popitem(last=False)
-        return [decision]
 
     def _rate(self, account: str) -> OrderRateWindow:
         window = self._rates.get(account)
@@ -352,12 +365,14 @@ class RiskProcessor:
     # ------------------------------------------------------------------ state
 
     def decision_state(self, client_order_id: str) -> list[Any] | None:
-        """``[proposal_id, kind, record]`` of a decided order, as in ``to_state()['decided']``."""
+        """``[proposal_id, kind, record, number]`` of a decided order, as in
+        ``to_state()['decided']`` (``number``: the decisions made up to it, this one
+        included; the state carries its own count as ``decisions``)."""
         prior = self._decided.get(client_order_id)
         if prior is None:
             return None
-        pid, decision = prior
-        return [pid, type(decision).__name__, decision.model_dump(mode="json")]
+        pid, decision, number = prior
+        return [pid, type(decision).__name__, decision.model_dump(mode="json"), number]
 
     def to_state(self, *, memories: bool = True) -> dict[str, Any]:
         """Everything needed to continue exactly where this processor is (JSON-able).
@@ -371,13 +386,16 @@ class RiskProcessor:
         decisions (``recent_decided``): the reservations of pending orders and the decisions
         that made them are one record, so a re-delivered proposal is answered with its
         decision, not decided a second time with its own reservation already counted.
+        The reverse (a decision's own key landed, the state with its reservation did not)
+        is told by the decisions' numbers: a decision numbered past the state's count of
+        ``decisions`` takes its effect again when restored (:meth:`_restore`).
         """
         if not memories:
             return self._small_state()
         return self._small_state() | {
             "decided": [
-                [coid, pid, type(d).__name__, d.model_dump(mode="json")]
-                for coid, (pid, d) in self._decided.items()
+                [coid, pid, type(d).__name__, d.model_dump(mode="json"), number]
+                for coid, (pid, d, number) in self._decided.items()
             ],
             "applied": list(self._applied),
         }
@@ -397,6 +415,7 @@ class RiskProcessor:
             "breaker": self.breaker.to_state(),
             "recent_applied": list(islice(reversed(self._applied), RECENT_APPLIED))[::-1],
             "recent_decided": self._recent_entries(),
+            "decisions": self._decisions,
         }
 
     def _recent_entries(self) -> list[list[Any]]:
@@ -404,7 +423,7 @@ class RiskProcessor:
         for coid, entry in self._recent_decided.items():
             if entry is None:
                 entry = self._recent_decided[coid] = [coid, *(self.decision_state(coid) or ())]
-            if len(entry) == 4:  # else forgotten (memory bound) before it was written
+            if len(entry) > 1:  # else forgotten (memory bound) before it was written
                 out.append(entry)
         return out
 
@@ -439,17 +458,31 @@ class RiskProcessor:
         for coid, acc, inst, side, remaining in state["pending"]:
             self._add_pending(coid, PendingOrder(acc, inst, Side(side), Decimal(remaining)))
         recent = state.get("recent_decided", ())
+        counted = state.get("decisions")  # None: a state written before decisions counted
+        self._decisions = int(counted or 0)
+        orphans: list[tuple[int, str, str, Decision]] = []
         # a recent one whose own key was not written before a crash is known from the state
-        for coid, pid, kind, data in [*state["decided"], *recent]:
-            if coid not in self._decided:
-                model = OrderRequest if kind == "OrderRequest" else OrderRejected
-                self._decided[coid] = (pid, model.model_validate(data))
+        for coid, pid, kind, data, *number in [*state["decided"], *recent]:
+            if coid in self._decided:
+                continue
+            model = OrderRequest if kind == "OrderRequest" else OrderRejected
+            decision, n = model.model_validate(data), int(number[0]) if number else 0
+            if counted is not None and n > counted:
+                orphans.append((n, coid, pid, decision))  # its key landed, its state did not
+            else:
+                self._decided[coid] = (pid, decision, n)
         self._recent_decided.update((entry[0], list(entry)) for entry in recent)
         self._applied = OrderedDict.fromkeys(state["applied"])
         self._applied.update(dict.fromkeys(state.get("recent_applied", ())))
         self._last_emit = {(a, i): int(ts) for a, i, ts in state["last_emit"]}
         self.stops.restore(state["stops"])
         self.breaker.restore(state["breaker"])
+        for n, coid, pid, decision in sorted(orphans, key=lambda o: o[0]):
+            # what the state written with it would have held (a kill -9 between the two
+            # table writes): its reservation, rate stamp or failed close attempt
+            self._take_effect(decision)
+            self._decisions = max(self._decisions, n)
+            self._remember(coid, pid, decision, n)
 
 
 def output_topic(record: Record, *, from_proposal: bool) -> str:

@@ -160,6 +160,44 @@ def test_small_state_alone_knows_its_newest_decisions() -> None:
     assert len(recent) == RECENT_DECIDED and recent[-1][0] == f"d{RECENT_DECIDED + 4}"
 
 
+def test_a_decision_whose_state_was_lost_takes_its_effect_again_on_restore() -> None:
+    # the reverse crash: the decision's own key (risk-decisions) landed, the state record
+    # written with it (its reservation) did not; the restored gate must still count it
+    p = RiskProcessor(CONFIG)
+    p.on_book_top(top(bid="99", ask="101"))
+    before = json.loads(json.dumps(p.to_state(memories=False)))  # the last state that landed
+    c1 = order("c1", Side.BUY, "1")
+    [approved] = p.on_proposal(c1, now_ns=5)
+    key = ["c1", *json.loads(json.dumps(p.decision_state("c1")))]  # the key that landed
+    restored = RiskProcessor.from_state(CONFIG, None, before | {"decided": [key], "applied": []})
+    assert restored.pending_quantity("paper", BTC, Side.BUY) == D("1")  # reserved
+    assert restored.on_proposal(c1, now_ns=6) == [approved]  # the same decision, once
+    assert restored.pending_quantity("paper", BTC, Side.BUY) == D("1")
+    # the same key with a state that did land: counted once, not again
+    after = json.loads(json.dumps(p.to_state(memories=False)))
+    again = RiskProcessor.from_state(CONFIG, None, after | {"decided": [key], "applied": []})
+    assert again.pending_quantity("paper", BTC, Side.BUY) == D("1")
+    # and the next decision is numbered after it in both
+    restored.on_proposal(order("c2", Side.BUY, "0.5"), now_ns=7)
+    again.on_proposal(order("c2", Side.BUY, "0.5"), now_ns=7)
+    assert restored.decision_state("c2") == again.decision_state("c2")
+    assert restored.to_state() == again.to_state()
+
+
+def test_decisions_written_before_they_were_numbered_are_restored_as_they_are() -> None:
+    p = RiskProcessor(CONFIG)
+    p.on_book_top(top(bid="99", ask="101"))
+    c1 = order("c1", Side.BUY, "1")
+    [approved] = p.on_proposal(c1, now_ns=5)
+    state = json.loads(json.dumps(p.to_state()))
+    state.pop("decisions")
+    state["decided"] = [row[:4] for row in state["decided"]]
+    state["recent_decided"] = [row[:4] for row in state["recent_decided"]]
+    restored = RiskProcessor.from_state(CONFIG, None, state)
+    assert restored.pending_quantity("paper", BTC, Side.BUY) == D("1")
+    assert restored.on_proposal(c1, now_ns=6) == [approved]
+
+
 def test_non_fill_events_only_track_open_orders() -> None:
     p = RiskProcessor(CONFIG)
     p.on_book_top(top())
