@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 
 from algostream.config import MarketDataConfig
-from algostream.ingest.feed import FrameResult
+from algostream.ingest.feed import FrameResult, feed_event, route_book
 from algostream.marketdata.binance import (
     combined_stream_url,
     depth_snapshot_url,
@@ -22,46 +22,11 @@ from algostream.marketdata.errors import FrameError
 from algostream.marketdata.frames import FrameKind
 from algostream.marketdata.sync import BinanceBookSync, integrity_event
 from algostream.model.enums import IntegrityKind
-from algostream.model.ids import derive_id, instrument_id
-from algostream.model.records import BookIntegrity, BookUpdate, Record
+from algostream.model.ids import instrument_id
+from algostream.model.records import BookIntegrity
 from algostream.observability import metrics
 
 VENUE = "BINANCE"
-
-
-def route_book(records: list[Record], result: FrameResult) -> None:
-    """Synced book updates go to ``md.book``, integrity events to ``book.integrity``."""
-    for rec in records:
-        if isinstance(rec, BookUpdate):
-            result.records.append(("md.book", rec))
-        else:
-            result.records.append(("book.integrity", rec))
-            if isinstance(rec, BookIntegrity):
-                if rec.kind is IntegrityKind.GAP:
-                    metrics.SEQUENCE_GAPS.labels(instrument=rec.instrument).inc()
-                elif rec.kind is IntegrityKind.RESYNCED:
-                    metrics.BOOK_RESYNCS.labels(instrument=rec.instrument).inc()
-
-
-def feed_event(
-    kind: IntegrityKind, instruments: list[str], now_ns: int, detail: str
-) -> list[tuple[str, Record]]:
-    """A connection-level integrity event (disconnect, silence) for every instrument."""
-    return [
-        (
-            "book.integrity",
-            BookIntegrity(
-                instrument=inst,
-                ts_event=now_ns,
-                ts_init=now_ns,
-                record_id=derive_id("feed", kind.value, inst, now_ns),
-                lineage_id=f"feed:{now_ns}",
-                kind=kind,
-                detail=detail,
-            ),
-        )
-        for inst in instruments
-    ]
 
 
 class BinanceAdapter:

@@ -28,7 +28,9 @@ from algostream.config import MarketDataConfig
 from algostream.ingest.backoff import Backoff
 from algostream.kafka.dlq import dead_letter
 from algostream.kafka.publisher import Publisher
-from algostream.model.records import Record
+from algostream.model.enums import IntegrityKind
+from algostream.model.ids import derive_id
+from algostream.model.records import BookIntegrity, BookUpdate, Record
 from algostream.observability import metrics
 
 log = structlog.get_logger("algostream.ingest")
@@ -42,6 +44,41 @@ class FrameResult:
     snapshot_requests: list[str] = field(default_factory=list)  # symbols to (re)fetch
     rotate: bool = False  # e.g. Binance serverShutdown
     error: Exception | None = None  # malformed frame: goes to dlq
+
+
+def route_book(records: list[Record], result: FrameResult) -> None:
+    """Synced book updates go to ``md.book``, integrity events to ``book.integrity``."""
+    for rec in records:
+        if isinstance(rec, BookUpdate):
+            result.records.append(("md.book", rec))
+        else:
+            result.records.append(("book.integrity", rec))
+            if isinstance(rec, BookIntegrity):
+                if rec.kind is IntegrityKind.GAP:
+                    metrics.SEQUENCE_GAPS.labels(instrument=rec.instrument).inc()
+                elif rec.kind is IntegrityKind.RESYNCED:
+                    metrics.BOOK_RESYNCS.labels(instrument=rec.instrument).inc()
+
+
+def feed_event(
+    kind: IntegrityKind, instruments: list[str], now_ns: int, detail: str
+) -> list[tuple[str, Record]]:
+    """A connection-level integrity event (disconnect, silence) for every instrument."""
+    return [
+        (
+            "book.integrity",
+            BookIntegrity(
+                instrument=inst,
+                ts_event=now_ns,
+                ts_init=now_ns,
+                record_id=derive_id("feed", kind.value, inst, now_ns),
+                lineage_id=f"feed:{now_ns}",
+                kind=kind,
+                detail=detail,
+            ),
+        )
+        for inst in instruments
+    ]
 
 
 class ExchangeAdapter(Protocol):

@@ -1,0 +1,167 @@
+"""Coinbase Advanced Trade adapter for the ingestor: ``level2``, ``market_trades`` and
+``heartbeats`` on one connection (``market_data.websocket_url``: the simulator's
+``ws://host:port/coinbase``, or ``wss://advanced-trade-ws.coinbase.com``).
+
+Coinbase sends each product's whole book as an ``l2_data`` snapshot when it is subscribed,
+then updates; there is no REST snapshot to fetch. ``sequence_num`` counts the messages of
+one connection, so a jump means a message of this connection was lost: per connection a
+:class:`~algostream.marketdata.sync.CoinbaseSequenceTracker` marks every synced product out
+of sync (GAP) and withholds its updates, and the adapter asks for a new connection
+(rotation: the old one is read until the new one delivers), whose subscribe brings fresh
+snapshots (RESYNCED). A book update's first and final update ids are the message's
+``sequence_num``, which restarts on a new connection: the book worker takes a snapshot as
+the start of a chain whatever its number, so each product's updates are published from one
+connection at a time, the one whose snapshot was published last (while two connections
+overlap, the old one's updates for a product stop at the new one's snapshot). Trades are
+published once by trade id (both connections of a rotation carry them).
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from algostream.config import MarketDataConfig
+from algostream.ingest.feed import FrameResult, feed_event, route_book
+from algostream.marketdata.coinbase import VENUE, parse_message, subscribe_messages
+from algostream.marketdata.errors import FrameError, short_repr
+from algostream.marketdata.frames import FrameKind
+from algostream.marketdata.sync import CoinbaseSequenceTracker, integrity_event
+from algostream.model.enums import BookUpdateKind, IntegrityKind
+from algostream.model.ids import instrument_id
+from algostream.model.records import BookIntegrity, BookUpdate, Record, TradeTick
+from algostream.observability import metrics
+
+EXCHANGE = "coinbase"  # metric label
+
+
+class CoinbaseAdapter:
+    venue = VENUE
+
+    def __init__(self, cfg: MarketDataConfig) -> None:
+        self.cfg = cfg
+        self.products = [s.upper() for s in cfg.symbols]
+        self.instruments = {p: instrument_id(VENUE, p) for p in self.products}
+        self.subscribed = frozenset(self.instruments.values())
+        #: connection id -> its sequence tracker (two while a rotation overlaps them)
+        self.trackers: dict[int, CoinbaseSequenceTracker] = {}
+        #: instrument -> the connection whose snapshot of it was published last
+        self.owner: dict[str, int] = {}
+        self.last_trade: dict[str, int] = {}
+        #: instruments told DISCONNECTED/STALE: RESYNCED at their next snapshot
+        self.degraded: set[str] = set()
+
+    def url(self) -> str:
+        return self.cfg.websocket_url
+
+    def subscribe_messages(self) -> list[str]:
+        return subscribe_messages(self.products)
+
+    def on_connected(self, conn_id: int, now_ns: int, *, rotating: bool = False) -> FrameResult:
+        if not rotating:  # the old connections are gone
+            self.trackers.clear()
+            self.owner.clear()
+        for old in [c for c in self.trackers if c < conn_id - 1]:  # closed by now
+            del self.trackers[old]
+        self.trackers[conn_id] = CoinbaseSequenceTracker()
+        return FrameResult()
+
+    def on_frame(self, conn_id: int, text: str, recv_ns: int) -> FrameResult:
+        result = FrameResult()
+        try:
+            frame = parse_message(text, recv_ns)
+        except FrameError as exc:
+            result.error = exc
+            return result
+        result.records.append(("md.raw", frame.raw))
+        if frame.kind is FrameKind.ERROR:  # e.g. a subscribe it refused: to the dlq, named
+            result.error = FrameError(
+                "message", short_repr(frame.message), "the exchange answered with an error"
+            )
+            return result
+        tracker = self.trackers.setdefault(conn_id, CoinbaseSequenceTracker())
+        gaps = tracker.gaps
+        for record in tracker.on_frame(frame):
+            self._route(conn_id, record, result)
+        if tracker.gaps > gaps:  # a new connection subscribes again: fresh snapshots
+            tracker.take_resubscribe()
+            self.degraded.update(tracker.out_of_sync)  # RESYNCED at the new snapshot
+            result.rotate = True
+        return result
+
+    def _route(self, conn_id: int, record: Record, result: FrameResult) -> None:
+        inst = record.instrument
+        if isinstance(record, TradeTick):
+            tid = int(record.trade_id) if record.trade_id.isdigit() else None
+            if tid is not None:
+                if tid <= self.last_trade.get(inst, -1):
+                    return  # already published from the other connection
+                self.last_trade[inst] = tid
+            result.records.append(("md.trades", record))
+            return
+        if not isinstance(record, BookUpdate):  # the tracker's GAP / RESYNCED
+            route_book([record], result)
+            return
+        if inst not in self.subscribed:
+            return  # a product we did not subscribe to
+        if record.kind is BookUpdateKind.SNAPSHOT:
+            self.owner[inst] = conn_id
+        elif self.owner.get(inst) != conn_id:
+            return  # another connection's snapshot starts this product's chain now
+        route_book([record], result)
+        metrics.child(metrics.FEED_STALENESS_SECONDS, exchange=EXCHANGE, instrument=inst).set(0)
+        if record.kind is BookUpdateKind.SNAPSHOT and inst in self.degraded:
+            self.degraded.discard(inst)
+            if not _announced(result, inst):
+                route_book(
+                    [
+                        integrity_event(
+                            IntegrityKind.RESYNCED,
+                            record,
+                            f"live again from a level2 snapshot (sequence_num "
+                            f"{record.final_update_id})",
+                            received=record.final_update_id,
+                        )
+                    ],
+                    result,
+                )
+
+    async def fetch_snapshot(
+        self, http: httpx.AsyncClient, symbol: str, now_ns: int
+    ) -> FrameResult:
+        """Nothing to fetch: a book's snapshot comes on the connection (never asked for)."""
+        return FrameResult()
+
+    def on_disconnected(self, now_ns: int, reason: str) -> FrameResult:
+        self.trackers.clear()
+        self.owner.clear()
+        self.degraded.update(self.instruments.values())
+        return FrameResult(
+            records=feed_event(
+                IntegrityKind.DISCONNECTED, list(self.instruments.values()), now_ns, reason
+            )
+        )
+
+    def on_stale(self, now_ns: int, silent_s: float) -> FrameResult:
+        self.degraded.update(self.instruments.values())
+        for inst in self.instruments.values():
+            metrics.child(metrics.FEED_STALENESS_SECONDS, exchange=EXCHANGE, instrument=inst).set(
+                silent_s
+            )
+        return FrameResult(
+            records=feed_event(
+                IntegrityKind.STALE,
+                list(self.instruments.values()),
+                now_ns,
+                f"no message for {silent_s:.1f}s",
+            )
+        )
+
+
+def _announced(result: FrameResult, instrument: str) -> bool:
+    """Whether ``result`` already holds a RESYNCED for ``instrument``."""
+    return any(
+        isinstance(r, BookIntegrity)
+        and r.kind is IntegrityKind.RESYNCED
+        and r.instrument == instrument
+        for _, r in result.records
+    )
