@@ -148,8 +148,9 @@ def split_symbol(symbol: str) -> tuple[str, str]:
 
 
 def default_spec(symbol: str, start_price: Decimal | str | None = None) -> SymbolSpec:
-    """A reasonable spec for ``symbol`` (known majors get realistic tick/lot sizes)."""
-    symbol = symbol.upper()
+    """A reasonable spec for ``symbol`` (known majors get realistic tick/lot sizes). A
+    Coinbase product id names the same market: ``BTC-USDT`` is ``BTCUSDT``."""
+    symbol = symbol.upper().replace("-", "")
     price, tick, step, mean = _DEFAULTS.get(symbol, ("100", "0.01", "0.001", "10"))
     base, quote = split_symbol(symbol)
     return SymbolSpec(
