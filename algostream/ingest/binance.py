@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 
 from algostream.config import MarketDataConfig
-from algostream.ingest.feed import FrameResult, feed_event, route_book
+from algostream.ingest.feed import FeedHealth, FrameResult, route_book
 from algostream.marketdata.binance import (
     combined_stream_url,
     depth_snapshot_url,
@@ -29,8 +29,9 @@ from algostream.observability import metrics
 VENUE = "BINANCE"
 
 
-class BinanceAdapter:
+class BinanceAdapter(FeedHealth):
     venue = VENUE
+    exchange = "binance"
 
     def __init__(self, cfg: MarketDataConfig) -> None:
         self.cfg = cfg
@@ -81,7 +82,7 @@ class BinanceAdapter:
             if sync.needs_snapshot:
                 result.snapshot_requests.append(symbol)
             metrics.child(
-                metrics.FEED_STALENESS_SECONDS, exchange="binance", instrument=update.instrument
+                metrics.FEED_STALENESS_SECONDS, exchange=self.exchange, instrument=update.instrument
             ).set(0)
         return result
 
@@ -125,22 +126,4 @@ class BinanceAdapter:
     def on_disconnected(self, now_ns: int, reason: str) -> FrameResult:
         for sync in self.syncs.values():
             sync.reset()
-        self.degraded.update(self.instruments.values())
-        return FrameResult(
-            records=feed_event(
-                IntegrityKind.DISCONNECTED, list(self.instruments.values()), now_ns, reason
-            )
-        )
-
-    def on_stale(self, now_ns: int, silent_s: float) -> FrameResult:
-        self.degraded.update(self.instruments.values())
-        for inst in self.instruments.values():
-            metrics.FEED_STALENESS_SECONDS.labels(exchange="binance", instrument=inst).set(silent_s)
-        return FrameResult(
-            records=feed_event(
-                IntegrityKind.STALE,
-                list(self.instruments.values()),
-                now_ns,
-                f"no frame for {silent_s:.1f}s",
-            )
-        )
+        return self.feed_down(IntegrityKind.DISCONNECTED, now_ns, reason)

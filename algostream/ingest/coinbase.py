@@ -21,7 +21,7 @@ from __future__ import annotations
 import httpx
 
 from algostream.config import MarketDataConfig
-from algostream.ingest.feed import FrameResult, feed_event, route_book
+from algostream.ingest.feed import FeedHealth, FrameResult, route_book
 from algostream.marketdata.coinbase import VENUE, parse_message, subscribe_messages
 from algostream.marketdata.errors import FrameError, short_repr
 from algostream.marketdata.frames import FrameKind
@@ -31,11 +31,10 @@ from algostream.model.ids import instrument_id
 from algostream.model.records import BookIntegrity, BookUpdate, Record, TradeTick
 from algostream.observability import metrics
 
-EXCHANGE = "coinbase"  # metric label
 
-
-class CoinbaseAdapter:
+class CoinbaseAdapter(FeedHealth):
     venue = VENUE
+    exchange = "coinbase"
 
     def __init__(self, cfg: MarketDataConfig) -> None:
         self.cfg = cfg
@@ -108,7 +107,9 @@ class CoinbaseAdapter:
         elif self.owner.get(inst) != conn_id:
             return  # another connection's snapshot starts this product's chain now
         route_book([record], result)
-        metrics.child(metrics.FEED_STALENESS_SECONDS, exchange=EXCHANGE, instrument=inst).set(0)
+        metrics.child(metrics.FEED_STALENESS_SECONDS, exchange=self.exchange, instrument=inst).set(
+            0
+        )
         if record.kind is BookUpdateKind.SNAPSHOT and inst in self.degraded:
             self.degraded.discard(inst)
             if not _announced(result, inst):
@@ -134,27 +135,7 @@ class CoinbaseAdapter:
     def on_disconnected(self, now_ns: int, reason: str) -> FrameResult:
         self.trackers.clear()
         self.owner.clear()
-        self.degraded.update(self.instruments.values())
-        return FrameResult(
-            records=feed_event(
-                IntegrityKind.DISCONNECTED, list(self.instruments.values()), now_ns, reason
-            )
-        )
-
-    def on_stale(self, now_ns: int, silent_s: float) -> FrameResult:
-        self.degraded.update(self.instruments.values())
-        for inst in self.instruments.values():
-            metrics.child(metrics.FEED_STALENESS_SECONDS, exchange=EXCHANGE, instrument=inst).set(
-                silent_s
-            )
-        return FrameResult(
-            records=feed_event(
-                IntegrityKind.STALE,
-                list(self.instruments.values()),
-                now_ns,
-                f"no message for {silent_s:.1f}s",
-            )
-        )
+        return self.feed_down(IntegrityKind.DISCONNECTED, now_ns, reason)
 
 
 def _announced(result: FrameResult, instrument: str) -> bool:

@@ -81,6 +81,29 @@ def feed_event(
     ]
 
 
+class FeedHealth:
+    """What every adapter does when its feed goes down or silent: each instrument is told
+    (``DISCONNECTED`` / ``STALE`` on ``book.integrity``) and kept as degraded, to be
+    announced ``RESYNCED`` once its book is live again (by the adapter)."""
+
+    exchange: str  # the metric label: "binance", "coinbase"
+    instruments: dict[str, str]  # exchange symbol -> instrument id
+    degraded: set[str]
+
+    def feed_down(self, kind: IntegrityKind, now_ns: int, detail: str) -> FrameResult:
+        self.degraded.update(self.instruments.values())
+        return FrameResult(
+            records=feed_event(kind, list(self.instruments.values()), now_ns, detail)
+        )
+
+    def on_stale(self, now_ns: int, silent_s: float) -> FrameResult:
+        for inst in self.instruments.values():
+            metrics.child(
+                metrics.FEED_STALENESS_SECONDS, exchange=self.exchange, instrument=inst
+            ).set(silent_s)
+        return self.feed_down(IntegrityKind.STALE, now_ns, f"no frame for {silent_s:.1f}s")
+
+
 class ExchangeAdapter(Protocol):
     venue: str
 

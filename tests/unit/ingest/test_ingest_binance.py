@@ -6,44 +6,16 @@ malformed frames, disconnect, serverShutdown, silence) are injected on the serve
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 
-from algostream.config import MarketDataConfig
 from algostream.ingest.binance import BinanceAdapter
-from algostream.ingest.feed import Ingestor
 from algostream.kafka.publisher import ListPublisher
 from algostream.marketdata.book import OrderBook
 from algostream.model import BookIntegrity, BookUpdate, DeadLetter, IntegrityKind, TradeTick
-from algostream.sim import SimExchange, SimMarket, SimServer
-
-SYMBOLS = ("BTCUSDT", "ETHUSDT")
-
-
-@dataclass
-class Rig:
-    server: SimServer
-    exchange: SimExchange
-    market: SimMarket
-    ingestor: Ingestor
-    adapter: BinanceAdapter
-    out: ListPublisher
-    stop: asyncio.Event
-    task: asyncio.Task[Any]
-
-
-async def until(cond: Callable[[], bool], timeout_s: float = 20.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await asyncio.sleep(0.01)  # poll interval, bounded by the deadline
+from tests.unit.ingest.ingest_kit import SYMBOLS, Rig, launch, shut, until
 
 
 @pytest.fixture
@@ -51,35 +23,14 @@ async def rig() -> AsyncIterator[Callable[..., Any]]:
     rigs: list[Rig] = []
 
     async def start(**cfg: Any) -> Rig:
-        market = SimMarket.create(SYMBOLS, 11, levels=40)
-        exchange = SimExchange(market, rate=300)
-        server = SimServer(exchange)
-        port = await server.start()
-        md = MarketDataConfig(
-            symbols=SYMBOLS,
-            websocket_url=f"ws://127.0.0.1:{port}/stream",
-            rest_url=f"http://127.0.0.1:{port}",
-            reconnect_delay_ms=20,
-            max_reconnect_delay_ms=200,
-            **cfg,
-        )
-        adapter = BinanceAdapter(md)
-        out = ListPublisher()
-        http = httpx.AsyncClient(timeout=5)
-        ingestor = Ingestor(md, adapter, out, http)
-        stop = asyncio.Event()
-        task = asyncio.create_task(ingestor.run(stop))
-        r = Rig(server, exchange, market, ingestor, adapter, out, stop, task)
+        r = await launch(BinanceAdapter, "/stream", **cfg)
         rigs.append(r)
-        await until(lambda: all(s.last_update_id for s in adapter.syncs.values()), what="sync")
+        await until(lambda: all(s.last_update_id for s in r.adapter.syncs.values()), what="sync")
         return r
 
     yield start
     for r in rigs:
-        r.stop.set()
-        await asyncio.wait_for(r.task, 10)
-        await r.ingestor.http.aclose()
-        await r.server.stop()
+        await shut(r)
 
 
 def books_from(out: ListPublisher) -> dict[str, OrderBook]:

@@ -7,49 +7,23 @@ refused subscribe) are injected on the server.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 
 from algostream.config import MarketDataConfig, load_settings
 from algostream.ingest.coinbase import CoinbaseAdapter
-from algostream.ingest.feed import Ingestor
 from algostream.ingest.run import make_adapter
 from algostream.kafka.publisher import ListPublisher
 from algostream.marketdata.book import OrderBook
 from algostream.marketdata.processor import BookProcessor
 from algostream.model import BookIntegrity, BookUpdate, DeadLetter, IntegrityKind, TradeTick
 from algostream.model.enums import BookUpdateKind
-from algostream.sim import SimExchange, SimMarket, SimServer
+from tests.unit.ingest.ingest_kit import SYMBOLS, Rig, launch, shut, until
 
-SYMBOLS = ("BTCUSDT", "ETHUSDT")
 PRODUCTS = ("BTC-USDT", "ETH-USDT")
 INSTRUMENTS = {f"COINBASE:{p}" for p in PRODUCTS}
-
-
-@dataclass
-class Rig:
-    server: SimServer
-    exchange: SimExchange
-    market: SimMarket
-    ingestor: Ingestor
-    adapter: CoinbaseAdapter
-    out: ListPublisher
-    stop: asyncio.Event
-    task: asyncio.Task[Any]
-
-
-async def until(cond: Callable[[], bool], timeout_s: float = 20.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await asyncio.sleep(0.01)  # poll interval, bounded by the deadline
 
 
 def snapshots(out: ListPublisher) -> set[str]:
@@ -67,36 +41,15 @@ async def rig() -> AsyncIterator[Callable[..., Any]]:
     async def start(
         products: tuple[str, ...] = PRODUCTS, *, synced: bool = True, **cfg: Any
     ) -> Rig:
-        market = SimMarket.create(SYMBOLS, 11, levels=40)
-        exchange = SimExchange(market, rate=300)
-        server = SimServer(exchange)
-        port = await server.start()
-        md = MarketDataConfig(
-            exchange="coinbase",
-            symbols=products,
-            websocket_url=f"ws://127.0.0.1:{port}/coinbase",
-            rest_url=f"http://127.0.0.1:{port}",
-            reconnect_delay_ms=20,
-            max_reconnect_delay_ms=200,
-            **cfg,
-        )
-        adapter = CoinbaseAdapter(md)
-        out = ListPublisher()
-        ingestor = Ingestor(md, adapter, out, httpx.AsyncClient(timeout=5))
-        stop = asyncio.Event()
-        task = asyncio.create_task(ingestor.run(stop))
-        r = Rig(server, exchange, market, ingestor, adapter, out, stop, task)
+        r = await launch(CoinbaseAdapter, "/coinbase", exchange="coinbase", symbols=products, **cfg)
         rigs.append(r)
         if synced:
-            await until(lambda: snapshots(out) == INSTRUMENTS, what="a snapshot per product")
+            await until(lambda: snapshots(r.out) == INSTRUMENTS, what="a snapshot per product")
         return r
 
     yield start
     for r in rigs:
-        r.stop.set()
-        await asyncio.wait_for(r.task, 10)
-        await r.ingestor.http.aclose()
-        await r.server.stop()
+        await shut(r)
 
 
 def books_from(out: ListPublisher) -> dict[str, OrderBook]:
