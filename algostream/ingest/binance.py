@@ -20,10 +20,9 @@ from algostream.marketdata.binance import (
 )
 from algostream.marketdata.errors import FrameError
 from algostream.marketdata.frames import FrameKind
-from algostream.marketdata.sync import BinanceBookSync, integrity_event
+from algostream.marketdata.sync import BinanceBookSync
 from algostream.model.enums import IntegrityKind
 from algostream.model.ids import instrument_id
-from algostream.model.records import BookIntegrity
 from algostream.observability import metrics
 
 VENUE = "BINANCE"
@@ -102,23 +101,10 @@ class BinanceAdapter(FeedHealth):
         for snapshot in frame.book:
             out = sync.on_snapshot(snapshot)
             route_book(out, result)
-            inst = snapshot.instrument
-            if inst in self.degraded and sync.last_update_id is not None:
-                self.degraded.discard(inst)
-                if not any(
-                    isinstance(r, BookIntegrity) and r.kind is IntegrityKind.RESYNCED for r in out
-                ):
-                    route_book(
-                        [
-                            integrity_event(
-                                IntegrityKind.RESYNCED,
-                                snapshot,
-                                f"live again from snapshot lastUpdateId={sync.last_update_id}",
-                                received=sync.last_update_id,
-                            )
-                        ],
-                        result,
-                    )
+            last = sync.last_update_id
+            if last is not None:
+                detail = f"live again from snapshot lastUpdateId={last}"
+                self.live_again(snapshot, last, detail, result)
         if sync.needs_snapshot and sync.buffered:
             result.snapshot_requests.append(symbol)  # too old for the buffered diffs
         return result

@@ -25,10 +25,10 @@ from algostream.ingest.feed import FeedHealth, FrameResult, route_book
 from algostream.marketdata.coinbase import VENUE, parse_message, subscribe_messages
 from algostream.marketdata.errors import FrameError, short_repr
 from algostream.marketdata.frames import FrameKind
-from algostream.marketdata.sync import CoinbaseSequenceTracker, integrity_event
+from algostream.marketdata.sync import CoinbaseSequenceTracker
 from algostream.model.enums import BookUpdateKind, IntegrityKind
 from algostream.model.ids import instrument_id
-from algostream.model.records import BookIntegrity, BookUpdate, Record, TradeTick
+from algostream.model.records import BookUpdate, Record, TradeTick
 from algostream.observability import metrics
 
 
@@ -110,21 +110,11 @@ class CoinbaseAdapter(FeedHealth):
         metrics.child(metrics.FEED_STALENESS_SECONDS, exchange=self.exchange, instrument=inst).set(
             0
         )
-        if record.kind is BookUpdateKind.SNAPSHOT and inst in self.degraded:
-            self.degraded.discard(inst)
-            if not _announced(result, inst):
-                route_book(
-                    [
-                        integrity_event(
-                            IntegrityKind.RESYNCED,
-                            record,
-                            f"live again from a level2 snapshot (sequence_num "
-                            f"{record.final_update_id})",
-                            received=record.final_update_id,
-                        )
-                    ],
-                    result,
-                )
+        if record.kind is BookUpdateKind.SNAPSHOT:
+            n = record.final_update_id
+            self.live_again(
+                record, n, f"live again from a level2 snapshot (sequence_num {n})", result
+            )
 
     async def fetch_snapshot(
         self, http: httpx.AsyncClient, symbol: str, now_ns: int
@@ -136,13 +126,3 @@ class CoinbaseAdapter(FeedHealth):
         self.trackers.clear()
         self.owner.clear()
         return self.feed_down(IntegrityKind.DISCONNECTED, now_ns, reason)
-
-
-def _announced(result: FrameResult, instrument: str) -> bool:
-    """Whether ``result`` already holds a RESYNCED for ``instrument``."""
-    return any(
-        isinstance(r, BookIntegrity)
-        and r.kind is IntegrityKind.RESYNCED
-        and r.instrument == instrument
-        for _, r in result.records
-    )

@@ -28,6 +28,7 @@ from algostream.config import MarketDataConfig
 from algostream.ingest.backoff import Backoff
 from algostream.kafka.dlq import dead_letter
 from algostream.kafka.publisher import Publisher
+from algostream.marketdata.sync import integrity_event
 from algostream.model.enums import IntegrityKind
 from algostream.model.ids import derive_id
 from algostream.model.records import BookIntegrity, BookUpdate, Record
@@ -102,6 +103,24 @@ class FeedHealth:
                 metrics.FEED_STALENESS_SECONDS, exchange=self.exchange, instrument=inst
             ).set(silent_s)
         return self.feed_down(IntegrityKind.STALE, now_ns, f"no frame for {silent_s:.1f}s")
+
+    def live_again(
+        self, snapshot: BookUpdate, update_id: int, detail: str, result: FrameResult
+    ) -> None:
+        """``snapshot`` (published in ``result``) made its instrument's book live: RESYNCED
+        if the feed had gone down or silent for it, unless ``result`` says so already."""
+        inst = snapshot.instrument
+        if inst not in self.degraded:
+            return
+        self.degraded.discard(inst)
+        if not any(
+            isinstance(r, BookIntegrity)
+            and r.kind is IntegrityKind.RESYNCED
+            and r.instrument == inst
+            for _, r in result.records
+        ):
+            event = integrity_event(IntegrityKind.RESYNCED, snapshot, detail, received=update_id)
+            route_book([event], result)
 
 
 class ExchangeAdapter(Protocol):
