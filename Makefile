@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv broker broker-stop topics test unit integration demo bench soak lint up clean
+.PHONY: help venv tools images broker broker-stop topics test unit integration demo bench soak lint up clean
 
 help:
 	@echo "make demo   - broker + simulator + every worker, live, on this machine"
@@ -14,7 +14,7 @@ help:
 	@echo "make bench  - benchmarks, results in bench/BENCHMARKS.md"
 	@echo "make soak   - the whole pipeline for 10 minutes, results in bench/BENCHMARKS.md"
 	@echo "make lint   - ruff + mypy"
-	@echo "make up     - docker compose up (needs a Docker engine)"
+	@echo "make up     - docker compose up (needs a Docker engine; builds the images)"
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -23,6 +23,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Prometheus/promtool, the Docker engine + compose plugin, debootstrap, Chromium: the
+# tools the tests use besides Python packages and the broker (scripts/test-tools.sh)
+tools:
+	bash scripts/test-tools.sh
+
+# wheels for the app image, and local base images where no registry answers
+images: $(STAMP) broker
+	PY=$(BIN)/python bash docker/build-images.sh
 
 broker: $(STAMP)
 	$(BIN)/algostream broker start
@@ -33,8 +42,9 @@ broker-stop: $(STAMP)
 topics: broker
 	$(BIN)/algostream topics apply
 
-test: broker
-	$(BIN)/pytest -q tests
+# every tool is installed first, so nothing is skipped for a missing one
+test: tools broker
+	ALGOSTREAM_REQUIRE_PROMTOOL=1 ALGOSTREAM_REQUIRE_DOCKER_COMPOSE=1 $(BIN)/pytest -q tests
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
@@ -56,8 +66,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check algostream streams tests bench
 	$(BIN)/mypy algostream
 
-up:
-	docker compose up
+up: images
+	docker compose --env-file docker/images.env $(if $(wildcard .env),--env-file .env) up --build
 
 clean:
 	-$(BIN)/algostream broker stop

@@ -131,6 +131,9 @@ def sim(
     rate: Annotated[float | None, typer.Option(help="market events per second")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed (same seed, same market)")] = None,
     capture: Annotated[str | None, typer.Option(help="play back a recorded .ws capture")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="serve /metrics on this port (off if not given)")
+    ] = None,
 ) -> None:
     """Run the exchange simulator: Binance + Coinbase WebSocket and REST on one port."""
     import os
@@ -140,6 +143,10 @@ def sim(
 
     settings = settings_or_exit(config)
     s = settings.sim
+    if metrics_port is not None:  # the process' own metrics, for compose's Prometheus
+        from algostream.observability.metrics import start_metrics_server
+
+        start_metrics_server(metrics_port, addr=settings.observability.metrics_host)
     setup = []
     key, secret = os.environ.get("ALGOSTREAM_API_KEY"), os.environ.get("ALGOSTREAM_API_SECRET")
     if key and secret:  # serve the signed order API only with credentials to check against
@@ -392,3 +399,19 @@ def model_train(
     out.parent.mkdir(parents=True, exist_ok=True)
     report = train_model(frame, horizon, out, estimator=estimator)  # type: ignore[arg-type]
     console.print(f"trained on {inst}: {report}")
+
+
+@app.command("health")
+def health(
+    port: Annotated[
+        int, typer.Option(envvar="METRICS_PORT", help="the process' /metrics port")
+    ] = 9401,
+    host: Annotated[str, typer.Option(help="the process' metrics address")] = "127.0.0.1",
+) -> None:
+    """Exit 0 when the process on PORT is healthy (compose's healthcheck), else 1."""
+    from algostream.observability.health import check
+
+    problems = check(port, host)
+    for problem in problems:
+        console.print(f"unhealthy: {problem}")
+    raise typer.Exit(1 if problems else 0)

@@ -133,6 +133,10 @@ class ObservabilityConfig(Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     metrics_port: int = Field(default=9401, ge=0, le=65535)
+    #: Where ``/metrics`` listens. Loopback by default: the metrics show positions and P&L,
+    #: so reaching them from another host is a choice (compose sets ``0.0.0.0`` inside its
+    #: private network, where Prometheus scrapes them).
+    metrics_host: str = "127.0.0.1"
 
 
 class WorkersConfig(Section):

@@ -160,6 +160,7 @@ def run_worker(
     loglevel: str = "WARNING",
 ) -> None:
     """Block running the worker until SIGTERM/SIGINT."""
+    from algostream.kafka.reachability import wait_for_kafka
     from algostream.model.ids import instrument_id
     from algostream.observability.logging import (
         configure_logging,
@@ -184,10 +185,14 @@ def run_worker(
     app, _ = build_worker_app(
         settings, role, web_port=default_web if web_port is None else web_port
     )
-    port = start_metrics_server(default_metrics if metrics_port is None else metrics_port)
+    port = start_metrics_server(
+        default_metrics if metrics_port is None else metrics_port,
+        addr=settings.observability.metrics_host,
+    )
+    print(f"worker {role}: metrics on port {port} (/metrics)", flush=True)
+    wait_for_kafka(settings.kafka.bootstrap_servers)
     WORKER_UP.labels(agent=role).set(1)
     _settle_heap(app)
-    print(f"worker {role}: metrics on port {port} (/metrics)", flush=True)
     worker = faust.Worker(
         app,
         loglevel=loglevel,

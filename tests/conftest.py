@@ -1,7 +1,9 @@
 """Shared fixtures. Integration tests get a real Kafka broker:
 
 1. ``KAFKA_BOOTSTRAP`` if set (any running cluster);
-2. else a testcontainers Kafka container when a Docker engine answers;
+2. else, with ``ALGOSTREAM_TEST_BROKER=testcontainers``, a testcontainers Kafka container
+   (opt-in: a Docker engine answering says nothing about whether its registry can be
+   reached to pull the image; `make test` runs one for the compose test, without one);
 3. else the local broker under ``.kafka/`` (started here if ``make broker`` has not).
 
 There is no fourth option: if none of them gives a broker the fixture fails, it never skips.
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
 
-def _docker_engine_answers() -> bool:
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+def _testcontainers_asked() -> bool:
+    return os.environ.get("ALGOSTREAM_TEST_BROKER", "").strip().lower() == "testcontainers"
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +33,7 @@ def kafka_bootstrap() -> Iterator[str]:
     if os.environ.get("KAFKA_BOOTSTRAP"):
         yield os.environ["KAFKA_BOOTSTRAP"]
         return
-    if _docker_engine_answers():
+    if _testcontainers_asked():
         from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer("apache/kafka:3.9.1").with_kraft() as container:

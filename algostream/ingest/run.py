@@ -70,6 +70,7 @@ async def ingest(
 
 
 def run_ingest(settings: Settings, metrics_port: int | None = None) -> None:
+    from algostream.kafka.reachability import wait_for_kafka
     from algostream.model.ids import instrument_id
     from algostream.observability.logging import configure_logging, register_secrets_from
     from algostream.observability.metrics import WORKER_UP, preregister, start_metrics_server
@@ -83,8 +84,9 @@ def run_ingest(settings: Settings, metrics_port: int | None = None) -> None:
         agents=["ingestor"],
     )
     port = settings.observability.metrics_port if metrics_port is None else metrics_port
-    bound = start_metrics_server(port)
-    WORKER_UP.labels(agent="ingestor").set(1)
+    bound = start_metrics_server(port, addr=settings.observability.metrics_host)
     print(f"ingestor: metrics on port {bound} (/metrics)", flush=True)
+    wait_for_kafka(settings.kafka.bootstrap_servers)
+    WORKER_UP.labels(agent="ingestor").set(1)
     heap.watch()
     asyncio.run(ingest(settings, settle_heap=True))

@@ -53,6 +53,7 @@ __all__ = [
     "FEED_STALENESS_SECONDS",
     "FILLS",
     "GC_PAUSE_SECONDS",
+    "KAFKA_REACHABLE",
     "LATENCY_BUCKETS",
     "LOSS_THRESHOLD",
     "MESSAGES_IN",
@@ -245,6 +246,11 @@ LOSS_THRESHOLD = _gauge(
     ("account",),
 )
 WORKER_UP = _gauge("algostream_worker_up", "1 while the worker runs its agents.", ("agent",))
+KAFKA_REACHABLE = _gauge(
+    "algostream_kafka_reachable",
+    "1 once the process' Kafka cluster answered a metadata request, 0 while it waits for it.",
+    (),
+)
 
 
 # ------------------------------------------------------------------ helpers
@@ -360,7 +366,7 @@ class MetricsServer:
 
 
 def serve_metrics(
-    port: int = 0, *, addr: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY
+    port: int = 0, *, addr: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY
 ) -> MetricsServer:
     """Serve ``registry`` over HTTP on ``addr:port`` (0 = ephemeral); returns the server."""
     httpd, thread = start_http_server(port, addr=addr, registry=registry)
@@ -368,11 +374,12 @@ def serve_metrics(
 
 
 def start_metrics_server(
-    port: int = 0, *, addr: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY
+    port: int = 0, *, addr: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY
 ) -> int:
     """Serve ``/metrics`` from a daemon thread; returns the bound port (0 = ephemeral).
 
-    ``addr`` defaults to all interfaces so Prometheus can scrape a container.
+    ``addr`` defaults to loopback (``observability.metrics_host``); a container that
+    Prometheus scrapes from another one binds ``0.0.0.0`` (docker-compose.yml sets it).
     """
     return serve_metrics(port, addr=addr, registry=registry).port
 

@@ -1,0 +1,50 @@
+"""Is a running algostream process healthy? Read from its own ``/metrics``.
+
+``algostream health --port 9402`` (compose's healthcheck for every long-running service)
+exits 0 when the process answers on its metrics port, has reached its Kafka cluster
+(``algostream_kafka_reachable``) and runs its agents (``algostream_worker_up``); else it
+prints each problem and exits 1, so the container is reported unhealthy instead of the
+reason staying in a client's log.
+
+>>> problems_in("algostream_kafka_reachable 0.0\\n")
+['algostream_kafka_reachable is 0: the Kafka cluster has not answered yet']
+>>> problems_in("algostream_kafka_reachable 1.0\\nalgostream_worker_up{agent=\\"market\\"} 1.0\\n")
+[]
+"""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+#: gauge -> what it means when a sample of it is 0
+_MUST_BE_ONE = {
+    "algostream_kafka_reachable": "the Kafka cluster has not answered yet",
+    "algostream_worker_up": "the process is not running its agents",
+}
+
+
+def problems_in(exposition: str) -> list[str]:
+    """The health problems a Prometheus text exposition shows (empty: healthy)."""
+    problems = []
+    for family in text_string_to_metric_families(exposition):
+        meaning = _MUST_BE_ONE.get(family.name)
+        if meaning is None:
+            continue
+        for sample in family.samples:
+            if sample.value != 1:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                name = f"{sample.name}{{{labels}}}" if labels else sample.name
+                problems.append(f"{name} is {sample.value:g}: {meaning}")
+    return problems
+
+
+def check(port: int, host: str = "127.0.0.1", timeout_s: float = 3.0) -> list[str]:
+    """The problems of the process serving metrics on ``host:port`` (empty: healthy)."""
+    url = f"http://{host}:{port}/metrics"
+    try:
+        response = httpx.get(url, timeout=timeout_s)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        return [f"{url} did not answer: {exc}"]
+    return problems_in(response.text)

@@ -1,0 +1,49 @@
+"""`algostream health` reads a process' own /metrics (served for real here)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from algostream.observability import health, metrics
+from tests.kafka_kit import free_port
+
+
+def _serve(kafka: float, up: float) -> metrics.MetricsServer:
+    registry = CollectorRegistry()
+    Gauge("algostream_kafka_reachable", "", registry=registry).set(kafka)
+    Gauge("algostream_worker_up", "", ("agent",), registry=registry).labels(agent="market").set(up)
+    return metrics.serve_metrics(0, addr="127.0.0.1", registry=registry)
+
+
+def test_healthy_process_has_no_problems() -> None:
+    server = _serve(kafka=1, up=1)
+    try:
+        assert health.check(server.port) == []
+    finally:
+        server.close()
+
+
+def test_unreachable_kafka_and_stopped_agents_are_named() -> None:
+    server = _serve(kafka=0, up=0)
+    try:
+        problems = health.check(server.port)
+    finally:
+        server.close()
+    assert problems == [
+        "algostream_kafka_reachable is 0: the Kafka cluster has not answered yet",
+        "algostream_worker_up{agent=market} is 0: the process is not running its agents",
+    ]
+
+
+def test_a_process_that_does_not_answer_is_unhealthy() -> None:
+    port = free_port()
+    [problem] = health.check(port, timeout_s=1)
+    assert problem.startswith(f"http://127.0.0.1:{port}/metrics did not answer")
+
+
+def test_metrics_listen_on_loopback_by_default() -> None:
+    server = metrics.serve_metrics(0)
+    try:
+        assert server.httpd.server_address[0] == "127.0.0.1"
+    finally:
+        server.close()
