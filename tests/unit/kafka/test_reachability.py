@@ -59,3 +59,44 @@ def test_timeout_names_the_address() -> None:
         wait_for_kafka(
             "nowhere:9092", timeout_s=5, probe=lambda _: False, clock=clock, sleep=clock.sleep
         )
+
+
+def test_worker_without_kafka_stays_up_unhealthy_and_says_why(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A real `algostream worker` pointed at a port where no broker listens: it does not
+    exit (no crash loop), its log names the address, and `health` reports it unhealthy."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from algostream.observability.health import check
+    from tests.kafka_kit import free_port
+
+    dead, metrics_port = free_port(), free_port()
+    env = os.environ | {
+        "ALGOSTREAM__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{dead}",
+        "ALGOSTREAM__KAFKA__DATA_DIR": str(tmp_path),
+        "ALGOSTREAM__OBSERVABILITY__LOG_FORMAT": "json",
+    }
+    cmd = [sys.executable, "-m", "algostream", "worker", "trading", "--web-port", "0"]
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*cmd, "--metrics-port", str(metrics_port)], env=env, stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 60
+        problems: list[str] = []
+        while time.monotonic() < deadline and "kafka unreachable" not in log.read_text():
+            assert proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+        problems = check(metrics_port)
+        assert proc.poll() is None, log.read_text()[-2000:]
+        assert f"127.0.0.1:{dead}" in log.read_text()
+        assert sorted(problems) == [
+            "algostream_kafka_reachable is 0: the Kafka cluster has not answered yet",
+            "algostream_worker_up{agent=trading} is 0: the process is not running its agents",
+        ]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

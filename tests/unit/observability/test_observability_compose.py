@@ -64,7 +64,7 @@ def test_redpanda_override_replaces_kafka_only(docker_compose: Compose) -> None:
     assert not any(k.startswith("KAFKA_") for k in kafka.get("environment") or {})
     assert [v["target"] for v in kafka["volumes"]] == ["/var/lib/redpanda/data"]
     assert (
-        "--advertise-kafka-addr=PLAINTEXT://kafka:9092,EXTERNAL://localhost:29092"
+        "--advertise-kafka-addr=PLAINTEXT://kafka:9092,EXTERNAL://127.0.0.1:29092"
         in (kafka["command"])
     )
     for name in set(base) - {"kafka"}:
@@ -106,3 +106,18 @@ def _metrics_ports(service: dict[str, Any]) -> set[str]:
     if "--metrics-port" in command:
         ports.add(command[command.index("--metrics-port") + 1])
     return ports
+
+
+def test_published_ports_bind_loopback_unless_told(docker_compose: Compose) -> None:
+    """Kafka, the simulator, Prometheus and Grafana are reachable from this host only by
+    default (they show orders, positions and P&L); PUBLISH_ADDR widens that on purpose."""
+
+    def host_ips(env: dict[str, str]) -> set[str]:
+        done = docker_compose(*BASE, "config", "--format", "json", env=env)
+        assert done.returncode == 0, done.stderr
+        services = json.loads(done.stdout)["services"]
+        return {p["host_ip"] for s in services.values() for p in s.get("ports", [])}
+
+    password = {"GRAFANA_ADMIN_PASSWORD": "test-only-password"}
+    assert host_ips(_env(**password)) == {"127.0.0.1"}
+    assert host_ips(_env(**password, PUBLISH_ADDR="0.0.0.0")) == {"0.0.0.0"}
