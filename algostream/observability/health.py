@@ -3,10 +3,10 @@
 ``python -m algostream.observability.health`` (compose's healthcheck for every
 long-running service: it imports only the standard library and prometheus_client's
 parser, so it answers in a fraction of a second even on a busy machine; the port comes
-from ``METRICS_PORT``) and ``algostream health --port 9402`` exit 0 when the process answers on its metrics port, has reached its Kafka cluster
-(``algostream_kafka_reachable``) and runs its agents (``algostream_worker_up``); else it
-prints each problem and exits 1, so the container is reported unhealthy instead of the
-reason staying in a client's log.
+from ``METRICS_PORT``) and ``algostream health --port 9402`` exit 0 when the process
+answers on its metrics port, has reached its Kafka cluster (``algostream_kafka_reachable``)
+and runs its agents (``algostream_worker_up``); else they print each problem and exit 1,
+so the container is reported unhealthy instead of the reason staying in a client's log.
 
 >>> problems_in("algostream_kafka_reachable 0.0\\n")
 ['algostream_kafka_reachable is 0: the Kafka cluster has not answered yet']
