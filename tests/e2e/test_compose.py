@@ -133,17 +133,24 @@ def poll_quietly(probe: Callable[[], bool], timeout_s: float, every_s: float = 2
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+def stack(pytestconfig: pytest.Config) -> Iterator[Stack]:
     problem = _engine_and_compose()
     if problem is not None:
         if _required():
             pytest.fail(f"{problem}; required here (ALGOSTREAM_REQUIRE_DOCKER_COMPOSE)")
         pytest.skip(problem)
+    terminal = pytestconfig.pluginmanager.getplugin("terminalreporter")
+
+    def report(line: str) -> None:  # shown even with -q and output captured
+        print(line)
+        if terminal is not None:
+            terminal.write_line(f"[compose] {line}")
+
     images = _images_env()
     env = dict(os.environ) | images | {"GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(16)}
     stack = Stack(env)
     stack.compose("down", "-v", "--remove-orphans", check=False)
-    print(f"images: {images}; grafana is not started (no image of it can be had here)")
+    report(f"images: {images}; grafana is not started (no image of it can be had here)")
     stack.compose("build", timeout=1200)
     size = subprocess.run(
         ["docker", "image", "inspect", "algostream:local", "--format", "{{.Size}}"],
@@ -151,7 +158,7 @@ def stack() -> Iterator[Stack]:
         text=True,
         check=True,
     ).stdout.strip()
-    print(f"algostream:local image size: {int(size) / 1e6:.0f} MB")
+    report(f"algostream:local image size: {int(size) / 1e6:.0f} MB")
     try:
         stack.compose("up", "-d", "--wait", "--wait-timeout", "300", *SERVICES, timeout=900)
         yield stack
