@@ -409,7 +409,7 @@ def health(
     host: Annotated[str, typer.Option(help="the process' metrics address")] = "127.0.0.1",
 ) -> None:
     """Exit 0 when the process on PORT is healthy (compose's healthcheck), else 1."""
-    from algostream.observability.health import check
+    from algostream.observability.probe import check
 
     problems = check(port, host)
     for problem in problems:

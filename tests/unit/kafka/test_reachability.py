@@ -69,7 +69,7 @@ def test_worker_without_kafka_stays_up_unhealthy_and_says_why(tmp_path) -> None:
     import sys
     import time
 
-    from algostream.observability.health import check
+    from algostream.observability.probe import check
     from tests.kafka_kit import free_port
 
     dead, metrics_port = free_port(), free_port()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from algostream.observability import health, metrics
+from algostream.observability import metrics, probe
 from tests.kafka_kit import free_port
 
 
@@ -18,7 +18,7 @@ def _serve(kafka: float, up: float) -> metrics.MetricsServer:
 def test_healthy_process_has_no_problems() -> None:
     server = _serve(kafka=1, up=1)
     try:
-        assert health.check(server.port) == []
+        assert probe.check(server.port) == []
     finally:
         server.close()
 
@@ -26,7 +26,7 @@ def test_healthy_process_has_no_problems() -> None:
 def test_unreachable_kafka_and_stopped_agents_are_named() -> None:
     server = _serve(kafka=0, up=0)
     try:
-        problems = health.check(server.port)
+        problems = probe.check(server.port)
     finally:
         server.close()
     assert problems == [
@@ -37,7 +37,7 @@ def test_unreachable_kafka_and_stopped_agents_are_named() -> None:
 
 def test_a_process_that_does_not_answer_is_unhealthy() -> None:
     port = free_port()
-    [problem] = health.check(port, timeout_s=1)
+    [problem] = probe.check(port, timeout_s=1)
     assert problem.startswith(f"http://127.0.0.1:{port}/metrics did not answer")
 
 

@@ -1,6 +1,6 @@
 """Is a running algostream process healthy? Read from its own ``/metrics``.
 
-``python -m algostream.observability.health`` (compose's healthcheck for every
+``python -m algostream.observability.probe`` (compose's healthcheck for every
 long-running service: it imports only the standard library and prometheus_client's
 parser, so it answers in a fraction of a second even on a busy machine; the port comes
 from ``METRICS_PORT``) and ``algostream health --port 9402`` exit 0 when the process
