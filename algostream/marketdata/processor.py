@@ -242,6 +242,18 @@ class BookProcessor:
                 )
         return out
 
+    def is_stale(self, instrument: str) -> bool:
+        """True while a STALE this processor raised for ``instrument`` is not cleared."""
+        st = self._books.get(instrument)
+        return bool(st and st.stale)
+
+    def rearm_stale(self, instrument: str) -> None:
+        """Forget a STALE that could not be announced (its state write failed): the next
+        :meth:`check_stale` raises it again."""
+        st = self._books.get(instrument)
+        if st is not None:
+            st.stale = False
+
     # ------------------------------------------------------------------ state
     def state(self, instrument: str, *, levels: bool = True) -> dict[str, Any]:
         """JSON-able state of one instrument (for a Faust table keyed by instrument).
