@@ -34,8 +34,8 @@ import structlog
 from pydantic import BaseModel, SecretStr
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from algostream.observability import health, outage
 from algostream.observability.errors import LoggingConfigError
-from algostream.observability.outage import FIELDS as OUTAGE_FIELDS
 from algostream.observability.outage import outage_filter
 
 __all__ = [
@@ -57,6 +57,9 @@ SECRET_KEY_PARTS: tuple[str, ...] = ("key", "secret", "password", "token", "auth
 MIN_SUBSTRING_LEN = 6
 
 LogFormat = Literal["auto", "json", "console"]
+
+#: fields of stdlib log records (``extra=``) rendered: the outage and health lines'
+EXTRA_FIELDS = (*outage.FIELDS, *health.FIELDS)
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -184,7 +187,7 @@ def make_formatter(log_format: str = "auto", stream: IO[str] | None = None) -> l
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*_shared_processors(), structlog.stdlib.ExtraAdder(OUTAGE_FIELDS)],
+        foreign_pre_chain=[*_shared_processors(), structlog.stdlib.ExtraAdder(EXTRA_FIELDS)],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             mask_secrets,

@@ -47,17 +47,8 @@ OWN_LOGGER = "algostream.kafka.outage"
 FIELDS = ("first", "down_s", "attempts", "lines_held_back")
 log = logging.getLogger(OWN_LOGGER)
 
-CLIENT_ERRORS = metrics._counter(
-    "algostream_kafka_client_errors_total",
-    "Warnings and errors of the Kafka client libraries (failed connections, requests and "
-    "heartbeats: the retries during a broker outage).",
-    ("logger",),
-)
-REACHABLE = metrics._gauge(
-    "algostream_kafka_reachable",
-    "0 while the Kafka client libraries report errors (a broker outage), else 1.",
-    (),
-)
+CLIENT_ERRORS = metrics.KAFKA_CLIENT_ERRORS
+REACHABLE = metrics.KAFKA_REACHABLE
 
 
 class OutageFilter(logging.Filter):
