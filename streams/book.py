@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 import faust
+import structlog
 from aiokafka import TopicPartition
 
 from algostream.config import Settings
@@ -40,6 +41,7 @@ from streams.app import DirectTable, Edge, Outbox
 from streams.reader import PartitionReader, decoded, market_reader
 
 AGENT = "book"
+log = structlog.get_logger("algostream.streams")
 
 
 class _Pending(dict[str, Any]):
@@ -121,6 +123,8 @@ class BookStage:
                 return []
             store, epoch = self.store, reader.epoch
             events = store.proc.check_stale(now_ns, self.md.stale_after_ms * 1_000_000)
+            if events:
+                log.info("books stale", instruments=[e.instrument for e in events])
             acks = []
             for event in events:
                 inst = event.instrument

@@ -68,8 +68,9 @@ TAP_FETCH_MIN_BYTES = 256 * 1024
 #: a stage's part of one batch: partition -> its records, in offset order
 BatchHandler = Callable[[dict[TopicPartition, list[Any]]], Awaitable[None]]
 
-#: fault injection (the stall tests): ``<reader name>:<path>``: when the named reader
-#: finds the file ``path`` at a batch, it deletes it and hangs in that batch for good
+#: fault injection (fault tests): ``<reader name>:<path>``: when the named reader finds the
+#: file ``path`` with a batch fetched, it deletes it and never handles that batch (nor any
+#: other: it hangs for good, holding no lock)
 FAULT_HANG_ENV = "ALGOSTREAM_FAULT_HANG"
 
 _READERS: weakref.WeakKeyDictionary[Edge, dict[str, PartitionReader]] = weakref.WeakKeyDictionary()
@@ -363,6 +364,10 @@ class PartitionReader:
                 batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
                 if not batch:
                     continue
+                if self._hang_file is not None and os.path.exists(self._hang_file):
+                    os.unlink(self._hang_file)
+                    log.warning(f"reader {self.name}: hanging on purpose ({FAULT_HANG_ENV})")
+                    await asyncio.Event().wait()  # the injected fault: never set
                 async with self.busy:
                     if not self.ready.is_set():
                         continue  # fetched before a hand-over: read again from the commit
@@ -378,10 +383,6 @@ class PartitionReader:
         """One ``getmany`` batch: each stage's part in registration order (the book before
         the trades); the offsets move on only once the stages are done with it (their
         outputs are with the producer; a commit flushes the producer first)."""
-        if self._hang_file is not None and os.path.exists(self._hang_file):
-            os.unlink(self._hang_file)
-            log.warning(f"reader {self.name}: hanging on purpose ({FAULT_HANG_ENV})")
-            await asyncio.Event().wait()  # the injected fault: never set
         mine = {tp: records for tp, records in batch.items() if tp in self.processed}
         for name, handler in self.handlers.items():
             part = {tp: records for tp, records in mine.items() if tp.topic == name}
