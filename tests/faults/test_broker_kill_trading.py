@@ -109,7 +109,7 @@ async def test_kill_9_broker_trading_resumes_after_a_rebalance_at_the_worst_mome
         ingest_env={"ALGOSTREAM__MARKET_DATA__STALE_AFTER_MS": "600000"},
     )
     await _wait_live(s, supervisor)
-    await poll(lambda: fills(s), 180, "paper fills before the outage")
+    await poll(lambda: fills(s), 300, "paper fills before the outage")
 
     # ---- kill -9 the broker; the market worker says STALE (held until the broker is back)
     logs_at: dict[str, int] = {n: line_count(c.log) for n, c in supervisor.children.items()}
