@@ -151,6 +151,11 @@ class WorkersConfig(Section):
     """
 
     layout: Literal["colocated", "single", "split"] = "colocated"
+    #: a stage with input records waiting and no progress for this long is stalled:
+    #: /healthz fails, algostream_stage_stalled is 1 (``observability.health``)
+    stall_after_s: float = Field(default=30.0, gt=0)
+    #: a worker stalled this long exits (code 75) to be restarted; 0: never
+    stall_restart_s: float = Field(default=60.0, ge=0)
 
 
 class SimConfig(Section):

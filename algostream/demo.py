@@ -23,6 +23,8 @@ from algostream.kafka.clients import client_kwargs
 from algostream.model.records import BookTop, OrderEvent, PnL, Signal
 from algostream.supervisor import Supervisor
 
+#: how often the demo has its supervisor check the workers
+SUPERVISE_EVERY_S = 5.0
 WATCH = (
     "book.top",
     "signals",
@@ -107,7 +109,7 @@ async def _watch(settings: Settings, sup: Supervisor, duration: float | None) ->
     )
     await consumer.start()
     view = DemoView()
-    started = time.monotonic()
+    started = next_check = time.monotonic()
     try:
         with Live(view.table(sup, started), refresh_per_second=2, console=Console()) as live:
             while duration is None or time.monotonic() - started < duration:
@@ -116,6 +118,9 @@ async def _watch(settings: Settings, sup: Supervisor, duration: float | None) ->
                     for r in records:
                         view.on(tp.topic[len(prefix) :], r.value)
                 live.update(view.table(sup, started))
+                if time.monotonic() >= next_check:  # a hung or exited worker: start again
+                    next_check = time.monotonic() + SUPERVISE_EVERY_S
+                    await asyncio.to_thread(sup.supervise)
                 if sup.dead():
                     break
     finally:
@@ -126,8 +131,14 @@ async def _watch(settings: Settings, sup: Supervisor, duration: float | None) ->
 def run_demo(settings: Settings, log_dir: Path, duration: float | None) -> int:
     """Run everything; returns a process exit code (non-zero if a component died)."""
     sup = Supervisor(log_dir, env={"PYTHONUNBUFFERED": "1"})
+    from streams.worker import PORTS
+
     for name, args in components(settings):
-        sup.start(name, *args)
+        if args[0] == "worker":  # restarted when it exits or its /healthz fails
+            health = f"http://127.0.0.1:{PORTS[name][1]}/healthz"
+            sup.start(name, *args, restart=True, health_url=health)
+        else:
+            sup.start(name, *args)
     try:
         view = asyncio.run(_watch(settings, sup, duration))
     except KeyboardInterrupt:

@@ -141,18 +141,21 @@ class Edge:
 
     async def send_raw(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
-    ) -> None:
+    ) -> asyncio.Future[Any]:
         """Hand a record straight to the app's producer (not through ``Topic.send``).
 
         Faust's ``Topic.send`` costs ~120 µs of CPU more per record than the producer
         itself (channel, FutureMessage, sensors; measured with py-spy on the book agent).
         The producer is the app's, so ``app.producer.flush()`` before a commit still covers
-        these records; a failed delivery is logged and counted, never silent.
+        these records; a failed delivery is logged and counted, never silent. Returns the
+        delivery future, for a caller that must know the record is on the broker.
         """
         fut = await self.app.producer.send(
             topic, key, value, partition, None, [(SENT_NS_HEADER, str(time.time_ns()).encode())]
         )
-        asyncio.ensure_future(fut).add_done_callback(self.check_delivery)
+        acked = asyncio.ensure_future(fut)
+        acked.add_done_callback(self.check_delivery)
+        return acked
 
     def aiokafka_producer(self) -> Any | None:
         """The aiokafka producer inside the app's Faust producer (``None`` until started)."""

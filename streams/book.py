@@ -12,25 +12,36 @@ agent: each batch's updates are applied in order, each changed state key is writ
 per batch, and the tops go to the producer as one batch per partition. At every rebalance
 the in-memory books are dropped, and an instrument is restored from the table at its first
 update. The stale timer only watches books this worker holds.
+
+A STALE is part of the book's state: the timer writes the instrument's flags to the table
+and waits for the broker to take them before it publishes the STALE, and publishes it only
+if this worker still holds the book and it is still stale. Whichever worker holds the book
+when updates resume (this one, or the next owner after a rebalance, restoring the flag
+from the table) says RESYNCED, so a rebalance or a broker outage between the STALE and
+the next update cannot leave the instrument degraded with nobody to clear it (issue 28:
+the gate stayed REDUCING after a broker outage).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import faust
+import structlog
 from aiokafka import TopicPartition
 
 from algostream.config import Settings
 from algostream.marketdata.persist import LevelStore
 from algostream.marketdata.processor import BookProcessor
-from algostream.model.records import BookTop, BookUpdate
+from algostream.model.records import BookIntegrity, BookTop, BookUpdate
 from algostream.observability import metrics
 from streams.app import DirectTable, Edge, Outbox
-from streams.reader import decoded, market_reader
+from streams.reader import PartitionReader, decoded, market_reader
 
 AGENT = "book"
+log = structlog.get_logger("algostream.streams")
 
 
 class _Pending(dict[str, Any]):
@@ -52,6 +63,8 @@ class BookStage:
         self.md = settings.market_data
         self.table = DirectTable.add(app, "book-state", edge.catalog["md.book"].partitions)
         self.store = self.fresh()
+        #: instrument -> its partition (of md.book, and of the table), for the stale timer
+        self.partition_of: dict[str, int] = {}
 
     def fresh(self) -> LevelStore:
         return LevelStore(BookProcessor(self.md.book_top_levels))
@@ -59,6 +72,7 @@ class BookStage:
     def forget(self) -> None:
         """A hand-over: the books are restored from the table when next read."""
         self.store = self.fresh()
+        self.partition_of = {}
 
     async def handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Process one ``getmany`` batch: tops, integrity events and state writes go to the
@@ -87,6 +101,7 @@ class BookStage:
                 if not outbox.add_known(topic, record):
                     await outbox.add_record(topic, record)
                 local.append((topic, record, tp.partition))
+            self.partition_of[inst] = tp.partition
             _, writes = pending.setdefault(inst, (tp.partition, _Pending()))
             store.save(writes, update, out, meta=False)
         for inst, (partition, writes) in pending.items():  # once per changed key per batch
@@ -99,13 +114,48 @@ class BookStage:
         for topic, record, partition in local:  # tops also to this worker's other stages
             await edge.deliver(topic, record, partition)
 
+    async def mark_stale(self, reader: PartitionReader, now_ns: int) -> list[BookIntegrity]:
+        """STALE for each held book silent for ``stale_after_ms`` (module doc): the flag is
+        on the broker, in the table, before the event is published. Returns the STALEs
+        published."""
+        async with reader.busy:  # no batch or hand-over in between
+            if not reader.ready.is_set():
+                return []
+            store, epoch = self.store, reader.epoch
+            events = store.proc.check_stale(now_ns, self.md.stale_after_ms * 1_000_000)
+            if events:
+                log.info("books stale", instruments=[e.instrument for e in events])
+            acks = []
+            for event in events:
+                inst = event.instrument
+                topic, key, value = self.table.stage(*_meta(store, inst))
+                acks.append(await self.edge.send_raw(topic, key, value, self.partition_of[inst]))
+        written = await asyncio.gather(*acks, return_exceptions=True)
+        published: list[BookIntegrity] = []
+        async with reader.busy:
+            for event, ack in zip(events, written, strict=True):
+                if isinstance(ack, BaseException):  # not in the table: raise it again later
+                    store.proc.rearm_stale(event.instrument)
+                elif reader.epoch == epoch and store.proc.is_stale(event.instrument):
+                    await self.edge.send("book.integrity", event)
+                    published.append(event)
+        return published
+
+
+def _meta(store: LevelStore, instrument: str) -> tuple[str, Any]:
+    """The table key and value of ``instrument``'s chain position and flags."""
+    held: dict[str, Any] = {}
+    store.save_meta(held, instrument)
+    ((key, value),) = held.items()
+    return key, value
+
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     md = settings.market_data
     stage = BookStage(app, edge, settings)
-    market_reader(app, edge, settings).read("md.book", stage.handle, stage.forget)
+    reader = market_reader(app, edge, settings)
+    reader.read("md.book", stage.handle, stage.forget)
 
     @app.timer(interval=max(md.stale_after_ms / 2000, 0.1))
     async def stale_books() -> None:
-        for event in stage.store.proc.check_stale(time.time_ns(), md.stale_after_ms * 1_000_000):
-            await edge.send("book.integrity", event)
+        await stage.mark_stale(reader, time.time_ns())

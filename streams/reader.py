@@ -32,6 +32,7 @@ record (a partition that comes back continues from the state its other owner sav
 from __future__ import annotations
 
 import asyncio
+import os
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -67,6 +68,11 @@ TAP_FETCH_MIN_BYTES = 256 * 1024
 #: a stage's part of one batch: partition -> its records, in offset order
 BatchHandler = Callable[[dict[TopicPartition, list[Any]]], Awaitable[None]]
 
+#: fault injection (fault tests): ``<reader name>:<path>``: when the named reader finds the
+#: file ``path`` with a batch fetched, it deletes it and never handles that batch (nor any
+#: other: it hangs for good, holding no lock)
+FAULT_HANG_ENV = "ALGOSTREAM_FAULT_HANG"
+
 _READERS: weakref.WeakKeyDictionary[Edge, dict[str, PartitionReader]] = weakref.WeakKeyDictionary()
 
 
@@ -79,7 +85,7 @@ def reader_of(
     if reader is None:
         reader = readers[name] = PartitionReader(app, edge, settings, name, anchor)
         edge.before_revoke(reader.hand_over)
-        app.on_rebalance_complete.connect(reader.take_over)  # type: ignore[arg-type]
+        app.on_rebalance_complete.connect(reader.take_over)  # type: ignore[arg-type, unused-ignore]
         app.task(reader.run)
         app.timer(interval=COMMIT_INTERVAL_S, name=f"{name}-commit")(reader.commit)
         app.timer(interval=5.0, name=f"{name}-lag")(reader.report_lag)
@@ -199,6 +205,8 @@ class PartitionReader:
         #: readers that must have caught up before this one handles a batch (:meth:`after`)
         self.waits_for: list[PartitionReader] = []
         self._advanced = asyncio.Event()  # set (and replaced) at every batch handled
+        name_, _, path = os.environ.get(FAULT_HANG_ENV, "").partition(":")
+        self._hang_file = path if name_ == name and path else None
 
     def read(
         self, topic: str, handler: BatchHandler, forget: Callable[[], None] | None = None
@@ -356,6 +364,10 @@ class PartitionReader:
                 batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
                 if not batch:
                     continue
+                if self._hang_file is not None and os.path.exists(self._hang_file):
+                    os.unlink(self._hang_file)
+                    log.warning(f"reader {self.name}: hanging on purpose ({FAULT_HANG_ENV})")
+                    await asyncio.Event().wait()  # the injected fault: never set
                 async with self.busy:
                     if not self.ready.is_set():
                         continue  # fetched before a hand-over: read again from the commit

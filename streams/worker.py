@@ -30,6 +30,7 @@ import structlog
 
 from algostream.config import Settings
 from algostream.observability import heap
+from streams import watchdog
 from streams.app import Edge, create_app
 
 MARKET = ["streams.book", "streams.bars"]
@@ -92,6 +93,7 @@ def build_worker_app(
     for name in names:
         importlib.import_module(name).register(app, edge, settings)
     _report_lag(app, edge)
+    watchdog.register(app, edge, settings)
     if settings.workers.layout == "single" and modules is None:
         _one_worker_only(app, edge)
     return app, edge
@@ -162,6 +164,7 @@ def run_worker(
     """Block running the worker until SIGTERM/SIGINT."""
     from algostream.kafka.reachability import wait_for_kafka
     from algostream.model.ids import instrument_id
+    from algostream.observability.health import restart_when_stuck
     from algostream.observability.logging import (
         configure_logging,
         faust_logging_config,
@@ -192,6 +195,8 @@ def run_worker(
     print(f"worker {role}: metrics on port {port} (/metrics)", flush=True)
     wait_for_kafka(settings.kafka.bootstrap_servers)
     WORKER_UP.labels(agent=role).set(1)
+    if settings.workers.stall_restart_s > 0:  # a hung worker exits to be restarted
+        restart_when_stuck(settings.workers.stall_restart_s)
     _settle_heap(app)
     worker = faust.Worker(
         app,

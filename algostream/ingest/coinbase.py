@@ -48,6 +48,8 @@ class CoinbaseAdapter(FeedHealth):
         self.last_trade: dict[str, int] = {}
         #: instruments told DISCONNECTED/STALE: RESYNCED at their next snapshot
         self.degraded: set[str] = set()
+        #: connection id -> when it was opened (ns): part of its book updates' record ids
+        self.epochs: dict[int, int] = {}
 
     def url(self) -> str:
         return self.cfg.websocket_url
@@ -61,13 +63,16 @@ class CoinbaseAdapter(FeedHealth):
             self.owner.clear()
         for old in [c for c in self.trackers if c < conn_id - 1]:  # closed by now
             del self.trackers[old]
+        for old in [c for c in self.epochs if c < conn_id - 1]:
+            del self.epochs[old]
         self.trackers[conn_id] = CoinbaseSequenceTracker()
+        self.epochs[conn_id] = now_ns
         return FrameResult()
 
     def on_frame(self, conn_id: int, text: str, recv_ns: int) -> FrameResult:
         result = FrameResult()
         try:
-            frame = parse_message(text, recv_ns)
+            frame = parse_message(text, recv_ns, epoch=self.epochs.get(conn_id, 0))
         except FrameError as exc:
             result.error = exc
             return result

@@ -9,9 +9,11 @@ import signal
 import httpx
 import structlog
 
-from algostream.config import ConfigError, Settings
+from algostream.config import ConfigError, KafkaConfig, Settings
 from algostream.ingest.feed import Ingestor, IngestStats
 from algostream.kafka.publisher import KafkaPublisher
+from algostream.model.enums import IntegrityKind
+from algostream.model.records import BookIntegrity
 from algostream.observability import heap
 
 log = structlog.get_logger("algostream.ingest")
@@ -34,6 +36,58 @@ def make_adapter(settings: Settings):  # type: ignore[no-untyped-def]
     return module.CoinbaseAdapter(md)
 
 
+#: records of ``book.integrity`` read back per partition at start (:func:`open_problems`)
+INTEGRITY_TAIL = 1000
+
+
+async def open_problems(cfg: KafkaConfig, timeout_s: float = 15.0) -> dict[str, IntegrityKind]:
+    """The instruments whose last ``book.integrity`` event (of the last
+    :data:`INTEGRITY_TAIL` per partition) is a problem, not RESYNCED: a DISCONNECTED or GAP
+    an earlier ingestor announced and never cleared (it was killed first). A new ingestor
+    keeps them degraded (:class:`FeedHealth`), so its first snapshot announces RESYNCED
+    and the gate does not stay REDUCING. ``{}`` if the broker cannot say in time."""
+    from aiokafka import TopicPartition
+
+    from algostream.kafka.catalog import load_catalog
+    from algostream.kafka.clients import make_consumer
+
+    spec = load_catalog()["book.integrity"]
+    topic = spec.full_name(cfg.topic_prefix)
+    consumer = make_consumer(cfg, group_id=None)
+    last: dict[str, IntegrityKind] = {}
+    try:
+        await asyncio.wait_for(consumer.start(), timeout_s)
+        tps = [TopicPartition(topic, p) for p in range(spec.partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, max(starts[tp], ends[tp] - INTEGRITY_TAIL))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            if loop.time() > deadline:
+                raise TimeoutError(f"{topic} not read to its end in {timeout_s:.0f}s")
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for rec in records:
+                    _note(last, rec.value)
+    except Exception as exc:  # start anyway: the market worker's STALE still covers it
+        log.warning("open integrity problems not read", topic=topic, error=repr(exc))
+        return {}
+    finally:
+        await consumer.stop()
+    return {inst: kind for inst, kind in last.items() if kind is not IntegrityKind.RESYNCED}
+
+
+def _note(last: dict[str, IntegrityKind], value: bytes | None) -> None:
+    try:
+        event = BookIntegrity.decode(value or b"")
+    except Exception:  # an undecodable record says nothing about an instrument
+        return
+    last[event.instrument] = event.kind
+
+
 async def ingest(
     settings: Settings, stop: asyncio.Event | None = None, *, settle_heap: bool = False
 ) -> IngestStats:
@@ -49,7 +103,13 @@ async def ingest(
     if settle_heap:
         heap.settle()
     async with httpx.AsyncClient(base_url=settings.market_data.rest_url, timeout=10) as http:
-        ingestor = Ingestor(settings.market_data, make_adapter(settings), publisher, http)
+        adapter = make_adapter(settings)
+        problems = await open_problems(settings.kafka)
+        held = {i: k.value for i, k in problems.items() if i in adapter.instruments.values()}
+        if held:  # announced by an ingestor that did not clear them: RESYNCED when live
+            log.info("instruments left degraded by an earlier ingestor", instruments=held)
+            adapter.degraded.update(held)
+        ingestor = Ingestor(settings.market_data, adapter, publisher, http)
         try:
             stats = await ingestor.run(stop)
         finally:

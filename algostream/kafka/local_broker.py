@@ -262,6 +262,20 @@ class LocalBroker:
         self.pid_file.unlink(missing_ok=True)
         return True
 
+    def kill(self, timeout_s: float = 30.0) -> bool:
+        """``kill -9`` the broker (fault tests: no clean shutdown, logs recovered at the next
+        start). False if not running."""
+        pid = self._pid()
+        if pid is None or not _pid_alive(pid):
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
     # ------------------------------------------------------------------ files
     def _write_config(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

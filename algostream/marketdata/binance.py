@@ -182,7 +182,8 @@ def _trade(
         instrument=inst,
         ts_event=ts,
         ts_init=recv_ns,
-        record_id=derive_id("trade", inst, kind, trade_id),
+        # with the trade time: the simulator's trade ids start over with every run
+        record_id=derive_id("trade", inst, kind, trade_id, ts),
         lineage_id=raw.record_id,
         trade_id=trade_id,
         price=price,
@@ -209,7 +210,8 @@ def _depth(
         instrument=inst,
         ts_event=ts,
         ts_init=recv_ns,
-        record_id=derive_id("book", inst, "DELTA", first, final),
+        # with the event time: the simulator's update ids start over with every run
+        record_id=derive_id("book", inst, "DELTA", first, final, ts),
         lineage_id=raw.record_id,
         kind=BookUpdateKind.DELTA,
         bids=bids,
@@ -311,7 +313,8 @@ def parse_depth_snapshot(
         instrument=inst,
         ts_event=recv_ns,
         ts_init=recv_ns,
-        record_id=derive_id("book", inst, "SNAPSHOT", last, last),
+        # with the receive time (the body has no other): each fetched snapshot is a record
+        record_id=derive_id("book", inst, "SNAPSHOT", last, last, recv_ns),
         lineage_id=raw.record_id,
         kind=BookUpdateKind.SNAPSHOT,
         bids=bids,

@@ -90,11 +90,17 @@ def parse_message(
     *,
     trade_side: TradeSide = "taker",
     include_trade_snapshot: bool = False,
+    epoch: int = 0,
 ) -> ParsedFrame:
     """Parse one Coinbase WebSocket message into records (see the module docstring).
 
     ``market_trades`` snapshots (recent *past* trades sent on subscribe) are skipped unless
     ``include_trade_snapshot``: after a reconnect they would repeat trades already seen.
+
+    ``epoch`` names the connection (the ingestor's time of connecting, ns): it is part of a
+    book update's ``record_id``, since ``sequence_num`` restarts with every connection (the
+    same message parsed again on its connection keeps its id). A trade's id is made of its
+    ``trade_id`` and time, the same on every connection that carries it.
     """
     text, obj = decode_frame(raw)
     obj = as_obj(obj, "<frame>")
@@ -117,7 +123,12 @@ def parse_message(
         for i, ev in enumerate(events):
             frame.book.append(
                 _l2_event(
-                    as_obj(ev, f"events[{i}]"), i, seq, ts, recv_ns, venue, frame.raw.record_id
+                    as_obj(ev, f"events[{i}]"),
+                    i,
+                    (epoch, seq, ts),
+                    recv_ns,
+                    venue,
+                    frame.raw.record_id,
                 )
             )
     elif channel == "market_trades":
@@ -149,8 +160,15 @@ def parse_message(
 
 
 def _l2_event(
-    ev: dict[str, Any], i: int, seq: int, ts: int, recv_ns: int, venue: str, lineage: str
+    ev: dict[str, Any],
+    i: int,
+    at: tuple[int, int, int],
+    recv_ns: int,
+    venue: str,
+    lineage: str,
 ) -> BookUpdate:
+    """One ``l2_data`` event; ``at``: the connection's epoch, ``sequence_num``, timestamp."""
+    epoch, seq, ts = at
     path = f"events[{i}]"
     kind_text = req(ev, "type", path)
     if kind_text not in ("snapshot", "update"):
@@ -178,8 +196,9 @@ def _l2_event(
         instrument=inst,
         ts_event=ts,
         ts_init=recv_ns,
-        # sequence_num restarts on every connection: the timestamp keeps ids distinct
-        record_id=derive_id("book", inst, kind.value, seq, i, ts),
+        # sequence_num restarts on every connection: the connection's epoch (and the
+        # timestamp, for a parse without one) keep ids distinct
+        record_id=derive_id("book", inst, kind.value, epoch, seq, i, ts),
         lineage_id=lineage,
         kind=kind,
         bids=tuple(bids),
@@ -218,9 +237,10 @@ def _trades_event(
             build(
                 TradeTick,
                 instrument=inst,
-                ts_event=rfc3339_to_ns(req(tr, "time", p), f"{p}.time"),
+                ts_event=(at := rfc3339_to_ns(req(tr, "time", p), f"{p}.time")),
                 ts_init=recv_ns,
-                record_id=derive_id("trade", inst, trade_id),
+                # trade ids of a venue that starts over (the simulator) repeat: with the time
+                record_id=derive_id("trade", inst, trade_id, at),
                 lineage_id=lineage,
                 trade_id=trade_id,
                 price=as_decimal(req(tr, "price", p), f"{p}.price", positive=True),

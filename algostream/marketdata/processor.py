@@ -93,7 +93,7 @@ class BookProcessor:
         if st is None:
             st = self._books[update.instrument] = _Instrument(OrderBook(update.instrument))
         was_stale = st.stale
-        st.last_seen_ns, st.stale, st.last_cause = now_ns, False, update
+        st.last_seen_ns, st.last_cause = now_ns, update
         out: list[Record] = []
         if update.kind is BookUpdateKind.SNAPSHOT:
             if st.ever_synced and not st.in_sync:
@@ -108,9 +108,10 @@ class BookProcessor:
             st.book.apply(update)
             st.in_sync = st.ever_synced = True
         elif not self._accept_delta(st, update, out):
-            return out
+            return out  # not applied (a re-delivered update): a STALE stays until one is
         else:
             st.book.apply(update)
+        st.stale = False
         bids, asks = st.book.top(self.top_levels)  # kept by the book until an update reaches it
         out += self._crossed(st, update, bids[0] if bids else None, asks[0] if asks else None)
         if (
@@ -241,6 +242,18 @@ class BookProcessor:
                     )
                 )
         return out
+
+    def is_stale(self, instrument: str) -> bool:
+        """True while a STALE this processor raised for ``instrument`` is not cleared."""
+        st = self._books.get(instrument)
+        return bool(st and st.stale)
+
+    def rearm_stale(self, instrument: str) -> None:
+        """Forget a STALE that could not be announced (its state write failed): the next
+        :meth:`check_stale` raises it again."""
+        st = self._books.get(instrument)
+        if st is not None:
+            st.stale = False
 
     # ------------------------------------------------------------------ state
     def state(self, instrument: str, *, levels: bool = True) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 
 One handler on the root logger renders every record, ours and the libraries', the same
 way: JSON lines when the output is not a terminal (or ``log_format="json"``), a readable
-console format otherwise. Context bound with :func:`log_context` (instrument, topic,
-partition, offset, lineage id) is added to every line logged in that task, including the
-libraries' lines. Secrets never reach the output: :func:`mask_secrets` replaces the value
-of any key that looks secret and any registered secret string (:func:`register_secret`).
+console format otherwise. The Kafka client libraries' warnings and errors are aggregated
+into a few lines per broker outage (:mod:`algostream.observability.outage`). Context bound
+with :func:`log_context` (instrument, topic, partition, offset, lineage id) is added to
+every line logged in that task, including the libraries' lines. Secrets never reach the
+output: :func:`mask_secrets` replaces the value of any key that looks secret and any
+registered secret string (:func:`register_secret`).
 
 >>> import io
 >>> out = io.StringIO()
@@ -32,7 +34,9 @@ import structlog
 from pydantic import BaseModel, SecretStr
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from algostream.observability import health, outage
 from algostream.observability.errors import LoggingConfigError
+from algostream.observability.outage import outage_filter
 
 __all__ = [
     "MASK",
@@ -53,6 +57,9 @@ SECRET_KEY_PARTS: tuple[str, ...] = ("key", "secret", "password", "token", "auth
 MIN_SUBSTRING_LEN = 6
 
 LogFormat = Literal["auto", "json", "console"]
+
+#: fields of stdlib log records (``extra=``) rendered: the outage and health lines'
+EXTRA_FIELDS = (*outage.FIELDS, *health.FIELDS)
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -180,7 +187,7 @@ def make_formatter(log_format: str = "auto", stream: IO[str] | None = None) -> l
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=_shared_processors(),
+        foreign_pre_chain=[*_shared_processors(), structlog.stdlib.ExtraAdder(EXTRA_FIELDS)],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             mask_secrets,
@@ -213,6 +220,7 @@ def configure_logging(
     out = stream or sys.stdout
     handler = logging.StreamHandler(out)
     handler.setFormatter(make_formatter(fmt, out))
+    handler.addFilter(outage_filter())  # a broker outage is a few lines, not thousands
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(lvl)
@@ -243,10 +251,12 @@ def faust_logging_config(
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"algostream": formatter},
+        "filters": {"outage": {"()": outage_filter}},
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "algostream",
+                "filters": ["outage"],
                 "stream": "ext://sys.stdout",
             },
         },

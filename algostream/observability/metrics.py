@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIServer, make_server
 
 from prometheus_client import (
     CollectorRegistry,
@@ -35,9 +35,8 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
-    start_http_server,
 )
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import ThreadingWSGIServer, choose_encoder, make_wsgi_app
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -246,9 +245,26 @@ LOSS_THRESHOLD = _gauge(
     ("account",),
 )
 WORKER_UP = _gauge("algostream_worker_up", "1 while the worker runs its agents.", ("agent",))
+STAGE_STALLED = _gauge(
+    "algostream_stage_stalled",
+    "1 while a stage has input records waiting and has made no progress for workers.stall_after_s.",
+    ("agent", "stage"),
+)
+STAGE_SINCE_PROGRESS = _gauge(
+    "algostream_stage_seconds_since_progress",
+    "Seconds a stage with input records waiting has made no progress (0 while it keeps up).",
+    ("agent", "stage"),
+)
+KAFKA_CLIENT_ERRORS = _counter(
+    "algostream_kafka_client_errors_total",
+    "Warnings and errors of the Kafka client libraries (failed connections, requests and "
+    "heartbeats: the retries during a broker outage).",
+    ("logger",),
+)
 KAFKA_REACHABLE = _gauge(
     "algostream_kafka_reachable",
-    "1 once the process' Kafka cluster answered a metadata request, 0 while it waits for it.",
+    "0 while the process cannot reach its Kafka cluster: before it first answered (start-up "
+    "waits for it) and while the client libraries report errors (a broker outage); else 1.",
     (),
 )
 
@@ -368,8 +384,14 @@ class MetricsServer:
 def serve_metrics(
     port: int = 0, *, addr: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY
 ) -> MetricsServer:
-    """Serve ``registry`` over HTTP on ``addr:port`` (0 = ephemeral); returns the server."""
-    httpd, thread = start_http_server(port, addr=addr, registry=registry)
+    """Serve ``registry`` over HTTP on ``addr:port`` (0 = ephemeral), and the process's
+    health on ``/healthz`` (:mod:`algostream.observability.health`); returns the server."""
+    from algostream.observability.health import QuietHandler, with_health
+
+    app = with_health(make_wsgi_app(registry))
+    httpd = make_server(addr, port, app, ThreadingWSGIServer, handler_class=QuietHandler)
+    thread = threading.Thread(target=httpd.serve_forever, name="metrics", daemon=True)
+    thread.start()
     return MetricsServer(port=int(httpd.server_address[1]), httpd=httpd, thread=thread)
 
 

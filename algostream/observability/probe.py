@@ -4,9 +4,11 @@
 long-running service: it imports only the standard library and prometheus_client's
 parser, so it answers in a fraction of a second even on a busy machine; the port comes
 from ``METRICS_PORT``) and ``algostream health --port 9402`` exit 0 when the process
-answers on its metrics port, has reached its Kafka cluster (``algostream_kafka_reachable``)
-and runs its agents (``algostream_worker_up``); else they print each problem and exit 1,
-so the container is reported unhealthy instead of the reason staying in a client's log.
+answers on its metrics port, reaches its Kafka cluster (``algostream_kafka_reachable``),
+runs its agents (``algostream_worker_up``) and its own ``/healthz`` has no problem (a
+stalled stage, a stuck event loop: :mod:`algostream.observability.health`); else they
+print each problem and exit 1, so the container is reported unhealthy instead of the
+reason staying in a client's log.
 
 >>> problems_in("algostream_kafka_reachable 0.0\\n")
 ['algostream_kafka_reachable is 0: the Kafka cluster has not answered yet']
@@ -16,6 +18,7 @@ so the container is reported unhealthy instead of the reason staying in a client
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import urllib.error
@@ -53,7 +56,24 @@ def check(port: int, host: str = "127.0.0.1", timeout_s: float = 3.0) -> list[st
             body = response.read().decode()
     except (OSError, urllib.error.URLError) as exc:
         return [f"{url} did not answer: {exc}"]
-    return problems_in(body)
+    return problems_in(body) + _healthz_problems(f"http://{host}:{port}/healthz", timeout_s)
+
+
+def _healthz_problems(url: str, timeout_s: float) -> list[str]:
+    """The problems the process' ``/healthz`` reports (503 with a JSON body)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            return []
+    except urllib.error.HTTPError as exc:
+        if exc.code != 503:
+            return [f"{url} answered {exc.code}"]
+        try:
+            found = json.loads(exc.read().decode()).get("problems", {})
+        except ValueError:
+            return [f"{url} answered 503 with no readable body"]
+        return [f"{name}: {problem}" for name, problem in sorted(found.items())]
+    except (OSError, urllib.error.URLError) as exc:
+        return [f"{url} did not answer: {exc}"]
 
 
 def main() -> int:

@@ -247,3 +247,11 @@ def test_reset_on_new_connection_restarts_the_counter() -> None:
     tr.reset()
     out = feed(tr, l2(0, "snapshot", "BTC-USD", ("bid", "10", "1")))
     assert tr.gaps == 0 and len(out) == 1
+
+
+def test_the_connection_epoch_is_part_of_a_book_update_id() -> None:
+    frame = l2(1, "snapshot", "BTC-USD", ("bid", "1", "1"))
+    on_a = parse_message(frame, 1, epoch=100).book[0]
+    again_on_a = parse_message(frame, 2, epoch=100).book[0]  # the same message re-parsed
+    on_b = parse_message(frame, 3, epoch=200).book[0]  # the same numbers on a new connection
+    assert on_a.record_id == again_on_a.record_id != on_b.record_id

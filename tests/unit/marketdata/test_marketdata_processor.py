@@ -136,6 +136,32 @@ def test_stale_is_reported_once_per_silence() -> None:
     assert len(proc.check_stale(now_ns=20_000, stale_after_ns=5_000)) == 1
 
 
+def test_a_stale_book_restored_elsewhere_is_cleared_by_its_new_owner() -> None:
+    """Issue 28: the STALE is part of the saved state; the worker that restores it says
+    RESYNCED at the first update it applies, and a re-delivered update (one the saved state
+    already covers) does not clear it silently."""
+    old = BookProcessor()
+    old.on_update(snapshot(INST, 1, bids=(("99", "1"),), asks=(("101", "1"),)), 1_000)
+    old.on_update(delta(INST, 2, 2), 1_100)
+    assert len(old.check_stale(now_ns=7_000, stale_after_ns=5_000)) == 1
+    saved = json.loads(json.dumps(old.state(INST, levels=True)))
+    new = BookProcessor()
+    new.restore(saved)
+    assert new.is_stale(INST)
+    assert kinds(new.on_update(delta(INST, 2, 2), 8_000)) == []  # re-delivered: dropped
+    assert new.is_stale(INST)
+    assert kinds(new.on_update(delta(INST, 3, 3), 8_100)) == ["RESYNCED", "BookTop"]
+    assert not new.is_stale(INST)
+
+
+def test_a_stale_that_could_not_be_stored_is_raised_again() -> None:
+    proc = BookProcessor()
+    proc.on_update(snapshot(INST, 1, bids=(("99", "1"),), asks=(("101", "1"),)), 1_000)
+    assert len(proc.check_stale(now_ns=7_000, stale_after_ns=5_000)) == 1
+    proc.rearm_stale(INST)
+    assert len(proc.check_stale(now_ns=8_000, stale_after_ns=5_000)) == 1
+
+
 def test_state_restore_mid_stream_gives_the_same_outputs() -> None:
     stream = md_book_stream()
     half = len(stream) // 2

@@ -48,6 +48,9 @@ EXPECTED: dict[str, tuple[type, tuple[str, ...]]] = {
     "algostream_consumer_lag_messages": (Gauge, ("agent", "topic", "partition")),
     "algostream_feed_staleness_seconds": (Gauge, ("exchange", "instrument")),
     "algostream_worker_up": (Gauge, ("agent",)),
+    "algostream_stage_stalled": (Gauge, ("agent", "stage")),
+    "algostream_stage_seconds_since_progress": (Gauge, ("agent", "stage")),
+    "algostream_kafka_client_errors": (Counter, ("logger",)),
     "algostream_kafka_reachable": (Gauge, ()),
     "algostream_loss_threshold": (Gauge, ("account",)),
 }

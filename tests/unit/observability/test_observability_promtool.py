@@ -14,7 +14,7 @@ from algostream.observability import metrics
 ALERTS = {
     "FeedStale", "SequenceGaps", "ConsumerLagHigh", "DeadLettersGrowing", "WorkerDown",
     "CircuitBreakerTripped", "LossNearThreshold", "BookUpdateSlow", "FeatureComputeSlow",
-    "RiskCheckSlow", "OrderSubmitSlow",
+    "RiskCheckSlow", "OrderSubmitSlow", "StageStalled",
 }  # fmt: skip
 
 

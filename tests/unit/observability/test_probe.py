@@ -47,3 +47,17 @@ def test_metrics_listen_on_loopback_by_default() -> None:
         assert server.httpd.server_address[0] == "127.0.0.1"
     finally:
         server.close()
+
+
+def test_problems_of_healthz_are_reported() -> None:
+    """A stalled stage (the worker's own /healthz answering 503) is a problem too."""
+    from algostream.observability.health import HEALTH
+
+    server = _serve(kafka=1, up=1)
+    HEALTH.report("stage book", "200 records waiting, no progress for 31s")
+    try:
+        assert probe.check(server.port) == ["stage book: 200 records waiting, no progress for 31s"]
+    finally:
+        HEALTH.report("stage book", None)
+        server.close()
+    assert HEALTH.problems() == {}
