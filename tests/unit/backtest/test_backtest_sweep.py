@@ -41,9 +41,9 @@ def test_unknown_parameter_is_named_with_a_suggestion() -> None:
         SweepError, match=r"'signal.rsi_period' is not a setting.*signal.rsi_window"
     ):
         grid(Settings(), ["signal.rsi_period=6,10,14"])
-    with pytest.raises(SweepError, match="'nosuch.key' is not a setting"):
+    with pytest.raises(SweepError, match=r"'nosuch\.key' is not a setting"):
         grid(Settings(), ["nosuch.key=1"])
-    with pytest.raises(SweepError, match="expected section.key=value1"):
+    with pytest.raises(SweepError, match=r"expected section\.key=value1"):
         grid(Settings(), ["signal.rsi_window"])
 
 
