@@ -11,7 +11,12 @@ its ``--format`` says is refused on line 1)::
                 transact_time, is_buyer_maker [, is_best_match: spot only]
     trades      id, price, qty, quote_qty, time, is_buyer_maker
                 [, is_best_match: spot only]
+    bookTicker  update_id, best_bid_price, best_bid_qty, best_ask_price, best_ask_qty,
+                transaction_time, event_time                              (USD-M only)
 
+A bookTicker row is a one-level ``md.book`` SNAPSHOT (best bid and ask), at its
+``transaction_time`` (received at ``event_time``), ordered by ``update_id``: with it a
+trade dump gets the book tops the risk gate and the paper broker price orders against.
 Timestamps are milliseconds, or microseconds in spot files from 2025 on: told apart per
 value by size. ``is_buyer_maker`` true means the seller crossed the spread (aggressor
 SELL), as the live adapter reads the stream's ``m``. Record ids are the live ones (a trade
@@ -41,9 +46,9 @@ from algostream.history.rows import (
     open_text,
 )
 from algostream.marketdata.frames import build
-from algostream.model.enums import Side
+from algostream.model.enums import BookUpdateKind, Side
 from algostream.model.ids import derive_id, instrument_id
-from algostream.model.records import Bar, TradeTick
+from algostream.model.records import Bar, BookUpdate, TradeTick
 
 KLINE_COLUMNS = (
     "open_time",
@@ -69,6 +74,15 @@ AGG_TRADE_COLUMNS = (
     "is_buyer_maker",
 )
 TRADE_COLUMNS = ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker")
+BOOK_TICKER_COLUMNS = (
+    "update_id",
+    "best_bid_price",
+    "best_bid_qty",
+    "best_ask_price",
+    "best_ask_qty",
+    "transaction_time",
+    "event_time",
+)
 BEST_MATCH = ("is_best_match",)
 
 
@@ -89,6 +103,7 @@ LAYOUTS: dict[str, Layout] = {
     "binance-um-aggtrades": Layout("aggTrades", AGG_TRADE_COLUMNS, "BINANCE_UM"),
     "binance-spot-trades": Layout("trades", TRADE_COLUMNS + BEST_MATCH, "BINANCE"),
     "binance-um-trades": Layout("trades", TRADE_COLUMNS, "BINANCE_UM"),
+    "binance-um-bookticker": Layout("bookTicker", BOOK_TICKER_COLUMNS, "BINANCE_UM"),
 }
 
 
@@ -134,7 +149,7 @@ def read_binance(
     symbol: str | None = None,
     venue: str | None = None,
     interval: str | None = None,
-) -> Iterator[Bar] | Iterator[TradeTick]:
+) -> Iterator[Bar] | Iterator[TradeTick] | Iterator[BookUpdate]:
     """Records of a Binance dump: :class:`Bar` for klines, :class:`TradeTick` otherwise."""
     layout = LAYOUTS[fmt]
     where = str(path)
@@ -144,6 +159,8 @@ def read_binance(
     inst = instrument_id(venue or layout.venue, sym)
     if layout.kind == "klines":
         return _klines(path, layout, inst, stats, interval)
+    if layout.kind == "bookTicker":
+        return _book_ticker(path, layout, inst, stats)
     return _trades(path, layout, inst, stats)
 
 
@@ -240,3 +257,40 @@ def _trades(path: Path, layout: Layout, inst: str, stats: ReadStats) -> Iterator
     with open_text(path) as text:
         rows = _rows(where, layout, csv_rows(where, text, stats), stats)
         yield from drive(where, rows, parse, stats, _ts, names[3], strict=False)
+
+
+def _book_ticker(path: Path, layout: Layout, inst: str, stats: ReadStats) -> Iterator[BookUpdate]:
+    where = str(path)
+    cols = layout.columns
+
+    def parse(line: int, c: list[str]) -> BookUpdate:
+        uid = int_cell(where, line, cols[0], c[0])
+        bid, ask = (decimal_cell(where, line, cols[i], c[i], positive=True) for i in (1, 3))
+        bid_qty, ask_qty = (
+            decimal_cell(where, line, cols[i], c[i], positive=False) for i in (2, 4)
+        )
+        if bid >= ask:
+            raise HistoryFormatError(where, line, cols[3], f"{c[3]!r} is not above the bid {c[1]}")
+        ts, _ = epoch_ns(where, line, cols[5], c[5])
+        seen, _ = epoch_ns(where, line, cols[6], c[6])
+        return build(
+            BookUpdate,
+            instrument=inst,
+            ts_event=ts,
+            ts_init=max(ts, seen),
+            record_id=derive_id("book", inst, "bookTicker", uid),
+            lineage_id=f"file:{path.name}:{line}"[:128],
+            kind=BookUpdateKind.SNAPSHOT,
+            bids=((bid, bid_qty),),
+            asks=((ask, ask_qty),),
+            first_update_id=uid,
+            final_update_id=uid,
+        )
+
+    with open_text(path) as text:
+        rows = _rows(where, layout, csv_rows(where, text, stats), stats)
+        yield from drive(where, rows, parse, stats, _update_id, cols[0], strict=True)
+
+
+def _update_id(update: BookUpdate) -> int:
+    return update.final_update_id

@@ -4,6 +4,7 @@ retention would delete the history at once is refused; bad rows go to ``dlq``.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,6 +65,26 @@ async def test_imported_trades_replay_by_event_time(
     run = cli(kafka_env, "backtest", "--from", str(lo), "--to", str(hi), "--out", str(out))
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"'md.trades': {len(window)}" in run.stdout
+
+
+async def test_trades_with_book_tickers_backtest_to_fills(
+    settings: Settings, kafka_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A USD-M trade dump and its bookTicker dump: the tops let the gate approve and the
+    paper broker fill, so the report has trades."""
+    for name, fmt in (
+        ("BTCUSDT-bookTicker-2024-02-01.csv", "binance-um-bookticker"),
+        ("BTCUSDT-aggTrades-2024-02-01.csv", "binance-um-aggtrades"),
+    ):
+        done = cli(kafka_env, "history", "import", str(DATA / name), "--format", fmt, "--to-topics")
+        assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "report"
+    run = cli(kafka_env, "backtest", "--from", "2024-02-01T00:00:00Z", "--to",
+              "2024-02-01T00:03:00Z", "--out", str(out))  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "'md.book': 546" in run.stdout and "'md.trades': 300" in run.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["fill_count"] > 0 and (out / "report.html").is_file()
 
 
 async def test_a_topic_that_would_delete_the_history_is_refused(

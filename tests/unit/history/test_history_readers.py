@@ -240,3 +240,27 @@ def test_capture_files_are_history(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl.gz"
     write_capture(path, [entries])
     assert list(read_trades(path, "capture")) == ticks
+
+
+def test_book_ticker_rows_become_one_level_snapshots() -> None:
+    from algostream.model.enums import BookUpdateKind
+    from algostream.model.records import BookUpdate
+
+    name = "BTCUSDT-bookTicker-2024-02-01.csv"
+    rows = _csv(name)
+    updates = list(read_records(DATA / name, "binance-um-bookticker"))
+    assert len(updates) == len(rows)
+    for update, row in zip(updates, rows, strict=True):
+        assert isinstance(update, BookUpdate) and update.kind is BookUpdateKind.SNAPSHOT
+        assert update.instrument == "BINANCE_UM:BTCUSDT"
+        assert update.bids == ((Decimal(row[1]), Decimal(row[2])),)
+        assert update.asks == ((Decimal(row[3]), Decimal(row[4])),)
+        assert update.final_update_id == int(row[0]) and update.ts_event == int(row[5]) * 10**6
+        BookUpdate.model_validate(update.model_dump())
+
+
+def test_a_crossed_book_ticker_row_is_named(tmp_path: Path) -> None:
+    bad = _bad_copy(tmp_path, "BTCUSDT-bookTicker-2024-02-01.csv", 9, 3, "1.00")
+    with pytest.raises(HistoryFormatError) as err:
+        list(read_records(bad, "binance-um-bookticker"))
+    assert (err.value.line, err.value.column) == (9, "best_ask_price")
