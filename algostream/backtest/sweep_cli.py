@@ -4,6 +4,7 @@ progress bar, the ranked table, the heatmap, the walk-forward folds."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
@@ -13,6 +14,7 @@ from rich.table import Table
 from algostream.backtest.errors import SweepError
 from algostream.backtest.sweep import (
     METRICS,
+    PERCENT_METRICS,
     PointResult,
     grid,
     out_of_sample_return,
@@ -25,6 +27,7 @@ from algostream.backtest.sweep import (
     write_table,
     write_walk_forward,
 )
+from algostream.backtest.tearsheet import money
 from algostream.config import Settings
 from algostream.history.rows import INTERVAL_NS
 from algostream.model.records import Record
@@ -73,7 +76,7 @@ def sweep_command(
         path = write_walk_forward(out, folds, metric)
         show.print(
             f"walk-forward: {len(folds)} folds, out-of-sample return "
-            f"{out_of_sample_return(folds) * 100:.2f} %: {path}"
+            f"{out_of_sample_return(folds) * 100:.4f} %: {path}"
         )
     return 0
 
@@ -83,13 +86,17 @@ def _table(ranked: Sequence[PointResult], metric: str, limit: int = 20) -> Table
     names = list(rows[0]) if rows else []
     table = Table(*names, title=f"sweep ranked by {metric}")
     for row in rows:
-        table.add_row(*(_fmt(v) for v in row.values()))
+        table.add_row(*(_fmt(k, v) for k, v in row.items()))
     return table
 
 
-def _fmt(value: object) -> str:
+def _fmt(name: str, value: object) -> str:
     if value is None:
         return "n/a"
+    if isinstance(value, float) and name in PERCENT_METRICS:
+        return f"{value * 100:.4f} %"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.4g}"
+    if name in ("pnl", "total_fees"):
+        return money(Decimal(str(value)))
     return str(value)

@@ -132,3 +132,25 @@ def test_walk_forward_picks_the_best_train_point_and_measures_the_next_window() 
     assert folds[1].train_start - folds[0].train_start == test
     with pytest.raises(SweepError, match="shorter than one train"):
         walk_forward(results, 10**12, 10**12, "total_return", 10**9)
+
+
+def test_the_cli_runs_a_grid_and_names_an_unknown_parameter(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import algostream.commands  # noqa: F401  (registers backtest)
+    from algostream.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["backtest", "--synthetic", "100", "--sweep", "signal.rsi_period=6,10"])
+    assert bad.exit_code == 2 and "signal.rsi_period" in bad.output and "rsi_window" in bad.output
+    out = tmp_path / "sweep"
+    args = ["backtest", "--synthetic", "3000", "--jobs", "1", "--out", str(out),
+            "--sweep", "signal.rsi_window=4,6", "--sweep", "signal.rsi_oversold=25,35",
+            "--metric", "max_drawdown_pct", "--walk-forward", "20s/10s"]  # fmt: skip
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "heatmap.png", "sweep.csv", "sweep.json", "walk_forward.json"
+    ]  # fmt: skip
+    doc = json.loads((out / "walk_forward.json").read_text())
+    assert doc["metric"] == "max_drawdown_pct" and len(doc["folds"]) >= 2
