@@ -230,27 +230,54 @@ def check_ohlc(where: str, line: int, o: Decimal, h: Decimal, low: Decimal, c: D
         raise HistoryFormatError(where, line, "low", f"{low} is above open/close {o}/{c}")
 
 
+_MAKER = {"true": True, "True": True, "TRUE": True, "false": False, "False": False}
+_MS_MIN, _US_MIN, _US_MAX = 10**11, 10**14, 10**17
+
+
+class _Slow(Exception):
+    """A cell the fast path does not take: the checked path decides (and names it)."""
+
+
 def _trades(path: Path, layout: Layout, inst: str, stats: ReadStats) -> Iterator[TradeTick]:
     where = str(path)
     agg = layout.kind == "aggTrades"
     kind = "aggTrade" if agg else "trade"
     cols = (0, 1, 2, 5, 6) if agg else (0, 1, 2, 4, 5)
     names = [layout.columns[i] for i in cols]
+    i_id, i_price, i_size, i_time, i_maker = cols
+    lineage = f"file:{path.name}:"[:110]
+
+    def checked(line: int, c: list[str]) -> tuple[str, Decimal, Decimal, int, bool]:
+        trade_id = str(int_cell(where, line, names[0], c[i_id]))
+        price = decimal_cell(where, line, names[1], c[i_price], positive=True)
+        size = decimal_cell(where, line, names[2], c[i_size], positive=False)
+        ts, _ = epoch_ns(where, line, names[3], c[i_time])
+        return trade_id, price, size, ts, bool_cell(where, line, names[4], c[i_maker])
+
+    def fast(c: list[str]) -> tuple[str, Decimal, Decimal, int, bool]:
+        trade_id, price, size = c[i_id], Decimal(c[i_price]), Decimal(c[i_size])
+        stamp, maker = int(c[i_time]), _MAKER[c[i_maker]]
+        if not (trade_id.isdigit() and price.is_finite() and size.is_finite()):
+            raise _Slow
+        if price <= 0 or size < 0 or not _MS_MIN <= stamp < _US_MAX:
+            raise _Slow
+        return trade_id, price, size, stamp * (1_000_000 if stamp < _US_MIN else 1_000), maker
 
     def parse(line: int, c: list[str]) -> TradeTick:
-        trade_id = str(int_cell(where, line, names[0], c[cols[0]]))
-        ts, _ = epoch_ns(where, line, names[3], c[cols[3]])
-        maker = bool_cell(where, line, names[4], c[cols[4]])
+        try:
+            trade_id, price, size, ts, maker = fast(c)
+        except (_Slow, ArithmeticError, ValueError, KeyError):
+            trade_id, price, size, ts, maker = checked(line, c)
         return build(
             TradeTick,
             instrument=inst,
             ts_event=ts,
             ts_init=ts,
             record_id=derive_id("trade", inst, kind, trade_id),
-            lineage_id=f"file:{path.name}:{line}"[:128],
+            lineage_id=lineage + str(line),
             trade_id=trade_id,
-            price=decimal_cell(where, line, names[1], c[cols[1]], positive=True),
-            size=decimal_cell(where, line, names[2], c[cols[2]], positive=False),
+            price=price,
+            size=size,
             aggressor_side=Side.SELL if maker else Side.BUY,
         )
 

@@ -139,17 +139,19 @@ def open_text(path: Path) -> Iterator[IO[str]]:
 
 def csv_rows(where: str, text: IO[str], stats: ReadStats) -> Iterator[Row]:
     """``(line, cells)`` of every non-empty line; a blank line is a rejected row."""
+    reader = csv.reader(text)
     try:
-        for n, line in enumerate(text, start=1):
-            stats.bytes_read += len(line)
-            stripped = line.strip()
-            if not stripped:
+        for cells in reader:
+            stats.bytes_read += sum(map(len, cells)) + len(cells)  # the line, near enough
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
                 stats.rows += 1
-                stats.reject(HistoryFormatError(where, n, None, "empty line"))
+                stats.reject(HistoryFormatError(where, reader.line_num, None, "empty line"))
                 continue
-            yield n, next(csv.reader([stripped]))
+            yield reader.line_num, cells
     except UnicodeDecodeError as exc:
         raise HistoryFormatError(where, None, None, f"not UTF-8 text: {exc}") from None
+    except csv.Error as exc:
+        raise HistoryFormatError(where, reader.line_num, None, f"not CSV: {exc}") from None
     except (OSError, EOFError) as exc:  # a truncated gzip or zip member
         raise HistoryFormatError(where, None, None, f"unreadable: {exc}") from None
 
