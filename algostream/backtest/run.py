@@ -65,7 +65,7 @@ def report_inputs(
     """What the report needs from a run: the equity curve, the fills, returns per bar of the
     strategy's interval (``signal.bar_interval`` unless ``period_ns``), and the closes of
     the most traded instrument's bars for buy and hold."""
-    from algostream.history.rows import INTERVAL_NS
+    from algostream.marketdata.bars import INTERVAL_NS
 
     interval = settings.signal.bar_interval
     fills = [e for e in result.on("orders.events") if isinstance(e, OrderEvent)]

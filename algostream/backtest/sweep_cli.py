@@ -29,7 +29,7 @@ from algostream.backtest.sweep import (
 )
 from algostream.backtest.tearsheet import money
 from algostream.config import Settings
-from algostream.history.rows import INTERVAL_NS
+from algostream.marketdata.bars import INTERVAL_NS
 from algostream.model.records import Record
 
 

@@ -18,7 +18,8 @@ records). A bad row raises :class:`HistoryFormatError` naming file, line and col
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import heapq
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from algostream.history.binance import LAYOUTS, read_binance
@@ -38,6 +39,7 @@ __all__ = [
     "ReadStats",
     "file_size",
     "read_bars",
+    "read_merged",
     "read_records",
     "read_trades",
 ]
@@ -118,3 +120,31 @@ def read_trades(
     for record in read_records(path, fmt, symbol=symbol, venue=venue, stats=stats):
         if isinstance(record, TradeTick):
             yield record
+
+
+def read_merged(
+    files: Iterable[tuple[str | Path, str]],
+    *,
+    symbol: str | None = None,
+    venue: str | None = None,
+    stats: ReadStats | None = None,
+) -> Iterator[Record]:
+    """Several history files (``(path, format)``: a trade dump and its bookTicker, say) as
+    one stream in event-time order, file order breaking ties; the tick engine's input.
+
+    >>> from pathlib import Path
+    >>> d = Path(__file__).resolve().parents[2] / "tests" / "data" / "history"
+    >>> recs = list(read_merged([(d / "BTCUSDT-bookTicker-2024-02-01.csv", "binance-um-bookticker"),
+    ...                          (d / "BTCUSDT-aggTrades-2024-02-01.csv", "binance-um-aggtrades")]))
+    >>> len(recs), all(a.ts_event <= b.ts_event for a, b in zip(recs, recs[1:]))
+    (846, True)
+    """
+    streams = [
+        (
+            (r.ts_event, n, i, r)
+            for i, r in enumerate(read_records(path, fmt, symbol=symbol, venue=venue, stats=stats))
+        )
+        for n, (path, fmt) in enumerate(files)
+    ]
+    for *_, record in heapq.merge(*streams):
+        yield record

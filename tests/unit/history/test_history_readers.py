@@ -264,3 +264,22 @@ def test_a_crossed_book_ticker_row_is_named(tmp_path: Path) -> None:
     with pytest.raises(HistoryFormatError) as err:
         list(read_records(bad, "binance-um-bookticker"))
     assert (err.value.line, err.value.column) == (9, "best_ask_price")
+
+
+def test_a_trade_dump_and_its_book_tickers_go_straight_into_the_engine() -> None:
+    from algostream.backtest.engine import BacktestEngine
+    from algostream.config import Settings
+    from algostream.history import read_merged
+
+    records = list(
+        read_merged(
+            [
+                (DATA / "BTCUSDT-bookTicker-2024-02-01.csv", "binance-um-bookticker"),
+                (DATA / "BTCUSDT-aggTrades-2024-02-01.csv", "binance-um-aggtrades"),
+            ]
+        )
+    )
+    assert [r.ts_event for r in records] == sorted(r.ts_event for r in records)
+    result = BacktestEngine(Settings()).run(records)
+    assert result.counts["md.book"] == 546 and result.counts["md.trades"] == 300
+    assert result.fills and not result.on("orders.rejected")
