@@ -141,7 +141,8 @@ def test_the_cli_runs_a_grid_and_names_an_unknown_parameter(tmp_path: Path) -> N
     from algostream.cli import app
 
     runner = CliRunner()
-    bad = runner.invoke(app, ["backtest", "--synthetic", "100", "--sweep", "signal.rsi_period=6,10"])
+    unknown = ["--sweep", "signal.rsi_period=6,10"]
+    bad = runner.invoke(app, ["backtest", "--synthetic", "100", *unknown])
     assert bad.exit_code == 2 and "signal.rsi_period" in bad.output and "rsi_window" in bad.output
     out = tmp_path / "sweep"
     args = ["backtest", "--synthetic", "3000", "--jobs", "1", "--out", str(out),
