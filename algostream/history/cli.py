@@ -36,8 +36,8 @@ def summary_table(path: Path, fmt: str, stats: ReadStats, written: int | None) -
         ("rows read", f"{stats.rows:,}"),
         ("records", f"{stats.accepted:,}"),
         ("rejected", f"{stats.rejected:,}"),
-        ("first", _when(stats.first_ns)),
-        ("last", _when(stats.last_ns)),
+        ("first event (a bar: its close)", _when(stats.first_ns)),
+        ("last event", _when(stats.last_ns)),
         ("written to topics", "-" if written is None else f"{written:,}"),
     ):
         table.add_row(name, value)

@@ -20,8 +20,10 @@ def test_import_summarises_rows_and_time_range() -> None:
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "rows read │ 24" in out and "rejected │ 0" in out
-    assert "first │ 2024-03-01 00:05:00.000 UTC" in out  # a bar's time is its close
-    assert "last │ 2024-03-01 02:00:00.000 UTC" in out
+    assert (
+        "first event (a bar: its close) │ 2024-03-01 00:05:00.000 UTC" in out
+    )  # a bar's time is its close
+    assert "last event │ 2024-03-01 02:00:00.000 UTC" in out
 
 
 def test_a_wrong_format_flag_is_a_clear_error() -> None:
