@@ -65,9 +65,8 @@ def when(ns: int) -> str:
 
 
 def plain(value: Decimal) -> str:
-    """A price or quantity exactly, without exponent or trailing zeros."""
-    text = f"{value.normalize():f}"
-    return text
+    """A price or quantity exactly as traded (``109.60`` stays so), never with an exponent."""
+    return f"{value:f}"
 
 
 # --------------------------------------------------------------------------- figure
