@@ -170,5 +170,6 @@ def config_show(config: ConfigOpt = None) -> None:
 
 def main() -> None:
     from algostream import commands  # noqa: F401  (registers the runtime commands)
+    from algostream.history import cli as _history  # noqa: F401  (history import)
 
     app()

@@ -255,6 +255,15 @@ def backtest_cmd(
             "--parity", help=("compare the live agents' outputs on this prefix with the engine")
         ),
     ] = False,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(help="section.key=v1,v2,... (repeat for a grid), e.g. signal.rsi_window=6,10"),
+    ] = None,
+    metric: Annotated[str, typer.Option(help="what --sweep ranks by")] = "total_return",
+    jobs: Annotated[int, typer.Option(min=1, help="--sweep worker processes")] = 2,
+    walk_forward: Annotated[
+        str | None, typer.Option(help="TRAIN/TEST windows for --sweep, e.g. 30d/7d")
+    ] = None,
 ) -> None:
     """Run the live processors over history (topics, a capture file or a synthetic market)."""
     from algostream.backtest.run import (
@@ -286,6 +295,11 @@ def backtest_cmd(
             read_range(settings.kafka, MD_INPUTS, parse_time(start), parse_time(end))
         )
         inputs = [decode_topic_record(r) for r in topic_records]
+    if sweep:
+        from algostream.backtest.sweep_cli import sweep_command
+
+        code = sweep_command(settings, inputs, sweep, metric, jobs, walk_forward, out, console)
+        raise typer.Exit(code)
     result, report = run_backtest(settings, inputs, out)
     console.print(f"outputs: {result.counts}")
     if report is None:

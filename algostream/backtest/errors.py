@@ -24,3 +24,8 @@ class CaptureFormatError(BacktestError):
 
 class ReportInputError(BacktestError):
     """The inputs of a backtest report are invalid; the message names the field and value."""
+
+
+class SweepError(BacktestError):
+    """A parameter sweep or walk-forward cannot run as asked (unknown parameter, bad value,
+    bad window); the message names it."""

@@ -7,17 +7,26 @@ Conventions (risk-free rate 0, a 365-day year of ``NS_PER_YEAR`` ns):
   zero span; ``-1`` once equity is gone).
 * **Sharpe / Sortino / volatility**: the equity curve is a step function (each point holds
   until the next) sampled *as of* a fixed grid ``start + k * period_ns`` for
-  ``k = 0 .. (end - start) // period_ns`` (a trailing partial period is dropped). Simple
-  returns ``r_k = E_k / E_{k-1} - 1`` are annualised with ``sqrt(NS_PER_YEAR / period_ns)``:
-  Sharpe ``mean(r) / std(r, ddof=1)``, Sortino ``mean(r) / sqrt(mean(min(r, 0) ** 2))``
-  (downside deviation over every period, target 0), volatility ``std(r, ddof=1)``.
-  Each is ``None`` with fewer than two returns or a zero denominator.
+  ``k = 0 .. (end - start) // period_ns`` (a trailing partial period is dropped);
+  ``period_ns`` is the bar interval of the strategy. Simple returns
+  ``r_k = E_k / E_{k-1} - 1`` are annualised with ``periods_per_year = NS_PER_YEAR /
+  period_ns`` by empyrical (``empyrical-reloaded``, risk-free 0): Sharpe
+  ``mean(r) / std(r, ddof=1) * sqrt(ppy)``, Sortino ``mean(r) / sqrt(mean(min(r, 0) ** 2))
+  * sqrt(ppy)`` (downside deviation over every period, target 0), volatility
+  ``std(r, ddof=1) * sqrt(ppy)``. Each is ``None`` with fewer than two returns or a zero
+  denominator, and the report leaves them out (``None``, with the reason in
+  ``ratio_basis``) for a curve shorter than ``ReportInputs.min_ratio_span_ns`` (a day by
+  default): a 16-minute run annualised is noise times ``sqrt(31,536,000)``.
+  ``ratio_basis`` states the basis in words.
+* **buy and hold**: with ``prices`` (the traded instrument's closes), the return of holding
+  it from the curve's start to its end, no fees, beside the strategy's.
 * **max drawdown**: the largest ``peak - equity`` (money) and, separately, the largest
   ``(peak - equity) / peak``, over the raw points; its **duration** is the longest time from
   the last point at a peak until equity is back at or above it (or the end of the curve).
 * **round trips**: fills are paired FIFO per instrument; each match of a closing fill
   against an open lot is one round trip, charged its share of both fills' fees (fees are
-  taken to be in the quote currency). **win rate** = round trips with net P&L > 0 /
+  taken to be in the quote currency); its return is net P&L over the entry notional, its
+  duration exit minus entry time. **win rate** = round trips with net P&L > 0 /
   round trips. **exposure** = share of the curve's time span with any non-zero position.
 * **slippage**: a fill's ``slippage`` is per unit (see ``execution.orders``); total slippage
   is ``sum(slippage * fill_qty)``, the average is per unit, weighted by quantity, over the
@@ -36,9 +45,6 @@ is deterministic: sorted keys, decimals as strings, floats rounded to 12 signifi
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
@@ -47,10 +53,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import empyrical
 import numpy as np
 import orjson
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict
 
 from algostream.backtest.errors import ReportInputError
@@ -58,7 +63,8 @@ from algostream.model.enums import OrderStatus, Side
 from algostream.model.records import OrderEvent
 from algostream.model.values import Money
 
-NS_PER_YEAR = 365 * 86_400 * 1_000_000_000
+NS_PER_DAY = 86_400 * 1_000_000_000
+NS_PER_YEAR = 365 * NS_PER_DAY
 #: Default return period for Sharpe/Sortino: one minute.
 DEFAULT_PERIOD_NS = 60 * 1_000_000_000
 _FILL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED})
@@ -84,6 +90,11 @@ class ReportInputs:
     fills: Iterable[OrderEvent] = ()
     period_ns: int = DEFAULT_PERIOD_NS
     title: str = "Backtest"
+    #: ``(ts_ns, price)`` closes of the traded instrument, for buy and hold (optional)
+    prices: Sequence[tuple[int, Decimal]] = ()
+    price_instrument: str = ""
+    #: annualised ratios are left out for a shorter curve (see the module docstring)
+    min_ratio_span_ns: int = NS_PER_DAY
     _fills: tuple[OrderEvent, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -142,6 +153,16 @@ class RoundTrip(BaseModel):
     gross_pnl: Money
     fees: Money
     net_pnl: Money
+
+    @property
+    def duration_ns(self) -> int:
+        return self.exit_ns - self.entry_ns
+
+    @property
+    def return_pct(self) -> float:
+        """Net P&L over the entry notional (a fraction: 0.01 is 1 %)."""
+        notional = self.entry_price * self.quantity
+        return float(self.net_pnl / notional) if notional else 0.0
 
 
 @dataclass
@@ -204,6 +225,8 @@ class BacktestReport(BaseModel):
     duration_ns: int
     period_ns: int
     return_periods: int
+    periods_per_year: float
+    ratio_basis: str
     start_equity: Money
     end_equity: Money
     pnl: Money
@@ -224,6 +247,12 @@ class BacktestReport(BaseModel):
     total_fees: Money
     total_slippage: Money
     avg_slippage: Money | None
+    buy_and_hold_return: float | None
+    buy_and_hold_instrument: str
+    best_trade: Money | None
+    worst_trade: Money | None
+    avg_trade_duration_ns: int | None
+    profit_factor: float | None
 
     def to_json(self) -> str:
         """Deterministic JSON: sorted keys, decimals as strings, floats to 12 sig. digits."""
@@ -248,6 +277,9 @@ def compute_report(inputs: ReportInputs) -> BacktestReport:
     wins = sum(1 for t in trips if t.net_pnl > 0)
     dd, dd_pct, dd_ns = max_drawdown(points)
     ratios = return_ratios(points, inputs.period_ns)
+    basis = ratio_basis(inputs.period_ns, ratios.periods, span, inputs.min_ratio_span_ns)
+    if span < inputs.min_ratio_span_ns:
+        ratios = ReturnRatios(ratios.periods, None, None, None)
     slip_total, slip_avg = slippage(inputs.fill_events)
     total_return = end_eq / start_eq - 1
     return BacktestReport(
@@ -257,6 +289,8 @@ def compute_report(inputs: ReportInputs) -> BacktestReport:
         duration_ns=span,
         period_ns=inputs.period_ns,
         return_periods=ratios.periods,
+        periods_per_year=NS_PER_YEAR / inputs.period_ns,
+        ratio_basis=basis,
         start_equity=start_eq,
         end_equity=end_eq,
         pnl=end_eq - start_eq,
@@ -277,7 +311,59 @@ def compute_report(inputs: ReportInputs) -> BacktestReport:
         total_fees=sum((f.fee for f in inputs.fill_events), _ZERO),
         total_slippage=slip_total,
         avg_slippage=slip_avg,
+        buy_and_hold_return=buy_and_hold(inputs.prices, start_ns, end_ns),
+        buy_and_hold_instrument=inputs.price_instrument,
+        best_trade=max((t.net_pnl for t in trips), default=None),
+        worst_trade=min((t.net_pnl for t in trips), default=None),
+        avg_trade_duration_ns=sum(t.duration_ns for t in trips) // len(trips) if trips else None,
+        profit_factor=profit_factor(trips),
     )
+
+
+def profit_factor(trips: Sequence[RoundTrip]) -> float | None:
+    """Gross winnings over gross losses of the round trips (net of fees); ``None`` without a
+    losing trip."""
+    won = sum((t.net_pnl for t in trips if t.net_pnl > 0), _ZERO)
+    lost = -sum((t.net_pnl for t in trips if t.net_pnl < 0), _ZERO)
+    return float(won / lost) if lost > 0 else None
+
+
+def buy_and_hold(prices: Sequence[tuple[int, Decimal]], start_ns: int, end_ns: int) -> float | None:
+    """Return of holding from the last price at or before ``start_ns`` (else the first) to the
+    last at or before ``end_ns``; ``None`` without prices."""
+    if not prices:
+        return None
+    first = next((p for t, p in reversed(prices) if t <= start_ns), prices[0][1])
+    last = next((p for t, p in reversed(prices) if t <= end_ns), prices[0][1])
+    return float(last / first - 1)
+
+
+def ratio_basis(period_ns: int, periods: int, span_ns: int, min_span_ns: int) -> str:
+    """The basis of the annualised ratios, in words."""
+    per_year = NS_PER_YEAR / period_ns
+    text = (
+        f"{periods:,} returns of {format_duration(period_ns)} (the bar interval), annualised "
+        f"with {per_year:,.0f} periods a year (365-day year, risk-free rate 0, empyrical)"
+    )
+    if span_ns < min_span_ns:
+        text += (
+            f"; not reported: the run spans {format_duration(span_ns)}, less than "
+            f"{format_duration(min_span_ns)}"
+        )
+    return text
+
+
+def format_duration(ns: int) -> str:
+    """``16 min 3 s``, ``3 d 4 h``, ``250 ms``: the two largest units."""
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:g} ms"
+    seconds = ns // 1_000_000_000
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size} {unit}")
+            seconds %= size
+    return " ".join(parts[:2])
 
 
 def annualized_return(total_return: Decimal, span_ns: int) -> float | None:
@@ -335,21 +421,23 @@ def resample_equity(points: Sequence[EquityPoint], period_ns: int) -> np.ndarray
 
 
 def return_ratios(points: Sequence[EquityPoint], period_ns: int) -> ReturnRatios:
-    """Volatility, Sharpe and Sortino from returns over ``period_ns`` (risk-free 0)."""
+    """Volatility, Sharpe and Sortino from returns over ``period_ns`` (risk-free 0), by
+    empyrical, annualised with ``NS_PER_YEAR / period_ns`` periods a year."""
     values = resample_equity(points, period_ns)
     with np.errstate(divide="ignore", invalid="ignore"):
         returns = values[1:] / values[:-1] - 1.0
     if len(returns) < 2 or not np.all(np.isfinite(returns)):
         return ReturnRatios(len(returns), None, None, None)
-    scale = math.sqrt(NS_PER_YEAR / period_ns)
-    mean = float(np.mean(returns))
-    std = float(np.std(returns, ddof=1))
-    downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
+    per_year = NS_PER_YEAR / period_ns
+    has_spread = float(np.std(returns, ddof=1)) > 0
+    has_losses = float(np.mean(np.minimum(returns, 0.0) ** 2)) > 0
+    sharpe = empyrical.sharpe_ratio(returns, annualization=per_year)
+    sortino = empyrical.sortino_ratio(returns, annualization=per_year)
     return ReturnRatios(
         periods=len(returns),
-        volatility=std * scale,
-        sharpe=mean / std * scale if std > 0 else None,
-        sortino=mean / downside * scale if downside > 0 else None,
+        volatility=float(empyrical.annual_volatility(returns, annualization=per_year)),
+        sharpe=float(sharpe) if has_spread else None,
+        sortino=float(sortino) if has_losses else None,
     )
 
 
@@ -383,117 +471,12 @@ def slippage(fills: Sequence[OrderEvent]) -> tuple[Decimal, Decimal | None]:
     return total, (total / qty if qty > 0 else None)
 
 
-# --------------------------------------------------------------------------- plots
-
-
-def render_png(inputs: ReportInputs, *, dpi: int = 100) -> bytes:
-    """The equity curve with buy/sell markers over the drawdown, as PNG bytes (Agg)."""
-    ts = np.array([p[0] for p in inputs.equity], dtype="datetime64[ns]")
-    eq = np.array([float(p[1]) for p in inputs.equity], dtype=np.float64)
-    peak = np.maximum.accumulate(eq)
-    fig = Figure(figsize=(10, 6), layout="constrained")
-    FigureCanvasAgg(fig)
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
-    top.plot(ts, eq, drawstyle="steps-post", color="tab:blue", linewidth=1.2, label="equity")
-    for side, marker, color in ((Side.BUY, "^", "tab:green"), (Side.SELL, "v", "tab:red")):
-        at = [f.ts_event for f in inputs.fill_events if f.side is side]
-        if at:
-            idx = np.clip(np.searchsorted(ts.astype(np.int64), at, side="right") - 1, 0, None)
-            top.scatter(
-                np.array(at, dtype="datetime64[ns]"),
-                eq[idx],
-                marker=marker,
-                color=color,
-                s=36,
-                zorder=3,
-                label=side.value.lower(),
-            )
-    top.set_title(inputs.title)
-    top.set_ylabel("equity")
-    top.legend(loc="best")
-    top.grid(alpha=0.3)
-    drawdown = (eq - peak) / peak * 100.0
-    bottom.fill_between(ts, drawdown, 0.0, step="post", color="tab:red", alpha=0.4)
-    bottom.set_ylabel("drawdown %")
-    bottom.grid(alpha=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    return buf.getvalue()
-
-
-def write_png(inputs: ReportInputs, path: str | Path) -> Path:
-    """Write :func:`render_png` to ``path``; returns the path."""
-    out = Path(path)
-    out.write_bytes(render_png(inputs))
-    return out
-
-
-def render_html(report: BacktestReport, inputs: ReportInputs, png: bytes | None = None) -> str:
-    """A self-contained HTML page: metrics table, the PNG inlined as base64, round trips."""
-    image = base64.b64encode(png if png is not None else render_png(inputs)).decode("ascii")
-    data = orjson.loads(report.to_json())
-    rows = "\n".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_cell(v))}</td></tr>"
-        for k, v in data.items()
-    )
-    trips = round_trips(inputs.fill_events)
-    trade_rows = "\n".join(_trip_row(t) for t in trips[:500])
-    more = f"<p>{len(trips) - 500} more round trips not shown.</p>" if len(trips) > 500 else ""
-    title = html.escape(report.title)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body{{font-family:sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse}}
-th,td{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:13px}}
-th{{background:#f4f4f4}} img{{max-width:100%}}
-</style></head><body>
-<h1>{title}</h1>
-<img alt="equity curve and drawdown" src="data:image/png;base64,{image}">
-<h2>Summary</h2>
-<table>
-{rows}
-</table>
-<h2>Round trips ({len(trips)})</h2>
-<table><tr><th>instrument</th><th>direction</th><th>quantity</th><th>entry</th>
-<th>exit</th><th>entry ns</th><th>exit ns</th><th>net P&amp;L</th></tr>
-{trade_rows}
-</table>
-{more}
-</body></html>
-"""
-
-
-def _cell(value: Any) -> str:
-    return "n/a" if value is None else str(value)
-
-
-def _trip_row(t: RoundTrip) -> str:
-    cells = (
-        t.instrument,
-        t.direction.value,
-        t.quantity,
-        t.entry_price,
-        t.exit_price,
-        t.entry_ns,
-        t.exit_ns,
-        t.net_pnl,
-    )
-    return "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
-
-
-def write_html(
-    report: BacktestReport, inputs: ReportInputs, path: str | Path, png: bytes | None = None
-) -> Path:
-    """Write :func:`render_html` to ``path`` (UTF-8); returns the path."""
-    out = Path(path)
-    out.write_text(render_html(report, inputs, png), encoding="utf-8")
-    return out
-
-
 def write_report(directory: str | Path, inputs: ReportInputs) -> BacktestReport:
     """Compute the report and write ``summary.json``, ``equity.png`` and ``report.html``."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
+    from algostream.backtest.tearsheet import render_png, write_html
+
     report = compute_report(inputs)
     png = render_png(inputs)
     (out / "summary.json").write_text(report.to_json() + "\n", encoding="utf-8")

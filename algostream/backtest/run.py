@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from algostream.config import Settings
 from algostream.kafka.catalog import load_catalog
 from algostream.kafka.clients import make_producer
 from algostream.kafka.provision import apply_catalog
-from algostream.model.records import RECORD_TYPES, OrderEvent, RawFrame, Record
+from algostream.model.records import RECORD_TYPES, Bar, OrderEvent, RawFrame, Record
 
 MD_INPUTS = ("md.book", "md.trades")
 PARITY_TOPICS = ("signals", "orders.proposed", "orders.approved", "orders.events")
@@ -48,17 +49,40 @@ def run_backtest(
     settings: Settings,
     inputs: Iterable[Record],
     out_dir: Path | None,
-    period_ns: int = 1_000_000_000,
+    period_ns: int | None = None,
 ) -> tuple[BacktestResult, BacktestReport | None]:
     """Run the engine; with ``out_dir`` write summary.json, equity.png, report.html."""
     result = BacktestEngine(settings).run(inputs)
     report = None
     if out_dir is not None and result.equity_curve:
-        fills = [e for e in result.on("orders.events") if isinstance(e, OrderEvent)]
-        report = write_report(
-            out_dir, ReportInputs(equity=result.equity_curve, fills=fills, period_ns=period_ns)
-        )
+        report = write_report(out_dir, report_inputs(settings, result, period_ns))
     return result, report
+
+
+def report_inputs(
+    settings: Settings, result: BacktestResult, period_ns: int | None = None
+) -> ReportInputs:
+    """What the report needs from a run: the equity curve, the fills, returns per bar of the
+    strategy's interval (``signal.bar_interval`` unless ``period_ns``), and the closes of
+    the most traded instrument's bars for buy and hold."""
+    from algostream.marketdata.bars import INTERVAL_NS
+
+    interval = settings.signal.bar_interval
+    fills = [e for e in result.on("orders.events") if isinstance(e, OrderEvent)]
+    traded = Counter(f.instrument for f in fills if f.fill_qty > 0)
+    instrument = traded.most_common(1)[0][0] if traded else ""
+    prices = [
+        (bar.ts_event, bar.close)
+        for bar in result.on(f"bars.{interval}")
+        if isinstance(bar, Bar) and bar.instrument == instrument
+    ]
+    return ReportInputs(
+        equity=result.equity_curve,
+        fills=fills,
+        period_ns=period_ns or INTERVAL_NS[interval],
+        prices=prices,
+        price_instrument=instrument,
+    )
 
 
 # ---------------------------------------------------------------------- capture

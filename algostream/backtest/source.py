@@ -60,11 +60,15 @@ async def _read_partition(
             if rec.offset >= end:
                 return out
             ts = event_time(rec.value, rec.timestamp * 1_000_000)
-            if to_ns is not None and ts > to_ns:
-                continue  # partitions are only roughly time-ordered: skip, keep reading
-            out.append(
-                TopicRecord(ts, topic, tp.partition, rec.offset, rec.timestamp, rec.key, rec.value)
-            )
+            # partitions are only roughly time-ordered: a record past to_ns is skipped and
+            # reading goes on, to the end offset (checked for it too, or a range ending
+            # before a partition's last record would never return)
+            if to_ns is None or ts <= to_ns:
+                out.append(
+                    TopicRecord(
+                        ts, topic, tp.partition, rec.offset, rec.timestamp, rec.key, rec.value
+                    )
+                )
             if rec.offset + 1 >= end:
                 return out
 

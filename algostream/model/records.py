@@ -222,7 +222,7 @@ class Bar(Record):
     """An OHLCV bar in event time (``bars.1s``, ``bars.1m``). ``ts_event`` is the close."""
 
     TYPE: ClassVar[str] = "Bar"
-    interval: Literal["1s", "1m"]
+    interval: Literal["1s", "1m", "5m", "15m", "1h", "4h", "1d"]
     start_ns: int = Field(ge=0)
     end_ns: int = Field(ge=0)
     open: Price

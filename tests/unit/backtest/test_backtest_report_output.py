@@ -11,14 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from algostream.backtest.report import (
-    ReportInputs,
-    compute_report,
-    render_png,
-    write_html,
-    write_png,
-    write_report,
-)
+from algostream.backtest.report import ReportInputs, compute_report, write_report
+from algostream.backtest.tearsheet import render_png, write_html, write_png
 from algostream.model.enums import OrderStatus, OrderType, Side
 from algostream.model.records import OrderEvent
 
@@ -38,7 +32,9 @@ def _inputs(title: str = "golden") -> ReportInputs:
     equity = [(1_700_000_000 * S + i * S, Decimal(1000) + Decimal(i % 13) / 3) for i in range(400)]
     fills = [_fill(k, 1_700_000_000 * S + k * 20 * S, Side.BUY if k % 2 == 0 else Side.SELL,
                    str(100 + k % 5)) for k in range(12)]  # fmt: skip
-    return ReportInputs(equity=equity, fills=fills, period_ns=10 * S, title=title)
+    return ReportInputs(
+        equity=equity, fills=fills, period_ns=10 * S, title=title, min_ratio_span_ns=0
+    )
 
 
 def test_json_is_identical_run_after_run_with_sorted_keys_and_string_decimals() -> None:
@@ -103,8 +99,8 @@ def test_html_escapes_the_title(tmp_path: Path) -> None:
     inputs = _inputs(title="<script>alert(1)</script>")
     path = write_html(compute_report(inputs), inputs, tmp_path / "r.html")
     page = path.read_text(encoding="utf-8")
-    assert "<script>" not in page
-    assert "&lt;script&gt;" in page
+    assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)" in page
 
 
 def test_png_without_fills_still_renders() -> None:
