@@ -143,7 +143,7 @@ def sim(
     setup = []
     key, secret = os.environ.get("ALGOSTREAM_API_KEY"), os.environ.get("ALGOSTREAM_API_SECRET")
     if key and secret:  # serve the signed order API only with credentials to check against
-        setup.append(trading_setup(key, secret))
+        setup.append(trading_setup(key, secret, balances=s.balances))
     capture = capture or s.capture
     http = s.capture_http or (capture.replace(".ws.", ".http.") if capture else None)
 

@@ -160,6 +160,15 @@ class SimConfig(Section):
     capture: str | None = None
     capture_http: str | None = None
     speed: float = Field(default=1.0, gt=0)
+    #: the simulated trading account's starting balances (free), per asset
+    balances: dict[str, Decimal] = Field(
+        default_factory=lambda: {
+            "USDT": Decimal("100000"),
+            "BTC": Decimal("1"),
+            "ETH": Decimal("10"),
+            "SOL": Decimal("100"),
+        }
+    )
 
 
 class Settings(Section):

@@ -23,6 +23,7 @@ from algostream.sim.errors import SimConfigError
 from algostream.sim.hub import WsClient, WsSettings, spawn
 from algostream.sim.market import BookProvider, SimMarket
 from algostream.sim.spec import SymbolSpec
+from algostream.sim.tape import TradeTape
 
 Autostart = Literal["connect", "immediate", "manual"]
 MAX_BATCH = 2000
@@ -68,6 +69,9 @@ class SimExchange:
         self.playback_done = False
         self._playback_go = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        #: called after every batch of market events (e.g. resting orders fill)
+        self.market_listeners: list[Callable[[], None]] = []
+        self.tape = TradeTape()
 
     @property
     def market(self) -> BookProvider:
@@ -135,10 +139,17 @@ class SimExchange:
         for _ in range(count):
             ev = market.step(now_ms)
             spec = specs[ev.symbol]
+            if ev.trades:
+                self.tape.record(ev.symbol, spec, ev.trades)
             binance.publish(ev, spec)
             if with_coinbase:
                 coinbase.publish(ev, spec, now_ns)
         self.events_emitted += count
+        self._notify_listeners()
+
+    def _notify_listeners(self) -> None:
+        for listener in self.market_listeners:
+            listener()
 
     async def _heartbeats(self) -> None:
         loop = asyncio.get_running_loop()
@@ -262,6 +273,7 @@ class SimExchange:
         spec = self._specs[ev.symbol]
         self.binance.publish(ev, spec)
         self.coinbase.publish(ev, spec, self.clock_ns())
+        self._notify_listeners()
 
     def stats(self) -> dict[str, Any]:
         """Counters for ``/sim/stats``."""

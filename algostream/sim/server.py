@@ -30,6 +30,7 @@ from algostream.sim.errors import SimConfigError, SimError, UnknownSymbolError
 from algostream.sim.exchange import Autostart, SimExchange
 from algostream.sim.hub import WsClient, WsSettings, serve_websocket
 from algostream.sim.market import BookProvider, SimMarket
+from algostream.sim.ratelimit import WeightLimiter, install_limiter
 
 Setup = Callable[[web.Application, BookProvider], None]
 
@@ -174,6 +175,7 @@ def build_app(exchange: SimExchange, setup: Iterable[Setup] = ()) -> web.Applica
     """The aiohttp application serving ``exchange``; ``setup`` hooks add more routes."""
     app = web.Application()
     app[EXCHANGE_KEY] = exchange
+    install_limiter(app, WeightLimiter(exchange.now_ms))
     add_binance_rest_routes(app)
     app.router.add_get("/stream", binance_ws)
     app.router.add_get("/ws", binance_ws)

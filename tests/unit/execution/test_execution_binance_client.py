@@ -49,7 +49,8 @@ async def test_market_order_fills_against_the_book(venue: Venue, http: httpx.Asy
     client = make_client(http, venue)
     resp = await client.new_order(_market())
     assert resp["status"] == "FILLED" and resp["clientOrderId"] == "ord-1"
-    assert [(f["price"], f["qty"]) for f in resp["fills"]] == [("100.01", "1"), ("100.02", "0.5")]
+    fills = [(D(f["price"]), D(f["qty"])) for f in resp["fills"]]
+    assert fills == [(D("100.01"), D("1")), (D("100.02"), D("0.5"))]
     assert venue.sim.placements("ord-1") == 1
     assert client.used_weight_1m >= 1
 

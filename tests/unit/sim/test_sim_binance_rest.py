@@ -36,7 +36,7 @@ async def test_depth_snapshot_is_the_true_book_with_its_update_id(start_sim: Sta
     [
         ({}, -1102),
         ({"symbol": "DOGEUSDT"}, -1121),
-        ({"symbol": "btcusdt"}, -1121),
+        ({"symbol": "btcusdt"}, -1100),  # lower case is outside ^[A-Z0-9-_.]{1,20}$
         ({"symbol": "BTCUSDT", "limit": "ten"}, -1100),
         ({"symbol": "BTCUSDT", "limit": "0"}, -1100),
     ],
