@@ -131,6 +131,10 @@ def sim(
     rate: Annotated[float | None, typer.Option(help="market events per second")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed (same seed, same market)")] = None,
     capture: Annotated[str | None, typer.Option(help="play back a recorded .ws capture")] = None,
+    batch_depth: Annotated[
+        bool | None,
+        typer.Option(help="depth messages per 100 ms/1 s as Binance (--no-: one per event)"),
+    ] = None,
 ) -> None:
     """Run the exchange simulator: Binance + Coinbase WebSocket and REST on one port."""
     import os
@@ -167,6 +171,7 @@ def sim(
                 speed=s.speed,
                 setup=setup,
                 ready=ready,
+                batch_depth=s.batch_depth if batch_depth is None else batch_depth,
             )
         )
 

@@ -160,6 +160,9 @@ class SimConfig(Section):
     capture: str | None = None
     capture_http: str | None = None
     speed: float = Field(default=1.0, gt=0)
+    #: depth streams batched per interval as Binance does (False: one message per event,
+    #: the firehose the throughput benchmark drives)
+    batch_depth: bool = True
     #: the simulated trading account's starting balances (free), per asset
     balances: dict[str, Decimal] = Field(
         default_factory=lambda: {

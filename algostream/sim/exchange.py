@@ -48,6 +48,7 @@ class SimExchange:
         heartbeat_interval_s: float = 1.0,
         clock_ns: Callable[[], int] = time.time_ns,
         tick_s: float = 0.005,
+        batch_depth: bool = True,
     ) -> None:
         if rate < 0 or speed < 0:
             raise SimConfigError(f"rate={rate} and speed={speed} must be >= 0")
@@ -59,7 +60,7 @@ class SimExchange:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.clock_ns = clock_ns
         self.tick_s = tick_s
-        self.binance = BinanceHub()
+        self.binance = BinanceHub(batch_depth)
         self.coinbase = CoinbaseHub(source if isinstance(source, SimMarket) else None)
         self._specs: dict[str, SymbolSpec] = {s: source.spec(s) for s in source.symbols}
         self.paused = False
@@ -92,6 +93,8 @@ class SimExchange:
         loop = asyncio.get_running_loop()
         main = self._generate() if isinstance(self.source, SimMarket) else self._playback()
         self._tasks = [loop.create_task(main), loop.create_task(self._heartbeats())]
+        if self.binance.batch_depth:
+            self._tasks.append(loop.create_task(self._flush_depth()))
         if self.autostart == "immediate":
             self.start_playback()
         yield
@@ -150,6 +153,19 @@ class SimExchange:
     def _notify_listeners(self) -> None:
         for listener in self.market_listeners:
             listener()
+
+    async def _flush_depth(self) -> None:
+        """Send the batched depth messages at their streams' intervals (100 ms, 1 s)."""
+        loop = asyncio.get_running_loop()
+        next_fast = loop.time() + 0.1
+        ticks = 0
+        while True:
+            await asyncio.sleep(max(0.0, next_fast - loop.time()))
+            next_fast += 0.1
+            ticks += 1
+            self.binance.flush_depth(100)
+            if ticks % 10 == 0:
+                self.binance.flush_depth(1000)
 
     async def _heartbeats(self) -> None:
         loop = asyncio.get_running_loop()
@@ -271,7 +287,9 @@ class SimExchange:
             raise SimConfigError("crossed-book fault needs the synthetic market, not playback")
         ev = market.inject_crossed(symbol, self.now_ms())
         spec = self._specs[ev.symbol]
+        self.binance.flush_all()  # the crossed change is its own message, not merged away
         self.binance.publish(ev, spec)
+        self.binance.flush_all()
         self.coinbase.publish(ev, spec, self.clock_ns())
         self._notify_listeners()
 

@@ -254,6 +254,7 @@ async def run_simulator(
     ws: WsSettings | None = None,
     setup: Iterable[Setup] = (),
     ready: Callable[[int], None] | None = None,
+    batch_depth: bool = True,
 ) -> None:
     """Serve a synthetic market (or a capture playback) until cancelled."""
     source: SimMarket | PlaybackSource
@@ -261,7 +262,9 @@ async def run_simulator(
         source = PlaybackSource.from_files(capture, capture_http)
     else:
         source = SimMarket.create(symbols, seed, start_prices=start_prices, levels=levels)
-    exchange = SimExchange(source, rate=rate, speed=speed, autostart=autostart, ws=ws)
+    exchange = SimExchange(
+        source, rate=rate, speed=speed, autostart=autostart, ws=ws, batch_depth=batch_depth
+    )
     server = SimServer(exchange, host, port, setup)
     bound = await server.start()
     if ready is not None:

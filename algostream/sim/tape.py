@@ -86,32 +86,39 @@ class TradeTape:
     """The last :data:`MAX_TRADES` trades of every symbol, oldest first."""
 
     def __init__(self) -> None:
-        self._trades: dict[str, deque[TapeTrade]] = {}
+        # raw fills (ticks, lots): converting to Decimal only when read keeps the hot path cheap
+        self._fills: dict[str, deque[TradeFill]] = {}
+        self._specs: dict[str, SymbolSpec] = {}
 
     def record(self, symbol: str, spec: SymbolSpec, fills: Iterable[TradeFill]) -> None:
         """Add the fills of one market event."""
-        tape = self._trades.setdefault(symbol, deque(maxlen=MAX_TRADES))
-        for f in fills:
-            tape.append(
-                TapeTrade(
-                    f.trade_id, spec.price(f.price), spec.qty(f.qty), f.time_ms, f.buyer_is_maker
-                )
-            )
+        tape = self._fills.get(symbol)
+        if tape is None:
+            tape = self._fills[symbol] = deque(maxlen=MAX_TRADES)
+            self._specs[symbol] = spec
+        tape.extend(fills)
 
     def trades(self, symbol: str) -> list[TapeTrade]:
         """Every kept trade of ``symbol``, oldest first."""
-        return list(self._trades.get(symbol, ()))
+        return self.since(symbol, 0)
 
     def since(self, symbol: str, start_ms: int) -> list[TapeTrade]:
         """Trades at or after ``start_ms``."""
-        return [t for t in self._trades.get(symbol, ()) if t.time_ms >= start_ms]
+        spec = self._specs.get(symbol)
+        if spec is None:
+            return []
+        return [
+            TapeTrade(f.trade_id, spec.price(f.price), spec.qty(f.qty), f.time_ms, f.buyer_is_maker)
+            for f in self._fills[symbol]
+            if f.time_ms >= start_ms
+        ]
 
     def klines(
         self, symbol: str, interval_ms: int, start: int | None, end: int | None, limit: int
     ) -> list[list[object]]:
         """Binance kline rows built from the trades (intervals without trades are left out)."""
         buckets: dict[int, list[TapeTrade]] = {}
-        for t in self._trades.get(symbol, ()):
+        for t in self.trades(symbol):
             if (start is None or t.time_ms >= start) and (end is None or t.time_ms <= end):
                 buckets.setdefault(t.time_ms - t.time_ms % interval_ms, []).append(t)
         rows = [_kline(open_ms, interval_ms, ts) for open_ms, ts in sorted(buckets.items())]
