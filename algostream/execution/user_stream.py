@@ -44,6 +44,14 @@ KEEPALIVE_S = 30 * 60.0
 _DOWN = (OSError, TimeoutError, WebSocketException, ExecutionError, orjson.JSONDecodeError)
 
 
+def stream_url_for(api_url: str) -> str:
+    """The WebSocket base serving ``api_url``'s user data stream when none is configured
+    (the simulator serves both on one port): ``http://h:p`` -> ``ws://h:p``."""
+    if api_url.startswith("https://"):
+        return "wss://" + api_url.removeprefix("https://").rstrip("/")
+    return "ws://" + api_url.removeprefix("http://").rstrip("/")
+
+
 @dataclass
 class StreamStats:
     """What the stream did (for logs, metrics and tests)."""

@@ -61,7 +61,8 @@ class SimExchange:
         self.clock_ns = clock_ns
         self.tick_s = tick_s
         self.binance = BinanceHub(batch_depth)
-        self.coinbase = CoinbaseHub(source if isinstance(source, SimMarket) else None)
+        market = source if isinstance(source, SimMarket) else None
+        self.coinbase = CoinbaseHub(market, batch_trades=batch_depth)
         self._specs: dict[str, SymbolSpec] = {s: source.spec(s) for s in source.symbols}
         self.paused = False
         self._silent_until = 0.0
@@ -155,16 +156,20 @@ class SimExchange:
             listener()
 
     async def _flush_depth(self) -> None:
-        """Send the batched depth messages at their streams' intervals (100 ms, 1 s)."""
+        """Send the batched messages at their intervals: Binance depth every 100 ms and 1 s,
+        Coinbase ``market_trades`` every 250 ms (a 50 ms timer)."""
         loop = asyncio.get_running_loop()
-        next_fast = loop.time() + 0.1
+        next_tick = loop.time() + 0.05
         ticks = 0
         while True:
-            await asyncio.sleep(max(0.0, next_fast - loop.time()))
-            next_fast += 0.1
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            next_tick += 0.05
             ticks += 1
-            self.binance.flush_depth(100)
-            if ticks % 10 == 0:
+            if ticks % 2 == 0:
+                self.binance.flush_depth(100)
+            if ticks % 5 == 0:
+                self.coinbase.flush_trades(self.clock_ns())
+            if ticks % 20 == 0:
                 self.binance.flush_depth(1000)
 
     async def _heartbeats(self) -> None:
