@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import httpx
 from aiohttp import web
-from execution_helpers import API_KEY, API_SECRET, FILTERS, FakeClock, StaticBook, Venue
+from execution_helpers import API_KEY, API_SECRET, FILTERS, FakeClock, StaticBook, Venue, levels
 
 from algostream.sim.trading import SIMULATOR_KEY, FaultKind, SymbolFilters, add_trading_routes
 
@@ -238,3 +238,42 @@ async def test_trading_routes_on_the_synthetic_market(http: httpx.AsyncClient) -
         assert body["fills"] and all(D(f["price"]) in offered for f in body["fills"])
     finally:
         await runner.cleanup()
+
+
+async def test_stop_loss_limit_rests_untriggered_then_works_when_the_price_reaches_it(
+    venue: Venue, http: httpx.AsyncClient
+) -> None:
+    params = _order("stop", kind="STOP_LOSS_LIMIT", timeInForce="GTC", price="101.00")
+    params.append(("stopPrice", "100.50"))
+    placed = await _call(http, venue, "POST", "/api/v3/order", params)
+    assert placed.status_code == 200 and "status" not in placed.json()  # ACK by default
+    venue.book.bids = levels(("100.59", "1"))
+    venue.book.asks = levels(("100.61", "2"))  # mid 100.60 >= stop 100.50: triggered
+    order = (
+        await _call(
+            http,
+            venue,
+            "GET",
+            "/api/v3/order",
+            [*_order("stop")[:1], ("origClientOrderId", "stop")],
+        )
+    ).json()
+    assert (order["status"], D(order["executedQty"]), D(order["cummulativeQuoteQty"])) == (
+        "FILLED",
+        D(1),
+        D("100.61"),
+    )
+
+
+async def test_stop_that_would_trigger_at_once_and_limit_maker_that_would_take(
+    venue: Venue, http: httpx.AsyncClient
+) -> None:
+    stop = _order("s2", kind="STOP_LOSS_LIMIT", timeInForce="GTC", price="99.00")
+    stop.append(("stopPrice", "99.50"))  # a BUY stop below the market triggers now
+    maker = _order("m2", kind="LIMIT_MAKER", price="100.01")  # the best ask: would take
+    answers = [await _call(http, venue, "POST", "/api/v3/order", p) for p in (stop, maker)]
+    assert [r.json()["msg"] for r in answers] == [
+        "Stop price would trigger immediately.",
+        "Order would immediately match and take.",
+    ]
+    assert venue.sim.ledger == []
