@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -220,7 +221,7 @@ class TradingSimulator:
         if fault and fault.kind is FaultKind.ERROR_BEFORE:
             return web.Response(status=fault.status, text="Internal error; unknown status")
         check_api_key(request.headers, self._api_key)
-        body = await request.text() if request.can_read_body else ""
+        body = await _body(request)
         params = verify_signature(self._secret, request.rel_url.raw_query_string, body)
         check_timestamp(params, self.server_time_ms())
         self._match_resting()
@@ -236,8 +237,7 @@ class TradingSimulator:
         """``POST/PUT/DELETE /api/v3/userDataStream`` (API key, no signature)."""
         self.requests.append((request.method, request.path))
         check_api_key(request.headers, self._api_key)
-        body = await request.post() if request.can_read_body else {}
-        params = {**{k: str(v) for k, v in body.items()}, **request.query}
+        params = {**dict(parse_qsl(await _body(request))), **request.query}
         if request.method == "POST":
             return web.json_response({"listenKey": self.listen_keys.create()})
         if request.method == "PUT":
@@ -673,6 +673,13 @@ class TradingSimulator:
             "permissions": ["SPOT"],
             "uid": 1,
         }
+
+
+async def _body(request: web.Request) -> str:
+    """The raw body as text (bytes that are not UTF-8 cannot match a signature anyway)."""
+    if not request.can_read_body:
+        return ""
+    return (await request.read()).decode("utf-8", errors="replace")
 
 
 def _has_route(app: web.Application, method: str, path: str) -> bool:

@@ -208,3 +208,38 @@ def test_every_row_of_the_table_is_tested() -> None:
     untested = [c for c in untested if not any(s in c for s in special)]
     assert untested == [] and len(table()) == len(CASES) + len(special)
     assert all(Decimal(r[2]) < 0 and r[1] in (400, 401, 418, 429) for r in table())
+
+
+GARBAGE = [
+    ("POST", ORDER, "", b"\xff\xfe\x00not utf-8", {"Content-Type": "application/octet-stream"}),
+    ("POST", ORDER, "", b'{"symbol": "BTCUSDT"}', {"Content-Type": "application/json"}),
+    ("POST", ORDER, "symbol=BTCUSDT&symbol=ETHUSDT&signature=", b"", {}),
+    ("GET", "/api/v3/account", "timestamp=" + "9" * 40 + "&signature=00", b"", {}),
+    ("GET", "/api/v3/depth", "symbol=BTCUSDT&limit=" + "9" * 30, b"", {}),
+    ("GET", "/api/v3/klines", "symbol=BTCUSDT&interval=1m&startTime=-5", b"", {}),
+    ("GET", "/api/v3/ticker/price", "symbols=%5B1%2C2%5D", b"", {}),
+    ("GET", "/api/v3/exchangeInfo", "symbols=not-json", b"", {}),
+    (
+        "PUT",
+        "/api/v3/userDataStream",
+        "",
+        b"\xff",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    ),
+    ("DELETE", "/api/v3/openOrders", "signature=zz&timestamp=1", b"", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "query", "body", "headers"), GARBAGE)
+async def test_garbage_never_gets_a_500(
+    venue: TradingSim, method: str, path: str, query: str, body: bytes, headers: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=venue.url) as http:
+        resp = await http.request(
+            method,
+            f"{path}?{query}" if query else path,
+            content=body or None,
+            headers={"X-MBX-APIKEY": DOC_KEY, **headers},
+        )
+    assert 400 <= resp.status_code < 500, resp.text
+    assert isinstance(resp.json()["code"], int) and resp.json()["msg"]
