@@ -156,6 +156,7 @@ class TradingSimulator:
         self._trade_ids = itertools.count(1)
         self._taken: dict[tuple[str, str], dict[Decimal, Decimal]] = {}
         self._recent_orders: deque[int] = deque()
+        self._orders_today = (-1, 0)  # (day, count)
         self._release = asyncio.Event()
 
     # ------------------------------------------------------------------ test API
@@ -231,7 +232,13 @@ class TradingSimulator:
         if fault and fault.kind is FaultKind.TIMEOUT:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._release.wait(), self.hang_s)
-        return web.json_response(answer)
+        headers = {}
+        if (request.method, request.path) == ("POST", "/api/v3/order"):
+            headers = {
+                "X-MBX-ORDER-COUNT-10S": str(len(self._recent_orders)),
+                "X-MBX-ORDER-COUNT-1D": str(self._orders_today[1]),
+            }
+        return web.json_response(answer, headers=headers)
 
     async def handle_user_stream(self, request: web.Request) -> web.StreamResponse:
         """``POST/PUT/DELETE /api/v3/userDataStream`` (API key, no signature)."""
@@ -338,6 +345,8 @@ class TradingSimulator:
                 f"Too many new orders; current limit is {ORDERS_PER_10S} orders per 10 SECOND.",
             )
         recent.append(now)
+        day, count = self._orders_today
+        self._orders_today = (now // 86_400_000, count + 1 if day == now // 86_400_000 else 1)
 
     def _make_order(self, op: OrderParams, filters: SymbolFilters) -> SimOrder:
         order_id = next(self._ids)

@@ -181,6 +181,8 @@ async def test_more_than_100_orders_in_10_seconds(venue: TradingSim) -> None:
             for _ in range(101)
         ]
     assert [r.status_code for r in answers[:100]] == [200] * 100
+    counts = [int(r.headers["X-MBX-ORDER-COUNT-10S"]) for r in answers[:100]]
+    assert counts == list(range(1, 101)) and answers[99].headers["X-MBX-ORDER-COUNT-1D"] == "100"
     assert (answers[100].status_code, answers[100].json()["code"]) == row[1:3]
     assert answers[100].json()["msg"] == row[3]
 
