@@ -7,7 +7,9 @@ Typical use (tests, the CLI)::
     ...                              # ws://127.0.0.1:{port}/stream?streams=btcusdt@depth
     await server.stop()
 
-Routes: Binance ``/stream``, ``/ws``, ``/ws/{streams}``, ``/api/v3/...``; Coinbase
+Routes: Binance ``/stream``, ``/ws``, ``/ws/{streams}`` (a listen key is a stream name),
+``/api/v3/...`` (market data here and in :mod:`.binance_market`, weight-limited by
+:mod:`.ratelimit`; trading by :mod:`.trading` when set up); Coinbase
 ``/coinbase``; control ``GET /sim/book?symbol=&limit=``, ``GET /sim/stats``,
 ``POST /sim/fault`` (JSON ``{"kind": ..., ...}``), ``POST /sim/pause``,
 ``POST /sim/resume``, ``POST /sim/rate`` (``{"rate": n}``), ``POST /sim/playback/start``.
