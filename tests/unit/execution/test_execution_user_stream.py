@@ -19,7 +19,7 @@ from algostream.execution.router import ExecutionRouter
 from algostream.execution.user_stream import UserDataStream
 from algostream.model import OrderEvent, OrderStatus, OrderType, Side
 from algostream.sim import SimExchange, SimMarket, SimServer
-from algostream.sim.trading import trading_setup
+from algostream.sim.trading import SIMULATOR_KEY, trading_setup
 
 D = Decimal
 
@@ -187,3 +187,19 @@ async def test_stale_reports_after_a_catch_up_change_nothing(live: Live) -> None
     }
     assert live.router.on_user_event(report, 1) == []
     assert live.router.on_user_event({"e": "outboundAccountPosition", "B": []}, 1) == []
+
+
+async def test_keepalive_extends_the_key_and_a_refused_one_reconnects(live: Live) -> None:
+    sim = live.server.app[SIMULATOR_KEY]
+    stream = live.stream(keepalive_s=0.05)
+    async for _ in running(stream):
+        await until(lambda: stream.stats.keepalives >= 2, "keepalives sent")
+        (key,) = sim.listen_keys.live()
+        sim.listen_keys.close({"listenKey": key})  # e.g. expired while we were away
+        await until(lambda: stream.stats.connects == 2, "reconnected with a new key")
+        await until(stream.live.is_set, "stream up again")
+        assert sim.listen_keys.live() != [key]
+        await live.rest_sell_at_ask("rest-5")
+        live.cross()
+        await until(lambda: bool(fills(live)), "fills flow on the new key")
+    assert fills(live)[0].reason == ""
