@@ -146,6 +146,7 @@ class TradingSimulator:
         self.hang_s = hang_s
         self.skew_ms = 0
         self.orders: dict[int, SimOrder] = {}
+        self._resting: dict[int, SimOrder] = {}  # open orders left on the book
         self.trades: list[dict[str, Any]] = []
         self.ledger: list[LedgerEntry] = []
         self.duplicate_attempts: list[str] = []
@@ -330,6 +331,8 @@ class TradingSimulator:
         self._report(order, "NEW")
         if order.working:
             self._execute(order, maker=False)
+        if order.is_open:
+            self._resting[order.order_id] = order
         self._emit_position(order.symbol)
         return order.answer(op.resp_type)
 
@@ -556,8 +559,9 @@ class TradingSimulator:
         return {**trade, "tradeId": trade_id}
 
     def _match_resting(self) -> None:
-        for order in list(self.orders.values()):
-            if not order.is_open or order.type == "MARKET":
+        for order in list(self._resting.values()):
+            if not order.is_open:
+                del self._resting[order.order_id]  # filled, cancelled or expired since
                 continue
             moved = False
             if not order.working and self._triggered(order):
