@@ -17,6 +17,8 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 
+from algostream.sim.errors import SimError
+
 #: Binance prints and accepts at most 8 decimals (``baseAssetPrecision``/``quotePrecision``).
 MAX_DECIMALS = 8
 _DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
@@ -25,7 +27,7 @@ _INT_RE = re.compile(r"^[0-9]{1,20}$")
 _ID_RE = re.compile(r"^[a-zA-Z0-9-_]{1,36}$")
 
 
-class ApiError(Exception):
+class ApiError(SimError):
     """A Binance error answer: HTTP status, code and message (and extra headers)."""
 
     def __init__(self, status: int, code: int, msg: str, headers: dict[str, str] | None = None):

@@ -32,9 +32,13 @@ MAX_BATCH = 2000
 class SimExchange:
     """Everything behind the simulator's endpoints; see :func:`algostream.sim.server.build_app`.
 
-    ``rate`` is market events per second (each event is one ``depthUpdate`` per depth
-    stream). ``speed`` scales playback timing (2.0 = twice as fast, 0 = as fast as possible).
-    ``clock_ns`` stamps frames (wall clock by default; inject a fake one in tests).
+    ``rate`` is market events per second. ``batch_depth`` (default) sends depth streams
+    and Coinbase ``market_trades`` batched per interval as the venues do; False sends one
+    message per event. ``speed`` scales playback timing (2.0 = twice as fast, 0 = as fast
+    as possible). ``clock_ns`` stamps frames (wall clock by default; inject a fake one in
+    tests). ``tape`` keeps the simulated trades for the REST market data, and
+    ``market_listeners`` are called after every batch of events (the trading API fills
+    resting orders there).
     """
 
     def __init__(
