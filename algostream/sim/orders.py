@@ -194,7 +194,7 @@ class SimOrder:
         return result
 
     def execution_report(
-        self, exec_type: str, now_ms: int, fill: dict[str, Any] | None = None, orig_coid: str = ""
+        self, exec_type: str, now_ms: int, fill: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """The user data stream's ``executionReport`` for one change of this order."""
         last_qty = Decimal(fill["qty"]) if fill else _ZERO
@@ -212,7 +212,7 @@ class SimOrder:
             "P": p8(self.stop_price),
             "F": p8(None),
             "g": -1,
-            "C": orig_coid,
+            "C": "",
             "x": exec_type,
             "X": self.status,
             "r": "NONE",

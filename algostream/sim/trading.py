@@ -465,9 +465,13 @@ class TradingSimulator:
         self.listen_keys.emit(event)
 
     def _report(
-        self, order: SimOrder, exec_type: str, fill: dict[str, Any] | None = None, orig: str = ""
+        self, order: SimOrder, exec_type: str, fill: dict[str, Any] | None = None, cancel: str = ""
     ) -> None:
-        self.listen_keys.emit(order.execution_report(exec_type, self.server_time_ms(), fill, orig))
+        """An executionReport; for a cancel ``c`` is the cancel's id, ``C`` the order's."""
+        report = order.execution_report(exec_type, self.server_time_ms(), fill)
+        if cancel:
+            report["c"], report["C"] = cancel, order.client_order_id
+        self.listen_keys.emit(report)
 
     # ------------------------------------------------------------------ matching
 
@@ -516,11 +520,11 @@ class TradingSimulator:
         if order.is_open and (order.type == "MARKET" or order.time_in_force != "GTC"):
             self._finish(order, "EXPIRED")
 
-    def _finish(self, order: SimOrder, status: str, orig: str = "") -> None:
+    def _finish(self, order: SimOrder, status: str, cancel_id: str = "") -> None:
         self._release_rest(order)
         order.status = status
         order.update_ms = self.server_time_ms()
-        self._report(order, "CANCELED" if status == "CANCELED" else status, orig=orig)
+        self._report(order, status, cancel=cancel_id)
 
     def _apply_fills(self, order: SimOrder, fills: list[Level], *, maker: bool) -> None:
         book_side = "asks" if order.side == "BUY" else "bids"
@@ -584,7 +588,7 @@ class TradingSimulator:
         if not order.is_open:
             raise ApiError(400, -2011, "Unknown order sent.")
         new_id = client_id_param(params, "newClientOrderId") or f"cancel-{order.order_id}"
-        self._finish(order, "CANCELED", orig=order.client_order_id)
+        self._finish(order, "CANCELED", cancel_id=new_id)
         self._emit_position(order.symbol)
         return {
             **order.as_json(),

@@ -203,3 +203,15 @@ async def test_keepalive_extends_the_key_and_a_refused_one_reconnects(live: Live
         live.cross()
         await until(lambda: bool(fills(live)), "fills flow on the new key")
     assert fills(live)[0].reason == ""
+
+
+async def test_a_cancel_made_elsewhere_arrives_as_cancelled(live: Live) -> None:
+    """Binance's report of a cancel names the cancel in ``c`` and the order in ``C``."""
+    stream = live.stream()
+    async for _ in running(stream):
+        await until(stream.live.is_set, "stream up")
+        await live.rest_sell_at_ask("rest-6")
+        await live.client.cancel_order("BTCUSDT", "rest-6")  # not through the router
+        await until(lambda: bool(live.events), "cancel from the stream")
+    (event,) = live.events
+    assert (event.client_order_id, event.status) == ("rest-6", OrderStatus.CANCELLED)
