@@ -76,6 +76,7 @@ async def test_async_client() -> None:
                 symbol="ETHUSDT", side="BUY", type="LIMIT_MAKER", quantity="0.1", price=f"{bid}"
             )
             assert maker["orderId"] and (await c.get_open_orders(symbol="ETHUSDT"))
+            # python-binance has no spot cancel-all helper: its own request method does it
             canceled = await c._delete("openOrders", True, data={"symbol": "ETHUSDT"})
             assert [o["status"] for o in canceled] == ["CANCELED"]
         finally:
