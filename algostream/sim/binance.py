@@ -301,6 +301,10 @@ class BinanceHub:
                 sent += 1
         return sent
 
+    def kline_streams(self) -> list[str]:
+        """The ``<symbol>@kline_<interval>`` streams someone subscribes to."""
+        return [n for n, c in self._refcount.items() if c > 0 and "@kline_" in n]
+
     def wants(self, stream: str) -> bool:
         """Whether any connection subscribes to ``stream``."""
         return self._refcount[stream] > 0

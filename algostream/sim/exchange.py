@@ -23,7 +23,7 @@ from algostream.sim.errors import SimConfigError
 from algostream.sim.hub import WsClient, WsSettings, spawn
 from algostream.sim.market import BookProvider, SimMarket
 from algostream.sim.spec import SymbolSpec
-from algostream.sim.tape import TradeTape
+from algostream.sim.tape import INTERVALS_MS, TradeTape, kline_event
 
 Autostart = Literal["connect", "immediate", "manual"]
 MAX_BATCH = 2000
@@ -98,8 +98,7 @@ class SimExchange:
         loop = asyncio.get_running_loop()
         main = self._generate() if isinstance(self.source, SimMarket) else self._playback()
         self._tasks = [loop.create_task(main), loop.create_task(self._heartbeats())]
-        if self.binance.batch_depth:
-            self._tasks.append(loop.create_task(self._flush_depth()))
+        self._tasks.append(loop.create_task(self._flush_depth()))
         if self.autostart == "immediate":
             self.start_playback()
         yield
@@ -161,7 +160,7 @@ class SimExchange:
 
     async def _flush_depth(self) -> None:
         """Send the batched messages at their intervals: Binance depth every 100 ms and 1 s,
-        Coinbase ``market_trades`` every 250 ms (a 50 ms timer)."""
+        Coinbase ``market_trades`` every 250 ms, klines every second (a 50 ms timer)."""
         loop = asyncio.get_running_loop()
         next_tick = loop.time() + 0.05
         ticks = 0
@@ -175,6 +174,20 @@ class SimExchange:
                 self.coinbase.flush_trades(self.clock_ns())
             if ticks % 20 == 0:
                 self.binance.flush_depth(1000)
+                self.publish_klines()
+
+    def publish_klines(self) -> None:
+        """Send the current kline on every subscribed ``@kline_<interval>`` stream (each
+        second, as Binance does), built from the simulated trades."""
+        now = self.now_ms()
+        for name in self.binance.kline_streams():
+            lower, _, kind = name.partition("@")
+            symbol, interval = lower.upper(), kind.removeprefix("kline_")
+            if symbol not in self._specs or interval not in INTERVALS_MS:
+                continue
+            start = now - now % INTERVALS_MS[interval]
+            event = kline_event(symbol, interval, start, self.tape.since(symbol, start), now)
+            self.binance.send(name, orjson.dumps(event))
 
     async def _heartbeats(self) -> None:
         loop = asyncio.get_running_loop()

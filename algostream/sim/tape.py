@@ -144,3 +144,41 @@ def _kline(open_ms: int, interval_ms: int, trades: list[TapeTrade]) -> list[obje
         p8(sum((t.qty * t.price for t in taker), Decimal(0))),
         "0",
     ]
+
+
+def kline_event(
+    symbol: str, interval: str, open_ms: int, trades: list[TapeTrade], now_ms: int
+) -> dict[str, object]:
+    """The ``<symbol>@kline_<interval>`` payload of the current (still open) kline."""
+    interval_ms = INTERVALS_MS[interval]
+    if trades:
+        row = _kline(open_ms, interval_ms, trades)
+        first, last = trades[0].trade_id, trades[-1].trade_id
+    else:  # no trade yet in this interval: Binance sends zeros and ids of -1
+        row = [open_ms, *(["0.00000000"] * 5), open_ms + interval_ms - 1, "0.00000000", 0]
+        row += ["0.00000000", "0.00000000", "0"]
+        first = last = -1
+    return {
+        "e": "kline",
+        "E": now_ms,
+        "s": symbol,
+        "k": {
+            "t": open_ms,
+            "T": open_ms + interval_ms - 1,
+            "s": symbol,
+            "i": interval,
+            "f": first,
+            "L": last,
+            "o": row[1],
+            "c": row[4],
+            "h": row[2],
+            "l": row[3],
+            "v": row[5],
+            "n": row[8],
+            "x": False,
+            "q": row[7],
+            "V": row[9],
+            "Q": row[10],
+            "B": "0",
+        },
+    }

@@ -112,3 +112,36 @@ async def _signed_post(http: httpx.AsyncClient, symbol: str, side: str, kind: st
     )
     assert resp.status_code == 200, resp.text
     return resp.json()
+
+
+async def test_kline_stream_sends_the_open_candle_every_second() -> None:
+    now_ms = 1_700_000_030_000  # mid-minute, fixed: every trade lands in one candle
+    market = SimMarket.create(["BTCUSDT"], seed=4, levels=30)
+    exchange = SimExchange(market, rate=0, clock_ns=lambda: now_ms * 1_000_000)
+    server = SimServer(exchange)
+    await server.start()
+    try:
+        async with connect(f"{server.ws_url}/ws/btcusdt@kline_1m") as ws:
+            async with asyncio.timeout(5):
+                while not exchange.binance.clients:
+                    await asyncio.sleep(0.01)
+            exchange.emit_events(500)
+            event = await recv(ws)
+    finally:
+        await server.stop()
+    trades = exchange.tape.trades("BTCUSDT")
+    k = event["k"]
+    minute = now_ms - now_ms % 60_000
+    assert (event["e"], k["i"], k["t"], k["T"], k["x"]) == (
+        "kline",
+        "1m",
+        minute,
+        minute + 59_999,
+        False,
+    )
+    assert k["n"] == len(trades) > 0 and (k["f"], k["L"]) == (
+        trades[0].trade_id,
+        trades[-1].trade_id,
+    )
+    assert Decimal(k["v"]) == sum(t.qty for t in trades)
+    assert Decimal(k["c"]) == trades[-1].price and Decimal(k["h"]) == max(t.price for t in trades)
