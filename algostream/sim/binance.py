@@ -10,7 +10,8 @@ Endpoints (served by :mod:`algostream.sim.server`):
 
 Streams per symbol: ``trade``, ``aggTrade``, ``depth``, ``depth@100ms``, ``depth@1000ms``,
 ``bookTicker``, ``kline_<interval>`` (sent each second by the exchange, from its trade
-tape). A listen key is a stream name too: the user data stream's events go out on it. Depth streams are batched as Binance does: one ``depthUpdate`` per
+tape). A listen key is a stream name too: the user data stream's events go out on it.
+Depth streams are batched as Binance does: one ``depthUpdate`` per
 stream interval (``@depth@100ms`` every 100 ms, ``@depth`` and ``@depth@1000ms`` every
 second) holding every level changed in that interval at its latest quantity, ``U`` the
 first and ``u`` the last update id it spans, and nothing sent for an interval without
