@@ -134,6 +134,10 @@ def sim(
     metrics_port: Annotated[
         int | None, typer.Option(help="serve /metrics on this port (off if not given)")
     ] = None,
+    batch_depth: Annotated[
+        bool | None,
+        typer.Option(help="depth messages per 100 ms/1 s as Binance (--no-: one per event)"),
+    ] = None,
 ) -> None:
     """Run the exchange simulator: Binance + Coinbase WebSocket and REST on one port."""
     import os
@@ -150,7 +154,7 @@ def sim(
     setup = []
     key, secret = os.environ.get("ALGOSTREAM_API_KEY"), os.environ.get("ALGOSTREAM_API_SECRET")
     if key and secret:  # serve the signed order API only with credentials to check against
-        setup.append(trading_setup(key, secret))
+        setup.append(trading_setup(key, secret, balances=s.balances))
     capture = capture or s.capture
     http = s.capture_http or (capture.replace(".ws.", ".http.") if capture else None)
 
@@ -174,6 +178,7 @@ def sim(
                 speed=s.speed,
                 setup=setup,
                 ready=ready,
+                batch_depth=s.batch_depth if batch_depth is None else batch_depth,
             )
         )
 

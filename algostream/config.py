@@ -84,6 +84,11 @@ class ExecutionConfig(Section):
     #: paper trading: the trading worker executes an approved order from the risk agent's
     #: own task (no Kafka hop); the approval is on ``orders.approved`` first either way
     in_process: bool = True
+    #: live orders: the user data stream's WebSocket base (None: exchange_api_url's host,
+    #: ws://); Binance: wss://stream.binance.com:9443
+    user_stream_url: str | None = None
+    #: live orders: poll the venue this often while the user data stream is down
+    order_poll_interval_ms: int = Field(default=5000, ge=100)
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
 
@@ -169,6 +174,18 @@ class SimConfig(Section):
     capture: str | None = None
     capture_http: str | None = None
     speed: float = Field(default=1.0, gt=0)
+    #: depth streams batched per interval as Binance does (False: one message per event,
+    #: the firehose the throughput benchmark drives)
+    batch_depth: bool = True
+    #: the simulated trading account's starting balances (free), per asset
+    balances: dict[str, Decimal] = Field(
+        default_factory=lambda: {
+            "USDT": Decimal("100000"),
+            "BTC": Decimal("1"),
+            "ETH": Decimal("10"),
+            "SOL": Decimal("100"),
+        }
+    )
 
 
 class Settings(Section):

@@ -24,7 +24,7 @@ from bench import peers, pipeline, stages, throughput
 from bench.common import HEADER
 
 OUT = Path(__file__).with_name("BENCHMARKS.md")
-KEEP = ("## Profiling", "## Soak")
+KEEP = ("## Profiling", "## Soak", "## Simulator depth pacing")
 
 
 def bootstrap() -> str:

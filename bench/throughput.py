@@ -131,7 +131,7 @@ async def ingest_and_backlog(
         raise RuntimeError(f"could not provision bench topics: {report.drift}")
     sup = Supervisor(work / "logs", env=env)
     try:
-        sup.start("sim", "sim", "--port", str(sim_port), "--rate", str(rate))
+        sup.start("sim", "sim", "--port", str(sim_port), "--rate", str(rate), "--no-batch-depth")
         sup.start("ingest", "ingest", "--metrics-port", "0")
         with CpuClock(sup, ["ingest"]) as ingest_cpu, CpuClock(sup, ["sim"]) as sim_cpu:
             await _wait_count(settings, "md.book", 1, 60, sup)

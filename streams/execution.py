@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import faust
@@ -33,6 +33,7 @@ from algostream.execution.errors import OrderStatusUnknownError
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import VenueOrder, rebuild_local, reconcile_orders
 from algostream.execution.router import ExecutionRouter
+from algostream.execution.user_stream import UserDataStream, stream_url_for
 from algostream.model.enums import OrderStatus
 from algostream.model.errors import RecordDecodeError
 from algostream.model.ids import split_instrument
@@ -58,6 +59,7 @@ class ExecutionShell:
         self._broker: PaperBroker | None = None
         self._router: ExecutionRouter | None = None
         self._client: BinanceRestClient | None = None
+        self._user_stream: asyncio.Task[None] | None = None
         self.reconciled = False
 
     @property
@@ -112,6 +114,31 @@ class ExecutionShell:
         log.info("reconciled with the venue", open_orders=len(mine), events=len(result.events))
         # after the comparison: a restored top can fill a resting order (an event of its own)
         return result.events + (await self.restore_books() if paper else [])
+
+    def start_user_stream(self, emit: Callable[[list[OrderEvent]], Awaitable[None]]) -> None:
+        """Live: order updates from the user data stream (REST catch-up on each connect,
+        polling while it is down); see algostream.execution.user_stream."""
+        ex = self.settings.execution
+        if ex.paper_trading or self._user_stream is not None:
+            return
+        router, client = self.router, self._client
+        assert client is not None
+
+        async def on_event(event: dict[str, Any]) -> None:
+            await emit(router.on_user_event(event, time.time_ns()))
+
+        async def catch_up() -> None:
+            await emit(await router.catch_up(time.time_ns()))
+
+        stream = UserDataStream(
+            client,
+            ex.user_stream_url or stream_url_for(ex.exchange_api_url),
+            on_event=on_event,
+            on_connected=catch_up,
+            on_poll=catch_up,
+            poll_interval_s=ex.order_poll_interval_ms / 1000,
+        )
+        self._user_stream = asyncio.get_running_loop().create_task(stream.run())
 
     async def restore_books(self) -> list[OrderEvent]:
         """Give the paper broker each instrument's latest top from the tail of ``book.top``.
@@ -202,6 +229,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             if not shell.reconciled:
                 await emit(await shell.reconcile())
                 shell.reconciled = True
+                shell.start_user_stream(emit)
 
     async def on_approved(order: OrderRequest) -> None:
         """Send an approved order to the venue once (from the topic or in-process)."""

@@ -1,9 +1,10 @@
 """Async Binance spot REST client: signed requests, rate limits, safe retries.
 
-* Signing: ``signature`` = hex HMAC-SHA256 (key = API secret) of the exact query string
-  that is sent (all parameters travel in the query string, the body is empty), with
-  ``timestamp`` (local ms + the offset learnt from ``GET /api/v3/time``) and ``recvWindow``;
-  the API key goes in ``X-MBX-APIKEY``. Secrets are :class:`~pydantic.SecretStr` and never
+* Signing: ``signature`` = hex HMAC-SHA256 (key = API secret) of the exact parameters
+  sent, with ``timestamp`` (local ms + the offset learnt from ``GET /api/v3/time``) and
+  ``recvWindow``; GET and DELETE send them in the query string, POST and PUT in an
+  ``application/x-www-form-urlencoded`` body (as Binance's examples and ccxt do); the API
+  key goes in ``X-MBX-APIKEY``. Secrets are :class:`~pydantic.SecretStr` and never
   appear in reprs, logs or exception messages.
 * Rate limits: an :class:`aiolimiter.AsyncLimiter` (``rate_limit_per_second``), and the
   ``X-MBX-USED-WEIGHT-1M`` header: when it reaches ``max_weight_1m`` the client waits for
@@ -56,6 +57,8 @@ ORDER_PATH = "/api/v3/order"
 OPEN_ORDERS_PATH = "/api/v3/openOrders"
 ACCOUNT_PATH = "/api/v3/account"
 TIME_PATH = "/api/v3/time"
+USER_STREAM_PATH = "/api/v3/userDataStream"
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 _AUTH_CODES = frozenset({-1022, -2014, -2015})
 _REJECT_CODES = frozenset({-1013, -2010, -1100, -1102, -1111, -1121})
@@ -248,6 +251,21 @@ class BinanceRestClient:
         """``GET /api/v3/account``: balances and permissions."""
         return dict(await self._call("GET", ACCOUNT_PATH, [], signed=True))
 
+    async def new_listen_key(self) -> str:
+        """``POST /api/v3/userDataStream`` (API key only): a key for the user data stream."""
+        data = await self._call("POST", USER_STREAM_PATH, [], signed=False, keyed=True)
+        return str(data["listenKey"])
+
+    async def keepalive_listen_key(self, listen_key: str) -> None:
+        """``PUT /api/v3/userDataStream``: keep the key alive another 60 minutes."""
+        params = [("listenKey", listen_key)]
+        await self._call("PUT", USER_STREAM_PATH, params, signed=False, keyed=True)
+
+    async def close_listen_key(self, listen_key: str) -> None:
+        """``DELETE /api/v3/userDataStream``: end the key."""
+        params = [("listenKey", listen_key)]
+        await self._call("DELETE", USER_STREAM_PATH, params, signed=False, keyed=True)
+
     # ------------------------------------------------------------------ plumbing
 
     async def _find_order(self, order: NewOrder, attempt: int) -> dict[str, Any] | None:
@@ -264,12 +282,13 @@ class BinanceRestClient:
         *,
         signed: bool,
         repeat: bool = True,
+        keyed: bool = False,
     ) -> Any:
         """One request with bounded retries on 429/418, -1021 and (if ``repeat``) timeouts/5xx."""
         for attempt in range(self._retry.attempts + 1):
             last = attempt == self._retry.attempts
             try:
-                return await self._send(method, path, params, signed=signed)
+                return await self._send(method, path, params, signed=signed, keyed=keyed)
             except RateLimitedError as exc:
                 if last:
                     raise
@@ -289,15 +308,28 @@ class BinanceRestClient:
         await self._sleep(max(delay, retry_after_s) if retry_after_s is not None else delay)
 
     async def _send(
-        self, method: str, path: str, params: list[tuple[str, str]], *, signed: bool
+        self,
+        method: str,
+        path: str,
+        params: list[tuple[str, str]],
+        *,
+        signed: bool,
+        keyed: bool = False,
     ) -> Any:
         await self._respect_weight()
-        query, headers = self._prepare(params, signed)
-        url = f"{self._base}{path}" + (f"?{query}" if query else "")
+        encoded, headers = self._prepare(params, signed)
+        if keyed:
+            headers["X-MBX-APIKEY"] = self._creds.api_key.get_secret_value()
+        in_body = method in ("POST", "PUT") and bool(encoded)
+        url = f"{self._base}{path}" + (f"?{encoded}" if encoded and not in_body else "")
         async with self._limiter:
             try:
                 resp = await self._http.request(
-                    method, url, headers=headers, timeout=self._timeout_s
+                    method,
+                    url,
+                    headers={**headers, **_FORM} if in_body else headers,
+                    content=encoded.encode() if in_body else None,
+                    timeout=self._timeout_s,
                 )
             except httpx.TimeoutException:
                 raise TransientError(path, "timeout") from None

@@ -8,6 +8,12 @@ clock) as a REJECTED event with the venue's code and message. Only a genuinely u
 outcome raises :class:`OrderStatusUnknownError`; the order then stays tracked as NEW and
 :meth:`refresh` reconciles it later.
 
+Live order updates come from the user data stream
+(:class:`~algostream.execution.user_stream.UserDataStream`): feed its events to
+:meth:`on_user_event`, and call :meth:`catch_up` when it (re)connects, or as the polling
+fallback while it is down. A report or query the router has already gone past changes
+nothing, so the stream, the REST answers and the catch-up can arrive in any order.
+
 From a Faust agent::
 
     router = ExecutionRouter.from_config(settings.execution, http=httpx.AsyncClient())
@@ -21,6 +27,7 @@ From a Faust agent::
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -30,8 +37,8 @@ from algostream.execution.binance_client import BinanceRestClient, NewOrder
 from algostream.execution.errors import BinanceError, ExecutionError, UnknownOrderError
 from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
-from algostream.execution.reconcile import VenueOrder, events_to_match
-from algostream.model.enums import OrderType
+from algostream.execution.reconcile import BINANCE_STATUS, VenueOrder, events_to_match
+from algostream.model.enums import OrderStatus, OrderType
 from algostream.model.ids import split_instrument
 from algostream.model.records import BookTop, OrderEvent, OrderRequest, TradeTick
 
@@ -126,6 +133,49 @@ class ExecutionRouter:
                 return [managed.reject("not found at venue", now_ns)]
             return []
         return self._apply(managed, payload, now_ns)
+
+    def on_user_event(self, event: dict[str, Any], now_ns: int) -> list[OrderEvent]:
+        """One user data stream event: ``executionReport`` moves a tracked order."""
+        if self._binance is None or event.get("e") != "executionReport":
+            return []
+        return self.on_execution_report(event, now_ns)
+
+    def on_execution_report(self, report: dict[str, Any], now_ns: int) -> list[OrderEvent]:
+        """Events for one ``executionReport`` (an exact fill for a TRADE; stale: none)."""
+        status = str(report["X"])
+        coid = str(report.get("C") or report["c"]) if status == "CANCELED" else str(report["c"])
+        managed = self._orders.get(coid)
+        executed = Decimal(report["z"])
+        if managed is None or not managed.is_open or executed < managed.cum_qty:
+            return []
+        ts = int(report.get("T") or report["E"]) * _MS
+        events: list[OrderEvent] = []
+        last_qty = Decimal(report["l"])
+        if report["x"] == "TRADE" and last_qty > 0 and managed.cum_qty + last_qty == executed:
+            if managed.status is OrderStatus.NEW:
+                events.append(managed.accept(ts, str(report["i"]), now_ns))
+            fee_currency = str(report.get("N") or "")
+            fee = Decimal(report.get("n") or "0")
+            price = Decimal(report["L"])
+            events.append(
+                managed.fill(price, last_qty, fee, ts, ts_init=now_ns, fee_currency=fee_currency)
+            )
+        venue = VenueOrder(
+            coid, str(report["i"]), BINANCE_STATUS[status], executed, Decimal(report["Z"])
+        )
+        events += events_to_match(managed, venue, ts, ts_init=now_ns)
+        self._forget_closed()
+        return events
+
+    async def catch_up(self, now_ns: int) -> list[OrderEvent]:
+        """Query the venue for every open order it has acknowledged (after a reconnect of
+        the user data stream, or as its polling fallback); orders still NEW are in flight
+        and left to :meth:`submit`."""
+        events: list[OrderEvent] = []
+        for coid, managed in list(self._orders.items()):
+            if managed.is_open and managed.status is not OrderStatus.NEW:
+                events += await self.refresh(coid, now_ns)
+        return events
 
     def tracked(self, client_order_id: str) -> ManagedOrder | None:
         """The live order with this id, if tracked (paper: ask the broker)."""

@@ -9,9 +9,15 @@ Endpoints (served by :mod:`algostream.sim.server`):
   ``GET_PROPERTY`` method messages.
 
 Streams per symbol: ``trade``, ``aggTrade``, ``depth``, ``depth@100ms``, ``depth@1000ms``,
-``bookTicker``. The simulator emits one ``depthUpdate`` per market event on every depth
-stream (no 100 ms batching), with ``U == previous u + 1`` always, unless a fault drops
-some. The ``serverShutdown`` notice is sent as a bare payload
+``bookTicker``, ``kline_<interval>`` (sent each second by the exchange, from its trade
+tape). A listen key is a stream name too: the user data stream's events go out on it.
+Depth streams are batched as Binance does: one ``depthUpdate`` per
+stream interval (``@depth@100ms`` every 100 ms, ``@depth`` and ``@depth@1000ms`` every
+second) holding every level changed in that interval at its latest quantity, ``U`` the
+first and ``u`` the last update id it spans, and nothing sent for an interval without
+changes; ``U == previous u + 1`` always, unless a fault drops a message. With
+``batch_depth=False`` (the benchmarks' firehose) each market event is its own message.
+The ``serverShutdown`` notice is sent as a bare payload
 ``{"e": "serverShutdown", "E": <ms>}`` on every connection, combined or raw.
 """
 
@@ -28,6 +34,7 @@ from algostream.sim.market import LevelChange, MarketEvent, TradeFill
 from algostream.sim.spec import SymbolSpec
 
 DEPTH_SUFFIXES = ("depth", "depth@100ms", "depth@1000ms")
+DEPTH_INTERVAL_MS = {"depth": 1000, "depth@100ms": 100, "depth@1000ms": 1000}
 MAX_STREAMS = 1024
 
 
@@ -69,6 +76,41 @@ def encode_depth(ev: MarketEvent, spec: SymbolSpec) -> bytes:
             "a": _levels(spec, ev.asks),
         }
     )
+
+
+@dataclass
+class PendingDepth:
+    """The changes of one depth stream since its last message."""
+
+    spec: SymbolSpec
+    symbol: str
+    interval_ms: int
+    first_id: int
+    last_id: int = 0
+    time_ms: int = 0
+    bids: dict[int, int] = field(default_factory=dict)
+    asks: dict[int, int] = field(default_factory=dict)
+
+    def merge(self, ev: MarketEvent) -> None:
+        """Add one event's changes (a later quantity replaces an earlier one)."""
+        self.last_id, self.time_ms = ev.last_id, ev.time_ms
+        self.bids.update(ev.bids)
+        self.asks.update(ev.asks)
+
+    def encode(self) -> bytes:
+        """The batched ``depthUpdate`` payload."""
+        spec = self.spec
+        return orjson.dumps(
+            {
+                "e": "depthUpdate",
+                "E": self.time_ms,
+                "s": self.symbol,
+                "U": self.first_id,
+                "u": self.last_id,
+                "b": [[spec.price_str(p), spec.qty_str(q)] for p, q in self.bids.items()],
+                "a": [[spec.price_str(p), spec.qty_str(q)] for p, q in self.asks.items()],
+            }
+        )
 
 
 def encode_trade(ev: MarketEvent, fill: TradeFill, spec: SymbolSpec) -> bytes:
@@ -148,7 +190,9 @@ class _Sub:
 class BinanceHub:
     """The connected Binance clients, their subscriptions, and the frame fan-out."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch_depth: bool = True) -> None:
+        self.batch_depth = batch_depth
+        self._pending: dict[str, PendingDepth] = {}
         self._subs: dict[WsClient, _Sub] = {}
         self._refcount: Counter[str] = Counter()
         self._names: dict[str, StreamNames] = {}
@@ -220,13 +264,48 @@ class BinanceHub:
         wanted = [n for n in depth_names if self._refcount[n] > 0]
         if not wanted:
             return
-        if self.drop_depth_remaining > 0:
-            self.drop_depth_remaining -= 1
-            self.depth_dropped += 1
+        if self.batch_depth:
+            for name in wanted:
+                pending = self._pending.get(name)
+                if pending is None:
+                    interval = DEPTH_INTERVAL_MS[name.partition("@")[2]]
+                    pending = PendingDepth(spec, ev.symbol, interval, ev.first_id)
+                    self._pending[name] = pending
+                pending.merge(ev)
+            return
+        if self._dropping():
             return
         data = encode_depth(ev, spec)
         for name in wanted:
             self.send(name, data)
+
+    def _dropping(self) -> bool:
+        if self.drop_depth_remaining > 0:
+            self.drop_depth_remaining -= 1
+            self.depth_dropped += 1
+            return True
+        return False
+
+    def flush_all(self) -> None:
+        """Send every pending depth message now (100 ms and 1 s streams alike)."""
+        for interval in set(DEPTH_INTERVAL_MS.values()):
+            self.flush_depth(interval)
+
+    def flush_depth(self, interval_ms: int) -> int:
+        """Send the batched messages of every depth stream of ``interval_ms``; returns how
+        many were sent (a fault may drop some)."""
+        due = [n for n, p in self._pending.items() if p.interval_ms == interval_ms]
+        sent = 0
+        for name in due:
+            pending = self._pending.pop(name)
+            if self._refcount[name] > 0 and not self._dropping():
+                self.send(name, pending.encode())
+                sent += 1
+        return sent
+
+    def kline_streams(self) -> list[str]:
+        """The ``<symbol>@kline_<interval>`` streams someone subscribes to."""
+        return [n for n, c in self._refcount.items() if c > 0 and "@kline_" in n]
 
     def wants(self, stream: str) -> bool:
         """Whether any connection subscribes to ``stream``."""

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from algostream.sim.binance_errors import ApiError, invalid_symbol, optional_int, symbol_param
 from algostream.sim.errors import UnknownSymbolError
 from algostream.sim.exchange import SimExchange
 from algostream.sim.market import Level
@@ -41,32 +43,21 @@ def _levels(levels: list[Level], limit: int) -> list[list[str]]:
     return [[_p8(p), _p8(q)] for p, q in levels[:limit]]
 
 
-def _symbol_param(request: web.Request) -> str | web.Response:
-    symbol = request.query.get("symbol", "")
-    if not symbol:
-        return binance_error(
-            -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
-        )
+def known_symbol(request: web.Request, params: Mapping[str, str] | None = None) -> str:
+    """The ``symbol`` parameter: -1102 missing, -1100 illegal, -1121 not simulated."""
+    symbol = symbol_param(params if params is not None else request.query)
+    if symbol not in request.app[EXCHANGE_KEY].market.symbols:
+        raise invalid_symbol()
     return symbol
 
 
 async def depth(request: web.Request) -> web.Response:
     """``GET /api/v3/depth?symbol=&limit=``: the current book with ``lastUpdateId``."""
     ex = request.app[EXCHANGE_KEY]
-    symbol = _symbol_param(request)
-    if isinstance(symbol, web.Response):
-        return symbol
-    raw_limit = request.query.get("limit", str(DEFAULT_DEPTH_LIMIT))
-    if not raw_limit.isdigit():
-        return binance_error(
-            -1100,
-            "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'.",
-        )
-    limit = min(int(raw_limit), DEPTH_LIMITS[1])
+    symbol = known_symbol(request)
+    limit = min(optional_int(request.query, "limit", DEFAULT_DEPTH_LIMIT) or 0, DEPTH_LIMITS[1])
     if limit < DEPTH_LIMITS[0]:
-        return binance_error(-1100, f"Illegal value for parameter 'limit': {raw_limit}.")
-    if symbol != symbol.upper() or symbol not in ex.market.symbols:
-        return binance_error(-1121, "Invalid symbol.")
+        raise ApiError(400, -1100, f"Illegal value for parameter 'limit': {limit}.")
     bids, asks = ex.market.book(symbol)
     return json_response(
         {
@@ -118,33 +109,33 @@ def symbol_info(spec: SymbolSpec) -> dict[str, Any]:
     }
 
 
-def _wanted_symbols(request: web.Request, known: tuple[str, ...]) -> list[str] | web.Response:
+def wanted_symbols(request: web.Request, known: tuple[str, ...]) -> list[str]:
+    """``symbol=`` or ``symbols=["A","B"]`` (all symbols when neither); -1100/-1121."""
     if "symbol" in request.query:
-        wanted = [request.query["symbol"]]
+        wanted = [symbol_param(request.query)]
     elif "symbols" in request.query:
         try:
-            wanted = orjson.loads(request.query["symbols"])
+            parsed = orjson.loads(request.query["symbols"])
         except orjson.JSONDecodeError:
-            return binance_error(-1100, "Illegal characters found in parameter 'symbols'.")
-        if not isinstance(wanted, list) or not all(isinstance(s, str) for s in wanted):
-            return binance_error(-1100, "Illegal characters found in parameter 'symbols'.")
+            parsed = None
+        if not isinstance(parsed, list) or not all(isinstance(s, str) for s in parsed):
+            raise ApiError(400, -1100, "Illegal characters found in parameter 'symbols'.")
+        wanted = parsed
     else:
         return list(known)
     if any(s not in known for s in wanted):
-        return binance_error(-1121, "Invalid symbol.")
+        raise invalid_symbol()
     return wanted
 
 
 async def exchange_info(request: web.Request) -> web.Response:
     """``GET /api/v3/exchangeInfo[?symbol=|?symbols=[...]]``."""
     ex = request.app[EXCHANGE_KEY]
-    wanted = _wanted_symbols(request, ex.market.symbols)
-    if isinstance(wanted, web.Response):
-        return wanted
+    wanted = wanted_symbols(request, ex.market.symbols)
     try:
         symbols = [symbol_info(ex.spec(s)) for s in wanted]
     except UnknownSymbolError:
-        return binance_error(-1121, "Invalid symbol.")
+        raise invalid_symbol() from None
     return json_response(
         {
             "timezone": "UTC",
@@ -176,7 +167,10 @@ async def ping(request: web.Request) -> web.Response:
 
 
 def add_binance_rest_routes(app: web.Application) -> None:
-    """Mount the market-data REST endpoints."""
+    """Mount the market-data REST endpoints (and those of :mod:`.binance_market`)."""
+    from algostream.sim.binance_market import add_market_routes
+
+    add_market_routes(app)
     app.router.add_get("/api/v3/depth", depth)
     app.router.add_get("/api/v3/exchangeInfo", exchange_info)
     app.router.add_get("/api/v3/time", server_time)

@@ -1,5 +1,5 @@
 """Coinbase Advanced Trade market data on ``/coinbase``: ``level2``, ``market_trades``,
-``heartbeats``.
+``ticker``, ``heartbeats``.
 
 A client sends ``{"type": "subscribe", "product_ids": ["BTC-USDT"], "channel": "level2"}``
 and receives a ``subscriptions`` message, then an ``l2_data`` message with a ``snapshot``
@@ -8,7 +8,14 @@ event, then ``update`` events. Every channel message carries ``channel``, ``clie
 ``events``. ``market_trades`` starts with a ``snapshot`` of up to 50 recent trades (newest
 first) and its trade ``side`` is the aggressor's side. ``error`` replies carry no
 ``sequence_num``. A dropped message (fault) still consumes a sequence number, so the gap
-is visible as on the real feed.
+is visible as on the real feed. A removed level's ``new_quantity`` is ``"0"``.
+``market_trades`` updates are batched: the trades of each 250 ms go out in one message
+(:meth:`CoinbaseHub.flush_trades`, called by the exchange's timer; with
+``batch_trades=False`` each event's trades go out at once). ``ticker`` sends a snapshot,
+then an update on every trade (price, best bid/ask, running since-start volume, low and
+high standing in for the 24 h figures). ``heartbeats`` carry Coinbase's
+``current_time`` (``2023-06-23 20:31:56.121961769 +0000 UTC m=+91717.525857105``) and a
+string ``heartbeat_counter``.
 """
 
 from __future__ import annotations
@@ -23,8 +30,32 @@ from algostream.sim.hub import WsClient
 from algostream.sim.market import LevelChange, MarketEvent, SimMarket, TradeFill
 from algostream.sim.spec import SymbolSpec
 
-CHANNELS = ("level2", "market_trades", "heartbeats")
-_CHANNEL_OUT = {"level2": "l2_data", "market_trades": "market_trades", "heartbeats": "heartbeats"}
+CHANNELS = ("level2", "market_trades", "ticker", "heartbeats")
+_CHANNEL_OUT = {
+    "level2": "l2_data",
+    "market_trades": "market_trades",
+    "ticker": "ticker",
+    "heartbeats": "heartbeats",
+}
+TRADES_INTERVAL_MS = 250
+
+
+@dataclass
+class _Stats:
+    """Running price statistics of one product (since the simulator started)."""
+
+    open: int = 0
+    low: int = 0
+    high: int = 0
+    volume: int = 0
+
+    def add(self, fill: TradeFill) -> None:
+        if not self.open:
+            self.open = self.low = self.high = fill.price
+        self.low, self.high = min(self.low, fill.price), max(self.high, fill.price)
+        self.volume += fill.qty
+
+
 _last_second: list[Any] = [None, ""]
 
 
@@ -47,8 +78,12 @@ class _CbSub:
 class CoinbaseHub:
     """The connected Coinbase clients: subscriptions, sequence numbers and fan-out."""
 
-    def __init__(self, market: SimMarket | None) -> None:
+    def __init__(self, market: SimMarket | None, batch_trades: bool = True) -> None:
         self._market = market
+        self.batch_trades = batch_trades
+        self._pending_trades: dict[str, list[dict[str, str]]] = {}
+        self._stats: dict[str, _Stats] = {}
+        self._started = time.monotonic()
         self._subs: dict[WsClient, _CbSub] = {}
         self._products: dict[str, str] = {}
         if market is not None:
@@ -142,7 +177,9 @@ class CoinbaseHub:
             return
         symbol = self._products[product]
         spec = self._market.spec(symbol)
-        if channel == "level2":
+        if channel == "ticker":
+            event: dict[str, Any] = {"type": "snapshot", "tickers": [self._ticker(product)]}
+        elif channel == "level2":
             bids, asks = self._market.book_ticks(symbol)
             updates = _updates(spec, bids, asks, ts)
             event = {"type": "snapshot", "product_id": product, "updates": updates}
@@ -170,27 +207,81 @@ class CoinbaseHub:
                 for client, sub in l2:
                     self._emit(client, sub, "l2_data", events, ts)
         if ev.trades:
+            stats = self._stats.setdefault(product, _Stats())
+            for fill in ev.trades:
+                stats.add(fill)
             self._publish_trades(ev, spec, product, ts)
+            self._publish_ticker(product, ts)
+
+    def _subscribed(self, channel: str, product: str) -> list[tuple[WsClient, _CbSub]]:
+        return [(c, s) for c, s in self._subs.items() if product in s.channels.get(channel, ())]
 
     def _publish_trades(self, ev: MarketEvent, spec: SymbolSpec, product: str, ts: str) -> None:
-        subs = [
-            (c, s) for c, s in self._subs.items() if product in s.channels.get("market_trades", ())
-        ]
+        if not self._subscribed("market_trades", product):
+            return
+        trades = [_trade(spec, product, f) for f in reversed(ev.trades)]  # newest first
+        if self.batch_trades:
+            pending = self._pending_trades.setdefault(product, [])
+            pending[:0] = trades
+            return
+        self._send_trades(product, trades, ts)
+
+    def _send_trades(self, product: str, trades: list[dict[str, str]], ts: str) -> None:
+        events = orjson.dumps([{"type": "update", "trades": trades}])
+        for client, sub in self._subscribed("market_trades", product):
+            self._emit(client, sub, "market_trades", events, ts)
+
+    def flush_trades(self, now_ns: int) -> None:
+        """Send each product's trades batched since the last flush, newest first."""
+        pending, self._pending_trades = self._pending_trades, {}
+        ts = rfc3339_ns(now_ns)
+        for product, trades in pending.items():
+            self._send_trades(product, trades, ts)
+
+    def _publish_ticker(self, product: str, ts: str) -> None:
+        subs = self._subscribed("ticker", product)
         if not subs:
             return
-        trades = [_trade(spec, product, f) for f in ev.trades]
-        events = orjson.dumps([{"type": "update", "trades": trades}])
+        events = orjson.dumps([{"type": "update", "tickers": [self._ticker(product)]}])
         for client, sub in subs:
-            self._emit(client, sub, "market_trades", events, ts)
+            self._emit(client, sub, "ticker", events, ts)
+
+    def _ticker(self, product: str) -> dict[str, str]:
+        assert self._market is not None
+        symbol = self._products[product]
+        spec = self._market.spec(symbol)
+        bids, asks = self._market.book_ticks(symbol)
+        stats = self._stats.get(product, _Stats())
+        last = self._market.last_trade_price(symbol)
+        price = last if last is not None else spec.price(bids[0][0] if bids else 0)
+        change = (
+            (price - spec.price(stats.open)) / spec.price(stats.open) * 100 if stats.open else 0
+        )
+        return {
+            "type": "ticker",
+            "product_id": product,
+            "price": str(price),
+            "volume_24_h": spec.qty_short(stats.volume),
+            "low_24_h": spec.price_short(stats.low),
+            "high_24_h": spec.price_short(stats.high),
+            "low_52_w": spec.price_short(stats.low),
+            "high_52_w": spec.price_short(stats.high),
+            "price_percent_chg_24_h": f"{change:.8f}",
+            "best_bid": spec.price_short(bids[0][0]) if bids else "0",
+            "best_bid_quantity": spec.qty_short(bids[0][1]) if bids else "0",
+            "best_ask": spec.price_short(asks[0][0]) if asks else "0",
+            "best_ask_quantity": spec.qty_short(asks[0][1]) if asks else "0",
+        }
 
     def heartbeat(self, now_ns: int) -> None:
         """Send one ``heartbeats`` message to every connection subscribed to it."""
         ts = rfc3339_ns(now_ns)
-        current = ts.replace("T", " ").replace("Z", " +0000 UTC")
+        uptime = time.monotonic() - self._started
+        current = ts.replace("T", " ").replace("Z", f" +0000 UTC m=+{uptime:.9f}")
         for client, sub in self._subs.items():
             if "heartbeats" in sub.channels:
                 sub.heartbeat_counter += 1
-                event = {"current_time": current, "heartbeat_counter": sub.heartbeat_counter}
+                event = {"current_time": current, "heartbeat_counter": str(sub.heartbeat_counter)}
                 self._emit(client, sub, "heartbeats", orjson.dumps([event]), ts)
 
     def broadcast(self, frame: bytes) -> int:
@@ -206,7 +297,7 @@ def _updates(
             "side": "bid",
             "event_time": ts,
             "price_level": spec.price_short(p),
-            "new_quantity": spec.qty_short(q),
+            "new_quantity": spec.qty_short(q) if q else "0",
         }
         for p, q in bids
     ]
@@ -215,7 +306,7 @@ def _updates(
             "side": "offer",
             "event_time": ts,
             "price_level": spec.price_short(p),
-            "new_quantity": spec.qty_short(q),
+            "new_quantity": spec.qty_short(q) if q else "0",
         }
         for p, q in asks
     ]

@@ -23,6 +23,7 @@ from algostream.sim.errors import SimConfigError
 from algostream.sim.hub import WsClient, WsSettings, spawn
 from algostream.sim.market import BookProvider, SimMarket
 from algostream.sim.spec import SymbolSpec
+from algostream.sim.tape import INTERVALS_MS, TradeTape, kline_event
 
 Autostart = Literal["connect", "immediate", "manual"]
 MAX_BATCH = 2000
@@ -31,9 +32,13 @@ MAX_BATCH = 2000
 class SimExchange:
     """Everything behind the simulator's endpoints; see :func:`algostream.sim.server.build_app`.
 
-    ``rate`` is market events per second (each event is one ``depthUpdate`` per depth
-    stream). ``speed`` scales playback timing (2.0 = twice as fast, 0 = as fast as possible).
-    ``clock_ns`` stamps frames (wall clock by default; inject a fake one in tests).
+    ``rate`` is market events per second. ``batch_depth`` (default) sends depth streams
+    and Coinbase ``market_trades`` batched per interval as the venues do; False sends one
+    message per event. ``speed`` scales playback timing (2.0 = twice as fast, 0 = as fast
+    as possible). ``clock_ns`` stamps frames (wall clock by default; inject a fake one in
+    tests). ``tape`` keeps the simulated trades for the REST market data, and
+    ``market_listeners`` are called after every batch of events (the trading API fills
+    resting orders there).
     """
 
     def __init__(
@@ -47,6 +52,7 @@ class SimExchange:
         heartbeat_interval_s: float = 1.0,
         clock_ns: Callable[[], int] = time.time_ns,
         tick_s: float = 0.005,
+        batch_depth: bool = True,
     ) -> None:
         if rate < 0 or speed < 0:
             raise SimConfigError(f"rate={rate} and speed={speed} must be >= 0")
@@ -58,8 +64,9 @@ class SimExchange:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.clock_ns = clock_ns
         self.tick_s = tick_s
-        self.binance = BinanceHub()
-        self.coinbase = CoinbaseHub(source if isinstance(source, SimMarket) else None)
+        self.binance = BinanceHub(batch_depth)
+        market = source if isinstance(source, SimMarket) else None
+        self.coinbase = CoinbaseHub(market, batch_trades=batch_depth)
         self._specs: dict[str, SymbolSpec] = {s: source.spec(s) for s in source.symbols}
         self.paused = False
         self._silent_until = 0.0
@@ -68,6 +75,9 @@ class SimExchange:
         self.playback_done = False
         self._playback_go = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        #: called after every batch of market events (e.g. resting orders fill)
+        self.market_listeners: list[Callable[[], None]] = []
+        self.tape = TradeTape()
 
     @property
     def market(self) -> BookProvider:
@@ -88,6 +98,7 @@ class SimExchange:
         loop = asyncio.get_running_loop()
         main = self._generate() if isinstance(self.source, SimMarket) else self._playback()
         self._tasks = [loop.create_task(main), loop.create_task(self._heartbeats())]
+        self._tasks.append(loop.create_task(self._flush_depth()))
         if self.autostart == "immediate":
             self.start_playback()
         yield
@@ -135,10 +146,48 @@ class SimExchange:
         for _ in range(count):
             ev = market.step(now_ms)
             spec = specs[ev.symbol]
+            if ev.trades:
+                self.tape.record(ev.symbol, spec, ev.trades)
             binance.publish(ev, spec)
             if with_coinbase:
                 coinbase.publish(ev, spec, now_ns)
         self.events_emitted += count
+        self._notify_listeners()
+
+    def _notify_listeners(self) -> None:
+        for listener in self.market_listeners:
+            listener()
+
+    async def _flush_depth(self) -> None:
+        """Send the batched messages at their intervals: Binance depth every 100 ms and 1 s,
+        Coinbase ``market_trades`` every 250 ms, klines every second (a 50 ms timer)."""
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + 0.05
+        ticks = 0
+        while True:
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            next_tick += 0.05
+            ticks += 1
+            if ticks % 2 == 0:
+                self.binance.flush_depth(100)
+            if ticks % 5 == 0:
+                self.coinbase.flush_trades(self.clock_ns())
+            if ticks % 20 == 0:
+                self.binance.flush_depth(1000)
+                self.publish_klines()
+
+    def publish_klines(self) -> None:
+        """Send the current kline on every subscribed ``@kline_<interval>`` stream (each
+        second, as Binance does), built from the simulated trades."""
+        now = self.now_ms()
+        for name in self.binance.kline_streams():
+            lower, _, kind = name.partition("@")
+            symbol, interval = lower.upper(), kind.removeprefix("kline_")
+            if symbol not in self._specs or interval not in INTERVALS_MS:
+                continue
+            start = now - now % INTERVALS_MS[interval]
+            event = kline_event(symbol, interval, start, self.tape.since(symbol, start), now)
+            self.binance.send(name, orjson.dumps(event))
 
     async def _heartbeats(self) -> None:
         loop = asyncio.get_running_loop()
@@ -260,8 +309,11 @@ class SimExchange:
             raise SimConfigError("crossed-book fault needs the synthetic market, not playback")
         ev = market.inject_crossed(symbol, self.now_ms())
         spec = self._specs[ev.symbol]
+        self.binance.flush_all()  # the crossed change is its own message, not merged away
         self.binance.publish(ev, spec)
+        self.binance.flush_all()
         self.coinbase.publish(ev, spec, self.clock_ns())
+        self._notify_listeners()
 
     def stats(self) -> dict[str, Any]:
         """Counters for ``/sim/stats``."""

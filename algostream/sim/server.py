@@ -7,7 +7,9 @@ Typical use (tests, the CLI)::
     ...                              # ws://127.0.0.1:{port}/stream?streams=btcusdt@depth
     await server.stop()
 
-Routes: Binance ``/stream``, ``/ws``, ``/ws/{streams}``, ``/api/v3/...``; Coinbase
+Routes: Binance ``/stream``, ``/ws``, ``/ws/{streams}`` (a listen key is a stream name),
+``/api/v3/...`` (market data here and in :mod:`.binance_market`, weight-limited by
+:mod:`.ratelimit`; trading by :mod:`.trading` when set up); Coinbase
 ``/coinbase``; control ``GET /sim/book?symbol=&limit=``, ``GET /sim/stats``,
 ``POST /sim/fault`` (JSON ``{"kind": ..., ...}``), ``POST /sim/pause``,
 ``POST /sim/resume``, ``POST /sim/rate`` (``{"rate": n}``), ``POST /sim/playback/start``.
@@ -30,6 +32,7 @@ from algostream.sim.errors import SimConfigError, SimError, UnknownSymbolError
 from algostream.sim.exchange import Autostart, SimExchange
 from algostream.sim.hub import WsClient, WsSettings, serve_websocket
 from algostream.sim.market import BookProvider, SimMarket
+from algostream.sim.ratelimit import WeightLimiter, install_limiter
 
 Setup = Callable[[web.Application, BookProvider], None]
 
@@ -174,6 +177,7 @@ def build_app(exchange: SimExchange, setup: Iterable[Setup] = ()) -> web.Applica
     """The aiohttp application serving ``exchange``; ``setup`` hooks add more routes."""
     app = web.Application()
     app[EXCHANGE_KEY] = exchange
+    install_limiter(app, WeightLimiter(exchange.now_ms))
     add_binance_rest_routes(app)
     app.router.add_get("/stream", binance_ws)
     app.router.add_get("/ws", binance_ws)
@@ -252,6 +256,7 @@ async def run_simulator(
     ws: WsSettings | None = None,
     setup: Iterable[Setup] = (),
     ready: Callable[[int], None] | None = None,
+    batch_depth: bool = True,
 ) -> None:
     """Serve a synthetic market (or a capture playback) until cancelled."""
     source: SimMarket | PlaybackSource
@@ -259,7 +264,9 @@ async def run_simulator(
         source = PlaybackSource.from_files(capture, capture_http)
     else:
         source = SimMarket.create(symbols, seed, start_prices=start_prices, levels=levels)
-    exchange = SimExchange(source, rate=rate, speed=speed, autostart=autostart, ws=ws)
+    exchange = SimExchange(
+        source, rate=rate, speed=speed, autostart=autostart, ws=ws, batch_depth=batch_depth
+    )
     server = SimServer(exchange, host, port, setup)
     bound = await server.start()
     if ready is not None:

@@ -1,68 +1,85 @@
-"""Simulated Binance spot trading API (aiohttp), with fault injection and an order ledger.
+"""Simulated Binance spot trading API (aiohttp), with an account, fault injection and an
+order ledger.
 
-:func:`add_trading_routes` adds to an :class:`aiohttp.web.Application`:
+:func:`add_trading_routes` adds to an :class:`aiohttp.web.Application` (SIGNED unless
+noted): ``POST /api/v3/order`` (the types of :mod:`algostream.sim.orders`, with
+``newOrderRespType`` ACK/RESULT/FULL), ``POST /api/v3/order/test``, ``GET/DELETE
+/api/v3/order``, ``GET/DELETE /api/v3/openOrders``, ``GET /api/v3/allOrders``, ``GET
+/api/v3/myTrades``, ``GET /api/v3/account``, ``POST/PUT/DELETE /api/v3/userDataStream``
+(API key only; events per :mod:`algostream.sim.user_stream`) and ``GET /api/v3/time``
+when the app does not serve it already.
 
-* ``POST /api/v3/order`` (MARKET, LIMIT with GTC/IOC/FOK; ``newClientOrderId``),
-  ``DELETE /api/v3/order``, ``GET /api/v3/order`` (``orderId`` or ``origClientOrderId``),
-  ``GET /api/v3/openOrders``, ``GET /api/v3/account``, and ``GET /api/v3/time`` when the
-  app does not serve it already.
+Requests are checked as Binance does (:mod:`algostream.sim.signing`: API key -2014/-2015,
+signature over query + body -1022, timestamp -1021), then parameters
+(:mod:`algostream.sim.binance_errors`), filters (-1013), and the account (-2010,
+:mod:`algostream.sim.account`). A client order id is refused as a duplicate only while
+an order with it is open, as on Binance. Request weight and 429/418 are the app-wide
+:mod:`algostream.sim.ratelimit`; new orders are also limited to 100 per 10 s (-1015).
+``balances=None`` tracks balances without ever refusing (for tests of other things).
 
-Every trading request is checked like Binance does: ``X-MBX-APIKEY`` (-2015), the
-HMAC-SHA256 ``signature`` over the exact query string + body (-1022), ``timestamp``
-within ``recvWindow`` of the server clock (-1021), symbol (-1121), filters (-1013
-PRICE_FILTER / LOT_SIZE / NOTIONAL), duplicate ``newClientOrderId`` (-2010 "Duplicate
-order sent."; ids are unique for the account's lifetime here, stricter than Binance),
-balances (-2010) when balances are given. Request weight is counted per minute
-(``X-MBX-USED-WEIGHT-1M``); over the limit the answer is 429 with ``Retry-After``, and a
-client that keeps sending before that time is banned with 418.
-
-Orders match against ``book_provider(symbol) -> (bids, asks)`` (Decimal levels, best
-first) at the book's prices only. A market order's unfilled remainder EXPIREs; GTC limit
-remainders rest and fill on later requests when the book crosses them. Liquidity taken
-is remembered per price level until the book stops showing that price, so the same
-displayed quantity is never sold twice.
+Orders match against ``book_provider(symbol) -> (bids, asks)`` at the book's prices
+only. A market order's unfilled remainder EXPIREs; GTC remainders rest and fill when the
+book crosses them, checked on every trading request and on :meth:`on_market_event`
+(the server calls it after each batch of market events). Liquidity taken is remembered
+per price level until the book stops showing that price, so the same displayed quantity
+is never sold twice.
 
 Faults (:meth:`TradingSimulator.inject`) apply to the next ``count`` trading requests:
 ``5xx_after_place`` (request executed, answer 500/503), ``5xx_before`` (not executed),
-``429`` (not executed), ``timeout`` (executed, then the answer hangs until
-``hang_s`` or :meth:`TradingSimulator.release`), ``clock_skew`` (the server clock moves by
-``skew_ms``; ``count`` is ignored). :attr:`TradingSimulator.ledger` lists every placed
-order, so a test can prove no order was placed twice.
+``429`` (not executed), ``timeout`` (executed, then the answer hangs until ``hang_s`` or
+:meth:`TradingSimulator.release`), ``clock_skew`` (the server clock moves by ``skew_ms``;
+``count`` is ignored). :attr:`TradingSimulator.ledger` lists every placed order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import itertools
-import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from algostream.sim.account import Account
+from algostream.sim.binance_errors import (
+    DUPLICATE_ORDER,
+    WOULD_TAKE,
+    WOULD_TRIGGER,
+    ApiError,
+    client_id_param,
+    invalid_symbol,
+    optional_int,
+    rejected,
+    symbol_param,
+)
+from algostream.sim.orders import (
+    STOP_TYPES,
+    OrderParams,
+    SimOrder,
+    SymbolFilters,
+    p8,
+    parse_order_params,
+)
+from algostream.sim.ratelimit import WeightLimiter, install_limiter
+from algostream.sim.signing import check_api_key, check_timestamp, verify_signature
+from algostream.sim.user_stream import ListenKeys
+
 Level = tuple[Decimal, Decimal]
 BookProviderFn = Callable[[str], tuple[Sequence[Level], Sequence[Level]]]
+LastPriceFn = Callable[[str], Decimal | None]
 ClockMsFn = Callable[[], int]
 
 _ZERO = Decimal(0)
-_WEIGHTS = {
-    ("POST", "/api/v3/order"): 1,
-    ("DELETE", "/api/v3/order"): 1,
-    ("GET", "/api/v3/order"): 4,
-    ("GET", "/api/v3/openOrders"): 6,
-    ("GET", "/api/v3/account"): 20,
-    ("GET", "/api/v3/time"): 1,
-}
-_OPEN = ("NEW", "PARTIALLY_FILLED")
 SIMULATOR_KEY: web.AppKey[TradingSimulator] = web.AppKey("trading_simulator")
+ORDERS_PER_10S = 100
+__all__ = ["SIMULATOR_KEY", "FaultKind", "SymbolFilters", "TradingSimulator", "add_trading_routes"]
 
 
 class FaultKind(StrEnum):
@@ -75,124 +92,8 @@ class FaultKind(StrEnum):
     CLOCK_SKEW = "clock_skew"
 
 
-class ApiError(Exception):
-    """A Binance error answer: HTTP status, code and message."""
-
-    def __init__(self, status: int, code: int, msg: str, headers: dict[str, str] | None = None):
-        self.status = status
-        self.code = code
-        self.msg = msg
-        self.headers = headers or {}
-        super().__init__(f"HTTP {status} code {code}: {msg}")
-
-
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _dec(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
-
-
-@dataclass(frozen=True)
-class SymbolFilters:
-    """PRICE_FILTER / LOT_SIZE / NOTIONAL values of one symbol (None = not enforced)."""
-
-    tick_size: Decimal | None = None
-    step_size: Decimal | None = None
-    min_qty: Decimal | None = None
-    max_qty: Decimal | None = None
-    min_notional: Decimal | None = None
-    base_asset: str = ""
-    quote_asset: str = ""
-
-    @classmethod
-    def parse(cls, raw: Any) -> SymbolFilters:
-        """From a flat dict (``tickSize``...), a Binance ``filters`` list, or a spec object."""
-        if isinstance(raw, SymbolFilters):
-            return raw
-        if isinstance(raw, Sequence) and not isinstance(raw, str):
-            flat: dict[str, Any] = {}
-            for item in raw:
-                flat.update({k: v for k, v in item.items() if k != "filterType"})
-            raw = flat
-        if not isinstance(raw, Mapping):  # duck-typed spec (tick_size, step_size, ...)
-            raw = {
-                "tickSize": getattr(raw, "tick_size", None),
-                "stepSize": getattr(raw, "step_size", None),
-                "minNotional": getattr(raw, "min_notional", None),
-                "baseAsset": getattr(raw, "base_asset", ""),
-                "quoteAsset": getattr(raw, "quote_asset", ""),
-            }
-        return cls(
-            tick_size=_dec(raw.get("tickSize")),
-            step_size=_dec(raw.get("stepSize")),
-            min_qty=_dec(raw.get("minQty")),
-            max_qty=_dec(raw.get("maxQty")),
-            min_notional=_dec(raw.get("minNotional")),
-            base_asset=str(raw.get("baseAsset") or ""),
-            quote_asset=str(raw.get("quoteAsset") or ""),
-        )
-
-    def check(self, price: Decimal | None, qty: Decimal, ref_price: Decimal | None) -> None:
-        """Raise -1013 naming the filter that fails."""
-        if price is not None and self.tick_size and price % self.tick_size != 0:
-            raise ApiError(400, -1013, "Filter failure: PRICE_FILTER")
-        low = self.min_qty or _ZERO
-        if (
-            (self.min_qty is not None and qty < self.min_qty)
-            or (self.max_qty is not None and qty > self.max_qty)
-            or (self.step_size and (qty - low) % self.step_size != 0)
-        ):
-            raise ApiError(400, -1013, "Filter failure: LOT_SIZE")
-        ref = price if price is not None else ref_price
-        if self.min_notional is not None and ref is not None and ref * qty < self.min_notional:
-            raise ApiError(400, -1013, "Filter failure: NOTIONAL")
-
-
-@dataclass
-class SimOrder:
-    """An order held by the simulator."""
-
-    order_id: int
-    client_order_id: str
-    symbol: str
-    side: str
-    type: str
-    time_in_force: str
-    price: Decimal | None
-    orig_qty: Decimal
-    time_ms: int
-    executed_qty: Decimal = _ZERO
-    cum_quote: Decimal = _ZERO
-    status: str = "NEW"
-    update_ms: int = 0
-    fills: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        """The ``GET /api/v3/order`` shape."""
-        return {
-            "symbol": self.symbol,
-            "orderId": self.order_id,
-            "orderListId": -1,
-            "clientOrderId": self.client_order_id,
-            "price": str(self.price or "0"),
-            "origQty": str(self.orig_qty),
-            "executedQty": str(self.executed_qty),
-            "cummulativeQuoteQty": str(self.cum_quote),
-            "status": self.status,
-            "timeInForce": self.time_in_force,
-            "type": self.type,
-            "side": self.side,
-            "stopPrice": "0",
-            "icebergQty": "0",
-            "time": self.time_ms,
-            "updateTime": self.update_ms or self.time_ms,
-            "isWorking": self.status in _OPEN,
-            "workingTime": self.time_ms,
-            "origQuoteOrderQty": "0",
-            "selfTradePreventionMode": "NONE",
-        }
 
 
 @dataclass(frozen=True)
@@ -226,37 +127,49 @@ class TradingSimulator:
         filters: Mapping[str, Any],
         *,
         clock_ms: ClockMsFn = _wall_ms,
-        balances: Mapping[str, Decimal] | None = None,
+        balances: Mapping[str, Decimal | str | int] | None = None,
         fee_rate: Decimal = Decimal("0.001"),
-        max_weight_1m: int = 1200,
+        max_weight_1m: int = 6000,
         ban_s: int = 120,
         hang_s: float = 30.0,
+        last_price: LastPriceFn | None = None,
     ) -> None:
         self._book = book_provider
         self._api_key = api_key
-        self._secret = api_secret.encode()
+        self._secret = api_secret
         self.filters = {s.upper(): SymbolFilters.parse(f) for s, f in filters.items()}
         self._clock = clock_ms
-        self.balances: dict[str, Decimal] | None = dict(balances) if balances is not None else None
-        self.fee_rate = fee_rate
-        self.max_weight_1m = max_weight_1m
-        self.ban_s = ban_s
+        self._last_price = last_price
+        self.account = Account(balances, enforce=balances is not None)
+        self.fee_rate = Decimal(fee_rate)
+        self.limiter = WeightLimiter(self.server_time_ms, max_weight_1m=max_weight_1m, ban_s=ban_s)
         self.hang_s = hang_s
         self.skew_ms = 0
-        self.orders: dict[str, SimOrder] = {}
+        self.orders: dict[int, SimOrder] = {}
+        self._resting: dict[int, SimOrder] = {}  # open orders left on the book
+        self.trades: list[dict[str, Any]] = []
         self.ledger: list[LedgerEntry] = []
         self.duplicate_attempts: list[str] = []
         self.requests: list[tuple[str, str]] = []
+        self.listen_keys = ListenKeys(self.server_time_ms)
         self._faults: list[_Fault] = []
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self._taken: dict[tuple[str, str], dict[Decimal, Decimal]] = {}
-        self._window = (-1, 0)
-        self._backoff_until = 0
-        self._banned_until = 0
+        self._recent_orders: deque[int] = deque()
+        self._orders_today = (-1, 0)  # (day, count)
         self._release = asyncio.Event()
 
     # ------------------------------------------------------------------ test API
+
+    @property
+    def balances(self) -> dict[str, Decimal] | None:
+        """Free balances per asset (None when balances are not enforced)."""
+        return dict(self.account.free) if self.account.enforce else None
+
+    @balances.setter
+    def balances(self, value: Mapping[str, Decimal] | None) -> None:
+        self.account = Account(value, enforce=value is not None)
 
     def inject(
         self,
@@ -277,7 +190,7 @@ class TradingSimulator:
         self._faults.append(_Fault(kind, count, status, retry_after_s))
 
     def placements(self, client_order_id: str) -> int:
-        """How many times an order with this client order id was placed (must be <= 1)."""
+        """How many times an order with this client order id was placed."""
         return sum(1 for e in self.ledger if e.client_order_id == client_order_id)
 
     def release(self) -> None:
@@ -288,39 +201,58 @@ class TradingSimulator:
         """The server clock (injected clock + skew)."""
         return self._clock() + self.skew_ms
 
+    def on_market_event(self) -> None:
+        """The book moved: fill resting orders it crosses, trigger stops, expire keys."""
+        self._match_resting()
+        self.listen_keys.expire_due()
+
     # ------------------------------------------------------------------ request pipeline
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
-        """Run checks, faults and the endpoint for one trading request."""
+        """Run faults, checks and the endpoint for one signed request."""
         self.requests.append((request.method, request.path))
-        weight_used = 0
-        try:
-            self._check_ban()
-            fault = self._next_fault()
-            if fault and fault.kind is FaultKind.RATE_LIMIT:
-                self._backoff_until = self._clock() + fault.retry_after_s * 1000
-                raise ApiError(
-                    429,
-                    -1003,
-                    "Too many requests; back off.",
-                    {"Retry-After": str(fault.retry_after_s)},
-                )
-            weight_used = self._count_weight(request)
-            if fault and fault.kind is FaultKind.ERROR_BEFORE:
-                return web.Response(status=fault.status, text="Internal error; unknown status")
-            params = await self._authenticate(request)
-            self._match_resting()
-            body = self._route(request, params)
-            if fault and fault.kind is FaultKind.ERROR_AFTER_PLACE:
-                return web.Response(status=fault.status, text="Internal error; unknown status")
-            if fault and fault.kind is FaultKind.TIMEOUT:
-                await self._hang()
-            return web.json_response(body, headers=self._weight_header(weight_used))
-        except ApiError as err:
-            headers = {**err.headers, **self._weight_header(weight_used)}
-            return web.json_response(
-                {"code": err.code, "msg": err.msg}, status=err.status, headers=headers
+        fault = self._next_fault()
+        if fault and fault.kind is FaultKind.RATE_LIMIT:
+            self.limiter.back_off(fault.retry_after_s)
+            raise ApiError(
+                429,
+                -1003,
+                "Too many requests; back off.",
+                {"Retry-After": str(fault.retry_after_s)},
             )
+        if fault and fault.kind is FaultKind.ERROR_BEFORE:
+            return web.Response(status=fault.status, text="Internal error; unknown status")
+        check_api_key(request.headers, self._api_key)
+        body = await _body(request)
+        params = verify_signature(self._secret, request.rel_url.raw_query_string, body)
+        check_timestamp(params, self.server_time_ms())
+        self._match_resting()
+        answer = self._route(request.method, request.path, params)
+        if fault and fault.kind is FaultKind.ERROR_AFTER_PLACE:
+            return web.Response(status=fault.status, text="Internal error; unknown status")
+        if fault and fault.kind is FaultKind.TIMEOUT:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._release.wait(), self.hang_s)
+        headers = {}
+        if (request.method, request.path) == ("POST", "/api/v3/order"):
+            headers = {
+                "X-MBX-ORDER-COUNT-10S": str(len(self._recent_orders)),
+                "X-MBX-ORDER-COUNT-1D": str(self._orders_today[1]),
+            }
+        return web.json_response(answer, headers=headers)
+
+    async def handle_user_stream(self, request: web.Request) -> web.StreamResponse:
+        """``POST/PUT/DELETE /api/v3/userDataStream`` (API key, no signature)."""
+        self.requests.append((request.method, request.path))
+        check_api_key(request.headers, self._api_key)
+        params = {**dict(parse_qsl(await _body(request))), **request.query}
+        if request.method == "POST":
+            return web.json_response({"listenKey": self.listen_keys.create()})
+        if request.method == "PUT":
+            self.listen_keys.keepalive(params)
+        else:
+            self.listen_keys.close(params)
+        return web.json_response({})
 
     async def handle_time(self, request: web.Request) -> web.StreamResponse:
         """``GET /api/v3/time`` (no faults: it is the client's way to recover)."""
@@ -336,107 +268,56 @@ class TradingSimulator:
             self._faults.pop(0)
         return fault
 
-    def _check_ban(self) -> None:
-        now = self._clock()
-        if now < self._banned_until:
-            wait = math.ceil((self._banned_until - now) / 1000)
-            raise ApiError(
-                418,
-                -1003,
-                f"Way too many requests; IP banned until {self._banned_until}.",
-                {"Retry-After": str(wait)},
-            )
-        if now < self._backoff_until:
-            self._banned_until = now + self.ban_s * 1000
-            raise ApiError(
-                418,
-                -1003,
-                f"Way too many requests; IP banned until {self._banned_until}.",
-                {"Retry-After": str(self.ban_s)},
-            )
+    def _route(self, method: str, path: str, params: dict[str, str]) -> Any:
+        routes: dict[tuple[str, str], Callable[[dict[str, str]], Any]] = {
+            ("POST", "/api/v3/order"): self._new_order,
+            ("POST", "/api/v3/order/test"): self._test_order,
+            ("DELETE", "/api/v3/order"): self._cancel,
+            ("GET", "/api/v3/order"): lambda p: self._find(p).as_json(),
+            ("GET", "/api/v3/openOrders"): self._open_orders,
+            ("DELETE", "/api/v3/openOrders"): self._cancel_all,
+            ("GET", "/api/v3/allOrders"): self._all_orders,
+            ("GET", "/api/v3/myTrades"): self._my_trades,
+            ("GET", "/api/v3/account"): self._account,
+        }
+        return routes[(method, path)](params)
 
-    def _count_weight(self, request: web.Request) -> int:
-        now = self._clock()
-        minute = now // 60_000
-        used = self._window[1] if self._window[0] == minute else 0
-        weight = _WEIGHTS.get((request.method, request.path), 1)
-        if request.path == "/api/v3/openOrders" and "symbol" not in request.query:
-            weight = 80
-        if used + weight > self.max_weight_1m:
-            retry = math.ceil(((minute + 1) * 60_000 - now) / 1000)
-            self._backoff_until = (minute + 1) * 60_000
-            raise ApiError(
-                429,
-                -1003,
-                "Too much request weight used; current limit is "
-                f"{self.max_weight_1m} request weight per 1 MINUTE.",
-                {"Retry-After": str(retry)},
-            )
-        self._window = (minute, used + weight)
-        return used + weight
+    # ------------------------------------------------------------------ orders
 
-    @staticmethod
-    def _weight_header(used: int) -> dict[str, str]:
-        return {"X-MBX-USED-WEIGHT-1M": str(used)} if used else {}
+    def _validated(self, params: Mapping[str, str]) -> tuple[OrderParams, SymbolFilters]:
+        symbol = symbol_param(params)
+        bids, asks = self._levels(symbol)
+        op = parse_order_params(params, symbol)
+        filters = self.filters.get(symbol, SymbolFilters())
+        filters.check_price(op.stop_price)
+        best = (asks if op.side == "BUY" else bids)[:1]
+        ref = best[0][0] if best else None
+        if op.quantity is not None:
+            filters.check(op.price, op.quantity, ref)
+        elif (
+            filters.min_notional is not None
+            and op.quote_order_qty is not None
+            and op.quote_order_qty < filters.min_notional
+        ):
+            raise ApiError(400, -1013, "Filter failure: NOTIONAL")
+        return op, filters
 
-    async def _authenticate(self, request: web.Request) -> dict[str, str]:
-        if request.headers.get("X-MBX-APIKEY") != self._api_key:
-            raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
-        raw_query = request.rel_url.raw_query_string
-        body = await request.text()
-        parts = [p for p in raw_query.split("&") if p and not p.startswith("signature=")]
-        given = dict(parse_qsl(raw_query)).get("signature") or dict(parse_qsl(body)).get(
-            "signature", ""
-        )
-        expected = hmac.new(
-            self._secret, ("&".join(parts) + body).encode(), hashlib.sha256
-        ).hexdigest()
-        if not hmac.compare_digest(given, expected):
-            raise ApiError(400, -1022, "Signature for this request is not valid.")
-        params = {**dict(parse_qsl(raw_query)), **dict(parse_qsl(body))}
-        self._check_timestamp(params)
-        return params
+    def _test_order(self, params: dict[str, str]) -> dict[str, Any]:
+        self._validated(params)
+        return {}
 
-    def _check_timestamp(self, params: Mapping[str, str]) -> None:
-        stamp = _int_param(params, "timestamp")
-        raw_window = params.get("recvWindow", "5000")
-        window = int(raw_window) if raw_window.isdigit() else -1
-        if not 0 < window <= 60_000:
-            raise ApiError(400, -1131, "recvWindow must be less than 60000")
-        server = self.server_time_ms()
-        if not (stamp < server + 1000 and server - stamp <= window):
-            raise ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
-
-    async def _hang(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._release.wait(), self.hang_s)
-
-    def _route(self, request: web.Request, params: dict[str, str]) -> Any:
-        key = (request.method, request.path)
-        if key == ("POST", "/api/v3/order"):
-            return self._new_order(params)
-        if key == ("DELETE", "/api/v3/order"):
-            return self._cancel(params)
-        if key == ("GET", "/api/v3/order"):
-            return self._find(params).as_json()
-        if key == ("GET", "/api/v3/openOrders"):
-            symbol = params.get("symbol", "").upper()
-            return [
-                o.as_json()
-                for o in self.orders.values()
-                if o.status in _OPEN and (not symbol or o.symbol == symbol)
-            ]
-        return self._account()
-
-    # ------------------------------------------------------------------ endpoints
-
-    def _new_order(self, params: Mapping[str, str]) -> dict[str, Any]:
-        order = self._parse_order(params)
-        if order.client_order_id in self.orders:
-            self.duplicate_attempts.append(order.client_order_id)
-            raise ApiError(400, -2010, "Duplicate order sent.")
-        self._check_balance(order)
-        self.orders[order.client_order_id] = order
+    def _new_order(self, params: dict[str, str]) -> dict[str, Any]:
+        op, filters = self._validated(params)
+        if op.client_order_id and any(
+            o.is_open and o.client_order_id == op.client_order_id for o in self.orders.values()
+        ):
+            self.duplicate_attempts.append(op.client_order_id)
+            raise rejected(DUPLICATE_ORDER)
+        self._count_order()
+        order = self._make_order(op, filters)
+        self._pre_trade_checks(order)
+        self._reserve(order)
+        self.orders[order.order_id] = order
         self.ledger.append(
             LedgerEntry(
                 order.client_order_id,
@@ -447,91 +328,150 @@ class TradingSimulator:
                 order.time_ms,
             )
         )
-        self._execute(order)
-        return {**order.as_json(), "transactTime": order.time_ms, "fills": list(order.fills)}
+        self._report(order, "NEW")
+        if order.working:
+            self._execute(order, maker=False)
+        if order.is_open:
+            self._resting[order.order_id] = order
+        self._emit_position(order.symbol)
+        return order.answer(op.resp_type)
 
-    def _parse_order(self, params: Mapping[str, str]) -> SimOrder:
-        symbol = _param(params, "symbol").upper()
-        bids, asks = self._levels(symbol)
-        side = _param(params, "side")
-        if side not in ("BUY", "SELL"):
-            raise ApiError(400, -1117, "Invalid side.")
-        kind = _param(params, "type")
-        if kind not in ("MARKET", "LIMIT"):
-            raise ApiError(400, -1116, "Invalid orderType.")
-        qty = _dec_param(params, "quantity")
-        price = _dec_param(params, "price") if kind == "LIMIT" else None
-        tif = _param(params, "timeInForce") if kind == "LIMIT" else "GTC"
-        if tif not in ("GTC", "IOC", "FOK"):
-            raise ApiError(400, -1115, "Invalid timeInForce.")
-        best = (asks if side == "BUY" else bids)[:1]
-        filters = self.filters.get(symbol, SymbolFilters())
-        filters.check(price, qty, best[0][0] if best else None)
+    def _count_order(self) -> None:
+        now = self.server_time_ms()
+        recent = self._recent_orders
+        while recent and recent[0] <= now - 10_000:
+            recent.popleft()
+        if len(recent) >= ORDERS_PER_10S:
+            raise ApiError(
+                429,
+                -1015,
+                f"Too many new orders; current limit is {ORDERS_PER_10S} orders per 10 SECOND.",
+            )
+        recent.append(now)
+        day, count = self._orders_today
+        self._orders_today = (now // 86_400_000, count + 1 if day == now // 86_400_000 else 1)
+
+    def _make_order(self, op: OrderParams, filters: SymbolFilters) -> SimOrder:
         order_id = next(self._ids)
-        coid = params.get("newClientOrderId") or f"sim-{order_id}"
-        return SimOrder(
-            order_id, coid, symbol, side, kind, tif, price, qty, time_ms=self.server_time_ms()
+        order = SimOrder(
+            order_id,
+            op.client_order_id or f"sim-{order_id}",
+            op.symbol,
+            op.side,
+            op.type,
+            op.time_in_force,
+            op.price,
+            op.quantity or _ZERO,
+            self.server_time_ms(),
+            stop_price=op.stop_price,
+            quote_order_qty=op.quote_order_qty,
+            working=op.type not in STOP_TYPES,
         )
+        if op.quote_order_qty is not None:
+            order.orig_qty = self._qty_for_quote(order, filters)
+        return order
+
+    def _pre_trade_checks(self, order: SimOrder) -> None:
+        if order.type == "LIMIT_MAKER" and self._crossing(order):
+            raise rejected(WOULD_TAKE)
+        if order.type in STOP_TYPES and self._triggered(order):
+            raise rejected(WOULD_TRIGGER)
+
+    def _triggered(self, order: SimOrder) -> bool:
+        ref = self._reference_price(order.symbol)
+        stop = order.stop_price
+        if ref is None or stop is None:
+            return False
+        rising = (order.type == "STOP_LOSS_LIMIT") == (order.side == "BUY")
+        return ref >= stop if rising else ref <= stop
+
+    def _reference_price(self, symbol: str) -> Decimal | None:
+        last = self._last_price(symbol) if self._last_price is not None else None
+        if last is not None:
+            return last
+        bids, asks = self._levels(symbol)
+        if bids and asks:
+            return (bids[0][0] + asks[0][0]) / 2
+        return None
 
     def _levels(self, symbol: str) -> tuple[Sequence[Level], Sequence[Level]]:
         if self.filters and symbol not in self.filters:
-            raise ApiError(400, -1121, "Invalid symbol.")
+            raise invalid_symbol()
         try:
             return self._book(symbol)
         except ApiError:
             raise
         except Exception:  # the provider's own "unknown symbol" error, whatever its type
-            raise ApiError(400, -1121, "Invalid symbol.") from None
+            raise invalid_symbol() from None
 
-    def _cancel(self, params: Mapping[str, str]) -> dict[str, Any]:
-        try:
-            order = self._find(params)
-        except ApiError:
-            raise ApiError(400, -2011, "Unknown order sent.") from None
-        if order.status not in _OPEN:
-            raise ApiError(400, -2011, "Unknown order sent.")
-        order.status = "CANCELED"
-        order.update_ms = self.server_time_ms()
-        return {
-            **order.as_json(),
-            "origClientOrderId": order.client_order_id,
-            "clientOrderId": f"cancel-{order.order_id}",
-            "transactTime": order.update_ms,
-        }
+    # ------------------------------------------------------------------ account moves
 
-    def _find(self, params: Mapping[str, str]) -> SimOrder:
-        symbol = _param(params, "symbol").upper()
-        coid = params.get("origClientOrderId")
-        order_id = params.get("orderId")
-        if coid is None and order_id is None:
-            raise ApiError(
-                400,
-                -1102,
-                "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
-            )
-        for order in self.orders.values():
-            if order.symbol == symbol and (
-                order.client_order_id == coid or str(order.order_id) == order_id
-            ):
-                return order
-        raise ApiError(400, -2013, "Order does not exist.")
+    def _assets(self, symbol: str) -> tuple[str, str]:
+        f = self.filters.get(symbol, SymbolFilters())
+        if f.base_asset and f.quote_asset:
+            return f.base_asset, f.quote_asset
+        for quote in ("USDT", "USDC", "FDUSD", "BUSD", "BTC", "ETH", "BNB", "USD", "EUR"):
+            if symbol.endswith(quote) and len(symbol) > len(quote):
+                return symbol[: -len(quote)], quote
+        return symbol, ""
 
-    def _account(self) -> dict[str, Any]:
-        balances = [
-            {"asset": a, "free": str(v), "locked": "0"}
-            for a, v in sorted((self.balances or {}).items())
-        ]
-        return {
-            "makerCommission": 10,
-            "takerCommission": 10,
-            "canTrade": True,
-            "canWithdraw": False,
-            "canDeposit": False,
-            "accountType": "SPOT",
-            "updateTime": self.server_time_ms(),
-            "balances": balances,
-            "permissions": ["SPOT"],
-        }
+    @staticmethod
+    def _locks(order: SimOrder) -> bool:
+        return order.type != "MARKET"
+
+    def _reserve(self, order: SimOrder) -> None:
+        """Lock what a limit order may spend; check a market order can pay (-2010)."""
+        base, quote = self._assets(order.symbol)
+        if order.side == "SELL":
+            need, asset = order.orig_qty, base
+        elif order.price is not None:
+            need, asset = order.price * order.orig_qty, quote
+        else:
+            need, asset = sum((p * q for p, q in self._crossing(order)), _ZERO), quote
+        if self._locks(order):
+            self.account.lock(asset, need)
+        else:
+            self.account.require(asset, need)
+
+    def _release_rest(self, order: SimOrder) -> None:
+        if not self._locks(order):
+            return
+        base, quote = self._assets(order.symbol)
+        if order.side == "SELL":
+            self.account.unlock(base, order.remaining)
+        elif order.price is not None:
+            self.account.unlock(quote, order.price * order.remaining)
+
+    def _settle(self, order: SimOrder, price: Decimal, qty: Decimal) -> tuple[Decimal, str]:
+        """Move balances for one fill; the commission is taken from the asset received."""
+        base, quote = self._assets(order.symbol)
+        locked = self._locks(order)
+        if order.side == "BUY":
+            fee, asset = qty * self.fee_rate, base
+            if locked and order.price is not None:
+                self.account.spend(quote, order.price * qty, locked=True)
+                self.account.credit(quote, (order.price - price) * qty)
+            else:
+                self.account.spend(quote, price * qty, locked=False)
+            self.account.credit(base, qty - fee)
+        else:
+            fee, asset = price * qty * self.fee_rate, quote
+            self.account.spend(base, qty, locked=locked)
+            self.account.credit(quote, price * qty - fee)
+        return fee, asset
+
+    def _emit_position(self, symbol: str) -> None:
+        event = self.account.position_event(list(self._assets(symbol)), self.server_time_ms())
+        self.listen_keys.emit(event)
+
+    def _report(
+        self, order: SimOrder, exec_type: str, fill: dict[str, Any] | None = None, cancel: str = ""
+    ) -> None:
+        """An executionReport; for a cancel ``c`` is the cancel's id, ``C`` the order's."""
+        report = order.execution_report(exec_type, self.server_time_ms(), fill)
+        if cancel:
+            report["c"], report["C"] = cancel, order.client_order_id
+        self.listen_keys.emit(report)
 
     # ------------------------------------------------------------------ matching
 
@@ -548,7 +488,7 @@ class TradingSimulator:
 
     def _crossing(self, order: SimOrder) -> list[Level]:
         """(price, qty) this order could take now, best first, within its limit."""
-        out, left = [], order.orig_qty - order.executed_qty
+        out, left = [], order.remaining
         for price, qty in self._available(order.symbol, order.side):
             if left <= 0 or (
                 order.price is not None
@@ -560,16 +500,33 @@ class TradingSimulator:
             left -= take
         return out
 
-    def _execute(self, order: SimOrder) -> None:
-        fills = self._crossing(order)
-        if order.time_in_force == "FOK" and sum(q for _, q in fills) < order.orig_qty:
-            order.status = "EXPIRED"
-            return
-        self._apply_fills(order, fills)
-        if order.status in _OPEN and (order.type == "MARKET" or order.time_in_force != "GTC"):
-            order.status = "EXPIRED"
+    def _qty_for_quote(self, order: SimOrder, filters: SymbolFilters) -> Decimal:
+        """The base quantity a ``quoteOrderQty`` market order buys/sells now (step-rounded)."""
+        budget, qty = order.quote_order_qty or _ZERO, _ZERO
+        for price, shown in self._available(order.symbol, order.side):
+            take = filters.round_qty(min(shown, budget / price))
+            if take <= 0:
+                break
+            qty += take
+            budget -= take * price
+        return qty
 
-    def _apply_fills(self, order: SimOrder, fills: list[Level]) -> None:
+    def _execute(self, order: SimOrder, *, maker: bool) -> None:
+        fills = self._crossing(order)
+        if order.time_in_force == "FOK" and sum(q for _, q in fills) < order.remaining:
+            self._finish(order, "EXPIRED")
+            return
+        self._apply_fills(order, fills, maker=maker)
+        if order.is_open and (order.type == "MARKET" or order.time_in_force != "GTC"):
+            self._finish(order, "EXPIRED")
+
+    def _finish(self, order: SimOrder, status: str, cancel_id: str = "") -> None:
+        self._release_rest(order)
+        order.status = status
+        order.update_ms = self.server_time_ms()
+        self._report(order, status, cancel=cancel_id)
+
+    def _apply_fills(self, order: SimOrder, fills: list[Level], *, maker: bool) -> None:
         book_side = "asks" if order.side == "BUY" else "bids"
         taken = self._taken.setdefault((order.symbol, book_side), {})
         for price, qty in fills:
@@ -577,92 +534,169 @@ class TradingSimulator:
             order.executed_qty += qty
             order.cum_quote += price * qty
             fee, asset = self._settle(order, price, qty)
-            order.fills.append(
-                {
-                    "price": str(price),
-                    "qty": str(qty),
-                    "commission": str(fee),
-                    "commissionAsset": asset,
-                    "tradeId": next(self._trade_ids),
-                }
-            )
-        if fills:
+            order.status = "FILLED" if order.remaining == 0 else "PARTIALLY_FILLED"
             order.update_ms = self.server_time_ms()
-            full = order.executed_qty == order.orig_qty
-            order.status = "FILLED" if full else "PARTIALLY_FILLED"
+            fill = self._record_trade(order, price, qty, fee, asset, maker)
+            order.fills.append(fill)
+            self._report(order, "TRADE", fill)
+
+    def _record_trade(
+        self, order: SimOrder, price: Decimal, qty: Decimal, fee: Decimal, asset: str, maker: bool
+    ) -> dict[str, Any]:
+        trade_id = next(self._trade_ids)
+        trade = {
+            "symbol": order.symbol,
+            "id": trade_id,
+            "orderId": order.order_id,
+            "orderListId": -1,
+            "price": p8(price),
+            "qty": p8(qty),
+            "quoteQty": p8(price * qty),
+            "commission": p8(fee),
+            "commissionAsset": asset,
+            "time": self.server_time_ms(),
+            "isBuyer": order.side == "BUY",
+            "isMaker": maker,
+            "isBestMatch": True,
+        }
+        self.trades.append(trade)
+        return {**trade, "tradeId": trade_id}
 
     def _match_resting(self) -> None:
-        for order in list(self.orders.values()):
-            if order.status in _OPEN and order.type == "LIMIT":
-                self._apply_fills(order, self._crossing(order))
+        for order in list(self._resting.values()):
+            if not order.is_open:
+                del self._resting[order.order_id]  # filled, cancelled or expired since
+                continue
+            moved = False
+            if not order.working and self._triggered(order):
+                order.working, moved = True, True
+                self._execute(order, maker=False)
+            elif order.working:
+                fills = self._crossing(order)
+                self._apply_fills(order, fills, maker=True)
+                moved = bool(fills)
+            if moved:
+                self._emit_position(order.symbol)
 
-    def _assets(self, symbol: str) -> tuple[str, str]:
-        f = self.filters.get(symbol, SymbolFilters())
-        if f.base_asset and f.quote_asset:
-            return f.base_asset, f.quote_asset
-        for quote in ("USDT", "USDC", "FDUSD", "BUSD", "BTC", "ETH", "BNB", "USD", "EUR"):
-            if symbol.endswith(quote) and len(symbol) > len(quote):
-                return symbol[: -len(quote)], quote
-        return symbol, ""
+    # ------------------------------------------------------------------ queries
 
-    def _settle(self, order: SimOrder, price: Decimal, qty: Decimal) -> tuple[Decimal, str]:
-        """Move balances for one fill; the commission is taken from the asset received."""
-        base, quote = self._assets(order.symbol)
-        if order.side == "BUY":
-            fee, asset, deltas = qty * self.fee_rate, base, {quote: -price * qty, base: qty}
-        else:
-            fee = price * qty * self.fee_rate
-            asset, deltas = quote, {base: -qty, quote: price * qty}
-        if self.balances is not None:
-            deltas[asset] -= fee
-            for name, delta in deltas.items():
-                self.balances[name] = self.balances.get(name, _ZERO) + delta
-        return fee, asset
+    def _cancel(self, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            order = self._find(params)
+        except ApiError:
+            raise ApiError(400, -2011, "Unknown order sent.") from None
+        if not order.is_open:
+            raise ApiError(400, -2011, "Unknown order sent.")
+        new_id = client_id_param(params, "newClientOrderId") or f"cancel-{order.order_id}"
+        self._finish(order, "CANCELED", cancel_id=new_id)
+        self._emit_position(order.symbol)
+        return {
+            **order.as_json(),
+            "origClientOrderId": order.client_order_id,
+            "clientOrderId": new_id,
+            "transactTime": order.update_ms,
+        }
 
-    def _check_balance(self, order: SimOrder) -> None:
-        if self.balances is None:
-            return
-        base, quote = self._assets(order.symbol)
-        if order.side == "SELL":
-            need, asset = order.orig_qty, base
-        elif order.price is not None:
-            need, asset = order.price * order.orig_qty, quote
-        else:
-            need, asset = sum((p * q for p, q in self._crossing(order)), _ZERO), quote
-        if self.balances.get(asset, _ZERO) < need:
-            raise ApiError(400, -2010, "Account has insufficient balance for requested action.")
+    def _cancel_all(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        symbol = symbol_param(params)
+        self._levels(symbol)
+        open_ids = [o.order_id for o in self.orders.values() if o.is_open and o.symbol == symbol]
+        if not open_ids:
+            raise ApiError(400, -2011, "Unknown order sent.")
+        return [self._cancel({"symbol": symbol, "orderId": str(i)}) for i in open_ids]
+
+    def _find(self, params: Mapping[str, str]) -> SimOrder:
+        symbol = symbol_param(params)
+        self._levels(symbol)
+        coid = params.get("origClientOrderId")
+        order_id = optional_int(params, "orderId")
+        if coid is None and order_id is None:
+            raise ApiError(
+                400,
+                -1102,
+                "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
+            )
+        for order in reversed(self.orders.values()):
+            if order.symbol == symbol and (
+                order.order_id == order_id or (order_id is None and order.client_order_id == coid)
+            ):
+                return order
+        raise ApiError(400, -2013, "Order does not exist.")
+
+    def _open_orders(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        symbol = symbol_param(params) if "symbol" in params else ""
+        if symbol:
+            self._levels(symbol)
+        return [
+            o.as_json()
+            for o in self.orders.values()
+            if o.is_open and (not symbol or o.symbol == symbol)
+        ]
+
+    @staticmethod
+    def _window(params: Mapping[str, str], rows: list[dict[str, Any]], key: str) -> list[Any]:
+        start = optional_int(params, "startTime")
+        end = optional_int(params, "endTime")
+        limit = min(optional_int(params, "limit", 500) or 500, 1000)
+        out = [
+            r for r in rows if (start is None or r[key] >= start) and (end is None or r[key] <= end)
+        ]
+        return out[:limit] if start is not None else out[-limit:]
+
+    def _all_orders(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        symbol = symbol_param(params)
+        self._levels(symbol)
+        first = optional_int(params, "orderId", 0) or 0
+        rows = [
+            o.as_json() for o in self.orders.values() if o.symbol == symbol and o.order_id >= first
+        ]
+        return self._window(params, rows, "time")
+
+    def _my_trades(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        symbol = symbol_param(params)
+        self._levels(symbol)
+        order_id = optional_int(params, "orderId")
+        from_id = optional_int(params, "fromId", 0) or 0
+        rows = [
+            t
+            for t in self.trades
+            if t["symbol"] == symbol
+            and t["id"] >= from_id
+            and (order_id is None or t["orderId"] == order_id)
+        ]
+        return self._window(params, rows, "time")
+
+    def _account(self, params: dict[str, str]) -> dict[str, Any]:
+        rows = self.account.rows()
+        if params.get("omitZeroBalances") == "true":
+            rows = [r for r in rows if Decimal(r["free"]) or Decimal(r["locked"])]
+        bps = int(self.fee_rate * 10_000)
+        rate = str(self.fee_rate)
+        return {
+            "makerCommission": bps,
+            "takerCommission": bps,
+            "buyerCommission": 0,
+            "sellerCommission": 0,
+            "commissionRates": {"maker": rate, "taker": rate, "buyer": "0", "seller": "0"},
+            "canTrade": True,
+            "canWithdraw": False,
+            "canDeposit": False,
+            "brokered": False,
+            "requireSelfTradePrevention": False,
+            "preventSor": False,
+            "updateTime": self.server_time_ms(),
+            "accountType": "SPOT",
+            "balances": rows,
+            "permissions": ["SPOT"],
+            "uid": 1,
+        }
 
 
-def _param(params: Mapping[str, str], name: str) -> str:
-    value = params.get(name)
-    if not value:
-        raise ApiError(
-            400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
-        )
-    return value
-
-
-def _dec_param(params: Mapping[str, str], name: str) -> Decimal:
-    raw = _param(params, name)
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        value = Decimal(-1)
-    if not value.is_finite() or value <= 0 or "e" in raw.lower():
-        raise ApiError(
-            400,
-            -1100,
-            f"Illegal characters found in parameter '{name}'; legal "
-            "range is '^([0-9]{1,20})(\\.[0-9]{1,20})?$'.",
-        )
-    return value
-
-
-def _int_param(params: Mapping[str, str], name: str) -> int:
-    raw = _param(params, name)
-    if not raw.isdigit():
-        raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'.")
-    return int(raw)
+async def _body(request: web.Request) -> str:
+    """The raw body as text (bytes that are not UTF-8 cannot match a signature anyway)."""
+    if not request.can_read_body:
+        return ""
+    return (await request.read()).decode("utf-8", errors="replace")
 
 
 def _has_route(app: web.Application, method: str, path: str) -> bool:
@@ -671,6 +705,19 @@ def _has_route(app: web.Application, method: str, path: str) -> bool:
         if route.method == method and (info.get("path") == path or info.get("formatter") == path):
             return True
     return False
+
+
+SIGNED_ROUTES = (
+    ("POST", "/api/v3/order"),
+    ("DELETE", "/api/v3/order"),
+    ("GET", "/api/v3/order"),
+    ("POST", "/api/v3/order/test"),
+    ("GET", "/api/v3/openOrders"),
+    ("DELETE", "/api/v3/openOrders"),
+    ("GET", "/api/v3/allOrders"),
+    ("GET", "/api/v3/myTrades"),
+    ("GET", "/api/v3/account"),
+)
 
 
 def add_trading_routes(
@@ -684,13 +731,18 @@ def add_trading_routes(
     """Add the trading endpoints to ``app``; returns the simulator (also ``app[SIMULATOR_KEY]``).
 
     ``options`` go to :class:`TradingSimulator` (``clock_ms``, ``balances``, ``fee_rate``,
-    ``max_weight_1m``, ``ban_s``, ``hang_s``).
+    ``max_weight_1m``, ``ban_s``, ``hang_s``, ``last_price``). The app's weight limiter is
+    the simulator's unless the app has one already (then ``max_weight_1m`` updates it).
     """
     sim = TradingSimulator(book_provider, api_key, api_secret, filters, **options)
-    for method in ("POST", "DELETE", "GET"):
-        app.router.add_route(method, "/api/v3/order", sim.dispatch)
-    app.router.add_get("/api/v3/openOrders", sim.dispatch)
-    app.router.add_get("/api/v3/account", sim.dispatch)
+    limiter: WeightLimiter = install_limiter(app, sim.limiter)
+    if limiter is not sim.limiter and "max_weight_1m" in options:
+        limiter.max_weight_1m = int(options["max_weight_1m"])
+    sim.limiter = limiter
+    for method, path in SIGNED_ROUTES:
+        app.router.add_route(method, path, sim.dispatch)
+    for method in ("POST", "PUT", "DELETE"):
+        app.router.add_route(method, "/api/v3/userDataStream", sim.handle_user_stream)
     if not _has_route(app, "GET", "/api/v3/time"):
         app.router.add_get("/api/v3/time", sim.handle_time)
 
@@ -708,14 +760,27 @@ def trading_setup(
     """A ``setup`` hook for the simulator server: ``hook(app, market)`` adds trading routes.
 
     ``market`` needs ``book(symbol)``; when ``filters`` is None they come from
-    ``market.spec(symbol)`` for every ``market.symbols``. Note: when the app already serves
-    ``/api/v3/time`` that route is kept, so ``clock_skew`` faults are not visible there.
+    ``market.spec(symbol)`` for every ``market.symbols``. Inside :func:`build_app` the
+    simulator also gets the exchange's clock, its last trade prices, a call after every
+    market event (resting orders fill as the market moves) and the WebSocket hub for the
+    user data stream. Note: when the app already serves ``/api/v3/time`` that route is
+    kept, so ``clock_skew`` faults are not visible there.
     """
 
     def hook(app: web.Application, market: Any) -> None:
+        from algostream.sim.binance_rest import EXCHANGE_KEY
+
         found = filters
         if found is None:
             found = {s: market.spec(s) for s in market.symbols}
-        add_trading_routes(app, market.book, api_key, api_secret, found, **options)
+        opts = dict(options)
+        exchange = app.get(EXCHANGE_KEY)
+        if exchange is not None:
+            opts.setdefault("clock_ms", exchange.now_ms)
+        opts.setdefault("last_price", getattr(market, "last_trade_price", None))
+        sim = add_trading_routes(app, market.book, api_key, api_secret, found, **opts)
+        if exchange is not None:
+            sim.listen_keys.publish = exchange.binance.send
+            exchange.market_listeners.append(sim.on_market_event)
 
     return hook

@@ -49,7 +49,8 @@ async def test_market_order_fills_against_the_book(venue: Venue, http: httpx.Asy
     client = make_client(http, venue)
     resp = await client.new_order(_market())
     assert resp["status"] == "FILLED" and resp["clientOrderId"] == "ord-1"
-    assert [(f["price"], f["qty"]) for f in resp["fills"]] == [("100.01", "1"), ("100.02", "0.5")]
+    fills = [(D(f["price"]), D(f["qty"])) for f in resp["fills"]]
+    assert fills == [(D("100.01"), D("1")), (D("100.02"), D("0.5"))]
     assert venue.sim.placements("ord-1") == 1
     assert client.used_weight_1m >= 1
 
@@ -212,3 +213,27 @@ async def test_used_weight_limit_waits_for_the_next_minute(
     before = clock.now
     await client.server_time()
     assert clock.sleeps and (before + int(clock.sleeps[0] * 1000)) % 60_000 == 0
+
+
+async def test_post_parameters_travel_signed_in_the_body_and_gets_in_the_query(
+    venue: Venue,
+) -> None:
+    """As Binance's examples (and ccxt): the simulator checks the same signature rules."""
+    seen: list[httpx.Request] = []
+
+    async def capture(request: httpx.Request) -> None:
+        seen.append(request)
+
+    async with httpx.AsyncClient(event_hooks={"request": [capture]}) as http:
+        client = make_client(http, venue)
+        await client.new_order(_limit("body-1", "90.00"))
+        await client.query_order("BTCUSDT", "body-1")
+    post, get = seen
+    body = post.content.decode()
+    assert post.url.query == b"" and post.headers["Content-Type"].startswith(
+        "application/x-www-form-urlencoded"
+    )
+    assert "newClientOrderId=body-1" in body and "&signature=" in body
+    payload, signature = body.rsplit("&signature=", 1)
+    assert signature == sign(API_SECRET, payload)
+    assert get.content == b"" and b"origClientOrderId=body-1" in get.url.query

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import httpx
 from aiohttp import web
-from execution_helpers import API_KEY, API_SECRET, FILTERS, FakeClock, StaticBook, Venue
+from execution_helpers import API_KEY, API_SECRET, FILTERS, FakeClock, StaticBook, Venue, levels
 
 from algostream.sim.trading import SIMULATOR_KEY, FaultKind, SymbolFilters, add_trading_routes
 
@@ -85,9 +85,11 @@ async def test_ignoring_retry_after_gets_418(venue: Venue, http: httpx.AsyncClie
     venue.sim.inject(FaultKind.RATE_LIMIT, retry_after_s=5)
     first = await _call(http, venue, "GET", "/api/v3/account", [])
     assert (first.status_code, first.headers["Retry-After"]) == (429, "5")
-    venue.clock.now += 1000  # came back after 1 s instead of 5
-    second = await _call(http, venue, "GET", "/api/v3/account", [])
-    assert second.status_code == 418 and int(second.headers["Retry-After"]) > 5
+    venue.clock.now += 1000  # came back after 1 s instead of 5, and keeps coming
+    again = [await _call(http, venue, "GET", "/api/v3/account", []) for _ in range(3)]
+    assert [r.status_code for r in again] == [429, 429, 418]
+    second = again[-1]
+    assert int(second.headers["Retry-After"]) > 5 and _code(second) == -1003
     venue.clock.now += int(second.headers["Retry-After"]) * 1000
     assert (await _call(http, venue, "GET", "/api/v3/account", [])).status_code == 200
 
@@ -116,10 +118,22 @@ async def test_request_weight_limit_answers_429(clock: Any, book: StaticBook) ->
 async def test_duplicate_client_order_id_is_refused_and_recorded(
     venue: Venue, http: httpx.AsyncClient
 ) -> None:
-    await _call(http, venue, "POST", "/api/v3/order", _order("same"))
-    dup = await _call(http, venue, "POST", "/api/v3/order", _order("same"))
+    resting = _order("same", kind="LIMIT", timeInForce="GTC", price="99.00")
+    await _call(http, venue, "POST", "/api/v3/order", resting)
+    dup = await _call(http, venue, "POST", "/api/v3/order", resting)
     assert (dup.status_code, _code(dup), dup.json()["msg"]) == (400, -2010, "Duplicate order sent.")
     assert venue.sim.placements("same") == 1 and venue.sim.duplicate_attempts == ["same"]
+
+
+async def test_client_order_id_of_a_closed_order_can_be_reused(
+    venue: Venue, http: httpx.AsyncClient
+) -> None:
+    """Binance refuses a duplicate only while the first order is open."""
+    first = await _call(http, venue, "POST", "/api/v3/order", _order("again"))
+    second = await _call(http, venue, "POST", "/api/v3/order", _order("again", qty="0.5"))
+    assert first.json()["status"] == "FILLED" and second.status_code == 200
+    assert second.json()["orderId"] != first.json()["orderId"]
+    assert venue.sim.placements("again") == 2
 
 
 async def test_invalid_symbol_and_missing_parameter(venue: Venue, http: httpx.AsyncClient) -> None:
@@ -136,7 +150,7 @@ async def test_market_order_beyond_depth_expires_with_partial_fill(
 ) -> None:
     resp = (await _call(http, venue, "POST", "/api/v3/order", _order("big", qty="10"))).json()
     assert resp["status"] == "EXPIRED" and D(resp["executedQty"]) == D(8)
-    assert {f["price"] for f in resp["fills"]} == {"100.01", "100.02", "100.05"}
+    assert {D(f["price"]) for f in resp["fills"]} == {D("100.01"), D("100.02"), D("100.05")}
 
 
 async def test_fok_limit_expires_without_fills_when_short(
@@ -144,7 +158,7 @@ async def test_fok_limit_expires_without_fills_when_short(
 ) -> None:
     params = _order("fok", qty="2", kind="LIMIT", timeInForce="FOK", price="100.01")
     resp = (await _call(http, venue, "POST", "/api/v3/order", params)).json()
-    assert (resp["status"], resp["executedQty"], resp["fills"]) == ("EXPIRED", "0", [])
+    assert (resp["status"], D(resp["executedQty"]), resp["fills"]) == ("EXPIRED", 0, [])
 
 
 async def test_fills_move_balances_with_commission_in_received_asset(
@@ -220,7 +234,46 @@ async def test_trading_routes_on_the_synthetic_market(http: httpx.AsyncClient) -
         body = resp.json()
         assert resp.status_code == 200, body
         assert body["status"] in ("FILLED", "EXPIRED")
-        offered = {str(p) for p, _ in asks}
-        assert body["fills"] and all(f["price"] in offered for f in body["fills"])
+        offered = {p for p, _ in asks}
+        assert body["fills"] and all(D(f["price"]) in offered for f in body["fills"])
     finally:
         await runner.cleanup()
+
+
+async def test_stop_loss_limit_rests_untriggered_then_works_when_the_price_reaches_it(
+    venue: Venue, http: httpx.AsyncClient
+) -> None:
+    params = _order("stop", kind="STOP_LOSS_LIMIT", timeInForce="GTC", price="101.00")
+    params.append(("stopPrice", "100.50"))
+    placed = await _call(http, venue, "POST", "/api/v3/order", params)
+    assert placed.status_code == 200 and "status" not in placed.json()  # ACK by default
+    venue.book.bids = levels(("100.59", "1"))
+    venue.book.asks = levels(("100.61", "2"))  # mid 100.60 >= stop 100.50: triggered
+    order = (
+        await _call(
+            http,
+            venue,
+            "GET",
+            "/api/v3/order",
+            [*_order("stop")[:1], ("origClientOrderId", "stop")],
+        )
+    ).json()
+    assert (order["status"], D(order["executedQty"]), D(order["cummulativeQuoteQty"])) == (
+        "FILLED",
+        D(1),
+        D("100.61"),
+    )
+
+
+async def test_stop_that_would_trigger_at_once_and_limit_maker_that_would_take(
+    venue: Venue, http: httpx.AsyncClient
+) -> None:
+    stop = _order("s2", kind="STOP_LOSS_LIMIT", timeInForce="GTC", price="99.00")
+    stop.append(("stopPrice", "99.50"))  # a BUY stop below the market triggers now
+    maker = _order("m2", kind="LIMIT_MAKER", price="100.01")  # the best ask: would take
+    answers = [await _call(http, venue, "POST", "/api/v3/order", p) for p in (stop, maker)]
+    assert [r.json()["msg"] for r in answers] == [
+        "Stop price would trigger immediately.",
+        "Order would immediately match and take.",
+    ]
+    assert venue.sim.ledger == []

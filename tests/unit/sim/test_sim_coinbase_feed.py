@@ -99,7 +99,7 @@ async def test_heartbeats_count_up_and_unsubscribe_stops_updates(start_sim: Star
         while len(counters) < 3:
             msg = await recv_json(ws)
             assert msg["channel"] == "heartbeats"
-            counters.append(msg["events"][0]["heartbeat_counter"])
+            counters.append(int(msg["events"][0]["heartbeat_counter"]))  # a string, as Coinbase
         assert counters == [counters[0], counters[0] + 1, counters[0] + 2]
         await ws.send(sub("level2", "ETH-USDT"))
         await ws.send(sub("level2", "ETH-USDT", kind="unsubscribe"))

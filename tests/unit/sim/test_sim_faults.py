@@ -37,9 +37,14 @@ async def test_drop_depth_opens_a_gap_in_update_ids(start_sim: StartSim) -> None
     server = await start_sim(rate=0, symbols=("BTCUSDT",))
     async with ws_connect(server.ws_url + DEPTH) as ws:
         await wait_clients(server, 1)
-        server.exchange.emit_events(20)
+        hub = server.exchange.binance
+        for _ in range(20):  # one event per 100 ms message, cut here rather than by the timer
+            server.exchange.emit_events(1)
+            hub.flush_depth(100)
         await fault(server, kind="drop_depth", count=3)
-        server.exchange.emit_events(20)
+        for _ in range(20):
+            server.exchange.emit_events(1)
+            hub.flush_depth(100)
         ids = [(f["data"]["U"], f["data"]["u"]) for f in [await recv_json(ws) for _ in range(37)]]
     gaps = [(a, b) for a, b in itertools.pairwise(ids) if b[0] != a[1] + 1]
     assert len(gaps) == 1
@@ -55,6 +60,7 @@ async def test_a_synced_book_detects_the_dropped_diff(start_sim: StartSim) -> No
         httpx.AsyncClient(base_url=server.http_url) as http,
     ):
         book = await sync_book(ws, http, "BTCUSDT")
+        await follow(ws, book, book.last_u + 1)  # in sync on the live chain first
         await fault(server, kind="drop_depth", count=1)
         with pytest.raises(OutOfSync, match="gap"):
             await follow(ws, book, book.last_u + 10_000)
@@ -112,7 +118,9 @@ async def test_crossed_update_reaches_the_client_and_heals(start_sim: StartSim) 
         httpx.AsyncClient(base_url=server.http_url) as http,
     ):
         await wait_clients(server, 1)
-        server.exchange.emit_events(10)
+        for _ in range(10):
+            server.exchange.emit_events(1)
+            server.exchange.binance.flush_all()
         book = await sync_book(ws, http, "BTCUSDT", min_buffered=10)
         await fault(server, kind="crossed", symbol="BTCUSDT")
         crossed_id = server.exchange.market.last_update_id("BTCUSDT")
