@@ -273,7 +273,7 @@ def _trades(path: Path, layout: Layout, inst: str, stats: ReadStats) -> Iterator
             instrument=inst,
             ts_event=ts,
             ts_init=ts,
-            record_id=derive_id("trade", inst, kind, trade_id),
+            record_id=derive_id("trade", inst, kind, trade_id, ts),
             lineage_id=lineage + str(line),
             trade_id=trade_id,
             price=price,
