@@ -49,7 +49,9 @@ fi
 if ! docker info >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || [ -n "$SUDO" ] || die "no Docker engine answers (start it as root: dockerd &)"
   say "starting dockerd (log: /var/log/algostream-dockerd.log)"
-  ( $SUDO nohup dockerd >/var/log/algostream-dockerd.log 2>&1 & )
+  # its pid is kept so CI can stop the engine it started (scripts/stop-test-tools.sh)
+  ( $SUDO nohup dockerd >/var/log/algostream-dockerd.log 2>&1 </dev/null &
+    echo $! > "${TMPDIR:-/tmp}/algostream-dockerd.pid" )
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || die "dockerd did not answer in 60 s: see /var/log/algostream-dockerd.log"
 fi
