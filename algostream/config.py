@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from algostream.model.enums import CostMethod
+from algostream.model.records import LiveBarInterval
 from algostream.model.values import Money, Quantity
 
 ENV_PREFIX = "ALGOSTREAM__"
@@ -51,7 +52,7 @@ class MarketDataConfig(Section):
     rotate_after_s: int = Field(default=23 * 3600, ge=1)
     snapshot_depth: int = Field(default=1000, ge=5, le=5000)
     book_top_levels: int = Field(default=10, ge=1, le=100)
-    bar_intervals: tuple[Literal["1s", "1m"], ...] = ("1s", "1m")
+    bar_intervals: tuple[LiveBarInterval, ...] = ("1s", "1m")
 
 
 class RiskConfig(Section):
@@ -93,7 +94,7 @@ class SignalConfig(Section):
     features: tuple[str, ...] = ("rsi", "macd", "bb", "volume")
     update_interval_ms: int = Field(default=1000, ge=1)
     strategy: str = "rsi_mean_reversion"
-    bar_interval: Literal["1s", "1m"] = "1s"
+    bar_interval: LiveBarInterval = "1s"
     #: the signals worker runs features -> strategy -> sizing in the feature agent's task
     #: (no Kafka hop between them); each record is on its topic first either way
     in_process: bool = True
