@@ -40,10 +40,12 @@ from algostream.model.records import (
     PnL,
     RawFrame,
     Record,
+    Signal,
     TradeTick,
 )
 from algostream.risk import RiskProcessor
 from algostream.risk.processor import output_topic
+from algostream.signals.context import LedgerPortfolio
 from algostream.signals.processor import SignalProcessor
 from algostream.signals.sizing import OrderSizer
 
@@ -82,9 +84,11 @@ class BacktestEngine:
         self.book = BookProcessor(md.book_top_levels)
         self.bars = [BarAggregator(i) for i in md.bar_intervals]
         self.features = FeatureProcessor(settings.signal)
-        self.signals = SignalProcessor(settings.signal)
-        self.sizer = OrderSizer(settings.signal, settings.risk)
         self.risk = RiskProcessor(settings.risk)
+        self.signals = SignalProcessor(
+            settings.signal, portfolio=LedgerPortfolio(self.risk, settings.risk.account)
+        )
+        self.sizer = OrderSizer(settings.signal, settings.risk)
         self.broker = PaperBroker(ex.fee_rate, ex.paper_latency_ms * 1_000_000)
         self.result = BacktestResult()
 
@@ -144,6 +148,7 @@ class BacktestEngine:
         self.features.on_book(top)
         self._fills(self.broker.on_book_top(top))
         self._risk(self.risk.on_book_top(top, top.ts_init))
+        self._signals(self.signals.on_book(top))
 
     def on_trade(self, trade: TradeTick) -> None:
         self.emit("md.trades", trade)
@@ -154,17 +159,20 @@ class BacktestEngine:
 
     def _on_bar(self, bar: Bar) -> None:
         self.emit(f"bars.{bar.interval}", bar)
+        if bar.interval == self.features.interval:
+            self._signals(self.signals.on_bar(bar))
         fv = self.features.on_bar(bar)
         if fv is None:
             return
         self.emit("features", fv)
-        signal = self.signals.on_features(fv)
-        if signal is None:
-            return
-        self.emit("signals", signal)
-        order = self.sizer.to_order(signal)
-        if order is not None:
-            self._propose(order)
+        self._signals(self.signals.decide(fv))
+
+    def _signals(self, signals: list[Signal]) -> None:
+        for signal in signals:
+            self.emit("signals", signal)
+            order = self.sizer.to_order(signal)
+            if order is not None:
+                self._propose(order)
 
     # ------------------------------------------------------------------ orders
     def _propose(self, order: OrderRequest) -> None:

@@ -48,6 +48,8 @@ from algostream.model.values import Levels, Money, Price, Quantity, SignedQuanti
 R = TypeVar("R", bound="Record")
 
 
+SignalSizing = Literal["strength", "units", "equity", "target_units", "target_equity"]
+
 #: bar intervals the bar stage makes live (each has a ``bars.<interval>`` topic)
 LiveBarInterval = Literal["1s", "1m", "5m", "15m", "1h", "4h", "1d"]
 #: bar intervals a bar record and the bar backtest take (Binance kline names + seconds)
@@ -277,6 +279,14 @@ class Signal(Record):
     confidence: float = Field(ge=0.0, le=1.0)
     reason: str
     price: Price
+    #: how big: ``strength`` (``signal.order_quantity * strength``, the rule strategies),
+    #: ``units`` (``size`` units), ``equity`` (``size`` x equity, a fraction in (0, 1]),
+    #: ``target_units`` / ``target_equity`` (a signed target position, in units or as a
+    #: fraction of equity in [-1, 1]); see :class:`~algostream.signals.context.StrategyContext`
+    sizing: SignalSizing = "strength"
+    size: SignedQuantity | None = None
+    limit_price: Price | None = None
+    stop_price: Price | None = None
 
 
 # --------------------------------------------------------------------------- orders
