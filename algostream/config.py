@@ -81,6 +81,8 @@ class ExecutionConfig(Section):
     recv_window_ms: int = Field(default=5000, ge=1, le=60000)
     request_timeout_ms: int = Field(default=5000, ge=1)
     fee_rate: Decimal = Decimal("0.001")
+    #: bar backtests: adverse slippage on every fill, in basis points of the fill price
+    slippage_bps: Decimal = Field(default=Decimal(0), ge=0)
     paper_latency_ms: int = Field(default=0, ge=0)
     #: paper trading: the trading worker executes an approved order from the risk agent's
     #: own task (no Kafka hop); the approval is on ``orders.approved`` first either way

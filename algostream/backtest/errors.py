@@ -24,3 +24,8 @@ class CaptureFormatError(BacktestError):
 
 class ReportInputError(BacktestError):
     """The inputs of a backtest report are invalid; the message names the field and value."""
+
+
+class BarInputError(BacktestError):
+    """Bars given to the bar backtest are unusable (out of order, another instrument, a
+    file that is not OHLCV); the message names the bar or the file, line and column."""
