@@ -1,0 +1,177 @@
+"""The bar backtest's fill model, context and hooks on small hand-made bars."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from typing import Any, ClassVar
+
+import pytest
+
+from algostream.backtest.bars import BarBacktest, FillModel
+from algostream.backtest.engine import BacktestEngine
+from algostream.backtest.errors import BarInputError
+from algostream.backtest.synthetic import synthetic_frames
+from algostream.config import Settings, SignalConfig
+from algostream.model.enums import Side
+from algostream.model.ids import derive_id
+from algostream.model.records import Bar, BookTop
+from algostream.signals.base import Strategy, StrategyConfig
+from algostream.signals.processor import SignalProcessor
+
+DAY = 86_400 * 10**9
+WIDE = Settings.model_validate(
+    {
+        "risk": {
+            "max_order_notional": "1e9",
+            "max_notional_exposure": "1e9",
+            "max_position_size": "1e6",
+            "enable_circuit_breaker": False,
+            "stop_loss_percent": "0",
+            "trailing_stop_percent": "0",
+        }
+    }
+)
+
+
+def bar(i: int, o: str, h: str, low: str, c: str) -> Bar:
+    return Bar(
+        instrument="SIM:ABC",
+        ts_event=(i + 1) * DAY,
+        ts_init=(i + 1) * DAY,
+        record_id=derive_id("bar", i),
+        lineage_id="test",
+        interval="1d",
+        start_ns=i * DAY,
+        end_ns=(i + 1) * DAY,
+        open=o,
+        high=h,
+        low=low,
+        close=c,
+        volume="1",
+        quote_volume="0",
+        trades=0,
+    )
+
+
+class Script(Strategy[StrategyConfig]):
+    """Calls ``plan[bar index](ctx)`` on each bar and records what the context showed."""
+
+    name: ClassVar[str] = "script"
+    plan: ClassVar[dict[int, Any]] = {}
+
+    def __init__(self, config: StrategyConfig) -> None:
+        super().__init__(config)
+        self.seen: list[tuple[D, D, D, int]] = []
+        self.n = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        ctx = self.ctx
+        self.seen.append((ctx.position.quantity, ctx.cash, ctx.equity, len(ctx.open_orders)))
+        action = self.plan.get(self.n)
+        if action is not None:
+            action(ctx)
+        self.n += 1
+
+
+def run(plan: dict[int, Any], bars: list[Bar], **fill: Any) -> tuple[Any, Script]:
+    Script.plan = plan
+    proto = Script(StrategyConfig())
+    test = BarBacktest(WIDE, FillModel(fee_rate=D("0.001"), **fill), proto)
+    result = test.run(bars)
+    return result, test.signals.strategy("SIM:ABC")  # type: ignore[return-value]
+
+
+BARS = [
+    bar(0, "100", "101", "99", "100"),
+    bar(1, "102", "105", "101", "104"),
+    bar(2, "104", "104", "95", "96"),
+    bar(3, "96", "110", "96", "108"),
+]
+
+
+def test_market_order_fills_at_the_next_open_with_fee_and_the_context_sees_it() -> None:
+    result, strat = run({0: lambda ctx: ctx.buy(D("2"))}, BARS)
+    (fill,) = result.fills
+    assert (fill.fill_price, fill.fill_qty, fill.fee) == (D("102"), D("2"), D("0.204"))
+    assert fill.ts_event == BARS[1].start_ns
+    qty, cash, equity, _ = strat.seen[1]  # on bar 1, after its open filled the order
+    assert qty == 2 and equity == D("100000") + 2 * (104 - 102) - D("0.204")
+    assert cash == equity - 2 * 104
+    assert strat.seen[0][3] == 0 and result.equity_curve[-1][1] == equity + 2 * (108 - 104)
+
+
+def test_limit_fills_when_the_range_reaches_it_and_stop_at_the_worse_of_open_and_stop() -> None:
+    plan = {
+        0: lambda ctx: ctx.buy(D("1"), limit=D("97")),  # reached on bar 2 (low 95)
+        1: lambda ctx: ctx.buy(D("1"), stop=D("109")),  # reached on bar 3 (high 110)
+    }
+    result, strat = run(plan, BARS)
+    assert [(f.fill_price, f.ts_event) for f in result.fills] == [
+        (D("97"), BARS[2].start_ns),
+        (D("109"), BARS[3].start_ns),
+    ]
+    assert [s[3] for s in strat.seen] == [0, 1, 1, 0]  # open orders: filled ones are gone
+
+
+def test_target_fraction_reverses_all_in_and_close_at_end_counts() -> None:
+    plan = {0: lambda ctx: ctx.target(fraction=D("1")), 2: lambda ctx: ctx.target(fraction=D("-1"))}
+    result, _ = run(plan, BARS, step=D(1), close_at_end="close")
+    sizes = [(f.side, f.fill_qty, f.fill_price) for f in result.fills]
+    first = int(D(100000) / (D(102) * D("1.001")))
+    assert sizes[0] == (Side.BUY, D(first), D(102))
+    assert sizes[1][0] is Side.SELL and sizes[1][1] > first  # closes and goes short
+    assert sizes[2] == (Side.BUY, sizes[1][1] - first, D(108))  # closed at the last close
+    assert result.on("signals")[-1].strategy == "close-at-end"
+
+
+def test_market_at_close_fills_on_the_signal_bar_and_slippage_is_adverse() -> None:
+    result, _ = run({0: lambda ctx: ctx.buy(D("1"))}, BARS, market="close", slippage_bps=D(10))
+    (fill,) = result.fills
+    assert fill.fill_price == D("100.1") and fill.ts_event == BARS[0].end_ns
+
+
+def test_bars_out_of_order_are_refused_naming_the_bar() -> None:
+    with pytest.raises(BarInputError, match="does not follow"):
+        run({}, [BARS[1], BARS[0]])
+
+
+def test_bad_order_asks_name_the_argument() -> None:
+    from algostream.signals.errors import StrategyOrderError
+
+    with pytest.raises(StrategyOrderError, match="fraction"):
+        run({0: lambda ctx: ctx.buy(fraction=D("1.5"))}, BARS)
+
+
+class Hooks(Strategy[StrategyConfig]):
+    """Counts the hooks it gets and buys once from ``on_book``."""
+
+    name: ClassVar[str] = "hooks"
+
+    def __init__(self, config: StrategyConfig) -> None:
+        super().__init__(config)
+        self.bars = self.books = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.bars += 1
+
+    def on_book(self, top: BookTop) -> None:
+        self.books += 1
+        if self.books == 50:
+            self.ctx.buy(D("0.01"), reason="from on_book")
+
+
+def test_tick_engine_calls_on_bar_and_on_book_and_fills_what_on_book_asks() -> None:
+    """Fails on the old engine: it never called on_bar/on_book."""
+    engine = BacktestEngine(Settings())
+    engine.signals = SignalProcessor(
+        SignalConfig(), Hooks(StrategyConfig()), portfolio=engine.signals.portfolio
+    )
+    result = engine.run(synthetic_frames(("BTCUSDT",), 7, 3_000))
+    strat = engine.signals.strategy("BINANCE:BTCUSDT")
+    assert isinstance(strat, Hooks)
+    assert strat.books == result.counts["book.top"]
+    assert strat.bars == result.counts["bars.1s"] > 0
+    (signal,) = result.on("signals")
+    assert signal.reason == "from on_book"  # type: ignore[attr-defined]
+    assert result.fills and result.fills[0].fill_qty == D("0.01")
+    assert engine.signals.strategy("BINANCE:BTCUSDT").ctx.position.quantity == D("0.01")
