@@ -175,3 +175,32 @@ def test_tick_engine_calls_on_bar_and_on_book_and_fills_what_on_book_asks() -> N
     assert signal.reason == "from on_book"  # type: ignore[attr-defined]
     assert result.fills and result.fills[0].fill_qty == D("0.01")
     assert engine.signals.strategy("BINANCE:BTCUSDT").ctx.position.quantity == D("0.01")
+
+
+def test_cli_backtest_bars_runs_and_refuses_bad_files(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    import algostream.commands  # noqa: F401  (registers the commands)
+    from algostream.cli import app
+
+    csv = tmp_path / "bars.csv"
+    rows = ["Date,Open,High,Low,Close,Volume"]
+    rows += [f"2024-01-{d:02d},{100 + d},{102 + d},{99 + d},{101 + d},10" for d in range(1, 29)]
+    csv.write_text("\n".join(rows) + "\n")
+    runner = CliRunner()
+    env = {"ALGOSTREAM__SIGNAL__STRATEGY": "sma_crossover"}
+    ok = runner.invoke(
+        app,
+        ["backtest", "--bars", str(csv), "--close-at-end", "--out", str(tmp_path / "r")],
+        env=env,
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "bars: 28" in ok.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "Date,Open,High,Low,Close,Volume\n2024-01-01,1,2,0.5,x,3\n2024-01-02,1,2,1,1,1\n"
+    )
+    out = runner.invoke(app, ["backtest", "--bars", str(bad)], env=env)
+    assert out.exit_code == 2 and "line 2" in out.output and "close" in out.output
+    odd = runner.invoke(app, ["backtest", "--bars", str(csv), "--interval", "7m"], env=env)
+    assert odd.exit_code == 2 and "7m" in odd.output
