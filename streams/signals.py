@@ -15,6 +15,12 @@ does not read them back (fewer partitions to fetch, guard and move on a rebalanc
 ``signals`` instead; a record handled twice is recognised and skipped either way: a
 feature vector by its event time (:meth:`SignalProcessor.on_features` drops stale ones), a
 signal by its id (recent ids sized here are remembered).
+
+The strategy's ``on_bar`` and ``on_book`` run on the bars and book tops of this worker
+(in-process, a bar before its features); what it asks of its context is sized at once.
+The context's position, cash and equity are the newest ``positions``/``pnl`` records
+this worker publishes (the ``single`` layout); other layouts do not read them yet, so
+there the context shows a flat account at ``risk.starting_equity``.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from __future__ import annotations
 import faust
 
 from algostream.config import Settings
-from algostream.model.records import FeatureVector, Signal
+from algostream.model.records import Bar, BookTop, FeatureVector, PnL, Position, Record, Signal
 from algostream.observability import metrics
+from algostream.signals.context import RecordPortfolio
 from algostream.signals.processor import SignalProcessor
 from algostream.signals.sizing import OrderSizer
 from streams.app import Edge, Recent, put
@@ -39,7 +46,8 @@ class SignalStage:
         self.edge = edge
         self.config = settings.signal
         self.in_process = settings.signal.in_process
-        self.proc = SignalProcessor(settings.signal)
+        self.portfolio = RecordPortfolio(settings.risk.account, settings.risk.starting_equity)
+        self.proc = SignalProcessor(settings.signal, portfolio=self.portfolio)
         self.sizer = OrderSizer(settings.signal, settings.risk)
         self.table = app.Table(
             "signals-state", default=None, partitions=edge.catalog["features"].partitions
@@ -49,26 +57,56 @@ class SignalStage:
 
     def forget(self) -> None:
         """Drop per-instrument strategy state (a rebalance): reloaded from the table."""
-        self.proc = SignalProcessor(self.config)
+        self.proc = SignalProcessor(self.config, portfolio=self.portfolio)
         self.restored.clear()
+
+    def _ensure(self, inst: str) -> None:
+        if inst not in self.restored:
+            self.restored.add(inst)
+            saved = self.table.get(inst)
+            if saved is not None:
+                self.proc.restore(inst, saved)
+
+    async def on_bar(self, bar: Bar, partition: int | None = None) -> None:
+        """A closed bar: the strategy's ``on_bar`` (before the bar's features)."""
+        self._ensure(bar.instrument)
+        signals = self.proc.on_bar(bar)
+        put(self.table, bar.instrument, self.proc.snapshot(bar.instrument), partition)
+        await self._emit(signals)
+
+    async def on_book(self, top: BookTop, partition: int | None = None) -> None:
+        """A book top: the strategy's ``on_book``."""
+        self._ensure(top.instrument)
+        await self._emit(self.proc.on_book(top))
+
+    async def on_account(self, record: Record, partition: int | None = None) -> None:
+        """A ``positions`` or ``pnl`` record of this worker: the context's account."""
+        if isinstance(record, Position):
+            self.portfolio.on_position(record)
+        elif isinstance(record, PnL):
+            self.portfolio.on_pnl(record)
+
+    async def _emit(self, signals: list[Signal]) -> None:
+        for sig in signals:
+            metrics.SIGNALS.labels(strategy=sig.strategy, side=sig.side.value).inc()
+            await self.edge.send("signals", sig)
+            if self.in_process:
+                await self.on_signal(sig)
 
     async def on_features(self, fv: FeatureVector, partition: int | None = None) -> None:
         """``partition``: the instrument's, when called in-process (not from this
         stage's own agent)."""
-        if fv.instrument not in self.restored:
-            self.restored.add(fv.instrument)
-            saved = self.table.get(fv.instrument)
-            if saved is not None:
-                self.proc.restore(fv.instrument, saved)
-        sig = self.proc.on_features(fv)
-        if sig is not None:
+        self._ensure(fv.instrument)
+        signals = self.proc.decide(fv)
+        for sig in signals:
             metrics.SIGNALS.labels(strategy=sig.strategy, side=sig.side.value).inc()
             await self.edge.send("signals", sig)  # sized below, or by the orders agent
         snap = self.proc.snapshot(fv.instrument)
         if snap is not None:
             put(self.table, fv.instrument, snap, partition)
-        if sig is not None and self.in_process:
-            await self.on_signal(sig)
+        if self.in_process:
+            for sig in signals:
+                await self.on_signal(sig)
 
     async def on_signal(self, sig: Signal) -> None:
         if sig.record_id in self.sized:
@@ -86,6 +124,11 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     async def forget_signals(_app: faust.App, revoked: object, **_: object) -> None:
         stage.forget()
 
+    interval = settings.signal.bar_interval
+    edge.listen(f"bars.{interval}", stage.on_bar, first=True)  # before the features
+    edge.listen("book.top", stage.on_book)
+    edge.listen("positions", stage.on_account)
+    edge.listen("pnl", stage.on_account)
     if stage.in_process:  # this worker's feature stage feeds it; nothing read back
         edge.listen("features", stage.on_features)
         return

@@ -17,11 +17,12 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from itertools import pairwise
 from pathlib import Path
+from typing import cast
 
 from algostream.backtest.errors import BarInputError
 from algostream.marketdata.bars import INTERVAL_NS
 from algostream.model.ids import derive_id
-from algostream.model.records import Bar
+from algostream.model.records import Bar, BarInterval
 
 COLUMNS = ("open", "high", "low", "close", "volume")
 TIME_COLUMNS = ("timestamp", "time", "date", "datetime", "open_time")
@@ -43,9 +44,8 @@ def load_bars(path: str | Path, instrument: str, interval: str | None = None) ->
     """The bars of ``path`` for ``instrument`` (``VENUE:SYMBOL``)."""
     venue, _, symbol = instrument.partition(":")
     if importlib.util.find_spec("algostream.history") is not None:
-        from algostream.history import read_bars  # type: ignore[attr-defined]
-
-        bars: Iterator[Bar] = read_bars(
+        history = importlib.import_module("algostream.history")  # the history package
+        bars: Iterator[Bar] = history.read_bars(
             path,
             "ohlcv",
             symbol=symbol or venue,
@@ -109,7 +109,7 @@ def _bar(
         ts_init=start + length,
         record_id=derive_id("bar", inst, interval, start),
         lineage_id=f"{Path(where).name}:{line}",
-        interval=interval,
+        interval=cast("BarInterval", interval),
         start_ns=start,
         end_ns=start + length,
         open=o,

@@ -41,7 +41,7 @@ from algostream.config import Settings
 from algostream.features.processor import FeatureProcessor
 from algostream.model.enums import OrderStatus, OrderType, Side
 from algostream.model.ids import derive_id
-from algostream.model.records import Bar, BookTop, OrderEvent, OrderRejected, OrderRequest, Signal
+from algostream.model.records import Bar, BookTop, OrderEvent, OrderRequest, Signal
 from algostream.risk import RiskProcessor
 from algostream.risk.processor import output_topic
 from algostream.signals.base import Strategy
@@ -298,7 +298,7 @@ class BarBacktest:
         out = self.result.outputs
         out.append(("orders.proposed", order))
         for decision in self.risk.on_proposal(order, order.ts_event):
-            if isinstance(decision, OrderRejected):
+            if not isinstance(decision, OrderRequest):
                 out.append(("orders.rejected", decision))
                 continue
             out.append(("orders.approved", decision))
