@@ -134,9 +134,12 @@ class BarBacktest:
                 self._fill_pending(bar)
             position = ledger.positions.get(bar.instrument)
             if position is not None and position.quantity:
-                ledger.set_mark(bar.instrument, bar.close)
+                position.set_mark(bar.close)  # the peak is updated below, once per bar
             self._decide(bar)
-            equity.append((bar.end_ns, ledger.equity))
+            value = ledger.equity
+            if value > ledger.peak_equity:
+                ledger.peak_equity = value
+            equity.append((bar.end_ns, value))
             last = bar
             self.result.bars += 1
         self._last = last

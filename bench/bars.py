@@ -1,0 +1,132 @@
+"""Bar and tick backtest speed beside backtesting.py (``python -m bench.bars``).
+
+Bars: backtesting.py's SMA(10)/SMA(20) quick-start on its GOOG data (2,148 daily bars,
+cash 1,000,000, commission 0.2 %, all in, closed at the end) in backtesting.py and in
+algostream's :class:`~algostream.backtest.bars.BarBacktest` (same trades and final
+equity: ``tests/unit/backtest/test_backtest_vs_backtesting_py.py``); each timed from data
+in memory (a DataFrame there, Bar records here) to the result, best of N.
+Ticks: :class:`~algostream.backtest.engine.BacktestEngine` over normalised ``md.book`` +
+``md.trades`` records (book stage, bars, features, strategy, risk, paper fills).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from decimal import Decimal
+from typing import Any
+
+from algostream.backtest.bar_input import read_ohlcv_csv
+from algostream.backtest.bars import BarBacktest, FillModel
+from algostream.backtest.engine import BacktestEngine
+from algostream.backtest.synthetic import synthetic_frames
+from algostream.config import Settings
+from algostream.signals.sma import SmaCross, SmaCrossConfig
+
+RUNS = 7
+WIDE = {
+    "risk": {
+        "starting_equity": "1000000",
+        "max_position_size": "1e9",
+        "max_notional_exposure": "1e12",
+        "max_order_notional": "1e12",
+        "max_loss_threshold": "1e12",
+        "enable_circuit_breaker": False,
+        "stop_loss_percent": "0",
+        "trailing_stop_percent": "0",
+    }
+}
+
+
+def best(fn: Any, runs: int = RUNS) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def backtesting_py() -> tuple[int, float] | None:
+    try:
+        from backtesting import Backtest, Strategy
+        from backtesting.lib import crossover
+        from backtesting.test import GOOG, SMA
+    except ImportError:
+        return None
+
+    class SmaCrossRef(Strategy):  # type: ignore[misc]
+        def init(self) -> None:
+            self.sma1 = self.I(SMA, self.data.Close, 10)
+            self.sma2 = self.I(SMA, self.data.Close, 20)
+
+        def next(self) -> None:
+            if crossover(self.sma1, self.sma2):
+                self.position.close()
+                self.buy()
+            elif crossover(self.sma2, self.sma1):
+                self.position.close()
+                self.sell()
+
+    bt = Backtest(
+        GOOG,
+        SmaCrossRef,
+        cash=1_000_000,
+        commission=0.002,
+        exclusive_orders=True,
+        finalize_trades=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return len(GOOG), best(bt.run)
+
+
+def algostream_bars() -> tuple[int, float]:
+    from pathlib import Path
+
+    import backtesting
+
+    goog = Path(backtesting.__file__).parent / "test" / "GOOG.csv"
+    bars = read_ohlcv_csv(goog, "NASDAQ:GOOG")
+    settings = Settings.model_validate(WIDE)
+    fill = FillModel(fee_rate=Decimal("0.002"), step=Decimal(1), close_at_end="last_open")
+    return len(bars), best(
+        lambda: BarBacktest(settings, fill, SmaCross(SmaCrossConfig())).run(bars)
+    )
+
+
+def ticks(n: int = 20_000) -> tuple[int, float]:
+    raw = BacktestEngine(Settings()).run(synthetic_frames(("BTCUSDT", "ETHUSDT"), 7, n))
+    records = [r for t, r in raw.outputs if t in ("md.book", "md.trades")]
+    return len(records), best(lambda: BacktestEngine(Settings()).run(records), 3)
+
+
+def main() -> list[str]:
+    lines = [
+        "| run | events | best seconds | events/s | vs backtesting.py |",
+        "|---|---|---|---|---|",
+    ]
+    ref = backtesting_py()
+    n, secs = algostream_bars()
+    if ref is not None:
+        rn, rsecs = ref
+        lines.append(
+            f"| backtesting.py 0.6 SMA(10/20) GOOG | {rn} bars | {rsecs:.4f} | "
+            f"{rn / rsecs:,.0f} | 1.00x |"
+        )
+        ratio = f"{(n / secs) / (rn / rsecs):.2f}x"
+    else:
+        ratio = "backtesting.py not installed"
+    lines.append(
+        f"| algostream BarBacktest, same | {n} bars | {secs:.4f} | {n / secs:,.0f} | {ratio} |"
+    )
+    tn, tsecs = ticks()
+    lines.append(
+        f"| algostream BacktestEngine, md.book + md.trades records | {tn} | {tsecs:.3f} | "
+        f"{tn / tsecs:,.0f} | - |"
+    )
+    return lines
+
+
+if __name__ == "__main__":
+    print("\n".join(main()))
