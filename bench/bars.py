@@ -24,6 +24,16 @@ from algostream.config import Settings
 from algostream.signals.sma import SmaCross, SmaCrossConfig
 
 RUNS = 7
+BLURB = [
+    "backtesting.py's SMA(10)/SMA(20) quick-start on its GOOG data (2,148 daily bars, cash",
+    "1,000,000, commission 0.2 %, all in, closed at the end) in backtesting.py and in",
+    "`BarBacktest` (the same 94 trades and final equity, checked by",
+    "`tests/unit/backtest/test_backtest_vs_backtesting_py.py`), each from data in memory to",
+    "the result, best of 7 in one process. Ticks: `BacktestEngine` over normalised `md.book`",
+    "+ `md.trades` records of the seeded synthetic market (book stage, bars, features,",
+    "strategy, risk, paper broker), best of 3. `python -m bench.run --backtest` (or",
+    "`make bench-backtest`) re-measures only this section.",
+]
 WIDE = {
     "risk": {
         "starting_equity": "1000000",

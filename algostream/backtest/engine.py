@@ -91,11 +91,13 @@ class BacktestEngine:
         self.sizer = OrderSizer(settings.signal, settings.risk)
         self.broker = PaperBroker(ex.fee_rate, ex.paper_latency_ms * 1_000_000)
         self.result = BacktestResult()
+        self._last_ts = 0
 
     # ------------------------------------------------------------------ input
     def run(self, records: Iterable[Record]) -> BacktestResult:
         """Process ``records`` (RawFrame, or BookUpdate/TradeTick) in the order given."""
         for record in records:
+            self._last_ts = max(self._last_ts, record.ts_event)
             if isinstance(record, RawFrame):
                 self.on_raw(record)
             elif isinstance(record, BookUpdate):
@@ -107,6 +109,15 @@ class BacktestEngine:
                     f"backtest input must be md.raw/md.book/md.trades records, "
                     f"got {type(record).__name__}"
                 )
+        return self.result
+
+    def finish(self) -> BacktestResult:
+        """The end of the input: close every open bar (as the live bar stage's clock does
+        once a bar's time has passed) and run it through features and the strategy."""
+        last = self._last_ts
+        for agg in self.bars:
+            for bar in agg.on_time(last + agg.interval_ns):
+                self._on_bar(bar)
         return self.result
 
     def emit(self, topic: str, record: Record) -> None:

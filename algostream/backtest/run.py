@@ -51,7 +51,9 @@ def run_backtest(
     period_ns: int = 1_000_000_000,
 ) -> tuple[BacktestResult, BacktestReport | None]:
     """Run the engine; with ``out_dir`` write summary.json, equity.png, report.html."""
-    result = BacktestEngine(settings).run(inputs)
+    engine = BacktestEngine(settings)
+    engine.run(inputs)
+    result = engine.finish()  # the last bar of each instrument closes at the end
     report = None
     if out_dir is not None and result.equity_curve:
         fills = [e for e in result.on("orders.events") if isinstance(e, OrderEvent)]

@@ -204,3 +204,18 @@ def test_cli_backtest_bars_runs_and_refuses_bad_files(tmp_path: Any) -> None:
     assert out.exit_code == 2 and "line 2" in out.output and "close" in out.output
     odd = runner.invoke(app, ["backtest", "--bars", str(csv), "--interval", "7m"], env=env)
     assert odd.exit_code == 2 and "7m" in odd.output
+
+
+def test_the_end_of_input_closes_each_instruments_last_bar() -> None:
+    """Without ``finish`` the last 1s bar of each instrument was never made."""
+    engine = BacktestEngine(Settings())
+    frames = synthetic_frames(("BTCUSDT", "ETHUSDT"), 7, 2_000)
+    engine.run(frames)
+    before = {b.record_id for b in engine.result.on("bars.1s")}
+    trades = engine.result.on("md.trades")
+    last_trade = {t.instrument: t.ts_event for t in trades}
+    result = engine.finish()
+    closed = [b for b in result.on("bars.1s") if b.record_id not in before]
+    assert sorted(b.instrument for b in closed) == sorted(last_trade)
+    for bar in closed:
+        assert isinstance(bar, Bar) and bar.start_ns <= last_trade[bar.instrument] < bar.end_ns
