@@ -11,9 +11,15 @@ Ticks: :class:`~algostream.backtest.engine.BacktestEngine` over normalised ``md.
 
 from __future__ import annotations
 
+import os
+import random
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from algostream.backtest.bar_input import read_ohlcv_csv
@@ -21,7 +27,11 @@ from algostream.backtest.bars import BarBacktest, FillModel
 from algostream.backtest.engine import BacktestEngine
 from algostream.backtest.synthetic import synthetic_frames
 from algostream.config import Settings
+from algostream.model.enums import Side
+from algostream.model.records import TradeTick
 from algostream.signals.sma import SmaCross, SmaCrossConfig
+
+NAUTILUS = Path(__file__).with_name("nautilus_ticks.py")
 
 RUNS = 7
 BLURB = [
@@ -109,6 +119,86 @@ def ticks(n: int = 20_000) -> tuple[int, float]:
     raw = BacktestEngine(Settings()).run(synthetic_frames(("BTCUSDT", "ETHUSDT"), 7, n))
     records = [r for t, r in raw.outputs if t in ("md.book", "md.trades")]
     return len(records), best(lambda: BacktestEngine(Settings()).run(records), 3)
+
+
+def write_trades(path: Path, n: int = 100_000, seed: int = 7) -> None:
+    """A seeded random walk of ``n`` ETHUSDT trades (the CSV both engines read)."""
+    rnd = random.Random(seed)
+    ts, price = 1_767_225_600_000_000_000, 3000.0
+    with path.open("w") as out:
+        out.write("ts_ns,price,quantity,buyer_maker,trade_id\n")
+        for i in range(n):
+            ts += rnd.randint(1, 40) * 1_000_000
+            price = max(100.0, price + rnd.gauss(0, 0.5))
+            size = rnd.randint(1, 200) / 10_000
+            out.write(f"{ts},{price:.2f},{size:.5f},{rnd.random() < 0.5},{i}\n")
+
+
+def trade_records(path: Path) -> list[TradeTick]:
+    out: list[TradeTick] = []
+    for line in path.read_text().splitlines()[1:]:
+        ts, price, qty, maker, tid = line.split(",")
+        out.append(
+            TradeTick.model_construct(
+                instrument="BINANCE:ETHUSDT",
+                ts_event=int(ts),
+                ts_init=int(ts),
+                record_id=f"t{tid}",
+                lineage_id="bench",
+                trade_id=tid,
+                price=Decimal(price),
+                size=Decimal(qty),
+                aggressor_side=Side.SELL if maker == "True" else Side.BUY,
+            )
+        )
+    return out
+
+
+def nautilus_python() -> str | None:
+    """A Python with nautilus_trader: ``$NAUTILUS_PYTHON`` or this one."""
+    for candidate in (os.environ.get("NAUTILUS_PYTHON"), sys.executable):
+        if (
+            candidate
+            and subprocess.run(
+                [candidate, "-c", "import nautilus_trader"], capture_output=True, check=False
+            ).returncode
+            == 0
+        ):
+            return candidate
+    return None
+
+
+def trade_ticks() -> list[str]:
+    """algostream's tick engine and NautilusTrader's on the same 100,000 trades."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "trades.csv"
+        write_trades(path)
+        records = trade_records(path)
+        settings = Settings.model_validate({"market_data": {"symbols": ["ETHUSDT"]}})
+        secs = best(lambda: BacktestEngine(settings).run(records), 3)
+        rows = [
+            f"| algostream BacktestEngine, trades only (bars, features, strategy, risk) | "
+            f"{len(records)} | {secs:.3f} | {len(records) / secs:,.0f} | - |"
+        ]
+        python = nautilus_python()
+        if python is None:
+            return [
+                *rows,
+                "| NautilusTrader | - | - | - | not installed here: set "
+                "NAUTILUS_PYTHON to a Python that has nautilus_trader |",
+            ]
+        done = subprocess.run(
+            [python, str(NAUTILUS), str(path)], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            return [*rows, f"| NautilusTrader | failed: {done.stderr.strip()[-200:]} |"]
+        ticks, nsecs, _fills = done.stdout.split()[-3:]
+        rate = int(ticks) / float(nsecs)
+        return [
+            *rows,
+            f"| NautilusTrader BacktestEngine, same trades (EMACross on 1 s bars) | {ticks} | "
+            f"{float(nsecs):.3f} | {rate:,.0f} | algostream {len(records) / secs / rate:.2f}x |",
+        ]
 
 
 def main() -> list[str]:
