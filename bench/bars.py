@@ -6,7 +6,9 @@ algostream's :class:`~algostream.backtest.bars.BarBacktest` (same trades and fin
 equity: ``tests/unit/backtest/test_backtest_vs_backtesting_py.py``); each timed from data
 in memory (a DataFrame there, Bar records here) to the result, best of N.
 Ticks: :class:`~algostream.backtest.engine.BacktestEngine` over normalised ``md.book`` +
-``md.trades`` records (book stage, bars, features, strategy, risk, paper fills).
+``md.trades`` records (book stage, bars, features, strategy, risk, paper fills), and over
+100,000 seeded trades beside NautilusTrader's engine on the same trades (when a Python
+with ``nautilus_trader`` is found: ``$NAUTILUS_PYTHON`` or this one).
 """
 
 from __future__ import annotations
@@ -42,7 +44,13 @@ BLURB = [
     "the result, best of 7 in one process. Ticks: `BacktestEngine` over normalised `md.book`",
     "+ `md.trades` records of the seeded synthetic market (book stage, bars, features,",
     "strategy, risk, paper broker), best of 3. `python -m bench.run --backtest` (or",
-    "`make bench-backtest`) re-measures only this section.",
+    "`make bench-backtest`) re-measures only this section. Trades: 100,000 seeded ETHUSDT",
+    "trades (a random walk) through `BacktestEngine` (1 s and 1 m bars, features, the",
+    "default strategy, risk: with no book in the input its orders are refused,",
+    "NO_MARKET_DATA, so it makes no fills) and through NautilusTrader's `BacktestEngine`",
+    "with its EMACross example on 1 s bars (it fills its orders on the trades), in a",
+    "Python that has `nautilus_trader` (`NAUTILUS_PYTHON`; it needs pandas < 3, so it has",
+    "a venv of its own).",
 ]
 WIDE = {
     "risk": {
@@ -225,7 +233,7 @@ def main() -> list[str]:
         f"| algostream BacktestEngine, md.book + md.trades records | {tn} | {tsecs:.3f} | "
         f"{tn / tsecs:,.0f} | - |"
     )
-    return lines
+    return [*lines, *trade_ticks()]
 
 
 if __name__ == "__main__":
