@@ -18,15 +18,16 @@ signal by its id (recent ids sized here are remembered).
 
 The strategy's ``on_bar`` and ``on_book`` run on the bars and book tops of this worker
 (in-process, a bar before its features); what it asks of its context is sized at once.
-The context's position, cash and equity are the newest ``positions``/``pnl`` records
-this worker publishes (the ``single`` layout); other layouts do not read them yet, so
-there the context shows a flat account at ``risk.starting_equity``.
+The context's position, cash and equity are the newest ``positions``/``pnl`` records:
+in-process from this worker's risk stage (``single`` layout), else read from those topics
+(the worker's ``taps`` reader, every partition), seeded at start with their tails.
 """
 
 from __future__ import annotations
 
 import faust
 
+from algostream.backtest.source import read_range
 from algostream.config import Settings
 from algostream.model.records import Bar, BookTop, FeatureVector, PnL, Position, Record, Signal
 from algostream.observability import metrics
@@ -34,6 +35,10 @@ from algostream.signals.context import RecordPortfolio
 from algostream.signals.processor import SignalProcessor
 from algostream.signals.sizing import OrderSizer
 from streams.app import Edge, Recent, put
+from streams.reader import tap
+
+#: records read back from the tail of each ``positions``/``pnl`` partition at start
+ACCOUNT_TAIL = 1000
 
 #: signal ids sized in-process that the ``orders`` agent may still read from the topic
 REMEMBER_SIZED = 10_000
@@ -129,6 +134,17 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     edge.listen("book.top", stage.on_book)
     edge.listen("positions", stage.on_account)
     edge.listen("pnl", stage.on_account)
+    if settings.workers.layout != "single":  # no risk stage here: read what it writes
+        tap(app, edge, settings, "positions", Position, "signals")
+        tap(app, edge, settings, "pnl", PnL, "signals")
+
+        @app.task
+        async def seed_account() -> None:
+            """The account as the topics' tails have it (the taps resume from their
+            committed offsets, so a restarted worker would not see it until it changes)."""
+            for rec in await read_range(settings.kafka, ["positions", "pnl"], last=ACCOUNT_TAIL):
+                await stage.on_account(edge.catalog[rec.topic].record_type.decode(rec.value))
+
     if stage.in_process:  # this worker's feature stage feeds it; nothing read back
         edge.listen("features", stage.on_features)
         return

@@ -144,13 +144,18 @@ class RecordPortfolio:
         self._equity = starting_equity
         self._positions: dict[str, Position] = {}
 
+        self._equity_ts = -1
+
     def on_position(self, record: Position) -> None:
-        if record.account == self.account:
+        """Keep ``record`` if it is this account's newest for its instrument."""
+        held = self._positions.get(record.instrument)
+        if record.account == self.account and (held is None or record.ts_event >= held.ts_event):
             self._positions[record.instrument] = record
 
     def on_pnl(self, record: PnL) -> None:
-        if record.account == self.account:
-            self._equity = record.equity
+        """Keep the equity of ``record`` if it is this account's newest."""
+        if record.account == self.account and record.ts_event >= self._equity_ts:
+            self._equity, self._equity_ts = record.equity, record.ts_event
 
     def position(self, instrument: str) -> PositionView:
         rec = self._positions.get(instrument)
