@@ -349,7 +349,7 @@ def _bar_backtest(
     try:
         inputs = list(load_bars(path, instrument, interval))
         result = BarBacktest(settings, fill).run(inputs)
-    except (BacktestError, SignalError, OSError) as exc:
+    except (BacktestError, SignalError, OSError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     console.print(f"bars: {result.bars}, outputs: {result.counts}")

@@ -52,8 +52,18 @@ def load_bars(path: str | Path, instrument: str, interval: str | None = None) ->
             venue=venue if symbol else None,
             interval=interval,
         )
-        return bars
+        return _as_bar_input_errors(bars)
     return iter(read_ohlcv_csv(path, instrument, interval))
+
+
+def _as_bar_input_errors(bars: Iterator[Bar]) -> Iterator[Bar]:
+    """The history package's errors (file, line, column) as :class:`BarInputError`."""
+    errors = importlib.import_module("algostream.history.errors")
+    root: type[Exception] = getattr(errors, "HistoryError", BarInputError)
+    try:
+        yield from bars
+    except root as exc:
+        raise BarInputError(str(exc)) from None
 
 
 def read_ohlcv_csv(path: str | Path, instrument: str, interval: str | None = None) -> list[Bar]:
@@ -96,12 +106,12 @@ def _bar(
         except InvalidOperation:
             value = Decimal("NaN")
         if not value.is_finite() or value < 0 or (name != "volume" and value == 0):
-            raise BarInputError(f"{where}, line {line}, column {name!r}: bad value {text!r}")
+            raise BarInputError(f"{where}:{line}: column {name!r}: bad value {text!r}")
         nums.append(value)
     o, h, low, c, v = nums
     if not (low <= min(o, c) and h >= max(o, c)):
         raise BarInputError(
-            f"{where}, line {line}: high {h} / low {low} do not contain open {o} and close {c}"
+            f"{where}:{line}: high {h} / low {low} do not contain open {o} and close {c}"
         )
     return Bar.model_construct(
         instrument=inst,

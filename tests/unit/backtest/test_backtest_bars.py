@@ -201,7 +201,11 @@ def test_cli_backtest_bars_runs_and_refuses_bad_files(tmp_path: Any) -> None:
         "Date,Open,High,Low,Close,Volume\n2024-01-01,1,2,0.5,x,3\n2024-01-02,1,2,1,1,1\n"
     )
     out = runner.invoke(app, ["backtest", "--bars", str(bad)], env=env)
-    assert out.exit_code == 2 and "line 2" in out.output and "close" in out.output
+    assert out.exit_code == 2 and "bad.csv:2" in out.output and "close" in out.output.lower()
+    nohead = tmp_path / "nohead.csv"
+    nohead.write_text("a,b\n1,2\n")
+    out = runner.invoke(app, ["backtest", "--bars", str(nohead)], env=env)
+    assert out.exit_code == 2 and "nohead.csv" in out.output
     odd = runner.invoke(app, ["backtest", "--bars", str(csv), "--interval", "7m"], env=env)
     assert odd.exit_code == 2 and "7m" in odd.output
 
