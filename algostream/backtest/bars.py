@@ -14,7 +14,11 @@ Per bar, in this order (the same as backtesting.py):
    sized order goes through the risk gate (the live :class:`RiskProcessor`, its book
    top set to the fill price) and, when approved, fills in full at that price, adverse
    ``slippage_bps`` applied, with ``fee_rate`` x notional as fee.
-2. The positions are marked to the bar's close (the equity curve has one point per bar).
+2. The positions are marked to the bar's close (the equity curve has one point per bar)
+   and the risk stage's loss limits are checked (``risk.enable_circuit_breaker``: a
+   breach halts the account, as live, and its orders are refused from then on). Risk's
+   stop-loss and trailing stops, which live on every book top, are evaluated at fills
+   only: use the strategy's stop orders in a bar backtest.
 3. The strategy sees the bar (``on_bar``) and, when it uses them, the bar's features
    (``on_features``); what it asks for is filled on the next bar; with
    ``FillModel.market="close"`` a market order fills at once at this bar's close.
@@ -108,6 +112,7 @@ class BarBacktest:
         self.result = BarBacktestResult()
         self._pending: list[_Pending] = []
         self._last: Bar | None = None
+        self._fills = 0
 
     def _processors(self, interval: str) -> None:
         signal = self.settings.signal.model_copy(update={"bar_interval": interval})
@@ -120,6 +125,7 @@ class BarBacktest:
         """Run over ``bars`` (one instrument, one interval, in time order)."""
         ledger = self.risk.ledger(self.account)
         equity = self.result.equity
+        breaker_on = self.settings.risk.enable_circuit_breaker
         last: Bar | None = None
         for bar in bars:
             if last is None:
@@ -133,12 +139,22 @@ class BarBacktest:
             if self._pending:
                 self._fill_pending(bar)
             position = ledger.positions.get(bar.instrument)
-            if position is not None and position.quantity:
+            held = position is not None and position.quantity
+            if held:
+                assert position is not None
                 position.set_mark(bar.close)  # the peak is updated below, once per bar
-            self._decide(bar)
             value = ledger.equity
             if value > ledger.peak_equity:
                 ledger.peak_equity = value
+            if held and breaker_on:  # the loss limits, as live on every mark
+                for change in self.risk.breaker.check_account(ledger):
+                    self.result.outputs.append(("risk.events", change.to_event(bar, bar.end_ns)))
+            fills = self._fills
+            self._decide(bar)
+            if self._fills != fills:  # filled at this bar's close
+                value = ledger.equity
+                if value > ledger.peak_equity:
+                    ledger.peak_equity = value
             equity.append((bar.end_ns, value))
             last = bar
             self.result.bars += 1
@@ -305,6 +321,7 @@ class BarBacktest:
                 out.append(("orders.rejected", decision))
                 continue
             out.append(("orders.approved", decision))
+            self._fills += 1
             event = self._fill_event(decision, fill_price)
             out.append(("orders.events", event))
             for record in self.risk.on_order_event(event, event.ts_event):

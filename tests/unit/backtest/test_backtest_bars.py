@@ -223,3 +223,22 @@ def test_the_end_of_input_closes_each_instruments_last_bar() -> None:
     assert sorted(b.instrument for b in closed) == sorted(last_trade)
     for bar in closed:
         assert isinstance(bar, Bar) and bar.start_ns <= last_trade[bar.instrument] < bar.end_ns
+
+
+def test_the_loss_breaker_halts_the_account_on_a_bar_close_and_refuses_later_orders() -> None:
+    """All in at 102, the close of 96 is a drawdown of ~6 % > 5 %: HALTED, as live."""
+    risk = WIDE.risk.model_copy(
+        update={"enable_circuit_breaker": True, "max_drawdown_percent": D(5)}
+    )
+    Script.plan = {0: lambda ctx: ctx.target(fraction=D("1")), 2: lambda ctx: ctx.buy(D("1"))}
+    test = BarBacktest(
+        WIDE.model_copy(update={"risk": risk}),
+        FillModel(fee_rate=D("0.001"), step=D(1)),
+        Script(StrategyConfig()),
+    )
+    result = test.run(BARS)
+    (event,) = result.on("risk.events")
+    assert event.state.value == "HALTED" and event.ts_event == BARS[2].end_ns  # type: ignore[attr-defined]
+    assert len(result.fills) == 1
+    (refused,) = result.on("orders.rejected")
+    assert refused.ts_event == BARS[3].start_ns
