@@ -227,7 +227,7 @@ class BarBacktest:
         fill, inst = self.fill, signal.instrument
         sign = signal.side.sign
         if signal.sizing == "strength":
-            return sign * self.sizer.quantity(signal.strength)
+            return sign * self._floor(self.sizer.quantity(signal.strength))
         size = signal.size if signal.size is not None else ZERO
         if signal.sizing == "units":
             return sign * self._floor(abs(size))

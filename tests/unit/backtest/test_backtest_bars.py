@@ -196,6 +196,11 @@ def test_cli_backtest_bars_runs_and_refuses_bad_files(tmp_path: Any) -> None:
     )
     assert ok.exit_code == 0, ok.output
     assert "bars: 28" in ok.output
+    # the default strategy reads features: OHLCV bars have no quote volume (VWAP by the
+    # typical price instead of a division by zero)
+    rsi = runner.invoke(app, ["backtest", "--bars", str(csv), "--out", str(tmp_path / "q")])
+    assert rsi.exit_code == 0, rsi.output
+    assert "'features': 28" in rsi.output
     bad = tmp_path / "bad.csv"
     bad.write_text(
         "Date,Open,High,Low,Close,Volume\n2024-01-01,1,2,0.5,x,3\n2024-01-02,1,2,1,1,1\n"
