@@ -262,7 +262,7 @@ def backtest_cmd(
         str, typer.Option(help="--bars: market orders at next_open or close")
     ] = "next_open",
     close_at_end: Annotated[
-        bool, typer.Option("--close-at-end", help="--bars: close open positions at the last close")
+        bool, typer.Option("--close-at-end", help="close open positions at the end of the input")
     ] = False,
     lot: Annotated[
         str, typer.Option(help="--bars: quantity step (1 for whole shares)")
@@ -302,7 +302,7 @@ def backtest_cmd(
             read_range(settings.kafka, MD_INPUTS, parse_time(start), parse_time(end))
         )
         inputs = [decode_topic_record(r) for r in topic_records]
-    result, report = run_backtest(settings, inputs, out)
+    result, report = run_backtest(settings, inputs, out, close_at_end=close_at_end)
     console.print(f"outputs: {result.counts}")
     if report is None:
         console.print("no P&L records: no trades in this range")

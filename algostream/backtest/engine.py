@@ -29,6 +29,8 @@ from algostream.features.processor import FeatureProcessor
 from algostream.ingest.binance import BinanceAdapter
 from algostream.marketdata.bars import BarAggregator
 from algostream.marketdata.processor import BookProcessor
+from algostream.model.enums import OrderType, Side
+from algostream.model.ids import derive_id
 from algostream.model.records import (
     Bar,
     BookIntegrity,
@@ -111,14 +113,41 @@ class BacktestEngine:
                 )
         return self.result
 
-    def finish(self) -> BacktestResult:
+    def finish(self, close_positions: bool = False) -> BacktestResult:
         """The end of the input: close every open bar (as the live bar stage's clock does
-        once a bar's time has passed) and run it through features and the strategy."""
+        once a bar's time has passed) and run it through features and the strategy; with
+        ``close_positions``, flatten every open position by a MARKET order through risk
+        and the paper broker (filled against the last book, at the last event's time)."""
         last = self._last_ts
         for agg in self.bars:
             for bar in agg.on_time(last + agg.interval_ns):
                 self._on_bar(bar)
+        if close_positions:
+            self._fills(self.broker.advance(last))
+            for ledger in list(self.risk.ledgers.values()):
+                for inst, pos in list(ledger.positions.items()):
+                    if pos.quantity:
+                        self._propose(self._closing_order(ledger.account, inst, pos.quantity))
+            self._fills(self.broker.advance(last + self.broker.latency_ns))
         return self.result
+
+    def _closing_order(self, account: str, instrument: str, quantity: Decimal) -> OrderRequest:
+        last = self._last_ts
+        cause = derive_id("close-at-end", account, instrument, last)
+        return OrderRequest(
+            instrument=instrument,
+            ts_event=last,
+            ts_init=last,
+            record_id=derive_id("order", cause),
+            lineage_id=cause,
+            account=account,
+            client_order_id=cause,
+            strategy="close-at-end",
+            side=Side.SELL if quantity > 0 else Side.BUY,
+            order_type=OrderType.MARKET,
+            quantity=abs(quantity),
+            reduce_only=True,
+        )
 
     def emit(self, topic: str, record: Record) -> None:
         self.result.outputs.append((topic, record))

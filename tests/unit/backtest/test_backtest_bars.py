@@ -247,3 +247,18 @@ def test_the_loss_breaker_halts_the_account_on_a_bar_close_and_refuses_later_ord
     assert len(result.fills) == 1
     (refused,) = result.on("orders.rejected")
     assert refused.ts_event == BARS[3].start_ns
+
+
+def test_tick_close_at_end_flattens_through_risk_and_the_paper_broker() -> None:
+    """A position left open at the end is closed by one MARKET order; the fills count."""
+    from algostream.backtest.run import run_backtest
+
+    frames = synthetic_frames(("BTCUSDT",), 7, 6_000)
+    open_at_end, _ = run_backtest(Settings(), frames, None)
+    ledger = BacktestEngine(Settings()).run(frames)  # the position the run ends with
+    held = sum(f.side.sign * f.fill_qty for f in ledger.fills)
+    assert held  # the seeded run ends holding a position
+    closed, _ = run_backtest(Settings(), frames, None, close_at_end=True)
+    extra = closed.fills[len(open_at_end.fills) :]
+    assert len(extra) >= 1 and {f.client_order_id for f in extra} == {extra[0].client_order_id}
+    assert sum(f.side.sign * f.fill_qty for f in closed.fills) == 0
