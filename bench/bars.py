@@ -45,7 +45,8 @@ BLURB = [
     "(`time.process_time`: steadier than wall time on a shared machine; every thread of",
     "NautilusTrader's counts). Ticks: `BacktestEngine` over normalised `md.book`",
     "+ `md.trades` records of the seeded synthetic market (book stage, bars, features,",
-    "strategy, risk, paper broker), best of 3. `python -m bench.run --backtest` (or",
+    "strategy, risk, paper broker), best of 3; the recorded Binance.US capture of",
+    "`tests/data` (raw frames, then its records), best of 7. `python -m bench.run --backtest` (or",
     "`make bench-backtest`) re-measures only this section. Trades: 100,000 seeded ETHUSDT",
     "trades (a random walk) through `BacktestEngine` (1 s and 1 m bars, features, the",
     "default strategy, risk: with no book in the input its orders are refused,",
@@ -123,6 +124,29 @@ def algostream_bars() -> tuple[int, float]:
     return len(bars), best(
         lambda: BarBacktest(settings, fill, SmaCross(SmaCrossConfig())).run(bars)
     )
+
+
+def recorded() -> list[str]:
+    """The recorded Binance.US capture of ``tests/data`` (small: a rate, not a load test)."""
+    from algostream.backtest.capture import load_recorded_binance_capture
+    from algostream.config import load_settings
+    from algostream.model.records import RawFrame
+
+    cap = Path(__file__).resolve().parents[1] / "tests" / "data" / "binance-us-capture"
+    symbols = '["COMPUSDT","CRVUSDT","OMGBUSD","ZRXUSDT"]'
+    settings = load_settings(env={"ALGOSTREAM__MARKET_DATA__SYMBOLS": symbols})
+    entries = load_recorded_binance_capture(cap / "BINANCE_US.ws.1.0", cap / "BINANCE_US.http.0.0")
+    raws = [e.record(RawFrame) for e in entries]
+    first = BacktestEngine(settings).run(raws)
+    records = [r for t, r in first.outputs if t in ("md.book", "md.trades")]
+    raw_s = best(lambda: BacktestEngine(settings).run(raws))
+    rec_s = best(lambda: BacktestEngine(settings).run(records))
+    return [
+        f"| algostream BacktestEngine, recorded Binance.US capture, raw frames (adapter + all) "
+        f"| {len(raws)} | {raw_s:.4f} | {len(raws) / raw_s:,.0f} | - |",
+        f"| algostream BacktestEngine, the same capture's md.book + md.trades records "
+        f"| {len(records)} | {rec_s:.4f} | {len(records) / rec_s:,.0f} | - |",
+    ]
 
 
 def ticks(n: int = 20_000) -> tuple[int, float]:
@@ -235,7 +259,7 @@ def main() -> list[str]:
         f"| algostream BacktestEngine, md.book + md.trades records | {tn} | {tsecs:.3f} | "
         f"{tn / tsecs:,.0f} | - |"
     )
-    return [*lines, *trade_ticks()]
+    return [*lines, *recorded(), *trade_ticks()]
 
 
 if __name__ == "__main__":
