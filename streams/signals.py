@@ -74,6 +74,8 @@ class SignalStage:
 
     async def on_bar(self, bar: Bar, partition: int | None = None) -> None:
         """A closed bar: the strategy's ``on_bar`` (before the bar's features)."""
+        if not self.proc.uses_bars:
+            return  # (the rule strategies: their state and outputs are as before)
         self._ensure(bar.instrument)
         signals = self.proc.on_bar(bar)
         put(self.table, bar.instrument, self.proc.snapshot(bar.instrument), partition)
@@ -81,6 +83,8 @@ class SignalStage:
 
     async def on_book(self, top: BookTop, partition: int | None = None) -> None:
         """A book top: the strategy's ``on_book``."""
+        if not self.proc.uses_books:
+            return
         self._ensure(top.instrument)
         await self._emit(self.proc.on_book(top))
 

@@ -63,8 +63,11 @@ class SignalProcessor:
         self.portfolio: Portfolio = portfolio or FlatPortfolio(Decimal(0))
         self.filters = dict(filters or {})
         self.resolve = resolve
-        #: whether the strategy overrides ``on_features`` (else features need not be made)
-        self.uses_features = type(self._prototype).on_features is not Strategy.on_features
+        #: which hooks the strategy overrides (the others need not be called at all)
+        kind = type(self._prototype)
+        self.uses_features = kind.on_features is not Strategy.on_features
+        self.uses_bars = kind.on_bar is not Strategy.on_bar
+        self.uses_books = kind.on_book is not Strategy.on_book
 
     @property
     def strategy_name(self) -> str:
