@@ -188,7 +188,8 @@ class BacktestEngine:
         self.features.on_book(top)
         self._fills(self.broker.on_book_top(top))
         self._risk(self.risk.on_book_top(top, top.ts_init))
-        self._signals(self.signals.on_book(top))
+        if self.signals.uses_books:
+            self._signals(self.signals.on_book(top))
 
     def on_trade(self, trade: TradeTick) -> None:
         self.emit("md.trades", trade)
@@ -199,7 +200,7 @@ class BacktestEngine:
 
     def _on_bar(self, bar: Bar) -> None:
         self.emit(f"bars.{bar.interval}", bar)
-        if bar.interval == self.features.interval:
+        if bar.interval == self.features.interval and self.signals.uses_bars:
             self._signals(self.signals.on_bar(bar))
         fv = self.features.on_bar(bar)
         if fv is None:
