@@ -5,13 +5,14 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv tools images broker broker-stop topics test unit integration demo bench soak lint up clean
+.PHONY: help venv tools images broker broker-stop topics test unit integration demo bench bench-backtest soak lint up clean
 
 help:
 	@echo "make demo   - broker + simulator + every worker, live, on this machine"
 	@echo "make test   - the whole test suite against a real local Kafka broker"
 	@echo "make broker - start the local Kafka broker (KRaft) and leave it running"
 	@echo "make bench  - benchmarks, results in bench/BENCHMARKS.md"
+	@echo "make bench-backtest - only the backtest speed section (about 30 s)"
 	@echo "make soak   - the whole pipeline for 10 minutes, results in bench/BENCHMARKS.md"
 	@echo "make lint   - ruff + mypy"
 	@echo "make up     - docker compose up (needs a Docker engine; builds the images)"
@@ -57,6 +58,9 @@ demo: topics
 
 bench: topics
 	$(BIN)/python -m bench.run
+
+bench-backtest:
+	$(BIN)/python -m bench.run --backtest
 
 soak: topics
 	$(BIN)/python -m bench.run --soak

@@ -6,13 +6,16 @@ import asyncio
 import contextlib
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from algostream.cli import ConfigOpt, app, console, settings_or_exit
 from algostream.model.enums import ControlAction
-from algostream.model.records import Record
+from algostream.model.records import OrderEvent, Record
+
+if TYPE_CHECKING:
+    from algostream.config import Settings
 
 control_app = typer.Typer(
     help="Operator commands to the risk and execution agents (control topic).", no_args_is_help=True
@@ -269,8 +272,25 @@ def backtest_cmd(
     walk_forward: Annotated[
         str | None, typer.Option(help="TRAIN/TEST windows for --sweep, e.g. 30d/7d")
     ] = None,
+    bars: Annotated[
+        Path | None, typer.Option(help="an OHLCV bar file (CSV: time, Open..Volume)")
+    ] = None,
+    instrument: Annotated[str, typer.Option(help="--bars: the bars' VENUE:SYMBOL")] = "BARS:ASSET",
+    interval: Annotated[
+        str | None, typer.Option(help="--bars: 1m, 1h, 1d... (default: inferred)")
+    ] = None,
+    fill_at: Annotated[
+        str, typer.Option(help="--bars: market orders at next_open or close")
+    ] = "next_open",
+    close_at_end: Annotated[
+        bool, typer.Option("--close-at-end", help="close open positions at the end of the input")
+    ] = False,
+    lot: Annotated[
+        str, typer.Option(help="--bars: quantity step (1 for whole shares)")
+    ] = "0.00001",
 ) -> None:
-    """Run the live processors over history (topics, a capture file or a synthetic market)."""
+    """Run the live processors over history (topics, a capture file, a synthetic market or
+    bars)."""
     from algostream.backtest.run import (
         MD_INPUTS,
         decode_topic_record,
@@ -282,6 +302,9 @@ def backtest_cmd(
     from algostream.backtest.synthetic import synthetic_frames
 
     settings = settings_or_exit(config)
+    if bars is not None:
+        _bar_backtest(settings, bars, instrument, interval, fill_at, close_at_end, lot, out)
+        return
     if parity_check:
         reports = asyncio.run(parity(settings, parse_time(start), parse_time(end)))
         for rep in reports:
@@ -305,11 +328,62 @@ def backtest_cmd(
 
         code = sweep_command(settings, inputs, sweep, metric, jobs, walk_forward, out, console)
         raise typer.Exit(code)
-    result, report = run_backtest(settings, inputs, out)
+    result, report = run_backtest(settings, inputs, out, close_at_end=close_at_end)
     console.print(f"outputs: {result.counts}")
     if report is None:
         console.print("no P&L records: no trades in this range")
         return
+    console.print(report.to_json())
+    console.print(f"report: {out}/report.html, {out}/equity.png, {out}/summary.json")
+
+
+def _bar_backtest(
+    settings: Settings,
+    path: Path,
+    instrument: str,
+    interval: str | None,
+    fill_at: str,
+    close_at_end: bool,
+    lot: str,
+    out: Path,
+) -> None:
+    from decimal import Decimal, InvalidOperation
+
+    from algostream.backtest.bar_input import load_bars
+    from algostream.backtest.bars import BarBacktest, FillModel
+    from algostream.backtest.errors import BacktestError
+    from algostream.backtest.report import ReportInputs, write_report
+    from algostream.marketdata.bars import INTERVAL_NS
+    from algostream.signals.errors import SignalError
+
+    if fill_at not in ("next_open", "close"):
+        console.print(f"[red]--fill-at {fill_at!r}[/red]: use next_open or close")
+        raise typer.Exit(2)
+    try:
+        step = Decimal(lot)
+    except InvalidOperation:
+        step = Decimal(0)
+    if not step.is_finite() or step <= 0:
+        console.print(f"[red]--lot {lot!r}[/red]: expected a number > 0")
+        raise typer.Exit(2)
+    fill = FillModel.from_settings(
+        settings,
+        market=fill_at,
+        step=step,
+        close_at_end="close" if close_at_end else "off",
+    )
+    try:
+        inputs = list(load_bars(path, instrument, interval))
+        result = BarBacktest(settings, fill).run(inputs)
+    except (BacktestError, SignalError, OSError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"bars: {result.bars}, outputs: {result.counts}")
+    if not result.equity or not inputs:
+        return
+    fills = [e for e in result.on("orders.events") if isinstance(e, OrderEvent)]
+    period = INTERVAL_NS[inputs[0].interval]
+    report = write_report(out, ReportInputs(equity=result.equity, fills=fills, period_ns=period))
     console.print(report.to_json())
     console.print(f"report: {out}/report.html, {out}/equity.png, {out}/summary.json")
 

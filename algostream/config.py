@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from algostream.model.enums import CostMethod
+from algostream.model.records import LiveBarInterval
 from algostream.model.values import Money, Quantity
 
 ENV_PREFIX = "ALGOSTREAM__"
@@ -51,7 +52,7 @@ class MarketDataConfig(Section):
     rotate_after_s: int = Field(default=23 * 3600, ge=1)
     snapshot_depth: int = Field(default=1000, ge=5, le=5000)
     book_top_levels: int = Field(default=10, ge=1, le=100)
-    bar_intervals: tuple[Literal["1s", "1m"], ...] = ("1s", "1m")
+    bar_intervals: tuple[LiveBarInterval, ...] = ("1s", "1m")
 
 
 class RiskConfig(Section):
@@ -80,6 +81,8 @@ class ExecutionConfig(Section):
     recv_window_ms: int = Field(default=5000, ge=1, le=60000)
     request_timeout_ms: int = Field(default=5000, ge=1)
     fee_rate: Decimal = Decimal("0.001")
+    #: bar backtests: adverse slippage on every fill, in basis points of the fill price
+    slippage_bps: Decimal = Field(default=Decimal(0), ge=0)
     paper_latency_ms: int = Field(default=0, ge=0)
     #: paper trading: the trading worker executes an approved order from the risk agent's
     #: own task (no Kafka hop); the approval is on ``orders.approved`` first either way
@@ -98,7 +101,7 @@ class SignalConfig(Section):
     features: tuple[str, ...] = ("rsi", "macd", "bb", "volume")
     update_interval_ms: int = Field(default=1000, ge=1)
     strategy: str = "rsi_mean_reversion"
-    bar_interval: Literal["1s", "1m"] = "1s"
+    bar_interval: LiveBarInterval = "1s"
     #: the signals worker runs features -> strategy -> sizing in the feature agent's task
     #: (no Kafka hop between them); each record is on its topic first either way
     in_process: bool = True

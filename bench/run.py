@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from algostream.kafka.provision import delete_run_topics
-from bench import peers, pipeline, stages, throughput
+from bench import bars, peers, pipeline, stages, throughput
 from bench.common import HEADER
 
 OUT = Path(__file__).with_name("BENCHMARKS.md")
@@ -67,6 +67,7 @@ async def measure(duration_s: float, rate: float) -> list[str]:
         "",
         *peers.main(),
         "",
+        *backtest_section(),
     ]
     ingest, env, settings, work = await throughput.ingest_and_backlog(bootstrap(), 40.0)
     one = await throughput.drain(env, settings, work, 1)
@@ -130,6 +131,21 @@ async def measure(duration_s: float, rate: float) -> list[str]:
     return lines
 
 
+BACKTEST = "## Backtest speed"
+
+
+def backtest_section() -> list[str]:
+    """Bar and tick backtests beside backtesting.py (``python -m bench.run --backtest``)."""
+    return [
+        f"{BACKTEST} (bars beside backtesting.py, ticks through the book stage)",
+        "",
+        *bars.BLURB,
+        "",
+        *bars.main(),
+        "",
+    ]
+
+
 async def soak(duration_s: float, rate: float, layout: str) -> list[str]:
     run = await pipeline.run_pipeline(
         bootstrap(), rate=rate, duration_s=duration_s, window_s=60.0, layout=layout
@@ -168,10 +184,15 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=None, help="seconds of measurement")
     ap.add_argument("--rate", type=float, default=300.0, help="sim depth events per second")
     ap.add_argument("--layout", default="single", help="workers.layout of the soak")
+    ap.add_argument("--backtest", action="store_true", help="only the backtest speed section")
     args = ap.parse_args()
     old = OUT.read_text() if OUT.exists() else ""
     existing = sections(old)
-    if args.soak:
+    if args.backtest:
+        prefix = old.split("\n## ", 1)[0].rstrip().splitlines() if existing else header()
+        others = [b for h, b in existing.items() if not h.startswith(BACKTEST)]
+        text = "\n".join([*prefix, "", *others, *backtest_section()])
+    elif args.soak:
         body = asyncio.run(soak(args.duration or 600.0, args.rate, args.layout))
         prefix = old.split("\n## ", 1)[0].rstrip().splitlines() if existing else header()
         others = [b for h, b in existing.items() if not h.startswith("## Soak")]

@@ -167,11 +167,16 @@ class Edge:
             metrics.SEND_FAILURES.labels(agent=self.role).inc()
             log.error("record not delivered", agent=self.role, error=repr(exc))
 
-    def listen(self, topic: str, handler: LocalHandler) -> None:
+    def listen(self, topic: str, handler: LocalHandler, *, first: bool = False) -> None:
         """Hand ``handler`` record this worker publishes to ``topic`` (:meth:`publish`),
         in-process, right after it is sent: a stage of the same worker takes it with no
-        Kafka hop (the record is on the topic either way, for everyone else)."""
-        self._local.setdefault(topic, []).append(handler)
+        Kafka hop (the record is on the topic either way, for everyone else). ``first``:
+        before the handlers already listening (a strategy sees a bar before its features)."""
+        handlers = self._local.setdefault(topic, [])
+        if first:
+            handlers.insert(0, handler)
+        else:
+            handlers.append(handler)
 
     def assigned(self, topic: str) -> set[int]:
         """The partitions of catalog ``topic`` assigned to this worker (none before start)."""

@@ -86,9 +86,11 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     @app.agent(edge.topic(f"bars.{stage.interval}"), name="features")
     async def features(stream: faust.StreamT[bytes]) -> None:
         async for bar in edge.records(stream, Bar, "features"):
+            await edge.deliver(f"bars.{stage.interval}", bar)  # the strategy's on_bar
             await stage.on_bar(bar)
 
     @app.agent(edge.topic("book.top"), name="features-book")
     async def books(stream: faust.StreamT[bytes]) -> None:
         async for top in edge.records(stream, BookTop, "features"):
+            await edge.deliver("book.top", top)  # the strategy's on_book
             await stage.on_book(top)

@@ -65,6 +65,9 @@ from algostream.risk.processor import output_topic
 from streams.app import Edge, Recent
 from streams.reader import decoded, reader_of, readers, tap
 
+#: what a strategy's context in the same worker takes in-process (the single layout)
+ACCOUNT_TOPICS = ("positions", "pnl")
+
 #: a proposal whose instrument's top is older (market time) than itself by more than the
 #: feed's staleness limit (``market_data.stale_after_ms``) waits for the tap to read on:
 #: the tap may be behind the worker that made the proposal (a backlog). The gate waits
@@ -147,7 +150,10 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     async def emit(records: list[Record], *, from_proposal: bool = False) -> None:
         for record in records:
-            await edge.send(output_topic(record, from_proposal=from_proposal), record)
+            topic = output_topic(record, from_proposal=from_proposal)
+            await edge.send(topic, record)
+            if topic in ACCOUNT_TOPICS:  # a strategy's context in this worker (single)
+                await edge.deliver(topic, record)
             observe(record, from_proposal=from_proposal)
 
     async def decide(order: OrderRequest) -> None:

@@ -15,18 +15,30 @@ does not read them back (fewer partitions to fetch, guard and move on a rebalanc
 ``signals`` instead; a record handled twice is recognised and skipped either way: a
 feature vector by its event time (:meth:`SignalProcessor.on_features` drops stale ones), a
 signal by its id (recent ids sized here are remembered).
+
+The strategy's ``on_bar`` and ``on_book`` run on the bars and book tops of this worker
+(in-process, a bar before its features); what it asks of its context is sized at once.
+The context's position, cash and equity are the newest ``positions``/``pnl`` records:
+in-process from this worker's risk stage (``single`` layout), else read from those topics
+(the worker's ``taps`` reader, every partition), seeded at start with their tails.
 """
 
 from __future__ import annotations
 
 import faust
 
+from algostream.backtest.source import read_range
 from algostream.config import Settings
-from algostream.model.records import FeatureVector, Signal
+from algostream.model.records import Bar, BookTop, FeatureVector, PnL, Position, Record, Signal
 from algostream.observability import metrics
+from algostream.signals.context import RecordPortfolio
 from algostream.signals.processor import SignalProcessor
 from algostream.signals.sizing import OrderSizer
 from streams.app import Edge, Recent, put
+from streams.reader import tap
+
+#: records read back from the tail of each ``positions``/``pnl`` partition at start
+ACCOUNT_TAIL = 1000
 
 #: signal ids sized in-process that the ``orders`` agent may still read from the topic
 REMEMBER_SIZED = 10_000
@@ -39,7 +51,8 @@ class SignalStage:
         self.edge = edge
         self.config = settings.signal
         self.in_process = settings.signal.in_process
-        self.proc = SignalProcessor(settings.signal)
+        self.portfolio = RecordPortfolio(settings.risk.account, settings.risk.starting_equity)
+        self.proc = SignalProcessor(settings.signal, portfolio=self.portfolio)
         self.sizer = OrderSizer(settings.signal, settings.risk)
         self.table = app.Table(
             "signals-state", default=None, partitions=edge.catalog["features"].partitions
@@ -49,26 +62,60 @@ class SignalStage:
 
     def forget(self) -> None:
         """Drop per-instrument strategy state (a rebalance): reloaded from the table."""
-        self.proc = SignalProcessor(self.config)
+        self.proc = SignalProcessor(self.config, portfolio=self.portfolio)
         self.restored.clear()
+
+    def _ensure(self, inst: str) -> None:
+        if inst not in self.restored:
+            self.restored.add(inst)
+            saved = self.table.get(inst)
+            if saved is not None:
+                self.proc.restore(inst, saved)
+
+    async def on_bar(self, bar: Bar, partition: int | None = None) -> None:
+        """A closed bar: the strategy's ``on_bar`` (before the bar's features)."""
+        if not self.proc.uses_bars:
+            return  # (the rule strategies: their state and outputs are as before)
+        self._ensure(bar.instrument)
+        signals = self.proc.on_bar(bar)
+        put(self.table, bar.instrument, self.proc.snapshot(bar.instrument), partition)
+        await self._emit(signals)
+
+    async def on_book(self, top: BookTop, partition: int | None = None) -> None:
+        """A book top: the strategy's ``on_book``."""
+        if not self.proc.uses_books:
+            return
+        self._ensure(top.instrument)
+        await self._emit(self.proc.on_book(top))
+
+    async def on_account(self, record: Record, partition: int | None = None) -> None:
+        """A ``positions`` or ``pnl`` record of this worker: the context's account."""
+        if isinstance(record, Position):
+            self.portfolio.on_position(record)
+        elif isinstance(record, PnL):
+            self.portfolio.on_pnl(record)
+
+    async def _emit(self, signals: list[Signal]) -> None:
+        for sig in signals:
+            metrics.SIGNALS.labels(strategy=sig.strategy, side=sig.side.value).inc()
+            await self.edge.send("signals", sig)
+            if self.in_process:
+                await self.on_signal(sig)
 
     async def on_features(self, fv: FeatureVector, partition: int | None = None) -> None:
         """``partition``: the instrument's, when called in-process (not from this
         stage's own agent)."""
-        if fv.instrument not in self.restored:
-            self.restored.add(fv.instrument)
-            saved = self.table.get(fv.instrument)
-            if saved is not None:
-                self.proc.restore(fv.instrument, saved)
-        sig = self.proc.on_features(fv)
-        if sig is not None:
+        self._ensure(fv.instrument)
+        signals = self.proc.decide(fv)
+        for sig in signals:
             metrics.SIGNALS.labels(strategy=sig.strategy, side=sig.side.value).inc()
             await self.edge.send("signals", sig)  # sized below, or by the orders agent
         snap = self.proc.snapshot(fv.instrument)
         if snap is not None:
             put(self.table, fv.instrument, snap, partition)
-        if sig is not None and self.in_process:
-            await self.on_signal(sig)
+        if self.in_process:
+            for sig in signals:
+                await self.on_signal(sig)
 
     async def on_signal(self, sig: Signal) -> None:
         if sig.record_id in self.sized:
@@ -85,6 +132,22 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     @app.on_partitions_revoked.connect
     async def forget_signals(_app: faust.App, revoked: object, **_: object) -> None:
         stage.forget()
+
+    interval = settings.signal.bar_interval
+    edge.listen(f"bars.{interval}", stage.on_bar, first=True)  # before the features
+    edge.listen("book.top", stage.on_book)
+    edge.listen("positions", stage.on_account)
+    edge.listen("pnl", stage.on_account)
+    if settings.workers.layout != "single":  # no risk stage here: read what it writes
+        tap(app, edge, settings, "positions", Position, "signals")
+        tap(app, edge, settings, "pnl", PnL, "signals")
+
+        @app.task
+        async def seed_account() -> None:
+            """The account as the topics' tails have it (the taps resume from their
+            committed offsets, so a restarted worker would not see it until it changes)."""
+            for rec in await read_range(settings.kafka, ["positions", "pnl"], last=ACCOUNT_TAIL):
+                await stage.on_account(edge.catalog[rec.topic].record_type.decode(rec.value))
 
     if stage.in_process:  # this worker's feature stage feeds it; nothing read back
         edge.listen("features", stage.on_features)

@@ -29,6 +29,8 @@ from algostream.features.processor import FeatureProcessor
 from algostream.ingest.binance import BinanceAdapter
 from algostream.marketdata.bars import BarAggregator
 from algostream.marketdata.processor import BookProcessor
+from algostream.model.enums import OrderType, Side
+from algostream.model.ids import derive_id
 from algostream.model.records import (
     Bar,
     BookIntegrity,
@@ -40,10 +42,12 @@ from algostream.model.records import (
     PnL,
     RawFrame,
     Record,
+    Signal,
     TradeTick,
 )
 from algostream.risk import RiskProcessor
 from algostream.risk.processor import output_topic
+from algostream.signals.context import LedgerPortfolio
 from algostream.signals.processor import SignalProcessor
 from algostream.signals.sizing import OrderSizer
 
@@ -82,16 +86,20 @@ class BacktestEngine:
         self.book = BookProcessor(md.book_top_levels)
         self.bars = [BarAggregator(i) for i in md.bar_intervals]
         self.features = FeatureProcessor(settings.signal)
-        self.signals = SignalProcessor(settings.signal)
-        self.sizer = OrderSizer(settings.signal, settings.risk)
         self.risk = RiskProcessor(settings.risk)
+        self.signals = SignalProcessor(
+            settings.signal, portfolio=LedgerPortfolio(self.risk, settings.risk.account)
+        )
+        self.sizer = OrderSizer(settings.signal, settings.risk)
         self.broker = PaperBroker(ex.fee_rate, ex.paper_latency_ms * 1_000_000)
         self.result = BacktestResult()
+        self._last_ts = 0
 
     # ------------------------------------------------------------------ input
     def run(self, records: Iterable[Record]) -> BacktestResult:
         """Process ``records`` (RawFrame, or BookUpdate/TradeTick) in the order given."""
         for record in records:
+            self._last_ts = max(self._last_ts, record.ts_event)
             if isinstance(record, RawFrame):
                 self.on_raw(record)
             elif isinstance(record, BookUpdate):
@@ -104,6 +112,42 @@ class BacktestEngine:
                     f"got {type(record).__name__}"
                 )
         return self.result
+
+    def finish(self, close_positions: bool = False) -> BacktestResult:
+        """The end of the input: close every open bar (as the live bar stage's clock does
+        once a bar's time has passed) and run it through features and the strategy; with
+        ``close_positions``, flatten every open position by a MARKET order through risk
+        and the paper broker (filled against the last book, at the last event's time)."""
+        last = self._last_ts
+        for agg in self.bars:
+            for bar in agg.on_time(last + agg.interval_ns):
+                self._on_bar(bar)
+        if close_positions:
+            self._fills(self.broker.advance(last))
+            for ledger in list(self.risk.ledgers.values()):
+                for inst, pos in list(ledger.positions.items()):
+                    if pos.quantity:
+                        self._propose(self._closing_order(ledger.account, inst, pos.quantity))
+            self._fills(self.broker.advance(last + self.broker.latency_ns))
+        return self.result
+
+    def _closing_order(self, account: str, instrument: str, quantity: Decimal) -> OrderRequest:
+        last = self._last_ts
+        cause = derive_id("close-at-end", account, instrument, last)
+        return OrderRequest(
+            instrument=instrument,
+            ts_event=last,
+            ts_init=last,
+            record_id=derive_id("order", cause),
+            lineage_id=cause,
+            account=account,
+            client_order_id=cause,
+            strategy="close-at-end",
+            side=Side.SELL if quantity > 0 else Side.BUY,
+            order_type=OrderType.MARKET,
+            quantity=abs(quantity),
+            reduce_only=True,
+        )
 
     def emit(self, topic: str, record: Record) -> None:
         self.result.outputs.append((topic, record))
@@ -144,6 +188,8 @@ class BacktestEngine:
         self.features.on_book(top)
         self._fills(self.broker.on_book_top(top))
         self._risk(self.risk.on_book_top(top, top.ts_init))
+        if self.signals.uses_books:
+            self._signals(self.signals.on_book(top))
 
     def on_trade(self, trade: TradeTick) -> None:
         self.emit("md.trades", trade)
@@ -154,17 +200,20 @@ class BacktestEngine:
 
     def _on_bar(self, bar: Bar) -> None:
         self.emit(f"bars.{bar.interval}", bar)
+        if bar.interval == self.features.interval and self.signals.uses_bars:
+            self._signals(self.signals.on_bar(bar))
         fv = self.features.on_bar(bar)
         if fv is None:
             return
         self.emit("features", fv)
-        signal = self.signals.on_features(fv)
-        if signal is None:
-            return
-        self.emit("signals", signal)
-        order = self.sizer.to_order(signal)
-        if order is not None:
-            self._propose(order)
+        self._signals(self.signals.decide(fv))
+
+    def _signals(self, signals: list[Signal]) -> None:
+        for signal in signals:
+            self.emit("signals", signal)
+            order = self.sizer.to_order(signal)
+            if order is not None:
+                self._propose(order)
 
     # ------------------------------------------------------------------ orders
     def _propose(self, order: OrderRequest) -> None:

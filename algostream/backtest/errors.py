@@ -29,3 +29,8 @@ class ReportInputError(BacktestError):
 class SweepError(BacktestError):
     """A parameter sweep or walk-forward cannot run as asked (unknown parameter, bad value,
     bad window); the message names it."""
+
+
+class BarInputError(BacktestError):
+    """Bars given to the bar backtest are unusable (out of order, another instrument, a
+    file that is not OHLCV); the message names the bar or the file, line and column."""

@@ -50,9 +50,13 @@ def run_backtest(
     inputs: Iterable[Record],
     out_dir: Path | None,
     period_ns: int | None = None,
+    close_at_end: bool = False,
 ) -> tuple[BacktestResult, BacktestReport | None]:
-    """Run the engine; with ``out_dir`` write summary.json, equity.png, report.html."""
-    result = BacktestEngine(settings).run(inputs)
+    """Run the engine; with ``out_dir`` write summary.json, equity.png, report.html.
+    The last bar of each instrument closes at the end; ``close_at_end`` flattens too."""
+    engine = BacktestEngine(settings)
+    engine.run(inputs)
+    result = engine.finish(close_positions=close_at_end)
     report = None
     if out_dir is not None and result.equity_curve:
         report = write_report(out_dir, report_inputs(settings, result, period_ns))

@@ -101,7 +101,7 @@ class PaperBroker:
 
     def on_book_top(self, top: BookTop) -> list[OrderEvent]:
         """Keep ``top`` as the instrument's book; run arrivals, then fill crossed resting orders."""
-        events = self._run_pending(top.ts_event, instrument=top.instrument)
+        events = self._run_pending(top.ts_event, instrument=top.instrument) if self._pending else []
         old = self._books.get(top.instrument)
         self._books[top.instrument] = _Book(
             bids=tuple(top.bids),
@@ -109,9 +109,10 @@ class PaperBroker:
             taken_bids=_refresh_taken(old.taken_bids, top.bids) if old else {},
             taken_asks=_refresh_taken(old.taken_asks, top.asks) if old else {},
         )
-        for order in self._resting_for(top.instrument):
-            events += self._fill_from_book(order, top.ts_event)
-        self._sweep()
+        if self._resting:  # (most tops: nothing rests, nothing to sweep)
+            for order in self._resting_for(top.instrument):
+                events += self._fill_from_book(order, top.ts_event)
+            self._sweep()
         return events
 
     def on_trade(self, trade: TradeTick) -> list[OrderEvent]:

@@ -179,13 +179,15 @@ class FeatureEngine:
         return values
 
     def on_bar(self, bar: Bar) -> dict[str, float | None]:
-        """Feed a model ``Bar`` (Decimal prices converted to float once)."""
+        """Feed a model ``Bar`` (Decimal prices converted to float once). A bar with volume
+        and a zero quote volume (an OHLCV file has none) is weighted by its typical price."""
+        quote = None if not bar.quote_volume and bar.volume else float(bar.quote_volume)
         return self.update(
             float(bar.high),
             float(bar.low),
             float(bar.close),
             float(bar.volume),
-            float(bar.quote_volume),
+            quote,
         )
 
     def on_book(self, top: BookTop) -> None:

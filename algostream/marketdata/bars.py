@@ -1,4 +1,4 @@
-"""OHLCV bars in *event* time from trades (``md.trades`` → ``bars.1s`` / ``bars.1m``).
+"""OHLCV bars in *event* time from trades (``md.trades`` → ``bars.<interval>``, 1s to 1d).
 
 A trade belongs to the bucket ``[floor(ts_event / interval) * interval, + interval)``. A
 bar is emitted when it closes: when a trade of a later bucket of the same instrument
@@ -27,15 +27,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, Rounded
-from typing import Any, Literal
+from typing import Any
 
 from algostream.marketdata.errors import BookStateError
 from algostream.marketdata.frames import build
 from algostream.model.ids import derive_id
-from algostream.model.records import Bar, TradeTick
+from algostream.model.records import Bar, BarInterval, TradeTick
 
-Interval = Literal["1s", "1m"]
-INTERVAL_NS: dict[str, int] = {"1s": 1_000_000_000, "1m": 60_000_000_000}
+Interval = BarInterval
+_S = 1_000_000_000
+#: every interval's length; buckets are aligned to the Unix epoch (a 1d bar is a UTC day,
+#: as Binance's klines)
+INTERVAL_NS: dict[str, int] = {
+    name: n * unit
+    for unit, names in (
+        (_S, ("1s", "5s", "15s", "30s")),
+        (60 * _S, ("1m", "3m", "5m", "15m", "30m")),
+        (3600 * _S, ("1h", "2h", "4h", "6h", "12h")),
+        (86400 * _S, ("1d",)),
+    )
+    for name in names
+    for n in (int(name[:-1]),)
+}
 _EXACT = Context(prec=80, traps=[Inexact, Rounded, InvalidOperation, Overflow])
 _DECIMALS = ("open", "high", "low", "close", "volume", "quote_volume")
 

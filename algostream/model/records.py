@@ -48,6 +48,16 @@ from algostream.model.values import Levels, Money, Price, Quantity, SignedQuanti
 R = TypeVar("R", bound="Record")
 
 
+SignalSizing = Literal["strength", "units", "equity", "target_units", "target_equity"]
+
+#: bar intervals the bar stage makes live (each has a ``bars.<interval>`` topic)
+LiveBarInterval = Literal["1s", "1m", "5m", "15m", "1h", "4h", "1d"]
+#: bar intervals a bar record and the bar backtest take (Binance kline names + seconds)
+BarInterval = Literal[
+    "1s", "5s", "15s", "30s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"
+]
+
+
 class Record(BaseModel):
     """Base of every record on a topic."""
 
@@ -222,7 +232,7 @@ class Bar(Record):
     """An OHLCV bar in event time (``bars.1s``, ``bars.1m``). ``ts_event`` is the close."""
 
     TYPE: ClassVar[str] = "Bar"
-    interval: Literal["1s", "1m", "5m", "15m", "1h", "4h", "1d"]
+    interval: BarInterval
     start_ns: int = Field(ge=0)
     end_ns: int = Field(ge=0)
     open: Price
@@ -269,6 +279,14 @@ class Signal(Record):
     confidence: float = Field(ge=0.0, le=1.0)
     reason: str
     price: Price
+    #: how big: ``strength`` (``signal.order_quantity * strength``, the rule strategies),
+    #: ``units`` (``size`` units), ``equity`` (``size`` x equity, a fraction in (0, 1]),
+    #: ``target_units`` / ``target_equity`` (a signed target position, in units or as a
+    #: fraction of equity in [-1, 1]); see :class:`~algostream.signals.context.StrategyContext`
+    sizing: SignalSizing = "strength"
+    size: SignedQuantity | None = None
+    limit_price: Price | None = None
+    stop_price: Price | None = None
 
 
 # --------------------------------------------------------------------------- orders

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from algostream.config import RiskConfig
@@ -31,7 +32,9 @@ from algostream.model.enums import ControlAction, IntegrityKind, RiskEventKind, 
 from algostream.model.ids import derive_id
 from algostream.model.records import BookIntegrity, ControlCommand, Record, RiskEvent
 from algostream.risk.errors import StateRestoreError
-from algostream.risk.ledger import AccountLedger
+from algostream.risk.ledger import AVG_CONTEXT, ZERO, AccountLedger
+
+_HUNDRED = Decimal(100)
 
 ALL_INSTRUMENTS = "ALL:*"
 BREAKER_ACTOR = "risk.breaker"
@@ -150,18 +153,24 @@ class CircuitBreaker:
         ]
 
     def _breach(self, ledger: AccountLedger) -> tuple[str, dict[str, str]] | None:
-        pnl = ledger.realized_pnl + ledger.unrealized_pnl
+        realized, unrealized = ledger.realized_pnl, ledger.unrealized_pnl
+        pnl = realized + unrealized
         limit = self.config.max_loss_threshold
         if pnl < -limit:
             return "MAX_LOSS", {"limit": str(limit), "value": str(-pnl)}
-        drawdown = ledger.drawdown_percent
-        max_dd = self.config.max_drawdown_percent
+        # ledger.drawdown_percent, with the sums above taken once (this runs on every top)
+        equity = ledger.starting_equity + realized + unrealized - ledger.fees
+        peak, max_dd = ledger.peak_equity, self.config.max_drawdown_percent
+        amount = max(peak - equity, ZERO)
+        if not amount and max_dd >= 0:
+            return None  # no drawdown: cannot exceed the limit
+        drawdown = AVG_CONTEXT.divide(amount * _HUNDRED, peak) if peak > 0 else ZERO
         if drawdown > max_dd:
             return "MAX_DRAWDOWN", {
                 "limit": str(max_dd),
                 "value": str(drawdown),
-                "peak_equity": str(ledger.peak_equity),
-                "equity": str(ledger.equity),
+                "peak_equity": str(peak),
+                "equity": str(equity),
             }
         return None
 

@@ -82,6 +82,10 @@ class PositionLedger:
         self.fees = ZERO
         self.mark_price: Decimal | None = None
         self._lots: deque[Lot] = deque()
+        #: (price, fills applied, unrealised P&L): every book top asks for it several
+        #: times (marks, stops, breaker, records) while neither the lots nor the price move
+        self._fills = 0
+        self._unrealized: tuple[Decimal, int, Decimal] | None = None
 
     @property
     def lots(self) -> tuple[Lot, ...]:
@@ -103,8 +107,13 @@ class PositionLedger:
         price = self.mark_price if mark is None else mark
         if price is None or not self._lots:
             return ZERO
+        cached = self._unrealized
+        if cached is not None and cached[0] is price and cached[1] == self._fills:
+            return cached[2]
         sign = 1 if self.quantity > 0 else -1
-        return sign * sum((lot.quantity * (price - lot.price) for lot in self._lots), ZERO)
+        value = sign * sum((lot.quantity * (price - lot.price) for lot in self._lots), ZERO)
+        self._unrealized = (price, self._fills, value)
+        return value
 
     def set_mark(self, price: Decimal) -> None:
         """Mark the position to ``price`` (the book mid)."""
@@ -121,6 +130,7 @@ class PositionLedger:
         if not fee.is_finite():
             raise InvalidFillError(f"fill fee = {fee}: must be finite")
         previous = self.quantity
+        self._fills += 1
         closing = ZERO
         if previous != 0 and (previous > 0) != (side is Side.BUY):
             closing = min(quantity, abs(previous))

@@ -1,9 +1,13 @@
 """The strategy interface: a frozen config and small hooks.
 
-A strategy sees bars, book tops and, once per bar, the bar's
-:class:`~algostream.model.records.FeatureVector`; ``on_features`` returns a
-:class:`~algostream.model.records.Signal` or ``None``. One instance serves one instrument
-(the :class:`~algostream.signals.processor.SignalProcessor` clones a prototype per
+A strategy sees bars (``on_bar``), book tops (``on_book``) and, once per bar, the bar's
+:class:`~algostream.model.records.FeatureVector` (``on_features``, which may return a
+:class:`~algostream.model.records.Signal`). In every hook ``self.ctx`` is the
+instrument's :class:`~algostream.signals.context.StrategyContext`: position, cash,
+equity, open orders, filters, clock, and ``buy``/``sell``/``target``/``close`` to place
+orders (units, a fraction of equity or a target position; market, limit or stop). One
+instance serves one instrument (the
+:class:`~algostream.signals.processor.SignalProcessor` clones a prototype per
 instrument), so instance attributes are per-instrument memory; ``to_state``/``restore``
 let that memory survive a restart. Start from :mod:`algostream.signals.template`.
 
@@ -18,7 +22,8 @@ let that memory survive a restart. Start from :mod:`algostream.signals.template`
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
+from abc import ABC
+from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from algostream.model.enums import Side
 from algostream.model.ids import StrategyId, derive_id
 from algostream.model.records import Bar, BookTop, FeatureVector, Signal
+from algostream.signals.context import FlatPortfolio, StrategyContext
 
 
 class StrategyConfig(BaseModel):
@@ -55,6 +61,8 @@ class Strategy(ABC, Generic[C]):
 
     def __init__(self, config: C) -> None:
         self.config = config
+        #: set by the signal processor to this instrument's context before every hook
+        self.ctx = StrategyContext("", FlatPortfolio(Decimal(0)))
 
     @property
     def strategy_id(self) -> str:
@@ -62,14 +70,14 @@ class Strategy(ABC, Generic[C]):
         return self.config.strategy_id or self.name
 
     def on_bar(self, bar: Bar) -> None:
-        """Called for every bar of this instrument (before its features)."""
+        """Called for every closed bar of this instrument (before its features)."""
 
     def on_book(self, top: BookTop) -> None:
         """Called for every book top of this instrument."""
 
-    @abstractmethod
     def on_features(self, fv: FeatureVector) -> Signal | None:
-        """Decide on one bar's features; return a signal or ``None``."""
+        """Decide on one bar's features; return a signal or ``None`` (default: none)."""
+        return None
 
     def to_state(self) -> dict[str, Any]:
         """JSON-able per-instrument memory (default: none)."""

@@ -36,3 +36,7 @@ class ModelLoadError(SignalError):
         self.path = path
         self.untrusted_types = untrusted_types
         super().__init__(f"model file {str(path)!r}: {reason}")
+
+
+class StrategyOrderError(SignalError):
+    """A strategy asked for an order that cannot be placed; names the argument and value."""

@@ -4,7 +4,7 @@
 >>> build_strategy("macd_crossover", SignalConfig()).name
 'macd_crossover'
 >>> sorted(strategy_names())
-['bollinger_breakout', 'macd_crossover', 'model', 'rsi_mean_reversion']
+['bollinger_breakout', 'macd_crossover', 'model', 'rsi_mean_reversion', 'sma_crossover']
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from algostream.signals.rules import (
     RsiMeanReversionConfig,
     RuleConfig,
 )
+from algostream.signals.sma import SmaCross, SmaCrossConfig
 
 StrategyFactory = Callable[[SignalConfig], Strategy[Any]]
 
@@ -42,6 +43,7 @@ _REGISTRY: dict[str, StrategyFactory] = {
     "macd_crossover": lambda config: MacdCrossover(RuleConfig()),
     "bollinger_breakout": lambda config: BollingerBreakout(RuleConfig()),
     "model": _model,
+    "sma_crossover": lambda config: SmaCross(SmaCrossConfig()),
 }
 
 

@@ -1,6 +1,9 @@
 """``OrderSizer``: a ``Signal`` becomes a MARKET ``OrderRequest`` (``orders.proposed``).
 
-Quantity is ``SignalConfig.order_quantity * strength`` rounded *down* to ``step`` (exact
+A signal asking for ``units`` (a strategy's ``ctx.buy``/``sell``/``target``, sized by
+the signal processor) is that quantity, rounded down to ``step``, and a LIMIT order when
+it has a ``limit_price``. Otherwise the quantity is ``SignalConfig.order_quantity *
+strength`` rounded *down* to ``step`` (exact
 Decimal arithmetic; the float strength enters through its shortest decimal repr). A
 quantity that rounds to zero gives no order. The client order id is
 ``derive_id(signal.record_id)``, so a replayed signal proposes the same order and
@@ -51,7 +54,19 @@ class OrderSizer:
 
     def to_order(self, signal: Signal, ts_init: int | None = None) -> OrderRequest | None:
         """A MARKET order for ``signal``, or ``None`` if the size rounds to zero."""
-        quantity = self.quantity(signal.strength)
+        order_type = OrderType.MARKET
+        if signal.sizing == "strength":
+            quantity = self.quantity(signal.strength)
+        elif signal.sizing == "units" and signal.size is not None and signal.stop_price is None:
+            steps = (abs(signal.size) / self.step).to_integral_value(rounding=ROUND_DOWN)
+            quantity = (steps * self.step).normalize() if steps else Decimal(0)
+            if signal.limit_price is not None:
+                order_type = OrderType.LIMIT
+        else:
+            raise SignalError(
+                f"signal {signal.record_id}: sizing={signal.sizing!r} size={signal.size} "
+                f"stop_price={signal.stop_price} is sized by the bar backtest, not here"
+            )
         if quantity <= 0:
             return None
         return OrderRequest(
@@ -64,7 +79,8 @@ class OrderSizer:
             client_order_id=derive_id(signal.record_id),
             strategy=signal.strategy,
             side=signal.side,
-            order_type=OrderType.MARKET,
+            order_type=order_type,
             quantity=quantity,
+            limit_price=signal.limit_price if order_type is OrderType.LIMIT else None,
             arrival_mid=signal.price,
         )

@@ -3,12 +3,23 @@
 1. Give the config the knobs you need (frozen: fixed for the life of the strategy).
 2. Keep per-instrument memory in instance attributes (one instance per instrument) and
    return it from ``to_state`` / take it back in ``restore`` so it survives a restart.
-3. In ``on_features`` read values with ``feature(fv, "rsi")`` (``None`` while warming up)
-   and return ``self.signal(...)`` or ``None``.
-4. Register it so ``SignalConfig.strategy`` can name it::
+3. Decide in any hook: ``on_bar`` (each closed bar of ``signal.bar_interval``, or each bar
+   of a bar backtest), ``on_book`` (each book top), ``on_features`` (the bar's indicators:
+   ``feature(fv, "rsi")`` is ``None`` while warming up).
+4. Read the account and place orders through ``self.ctx``: ``ctx.position.quantity`` /
+   ``.avg_price`` / ``.unrealized_pnl``, ``ctx.cash``, ``ctx.equity``,
+   ``ctx.open_orders``, ``ctx.filters``, ``ctx.now_ns``, ``ctx.price``;
+   ``ctx.buy(Decimal("0.5"))``, ``ctx.sell(fraction=Decimal("0.1"))``,
+   ``ctx.target(fraction=Decimal("-1"))`` (all in, short), ``ctx.buy(units, limit=price)``,
+   ``ctx.sell(units, stop=price)`` (bar backtests), ``ctx.close()``. (``on_features`` may
+   instead return ``self.signal(...)``, sized by ``signal.order_quantity``.)
+5. Register it so ``SignalConfig.strategy`` can name it::
 
        from algostream.signals.registry import register_strategy
        register_strategy("my_strategy", lambda cfg: MyStrategy(MyStrategyConfig()))
+
+The same class runs live (``algostream worker``), in ``algostream backtest`` (ticks or
+``--bars``) and in ``backtest --parity``.
 
 >>> TemplateStrategy(TemplateStrategyConfig()).name
 'template'
@@ -16,6 +27,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -28,10 +40,11 @@ class TemplateStrategyConfig(StrategyConfig):
     """Your parameters go here (validated, frozen, unknown keys refused)."""
 
     threshold: float = Field(default=0.0, description="example knob")
+    fraction: Decimal = Field(default=Decimal("0.5"), gt=0, le=1, description="of equity")
 
 
 class TemplateStrategy(Strategy[TemplateStrategyConfig]):
-    """Does nothing yet: fill in ``on_features``."""
+    """Does nothing yet: fill in a hook."""
 
     name: ClassVar[str] = "template"
 
@@ -40,11 +53,16 @@ class TemplateStrategy(Strategy[TemplateStrategyConfig]):
         self.bars_seen = 0  # example per-instrument memory
 
     def on_bar(self, bar: Bar) -> None:
-        """Optional: react to raw bars (called before the bar's features)."""
+        """React to a closed bar (before its features)."""
         self.bars_seen += 1
+        # For example, hold `fraction` of equity long while the bar closes up:
+        #     if bar.close > bar.open and not self.ctx.position.quantity:
+        #         self.ctx.target(fraction=self.config.fraction, reason="up bar")
+        #     elif bar.close < bar.open and self.ctx.position.quantity:
+        #         self.ctx.close(reason="down bar")
 
     def on_book(self, top: BookTop) -> None:
-        """Optional: react to the order book."""
+        """React to the order book (``top.best_bid``, ``top.best_ask``, ``top.imbalance``)."""
 
     def on_features(self, fv: FeatureVector) -> Signal | None:
         """Decide on this bar's features: return ``self.signal(...)`` or ``None``."""

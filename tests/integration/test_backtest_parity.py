@@ -88,3 +88,31 @@ async def copies_match(s: Settings, engine: BacktestEngine, tmp_path: Path) -> N
     assert await import_capture(s, path, prefix="cp" + s.kafka.topic_prefix) == n
     loaded = await read_range(s.kafka, ["md.book", "md.trades"], prefix="cp" + s.kafka.topic_prefix)
     assert sorted(r.value for r in loaded) == sorted(r.value for r in original)
+
+
+async def test_a_strategy_deciding_in_on_bar_runs_live_as_in_the_engine(
+    provisioned, supervisor
+) -> None:  # type: ignore[no-untyped-def]
+    """``sma_crossover`` decides in ``on_bar`` and sizes through its context (a target
+    fraction of equity): the live worker calls the hook (it never did) and its signals and
+    proposals equal the engine's, record for record. (The risk limits refuse these all-in
+    orders, so the account stays flat in both and the sizes do not depend on fill timing.)"""
+    signal = provisioned.signal.model_copy(update={"strategy": "sma_crossover"})
+    s = provisioned.model_copy(update={"signal": signal})
+    env = {"ALGOSTREAM__WORKERS__LAYOUT": "single", "ALGOSTREAM__SIGNAL__STRATEGY": "sma_crossover"}
+    engine = BacktestEngine(s).run(synthetic_frames(("BTCUSDT", "ETHUSDT"), 7, 8_000))
+    await produce(s, "md.book", engine.on("md.book"))
+    await produce(s, "md.trades", engine.on("md.trades"))
+    want = len(engine.on("orders.proposed"))
+    assert want >= 10
+    assert {r.reason for r in engine.on("signals")} == {  # type: ignore[attr-defined]
+        "fast SMA crossed above slow",
+        "fast SMA crossed below slow",
+    }
+    supervisor.start("all", "worker", "all", "--web-port", "0", "--metrics-port", "0", env=env)
+    proposals = await read_until(s, "orders.proposed", lambda m: len(m) >= want, timeout_s=180)
+    assert len(decoded(proposals, OrderRequest)) >= want, supervisor.tail("all")
+    reports = {r.topic: r for r in await parity(s, topics=("signals", "orders.proposed"))}
+    for topic in ("signals", "orders.proposed"):
+        assert reports[topic].first_difference is None, reports[topic].first_difference
+        assert reports[topic].live == reports[topic].engine > 0

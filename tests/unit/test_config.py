@@ -109,3 +109,12 @@ def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(Exception, match="frozen"):
         s.risk.max_open_positions = 9  # type: ignore[misc]
+
+
+def test_bar_intervals_take_5m_to_1d_and_refuse_an_unknown_one() -> None:
+    s = load_settings(
+        env={"ALGOSTREAM__MARKET_DATA__BAR_INTERVALS": '["1s","5m","15m","1h","4h","1d"]'}
+    )
+    assert s.market_data.bar_intervals == ("1s", "5m", "15m", "1h", "4h", "1d")
+    with pytest.raises(ConfigError, match=r"bar_intervals.*7m"):
+        load_settings(env={"ALGOSTREAM__MARKET_DATA__BAR_INTERVALS": '["7m"]'})

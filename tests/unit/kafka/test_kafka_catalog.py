@@ -18,6 +18,11 @@ DESIGN_TOPICS = {
     "book.integrity",
     "bars.1s",
     "bars.1m",
+    "bars.5m",
+    "bars.15m",
+    "bars.1h",
+    "bars.4h",
+    "bars.1d",
     "features",
     "signals",
     "orders.proposed",
@@ -75,3 +80,12 @@ def test_bad_catalog_entry_is_named(tmp_path: Path) -> None:
     bad.write_text('[[topic]]\nname = "x"\nkey = "k"\nrecord = "Bar"\npartitions = 0\n')
     with pytest.raises(CatalogError, match="partitions = 0"):
         load_catalog(bad)
+
+
+def test_every_live_bar_interval_has_its_topic() -> None:
+    from typing import get_args
+
+    from algostream.model.records import LiveBarInterval
+
+    cat = load_catalog()
+    assert all(f"bars.{i}" in cat for i in get_args(LiveBarInterval))

@@ -207,7 +207,7 @@ def test_state_restore_mid_stream_gives_the_same_bars() -> None:
 
 def test_bad_state_and_interval_are_refused() -> None:
     with pytest.raises(ValueError, match="interval"):
-        BarAggregator("5m")  # type: ignore[arg-type]
+        BarAggregator("7m")  # type: ignore[arg-type]
     agg = BarAggregator("1s")
     agg.on_trade(trade("BINANCE:BTCUSDT", 1, 1, "10", "1"))
     state = agg.to_state()
@@ -217,3 +217,17 @@ def test_bad_state_and_interval_are_refused() -> None:
     del state["watermark_ns"]
     with pytest.raises(BookStateError, match="watermark_ns"):
         BarAggregator.from_state(state)
+
+
+@pytest.mark.parametrize(("interval", "start"), [("5m", 1_767_225_900), ("1d", 1_767_225_600)])
+def test_longer_intervals_bucket_on_the_epoch(interval: str, start: int) -> None:
+    """A 5m bar starts on a multiple of 5 minutes, a 1d bar at UTC midnight (2026-01-01)."""
+    agg = BarAggregator(interval)  # type: ignore[arg-type]
+    ts = 1_767_226_000 * 10**9
+    agg.on_trade(trade("BINANCE:BTCUSDT", 1, ts, "10", "1"))
+    bar = agg.on_trade(trade("BINANCE:BTCUSDT", 2, ts + 86_400 * 10**9, "11", "1")).bars[0]
+    assert (bar.interval, bar.start_ns, bar.end_ns - bar.start_ns) == (
+        interval,
+        start * 10**9,
+        INTERVAL_NS[interval],
+    )
