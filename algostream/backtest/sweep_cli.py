@@ -54,13 +54,18 @@ def sweep_command(
         show.print(f"[red]error:[/red] {exc}")
         return 2
     columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=show, transient=True) as progress:
-        task = progress.add_task("grid", total=len(points))
+    progress = Progress(*columns, console=show, transient=True)
+    task = progress.add_task("grid", total=len(points))
 
-        def done(_r: PointResult) -> None:
-            progress.advance(task)
+    def done(_r: PointResult) -> None:
+        if not progress.live.is_started:  # started after the workers are forked: a fork
+            progress.start()  # never copies the bar's refresh thread mid-lock
+        progress.advance(task)
 
+    try:
         results = run_grid(settings, inputs, points, jobs, done)
+    finally:
+        progress.stop()
     ranked = rank(results, metric)
     csv_path, json_path = write_table(out, ranked, metric)
     heatmap = write_heatmap(out, results, metric)
