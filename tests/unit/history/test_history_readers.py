@@ -109,6 +109,19 @@ def test_a_zipped_dump_reads_like_the_csv(tmp_path: Path) -> None:
     assert fields(zipped) == fields(src)
 
 
+def test_a_gzipped_file_reads_like_the_csv_and_a_broken_one_is_named(tmp_path: Path) -> None:
+    import gzip
+
+    src = DATA / "ETHUSDT-trades-2024-03-01.csv"
+    packed = tmp_path / (src.name + ".gz")
+    packed.write_bytes(gzip.compress(src.read_bytes(), mtime=0))
+    fmt = "binance-um-trades"
+    assert [t.price for t in read_trades(packed, fmt)] == [t.price for t in read_trades(src, fmt)]
+    packed.write_bytes(packed.read_bytes()[:400])  # cut short
+    with pytest.raises(HistoryFormatError, match="unreadable"):
+        list(read_trades(packed, fmt))
+
+
 def _bad_copy(tmp_path: Path, name: str, line: int, col: int, value: str) -> Path:
     lines = (DATA / name).read_text().splitlines()
     cells = lines[line - 1].split(",")
