@@ -127,13 +127,13 @@ def open_text(path: Path) -> Iterator[IO[str]]:
                     str(path), None, None, f"expected one CSV in the zip, found {names}"
                 )
             with archive.open(members[0]) as raw:
-                yield io.TextIOWrapper(raw, encoding="utf-8", newline="")
+                yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         return
     if path.suffix == ".gz":
-        with gzip.open(path, "rt", encoding="utf-8", newline="") as gz:
+        with gzip.open(path, "rt", encoding="utf-8-sig", newline="") as gz:
             yield gz
         return
-    with path.open(encoding="utf-8", newline="") as text:
+    with path.open(encoding="utf-8-sig", newline="") as text:
         yield text
 
 

@@ -122,6 +122,13 @@ def test_a_gzipped_file_reads_like_the_csv_and_a_broken_one_is_named(tmp_path: P
         list(read_trades(packed, fmt))
 
 
+def test_a_byte_order_mark_is_not_a_header(tmp_path: Path) -> None:
+    src = DATA / "BTCUSDT-1m-2024-01-01.csv"
+    marked = tmp_path / src.name
+    marked.write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
+    assert len(list(read_bars(marked, "binance-spot-klines"))) == 30
+
+
 def _bad_copy(tmp_path: Path, name: str, line: int, col: int, value: str) -> Path:
     lines = (DATA / name).read_text().splitlines()
     cells = lines[line - 1].split(",")
