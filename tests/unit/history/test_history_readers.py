@@ -195,13 +195,13 @@ def test_a_file_that_is_not_its_format_is_refused_on_its_first_line(name: str, f
 def test_an_interval_the_engine_does_not_know_is_named(tmp_path: Path) -> None:
     rows = (DATA / "BTCUSDT-1m-2024-01-01.csv").read_text().splitlines()
     cells = rows[0].split(",")
-    cells[6] = str(int(cells[0]) + 180_000 - 1)  # a 3m bar
-    path = tmp_path / "BTCUSDT-3m.csv"
+    cells[6] = str(int(cells[0]) + 420_000 - 1)  # a 7-minute bar: no venue's interval
+    path = tmp_path / "BTCUSDT-7m.csv"
     path.write_text(",".join(cells) + "\n")
-    with pytest.raises(HistoryFormatError, match=r"180s is not an interval"):
+    with pytest.raises(HistoryFormatError, match=r"420s is not an interval"):
         list(read_bars(path, "binance-spot-klines"))
-    with pytest.raises(ValueError, match="'3m' is not one the engine knows"):
-        read_records(path, "binance-spot-klines", interval="3m")
+    with pytest.raises(ValueError, match="'7m' is not one the engine knows"):
+        read_records(path, "binance-spot-klines", interval="7m")
 
 
 def test_ohlcv_csv_as_backtesting_py_saves_it() -> None:
