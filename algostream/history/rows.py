@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, TypeVar, get_args
 
-from algostream.history.errors import HistoryFormatError
+from algostream.history.errors import HistoryFormatError, HistoryUsageError
 from algostream.model.records import Bar, Record
 
 R = TypeVar("R", bound=Record)
@@ -237,9 +237,9 @@ def interval_of(where: str, line: int | None, column: str | None, length_ns: int
 
 
 def check_interval(name: str) -> str:
-    """``name`` if it is a known interval; ``ValueError`` naming it otherwise."""
+    """``name`` if it is a known interval; :class:`HistoryUsageError` naming it otherwise."""
     if name not in INTERVAL_NS:
-        raise ValueError(
+        raise HistoryUsageError(
             f"interval {name!r} is not one the engine knows ({', '.join(INTERVAL_NS)})"
         )
     return name

@@ -13,6 +13,7 @@ import pytest
 from algostream.backtest.capture import CaptureEntry, write_capture
 from algostream.history import (
     HistoryFormatError,
+    HistoryUsageError,
     ReadStats,
     read_bars,
     read_records,
@@ -200,7 +201,7 @@ def test_an_interval_the_engine_does_not_know_is_named(tmp_path: Path) -> None:
     path.write_text(",".join(cells) + "\n")
     with pytest.raises(HistoryFormatError, match=r"420s is not an interval"):
         list(read_bars(path, "binance-spot-klines"))
-    with pytest.raises(ValueError, match="'7m' is not one the engine knows"):
+    with pytest.raises(HistoryUsageError, match="'7m' is not one the engine knows"):
         read_records(path, "binance-spot-klines", interval="7m")
 
 
