@@ -333,7 +333,9 @@ def backtest_cmd(
     if report is None:
         console.print("no P&L records: no trades in this range")
         return
-    console.print(report.to_json())
+    from algostream.backtest.tearsheet import report_table
+
+    console.print(report_table(report))
     console.print(f"report: {out}/report.html, {out}/equity.png, {out}/summary.json")
 
 

@@ -4,7 +4,7 @@ Conventions (risk-free rate 0, a 365-day year of ``NS_PER_YEAR`` ns):
 
 * **total return** ``end / start - 1``; **annualised return**
   ``(1 + total) ** (NS_PER_YEAR / span) - 1`` over the curve's time span (``None`` for a
-  zero span; ``-1`` once equity is gone).
+  zero span or one shorter than ``min_ratio_span_ns``; ``-1`` once equity is gone).
 * **Sharpe / Sortino / volatility**: the equity curve is a step function (each point holds
   until the next) sampled *as of* a fixed grid ``start + k * period_ns`` for
   ``k = 0 .. (end - start) // period_ns`` (a trailing partial period is dropped);
@@ -295,7 +295,9 @@ def compute_report(inputs: ReportInputs) -> BacktestReport:
         end_equity=end_eq,
         pnl=end_eq - start_eq,
         total_return=float(total_return),
-        annualized_return=annualized_return(total_return, span),
+        annualized_return=(
+            annualized_return(total_return, span) if span >= inputs.min_ratio_span_ns else None
+        ),
         volatility=ratios.volatility,
         sharpe=ratios.sharpe,
         sortino=ratios.sortino,

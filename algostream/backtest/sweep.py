@@ -138,20 +138,36 @@ class PointResult:
         return None if value is None else float(value)
 
 
+#: One backtest of ``inputs`` under ``settings``: the report's inputs, or ``None`` when it
+#: made no equity curve. The tick engine's is :func:`engine_run`; a bar engine plugs in
+#: the same way (``run_grid(..., runner=...)``, a module-level function).
+Runner = Callable[[Settings, Sequence[Record]], ReportInputs | None]
+
+
+def engine_run(settings: Settings, inputs: Sequence[Record]) -> ReportInputs | None:
+    """:class:`BacktestEngine` over ``inputs`` (raw frames or md.book/md.trades records)."""
+    from algostream.backtest.run import report_inputs
+
+    result = BacktestEngine(settings).run(inputs)
+    return report_inputs(settings, result) if result.equity_curve else None
+
+
 _INPUTS: Sequence[Record] = ()
 _BASE: Settings | None = None
+_RUNNER: Runner = engine_run
 
 
 def run_point(
-    index: int, params: Params, settings: Settings, inputs: Sequence[Record]
+    index: int,
+    params: Params,
+    settings: Settings,
+    inputs: Sequence[Record],
+    runner: Runner = engine_run,
 ) -> PointResult:
-    """One engine run with ``params``; deterministic for the same inputs."""
-    from algostream.backtest.run import report_inputs
-
-    result = BacktestEngine(apply_params(settings, params)).run(inputs)
-    if not result.equity_curve:
+    """One run with ``params``; deterministic for the same inputs."""
+    made = runner(apply_params(settings, params), inputs)
+    if made is None:
         return PointResult(index, params, None)
-    made = report_inputs(settings, result)
     return PointResult(
         index, params, compute_report(made), list(made.equity), list(made.fill_events)
     )
@@ -159,7 +175,7 @@ def run_point(
 
 def _run_in_worker(index: int, params: Params) -> PointResult:
     assert _BASE is not None, "the sweep's inputs were not handed to this process"
-    return run_point(index, params, _BASE, _INPUTS)
+    return run_point(index, params, _BASE, _INPUTS, _RUNNER)
 
 
 def run_grid(
@@ -168,16 +184,17 @@ def run_grid(
     points: Sequence[Params],
     jobs: int,
     done: Callable[[PointResult], None] = lambda _r: None,
+    runner: Runner = engine_run,
 ) -> list[PointResult]:
     """Run every point (``jobs`` processes; 1: in this process), results in grid order."""
-    global _INPUTS, _BASE
+    global _INPUTS, _BASE, _RUNNER
     if jobs <= 1:
         out = []
         for i, p in enumerate(points):
-            out.append(run_point(i, p, settings, inputs))
+            out.append(run_point(i, p, settings, inputs, runner))
             done(out[-1])
         return out
-    _INPUTS, _BASE = inputs, settings  # inherited by the forked workers
+    _INPUTS, _BASE, _RUNNER = inputs, settings, runner  # inherited by the forked workers
     results: list[PointResult] = []
     try:
         ctx = multiprocessing.get_context("fork")
@@ -187,7 +204,7 @@ def run_grid(
                 results.append(future.result())
                 done(results[-1])
     finally:
-        _INPUTS, _BASE = (), None
+        _INPUTS, _BASE, _RUNNER = (), None, engine_run
     return sorted(results, key=lambda r: r.index)
 
 

@@ -16,6 +16,8 @@ from algostream.backtest.sweep import (
     METRICS,
     PERCENT_METRICS,
     PointResult,
+    Runner,
+    engine_run,
     grid,
     out_of_sample_return,
     parse_walk_forward,
@@ -42,8 +44,10 @@ def sweep_command(
     walk: str | None,
     out: Path,
     console: Console | None = None,
+    runner: Runner = engine_run,
 ) -> int:
-    """Run the sweep; the exit code (2 for a bad request, named on the console)."""
+    """Run the sweep; the exit code (2 for a bad request, named on the console).
+    ``runner`` is the backtest of one point (:data:`~algostream.backtest.sweep.Runner`)."""
     show = console or Console()
     try:
         if metric not in METRICS:
@@ -54,20 +58,26 @@ def sweep_command(
         show.print(f"[red]error:[/red] {exc}")
         return 2
     columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=show, transient=True) as progress:
-        task = progress.add_task("grid", total=len(points))
+    progress = Progress(*columns, console=show, transient=True)
+    task = progress.add_task("grid", total=len(points))
 
-        def done(_r: PointResult) -> None:
-            progress.advance(task)
+    def done(_r: PointResult) -> None:
+        if not progress.live.is_started:  # started after the workers are forked: a fork
+            progress.start()  # never copies the bar's refresh thread mid-lock
+        progress.advance(task)
 
-        results = run_grid(settings, inputs, points, jobs, done)
+    try:
+        results = run_grid(settings, inputs, points, jobs, done, runner)
+    finally:
+        progress.stop()
     ranked = rank(results, metric)
     csv_path, json_path = write_table(out, ranked, metric)
     heatmap = write_heatmap(out, results, metric)
     show.print(_table(ranked, metric))
     show.print(f"ranked by {metric}: {csv_path}, {json_path}" + (f", {heatmap}" if heatmap else ""))
     if windows is not None:
-        period = INTERVAL_NS[settings.signal.bar_interval]
+        reported = [r.report.period_ns for r in results if r.report is not None]
+        period = reported[0] if reported else INTERVAL_NS[settings.signal.bar_interval]
         try:
             folds = walk_forward(results, *windows, metric, period)
         except SweepError as exc:

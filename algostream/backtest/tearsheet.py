@@ -48,8 +48,15 @@ def money(value: Decimal | None) -> str:
 
 
 def pct(value: float | None) -> str:
-    """``12.35 %`` from ``0.12345``; ``n/a`` for None."""
-    return "n/a" if value is None else f"{value * 100:,.2f} %"
+    """``12.35 %`` from ``0.12345``; below 0.01 % to the first two significant digits
+    (``-0.0019 %``, not ``-0.00 %``); ``n/a`` for None."""
+    if value is None:
+        return "n/a"
+    percent = value * 100
+    if percent == 0 or abs(percent) >= 0.01:
+        return f"{percent:,.2f} %"
+    digits = 1 - math.floor(math.log10(abs(percent)))
+    return f"{percent:.{min(digits, 12)}f} %"
 
 
 def ratio(value: float | None) -> str:
@@ -229,6 +236,16 @@ document.querySelectorAll("table.trades thead th").forEach(function (th, col) {
 });
 document.documentElement.dataset.ready = "1";
 """
+
+
+def report_table(report: BacktestReport) -> Any:
+    """The metrics as a rich table for the terminal (what the page's metrics table shows)."""
+    from rich.table import Table
+
+    table = Table(title=report.title, show_header=False)
+    for label, value in metric_rows(report):
+        table.add_row(label, value)
+    return table
 
 
 def _cards(rows: list[tuple[str, str]]) -> str:

@@ -23,7 +23,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from algostream.history.binance import LAYOUTS, read_binance
-from algostream.history.errors import HistoryError, HistoryFormatError, HistoryTopicsError
+from algostream.history.errors import (
+    HistoryError,
+    HistoryFormatError,
+    HistoryTopicsError,
+    HistoryUsageError,
+)
 from algostream.history.ohlcv import read_ohlcv
 from algostream.history.rows import INTERVAL_NS, ReadStats, check_interval, file_size
 from algostream.model.records import Bar, Record, TradeTick
@@ -36,6 +41,7 @@ __all__ = [
     "HistoryError",
     "HistoryFormatError",
     "HistoryTopicsError",
+    "HistoryUsageError",
     "ReadStats",
     "file_size",
     "read_bars",
@@ -56,7 +62,7 @@ def read_records(
 ) -> Iterator[Record]:
     """Every record of a history file, in time order (see the module docstring)."""
     if fmt not in FORMATS:
-        raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+        raise HistoryUsageError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     if interval is not None:
         check_interval(interval)
     file = Path(path)

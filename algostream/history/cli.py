@@ -14,6 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from algostream.cli import ConfigOpt, app, console, settings_or_exit
+from algostream.config import Settings
 from algostream.history import FORMATS, HistoryError, ReadStats, file_size, read_records
 from algostream.model.records import Record
 
@@ -57,7 +58,9 @@ def _progressed(
 
 @history_app.command("import")
 def history_import(
-    path: Annotated[Path, typer.Argument(help="the file (.csv, .zip, .gz, .parquet, .jsonl.gz)")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="files (.csv, .zip, .gz, .parquet, .jsonl.gz), in order")
+    ],
     fmt: Annotated[str, typer.Option("--format", help=f"one of: {', '.join(FORMATS)}")],
     symbol: Annotated[str | None, typer.Option(help="e.g. BTCUSDT (default: file name)")] = None,
     venue: Annotated[str | None, typer.Option(help="venue of the instrument id")] = None,
@@ -69,12 +72,38 @@ def history_import(
     ] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Check a history file row by row and summarise it; ``--to-topics`` writes it."""
+    """Check history files row by row and summarise each; ``--to-topics`` writes them.
+    Several files (a month of daily dumps) are imported one after the other; the first
+    file with a bad row stops the import (exit 1) unless ``--keep-going`` (exit 3)."""
     if fmt not in FORMATS:
         console.print(f"[red]--format {fmt!r}[/red] is not one of {', '.join(FORMATS)}")
         raise typer.Exit(2)
     settings = settings_or_exit(config) if to_topics else None
-    stats = ReadStats(keep_going=keep_going)
+    rejected = 0
+    for path in paths:
+        stats = ReadStats(keep_going=keep_going)
+        written = _import_one(path, fmt, stats, settings, prefix, symbol, venue, interval)
+        for error in stats.errors[:20]:
+            console.print(f"[yellow]rejected[/yellow] {error}")
+        if len(stats.errors) > 20:
+            console.print(f"... and {len(stats.errors) - 20} more rejected rows")
+        console.print(summary_table(path, fmt, stats, written))
+        rejected += stats.rejected
+    if rejected:  # done, but not all of it: say so in the exit code
+        raise typer.Exit(3)
+
+
+def _import_one(
+    path: Path,
+    fmt: str,
+    stats: ReadStats,
+    settings: Settings | None,
+    prefix: str | None,
+    symbol: str | None,
+    venue: str | None,
+    interval: str | None,
+) -> int | None:
+    """Read (and with settings, write) one file; on an error print it and exit 1."""
     written: int | None = None
     progress = Progress(
         TextColumn(path.name),
@@ -104,10 +133,4 @@ def history_import(
         console.print(f"[red]error:[/red] {exc}")
         console.print(summary_table(path, fmt, stats, written))
         raise typer.Exit(1) from None
-    for error in stats.errors[:20]:
-        console.print(f"[yellow]rejected[/yellow] {error}")
-    if len(stats.errors) > 20:
-        console.print(f"... and {len(stats.errors) - 20} more rejected rows")
-    console.print(summary_table(path, fmt, stats, written))
-    if stats.rejected:  # done, but not all of it: say so in the exit code
-        raise typer.Exit(3)
+    return written

@@ -30,3 +30,8 @@ class HistoryFormatError(HistoryError):
 
 class HistoryTopicsError(HistoryError):
     """History cannot be written to the topics as asked (e.g. the broker would delete it)."""
+
+
+class HistoryUsageError(HistoryError, ValueError):
+    """A read was asked for something unknown: a format, an interval. The message names it
+    and lists what is known."""

@@ -18,24 +18,38 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, TypeVar, get_args
 
-from algostream.history.errors import HistoryFormatError
-from algostream.model.records import Record
+from algostream.history.errors import HistoryFormatError, HistoryUsageError
+from algostream.model.records import Bar, Record
 
 R = TypeVar("R", bound=Record)
 Row = tuple[int, list[str]]
 
-#: bar intervals the records know, by name (Binance's names) and length in ns
-INTERVAL_NS: dict[str, int] = {
-    "1s": 1_000_000_000,
-    "1m": 60_000_000_000,
-    "5m": 300_000_000_000,
-    "15m": 900_000_000_000,
-    "1h": 3_600_000_000_000,
-    "4h": 14_400_000_000_000,
-    "1d": 86_400_000_000_000,
+_UNIT_NS = {
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+    "d": 86_400_000_000_000,
 }
+
+
+def _known_intervals() -> dict[str, int]:
+    """The intervals a :class:`Bar` may have (its ``interval`` Literal), with their lengths:
+    whatever the record type allows, this reader reads."""
+
+    def names(annotation: object) -> list[str]:  # a Literal, or a union of Literals
+        args = get_args(annotation)
+        return [a for a in args if isinstance(a, str)] + [
+            n for a in args if not isinstance(a, str) for n in names(a)
+        ]
+
+    found = names(Bar.model_fields["interval"].annotation)
+    return {name: int(name[:-1]) * _UNIT_NS[name[-1]] for name in found}
+
+
+#: bar intervals the records know, by name (Binance's names) and length in ns
+INTERVAL_NS: dict[str, int] = _known_intervals()
 
 
 @dataclass
@@ -127,13 +141,13 @@ def open_text(path: Path) -> Iterator[IO[str]]:
                     str(path), None, None, f"expected one CSV in the zip, found {names}"
                 )
             with archive.open(members[0]) as raw:
-                yield io.TextIOWrapper(raw, encoding="utf-8", newline="")
+                yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         return
     if path.suffix == ".gz":
-        with gzip.open(path, "rt", encoding="utf-8", newline="") as gz:
+        with gzip.open(path, "rt", encoding="utf-8-sig", newline="") as gz:
             yield gz
         return
-    with path.open(encoding="utf-8", newline="") as text:
+    with path.open(encoding="utf-8-sig", newline="") as text:
         yield text
 
 
@@ -223,9 +237,9 @@ def interval_of(where: str, line: int | None, column: str | None, length_ns: int
 
 
 def check_interval(name: str) -> str:
-    """``name`` if it is a known interval; ``ValueError`` naming it otherwise."""
+    """``name`` if it is a known interval; :class:`HistoryUsageError` naming it otherwise."""
     if name not in INTERVAL_NS:
-        raise ValueError(
+        raise HistoryUsageError(
             f"interval {name!r} is not one the engine knows ({', '.join(INTERVAL_NS)})"
         )
     return name

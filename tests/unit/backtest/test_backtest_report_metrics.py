@@ -160,9 +160,16 @@ def test_total_and_annualised_return() -> None:
 
 def test_annualised_return_is_none_for_a_single_instant_and_minus_one_when_ruined() -> None:
     assert compute_report(ReportInputs(equity=[(5, Decimal(100))])).annualized_return is None
-    ruined = compute_report(ReportInputs(equity=[(0, Decimal(100)), (S, Decimal(-5))]))
+    ruined = compute_report(
+        ReportInputs(equity=[(0, Decimal(100)), (S, Decimal(-5))], min_ratio_span_ns=0)
+    )
     assert ruined.annualized_return == -1.0
     assert ruined.total_return == pytest.approx(-1.05)
+
+
+def test_a_run_shorter_than_the_minimum_span_is_not_annualised() -> None:
+    short = compute_report(ReportInputs(equity=[(0, Decimal(100)), (90 * S, Decimal(99))]))
+    assert short.annualized_return is None and short.total_return == pytest.approx(-0.01)
 
 
 # --------------------------------------------------------------------------- trades

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 from algostream.backtest.errors import SweepError
+from algostream.backtest.report import ReportInputs
 from algostream.backtest.sweep import (
     apply_params,
     grid,
@@ -155,3 +157,18 @@ def test_the_cli_runs_a_grid_and_names_an_unknown_parameter(tmp_path: Path) -> N
     ]  # fmt: skip
     doc = json.loads((out / "walk_forward.json").read_text())
     assert doc["metric"] == "max_drawdown_pct" and len(doc["folds"]) >= 2
+
+
+def _fake_runner(settings: Settings, inputs: object) -> ReportInputs:
+    """A backtest whose equity grows by rsi_window per second: a plug-in runner."""
+    step = settings.signal.rsi_window
+    equity = [(i * 10**9, Decimal(100 + step * i)) for i in range(10)]
+    return ReportInputs(equity=equity, period_ns=10**9, min_ratio_span_ns=0)
+
+
+def test_another_engine_plugs_in_as_a_runner() -> None:
+    points = grid(Settings(), ["signal.rsi_window=3,9,5"])
+    results = run_grid(Settings(), (), points, jobs=2, runner=_fake_runner)
+    ranked = rank(results, "total_return")
+    assert [r.params["signal.rsi_window"] for r in ranked] == [9, 5, 3]
+    assert ranked[0].report is not None and ranked[0].report.end_equity == Decimal(181)

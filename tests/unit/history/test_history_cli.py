@@ -37,3 +37,13 @@ def test_a_wrong_format_flag_is_a_clear_error() -> None:
         app, ["history", "import", str(DATA / "GOOG-daily.csv"), "--format", "csv"]
     )
     assert result.exit_code == 2 and "'csv' is not one of" in result.output
+
+
+def test_several_files_are_imported_in_turn_each_summarised() -> None:
+    files = [str(DATA / "BTCUSDT-1m-2024-01-01.csv"), str(DATA / "BTCUSDT-1h-2025-01-01.csv")]
+    result = CliRunner().invoke(
+        app, ["history", "import", *files, "--format", "binance-spot-klines"]
+    )
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "rows read │ 30" in out and "rows read │ 24" in out

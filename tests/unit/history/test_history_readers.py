@@ -13,6 +13,7 @@ import pytest
 from algostream.backtest.capture import CaptureEntry, write_capture
 from algostream.history import (
     HistoryFormatError,
+    HistoryUsageError,
     ReadStats,
     read_bars,
     read_records,
@@ -109,6 +110,26 @@ def test_a_zipped_dump_reads_like_the_csv(tmp_path: Path) -> None:
     assert fields(zipped) == fields(src)
 
 
+def test_a_gzipped_file_reads_like_the_csv_and_a_broken_one_is_named(tmp_path: Path) -> None:
+    import gzip
+
+    src = DATA / "ETHUSDT-trades-2024-03-01.csv"
+    packed = tmp_path / (src.name + ".gz")
+    packed.write_bytes(gzip.compress(src.read_bytes(), mtime=0))
+    fmt = "binance-um-trades"
+    assert [t.price for t in read_trades(packed, fmt)] == [t.price for t in read_trades(src, fmt)]
+    packed.write_bytes(packed.read_bytes()[:400])  # cut short
+    with pytest.raises(HistoryFormatError, match="unreadable"):
+        list(read_trades(packed, fmt))
+
+
+def test_a_byte_order_mark_is_not_a_header(tmp_path: Path) -> None:
+    src = DATA / "BTCUSDT-1m-2024-01-01.csv"
+    marked = tmp_path / src.name
+    marked.write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
+    assert len(list(read_bars(marked, "binance-spot-klines"))) == 30
+
+
 def _bad_copy(tmp_path: Path, name: str, line: int, col: int, value: str) -> Path:
     lines = (DATA / name).read_text().splitlines()
     cells = lines[line - 1].split(",")
@@ -175,13 +196,13 @@ def test_a_file_that_is_not_its_format_is_refused_on_its_first_line(name: str, f
 def test_an_interval_the_engine_does_not_know_is_named(tmp_path: Path) -> None:
     rows = (DATA / "BTCUSDT-1m-2024-01-01.csv").read_text().splitlines()
     cells = rows[0].split(",")
-    cells[6] = str(int(cells[0]) + 180_000 - 1)  # a 3m bar
-    path = tmp_path / "BTCUSDT-3m.csv"
+    cells[6] = str(int(cells[0]) + 420_000 - 1)  # a 7-minute bar: no venue's interval
+    path = tmp_path / "BTCUSDT-7m.csv"
     path.write_text(",".join(cells) + "\n")
-    with pytest.raises(HistoryFormatError, match=r"180s is not an interval"):
+    with pytest.raises(HistoryFormatError, match=r"420s is not an interval"):
         list(read_bars(path, "binance-spot-klines"))
-    with pytest.raises(ValueError, match="'3m' is not one the engine knows"):
-        read_records(path, "binance-spot-klines", interval="3m")
+    with pytest.raises(HistoryUsageError, match="'7m' is not one the engine knows"):
+        read_records(path, "binance-spot-klines", interval="7m")
 
 
 def test_ohlcv_csv_as_backtesting_py_saves_it() -> None:
