@@ -12,7 +12,7 @@ import typer
 
 from algostream.cli import ConfigOpt, app, console, settings_or_exit
 from algostream.model.enums import ControlAction
-from algostream.model.records import OrderEvent, Record
+from algostream.model.records import OrderEvent, OrderRejected, Record
 
 if TYPE_CHECKING:
     from algostream.config import Settings
@@ -275,6 +275,9 @@ def backtest_cmd(
     bars: Annotated[
         Path | None, typer.Option(help="an OHLCV bar file (CSV: time, Open..Volume)")
     ] = None,
+    bars_format: Annotated[
+        str, typer.Option(help="--bars: a history format (ohlcv, binance-spot-klines, ...)")
+    ] = "ohlcv",
     instrument: Annotated[str, typer.Option(help="--bars: the bars' VENUE:SYMBOL")] = "BARS:ASSET",
     interval: Annotated[
         str | None, typer.Option(help="--bars: 1m, 1h, 1d... (default: inferred)")
@@ -303,7 +306,9 @@ def backtest_cmd(
 
     settings = settings_or_exit(config)
     if bars is not None:
-        _bar_backtest(settings, bars, instrument, interval, fill_at, close_at_end, lot, out)
+        _bar_backtest(
+            settings, (bars, bars_format), instrument, interval, fill_at, close_at_end, lot, out
+        )
         return
     if parity_check:
         reports = asyncio.run(parity(settings, parse_time(start), parse_time(end)))
@@ -341,7 +346,7 @@ def backtest_cmd(
 
 def _bar_backtest(
     settings: Settings,
-    path: Path,
+    source: tuple[Path, str],
     instrument: str,
     interval: str | None,
     fill_at: str,
@@ -375,7 +380,7 @@ def _bar_backtest(
         close_at_end="close" if close_at_end else "off",
     )
     try:
-        inputs = list(load_bars(path, instrument, interval))
+        inputs = list(load_bars(source[0], instrument, interval, fmt=source[1]))
         result = BarBacktest(settings, fill).run(inputs)
     except (BacktestError, SignalError, OSError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
@@ -384,10 +389,32 @@ def _bar_backtest(
     if not result.equity or not inputs:
         return
     fills = [e for e in result.on("orders.events") if isinstance(e, OrderEvent)]
+    _print_rejections([r for r in result.on("orders.rejected") if isinstance(r, OrderRejected)])
     period = INTERVAL_NS[inputs[0].interval]
-    report = write_report(out, ReportInputs(equity=result.equity, fills=fills, period_ns=period))
-    console.print(report.to_json())
+    closes = [(bar.ts_event, bar.close) for bar in inputs]  # buy and hold of the same bars
+    made = ReportInputs(
+        equity=result.equity,
+        fills=fills,
+        period_ns=period,
+        prices=closes,
+        price_instrument=inputs[0].instrument,
+    )
+    report = write_report(out, made)
+    from algostream.backtest.tearsheet import report_table
+
+    console.print(report_table(report))
     console.print(f"report: {out}/report.html, {out}/equity.png, {out}/summary.json")
+
+
+def _print_rejections(rejected: list[OrderRejected]) -> None:
+    """Why the risk gate said no, by reason (a backtest whose every order is rejected
+    says which limit to widen instead of reporting no trades)."""
+    from collections import Counter
+
+    counts = Counter(r.reason for r in rejected)
+    for reason, count in counts.most_common():
+        first = next(r for r in rejected if r.reason == reason)
+        console.print(f"[yellow]{count} orders rejected {reason}[/yellow]: {first.message}")
 
 
 @app.command("replay")

@@ -148,7 +148,9 @@ def engine_run(settings: Settings, inputs: Sequence[Record]) -> ReportInputs | N
     """:class:`BacktestEngine` over ``inputs`` (raw frames or md.book/md.trades records)."""
     from algostream.backtest.run import report_inputs
 
-    result = BacktestEngine(settings).run(inputs)
+    engine = BacktestEngine(settings)
+    engine.run(inputs)
+    result = engine.finish()  # the last bars close, as in a plain `algostream backtest`
     return report_inputs(settings, result) if result.equity_curve else None
 
 
