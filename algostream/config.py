@@ -65,6 +65,9 @@ class RiskConfig(Section):
     max_drawdown_percent: Decimal = Decimal("10.0")
     max_order_notional: Money = Decimal("50000.0")
     max_orders_per_second: int = Field(default=20, ge=1)
+    #: a proposal older than this (decision time - its ``ts_init``) is refused
+    #: ``ORDER_TOO_OLD``: a worker that was paused or behind must not trade on old prices
+    max_order_age_ms: int = Field(default=5000, ge=1, le=3_600_000)
     price_band_percent: Decimal = Decimal("5.0")
     cost_method: CostMethod = CostMethod.FIFO
     account: str = "paper"
