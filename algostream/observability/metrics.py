@@ -201,6 +201,11 @@ DLQ_RECORDS = _counter(
 ORDERS_REJECTED = _counter(
     "algostream_orders_rejected_total", "Orders denied by risk, by reason.", ("reason",)
 )
+CONTROL_REFUSED = _counter(
+    "algostream_control_refused_total",
+    "Control commands the risk gate refused (unsigned, forged, stale, replayed, no_key).",
+    ("reason",),
+)
 ORDERS_APPROVED = _counter("algostream_orders_approved_total", "Orders approved by risk.")
 FILLS = _counter("algostream_fills_total", "Fills received.", ("instrument", "side"))
 WS_RECONNECTS = _counter(

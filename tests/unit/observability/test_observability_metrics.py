@@ -33,6 +33,7 @@ EXPECTED: dict[str, tuple[type, tuple[str, ...]]] = {
     "algostream_recovery_reseeks": (Counter, ()),
     "algostream_dlq_records": (Counter, ("agent", "topic", "error_type")),
     "algostream_orders_rejected": (Counter, ("reason",)),
+    "algostream_control_refused": (Counter, ("reason",)),
     "algostream_orders_approved": (Counter, ()),
     "algostream_fills": (Counter, ("instrument", "side")),
     "algostream_ws_reconnects": (Counter, ("exchange",)),
