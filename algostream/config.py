@@ -137,6 +137,14 @@ class KafkaConfig(Section):
     web_port: int = Field(default=6066, ge=1, le=65535)
     linger_ms: int = Field(default=0, ge=0)
     acks: Literal["0", "1", "all"] = "all"
+    #: the trading worker (colocated and split layouts) writes its outputs and the
+    #: proposals' offsets in one transaction per account (transactional id
+    #: ``<app_id>-trading-<account>``): a worker whose session expired is fenced
+    trading_transactions: bool = True
+    #: ``min.insync.replicas`` of the table changelog topics the workers create (None:
+    #: the brokers' default; a cluster: 2); ``topics apply --min-insync-replicas`` sets it
+    #: on the catalog's topics and on existing changelogs
+    min_insync_replicas: int | None = Field(default=None, ge=1)
 
 
 class ObservabilityConfig(Section):

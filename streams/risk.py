@@ -72,6 +72,7 @@ from algostream.risk.breaker import ALL_INSTRUMENTS
 from algostream.risk.control_auth import ControlVerifier, refusal_event
 from algostream.risk.errors import ControlAuthError
 from algostream.risk.processor import output_topic
+from streams import fencing
 from streams.app import Edge, Recent
 from streams.reader import decoded, reader_of, readers, tap
 
@@ -154,6 +155,7 @@ def observe(record: Record, *, from_proposal: bool) -> None:
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     shell = RiskShell(app, settings)
+    txn = fencing.install(app, edge, settings)
     metrics.LOSS_THRESHOLD.labels(account=settings.risk.account).set(
         float(settings.risk.max_loss_threshold)
     )
@@ -224,6 +226,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     async def proposals(batch: dict[TopicPartition, list[Any]]) -> None:
         async for _, _, order in decoded(edge, batch, "orders.proposed", OrderRequest, "risk"):
+            if txn is not None and txn.fenced:
+                return  # another worker owns the account: its gate decides these
             if order.record_id not in decided_here:
                 await marks_for(order)
                 await decide(order)
@@ -235,6 +239,11 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     gate.read("orders.proposed", proposals)
     if taps is not None:  # no decision before the marks are up to the tops on the broker
         gate.after(taps)
+    if txn is not None:  # decisions and the proposals' offsets in one transaction
+        gate.committer = txn.commit
+        gate.commit_every_batch = True
+        gate.before_take_over.append(txn.ensure_started)
+        txn.on_fenced.append(shell.forget)
     # after the readers' hand-overs (hooks run in order): no batch is running by then
     edge.before_revoke(shell.forget)
 

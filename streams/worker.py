@@ -91,10 +91,21 @@ def build_worker_app(
     app, edge = create_app(settings, role, web_port=web_port, **overrides)
     for name in names:
         importlib.import_module(name).register(app, edge, settings)
+    _changelog_durability(app, settings)
     _report_lag(app, edge)
     if settings.workers.layout == "single" and modules is None:
         _one_worker_only(app, edge)
     return app, edge
+
+
+def _changelog_durability(app: faust.App, settings: Settings) -> None:
+    """Changelog topics the worker creates get ``kafka.min_insync_replicas`` (a cluster:
+    2), like the catalog's topics from ``topics apply``, not the brokers' default."""
+    n = settings.kafka.min_insync_replicas
+    if n is None:
+        return
+    for table in app.tables.values():
+        table.extra_topic_configs = {**table.extra_topic_configs, "min.insync.replicas": str(n)}
 
 
 def _one_worker_only(app: faust.App, edge: Edge) -> None:
