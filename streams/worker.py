@@ -125,7 +125,7 @@ def _changelog_metadata(app: faust.App) -> None:
                 producer.partitions_for(table.changelog_topic.get_topic_name()), 30.0
             )
 
-    app.on_partitions_assigned.connect(known)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(known)
 
 
 def _one_worker_only(app: faust.App, edge: Edge) -> None:
