@@ -28,7 +28,10 @@ N = 40
 ARGS = ("worker", "trading", "--web-port", "0", "--metrics-port", "0")
 #: proposals made while the owner is paused are decided by the standby after the session
 #: timeout (10 s): let them be approved (and filled), not refused for their age
-ENV = {"ALGOSTREAM__RISK__MAX_ORDER_AGE_MS": "120000"}
+ENV = {
+    "ALGOSTREAM__RISK__MAX_ORDER_AGE_MS": "120000",
+    "ALGOSTREAM__KAFKA__TRADING_TRANSACTIONS": "true",
+}
 
 
 async def decision_messages(s, isolation: str = "read_committed") -> Counter[str]:  # type: ignore[no-untyped-def]
