@@ -48,10 +48,18 @@ def _control(
     from algostream.kafka.publisher import KafkaPublisher
     from algostream.model.ids import derive_id
     from algostream.model.records import ControlCommand
+    from algostream.risk.control_auth import sign
 
     settings = settings_or_exit(config)
+    secret = settings.risk.control_key
+    if secret is None:
+        console.print(
+            "[red]no operator key: set ALGOSTREAM_CONTROL_KEY or ALGOSTREAM_CONTROL_KEY_FILE "
+            "(an owner-only file); the risk gate refuses unsigned commands[/red]"
+        )
+        raise typer.Exit(2)
     now = time.time_ns()
-    cmd = ControlCommand(
+    unsigned = ControlCommand(
         instrument=instrument,
         ts_event=now,
         ts_init=now,
@@ -61,6 +69,7 @@ def _control(
         actor=actor,
         reason=reason,
     )
+    cmd = sign(unsigned, secret.get_secret_value().encode())
 
     async def send() -> None:
         pub = KafkaPublisher(settings.kafka)

@@ -4,7 +4,8 @@ Every section is a frozen pydantic model that rejects unknown keys. Environment 
 override file values with ``ALGOSTREAM__<SECTION>__<KEY>`` (e.g.
 ``ALGOSTREAM__RISK__MAX_POSITION_SIZE=5``). API secrets are read **only** from the
 environment (``ALGOSTREAM_API_KEY``, ``ALGOSTREAM_API_SECRET``, or ``*_FILE`` pointing at a
-file readable only by its owner) and are :class:`~pydantic.SecretStr`, masked everywhere.
+file readable only by its owner) and are :class:`~pydantic.SecretStr`, masked everywhere;
+so are the Kafka SASL password and the operator's control key (``ALGOSTREAM_CONTROL_KEY``).
 
 >>> s = load_settings(env={})
 >>> s.risk.max_open_positions
@@ -30,7 +31,7 @@ from algostream.model.values import Money, Quantity
 ENV_PREFIX = "ALGOSTREAM__"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "system.json"
 SECRET_NAMES = ("api_key", "api_secret")
-SECRET_KEYS = (*SECRET_NAMES, "sasl_password")
+SECRET_KEYS = (*SECRET_NAMES, "sasl_password", "control_key")
 
 
 class ConfigError(Exception):
@@ -66,7 +67,16 @@ class RiskConfig(Section):
     max_drawdown_percent: Decimal = Decimal("10.0")
     max_order_notional: Money = Decimal("50000.0")
     max_orders_per_second: int = Field(default=20, ge=1)
+    #: a proposal older than this (decision time - its ``ts_init``) is refused
+    #: ``ORDER_TOO_OLD``: a worker that was paused or behind must not trade on old prices
+    max_order_age_ms: int = Field(default=5000, ge=1, le=3_600_000)
     price_band_percent: Decimal = Decimal("5.0")
+    #: a control command is accepted within this long of its ``ts_init`` (either way;
+    #: clocks differ) and its nonce only once in that window
+    control_window_ms: int = Field(default=30_000, ge=1000, le=3_600_000)
+    #: the operator key control commands are signed with (HMAC-SHA256): only from
+    #: ``ALGOSTREAM_CONTROL_KEY`` or an owner-only ``ALGOSTREAM_CONTROL_KEY_FILE``
+    control_key: SecretStr | None = Field(default=None, min_length=32)
     cost_method: CostMethod = CostMethod.FIFO
     account: str = "paper"
     starting_equity: Money = Decimal("100000.0")
@@ -135,6 +145,16 @@ class KafkaConfig(Section):
     web_port: int = Field(default=6066, ge=1, le=65535)
     linger_ms: int = Field(default=0, ge=0)
     acks: Literal["0", "1", "all"] = "all"
+    #: the trading worker (colocated and split layouts) writes its outputs and the
+    #: proposals' offsets in one transaction per account (transactional id
+    #: ``<app_id>-trading-<account>``): a worker whose session expired is fenced. Off by
+    #: default: its tables are not in the transaction yet, and after a ``kill -9`` the
+    #: restarted worker's position can differ from the visible fills (README)
+    trading_transactions: bool = False
+    #: ``min.insync.replicas`` of the table changelog topics the workers create (None:
+    #: the brokers' default; a cluster: 2); ``topics apply --min-insync-replicas`` sets it
+    #: on the catalog's topics and on existing changelogs
+    min_insync_replicas: int | None = Field(default=None, ge=1)
 
 
 class ObservabilityConfig(Section):
@@ -278,6 +298,10 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         if secret:
             execution[name] = secret
             loaded.append(secret)
+    control_key = _read_secret(env, "control_key")
+    if control_key:
+        data.setdefault("risk", {})["control_key"] = control_key
+        loaded.append(control_key)
     password = _read_secret(env, "sasl_password")
     if password:
         data.setdefault("kafka", {})["sasl_password"] = password
@@ -289,6 +313,6 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         key = ".".join(str(p) for p in err["loc"])
         value = err.get("input")
         shown = repr(value)
-        if any(s in key for s in (*SECRET_NAMES, "password")) or any(x in shown for x in loaded):
+        if any(s in key for s in SECRET_KEYS) or any(x in shown for x in loaded):
             shown = "***"  # a secret key, or a secret pasted into another key
         raise ConfigError(f"config key '{key}' = {shown}: {err['msg']}") from None

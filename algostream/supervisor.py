@@ -115,6 +115,13 @@ class Supervisor:
             os.killpg(child.proc.pid, sig)
             child.proc.wait(timeout=30)
 
+    def signal(self, name: str, sig: int) -> None:
+        """Send ``sig`` to ``name``'s process group without waiting (``SIGSTOP`` pauses
+        it, ``SIGCONT`` resumes it)."""
+        child = self.children[name]
+        if child.alive and child.proc is not None:
+            os.killpg(child.proc.pid, sig)
+
     def stop(self, name: str, grace_s: float = 15.0) -> None:
         child = self.children[name]
         if not child.alive or child.proc is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,17 +186,22 @@ async def run_pipeline(
     window_s: float = 0.0,
     log_dir: Path | None = None,
     layout: str = "colocated",
+    extra_env: dict[str, str] | None = None,
+    watch: Callable[[Settings], Awaitable[None]] | None = None,
 ) -> PipelineRun:
-    """Run the whole pipeline for ``duration_s`` at ``rate`` depth events/s and measure."""
+    """Run the whole pipeline for ``duration_s`` at ``rate`` depth events/s and measure
+    (``watch``: a task of the caller's, run alongside and cancelled at the end)."""
     work = Path(tempfile.mkdtemp(prefix="algostream-bench-"))
     sim_port = free_port()
     env = bench_env(bootstrap, work / "data", sim_port) | {"ALGOSTREAM__WORKERS__LAYOUT": layout}
+    env |= extra_env or {}
     settings = load_settings(env=env)
     report = await apply_catalog(load_catalog(), settings.kafka)
     if not report.ok:
         raise RuntimeError(f"could not provision bench topics: {report.drift}")
     sup = Supervisor(log_dir or work / "logs", env=env)
     run = PipelineRun(rate, duration_s, settings.kafka.topic_prefix, layout, worker_roles(settings))
+    watching = None if watch is None else asyncio.ensure_future(watch(settings))
     try:
         start_pipeline(sup, settings, sim_port, rate)
         await _wait_first_fill(settings, sup, warmup_limit_s)
@@ -213,6 +219,8 @@ async def run_pipeline(
             (await http.post("/sim/pause")).raise_for_status()
         await _wait_growth_stops(settings, "orders.events", quiet_s=3.0, limit_s=60.0)
     finally:
+        if watching is not None:
+            watching.cancel()
         sup.stop_all()
     await analyse(settings, run, wall0, wall1, window_s)
     await delete_run_topics(settings.kafka)  # a broker full of old runs' topics GCs

@@ -66,6 +66,9 @@ class Edge:
         app.on_partitions_assigned.connect(self._forget_owned)
         app.on_partitions_revoked.connect(self._forget_owned)
         self._revoke_hooks: list[Callable[[], Awaitable[None]]] = []
+        #: the trading worker's account transaction (:mod:`streams.fencing`), if any:
+        #: :meth:`send` writes the trading outputs through it
+        self.txn: Any = None
         wait_empty = app._consumer_wait_empty
 
         async def _wait_empty(consumer: Any, logger: Any) -> None:
@@ -131,9 +134,11 @@ class Edge:
         The ``algostream-sent-ns`` header is the wall-clock time of the send (ns): with the
         lineage ids it gives each stage's latency at a finer grain than Kafka's ms timestamp.
         """
-        await self.send_raw(
-            self.topic(topic).get_topic_name(), record.key.encode(), record.encode()
-        )
+        name = self.topic(topic).get_topic_name()
+        if self.txn is not None and topic in self.txn.topics:
+            await self.txn.send(name, record.key.encode(), record.encode())
+        else:
+            await self.send_raw(name, record.key.encode(), record.encode())
         self.count_out(topic)
 
     def count_out(self, topic: str, n: int = 1) -> None:
@@ -190,6 +195,8 @@ class Edge:
         """Whether every partition of ``topic`` is assigned to this worker (the trading
         topics have one: the worker that owns them decides for the account); cached until
         the next rebalance."""
+        if self.txn is not None and self.txn.fenced:
+            return False  # another worker owns the account now (streams.fencing)
         known = self._owned.get(topic)
         if known is None:
             known = self._owned[topic] = len(self.assigned(topic)) == self.catalog[topic].partitions
@@ -470,6 +477,8 @@ def _short_fetch_wait() -> None:
     def create_worker_consumer(self: Any, transport: Any) -> Any:
         consumer = create(self, transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        if getattr(self.app, "_algostream_read_committed", False):  # streams.fencing
+            consumer._isolation_level = "read_committed"
         return consumer
 
     setattr(cls, "_create_worker_consumer", create_worker_consumer)  # noqa: B010

@@ -38,6 +38,7 @@ from aiokafka import TopicPartition
 from algostream.config import Settings
 from algostream.marketdata.bars import BarAggregator
 from algostream.model.records import Bar, TradeTick
+from algostream.observability import metrics
 from streams.app import DirectTable, Edge, Outbox
 from streams.reader import decoded, market_reader
 
@@ -94,7 +95,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                     continue  # re-delivered (at-least-once): already in the saved bar
                 result = a.on_trade(tick)
                 await publish(result.bars, tp.partition)
-                for late in result.late:
+                for late in result.late:  # policy: counted, kept in dlq, bar unchanged
+                    metrics.LATE_TRADES.labels(instrument=late.instrument, interval=interval).inc()
                     await edge.dead_letter_raw(
                         rec,
                         rec.timestamp,

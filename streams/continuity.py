@@ -104,6 +104,9 @@ class OffsetGuard:
         self.arrived: dict[Any, float] = {}
         #: partition -> (expected, position, seeks made for that same hole)
         self.stalls: dict[Any, tuple[int, int, int]] = {}
+        #: topics written in transactions (streams.fencing): their offsets skip the
+        #: commit markers and aborted records, so a hole there is not a dropped record
+        self.transactional: set[str] = set()
         self.assigned_at = time.monotonic()
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
@@ -174,7 +177,9 @@ class OffsetGuard:
             return {}
         out: dict[Any, tuple[int, int]] = {}
         for tp in assigned:
-            if tp.topic not in self.watched or any(key[1] == tp for key in self.pending):
+            if tp.topic not in self.watched or tp.topic in self.transactional:
+                continue
+            if any(key[1] == tp for key in self.pending):
                 continue
             if now - self.arrived.get(tp, self.assigned_at) < quiet_s:
                 continue
@@ -250,6 +255,9 @@ class OffsetGuard:
         last = self.last.get(key)
         if last is not None and offset <= last:
             return False  # processed here already (delivered again after a seek back)
+        if tp.topic in self.transactional:
+            self.last[key] = offset
+            return True
         pend = self.pending.get(key)
         if pend is None and (pend := self.pending.get((ANY_AGENT, tp))) is not None:
             key = (ANY_AGENT, tp)  # a seek back for every agent of the partition

@@ -108,6 +108,9 @@ class ExecutionShell:
                 missing.append(coid)
             else:
                 venue[coid] = view
+        for coid, order in mine.items():  # the venue has seen these: never sent again
+            if self.sent.get(coid) is None:
+                self.sent[coid] = order.request.record_id
         result = reconcile_orders(mine, venue, time.time_ns(), missing=missing)
         for problem in result.discrepancies:
             log.error("reconciliation: cannot fix with an event", problem=problem)
@@ -292,6 +295,9 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         edge.listen("md.trades", trade_read)
         tap(app, edge, settings, "md.trades", TradeTick, "execution")
     edge.before_revoke(shell.forget)  # after the tap's hand-over (hooks run in order)
+    if edge.txn is not None:  # fenced: another worker's broker executes the account
+        edge.txn.on_fenced.append(shell.forget)
+        edge.before_revoke(edge.txn.release)  # last: after every stage handed over
 
     @app.agent(edge.topic("orders.approved"), name="exec-orders")
     async def orders(stream: faust.StreamT[bytes]) -> None:

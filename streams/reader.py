@@ -207,6 +207,15 @@ class PartitionReader:
         self._advanced = asyncio.Event()  # set (and replaced) at every batch handled
         name_, _, path = os.environ.get(FAULT_HANG_ENV, "").partition(":")
         self._hang_file = path if name_ == name and path else None
+        #: commits outputs and offsets together (the trading gate's account transaction,
+        #: :mod:`streams.fencing`) instead of a producer flush and a consumer commit;
+        #: False: not committed (fenced), the offsets stay where they were
+        self.committer: Callable[[dict[TopicPartition, int], str], Awaitable[bool]] | None = None
+        #: commit after every batch (the gate: its decisions become visible at a commit)
+        self.commit_every_batch = False
+        #: awaited at every take-over before the committed offsets are read (the gate
+        #: fences an older owner first: its open transaction cannot commit after the read)
+        self.before_take_over: list[Callable[[], Awaitable[None]]] = []
 
     def read(
         self, topic: str, handler: BatchHandler, forget: Callable[[], None] | None = None
@@ -249,6 +258,9 @@ class PartitionReader:
                 group_id=self.group,
                 client_id=f"{self.settings.kafka.client_id}-{self.edge.role}-{self.name}",
                 max_poll_records=MAX_BATCH,
+                # the trading worker's outputs are transactional (streams.fencing): an
+                # aborted (fenced) record is never read
+                isolation_level="read_committed" if self.edge.txn else "read_uncommitted",
                 **(
                     {"fetch_max_wait_ms": FETCH_MAX_WAIT_MS}
                     if self.anchor is not None
@@ -284,6 +296,8 @@ class PartitionReader:
         from its committed offset (without one: the Faust group's, else the log start)."""
         consumer = await self._consumer()
         async with self.busy:
+            for hook in self.before_take_over:
+                await hook()
             tps = self.owned()
             consumer.assign(tps)
             self.processed, self.committed = {}, {}
@@ -318,8 +332,7 @@ class PartitionReader:
             self.epoch += 1
             offsets = self._due()
             if offsets:
-                await self._flush()
-                await self._commit(offsets)
+                await self._flush_and_commit(offsets)
             for forget in self._hand_over_hooks:
                 forget()
             if self.consumer is not None:
@@ -332,10 +345,14 @@ class PartitionReader:
         if not self.ready.is_set() or not (offsets := self._due()):
             return
         epoch = self.epoch
-        await self._flush()
+        if self.committer is None:
+            await self._flush()
         async with self.busy:
             if self.epoch == epoch and self.ready.is_set():
-                await self._commit(offsets)
+                if self.committer is None:
+                    await self._commit(offsets)
+                else:
+                    await self._flush_and_commit(self._due())
 
     def _due(self) -> dict[TopicPartition, int]:
         return {tp: o for tp, o in self.processed.items() if o > self.committed.get(tp, -1)}
@@ -346,6 +363,14 @@ class PartitionReader:
         ``single`` layout, the gate) write tables through Faust's buffer, which its
         ``flush`` drains first."""
         await self.app.producer.flush()
+
+    async def _flush_and_commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Outputs first, then the offsets (in one transaction with a committer)."""
+        if self.committer is None:
+            await self._flush()
+            await self._commit(offsets)
+        elif offsets and await self.committer(offsets, self.group):
+            self.committed.update(offsets)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         if self.consumer is not None:
@@ -390,6 +415,8 @@ class PartitionReader:
                 await handler(part)
         for tp, records in mine.items():
             self.processed[tp] = records[-1].offset + 1
+        if self.commit_every_batch and mine:
+            await self._flush_and_commit(self._due())
         self._check_caught_up()
         self._advanced.set()
         self._advanced = asyncio.Event()

@@ -8,7 +8,13 @@ book tops (marks, stops), book integrity, operator control. State lives in three
 - ``risk-state``: the processor's small state (ledgers, pending orders, stops, breaker);
 - ``risk-decisions``: client order id -> decision, so a redelivered proposal gets the
   same decision back instead of a second approval;
-- ``risk-fills``: order-event ids already applied, so a redelivered fill is not counted twice.
+- ``risk-fills``: order-event ids already applied, so a redelivered fill is not counted twice;
+- ``risk-control-nonces``: nonce -> offset of each accepted control command: a copy of
+  one (another offset) is a replay and refused, the record itself redelivered is not.
+
+Control commands take effect only when signed with the operator key
+(:mod:`algostream.risk.control_auth`); a refused one goes to ``dlq`` with the reason and
+gets a ``CONTROL_REFUSED`` audit record on ``risk.events``.
 
 The small state also carries the newest decisions and applied ids itself
 (``recent_decided``, ``recent_applied``): a ``kill -9`` between two table writes can land the
@@ -43,6 +49,7 @@ import time
 from typing import Any
 
 import faust
+import structlog
 from aiokafka import TopicPartition
 
 from algostream.config import Settings
@@ -61,7 +68,11 @@ from algostream.model.records import (
 )
 from algostream.observability import metrics
 from algostream.risk import RiskProcessor
+from algostream.risk.breaker import ALL_INSTRUMENTS
+from algostream.risk.control_auth import ControlVerifier, refusal_event
+from algostream.risk.errors import ControlAuthError
 from algostream.risk.processor import output_topic
+from streams import fencing
 from streams.app import Edge, Recent
 from streams.reader import decoded, reader_of, readers, tap
 
@@ -78,6 +89,8 @@ MARK_WAIT_S = 5.0
 #: ``TAP_FETCH_WAIT_MS``): a proposal for a quiet instrument waits that long
 TAP_IDLE_S = 0.05
 
+log = structlog.get_logger("algostream.risk")
+
 STATE_LEVEL = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
 
@@ -90,6 +103,8 @@ class RiskShell:
         self.state = app.Table("risk-state", default=None, **table)
         self.decisions = app.Table("risk-decisions", default=None, **table)
         self.fills = app.Table("risk-fills", default=None, **table)
+        #: nonce of an accepted control command -> its offset on ``control``
+        self.nonces = app.Table("risk-control-nonces", default=None, **table)
         self._proc: RiskProcessor | None = None
 
     @property
@@ -143,6 +158,7 @@ def observe(record: Record, *, from_proposal: bool) -> None:
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     shell = RiskShell(app, settings)
+    txn = fencing.install(app, edge, settings)
     metrics.LOSS_THRESHOLD.labels(account=settings.risk.account).set(
         float(settings.risk.max_loss_threshold)
     )
@@ -216,6 +232,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     async def proposals(batch: dict[TopicPartition, list[Any]]) -> None:
         async for _, _, order in decoded(edge, batch, "orders.proposed", OrderRequest, "risk"):
+            if txn is not None and txn.fenced:
+                return  # another worker owns the account: its gate decides these
             if order.record_id not in decided_here:
                 await marks_for(order)
                 await decide(order)
@@ -227,6 +245,11 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     gate.read("orders.proposed", proposals)
     if taps is not None:  # no decision before the marks are up to the tops on the broker
         gate.after(taps)
+    if txn is not None:  # decisions and the proposals' offsets in one transaction
+        gate.committer = txn.commit
+        gate.commit_every_batch = True
+        gate.before_take_over.append(txn.ensure_started)
+        txn.on_fenced.append(shell.forget)
     # after the readers' hand-overs (hooks run in order): no batch is running by then
     edge.before_revoke(shell.forget)
 
@@ -242,8 +265,55 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             await emit(shell.proc.on_integrity(ev, time.time_ns()))
             shell.persist()
 
+    verifier = control_verifier(settings)
+
+    async def refuse(
+        event: faust.EventT[bytes], cmd: ControlCommand, exc: ControlAuthError
+    ) -> None:
+        """Not for this gate: to ``dlq`` with the reason, and an audit record naming it."""
+        msg = event.message
+        account = settings.risk.account
+        proc = shell.proc
+        state = (
+            proc.breaker.account_state(account)
+            if cmd.instrument == ALL_INSTRUMENTS
+            else proc.breaker.state(account, cmd.instrument)
+        )
+        source = f"{edge.short(msg.topic)}/{msg.partition}/{msg.offset}"
+        log.warning("control command refused", refused=exc.kind, source=source, error=str(exc))
+        metrics.CONTROL_REFUSED.labels(reason=exc.kind).inc()
+        await edge.dead_letter(event, exc, "risk")
+        audit = refusal_event(
+            cmd, exc, account=account, state=state, source=source, now_ns=time.time_ns()
+        )
+        await emit([audit])
+
     @app.agent(edge.topic("control"), name="risk-control")
     async def control(stream: faust.StreamT[bytes]) -> None:
-        async for cmd in edge.records(stream, ControlCommand, "risk"):
+        async for event in stream.events():
+            cmd = await edge.decode_or_dlq(event, ControlCommand, "risk")
+            if cmd is None:
+                continue
+            offset = event.message.offset
+            first = None if cmd.nonce is None else shell.nonces.get(cmd.nonce)
+            try:
+                verifier.check(cmd, time.time_ns(), offset=offset, first_offset=first)
+            except ControlAuthError as exc:
+                await refuse(event, cmd, exc)
+                continue
+            shell.nonces[cmd.nonce] = offset  # before the state: a redelivery is known
             await emit(shell.proc.on_control(cmd, time.time_ns()))
             shell.persist()
+
+
+def control_verifier(settings: Settings) -> ControlVerifier:
+    """The gate's verifier of control commands; without an operator key it refuses every
+    command, and says so loudly at start."""
+    secret = settings.risk.control_key
+    if secret is None:
+        log.error(
+            "no operator key: every control command will be refused; set "
+            "ALGOSTREAM_CONTROL_KEY or ALGOSTREAM_CONTROL_KEY_FILE (the CLI signs with it)"
+        )
+    key = None if secret is None else secret.get_secret_value().encode()
+    return ControlVerifier(key, settings.risk.control_window_ms * 1_000_000)

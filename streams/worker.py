@@ -22,6 +22,7 @@ worker hand records to each other in-process (:meth:`Edge.publish
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from typing import Any
 
@@ -92,11 +93,41 @@ def build_worker_app(
     app, edge = create_app(settings, role, web_port=web_port, **overrides)
     for name in names:
         importlib.import_module(name).register(app, edge, settings)
+    _changelog_durability(app, settings)
+    _changelog_metadata(app)
     _report_lag(app, edge)
     watchdog.register(app, edge, settings)
     if settings.workers.layout == "single" and modules is None:
         _one_worker_only(app, edge)
     return app, edge
+
+
+def _changelog_durability(app: faust.App, settings: Settings) -> None:
+    """Changelog topics the worker creates get ``kafka.min_insync_replicas`` (a cluster:
+    2), like the catalog's topics from ``topics apply``, not the brokers' default."""
+    n = settings.kafka.min_insync_replicas
+    if n is None:
+        return
+    for table in app.tables.values():
+        table.extra_topic_configs = {**table.extra_topic_configs, "min.insync.replicas": str(n)}
+
+
+def _changelog_metadata(app: faust.App) -> None:
+    """Before the tables are recovered and written, the producer knows their changelog
+    topics' partitions. On a 3-node cluster the trading worker crashed at its first table
+    write (``TypeError`` in aiokafka's ``_partition``: no metadata yet for the changelog
+    Faust had just created; the local single broker answers fast enough to hide it)."""
+
+    async def known(*_: object, **__: object) -> None:
+        producer = getattr(app.producer, "_producer", None)
+        if producer is None:
+            return
+        for table in app.tables.values():
+            await asyncio.wait_for(
+                producer.partitions_for(table.changelog_topic.get_topic_name()), 30.0
+            )
+
+    app.on_partitions_assigned.connect(known)
 
 
 def _one_worker_only(app: faust.App, edge: Edge) -> None:

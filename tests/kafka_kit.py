@@ -48,15 +48,21 @@ async def produce(
 
 
 async def read_until(
-    settings: Settings, topic: str, done: Callable[[list[Msg]], bool], timeout_s: float = 60.0
+    settings: Settings,
+    topic: str,
+    done: Callable[[list[Msg]], bool],
+    timeout_s: float = 60.0,
+    isolation_level: str = "read_committed",
 ) -> list[Msg]:
-    """Read ``topic`` from the beginning until ``done(messages)`` or the deadline."""
+    """Read ``topic`` from the beginning until ``done(messages)`` or the deadline (as a
+    ``read_committed`` consumer: what every consumer of the trading topics sees)."""
     name = settings.kafka.topic_prefix + topic
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         group_id=None,
+        isolation_level=isolation_level,
     )
     await consumer.start()
     out: list[Msg] = []

@@ -71,6 +71,8 @@ async def _read_partition(
                 )
             if rec.offset + 1 >= end:
                 return out
+        if await consumer.position(tp) >= end:
+            return out  # the last offsets were transaction markers (never records)
 
 
 async def read_range(
@@ -84,7 +86,12 @@ async def read_range(
     """Every record of ``topics`` with event time in [from_ns, to_ns], in event-time order
     (with ``last``: only each partition's ``last`` records, its tail)."""
     prefix = cfg.topic_prefix if prefix is None else prefix
-    consumer = AIOKafkaConsumer(**client_kwargs(cfg), group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(cfg),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",  # never a fenced trading worker's aborted records
+    )
     await consumer.start()
     try:
         per_partition: list[list[TopicRecord]] = []

@@ -23,8 +23,10 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from algostream.kafka.errors import BrokerError
 
@@ -94,13 +96,13 @@ def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-async def _metadata_ok(bootstrap: str) -> bool:
+async def _metadata_ok(bootstrap: str, **client: Any) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
     quiet = logging.getLogger("aiokafka")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # connection refusals are expected while starting
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, **client)
     try:
         await admin.start()
         await admin.describe_cluster()
@@ -112,9 +114,10 @@ async def _metadata_ok(bootstrap: str) -> bool:
         quiet.setLevel(level)
 
 
-def answers_metadata(bootstrap: str) -> bool:
-    """True when a broker at ``bootstrap`` answers a metadata request."""
-    return asyncio.run(_metadata_ok(bootstrap))
+def answers_metadata(bootstrap: str, **client: Any) -> bool:
+    """True when a broker at ``bootstrap`` answers a metadata request (``client``: more
+    aiokafka settings, e.g. SASL)."""
+    return asyncio.run(_metadata_ok(bootstrap, **client))
 
 
 class LocalBroker:
@@ -127,9 +130,15 @@ class LocalBroker:
         heap: str = DEFAULT_HEAP,
         *,
         libs: Path | None = None,
+        overrides: Mapping[str, str] | None = None,
+        cluster_id: str | None = None,
+        client: Mapping[str, Any] | None = None,
     ) -> None:
         """``libs`` (default ``root/libs``) lets a second broker reuse fetched jars while
-        its data, config, pid and log stay under its own ``root``."""
+        its data, config, pid and log stay under its own ``root``. ``overrides`` replace
+        or add ``server.properties`` keys (SASL listeners, a node of a cluster: node.id,
+        controller.quorum.voters), ``cluster_id`` formats the storage for a cluster of
+        several nodes, ``client`` are the aiokafka settings that check it answers."""
         self.root = root.resolve()
         self.port = port
         self.controller_port = port + 1
@@ -139,6 +148,9 @@ class LocalBroker:
         self.log = self.root / f"broker-{port}.log"
         self.pid_file = self.root / f"broker-{port}.pid"
         self.props = self.root / f"server-{port}.properties"
+        self.overrides = dict(overrides or {})
+        self.cluster_id = cluster_id
+        self.client = dict(client or {})
 
     @property
     def bootstrap(self) -> str:
@@ -196,11 +208,13 @@ class LocalBroker:
         except (OSError, ValueError):
             return None
 
-    def start(self, timeout_s: float = 90.0) -> BrokerStatus:
-        """Start the broker unless ours is already running; wait until it answers."""
+    def start(self, timeout_s: float = 90.0, *, wait: bool = True) -> BrokerStatus:
+        """Start the broker unless ours is already running; wait until it answers (with
+        ``wait=False`` not: a node of a cluster answers once a quorum of nodes runs)."""
         current = self.status()
         if current.running:
-            self._wait_ready(current.pid, timeout_s)
+            if wait:
+                self._wait_ready(current.pid, timeout_s)
             return current
         for port in (self.port, self.controller_port):
             if not _port_free(port):
@@ -234,15 +248,20 @@ class LocalBroker:
                 cwd=self.root,
             )
         self.pid_file.write_text(str(proc.pid))
-        self._wait_ready(proc.pid, timeout_s)
+        if wait:
+            self._wait_ready(proc.pid, timeout_s)
         return self.status()
+
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        """Wait until the running broker answers a metadata request."""
+        self._wait_ready(self._pid(), timeout_s)
 
     def _wait_ready(self, pid: int | None, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if pid is not None and not _pid_alive(pid):
                 raise BrokerError(f"the broker exited during start-up:\n{tail(self.log)}")
-            if answers_metadata(self.bootstrap):
+            if answers_metadata(self.bootstrap, **self.client):
                 return
             time.sleep(0.25)  # polling interval while waiting on a deadline
         raise BrokerError(f"the broker did not answer within {timeout_s:.0f}s:\n{tail(self.log)}")
@@ -279,35 +298,32 @@ class LocalBroker:
     # ------------------------------------------------------------------ files
     def _write_config(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.props.write_text(
-            "\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-                    "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    f"log.dirs={self.data}",
-                    "num.partitions=1",
-                    "offsets.topic.replication.factor=1",
-                    "offsets.topic.num.partitions=6",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "transaction.state.log.num.partitions=4",
-                    "group.initial.rebalance.delay.ms=0",
-                    "auto.create.topics.enable=false",
-                    "log.retention.hours=168",
-                    "num.network.threads=2",
-                    "num.io.threads=2",
-                    "num.recovery.threads.per.data.dir=1",
-                    "log.segment.bytes=67108864",
-                    "",
-                ]
-            )
-        )
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.data),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "6",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "false",
+            "log.retention.hours": "168",
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "num.recovery.threads.per.data.dir": "1",
+            "log.segment.bytes": "67108864",
+        } | self.overrides
+        self.props.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
 
     def _log4j(self) -> Path:
         path = self.root / "log4j.properties"
@@ -329,7 +345,7 @@ class LocalBroker:
     def _format(self, java: str) -> None:
         if (self.data / "meta.properties").exists():
             return
-        cluster_id = new_cluster_id()
+        cluster_id = self.cluster_id or new_cluster_id()
         result = subprocess.run(
             [
                 java,

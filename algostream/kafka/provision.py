@@ -182,7 +182,93 @@ async def apply_catalog(
         await admin.close()
     if fixed:
         await _wait_applied(cfg, {n: names[n] for n in fixed}, min_insync_replicas)
+    if min_insync_replicas is not None:
+        await apply_changelogs(cfg, min_insync_replicas, report, fix=fix)
     return report
+
+
+#: DescribeConfigs v1+ ``config_source`` of a value set on the topic itself
+TOPIC_CONFIG_SOURCE = 1
+
+
+async def _topic_level_configs(
+    admin: AIOKafkaAdminClient, names: list[str]
+) -> dict[str, dict[str, str]]:
+    """The configs set on each topic itself (not the brokers' defaults): what an
+    AlterConfigs must send again to keep them."""
+    out: dict[str, dict[str, str]] = {n: {} for n in names}
+    if not names:
+        return out
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    for response in await admin.describe_configs(resources):
+        for resource in response.resources:
+            for entry in resource[4]:
+                if entry[3] == TOPIC_CONFIG_SOURCE and entry[1] is not None:
+                    out[resource[3]][entry[0]] = entry[1]
+    return out
+
+
+def is_changelog(name: str, cfg: KafkaConfig) -> bool:
+    """A Faust table changelog of this deployment (``<app_id>-<role>-<table>-changelog``)."""
+    return name.startswith(f"{cfg.app_id}-") and name.endswith("-changelog")
+
+
+async def apply_changelogs(
+    cfg: KafkaConfig, min_insync_replicas: int, report: ApplyReport, *, fix: bool = False
+) -> None:
+    """Give the workers' table changelogs ``min.insync.replicas`` too: one without the key
+    gets it (as a topic apply creates would), another value is drift (``fix`` sets it);
+    fewer replicas than that is drift (every write to it would fail). The workers set it
+    when they create a changelog (``kafka.min_insync_replicas``); this covers the ones
+    made before, and the brokers' default is then not what decides."""
+    admin = make_admin(cfg)
+    await admin.start()
+    try:
+        names = [n for n in await admin.list_topics() if is_changelog(n, cfg)]
+        own = await _topic_level_configs(admin, names)
+    finally:
+        await admin.close()
+    states = await describe(cfg, names)
+    wanted = str(min_insync_replicas)
+    change: dict[str, dict[str, str]] = {}
+    for name, state in sorted(states.items()):
+        current = own.get(name, {}).get("min.insync.replicas")  # not the brokers' default
+        if state.replication < min_insync_replicas:
+            report.drift.append(
+                f"{name}: {state.replication} replicas < min.insync.replicas {wanted}: "
+                "writes would fail; left alone (reassign its replicas first)"
+            )
+        elif current == wanted:
+            report.unchanged.append(name)
+        elif current is None or fix:
+            change[name] = own.get(name, {}) | {"min.insync.replicas": wanted}
+            report.fixed.append(f"{name}: min.insync.replicas {current!r} -> {wanted!r}")
+        else:
+            report.drift.append(
+                f"{name}: min.insync.replicas {current!r} -> {wanted!r} (run with --fix)"
+            )
+    if not change:
+        return
+    admin = make_admin(cfg)
+    await admin.start()
+    try:  # AlterConfigs replaces the dynamic configs: the topic's others go along
+        resources = [ConfigResource(ConfigResourceType.TOPIC, n, c) for n, c in change.items()]
+        for response in await admin.alter_configs(resources):
+            for code, message, _type, resource in response.resources:
+                if code:
+                    raise for_code(code)(f"could not alter configs of {resource}: {message}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30.0
+        while True:  # applied by the broker a moment after it answered (_wait_applied)
+            seen = await _topic_level_configs(admin, list(change))
+            late = [n for n in change if seen[n].get("min.insync.replicas") != wanted]
+            if not late:
+                break
+            if loop.time() > deadline:
+                raise TimeoutError(f"min.insync.replicas not applied to {late} within 30s")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
 
 
 async def _wait_applied(

@@ -52,6 +52,7 @@ async def read_to_end(cfg: KafkaConfig, topic: str, timeout_s: float = 60.0) -> 
         enable_auto_commit=False,
         group_id=None,
         max_partition_fetch_bytes=8 * 1024 * 1024,
+        isolation_level="read_committed",  # never a fenced trading worker's aborted records
     )
     await consumer.start()
     try:
@@ -80,6 +81,9 @@ async def read_to_end(cfg: KafkaConfig, topic: str, timeout_s: float = 60.0) -> 
                         )
                     )
                     pos[tp] = m.offset + 1
+            for tp in tps:  # past transaction markers and aborted records (never records)
+                if pos[tp] < end[tp]:
+                    pos[tp] = max(pos[tp], await consumer.position(tp))
         return sorted(out, key=lambda r: (r.partition, r.offset))
     finally:
         await consumer.stop()

@@ -395,12 +395,18 @@ class RiskEvent(Record):
 
 
 class ControlCommand(Record):
-    """An operator command (``control``); ``instrument`` ``ALL:*`` means every one."""
+    """An operator command (``control``); ``instrument`` ``ALL:*`` means every one.
+
+    ``nonce`` and ``signature`` (HMAC-SHA256 with the operator key, hex) are set by
+    :func:`algostream.risk.control_auth.sign`; the risk gate refuses a command without
+    a valid one (:class:`algostream.risk.control_auth.ControlVerifier`)."""
 
     TYPE: ClassVar[str] = "ControlCommand"
     action: ControlAction
     actor: str
     reason: str
+    nonce: str | None = Field(default=None, max_length=128)
+    signature: str | None = Field(default=None, max_length=128)
 
 
 # --------------------------------------------------------------------------- dlq

@@ -201,6 +201,29 @@ DLQ_RECORDS = _counter(
 ORDERS_REJECTED = _counter(
     "algostream_orders_rejected_total", "Orders denied by risk, by reason.", ("reason",)
 )
+CONTROL_REFUSED = _counter(
+    "algostream_control_refused_total",
+    "Control commands the risk gate refused (unsigned, forged, stale, replayed, no_key).",
+    ("reason",),
+)
+LATE_TRADES = _counter(
+    "algostream_late_trades_total",
+    "Trades that arrived after their bar closed: not in the bar (kept in dlq).",
+    ("instrument", "interval"),
+)
+FENCED = _counter(
+    "algostream_fenced_total",
+    "Times this trading worker found its account's transactional producer fenced.",
+)
+FENCED_DROPS = _counter(
+    "algostream_fenced_drops_total",
+    "Trading outputs not written: this worker does not own the account (or was fenced).",
+)
+TXN_COMMIT_SECONDS = _histogram(
+    "algostream_txn_commit_seconds",
+    "Commit of the trading worker's account transaction (outputs + proposal offsets).",
+    (),
+)
 ORDERS_APPROVED = _counter("algostream_orders_approved_total", "Orders approved by risk.")
 FILLS = _counter("algostream_fills_total", "Fills received.", ("instrument", "side"))
 WS_RECONNECTS = _counter(

@@ -22,3 +22,12 @@ class FilterError(RiskError):
 
 class StateRestoreError(RiskError):
     """A state snapshot passed to ``from_state`` is malformed; names the key and value."""
+
+
+class ControlAuthError(RiskError):
+    """A control command the gate refuses: unsigned, forged, outside the time window,
+    replayed, or no operator key configured. ``kind`` says which (a metric label)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind

@@ -48,6 +48,7 @@ class RejectReason(StrEnum):
     """Machine-readable reasons of ``OrderRejected.reason``."""
 
     INVALID_ORDER = "INVALID_ORDER"
+    ORDER_TOO_OLD = "ORDER_TOO_OLD"
     DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"
     TRADING_HALTED = "TRADING_HALTED"
     TRADING_REDUCING = "TRADING_REDUCING"
@@ -110,6 +111,8 @@ class PreTradeContext:
     top: BookTop | None = None
     filters: InstrumentFilters | None = None
     orders_in_window: int = 0
+    #: decision time - the proposal's ``ts_init`` (ns): how long it waited to be decided
+    age_ns: int = 0
 
 
 def estimated_price(order: OrderRequest, top: BookTop | None) -> Decimal | None:
@@ -158,6 +161,24 @@ def check_order_shape(
             RejectReason.INVALID_ORDER, "limit_price", "None", "a LIMIT order needs a limit_price"
         )
     return None
+
+
+def check_order_age(
+    order: OrderRequest, ctx: PreTradeContext, config: RiskConfig
+) -> Rejection | None:
+    """Decided within ``max_order_age_ms`` of being proposed (its ``ts_init``): a gate
+    that was paused, or is working through a backlog, does not trade on old prices."""
+    limit_ns = config.max_order_age_ms * 1_000_000
+    if ctx.age_ns <= limit_ns:
+        return None
+    age_ms = ctx.age_ns // 1_000_000
+    return Rejection(
+        RejectReason.ORDER_TOO_OLD,
+        f"{config.max_order_age_ms} ms",
+        f"{age_ms} ms",
+        f"proposal {order.client_order_id} is {age_ms} ms old at decision time "
+        f"(risk.max_order_age_ms = {config.max_order_age_ms})",
+    )
 
 
 def check_trading_state(
@@ -363,6 +384,7 @@ def check_notional_exposure(
 #: Every check, cheapest and most decisive first (market data before anything priced).
 DEFAULT_CHECKS: tuple[Check, ...] = (
     check_order_shape,
+    check_order_age,
     check_trading_state,
     check_reduce_only,
     check_market_data,

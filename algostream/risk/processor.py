@@ -174,7 +174,7 @@ class RiskProcessor:
                 f"for proposal {prior[0]}",
             )
             return [rejected_record(order, dup, now_ns)]
-        decision = self.checker.decide(order, self._context(order), now_ns)
+        decision = self.checker.decide(order, self._context(order, now_ns), now_ns)
         self._take_effect(decision)
         self._decisions += 1
         self._remember(order.client_order_id, order.record_id, decision, self._decisions)
@@ -209,7 +209,7 @@ class RiskProcessor:
             window = self._rates[account] = OrderRateWindow()
         return window
 
-    def _context(self, order: OrderRequest) -> PreTradeContext:
+    def _context(self, order: OrderRequest, now_ns: int) -> PreTradeContext:
         ledger = self.ledgers.get(order.account)
         positions: dict[str, Decimal] = {}
         marks: dict[str, Decimal] = {}
@@ -228,6 +228,7 @@ class RiskProcessor:
             top=self._tops.get(order.instrument),
             filters=self.filters.get(order.instrument),
             orders_in_window=0 if window is None else window.count(order.ts_event),
+            age_ns=now_ns - order.ts_init,
         )
 
     # ------------------------------------------------------------------ market data

@@ -40,6 +40,7 @@ from algostream.model.records import (
     RECORD_TYPES,
     Bar,
     BookTop,
+    ControlCommand,
     DeadLetter,
     FeatureVector,
     OrderEvent,
@@ -48,6 +49,7 @@ from algostream.model.records import (
     Record,
     TradeTick,
 )
+from algostream.risk.control_auth import sign
 from algostream.sim.binance import malformed_frames
 from tests.kafka_kit import Msg, decoded, free_port, read_until
 
@@ -502,6 +504,7 @@ WRONG_TYPED = [{"x": "nope"}, "not-a-number", -5, [["x"]], True, 1.5, "", None]
 BAD_INSTRUMENTS = ["nope", "BINANCE:btc usdt", "", ":X", "A" * 70 + ":B"]
 #: (instrument, sample overrides) of the good record number n on each topic
 SEC = 1_000_000_000
+CONTROL_KEY = "bad-input-test-operator-key-0123456789"
 
 
 def good_doc(topic: str, n: int, t0: int) -> dict[str, Any]:
@@ -527,8 +530,10 @@ def good_doc(topic: str, n: int, t0: int) -> dict[str, Any]:
     elif topic == "orders.events":
         doc.update(client_order_id=f"ext-{n}", status="ACCEPTED", fill_qty="0", cum_qty="0",
                    fill_price=None)  # fmt: skip
-    elif topic == "control":
-        doc.update(instrument="BINANCE:DOGEUSDT", action=["HALT", "RESUME"][n % 2])
+    elif topic == "control":  # signed with the operator key, fresh (risk.control_window_ms)
+        doc.update(instrument="BINANCE:DOGEUSDT", action=["HALT", "RESUME"][n % 2],
+                   ts_init=time.time_ns())  # fmt: skip
+        doc = sign(ControlCommand.model_validate(doc), CONTROL_KEY.encode()).model_dump(mode="json")
     return doc
 
 
@@ -624,7 +629,13 @@ async def test_bad_records_on_every_worker_input_go_to_dlq(provisioned, supervis
     # the split layout without the in-process hot path, where every topic here has a
     # reader; otherwise the same agents read a subset of them (bars, book tops, features
     # and signals reach their stage in-process)
-    split = {"ALGOSTREAM__WORKERS__LAYOUT": "split", "ALGOSTREAM__SIGNAL__IN_PROCESS": "false"}
+    split = {
+        "ALGOSTREAM__WORKERS__LAYOUT": "split",
+        "ALGOSTREAM__SIGNAL__IN_PROCESS": "false",
+        "ALGOSTREAM_CONTROL_KEY": CONTROL_KEY,
+        # the good commands are signed when written, before the workers start
+        "ALGOSTREAM__RISK__CONTROL_WINDOW_MS": "600000",
+    }
     for role in ("market", "signals", "trading"):
         supervisor.start(role, "worker", role, "--web-port", "0", "--metrics-port", "0", env=split)
     prefix = s.kafka.topic_prefix

@@ -55,3 +55,35 @@ async def test_drift_is_reported_not_silently_changed(kafka_settings) -> None:  
     assert fixed.ok and any("md.book" in f for f in fixed.fixed)
     state = (await describe(kafka_settings.kafka, [f"{prefix}md.book"]))[f"{prefix}md.book"]
     assert state.partitions == 3 and state.configs["cleanup.policy"] == "delete"
+
+
+async def test_min_insync_replicas_reaches_the_workers_changelog_topics(kafka_settings) -> None:  # type: ignore[no-untyped-def]
+    """A changelog Faust made (compacted, no min.insync.replicas) gets it from apply and
+    keeps its cleanup policy; another deployment's changelog is not touched."""
+    cfg = kafka_settings.kafka
+    ours = f"{cfg.app_id}-trading-risk-state-changelog"
+    theirs = f"other-{cfg.app_id}-trading-risk-state-changelog"
+    admin = make_admin(cfg)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(n, 1, 1, topic_configs={"cleanup.policy": "compact"}) for n in (ours, theirs)]
+        )
+    finally:
+        await admin.close()
+    try:
+        report = await apply_catalog(load_catalog(), cfg, min_insync_replicas=1)
+        assert any(line.startswith(ours) for line in report.fixed), report
+        states = await describe(cfg, [ours, theirs])
+        assert states[ours].configs["min.insync.replicas"] == "1"
+        assert states[ours].configs["cleanup.policy"] == "compact"
+        assert not any(theirs in line for line in report.fixed + report.drift)
+        again = await apply_catalog(load_catalog(), cfg, min_insync_replicas=1)
+        assert ours in again.unchanged and again.ok, again
+    finally:
+        admin = make_admin(cfg)
+        await admin.start()
+        try:
+            await admin.delete_topics([ours, theirs])
+        finally:
+            await admin.close()

@@ -514,3 +514,36 @@ def test_full_check_latency_is_measured() -> None:
     p99_us = statistics.quantiles(samples, n=100)[98] / 1000
     print(f"risk full check: median {median_us:.1f} us, p99 {p99_us:.1f} us")
     assert median_us < 100
+
+
+def test_proposal_older_than_max_order_age_is_rejected_with_its_own_reason() -> None:
+    p = RiskProcessor(RiskConfig(max_order_age_ms=2000))
+    p.on_book_top(top(ts=5 * SECOND))
+    fresh = order("fresh", ts=5 * SECOND)  # ts_init = ts + 1
+    [ok] = p.on_proposal(fresh, now_ns=fresh.ts_init + 2 * SECOND)  # exactly at the limit
+    assert isinstance(ok, OrderRequest)
+    old = order("old", ts=5 * SECOND)
+    [rej] = p.on_proposal(old, now_ns=old.ts_init + 2 * SECOND + 1)
+    assert isinstance(rej, OrderRejected) and rej.reason == "ORDER_TOO_OLD"
+    assert (rej.limit, rej.value) == ("2000 ms", "2000 ms")
+    late = order("late", ts=5 * SECOND)
+    [rej] = p.on_proposal(late, now_ns=late.ts_init + 26_400_000_000)
+    assert rej.reason == "ORDER_TOO_OLD" and rej.value == "26400 ms"
+    assert "late" in rej.message and "max_order_age_ms = 2000" in rej.message
+    # a refused stale order reserves nothing: the next fresh one is decided on its own
+    assert p.pending_quantity("paper", BTC, Side.BUY) == D("1")
+
+
+def test_stale_close_is_refused_and_a_redelivery_gets_the_same_decision() -> None:
+    p = with_btc_long("1")
+    stale_close = order("close", Side.SELL, "1", ts=3 * SECOND)
+    [rej] = p.on_proposal(stale_close, now_ns=stale_close.ts_init + 6 * SECOND)
+    assert rej.reason == "ORDER_TOO_OLD"  # the default limit is 5 s
+    # a redelivery later gets the same decision back, not a second (different) one
+    assert p.on_proposal(stale_close, now_ns=stale_close.ts_init) == [rej]
+
+
+def test_max_order_age_is_validated() -> None:
+    with pytest.raises(ValueError, match="max_order_age_ms"):
+        RiskConfig(max_order_age_ms=0)
+    assert RiskConfig().max_order_age_ms == 5000
