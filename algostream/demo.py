@@ -8,6 +8,8 @@ back from the topics (book tops, signals, orders, fills, P&L) until Ctrl-C or ``
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -128,9 +130,28 @@ async def _watch(settings: Settings, sup: Supervisor, duration: float | None) ->
     return view
 
 
+def operator_key_env(data_dir: Path) -> dict[str, str]:
+    """The operator key for the demo's control commands: the environment's if it has one,
+    else an owner-only ``control.key`` made once under ``data_dir`` (the trading worker
+    refuses every control command without a key; the CLI signs with the same file)."""
+    if os.environ.get("ALGOSTREAM_CONTROL_KEY") or os.environ.get("ALGOSTREAM_CONTROL_KEY_FILE"):
+        return {}
+    path = data_dir / "control.key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    print(
+        f"operator key: {path} (control commands: "
+        f"ALGOSTREAM_CONTROL_KEY_FILE={path} algostream control halt --reason ...)"
+    )
+    return {"ALGOSTREAM_CONTROL_KEY_FILE": str(path.resolve())}
+
+
 def run_demo(settings: Settings, log_dir: Path, duration: float | None) -> int:
     """Run everything; returns a process exit code (non-zero if a component died)."""
-    sup = Supervisor(log_dir, env={"PYTHONUNBUFFERED": "1"})
+    sup = Supervisor(log_dir, env={"PYTHONUNBUFFERED": "1", **operator_key_env(log_dir.parent)})
     from streams.worker import PORTS
 
     for name, args in components(settings):

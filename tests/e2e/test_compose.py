@@ -147,7 +147,14 @@ def stack(pytestconfig: pytest.Config) -> Iterator[Stack]:
             terminal.write_line(f"[compose] {line}")
 
     images = _images_env()
-    env = dict(os.environ) | images | {"GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(16)}
+    env = (
+        dict(os.environ)
+        | images
+        | {
+            "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(16),
+            "ALGOSTREAM_CONTROL_KEY": secrets.token_hex(32),
+        }
+    )
     stack = Stack(env)
     stack.compose("down", "-v", "--remove-orphans", check=False)
     report(f"images: {images}; grafana is not started (no image of it can be had here)")
