@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -36,14 +37,20 @@ class FakeEdge:
     def __init__(self, sent: Sent) -> None:
         self.sent = sent
 
-    async def send_raw(self, topic: str, key: Any, value: Any, partition: int) -> Any:
-        self.sent.records.append(("table", value))
+    def topic(self, name: str) -> Any:
+        return SimpleNamespace(get_topic_name=lambda: name)
+
+    async def send_raw(self, topic: str, key: Any, value: Any, partition: int = 0) -> Any:
+        if topic == "book.integrity":
+            self.sent.records.append((topic, BookIntegrity.decode(value)))
+        else:
+            self.sent.records.append(("table", value))
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
-    async def send(self, topic: str, record: Any) -> None:
-        self.sent.records.append((topic, record))
+    def count_out(self, topic: str, n: int = 1) -> None:
+        pass
 
 
 class FakeTable:
@@ -118,3 +125,30 @@ async def test_no_stale_while_handing_over() -> None:
     stage, reader = stage_with_a_book(sent), FakeReader()  # ready not set: handing over
     assert await stage.mark_stale(reader, T0 + STALE_AFTER_MS * 10_000_000) == []  # type: ignore[arg-type]
     assert not stage.store.proc.is_stale(INST) and sent.records == []
+
+
+async def test_a_hand_over_waiting_behind_it_comes_after_the_stale_is_published() -> None:
+    """The rebalance that follows an outage: the hand-over queues for the reader while the
+    STALE waits for the stuck batch; it runs only once the flag and the event are out, so
+    the next owner (restoring the flag) says RESYNCED after the STALE, not before."""
+    sent = Sent()
+    stage, reader = stage_with_a_book(sent), FakeReader()
+    reader.ready.set()
+    await reader.busy.acquire()
+    task = asyncio.create_task(
+        stage.mark_stale(reader, T0 + STALE_AFTER_MS * 1_000_000)  # type: ignore[arg-type]
+    )
+    await until(lambda: stage.store.proc.is_stale(INST), "the STALE detected")
+
+    async def hand_over() -> None:  # as PartitionReader.hand_over
+        reader.ready.clear()
+        async with reader.busy:
+            reader.epoch += 1
+            sent.records.append(("hand-over", None))
+
+    handing = asyncio.create_task(hand_over())
+    await asyncio.sleep(0.01)
+    reader.busy.release()
+    await asyncio.wait_for(handing, 5.0)
+    assert [(e.kind, e.instrument) for e in await task] == [(IntegrityKind.STALE, INST)]
+    assert [topic for topic, _ in sent.records] == ["table", "book.integrity", "hand-over"]
