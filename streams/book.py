@@ -13,13 +13,18 @@ per batch, and the tops go to the producer as one batch per partition. At every 
 the in-memory books are dropped, and an instrument is restored from the table at its first
 update. The stale timer only watches books this worker holds.
 
-A STALE is part of the book's state: the timer writes the instrument's flags to the table
-and waits for the broker to take them before it publishes the STALE, and publishes it only
-if this worker still holds the book and it is still stale. Whichever worker holds the book
-when updates resume (this one, or the next owner after a rebalance, restoring the flag
-from the table) says RESYNCED, so a rebalance or a broker outage between the STALE and
-the next update cannot leave the instrument degraded with nobody to clear it (issue 28:
-the gate stayed REDUCING after a broker outage).
+A STALE is part of the book's state: the timer detects (and logs) it at once, even while a
+batch is stuck on the broker holding the reader (during a broker outage the books are
+stale all the same: a batch in flight then waits for producer room for the whole outage);
+then, after that batch, it writes the instrument's flags to the table and waits for the
+broker to take them before it publishes the STALE, if the book is still stale, all with
+the reader held: a hand-over (such as the rebalance that follows an outage) comes after
+the STALE is on the broker, so the next owner's RESYNCED follows it, and never between the
+flag and the event. Whichever worker holds the book when updates resume (this one, or the
+next owner after a rebalance, restoring the flag from the table) says RESYNCED, so a
+rebalance or a broker outage between the STALE and the next update cannot leave the
+instrument degraded with nobody to clear it (issue 28: the gate stayed REDUCING after a
+broker outage).
 """
 
 from __future__ import annotations
@@ -115,31 +120,54 @@ class BookStage:
             await edge.deliver(topic, record, partition)
 
     async def mark_stale(self, reader: PartitionReader, now_ns: int) -> list[BookIntegrity]:
-        """STALE for each held book silent for ``stale_after_ms`` (module doc): the flag is
-        on the broker, in the table, before the event is published. Returns the STALEs
-        published."""
-        async with reader.busy:  # no batch or hand-over in between
-            if not reader.ready.is_set():
+        """STALE for each held book silent for ``stale_after_ms`` (module doc): detected and
+        logged without waiting for the batch in flight; the flag is on the broker, in the
+        table, before the event is published, with no batch or hand-over in between.
+        Returns the STALEs published."""
+        if not reader.ready.is_set():  # handing over (or not reading): no books held
+            return []
+        store, epoch = self.store, reader.epoch
+        events = store.proc.check_stale(now_ns, self.md.stale_after_ms * 1_000_000)
+        if not events:
+            return []
+        log.info(  # batch_in_flight: storing the flag waits for it (for the broker)
+            "books stale",
+            instruments=[e.instrument for e in events],
+            batch_in_flight=reader.busy.locked(),
+        )
+        sent: list[tuple[BookIntegrity, asyncio.Future[Any]]] = []
+        published: list[BookIntegrity] = []
+        async with reader.busy:  # after the batch in flight; no batch or hand-over until done
+            if reader.epoch != epoch:  # handed over meanwhile: the books were dropped
                 return []
-            store, epoch = self.store, reader.epoch
-            events = store.proc.check_stale(now_ns, self.md.stale_after_ms * 1_000_000)
-            if events:
-                log.info("books stale", instruments=[e.instrument for e in events])
-            acks = []
             for event in events:
                 inst = event.instrument
+                if not store.proc.is_stale(inst):  # an update came meanwhile: RESYNCED
+                    continue
                 topic, key, value = self.table.stage(*_meta(store, inst))
-                acks.append(await self.edge.send_raw(topic, key, value, self.partition_of[inst]))
-        written = await asyncio.gather(*acks, return_exceptions=True)
-        published: list[BookIntegrity] = []
-        async with reader.busy:
-            for event, ack in zip(events, written, strict=True):
+                sent.append(
+                    (event, await self.edge.send_raw(topic, key, value, self.partition_of[inst]))
+                )
+            written = await asyncio.gather(*(ack for _, ack in sent), return_exceptions=True)
+            for (event, _), ack in zip(sent, written, strict=True):
                 if isinstance(ack, BaseException):  # not in the table: raise it again later
                     store.proc.rearm_stale(event.instrument)
-                elif reader.epoch == epoch and store.proc.is_stale(event.instrument):
-                    await self.edge.send("book.integrity", event)
+                elif await _delivered(self.edge, "book.integrity", event):
                     published.append(event)
         return published
+
+
+async def _delivered(edge: Edge, topic: str, record: BookIntegrity) -> bool:
+    """Send ``record`` and wait until the broker has it (a failure is logged and counted
+    by the edge)."""
+    name = edge.topic(topic).get_topic_name()
+    ack = await edge.send_raw(name, record.key.encode(), record.encode())
+    edge.count_out(topic)
+    try:
+        await ack
+    except Exception:
+        return False
+    return True
 
 
 def _meta(store: LevelStore, instrument: str) -> tuple[str, Any]:
