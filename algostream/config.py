@@ -69,7 +69,9 @@ class RiskConfig(Section):
     max_orders_per_second: int = Field(default=20, ge=1)
     #: a proposal older than this (decision time - its ``ts_init``) is refused
     #: ``ORDER_TOO_OLD``: a worker that was paused or behind must not trade on old prices
-    max_order_age_ms: int = Field(default=5000, ge=1, le=3_600_000)
+    #: 0 turns the check off: for replaying history through the live agents (the parity
+    #: check), whose proposals carry the history's times, not the wall clock's
+    max_order_age_ms: int = Field(default=5000, ge=0, le=3_600_000)
     price_band_percent: Decimal = Decimal("5.0")
     #: a control command is accepted within this long of its ``ts_init`` (either way;
     #: clocks differ) and its nonce only once in that window

@@ -26,6 +26,11 @@ from algostream.model import OrderEvent, OrderRequest, OrderStatus
 from streams.worker import worker_roles
 from tests.kafka_kit import decoded, produce, read_until
 
+#: the live agents decide proposals of a synthetic history (2026-01-01): their age against
+#: the wall clock is months, so risk.max_order_age_ms is off for them (0), as for any
+#: history replayed through the live agents
+REPLAYED_HISTORY = {"ALGOSTREAM__RISK__MAX_ORDER_AGE_MS": "0"}
+
 
 async def live_matches_engine(s, supervisor, env: dict[str, str]):  # type: ignore[no-untyped-def]
     """Write a synthetic history, run the deployment's worker roles on it, compare."""
@@ -57,7 +62,9 @@ async def live_matches_engine(s, supervisor, env: dict[str, str]):  # type: igno
 @pytest.mark.parametrize("layout", ["split", "single"])
 async def test_other_layouts_match_the_engine(provisioned, supervisor, layout: str) -> None:  # type: ignore[no-untyped-def]
     """split: every stage reads its topic; single: one worker, every stage in-process."""
-    await live_matches_engine(provisioned, supervisor, {"ALGOSTREAM__WORKERS__LAYOUT": layout})
+    await live_matches_engine(
+        provisioned, supervisor, {"ALGOSTREAM__WORKERS__LAYOUT": layout, **REPLAYED_HISTORY}
+    )
 
 
 async def test_live_agents_match_the_engine_on_the_same_history(
@@ -65,7 +72,7 @@ async def test_live_agents_match_the_engine_on_the_same_history(
 ) -> None:  # type: ignore[no-untyped-def]
     """The default layout (colocated): market and trading workers."""
     s = provisioned
-    engine = await live_matches_engine(s, supervisor, {})
+    engine = await live_matches_engine(s, supervisor, dict(REPLAYED_HISTORY))
     try:
         await copies_match(s, engine, tmp_path)
     finally:  # the copies' topics too (the fixture deletes the test's own prefix only)
@@ -99,7 +106,11 @@ async def test_a_strategy_deciding_in_on_bar_runs_live_as_in_the_engine(
     orders, so the account stays flat in both and the sizes do not depend on fill timing.)"""
     signal = provisioned.signal.model_copy(update={"strategy": "sma_crossover"})
     s = provisioned.model_copy(update={"signal": signal})
-    env = {"ALGOSTREAM__WORKERS__LAYOUT": "single", "ALGOSTREAM__SIGNAL__STRATEGY": "sma_crossover"}
+    env = {
+        "ALGOSTREAM__WORKERS__LAYOUT": "single",
+        "ALGOSTREAM__SIGNAL__STRATEGY": "sma_crossover",
+        **REPLAYED_HISTORY,
+    }
     engine = BacktestEngine(s).run(synthetic_frames(("BTCUSDT", "ETHUSDT"), 7, 8_000))
     await produce(s, "md.book", engine.on("md.book"))
     await produce(s, "md.trades", engine.on("md.trades"))

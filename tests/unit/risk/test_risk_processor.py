@@ -543,7 +543,14 @@ def test_stale_close_is_refused_and_a_redelivery_gets_the_same_decision() -> Non
     assert p.on_proposal(stale_close, now_ns=stale_close.ts_init) == [rej]
 
 
-def test_max_order_age_is_validated() -> None:
+def test_max_order_age_is_validated_and_zero_turns_it_off() -> None:
     with pytest.raises(ValueError, match="max_order_age_ms"):
-        RiskConfig(max_order_age_ms=0)
+        RiskConfig(max_order_age_ms=-1)
+    with pytest.raises(ValueError, match="max_order_age_ms"):
+        RiskConfig(max_order_age_ms=3_600_001)
     assert RiskConfig().max_order_age_ms == 5000
+    p = RiskProcessor(RiskConfig(max_order_age_ms=0))  # history replayed through live agents
+    p.on_book_top(top(ts=5 * SECOND))
+    months_old = order("replayed", ts=5 * SECOND)
+    [ok] = p.on_proposal(months_old, now_ns=months_old.ts_init + 10**17)
+    assert isinstance(ok, OrderRequest)
