@@ -107,7 +107,12 @@ async def test_paused_owner_is_fenced_and_the_standby_decides_once(provisioned, 
     if written != visible:  # the old owner wrote after it resumed: it must have been fenced
         assert "fenced" in supervisor.tail(owner, 3000), supervisor.tail(owner)
     print(f"old owner: {sum(written.values()) - sum(visible.values())} decision records aborted")
-    assert supervisor.children[owner].alive and supervisor.children[standby].alive
+    # the standby goes on; the fenced owner may step down by exiting (Faust stops it when
+    # its agents' sends hit the fenced producer: safe, nothing of it is visible, and its
+    # supervisor restarts it as a standby); if it is still running it said it was fenced
+    assert supervisor.children[standby].alive, supervisor.tail(standby)
+    if not supervisor.children[owner].alive:
+        assert "fenced" in supervisor.tail(owner, 3000), supervisor.tail(owner)
 
 
 async def _decided(s, n: int) -> bool:  # type: ignore[no-untyped-def]
