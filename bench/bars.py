@@ -80,33 +80,13 @@ def best(fn: Any, runs: int = RUNS) -> float:
 
 def backtesting_py() -> tuple[int, float] | None:
     try:
-        from backtesting import Backtest, Strategy
-        from backtesting.lib import crossover
-        from backtesting.test import GOOG, SMA
+        from backtesting.test import GOOG
+
+        from bench.reference import sma_cross_backtest
+
+        bt = sma_cross_backtest()
     except ImportError:
         return None
-
-    class SmaCrossRef(Strategy):  # type: ignore[misc]
-        def init(self) -> None:
-            self.sma1 = self.I(SMA, self.data.Close, 10)
-            self.sma2 = self.I(SMA, self.data.Close, 20)
-
-        def next(self) -> None:
-            if crossover(self.sma1, self.sma2):
-                self.position.close()
-                self.buy()
-            elif crossover(self.sma2, self.sma1):
-                self.position.close()
-                self.sell()
-
-    bt = Backtest(
-        GOOG,
-        SmaCrossRef,
-        cash=1_000_000,
-        commission=0.002,
-        exclusive_orders=True,
-        finalize_trades=True,
-    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return len(GOOG), best(bt.run)

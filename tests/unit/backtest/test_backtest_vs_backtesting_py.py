@@ -42,37 +42,11 @@ def wide_settings() -> Settings:
 
 
 def reference_run():  # type: ignore[no-untyped-def]
-    from backtesting import Backtest, Strategy
-    from backtesting.lib import crossover
-    from backtesting.test import GOOG as goog
-    from backtesting.test import SMA
+    from bench.reference import sma_cross_backtest
 
-    class SmaCrossRef(Strategy):  # type: ignore[misc]
-        n1, n2 = 10, 20
-
-        def init(self) -> None:
-            self.sma1 = self.I(SMA, self.data.Close, self.n1)
-            self.sma2 = self.I(SMA, self.data.Close, self.n2)
-
-        def next(self) -> None:
-            if crossover(self.sma1, self.sma2):
-                self.position.close()
-                self.buy()
-            elif crossover(self.sma2, self.sma1):
-                self.position.close()
-                self.sell()
-
-    bt = Backtest(
-        goog,
-        SmaCrossRef,
-        cash=1_000_000,
-        commission=0.002,
-        exclusive_orders=True,
-        finalize_trades=True,
-    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return bt.run()
+        return sma_cross_backtest().run()
 
 
 def round_trips(fills: list[OrderEvent], starts: dict[int, int]) -> list[tuple[int, int, int]]:
