@@ -268,30 +268,26 @@ class LocalBroker:
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop the broker (SIGTERM, then SIGKILL after ``timeout_s``). False if not running."""
-        pid = self._pid()
-        if pid is None or not _pid_alive(pid):
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _pid_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return self._signal(signal.SIGTERM, timeout_s)
 
     def kill(self, timeout_s: float = 30.0) -> bool:
         """``kill -9`` the broker (fault tests: no clean shutdown, logs recovered at the next
         start). False if not running."""
+        return self._signal(signal.SIGKILL, timeout_s)
+
+    def _signal(self, sig: signal.Signals, timeout_s: float) -> bool:
+        """Send ``sig`` to the broker's process group and wait up to ``timeout_s`` for it to
+        exit; one still running then is SIGKILLed. False if no broker of ours was running."""
         pid = self._pid()
         if pid is None or not _pid_alive(pid):
             self.pid_file.unlink(missing_ok=True)
             return False
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pid, sig)
         deadline = time.monotonic() + timeout_s
         while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(0.1)  # polling interval while waiting on a deadline
+        if _pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
         return True
 
