@@ -68,7 +68,7 @@ soak: topics
 lint: $(STAMP)
 	$(BIN)/ruff check algostream streams tests bench
 	$(BIN)/ruff format --check algostream streams tests bench
-	$(BIN)/mypy algostream
+	$(BIN)/mypy
 
 up: images
 	docker compose --env-file docker/images.env $(if $(wildcard .env),--env-file .env) up --build

@@ -85,7 +85,10 @@ class CpuClock:
         """CPU seconds used from ``start_ns`` to ``end_ns`` (nearest samples)."""
         if not self.samples:
             return 0.0
-        at = lambda ns: min(self.samples, key=lambda s: abs(s[0] - ns))[1]  # noqa: E731
+
+        def at(ns: int) -> float:
+            return min(self.samples, key=lambda s: abs(s[0] - ns))[1]
+
         return at(end_ns) - at(start_ns)
 
 

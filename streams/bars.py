@@ -37,7 +37,7 @@ from aiokafka import TopicPartition
 
 from algostream.config import Settings
 from algostream.marketdata.bars import BarAggregator
-from algostream.model.records import Bar, TradeTick
+from algostream.model.records import Bar, BarInterval, TradeTick
 from algostream.observability import metrics
 from streams.app import DirectTable, Edge, Outbox
 from streams.reader import decoded, market_reader
@@ -57,15 +57,16 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     #: instrument -> (event time of its last trade, its partition and offset)
     last_read: dict[str, tuple[int, TopicPartition, int]] = {}
 
-    def agg(interval: str, inst: str) -> BarAggregator:
+    def agg(interval: BarInterval, inst: str) -> BarAggregator:
         key = (interval, inst)
         if key not in aggs:
             saved = table.get(f"{interval}|{inst}")
             aggs[key] = (
                 BarAggregator.from_state(saved) if saved is not None else BarAggregator(interval)
-            )  # type: ignore[arg-type]
+            )
             if saved is not None and saved.get("applied") is not None:
-                applied[key] = tuple(saved["applied"])  # type: ignore[assignment]
+                partition, offset = saved["applied"]
+                applied[key] = (int(partition), int(offset))
         return aggs[key]
 
     def state(key: tuple[str, str], a: BarAggregator) -> tuple[str, dict[str, Any]]:
@@ -89,7 +90,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             await edge.deliver("md.trades", tick, tp.partition)  # single: paper fills
             for interval in intervals:
                 a = agg(interval, tick.instrument)
-                key = (interval, tick.instrument)
+                key: tuple[str, str] = (interval, tick.instrument)
                 done = applied.get(key)
                 if done is not None and done[0] == tp.partition and rec.offset <= done[1]:
                     continue  # re-delivered (at-least-once): already in the saved bar
@@ -141,7 +142,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             if inst not in last_read:  # as if its last trade had just been read
                 last_read[inst] = (int(opened["start_ns"]), tp, where[1])
 
-    @app.timer(interval=0.25)
+    @app.timer(interval=0.25)  # type: ignore[untyped-decorator]
     async def close_bars() -> None:
         now = time.time_ns()
         adopt_open_bars()

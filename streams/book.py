@@ -52,7 +52,7 @@ log = structlog.get_logger("algostream.streams")
 class _Pending(dict[str, Any]):
     """Writes of one instrument not yet in the table (``pop`` records a deletion)."""
 
-    def pop(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def pop(self, key: str, default: Any = None) -> Any:
         self[key] = _DELETE
         return default
 
@@ -184,6 +184,6 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     reader = market_reader(app, edge, settings)
     reader.read("md.book", stage.handle, stage.forget)
 
-    @app.timer(interval=max(md.stale_after_ms / 2000, 0.1))
+    @app.timer(interval=max(md.stale_after_ms / 2000, 0.1))  # type: ignore[untyped-decorator]
     async def stale_books() -> None:
         await stage.mark_stale(reader, time.time_ns())

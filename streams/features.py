@@ -74,7 +74,7 @@ class FeatureStage:
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     stage = FeatureStage(app, edge, settings)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_features(_app: faust.App, revoked: object, **_: object) -> None:
         stage.forget()
 

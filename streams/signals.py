@@ -129,7 +129,7 @@ class SignalStage:
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     stage = SignalStage(app, edge, settings)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_signals(_app: faust.App, revoked: object, **_: object) -> None:
         stage.forget()
 
@@ -142,7 +142,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         tap(app, edge, settings, "positions", Position, "signals")
         tap(app, edge, settings, "pnl", PnL, "signals")
 
-        @app.task
+        @app.task  # type: ignore[untyped-decorator]
         async def seed_account() -> None:
             """The account as the topics' tails have it (the taps resume from their
             committed offsets, so a restarted worker would not see it until it changes)."""
