@@ -112,6 +112,23 @@ def book_update() -> Latency:
     return time_calls("book update (BookProcessor.on_update -> BookTop)", one, 20000)
 
 
+def depth_parse() -> Latency:
+    """parse_frame on the recorded capture's depth frames (WebSocket text -> typed frame)."""
+    from algostream.marketdata.binance import parse_frame
+    from bench.peers import CAPTURE
+
+    frames = []
+    for line in (CAPTURE / "BINANCE_US.ws.1.0").read_text().splitlines()[1:]:
+        frame = line.partition(": ")[2]
+        if "depthUpdate" in frame:
+            frames.append(frame)
+
+    def one(i: int) -> None:
+        parse_frame(frames[i % len(frames)], i)
+
+    return time_calls("depth frame parse (parse_frame, recorded capture)", one, 20000)
+
+
 def feature_update() -> Latency:
     """FeatureProcessor.on_bar (RSI, MACD, Bollinger, ATR, returns, volatility, VWAP)."""
     import random
@@ -153,6 +170,7 @@ def feature_update() -> Latency:
 
 def main() -> list[tuple[Latency, str]]:
     return [
+        (depth_parse(), "-"),
         (book_update(), "< 1 ms"),
         (feature_update(), "< 10 ms"),
         (risk_check(), "< 100 µs"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 
 import httpx
@@ -100,21 +99,22 @@ def test_latency_buckets_span_microseconds_to_seconds() -> None:
     assert upper[:-1] == list(buckets) and upper[-1] == float("inf")
 
 
-def test_observe_records_elapsed_time_in_the_labelled_histogram() -> None:
+def test_observe_records_elapsed_time_in_the_labelled_histogram(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     instrument = _unique("TEST")
     labels = {"instrument": instrument}
+    clock = iter([5_000_000, 7_000_000])  # perf_counter_ns at entry and exit: 2 ms apart
+    monkeypatch.setattr(metrics.time, "perf_counter_ns", lambda: next(clock))
     with metrics.observe(metrics.BOOK_UPDATE_SECONDS, instrument=instrument):
-        deadline = time.perf_counter() + 0.002
-        while time.perf_counter() < deadline:  # busy-wait: a known minimum duration
-            pass
+        pass
     get = metrics.REGISTRY.get_sample_value
     assert get("algostream_book_update_seconds_count", labels) == 1
-    elapsed = get("algostream_book_update_seconds_sum", labels)
-    assert elapsed is not None and 0.002 <= elapsed < 1.0
-    # 2 ms falls in the (0.001, 0.0025] bucket
+    assert get("algostream_book_update_seconds_sum", labels) == 0.002
+    # 2 ms falls in the (0.001, 0.0025] bucket; buckets are cumulative
     assert get("algostream_book_update_seconds_bucket", {**labels, "le": "0.001"}) == 0
-    assert get("algostream_book_update_seconds_bucket", {**labels, "le": "0.0025"}) in (0, 1)
-    assert get("algostream_book_update_seconds_bucket", {**labels, "le": "0.005"}) in (0, 1)
+    assert get("algostream_book_update_seconds_bucket", {**labels, "le": "0.0025"}) == 1
+    assert get("algostream_book_update_seconds_bucket", {**labels, "le": "0.005"}) == 1
     assert get("algostream_book_update_seconds_bucket", {**labels, "le": "+Inf"}) == 1
 
 

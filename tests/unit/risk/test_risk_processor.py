@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from decimal import Decimal
 from typing import TypeVar
 
@@ -488,32 +486,6 @@ def test_filters_are_applied_per_instrument() -> None:
     p.on_book_top(top(ETH, "10", "11"))
     [ok] = p.on_proposal(order("c2", qty="0.0005", instrument=ETH), now_ns=2)
     assert isinstance(ok, OrderRequest)
-
-
-def test_full_check_latency_is_measured() -> None:
-    """Median on_proposal time, every check run to approval, with 3 open positions.
-
-    The target is < 100 µs; the assertion is looser so a loaded CI machine does not flake,
-    the measured figure is printed (run with -s).
-    """
-    filters = {BTC: InstrumentFilters(D("0.01"), D("0.001"), D("0.001"), D("5"))}
-    p = RiskProcessor(RiskConfig(max_orders_per_second=1_000_000), filters)
-    for inst, px in ((BTC, "100"), (ETH, "2000"), ("BINANCE:SOLUSDT", "20")):
-        p.on_book_top(top(inst, str(D(px) - 1), str(D(px) + 1)))
-        p.on_order_event(fill(f"f-{inst}", Side.BUY, "0.1", px, instrument=inst, coid=f"o{inst}"))
-    samples = []
-    for i in range(3000):
-        side = Side.BUY if i % 2 else Side.SELL
-        proposal = order(f"p{i}", side, "0.05", price="100", ts=i)
-        start = time.perf_counter_ns()
-        [decision] = p.on_proposal(proposal, now_ns=proposal.ts_event)
-        samples.append(time.perf_counter_ns() - start)
-        assert isinstance(decision, OrderRequest), decision
-        p.on_order_event(fill(f"fill-{i}", side, "0.05", "100", coid=f"p{i}", ts=i))
-    median_us = statistics.median(samples) / 1000
-    p99_us = statistics.quantiles(samples, n=100)[98] / 1000
-    print(f"risk full check: median {median_us:.1f} us, p99 {p99_us:.1f} us")
-    assert median_us < 100
 
 
 def test_proposal_older_than_max_order_age_is_rejected_with_its_own_reason() -> None:
