@@ -25,17 +25,17 @@ app.add_typer(control_app, name="control")
 
 @app.command("worker")
 def worker(
-    role: Annotated[str, typer.Argument(help="a role of workers.layout (market, trading...)")],
+    role: Annotated[str, typer.Argument(help="a role of workers.layout or workers.agents")],
     config: ConfigOpt = None,
     web_port: Annotated[int | None, typer.Option(help="Faust web port")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="/metrics port (0: any)")] = None,
 ) -> None:
     """Run the stream agents of one worker role (Faust worker; scale out by running more)."""
-    from streams.worker import RoleError, role_modules, run_worker
+    from streams.worker import RoleError, agent_modules, run_worker
 
     settings = settings_or_exit(config)
     try:
-        role_modules(settings, role)
+        agent_modules(settings, role)
     except RoleError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc

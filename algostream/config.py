@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from algostream.model.enums import CostMethod
 from algostream.model.records import LiveBarInterval
@@ -186,6 +187,21 @@ class WorkersConfig(Section):
     stall_after_s: float = Field(default=30.0, gt=0)
     #: a worker stalled this long exits (code 75) to be restarted; 0: never
     stall_restart_s: float = Field(default=60.0, ge=0)
+    #: your own agents: role -> modules with ``register(app, edge, settings)``. A new role
+    #: is run by ``algostream worker ROLE`` (and by the demo); a layout's role gains them,
+    #: e.g. ``{alerts = ["streams.volume_spikes"]}``
+    agents: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("agents")
+    @classmethod
+    def _agent_names(cls, agents: dict[str, list[str]]) -> dict[str, list[str]]:
+        for role, modules in agents.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_-]*", role):
+                raise ValueError(f"workers.agents: role {role!r} is not a lower-case name")
+            for name in modules:
+                if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", name):
+                    raise ValueError(f"workers.agents.{role}: {name!r} is not a module name")
+        return agents
 
 
 class SimConfig(Section):

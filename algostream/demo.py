@@ -152,11 +152,11 @@ def operator_key_env(data_dir: Path) -> dict[str, str]:
 def run_demo(settings: Settings, log_dir: Path, duration: float | None) -> int:
     """Run everything; returns a process exit code (non-zero if a component died)."""
     sup = Supervisor(log_dir, env={"PYTHONUNBUFFERED": "1", **operator_key_env(log_dir.parent)})
-    from streams.worker import PORTS
+    from streams.worker import role_ports
 
     for name, args in components(settings):
         if args[0] == "worker":  # restarted when it exits or its /healthz fails
-            health = f"http://127.0.0.1:{PORTS[name][1]}/healthz"
+            health = f"http://127.0.0.1:{role_ports(settings, name)[1]}/healthz"
             sup.start(name, *args, restart=True, health_url=health)
         else:
             sup.start(name, *args)

@@ -59,19 +59,34 @@ class RoleError(ValueError):
 
 
 def worker_roles(settings: Settings) -> list[str]:
-    """The roles a whole deployment runs with ``settings`` (demo, benchmarks, tests)."""
-    return list(LAYOUTS[settings.workers.layout])
+    """The roles a whole deployment runs with ``settings`` (demo, benchmarks, tests): the
+    layout's, then the roles of your own agents (``workers.agents``)."""
+    roles = list(LAYOUTS[settings.workers.layout])
+    return roles + sorted(set(settings.workers.agents) - set(roles))
+
+
+def role_ports(settings: Settings, role: str) -> tuple[int, int]:
+    """Default (Faust web, /metrics) ports of ``role``; a role of your own agents gets the
+    next free pair after the built-in ones (6070/9410, 6071/9411, ...)."""
+    if role in PORTS:
+        return PORTS[role]
+    extra = [r for r in worker_roles(settings) if r not in PORTS]
+    i = extra.index(role) if role in extra else 0
+    return 6070 + i, 9410 + i
 
 
 def role_modules(settings: Settings, role: str) -> list[str]:
     """The agent modules of ``role`` in the configured layout; :class:`RoleError` if none."""
     layout = settings.workers.layout
     roles = LAYOUTS[layout]
+    extra = settings.workers.agents.get(role, [])
+    if extra:  # your own agents: a role of their own, or added to a layout's role
+        return [*roles.get(role, []), *extra]
     if role not in roles:
         known = "unknown worker role" if role not in ROLES else "no worker role"
         raise RoleError(
             f"{known} {role!r} in workers.layout {layout!r}: its roles are "
-            f"{', '.join(roles)}"
+            f"{', '.join([*roles, *sorted(set(settings.workers.agents) - set(roles))])}"
             + "".join(
                 f"; {role!r} is a role of layout {other!r}"
                 for other, rs in LAYOUTS.items()
@@ -86,13 +101,13 @@ def build_worker_app(
 ) -> tuple[faust.App, Edge]:
     """The Faust app of ``role`` with its agents registered."""
     names = role_modules(settings, role) if modules is None else modules
-    web_port = overrides.pop("web_port", PORTS.get(role, (6070, 0))[0])
+    web_port = overrides.pop("web_port", role_ports(settings, role)[0])
     if web_port == 0:  # no Faust web server (metrics have their own port)
         overrides["web_enabled"] = False
-        web_port = PORTS.get(role, (6070, 0))[0]  # unused, but Faust validates it
+        web_port = role_ports(settings, role)[0]  # unused, but Faust validates it
     app, edge = create_app(settings, role, web_port=web_port, **overrides)
     for name in names:
-        importlib.import_module(name).register(app, edge, settings)
+        _agent_module(settings, role, name).register(app, edge, settings)
     _changelog_durability(app, settings)
     _changelog_metadata(app)
     _report_lag(app, edge)
@@ -100,6 +115,29 @@ def build_worker_app(
     if settings.workers.layout == "single" and modules is None:
         _one_worker_only(app, edge)
     return app, edge
+
+
+def agent_modules(settings: Settings, role: str) -> list[Any]:
+    """The imported agent modules of ``role`` (:class:`RoleError` for a role or a module of
+    ``workers.agents`` that does not exist: said at start, not at the first record)."""
+    return [_agent_module(settings, role, name) for name in role_modules(settings, role)]
+
+
+def _agent_module(settings: Settings, role: str, name: str) -> Any:
+    """The module ``name`` of ``role``, with its ``register(app, edge, settings)``; a module
+    of ``workers.agents`` that cannot be imported or has no ``register`` is a
+    :class:`RoleError` naming the key."""
+    try:
+        module = importlib.import_module(name)
+    except ImportError as exc:
+        if name not in settings.workers.agents.get(role, []):
+            raise
+        raise RoleError(f"workers.agents.{role}: cannot import {name!r}: {exc}") from exc
+    if not callable(getattr(module, "register", None)):
+        raise RoleError(
+            f"workers.agents.{role}: module {name!r} has no register(app, edge, settings)"
+        )
+    return module
 
 
 def _changelog_durability(app: faust.App, settings: Settings) -> None:
@@ -215,7 +253,7 @@ def run_worker(
         strategies=[settings.signal.strategy],
         reject_reasons=[r.value for r in RejectReason],
     )
-    default_web, default_metrics = PORTS.get(role, (6070, 9409))
+    default_web, default_metrics = role_ports(settings, role)
     app, _ = build_worker_app(
         settings, role, web_port=default_web if web_port is None else web_port
     )

@@ -34,6 +34,7 @@ from algostream.model.records import (
     RiskEvent,
     Signal,
     TradeTick,
+    VolumeSpike,
 )
 from algostream.model.values import Money, Price, Quantity, SignedQuantity, to_decimal
 
@@ -73,6 +74,7 @@ __all__ = [
     "TimeInForce",
     "TradeTick",
     "TradingState",
+    "VolumeSpike",
     "derive_id",
     "instrument_id",
     "split_instrument",

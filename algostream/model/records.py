@@ -426,6 +426,19 @@ class DeadLetter(Record):
     agent: str
 
 
+class VolumeSpike(Record):
+    """A window whose traded volume is a multiple of its running average
+    (``alerts.volume``; written by the example agent ``streams/volume_spikes.py``)."""
+
+    TYPE: ClassVar[str] = "VolumeSpike"
+    window_start_ns: int = Field(ge=0)
+    window_ns: int = Field(gt=0)
+    volume: Quantity
+    average: Quantity = Field(description="the average window volume before this one")
+    ratio: Decimal = Field(description="volume / average")
+    trades: int = Field(ge=0)
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.TYPE: cls
     for cls in (
@@ -445,5 +458,6 @@ RECORD_TYPES: dict[str, type[Record]] = {
         RiskEvent,
         ControlCommand,
         DeadLetter,
+        VolumeSpike,
     )
 }

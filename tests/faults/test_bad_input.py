@@ -365,6 +365,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "DeadLetter": {**BASE, "source_topic": "md.raw", "partition": 0, "offset": 1,
                    "source_key": None, "payload": "x", "error_type": "E", "reason": "r",
                    "agent": "a"},
+    "VolumeSpike": {**BASE, "window_start_ns": NOW - 10**9, "window_ns": 10**9, "volume": "9",
+                    "average": "1.5", "ratio": "6", "trades": 4},
 }  # fmt: skip
 TYPES = sorted(RECORD_TYPES)
 

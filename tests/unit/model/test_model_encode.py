@@ -30,6 +30,7 @@ from algostream.model.records import (
     RiskEvent,
     Signal,
     TradeTick,
+    VolumeSpike,
 )
 
 BASE: dict[str, Any] = {
@@ -163,6 +164,15 @@ SAMPLES: list[Record] = [
         error_type="RecordDecodeError",
         reason="not JSON",
         agent="book",
+    ),
+    VolumeSpike(
+        **BASE,
+        window_start_ns=1_700_000_000_000_000_000,
+        window_ns=1_000_000_000,
+        volume="31.5",
+        average="1.25",
+        ratio="25.2",
+        trades=4,
     ),
 ]
 

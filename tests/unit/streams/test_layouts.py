@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from algostream.config import ConfigError, load_settings
-from streams.worker import LAYOUTS, RoleError, role_modules, worker_roles
+from streams.worker import (
+    LAYOUTS,
+    RoleError,
+    agent_modules,
+    role_modules,
+    role_ports,
+    worker_roles,
+)
 
 
 def layout(name: str):  # type: ignore[no-untyped-def]
@@ -122,3 +129,29 @@ def test_held_partitions_stay_paused_when_faust_resumes_the_others(tmp_path) -> 
     consumer.pause_partitions(tps)
     consumer.resume_partitions(tps)  # what recovery does once the tables are recovered
     assert consumer._paused_partitions == {TP(trades, 0), TP(trades, 1)}
+
+
+def agents(value: str):  # type: ignore[no-untyped-def]
+    return load_settings(env={"ALGOSTREAM__WORKERS__AGENTS": value})
+
+
+def test_your_own_agents_get_a_role_or_join_one() -> None:
+    s = agents('{"alerts": ["streams.volume_spikes"], "market": ["streams.volume_spikes"]}')
+    assert worker_roles(s) == ["market", "trading", "alerts"]
+    assert role_modules(s, "alerts") == ["streams.volume_spikes"]
+    assert role_modules(s, "market")[-1] == "streams.volume_spikes"
+    assert [m.__name__ for m in agent_modules(s, "alerts")] == ["streams.volume_spikes"]
+    assert role_ports(s, "alerts") == (6070, 9410)
+
+
+def test_a_bad_agent_module_is_an_error_naming_the_key_at_start() -> None:
+    with pytest.raises(RoleError, match=r"workers\.agents\.alerts: cannot import 'streams\.nope'"):
+        agent_modules(agents('{"alerts": ["streams.nope"]}'), "alerts")
+    with pytest.raises(
+        RoleError, match=r"workers\.agents\.alerts: module 'algostream\.config' has no register"
+    ):
+        agent_modules(agents('{"alerts": ["algostream.config"]}'), "alerts")
+    with pytest.raises(ConfigError, match=r"workers\.agents: role 'Alerts!'"):
+        agents('{"Alerts!": ["streams.volume_spikes"]}')
+    with pytest.raises(ConfigError, match=r"workers\.agents\.alerts: 'a b' is not a module name"):
+        agents('{"alerts": ["a b"]}')
