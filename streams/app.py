@@ -33,7 +33,8 @@ from algostream.kafka.dlq import dead_letter
 from algostream.kafka.headers import SENT_NS_HEADER
 from algostream.model.records import Record
 from algostream.observability import metrics
-from streams.continuity import OffsetGuard, RecoveryWatchdog, install_read_offsets
+from streams import framework
+from streams.continuity import OffsetGuard, RecoveryWatchdog
 
 R = TypeVar("R", bound=Record)
 #: an in-process stage: ``(record, partition or None) -> None``
@@ -102,7 +103,6 @@ class Edge:
         self.held.add(name)
         self.guard.watched.discard(name)  # nothing is delivered from it: never a hole
         self.app.topics.add(held)
-        _hold_paused()
         return held
 
     def short(self, full_name: str) -> str:
@@ -455,53 +455,6 @@ def put(table: Any, key: str, value: Any, partition: int | None) -> None:
         table.send_changelog(partition, key, value)
 
 
-#: how long the broker may hold a worker's fetch when none of its partitions has new data
-FETCH_MAX_WAIT_MS = 10
-
-
-def _short_fetch_wait() -> None:
-    """Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``. aiokafka keeps one
-    fetch in flight per broker and leaves out partitions that still have fetched records:
-    once a worker is behind (a start with a backlog), its busy partitions are buffered while
-    the in-flight fetch holds only quiet ones (changelogs, the assignor topic), which the
-    broker parks for the full 1.5 s, and every cycle repeats it. Measured: the market worker
-    ran a steady 0.6-1.8 s behind md.book at 300 updates/s using 30% of a core. With a short
-    wait the quiet fetch returns at once and the busy partitions are fetched again."""
-    from faust.transport.drivers import aiokafka as driver
-
-    cls = driver.AIOKafkaConsumerThread
-    if getattr(cls, "_algostream_fetch_wait", False):
-        return
-    create = cls._create_worker_consumer
-
-    def create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
-        if getattr(self.app, "_algostream_read_committed", False):  # streams.fencing
-            consumer._isolation_level = "read_committed"
-        return consumer
-
-    setattr(cls, "_create_worker_consumer", create_worker_consumer)  # noqa: B010
-    setattr(cls, "_algostream_fetch_wait", True)  # noqa: B010
-
-
-def _hold_paused() -> None:
-    """Faust's recovery resumes every non-changelog partition it assigned once the tables
-    are recovered; an app's held topics (:meth:`Edge.hold`) stay paused."""
-    from faust.transport.consumer import Consumer
-
-    if getattr(Consumer, "_algostream_hold", False):
-        return
-    resume = Consumer.resume_partitions
-
-    def resume_partitions(self: Any, tps: Any) -> None:
-        held = getattr(self.app, "_algostream_held", ())
-        resume(self, {tp for tp in tps if tp.topic not in held})
-
-    setattr(Consumer, "resume_partitions", resume_partitions)  # noqa: B010
-    setattr(Consumer, "_algostream_hold", True)  # noqa: B010
-
-
 def create_app(settings: Settings, role: str, **overrides: Any) -> tuple[faust.App, Edge]:
     """Build the Faust app for ``role`` from config; returns the app and its edge."""
     k = settings.kafka
@@ -537,8 +490,7 @@ def create_app(settings: Settings, role: str, **overrides: Any) -> tuple[faust.A
         "value_serializer": "raw",
     }
     conf.update(overrides)
-    _short_fetch_wait()
-    install_read_offsets()
+    framework.install()
     Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)
     app = faust.App(f"{k.app_id}-{role}", **conf)
     RecoveryWatchdog(app).install()

@@ -74,23 +74,6 @@ class ReadOffsets(defaultdict[Any, Any]):
         return None if tp in self.pinned else super().__getitem__(tp)
 
 
-def install_read_offsets() -> None:
-    """Give every Faust consumer a :class:`ReadOffsets` (once per process)."""
-    from faust.transport import consumer as base
-
-    cls = base.Consumer
-    if getattr(cls, "_algostream_read_offsets", False):
-        return
-    init = cls.__init__
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        self._read_offset = ReadOffsets()
-
-    setattr(cls, "__init__", __init__)  # noqa: B010
-    setattr(cls, "_algostream_read_offsets", True)  # noqa: B010
-
-
 class OffsetGuard:
     def __init__(self, app: faust.App) -> None:
         self.app = app

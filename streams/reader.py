@@ -45,7 +45,8 @@ from algostream.config import KafkaConfig, Settings
 from algostream.kafka.clients import make_admin, make_consumer
 from algostream.model.records import Record
 from algostream.observability import metrics
-from streams.app import FETCH_MAX_WAIT_MS, Edge
+from streams.app import Edge
+from streams.framework import FETCH_MAX_WAIT_MS
 
 log = structlog.get_logger("algostream.streams")
 R = TypeVar("R", bound=Record)

@@ -1,0 +1,79 @@
+"""The private faust-streaming/aiokafka names the patches rely on still exist, and each
+patch does what it says. An upgrade that renames one fails here, not in production."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from streams import framework
+
+INSTANCE_ONLY = {  # set in __init__: checked on a fresh instance
+    "Consumer._read_offset",
+    "AIOKafkaConsumer._fetch_max_wait_ms",
+    "AIOKafkaConsumer._isolation_level",
+    "TableManager.recovery",
+}
+
+
+@pytest.mark.parametrize(("module", "path"), framework.RELIED_ON)
+def test_every_relied_on_name_exists(module: str, path: str) -> None:
+    owner: Any = importlib.import_module(module)
+    *parents, name = path.split(".")
+    for part in parents:
+        owner = getattr(owner, part)
+    if path in INSTANCE_ONLY:
+        return  # checked below on instances
+    assert hasattr(owner, name), f"{module}.{path} is gone: review streams/framework.py"
+
+
+async def test_instance_attributes_the_patches_set_exist() -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
+    assert isinstance(consumer._fetch_max_wait_ms, int)
+    assert consumer._isolation_level == "read_uncommitted"
+    import faust
+
+    app = faust.App("framework-check", broker="kafka://127.0.0.1:1")
+    assert hasattr(app.tables, "recovery")
+    framework.install()
+    assert isinstance(app.consumer._read_offset, dict)  # a ReadOffsets, pinnable
+    assert type(app.consumer._read_offset).__name__ == "ReadOffsets"
+
+
+def test_install_is_idempotent() -> None:
+    from faust.transport.consumer import Consumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    framework.install()
+    patched = (Consumer.resume_partitions, AIOKafkaConsumerThread.verify_event_path)
+    framework.install()
+    assert (Consumer.resume_partitions, AIOKafkaConsumerThread.verify_event_path) == patched
+
+
+def test_held_topics_are_never_reported_as_not_processing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The false "Stream has not started processing" ERROR: Faust's check is skipped for
+    a held topic and still runs for the others."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    framework.install()
+    calls: list[str] = []
+
+    class Probe:  # what the original check would have looked at
+        app = SimpleNamespace(_algostream_held={"pfx.md.trades"})
+
+        def _verify_aiokafka_event_path(self, now: float, tp: Any) -> bool:
+            calls.append(tp.topic)
+            return True  # "already logged": the rest of the original is not reached
+
+    verify = AIOKafkaConsumerThread.verify_event_path
+    with caplog.at_level(logging.ERROR):
+        verify(Probe(), 0.0, SimpleNamespace(topic="pfx.md.trades", partition=0))
+        verify(Probe(), 0.0, SimpleNamespace(topic="pfx.book.top", partition=0))
+    assert calls == ["pfx.book.top"]
