@@ -8,24 +8,15 @@ from decimal import Decimal
 
 import pandas as pd
 
-from algostream.model import Side, TradeTick
+from algostream.model import TradeTick
 from streams.volume_spikes import ALPHA, THRESHOLD, WARMUP, WINDOW_NS, Window, on_trade
+from tests.unit.marketdata.marketdata_testkit import trade
 
 INST = "BINANCE:BTCUSDT"
 
 
 def tick(i: int, ts: int, size: str) -> TradeTick:
-    return TradeTick(
-        instrument=INST,
-        ts_event=ts,
-        ts_init=ts,
-        record_id=f"t{i}",
-        lineage_id="raw",
-        trade_id=str(i),
-        price=Decimal("100"),
-        size=Decimal(size),
-        aggressor_side=Side.BUY,
-    )
+    return trade(INST, i, ts, "100", size)
 
 
 def trades(seed: int) -> list[TradeTick]:
