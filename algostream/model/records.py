@@ -244,6 +244,22 @@ class Bar(Record):
     trades: int = Field(ge=0)
 
 
+class MarkPrice(Record):
+    """A perpetual future's mark price, index price and funding (``md.mark_price``).
+
+    From Binance USD-M ``markPriceUpdate``: ``funding_rate`` is the rate to be paid at
+    ``next_funding_ns`` (positive: longs pay shorts); ``estimated_settle_price`` is only
+    meaningful in the last hour before a funding time.
+    """
+
+    TYPE: ClassVar[str] = "MarkPrice"
+    mark_price: Price
+    index_price: Price
+    estimated_settle_price: Price | None = None
+    funding_rate: Money
+    next_funding_ns: int = Field(ge=0)
+
+
 # --------------------------------------------------------------------------- signals
 
 
@@ -435,6 +451,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         BookTop,
         BookIntegrity,
         Bar,
+        MarkPrice,
         FeatureVector,
         Signal,
         OrderRequest,
