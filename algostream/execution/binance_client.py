@@ -85,9 +85,25 @@ def format_decimal(value: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+#: the platform's order type -> Binance spot's (a post-only LIMIT is LIMIT_MAKER)
+BINANCE_ORDER_TYPE = {
+    OrderType.MARKET: "MARKET",
+    OrderType.LIMIT: "LIMIT",
+    OrderType.STOP_MARKET: "STOP_LOSS",
+    OrderType.STOP_LIMIT: "STOP_LOSS_LIMIT",
+    OrderType.TAKE_PROFIT_MARKET: "TAKE_PROFIT",
+    OrderType.TAKE_PROFIT_LIMIT: "TAKE_PROFIT_LIMIT",
+}
+
+
 @dataclass(frozen=True)
 class NewOrder:
-    """Parameters of ``POST /api/v3/order``."""
+    """Parameters of ``POST /api/v3/order``.
+
+    >>> NewOrder("BTCUSDT", Side.BUY, OrderType.LIMIT, Decimal(1), "c1", Decimal(9),
+    ...          post_only=True).params()[:3]
+    [('symbol', 'BTCUSDT'), ('side', 'BUY'), ('type', 'LIMIT_MAKER')]
+    """
 
     symbol: str
     side: Side
@@ -96,16 +112,22 @@ class NewOrder:
     client_order_id: str
     price: Decimal | None = None
     time_in_force: TimeInForce | None = None
+    stop_price: Decimal | None = None
+    post_only: bool = False
 
     def params(self) -> list[tuple[str, str]]:
         """Query parameters in Binance's documented order."""
-        out = [("symbol", self.symbol), ("side", self.side.value), ("type", self.order_type.value)]
-        if self.order_type is OrderType.LIMIT:
+        kind = "LIMIT_MAKER" if self.post_only else BINANCE_ORDER_TYPE[self.order_type]
+        out = [("symbol", self.symbol), ("side", self.side.value), ("type", kind)]
+        if self.order_type.has_limit_price and not self.post_only:
             out.append(("timeInForce", (self.time_in_force or TimeInForce.GTC).value))
         out.append(("quantity", format_decimal(self.quantity)))
         if self.price is not None:
             out.append(("price", format_decimal(self.price)))
-        out += [("newClientOrderId", self.client_order_id), ("newOrderRespType", "FULL")]
+        if self.stop_price is not None:
+            out.append(("stopPrice", format_decimal(self.stop_price)))
+        resp = "FULL" if kind in ("MARKET", "LIMIT") else "RESULT"
+        out += [("newClientOrderId", self.client_order_id), ("newOrderRespType", resp)]
         return out
 
 

@@ -38,7 +38,7 @@ from algostream.execution.errors import BinanceError, ExecutionError, UnknownOrd
 from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import BINANCE_STATUS, VenueOrder, events_to_match
-from algostream.model.enums import OrderStatus, OrderType
+from algostream.model.enums import OrderStatus
 from algostream.model.ids import split_instrument
 from algostream.model.records import BookTop, OrderEvent, OrderRequest, TradeTick
 
@@ -200,7 +200,7 @@ class ExecutionRouter:
 
 def _new_order(order: OrderRequest) -> NewOrder:
     symbol = split_instrument(order.instrument)[1]
-    limit = order.order_type is OrderType.LIMIT
+    limit = order.order_type.has_limit_price
     return NewOrder(
         symbol=symbol,
         side=order.side,
@@ -209,4 +209,6 @@ def _new_order(order: OrderRequest) -> NewOrder:
         client_order_id=order.client_order_id,
         price=order.limit_price if limit else None,
         time_in_force=order.time_in_force if limit else None,
+        stop_price=order.stop_price,
+        post_only=order.post_only,
     )

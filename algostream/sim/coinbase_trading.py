@@ -43,7 +43,7 @@ from algostream.sim.binance_errors import (
     WOULD_TRIGGER,
     ApiError,
 )
-from algostream.sim.orders import STOP_TYPES, SimOrder, p8
+from algostream.sim.orders import MARKET_TYPES, STOP_TYPES, SimOrder, p8
 from algostream.sim.trading import FaultKind, TradingSimulator
 
 BASE = "/api/v3/brokerage/orders"
@@ -401,7 +401,7 @@ def _binance_params(configuration: Any, side: str) -> dict[str, str]:
 
 def _configuration(order: SimOrder) -> dict[str, Any]:
     size, price = p8(order.orig_qty), p8(order.price)
-    if order.type == "MARKET":
+    if order.type in MARKET_TYPES:  # (a Binance stop-market: not a Coinbase order)
         return {"market_market_ioc": {"base_size": size}}
     if order.type in STOP_TYPES:
         rising = (order.type == "STOP_LOSS_LIMIT") == (order.side == "BUY")
