@@ -277,3 +277,35 @@ def test_credentials_come_from_the_environment_and_are_never_shown(tmp_path) -> 
     assert "secret-123" not in str(err.value)
     rest = CoinbaseRestClient(httpx.AsyncClient(), creds)
     assert PRIVATE not in repr(rest) and KEY_NAME not in repr(rest)
+
+
+async def test_order_types_coinbase_lacks_are_rejected_naming_the_type(
+    venue: Coinbase, http: httpx.AsyncClient
+) -> None:
+    ex = CoinbaseExecution(client(http, venue))
+    stop_market = make_request("x1", side=Side.SELL, qty="0.5", instrument=INSTRUMENT)
+    stop_market = stop_market.model_copy(
+        update={"order_type": OrderType.STOP_MARKET, "stop_price": Decimal("95")}
+    )
+    (ev,) = await ex.submit(stop_market, NOW_NS)
+    assert ev.status.value == "REJECTED" and "order_type=STOP_MARKET" in ev.reason
+    assert venue.engine.placements("x1") == 0
+
+
+async def test_platform_post_only_and_stop_limit_reach_coinbase(
+    venue: Coinbase, http: httpx.AsyncClient
+) -> None:
+    ex = CoinbaseExecution(client(http, venue))
+    maker = make_request("pm1", qty="0.5", order_type=OrderType.LIMIT, limit="100.05",
+                         instrument=INSTRUMENT).model_copy(update={"post_only": True})  # fmt: skip
+    (ev,) = await ex.submit(maker, NOW_NS)
+    assert ev.status.value == "REJECTED" and "INVALID_LIMIT_PRICE_POST_ONLY" in ev.reason
+    stop = make_request("sl1", side=Side.SELL, qty="0.5", order_type=OrderType.LIMIT,
+                        limit="95", instrument=INSTRUMENT).model_copy(
+        update={"order_type": OrderType.STOP_LIMIT, "stop_price": Decimal("96")})  # fmt: skip
+    assert [e.status.value for e in await ex.submit(stop, NOW_NS)] == ["ACCEPTED"]
+    held = (await client(http, venue).list_orders(statuses=["OPEN"]))[0]
+    cfg = held["order_configuration"]["stop_limit_stop_limit_gtc"]
+    assert (
+        cfg["stop_direction"] == "STOP_DIRECTION_STOP_DOWN" and cfg["stop_price"] == "96.00000000"
+    )
