@@ -118,6 +118,33 @@ class ExecutionRouter:
         payload = await self._binance.cancel_order(symbol, client_order_id)
         return self._apply(managed, payload, now_ns)
 
+    async def replace(
+        self, client_order_id: str, replacement: OrderRequest, now_ns: int
+    ) -> list[OrderEvent]:
+        """Cancel-replace: cancel an open order, then submit ``replacement``; when the old
+        one is not CANCELLED after the venue's answer (filled first, unknown) the
+        replacement is REJECTED naming why, never placed beside it."""
+        if self._paper is not None:
+            from algostream.execution.order_lists import OrderLists
+
+            return OrderLists(self._paper).cancel_replace(client_order_id, replacement, now_ns)
+        managed = self._orders.get(client_order_id)
+        refused = ManagedOrder(replacement, venue=self._venue)
+        if managed is None or not managed.is_open:
+            state = "unknown" if managed is None else managed.status.value
+            why = f"cancel-replace: {client_order_id!r} is {state}, not replaced"
+            return [refused.reject(why, now_ns)]
+        try:
+            events = await self.cancel(client_order_id, now_ns)
+        except BinanceError as exc:
+            events = await self.refresh(client_order_id, now_ns)
+            why = f"cancel-replace: cancel of {client_order_id!r} refused ({exc.message})"
+            return [*events, refused.reject(why, now_ns)]
+        if managed.status is not OrderStatus.CANCELLED:
+            why = f"cancel-replace: {client_order_id!r} became {managed.status.value} first"
+            return [*events, refused.reject(why, now_ns)]
+        return events + await self.submit(replacement, now_ns)
+
     async def refresh(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
         """Query the venue for a tracked order and emit the events that catch up with it."""
         if self._paper is not None:

@@ -3,18 +3,14 @@ lifecycle (ACCEPTED, held, TRIGGERED, then filled as MARKET or LIMIT) on ``order
 
 from __future__ import annotations
 
-import random
 from decimal import Decimal as D
 from typing import Any
 
 import httpx
 import pytest
-from execution_helpers import API_KEY, API_SECRET, INSTRUMENT, Venue, levels, make_top
-from pydantic import SecretStr
+from execution_helpers import INSTRUMENT, Venue, levels, live_router, make_top
 
-from algostream.config import ExecutionConfig
 from algostream.execution.paper import PaperBroker
-from algostream.execution.router import ExecutionRouter
 from algostream.model import OrderRequest, OrderType, Side, TradeTick
 from algostream.model.errors import RecordDecodeError
 
@@ -121,28 +117,10 @@ def test_a_held_order_cancels_and_survives_a_state_round_trip() -> None:
 # --------------------------------------------------------------------------- live Binance
 
 
-def _live(http: httpx.AsyncClient, venue: Venue) -> ExecutionRouter:
-    config = ExecutionConfig(
-        paper_trading=False,
-        exchange_api_url=venue.url,
-        api_key=SecretStr(API_KEY),
-        api_secret=SecretStr(API_SECRET),
-        retry_delay_ms=10,
-        rate_limit_per_second=1000,
-        request_timeout_ms=2000,
-    )
-    return ExecutionRouter.from_config(
-        config, http, clock_ms=venue.clock.now_ms, sleep=venue.clock.sleep, rng=random.Random(1)
-    )
-
-
-BTC = "BINANCE:BTCUSDT"
-
-
 async def test_live_post_only_is_limit_maker_refused_when_it_would_take(
     http: httpx.AsyncClient, venue: Venue
 ) -> None:
-    router = _live(http, venue)
+    router = live_router(http, venue)
     taker = request("lm1", Side.BUY, OrderType.LIMIT, limit_price="100.02", post_only=True)
     (ev,) = await router.submit(taker, 5)
     assert ev.status.value == "REJECTED" and "would immediately match and take" in ev.reason
@@ -155,7 +133,7 @@ async def test_live_post_only_is_limit_maker_refused_when_it_would_take(
 async def test_live_stop_market_is_held_by_the_venue_until_triggered(
     http: httpx.AsyncClient, venue: Venue
 ) -> None:
-    router = _live(http, venue)
+    router = live_router(http, venue)
     stop = request("sl1", Side.SELL, OrderType.STOP_MARKET, stop_price="99.5")
     assert statuses(await router.submit(stop, 5)) == ["ACCEPTED"]
     (held,) = [o for o in venue.sim.orders.values() if o.client_order_id == "sl1"]
@@ -170,7 +148,7 @@ async def test_live_stop_market_is_held_by_the_venue_until_triggered(
 async def test_live_take_profit_limit_maps_to_binance(
     http: httpx.AsyncClient, venue: Venue
 ) -> None:
-    router = _live(http, venue)
+    router = live_router(http, venue)
     tp = request("tp1", Side.SELL, OrderType.TAKE_PROFIT_LIMIT, stop_price="101",
                  limit_price="101")  # fmt: skip
     assert statuses(await router.submit(tp, 5)) == ["ACCEPTED"]
