@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["binance_client", "futures", "order_lists", "orders", "paper", "retry"]
+MODULES = ["binance_client", "futures", "futures_paper", "order_lists", "orders", "paper", "retry"]
 
 
 @pytest.mark.parametrize("name", MODULES)
