@@ -7,7 +7,16 @@ import importlib
 
 import pytest
 
-MODULES = ["binance_client", "futures", "futures_paper", "order_lists", "orders", "paper", "retry"]
+MODULES = [
+    "binance_client",
+    "futures",
+    "futures_paper",
+    "order_lists",
+    "orders",
+    "paper",
+    "retry",
+    "usdm_client",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
