@@ -8,6 +8,7 @@ STOP_MARKET, TAKE_PROFIT / TAKE_PROFIT_MARKET; ``reduceOnly=true`` for reduce-on
 Definite refusals (-2019 margin, -2022 reduce-only, -2027 leverage bracket, -5022
 post-only) raise :class:`~algostream.execution.errors.OrderRejectedError`.
 
+>>> from algostream.model import Side
 >>> UsdmNewOrder("BTCUSDT", Side.SELL, OrderType.STOP_MARKET, Decimal(1), "c1",
 ...              stop_price=Decimal(90), reduce_only=True).params()[2:6]
 [('type', 'STOP_MARKET'), ('quantity', '1'), ('stopPrice', '90'), ('reduceOnly', 'true')]
