@@ -285,3 +285,31 @@ def _entry_after(pos: FuturesPosition, side: Side, qty: Decimal, price: Decimal)
     if abs(signed) > abs(pos.qty):
         return price
     return pos.entry_price
+
+
+def reconcile_positions(
+    account: FuturesAccount, venue: dict[str, Decimal], venue_name: str = "BINANCE_USDM"
+) -> list[PositionDiscrepancy]:
+    """Local positions against the venue's (``{symbol: signed qty}``, e.g.
+    :meth:`~algostream.execution.usdm_client.UsdmRestClient.positions`) on start: every
+    symbol whose quantities differ, short and long alike."""
+    local = {
+        inst.partition(":")[2]: pos.qty
+        for inst, pos in account.positions.items()
+        if inst.startswith(f"{venue_name}:")
+    }
+    out = []
+    for symbol in sorted(set(local) | set(venue)):
+        mine, theirs = local.get(symbol, _ZERO), venue.get(symbol, _ZERO)
+        if mine != theirs:
+            out.append(PositionDiscrepancy(f"{venue_name}:{symbol}", mine, theirs))
+    return out
+
+
+@dataclass(frozen=True)
+class PositionDiscrepancy:
+    """A position the venue reports differently: adopt ``venue`` (the venue is the truth)."""
+
+    instrument: str
+    local: Decimal
+    venue: Decimal

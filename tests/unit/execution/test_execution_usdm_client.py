@@ -113,3 +113,16 @@ async def test_resting_limit_fills_when_the_book_crosses_and_cancels(fut: Future
     await fut.client.new_order(new("l2", Side.BUY, "0.1", OrderType.LIMIT, price=D("29000")))
     cancelled = await fut.client.cancel_order("BTCUSDT", "l2")
     assert venue_order_from_usdm(cancelled).status is OrderStatus.CANCELLED
+
+
+async def test_positions_are_reconciled_with_the_venue_on_start(fut: Futures) -> None:
+    from algostream.execution.futures import FuturesAccount, reconcile_positions
+
+    await fut.client.new_order(new("p1", Side.SELL, "0.3"))
+    local = FuturesAccount(wallet=D("10000"))
+    local.fill("BINANCE_USDM:BTCUSDT", Side.SELL, D("0.1"), D("30000"))  # one fill missed
+    (diff,) = reconcile_positions(local, await fut.client.positions())
+    assert diff.instrument == "BINANCE_USDM:BTCUSDT"
+    assert (diff.local, diff.venue) == (D("-0.1"), D("-0.3"))
+    local.fill("BINANCE_USDM:BTCUSDT", Side.SELL, D("0.2"), D("30000"))
+    assert reconcile_positions(local, await fut.client.positions()) == []
