@@ -501,3 +501,15 @@ def coinbase_trading_setup(
             exchange.market_listeners.append(engine.on_market_event)
 
     return hook
+
+
+def public_key_of(private_key_pem: str) -> str:
+    """The PEM public key of an EC private key (the simulator checks JWTs with it)."""
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        PublicFormat,
+        load_pem_private_key,
+    )
+
+    key = load_pem_private_key(private_key_pem.replace("\\n", "\n").encode(), password=None)
+    return key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()

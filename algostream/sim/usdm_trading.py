@@ -324,3 +324,23 @@ def add_usdm_trading_routes(
     app.router.add_get("/fapi/v2/positionRisk", sim.dispatch)
     app.router.add_get("/fapi/v2/account", sim.dispatch)
     return sim
+
+
+def usdm_trading_setup(
+    api_key: str, api_secret: str, **options: Any
+) -> Callable[[web.Application, Any], None]:
+    """A ``setup`` hook for the simulator server: futures trading on the simulated book,
+    with the exchange's clock; resting orders fill as the market moves."""
+
+    def hook(app: web.Application, market: Any) -> None:
+        from algostream.sim.binance_rest import EXCHANGE_KEY
+
+        opts = dict(options)
+        exchange = app.get(EXCHANGE_KEY)
+        if exchange is not None:
+            opts.setdefault("clock_ms", exchange.now_ms)
+        sim = add_usdm_trading_routes(app, market.book, api_key, api_secret, **opts)
+        if exchange is not None:
+            exchange.market_listeners.append(sim.on_market_event)
+
+    return hook
