@@ -110,7 +110,8 @@ class UsdmBookSync:
         if self.state is SyncState.LIVE:
             if last < self._last:
                 return []
-            self._last, self._spanning = last, True
+            if last > self._last:  # ahead of the chain: the next diff must span it
+                self._last, self._spanning = last, True
             return [snapshot]
         while self._buffer and self._buffer[0][0].final_update_id < last:
             self._buffer.popleft()

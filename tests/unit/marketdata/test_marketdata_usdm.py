@@ -191,3 +191,18 @@ def test_control_frames() -> None:
     assert parse_usdm_frame(b'{"result":null,"id":3}', 1).frame.kind is FrameKind.ACK
     shut = parse_usdm_frame(b'{"e":"serverShutdown","E":5}', 1).frame
     assert shut.kind is FrameKind.SHUTDOWN
+
+
+def test_a_live_snapshot_at_the_chain_does_not_break_it() -> None:
+    sync = UsdmBookSync(INST)
+    d = diffs()
+    sync.on_diff(*d[0])
+    sync.on_snapshot(snapshot())
+    sync.on_diff(*d[1])  # chain at u=171
+    at_chain = parse_usdm_depth(orjson.dumps(dict(SNAPSHOT, lastUpdateId=171)), "BTCUSDT", 9)
+    assert [r.kind for r in sync.on_snapshot(at_chain.book[0])] == ["SNAPSHOT"]
+    assert sync.on_diff(*d[2]) == [d[2][0]] and sync.gaps == 0  # pu=171 continues
+    ahead = parse_usdm_depth(orjson.dumps(dict(SNAPSHOT, lastUpdateId=185)), "BTCUSDT", 9)
+    sync.on_snapshot(ahead.book[0])
+    later = d[2][0].model_copy(update={"first_update_id": 183, "final_update_id": 190})
+    assert sync.on_diff(later, 180) == [later] and sync.last_update_id == 190
