@@ -166,7 +166,16 @@ def sim(
     setup = []
     key, secret = os.environ.get("ALGOSTREAM_API_KEY"), os.environ.get("ALGOSTREAM_API_SECRET")
     if key and secret:  # serve the signed order API only with credentials to check against
+        from algostream.sim.usdm_trading import usdm_trading_setup
+
         setup.append(trading_setup(key, secret, balances=s.balances))
+        setup.append(usdm_trading_setup(key, secret))
+    cb_name = os.environ.get("ALGOSTREAM_COINBASE_KEY_NAME")
+    cb_key = os.environ.get("ALGOSTREAM_COINBASE_PRIVATE_KEY")
+    if cb_name and cb_key:  # Coinbase order entry checks JWTs with the key's public half
+        from algostream.sim.coinbase_trading import coinbase_trading_setup, public_key_of
+
+        setup.append(coinbase_trading_setup(cb_name, public_key_of(cb_key), balances=s.balances))
     capture = capture or s.capture
     http = s.capture_http or (capture.replace(".ws.", ".http.") if capture else None)
 

@@ -44,7 +44,7 @@ class Section(BaseModel):
 
 
 class MarketDataConfig(Section):
-    exchange: Literal["binance", "coinbase"] = "binance"
+    exchange: Literal["binance", "binance_usdm", "coinbase"] = "binance"
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
     websocket_url: str = "ws://127.0.0.1:8765/stream"
     rest_url: str = "http://127.0.0.1:8765"

@@ -61,7 +61,13 @@ USER_STREAM_PATH = "/api/v3/userDataStream"
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 _AUTH_CODES = frozenset({-1022, -2014, -2015})
-_REJECT_CODES = frozenset({-1013, -2010, -1100, -1102, -1111, -1121})
+#: definite refusals of a new order (USD-M futures add -2019 margin, -2022 reduce-only,
+#: -2027 leverage bracket, -4116 duplicate client order id, -5022 post-only would take)
+_REJECT_CODES = frozenset(
+    {-1013, -2010, -1100, -1102, -1111, -1121, -2019, -2022, -2027, -4116, -5022}
+)
+USDM_ORDER_PATH = "/fapi/v1/order"
+DUPLICATE_ORDER_CODE = -4116
 ORDER_NOT_FOUND = -2013
 DUPLICATE_ORDER_MSG = "Duplicate order sent."
 
@@ -85,9 +91,25 @@ def format_decimal(value: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+#: the platform's order type -> Binance spot's (a post-only LIMIT is LIMIT_MAKER)
+BINANCE_ORDER_TYPE = {
+    OrderType.MARKET: "MARKET",
+    OrderType.LIMIT: "LIMIT",
+    OrderType.STOP_MARKET: "STOP_LOSS",
+    OrderType.STOP_LIMIT: "STOP_LOSS_LIMIT",
+    OrderType.TAKE_PROFIT_MARKET: "TAKE_PROFIT",
+    OrderType.TAKE_PROFIT_LIMIT: "TAKE_PROFIT_LIMIT",
+}
+
+
 @dataclass(frozen=True)
 class NewOrder:
-    """Parameters of ``POST /api/v3/order``."""
+    """Parameters of ``POST /api/v3/order``.
+
+    >>> NewOrder("BTCUSDT", Side.BUY, OrderType.LIMIT, Decimal(1), "c1", Decimal(9),
+    ...          post_only=True).params()[:3]
+    [('symbol', 'BTCUSDT'), ('side', 'BUY'), ('type', 'LIMIT_MAKER')]
+    """
 
     symbol: str
     side: Side
@@ -96,21 +118,32 @@ class NewOrder:
     client_order_id: str
     price: Decimal | None = None
     time_in_force: TimeInForce | None = None
+    stop_price: Decimal | None = None
+    post_only: bool = False
 
     def params(self) -> list[tuple[str, str]]:
         """Query parameters in Binance's documented order."""
-        out = [("symbol", self.symbol), ("side", self.side.value), ("type", self.order_type.value)]
-        if self.order_type is OrderType.LIMIT:
+        kind = "LIMIT_MAKER" if self.post_only else BINANCE_ORDER_TYPE[self.order_type]
+        out = [("symbol", self.symbol), ("side", self.side.value), ("type", kind)]
+        if self.order_type.has_limit_price and not self.post_only:
             out.append(("timeInForce", (self.time_in_force or TimeInForce.GTC).value))
         out.append(("quantity", format_decimal(self.quantity)))
         if self.price is not None:
             out.append(("price", format_decimal(self.price)))
-        out += [("newClientOrderId", self.client_order_id), ("newOrderRespType", "FULL")]
+        if self.stop_price is not None:
+            out.append(("stopPrice", format_decimal(self.stop_price)))
+        resp = "FULL" if kind in ("MARKET", "LIMIT") else "RESULT"
+        out += [("newClientOrderId", self.client_order_id), ("newOrderRespType", resp)]
         return out
 
 
 class BinanceRestClient:
     """Binance spot REST trading client (see module docs). ``http`` is injected."""
+
+    order_path = ORDER_PATH
+    open_orders_path = OPEN_ORDERS_PATH
+    account_path = ACCOUNT_PATH
+    time_path = TIME_PATH
 
     def __init__(
         self,
@@ -169,7 +202,7 @@ class BinanceRestClient:
 
     async def server_time(self) -> int:
         """``GET /api/v3/time`` -> server time in ms."""
-        data = await self._call("GET", TIME_PATH, [], signed=False)
+        data = await self._call("GET", self.time_path, [], signed=False)
         return int(data["serverTime"])
 
     async def sync_clock(self) -> int:
@@ -191,9 +224,9 @@ class BinanceRestClient:
         for attempt in range(self._retry.attempts + 1):
             wait: float | None = None
             try:
-                return dict(await self._send("POST", ORDER_PATH, order.params(), signed=True))
+                return dict(await self._send("POST", self.order_path, order.params(), signed=True))
             except OrderRejectedError as exc:
-                if exc.message != DUPLICATE_ORDER_MSG:
+                if exc.message != DUPLICATE_ORDER_MSG and exc.code != DUPLICATE_ORDER_CODE:
                     raise
                 found = await self._find_order(order, attempt)
                 if found is None:
@@ -224,7 +257,7 @@ class BinanceRestClient:
         """
         params = [("symbol", symbol), ("origClientOrderId", client_order_id)]
         try:
-            return dict(await self._call("GET", ORDER_PATH, params, signed=True))
+            return dict(await self._call("GET", self.order_path, params, signed=True))
         except BinanceError as exc:
             if exc.code == ORDER_NOT_FOUND:
                 return None
@@ -234,7 +267,9 @@ class BinanceRestClient:
         """``DELETE /api/v3/order``; on an unknown outcome, returns the order as queried."""
         params = [("symbol", symbol), ("origClientOrderId", client_order_id)]
         try:
-            return dict(await self._call("DELETE", ORDER_PATH, params, signed=True, repeat=False))
+            return dict(
+                await self._call("DELETE", self.order_path, params, signed=True, repeat=False)
+            )
         except TransientError:
             found = await self.query_order(symbol, client_order_id)
             if found is None:
@@ -244,12 +279,12 @@ class BinanceRestClient:
     async def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         """``GET /api/v3/openOrders`` (all symbols when ``symbol`` is None)."""
         params = [("symbol", symbol)] if symbol else []
-        data = await self._call("GET", OPEN_ORDERS_PATH, params, signed=True)
+        data = await self._call("GET", self.open_orders_path, params, signed=True)
         return list(data)
 
     async def account(self) -> dict[str, Any]:
         """``GET /api/v3/account``: balances and permissions."""
-        return dict(await self._call("GET", ACCOUNT_PATH, [], signed=True))
+        return dict(await self._call("GET", self.account_path, [], signed=True))
 
     async def new_listen_key(self) -> str:
         """``POST /api/v3/userDataStream`` (API key only): a key for the user data stream."""
@@ -388,7 +423,7 @@ def _parse_response(resp: httpx.Response, method: str, path: str) -> Any:
         raise TimestampError(status, code, msg, path)
     if code in _AUTH_CODES or status == 401:
         raise AuthError(status, code, msg, path)
-    if method == "POST" and path == ORDER_PATH and code in _REJECT_CODES:
+    if method == "POST" and path in (ORDER_PATH, USDM_ORDER_PATH) and code in _REJECT_CODES:
         raise OrderRejectedError(status, code, msg, path)
     raise BinanceError(status, code, msg, path)
 

@@ -93,12 +93,41 @@ class OrderStatusUnknownError(ExecutionError):
 class TransientError(ExecutionError):
     """A request failed in a way whose outcome is unknown (timeout, 5xx, connection)."""
 
-    def __init__(self, path: str, detail: str, status: int | None = None) -> None:
+    def __init__(
+        self, path: str, detail: str, status: int | None = None, venue: str = "binance"
+    ) -> None:
         self.path = path
         self.detail = detail
         self.status = status
-        super().__init__(f"binance {path}: outcome unknown ({detail})")
+        super().__init__(f"{venue} {path}: outcome unknown ({detail})")
 
 
 class TimestampError(BinanceError):
     """-1021: the request's timestamp is outside recvWindow; resync the clock offset."""
+
+
+class CoinbaseError(ExecutionError):
+    """The Coinbase API answered with an error: HTTP status, error code and message."""
+
+    def __init__(self, status: int, error: str, message: str, path: str = "") -> None:
+        self.status = status
+        self.error = error
+        self.message = message
+        self.path = path
+        super().__init__(f"coinbase {path} HTTP {status} {error}: {message}")
+
+
+class CoinbaseRejectedError(CoinbaseError):
+    """Coinbase refused the order (``success: false``, e.g. INSUFFICIENT_FUND); not placed."""
+
+
+class CoinbaseAuthError(CoinbaseError):
+    """HTTP 401: the JWT was refused (key name, signature, ``uri`` or its 2 minutes)."""
+
+
+class CoinbaseRateLimitedError(CoinbaseError):
+    """HTTP 429 persisted past the retry budget. The request was not executed."""
+
+    def __init__(self, status: int, message: str, retry_after_s: float, path: str = "") -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(status, "RATE_LIMITED", message, path)

@@ -3,7 +3,8 @@
 Allowed transitions (anything else raises :class:`IllegalTransitionError`)::
 
     NEW              -> ACCEPTED | REJECTED
-    ACCEPTED         -> PARTIALLY_FILLED | FILLED | CANCELLED | EXPIRED
+    ACCEPTED         -> TRIGGERED | PARTIALLY_FILLED | FILLED | CANCELLED | EXPIRED
+    TRIGGERED        -> PARTIALLY_FILLED | FILLED | CANCELLED | EXPIRED  (stop/take-profit)
     PARTIALLY_FILLED -> PARTIALLY_FILLED | FILLED | CANCELLED | EXPIRED
     FILLED, CANCELLED, REJECTED, EXPIRED are terminal
 
@@ -39,7 +40,10 @@ from algostream.model.records import OrderEvent, OrderRequest
 _S = OrderStatus
 ALLOWED_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     _S.NEW: frozenset({_S.ACCEPTED, _S.REJECTED}),
-    _S.ACCEPTED: frozenset({_S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.EXPIRED}),
+    _S.ACCEPTED: frozenset(
+        {_S.TRIGGERED, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.EXPIRED}
+    ),
+    _S.TRIGGERED: frozenset({_S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.EXPIRED}),
     _S.PARTIALLY_FILLED: frozenset({_S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.EXPIRED}),
     _S.FILLED: frozenset(),
     _S.CANCELLED: frozenset(),
@@ -96,6 +100,10 @@ class ManagedOrder:
         if venue_order_id is not None:
             self.venue_order_id = venue_order_id
         return self._transition(OrderStatus.ACCEPTED, ts_event, ts_init)
+
+    def trigger(self, reason: str, ts_event: int, ts_init: int | None = None) -> OrderEvent:
+        """ACCEPTED -> TRIGGERED (a stop / take-profit order's stop price was reached)."""
+        return self._transition(OrderStatus.TRIGGERED, ts_event, ts_init, reason=reason)
 
     def reject(self, reason: str, ts_event: int, ts_init: int | None = None) -> OrderEvent:
         """NEW -> REJECTED with a reason."""
@@ -191,6 +199,7 @@ class ManagedOrder:
             order_type=req.order_type,
             quantity=req.quantity,
             limit_price=req.limit_price,
+            stop_price=req.stop_price,
             fill_price=fill_price,
             fill_qty=fill_qty,
             cum_qty=self.cum_qty,

@@ -17,6 +17,12 @@ Fill model (pure; time is passed in as int ns):
   repeated identical book) cannot take the same displayed quantity twice. The memory of a
   level is dropped when a book no longer shows that price.
 * Fees = ``fee_rate * price * qty`` per fill. A client order id is executed only once.
+* A ``post_only`` LIMIT order that would take liquidity on arrival is REJECTED (as
+  Binance's LIMIT_MAKER), never filled as a taker.
+* Stop and take-profit orders are ACCEPTED and held, untriggered, until the market
+  reaches ``stop_price`` (the last trade price, or the book's mid when a top arrives);
+  then TRIGGERED, and they work as MARKET (``*_MARKET``) or LIMIT (``*_LIMIT``) orders.
+  One that would trigger at once is REJECTED, as Binance does.
 
 >>> from decimal import Decimal as D
 >>> from algostream.model import BookTop, OrderRequest, OrderType, Side
@@ -96,6 +102,8 @@ class PaperBroker:
         self._resting: dict[str, ManagedOrder] = {}
         self._pending: dict[str, tuple[ManagedOrder, int]] = {}
         self._closed: dict[str, ManagedOrder] = {}
+        self._held: dict[str, ManagedOrder] = {}  # stop / take-profit, not triggered yet
+        self._last_price: dict[str, Decimal] = {}
 
     # ------------------------------------------------------------------ market data
 
@@ -109,6 +117,10 @@ class PaperBroker:
             taken_bids=_refresh_taken(old.taken_bids, top.bids) if old else {},
             taken_asks=_refresh_taken(old.taken_asks, top.asks) if old else {},
         )
+        if self._held:
+            bids, asks = top.bids, top.asks
+            if bids and asks:
+                events += self._trigger(top.instrument, (bids[0][0] + asks[0][0]) / 2, top.ts_event)
         if self._resting:  # (most tops: nothing rests, nothing to sweep)
             for order in self._resting_for(top.instrument):
                 events += self._fill_from_book(order, top.ts_event)
@@ -118,6 +130,9 @@ class PaperBroker:
     def on_trade(self, trade: TradeTick) -> list[OrderEvent]:
         """Fill resting orders the trade printed strictly through, at their limit price."""
         events = self._run_pending(trade.ts_event, instrument=trade.instrument)
+        self._last_price[trade.instrument] = trade.price
+        if self._held:
+            events += self._trigger(trade.instrument, trade.price, trade.ts_event)
         left = trade.size
         for order in self._resting_for(trade.instrument):
             limit = order.request.limit_price
@@ -135,7 +150,12 @@ class PaperBroker:
     def submit(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
         """Submit an approved order; returns its events (none yet while in flight)."""
         coid = order.client_order_id
-        if coid in self._resting or coid in self._pending or coid in self._closed:
+        if (
+            coid in self._resting
+            or coid in self._pending
+            or coid in self._closed
+            or (coid in self._held)
+        ):
             return []  # already executed: a replayed approval must not trade twice
         managed = ManagedOrder(order, venue=self.venue)
         if self.latency_ns:
@@ -160,7 +180,7 @@ class PaperBroker:
             events = self._execute(managed, arrival)
         else:
             events = []
-        order = self._resting.get(client_order_id)
+        order = self._resting.get(client_order_id) or self._held.pop(client_order_id, None)
         if order is None:
             if client_order_id in self._closed:
                 self._sweep()
@@ -175,13 +195,17 @@ class PaperBroker:
         pending = self._pending.get(client_order_id)
         if pending:
             return pending[0]
-        return self._resting.get(client_order_id) or self._closed.get(client_order_id)
+        return (
+            self._resting.get(client_order_id)
+            or self._held.get(client_order_id)
+            or self._closed.get(client_order_id)
+        )
 
     def open_orders(self, instrument: str | None = None) -> list[ManagedOrder]:
-        """Resting orders (optionally of one instrument), oldest first."""
+        """Resting and held (untriggered) orders, optionally of one instrument."""
         return [
             o
-            for o in self._resting.values()
+            for o in [*self._resting.values(), *self._held.values()]
             if instrument is None or o.request.instrument == instrument
         ]
 
@@ -208,9 +232,18 @@ class PaperBroker:
             self._closed[req.client_order_id] = order
             return [order.reject(reason, ts_event=ts)]
         events = [order.accept(ts_event=ts, venue_order_id=f"paper-{req.client_order_id}")]
+        if req.order_type.is_conditional:
+            self._held[req.client_order_id] = order
+            return events
+        return events + self._work(order, ts)
+
+    def _work(self, order: ManagedOrder, ts: int) -> list[OrderEvent]:
+        """An accepted (or triggered) order trades: fills now, then rests or expires."""
+        req = order.request
+        events: list[OrderEvent] = []
         self._resting[req.client_order_id] = order
         book = self._books.get(req.instrument)
-        if req.time_in_force is TimeInForce.FOK and req.order_type is OrderType.LIMIT:
+        if req.time_in_force is TimeInForce.FOK and req.order_type.has_limit_price:
             available = walk_levels(
                 book.available(req.side) if book else [], req.side, req.quantity, req.limit_price
             )
@@ -218,21 +251,57 @@ class PaperBroker:
                 events.append(order.expire("FOK: not enough liquidity within limit", ts))
                 return events
         events += self._fill_from_book(order, ts)
-        if order.is_open and (
-            req.order_type is OrderType.MARKET or req.time_in_force is not TimeInForce.GTC
-        ):
-            what = "book depth exhausted" if req.order_type is OrderType.MARKET else "IOC"
+        market = not req.order_type.has_limit_price
+        if order.is_open and (market or req.time_in_force is not TimeInForce.GTC):
+            what = "book depth exhausted" if market else "IOC"
             events.append(order.expire(f"remainder {order.remaining} expired: {what}", ts))
         return events
 
+    def _trigger(self, instrument: str, price: Decimal, ts: int) -> list[OrderEvent]:
+        """Held orders of ``instrument`` whose stop ``price`` reached: TRIGGERED, then work."""
+        events: list[OrderEvent] = []
+        for coid, order in list(self._held.items()):
+            if order.request.instrument == instrument and _reached(order.request, price):
+                del self._held[coid]
+                stop = order.request.stop_price
+                events.append(order.trigger(f"stop_price {stop} reached at {price}", ts))
+                events += self._work(order, ts)
+        self._sweep()
+        return events
+
     def _invalid_reason(self, req: OrderRequest) -> str:
+        kind = req.order_type
         if req.quantity <= _ZERO:
             return f"quantity {req.quantity}: must be > 0"
-        if req.order_type is OrderType.LIMIT and req.limit_price is None:
-            return "limit_price: required for a LIMIT order"
-        if req.order_type is OrderType.MARKET and req.instrument not in self._books:
+        if kind.has_limit_price and req.limit_price is None:
+            return f"limit_price: required for a {kind.value} order"
+        if kind is OrderType.MARKET and req.instrument not in self._books:
             return f"instrument {req.instrument}: no book yet, cannot fill a MARKET order"
+        book = self._books.get(req.instrument)
+        if req.post_only and book is not None and req.limit_price is not None:
+            best = book.available(req.side)[:1]
+            if best and (req.limit_price - best[0][0]) * req.side.sign >= 0:
+                return (
+                    f"post_only: {req.side.value} LIMIT at {req.limit_price} would take "
+                    f"liquidity at {best[0][0]}"
+                )
+        if kind.is_conditional and req.stop_price is not None:
+            ref = self._reference(req.instrument)
+            if ref is not None and _reached(req, ref):
+                return (
+                    f"stop_price {req.stop_price}: a {kind.value} {req.side.value} would "
+                    f"trigger at once (market at {ref})"
+                )
         return ""
+
+    def _reference(self, instrument: str) -> Decimal | None:
+        last = self._last_price.get(instrument)
+        if last is not None:
+            return last
+        book = self._books.get(instrument)
+        if book is None or not book.bids or not book.asks:
+            return None
+        return (book.bids[0][0] + book.asks[0][0]) / 2
 
     def _fill_from_book(self, order: ManagedOrder, ts: int) -> list[OrderEvent]:
         book = self._books.get(order.request.instrument)
@@ -270,6 +339,7 @@ class PaperBroker:
         """
         return {
             "resting": [o.to_state() for o in self._resting.values()],
+            "held": [o.to_state() for o in self._held.values()],
             "pending": [
                 {"order": o.to_state(), "arrival_ns": a} for o, a in self._pending.values()
             ],
@@ -280,10 +350,19 @@ class PaperBroker:
         """Replace the order state with a :meth:`to_state` snapshot."""
         self._resting = _by_id(ManagedOrder.from_state(s) for s in state.get("resting", []))
         self._closed = _by_id(ManagedOrder.from_state(s) for s in state.get("closed", []))
+        self._held = _by_id(ManagedOrder.from_state(s) for s in state.get("held", []))
         self._pending = {}
         for item in state.get("pending", []):
             order = ManagedOrder.from_state(item["order"])
             self._pending[order.client_order_id] = (order, int(item["arrival_ns"]))
+
+
+def _reached(req: OrderRequest, price: Decimal) -> bool:
+    """Whether ``price`` reaches the stop of a stop / take-profit request."""
+    stop = req.stop_price
+    if stop is None:
+        return False
+    return price >= stop if req.order_type.triggers_on_rise(req.side) else price <= stop
 
 
 def _by_id(orders: Iterable[ManagedOrder]) -> dict[str, ManagedOrder]:

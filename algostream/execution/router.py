@@ -38,7 +38,7 @@ from algostream.execution.errors import BinanceError, ExecutionError, UnknownOrd
 from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import BINANCE_STATUS, VenueOrder, events_to_match
-from algostream.model.enums import OrderStatus, OrderType
+from algostream.model.enums import OrderStatus
 from algostream.model.ids import split_instrument
 from algostream.model.records import BookTop, OrderEvent, OrderRequest, TradeTick
 
@@ -117,6 +117,33 @@ class ExecutionRouter:
         symbol = split_instrument(managed.request.instrument)[1]
         payload = await self._binance.cancel_order(symbol, client_order_id)
         return self._apply(managed, payload, now_ns)
+
+    async def replace(
+        self, client_order_id: str, replacement: OrderRequest, now_ns: int
+    ) -> list[OrderEvent]:
+        """Cancel-replace: cancel an open order, then submit ``replacement``; when the old
+        one is not CANCELLED after the venue's answer (filled first, unknown) the
+        replacement is REJECTED naming why, never placed beside it."""
+        if self._paper is not None:
+            from algostream.execution.order_lists import OrderLists
+
+            return OrderLists(self._paper).cancel_replace(client_order_id, replacement, now_ns)
+        managed = self._orders.get(client_order_id)
+        refused = ManagedOrder(replacement, venue=self._venue)
+        if managed is None or not managed.is_open:
+            state = "unknown" if managed is None else managed.status.value
+            why = f"cancel-replace: {client_order_id!r} is {state}, not replaced"
+            return [refused.reject(why, now_ns)]
+        try:
+            events = await self.cancel(client_order_id, now_ns)
+        except BinanceError as exc:
+            events = await self.refresh(client_order_id, now_ns)
+            why = f"cancel-replace: cancel of {client_order_id!r} refused ({exc.message})"
+            return [*events, refused.reject(why, now_ns)]
+        if managed.status is not OrderStatus.CANCELLED:
+            why = f"cancel-replace: {client_order_id!r} became {managed.status.value} first"
+            return [*events, refused.reject(why, now_ns)]
+        return events + await self.submit(replacement, now_ns)
 
     async def refresh(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
         """Query the venue for a tracked order and emit the events that catch up with it."""
@@ -200,7 +227,7 @@ class ExecutionRouter:
 
 def _new_order(order: OrderRequest) -> NewOrder:
     symbol = split_instrument(order.instrument)[1]
-    limit = order.order_type is OrderType.LIMIT
+    limit = order.order_type.has_limit_price
     return NewOrder(
         symbol=symbol,
         side=order.side,
@@ -209,4 +236,6 @@ def _new_order(order: OrderRequest) -> NewOrder:
         client_order_id=order.client_order_id,
         price=order.limit_price if limit else None,
         time_in_force=order.time_in_force if limit else None,
+        stop_price=order.stop_price,
+        post_only=order.post_only,
     )

@@ -18,6 +18,7 @@ from algostream.marketdata.binance import (
     parse_depth_snapshot,
     parse_frame,
 )
+from algostream.marketdata.binance_usdm import require_pu_absent
 from algostream.marketdata.errors import FrameError
 from algostream.marketdata.frames import FrameKind
 from algostream.marketdata.sync import BinanceBookSync
@@ -62,6 +63,12 @@ class BinanceAdapter(FeedHealth):
         except FrameError as exc:
             result.error = exc
             return result
+        if frame.book:  # a futures diff (with pu) chains differently: refuse it, named
+            try:
+                require_pu_absent(text)
+            except FrameError as exc:
+                result.error = exc
+                return result
         result.records.append(("md.raw", frame.raw))
         if frame.kind is FrameKind.SHUTDOWN:
             result.rotate = True

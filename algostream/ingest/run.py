@@ -26,6 +26,10 @@ def make_adapter(settings: Settings):  # type: ignore[no-untyped-def]
         from algostream.ingest.binance import BinanceAdapter
 
         return BinanceAdapter(md)
+    if md.exchange == "binance_usdm":
+        from algostream.ingest.binance_usdm import BinanceUsdmAdapter
+
+        return BinanceUsdmAdapter(md)
     try:
         module = importlib.import_module("algostream.ingest.coinbase")
     except ModuleNotFoundError:

@@ -18,8 +18,42 @@ class Side(StrEnum):
 
 
 class OrderType(StrEnum):
+    """MARKET and LIMIT work at once; the stop and take-profit types are held untriggered
+    until the market reaches ``stop_price`` (stop: a buy on a rise / a sell on a fall;
+    take-profit: a buy on a fall / a sell on a rise), then work as MARKET or LIMIT."""
+
     MARKET = "MARKET"
     LIMIT = "LIMIT"
+    STOP_MARKET = "STOP_MARKET"
+    STOP_LIMIT = "STOP_LIMIT"
+    TAKE_PROFIT_MARKET = "TAKE_PROFIT_MARKET"
+    TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
+
+    @property
+    def has_limit_price(self) -> bool:
+        """LIMIT, STOP_LIMIT, TAKE_PROFIT_LIMIT: a limit price is required."""
+        return self in _LIMIT_TYPES
+
+    @property
+    def is_conditional(self) -> bool:
+        """Stop and take-profit types: held until ``stop_price`` is reached."""
+        return self in _CONDITIONAL_TYPES
+
+    def triggers_on_rise(self, side: Side) -> bool:
+        """Whether the order triggers when the price rises to its stop (else on a fall)."""
+        stop = self in (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
+        return stop == (side is Side.BUY)
+
+
+_LIMIT_TYPES = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_LIMIT})
+_CONDITIONAL_TYPES = frozenset(
+    {
+        OrderType.STOP_MARKET,
+        OrderType.STOP_LIMIT,
+        OrderType.TAKE_PROFIT_MARKET,
+        OrderType.TAKE_PROFIT_LIMIT,
+    }
+)
 
 
 class TimeInForce(StrEnum):
@@ -31,6 +65,8 @@ class TimeInForce(StrEnum):
 class OrderStatus(StrEnum):
     NEW = "NEW"
     ACCEPTED = "ACCEPTED"
+    #: a stop / take-profit order whose stop price was reached: it now works
+    TRIGGERED = "TRIGGERED"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
     FILLED = "FILLED"
     CANCELLED = "CANCELLED"

@@ -20,7 +20,14 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import msgspec
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from algostream.model.enums import (
     BookUpdateKind,
@@ -244,6 +251,22 @@ class Bar(Record):
     trades: int = Field(ge=0)
 
 
+class MarkPrice(Record):
+    """A perpetual future's mark price, index price and funding (``md.mark_price``).
+
+    From Binance USD-M ``markPriceUpdate``: ``funding_rate`` is the rate to be paid at
+    ``next_funding_ns`` (positive: longs pay shorts); ``estimated_settle_price`` is only
+    meaningful in the last hour before a funding time.
+    """
+
+    TYPE: ClassVar[str] = "MarkPrice"
+    mark_price: Price
+    index_price: Price
+    estimated_settle_price: Price | None = None
+    funding_rate: Money
+    next_funding_ns: int = Field(ge=0)
+
+
 # --------------------------------------------------------------------------- signals
 
 
@@ -306,6 +329,27 @@ class OrderRequest(Record):
     time_in_force: TimeInForce = TimeInForce.GTC
     reduce_only: bool = False
     arrival_mid: Price | None = None
+    #: the trigger of a stop / take-profit order (required for those, refused otherwise)
+    stop_price: Price | None = None
+    #: a LIMIT GTC order that must only add liquidity (Binance LIMIT_MAKER, Coinbase
+    #: post_only): refused rather than filled when it would take
+    post_only: bool = False
+
+    @model_validator(mode="after")
+    def _order_type_fields(self) -> OrderRequest:
+        kind = self.order_type
+        if kind.is_conditional and self.stop_price is None:
+            raise ValueError(f"order_type={kind.value} needs a stop_price")
+        if not kind.is_conditional and self.stop_price is not None:
+            raise ValueError(f"stop_price={self.stop_price} is only for stop/take-profit orders")
+        if self.post_only and (
+            kind is not OrderType.LIMIT or self.time_in_force is not TimeInForce.GTC
+        ):
+            raise ValueError(
+                f"post_only with order_type={kind.value} time_in_force="
+                f"{self.time_in_force.value}: only a LIMIT GTC order can be post-only"
+            )
+        return self
 
 
 class OrderRejected(Record):
@@ -333,6 +377,7 @@ class OrderEvent(Record):
     order_type: OrderType
     quantity: Quantity
     limit_price: Price | None = None
+    stop_price: Price | None = None
     fill_price: Price | None = None
     fill_qty: Quantity = Decimal(0)
     cum_qty: Quantity = Decimal(0)
@@ -448,6 +493,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         BookTop,
         BookIntegrity,
         Bar,
+        MarkPrice,
         FeatureVector,
         Signal,
         OrderRequest,

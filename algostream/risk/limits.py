@@ -34,7 +34,7 @@ from enum import StrEnum
 from typing import Any
 
 from algostream.config import RiskConfig
-from algostream.model.enums import OrderType, Side, TradingState
+from algostream.model.enums import Side, TradingState
 from algostream.model.ids import derive_id
 from algostream.model.records import BookTop, OrderRejected, OrderRequest
 from algostream.risk.errors import FilterError, StateRestoreError
@@ -117,7 +117,7 @@ class PreTradeContext:
 
 def estimated_price(order: OrderRequest, top: BookTop | None) -> Decimal | None:
     """Limit price, or the touch a MARKET order would take (mid if that side is empty)."""
-    if order.limit_price is not None and order.order_type is OrderType.LIMIT:
+    if order.limit_price is not None and order.order_type.has_limit_price:
         return order.limit_price
     if top is None:
         return None
@@ -156,9 +156,10 @@ def check_order_shape(
             str(order.quantity),
             f"quantity {order.quantity} must be > 0",
         )
-    if order.order_type is OrderType.LIMIT and order.limit_price is None:
+    if order.order_type.has_limit_price and order.limit_price is None:
+        kind = order.order_type.value
         return Rejection(
-            RejectReason.INVALID_ORDER, "limit_price", "None", "a LIMIT order needs a limit_price"
+            RejectReason.INVALID_ORDER, "limit_price", "None", f"a {kind} order needs a limit_price"
         )
     return None
 

@@ -175,10 +175,10 @@ class SignalProcessor:
 
     def _units(self, intent: OrderIntent, ctx: StrategyContext) -> OrderIntent | None:
         """A fraction of equity or a target, in units at the context's price (live)."""
-        if intent.stop_price is not None:
+        if intent.stop_price is not None and intent.sizing != "units":
             raise StrategyOrderError(
-                f"{ctx.instrument}: stop={intent.stop_price} orders are simulated by the "
-                "bar backtest only; live and the tick engine take market and limit orders"
+                f"{ctx.instrument}: stop={intent.stop_price} with sizing={intent.sizing}: "
+                "live, a stop order is sized in units (the fill price is not known yet)"
             )
         if intent.sizing == "units":
             return intent

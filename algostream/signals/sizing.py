@@ -53,14 +53,19 @@ class OrderSizer:
         return (steps * self.step).normalize() if steps else Decimal(0)
 
     def to_order(self, signal: Signal, ts_init: int | None = None) -> OrderRequest | None:
-        """A MARKET order for ``signal``, or ``None`` if the size rounds to zero."""
+        """The order for ``signal`` (MARKET; LIMIT with a limit price; STOP_MARKET /
+        STOP_LIMIT with a stop price, sized in units), or ``None`` if the size rounds to
+        zero."""
         order_type = OrderType.MARKET
         if signal.sizing == "strength":
             quantity = self.quantity(signal.strength)
-        elif signal.sizing == "units" and signal.size is not None and signal.stop_price is None:
+        elif signal.sizing == "units" and signal.size is not None:
             steps = (abs(signal.size) / self.step).to_integral_value(rounding=ROUND_DOWN)
             quantity = (steps * self.step).normalize() if steps else Decimal(0)
-            if signal.limit_price is not None:
+            if signal.stop_price is not None:  # a buy stop on a rise, a sell stop on a fall
+                limited = signal.limit_price is not None
+                order_type = OrderType.STOP_LIMIT if limited else OrderType.STOP_MARKET
+            elif signal.limit_price is not None:
                 order_type = OrderType.LIMIT
         else:
             raise SignalError(
@@ -81,6 +86,7 @@ class OrderSizer:
             side=signal.side,
             order_type=order_type,
             quantity=quantity,
-            limit_price=signal.limit_price if order_type is OrderType.LIMIT else None,
+            limit_price=signal.limit_price if order_type.has_limit_price else None,
+            stop_price=signal.stop_price if order_type.is_conditional else None,
             arrival_mid=signal.price,
         )

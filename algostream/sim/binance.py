@@ -188,7 +188,12 @@ class _Sub:
 
 
 class BinanceHub:
-    """The connected Binance clients, their subscriptions, and the frame fan-out."""
+    """The connected Binance clients, their subscriptions, and the frame fan-out.
+
+    ``pending_type`` batches a depth stream and ``encode_one`` writes an unbatched depth
+    message: the USD-M futures hub (:mod:`.binance_usdm`) replaces both."""
+
+    pending_type: type[PendingDepth] = PendingDepth
 
     def __init__(self, batch_depth: bool = True) -> None:
         self.batch_depth = batch_depth
@@ -269,15 +274,19 @@ class BinanceHub:
                 pending = self._pending.get(name)
                 if pending is None:
                     interval = DEPTH_INTERVAL_MS[name.partition("@")[2]]
-                    pending = PendingDepth(spec, ev.symbol, interval, ev.first_id)
+                    pending = self.pending_type(spec, ev.symbol, interval, ev.first_id)
                     self._pending[name] = pending
                 pending.merge(ev)
             return
         if self._dropping():
             return
-        data = encode_depth(ev, spec)
+        data = self.encode_one(ev, spec)
         for name in wanted:
             self.send(name, data)
+
+    def encode_one(self, ev: MarketEvent, spec: SymbolSpec) -> bytes:
+        """The depth message of one event (``batch_depth=False``)."""
+        return encode_depth(ev, spec)
 
     def _dropping(self) -> bool:
         if self.drop_depth_remaining > 0:

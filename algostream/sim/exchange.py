@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from algostream.sim.binance import BinanceHub, malformed_frames, server_shutdown_frame
+from algostream.sim.binance_usdm import UsdmHub
 from algostream.sim.capture import CaptureFrame, PlaybackSource
 from algostream.sim.coinbase import CoinbaseHub
 from algostream.sim.errors import SimConfigError
@@ -65,6 +66,8 @@ class SimExchange:
         self.clock_ns = clock_ns
         self.tick_s = tick_s
         self.binance = BinanceHub(batch_depth)
+        #: Binance USD-M futures connections (``/fstream``): the same book, futures frames
+        self.usdm = UsdmHub(batch_depth)
         market = source if isinstance(source, SimMarket) else None
         self.coinbase = CoinbaseHub(market, batch_trades=batch_depth)
         self._specs: dict[str, SymbolSpec] = {s: source.spec(s) for s in source.symbols}
@@ -141,14 +144,17 @@ class SimExchange:
         assert isinstance(market, SimMarket)
         now_ns = self.clock_ns()
         now_ms = now_ns // 1_000_000
-        specs, binance, coinbase = self._specs, self.binance, self.coinbase
+        specs, binance, coinbase, usdm = self._specs, self.binance, self.coinbase, self.usdm
         with_coinbase = bool(coinbase.clients)
+        with_usdm = bool(usdm.clients)
         for _ in range(count):
             ev = market.step(now_ms)
             spec = specs[ev.symbol]
             if ev.trades:
                 self.tape.record(ev.symbol, spec, ev.trades)
             binance.publish(ev, spec)
+            if with_usdm:
+                usdm.publish(ev, spec)
             if with_coinbase:
                 coinbase.publish(ev, spec, now_ns)
         self.events_emitted += count
@@ -170,11 +176,17 @@ class SimExchange:
             ticks += 1
             if ticks % 2 == 0:
                 self.binance.flush_depth(100)
+                self.usdm.flush_depth(100)
             if ticks % 5 == 0:
                 self.coinbase.flush_trades(self.clock_ns())
             if ticks % 20 == 0:
                 self.binance.flush_depth(1000)
+                self.usdm.flush_depth(1000)
                 self.publish_klines()
+                if not self._silent(loop.time()):
+                    self.usdm.publish_marks(self.source, self.now_ms(), 1)
+            if ticks % 60 == 0 and not self._silent(loop.time()):
+                self.usdm.publish_marks(self.source, self.now_ms(), 3)
 
     def publish_klines(self) -> None:
         """Send the current kline on every subscribed ``@kline_<interval>`` stream (each
@@ -255,6 +267,7 @@ class SimExchange:
     def drop_depth(self, count: int) -> None:
         """Fault: drop the next ``count`` depth messages (a ``U``/``u`` or sequence gap)."""
         self.binance.drop_depth_remaining = count
+        self.usdm.drop_depth_remaining = count
         self.coinbase.drop_l2_remaining = count
 
     async def disconnect_all(self, abrupt: bool = False, wait: bool = True) -> int:
@@ -262,7 +275,7 @@ class SimExchange:
 
         ``wait=False`` starts the close handshakes and returns at once.
         """
-        clients = self.binance.clients + self.coinbase.clients
+        clients = self.binance.clients + self.usdm.clients + self.coinbase.clients
         if abrupt:
             for client in clients:
                 client.abort()
@@ -285,13 +298,15 @@ class SimExchange:
         sent = 0
         for frame in malformed_frames(symbol, count):
             sent += self.binance.broadcast(frame) + self.coinbase.broadcast(frame)
+            sent += self.usdm.broadcast(frame)
         self.malformed_sent += sent
         return sent
 
     def send_server_shutdown(self, close_after_s: float | None = None) -> int:
         """Fault: Binance ``serverShutdown`` notice; optionally close those sockets later."""
-        clients = self.binance.clients
+        clients = self.binance.clients + self.usdm.clients
         self.binance.broadcast(server_shutdown_frame(self.now_ms()))
+        self.usdm.broadcast(server_shutdown_frame(self.now_ms()))
         if close_after_s is not None:
             loop = asyncio.get_running_loop()
 
@@ -312,6 +327,10 @@ class SimExchange:
         self.binance.flush_all()  # the crossed change is its own message, not merged away
         self.binance.publish(ev, spec)
         self.binance.flush_all()
+        for hub in (self.usdm,):
+            hub.flush_all()
+            hub.publish(ev, spec)
+            hub.flush_all()
         self.coinbase.publish(ev, spec, self.clock_ns())
         self._notify_listeners()
 
@@ -323,7 +342,8 @@ class SimExchange:
             "paused": self.paused,
             "binance_clients": len(self.binance.clients),
             "coinbase_clients": len(self.coinbase.clients),
-            "depth_dropped": self.binance.depth_dropped,
+            "usdm_clients": len(self.usdm.clients),
+            "depth_dropped": self.binance.depth_dropped + self.usdm.depth_dropped,
             "l2_dropped": self.coinbase.l2_dropped,
             "frames_published": self.binance.frames_published,
             "malformed_sent": self.malformed_sent,

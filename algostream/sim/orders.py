@@ -5,7 +5,7 @@ Types accepted (as ``exchangeInfo`` lists them): ``LIMIT`` (GTC/IOC/FOK), ``MARK
 (``quantity`` or ``quoteOrderQty``), ``LIMIT_MAKER`` (refused with -2010 when it would
 take), ``STOP_LOSS_LIMIT`` and ``TAKE_PROFIT_LIMIT`` (rest untriggered until the last
 trade price reaches ``stopPrice``, then work as their limit; -2010 when they would
-trigger at once).
+trigger at once), ``STOP_LOSS`` and ``TAKE_PROFIT`` (the same, then work as MARKET).
 """
 
 from __future__ import annotations
@@ -25,8 +25,20 @@ from algostream.sim.binance_errors import (
 
 _ZERO = Decimal(0)
 OPEN = ("NEW", "PARTIALLY_FILLED")
-ORDER_TYPES = ("LIMIT", "MARKET", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
-STOP_TYPES = ("STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
+ORDER_TYPES = (
+    "LIMIT",
+    "MARKET",
+    "LIMIT_MAKER",
+    "STOP_LOSS",
+    "STOP_LOSS_LIMIT",
+    "TAKE_PROFIT",
+    "TAKE_PROFIT_LIMIT",
+)
+#: held until ``stopPrice`` is reached; the first two then work as a MARKET order
+MARKET_STOP_TYPES = ("STOP_LOSS", "TAKE_PROFIT")
+STOP_TYPES = ("STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT", *MARKET_STOP_TYPES)
+#: types that take liquidity at any price once working (no limit price)
+MARKET_TYPES = ("MARKET", *MARKET_STOP_TYPES)
 RESP_TYPES = ("ACK", "RESULT", "FULL")
 
 
@@ -273,11 +285,11 @@ def parse_order_params(params: Mapping[str, str], symbol: str) -> OrderParams:
         raise ApiError(400, -1106, "Parameter 'quoteOrderQty' sent when not required.")
     if kind != "MARKET" and qty is None:
         raise mandatory("quantity")
-    price = decimal_param(params, "price") if kind != "MARKET" else None
-    if kind == "MARKET" and params.get("price"):
+    price = decimal_param(params, "price") if kind not in MARKET_TYPES else None
+    if kind in MARKET_TYPES and params.get("price"):
         raise ApiError(400, -1106, "Parameter 'price' sent when not required.")
     stop = decimal_param(params, "stopPrice") if kind in STOP_TYPES else None
-    needs_tif = kind in ("LIMIT", *STOP_TYPES)
+    needs_tif = kind in ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
     if needs_tif:
         tif = enum_param(params, "timeInForce", ("GTC", "IOC", "FOK"), -1115)
     elif params.get("timeInForce"):

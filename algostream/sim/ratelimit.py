@@ -1,4 +1,4 @@
-"""Binance's REQUEST_WEIGHT limit for every ``/api/v3`` answer (public and signed).
+"""Binance's REQUEST_WEIGHT limit for every ``/api/v3`` (and futures ``/fapi``) answer.
 
 Each request costs its documented weight (:func:`request_weight`); the running total of
 the current minute is sent back in ``X-MBX-USED-WEIGHT-1M`` on every answer, errors
@@ -65,6 +65,10 @@ def _depth_weight(limit: str) -> int:
 def request_weight(method: str, path: str, query: Mapping[str, str]) -> int:
     """The documented weight of one request (1 for paths Binance does not list)."""
     one = "symbol" in query
+    if path == "/fapi/v1/depth":  # futures: 2 up to 50 levels, 5, 10, then 20 at 1000
+        limit = query.get("limit", "500")
+        n = int(limit) if limit.isdigit() else 500
+        return 2 if n <= 50 else 5 if n <= 100 else 10 if n <= 500 else 20
     if path == "/api/v3/depth":
         return _depth_weight(query.get("limit", "100"))
     if path == "/api/v3/ticker/24hr":
@@ -166,7 +170,7 @@ def error_response(err: ApiError, used: int | None) -> web.Response:
 @web.middleware
 async def binance_api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Weight accounting and Binance-shaped errors for every ``/api/v3`` request."""
-    if not request.path.startswith("/api/"):
+    if not request.path.startswith(("/api/", "/fapi/")):
         return await handler(request)
     limiter = request.app[LIMITER_KEY]
     weight = request_weight(request.method, request.path, request.query)

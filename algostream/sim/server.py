@@ -10,7 +10,8 @@ Typical use (tests, the CLI)::
 Routes: Binance ``/stream``, ``/ws``, ``/ws/{streams}`` (a listen key is a stream name),
 ``/api/v3/...`` (market data here and in :mod:`.binance_market`, weight-limited by
 :mod:`.ratelimit`; trading by :mod:`.trading` when set up); Coinbase
-``/coinbase``; control ``GET /sim/book?symbol=&limit=``, ``GET /sim/stats``,
+``/coinbase``; Binance USD-M futures ``/fstream/...`` and ``/fapi/v1/...``
+(:mod:`.binance_usdm`); control ``GET /sim/book?symbol=&limit=``, ``GET /sim/stats``,
 ``POST /sim/fault`` (JSON ``{"kind": ..., ...}``), ``POST /sim/pause``,
 ``POST /sim/resume``, ``POST /sim/rate`` (``{"rate": n}``), ``POST /sim/playback/start``.
 Extra routes (e.g. trading) are mounted with ``setup=[fn(app, market)]`` before start.
@@ -27,6 +28,7 @@ import orjson
 from aiohttp import web
 
 from algostream.sim.binance_rest import EXCHANGE_KEY, add_binance_rest_routes, json_response
+from algostream.sim.binance_usdm_rest import add_usdm_routes
 from algostream.sim.capture import PlaybackSource
 from algostream.sim.errors import SimConfigError, SimError, UnknownSymbolError
 from algostream.sim.exchange import Autostart, SimExchange
@@ -179,6 +181,7 @@ def build_app(exchange: SimExchange, setup: Iterable[Setup] = ()) -> web.Applica
     app[EXCHANGE_KEY] = exchange
     install_limiter(app, WeightLimiter(exchange.now_ms))
     add_binance_rest_routes(app)
+    add_usdm_routes(app)
     app.router.add_get("/stream", binance_ws)
     app.router.add_get("/ws", binance_ws)
     app.router.add_get("/ws/{streams:.+}", binance_ws)

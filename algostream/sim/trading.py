@@ -60,6 +60,7 @@ from algostream.sim.binance_errors import (
     symbol_param,
 )
 from algostream.sim.orders import (
+    MARKET_TYPES,
     STOP_TYPES,
     OrderParams,
     SimOrder,
@@ -382,7 +383,7 @@ class TradingSimulator:
         stop = order.stop_price
         if ref is None or stop is None:
             return False
-        rising = (order.type == "STOP_LOSS_LIMIT") == (order.side == "BUY")
+        rising = (order.type in ("STOP_LOSS_LIMIT", "STOP_LOSS")) == (order.side == "BUY")
         return ref >= stop if rising else ref <= stop
 
     def _reference_price(self, symbol: str) -> Decimal | None:
@@ -417,7 +418,7 @@ class TradingSimulator:
 
     @staticmethod
     def _locks(order: SimOrder) -> bool:
-        return order.type != "MARKET"
+        return order.type not in MARKET_TYPES
 
     def _reserve(self, order: SimOrder) -> None:
         """Lock what a limit order may spend; check a market order can pay (-2010)."""
@@ -517,7 +518,7 @@ class TradingSimulator:
             self._finish(order, "EXPIRED")
             return
         self._apply_fills(order, fills, maker=maker)
-        if order.is_open and (order.type == "MARKET" or order.time_in_force != "GTC"):
+        if order.is_open and (order.type in MARKET_TYPES or order.time_in_force != "GTC"):
             self._finish(order, "EXPIRED")
 
     def _finish(self, order: SimOrder, status: str, cancel_id: str = "") -> None:

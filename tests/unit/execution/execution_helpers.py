@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import httpx
+from pydantic import SecretStr
 
+from algostream.config import ExecutionConfig
 from algostream.execution.binance_client import BinanceCredentials, BinanceRestClient
 from algostream.execution.retry import RetryPolicy
+from algostream.execution.router import ExecutionRouter
 from algostream.model import BookTop, OrderRequest, OrderType, Side, TimeInForce
 from algostream.sim.trading import TradingSimulator
 
@@ -140,4 +143,20 @@ def make_client(
         sleep=venue.clock.sleep,
         rng=random.Random(7),
         max_weight_1m=max_weight_1m,
+    )
+
+
+def live_router(http: httpx.AsyncClient, venue: Venue) -> ExecutionRouter:
+    """A live router on the venue simulator (fake clock, fast retries)."""
+    config = ExecutionConfig(
+        paper_trading=False,
+        exchange_api_url=venue.url,
+        api_key=SecretStr(API_KEY),
+        api_secret=SecretStr(API_SECRET),
+        retry_delay_ms=10,
+        rate_limit_per_second=1000,
+        request_timeout_ms=2000,
+    )
+    return ExecutionRouter.from_config(
+        config, http, clock_ms=venue.clock.now_ms, sleep=venue.clock.sleep, rng=random.Random(1)
     )

@@ -16,7 +16,9 @@ S = OrderStatus
 LEGAL = {
     (S.NEW, S.ACCEPTED), (S.NEW, S.REJECTED),
     (S.ACCEPTED, S.PARTIALLY_FILLED), (S.ACCEPTED, S.FILLED), (S.ACCEPTED, S.CANCELLED),
-    (S.ACCEPTED, S.EXPIRED),
+    (S.ACCEPTED, S.EXPIRED), (S.ACCEPTED, S.TRIGGERED),
+    (S.TRIGGERED, S.PARTIALLY_FILLED), (S.TRIGGERED, S.FILLED), (S.TRIGGERED, S.CANCELLED),
+    (S.TRIGGERED, S.EXPIRED),
     (S.PARTIALLY_FILLED, S.PARTIALLY_FILLED), (S.PARTIALLY_FILLED, S.FILLED),
     (S.PARTIALLY_FILLED, S.CANCELLED), (S.PARTIALLY_FILLED, S.EXPIRED),
 }  # fmt: skip
@@ -31,7 +33,9 @@ def _order_in(status: OrderStatus, qty: str = "4") -> ManagedOrder:
         order.reject("no", 1)
         return order
     order.accept(1, "v1")
-    if status is S.PARTIALLY_FILLED:
+    if status is S.TRIGGERED:
+        order.trigger("stop reached", 2)
+    elif status is S.PARTIALLY_FILLED:
         order.fill(D("10"), D("1"), D("0"), 2)
     elif status is S.FILLED:
         order.fill(D("10"), D(qty), D("0"), 2)
@@ -52,6 +56,8 @@ def _attempt(order: ManagedOrder, to: OrderStatus) -> OrderEvent:
         return order.cancel("c", 5)
     if to is S.EXPIRED:
         return order.expire("e", 5)
+    if to is S.TRIGGERED:
+        return order.trigger("t", 5)
     qty = order.remaining if to is S.FILLED else D("1")
     if to is S.FILLED and qty == 0:
         qty = D("1")  # a fill on a filled order: must be refused

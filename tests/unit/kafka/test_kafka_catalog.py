@@ -14,6 +14,7 @@ DESIGN_TOPICS = {
     "md.raw",
     "md.trades",
     "md.book",
+    "md.mark_price",
     "book.top",
     "book.integrity",
     "bars.1s",

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["binance", "coinbase", "book", "sync", "bars"]
+MODULES = ["binance", "binance_usdm", "coinbase", "book", "sync", "usdm_sync", "bars"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -20,6 +20,7 @@ from algostream.model.records import (
     ControlCommand,
     DeadLetter,
     FeatureVector,
+    MarkPrice,
     OrderEvent,
     OrderRejected,
     OrderRequest,
@@ -77,6 +78,14 @@ SAMPLES: list[Record] = [
     ),
     BookTop(**BASE, bids=[], asks=[], update_id=0),
     BookIntegrity(**BASE, kind="GAP", detail="expected 8", expected_update_id=8),
+    MarkPrice(
+        **BASE,
+        mark_price="27001.5",
+        index_price="27000.9",
+        estimated_settle_price="27000.1",
+        funding_rate="-0.00012500",
+        next_funding_ns=1_700_000_000_000_000_000,
+    ),
     Bar(
         **BASE,
         interval="1s",

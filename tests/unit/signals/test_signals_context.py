@@ -116,13 +116,23 @@ def test_live_sizing_turns_a_fraction_and_a_target_into_units_at_the_price() -> 
     assert order is not None and order.quantity == D(7) and order.side is Side.SELL
 
 
-def test_a_limit_is_a_limit_order_and_a_stop_is_refused_live() -> None:
+def test_a_limit_is_a_limit_order_and_a_stop_is_a_stop_order_live() -> None:
     (sig,) = decide(lambda ctx: ctx.buy(D("1"), limit=D("240")), FlatPortfolio(D(1000)))
-    order = OrderSizer(SignalConfig(), RiskConfig()).to_order(sig)
+    sizer = OrderSizer(SignalConfig(), RiskConfig())
+    order = sizer.to_order(sig)
     assert order is not None and order.order_type.value == "LIMIT"
     assert order.limit_price == D(240)
-    with pytest.raises(StrategyOrderError, match="stop"):
-        decide(lambda ctx: ctx.sell(D("1"), stop=D("200")), FlatPortfolio(D(1000)))
+    (sig,) = decide(lambda ctx: ctx.sell(D("1"), stop=D("200")), FlatPortfolio(D(1000)))
+    order = sizer.to_order(sig)
+    assert order is not None and order.order_type.value == "STOP_MARKET"
+    assert (order.stop_price, order.limit_price, order.quantity) == (D(200), None, D(1))
+    (sig,) = decide(lambda ctx: ctx.buy(D("1"), stop=D("260"), limit=D("262")),
+                    FlatPortfolio(D(1000)))  # fmt: skip
+    order = sizer.to_order(sig)
+    assert order is not None and order.order_type.value == "STOP_LIMIT"
+    assert (order.stop_price, order.limit_price) == (D(260), D(262))
+    with pytest.raises(StrategyOrderError, match="stop=200 with sizing=equity"):
+        decide(lambda ctx: ctx.sell(fraction=D("0.5"), stop=D("200")), FlatPortfolio(D(1000)))
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,7 @@ CASES = [
     Case("(`price` on MARKET)", "POST", ORDER, order(type="MARKET", timeInForce="-")),
     Case("More than 8 decimals", "POST", ORDER, order(quantity="0.010000001")),
     Case("`timeInForce` not", "POST", ORDER, order(timeInForce="GTX")),
-    Case("Order `type` not", "POST", ORDER, order(type="STOP_LOSS")),
+    Case("Order `type` not", "POST", ORDER, order(type="STOP_MARKET")),
     Case("`side` not", "POST", ORDER, order(side="HOLD")),
     Case(
         "Kline `interval`",

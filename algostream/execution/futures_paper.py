@@ -1,0 +1,124 @@
+"""Paper trading of USDⓈ-M perpetuals: the paper broker's fills on a :class:`FuturesAccount`.
+
+* Before an order goes to the :class:`~algostream.execution.paper.PaperBroker` it passes
+  the account's checks (:meth:`FuturesAccount.check_order`): reduce-only that would
+  increase or flip the position, leverage above the notional's bracket, initial margin
+  not available, liquidation price too close. A refusal is a REJECTED event naming the
+  reason, the field and the limit; the order is never changed to fit.
+* Every fill moves the account: a SELL from flat opens a short.
+* Funding comes from ``md.mark_price`` (:class:`~algostream.model.records.MarkPrice`):
+  once a mark price is at or past the next funding time announced by the previous one,
+  that funding time is settled with the rate announced with it (at most once per time),
+  so live paper trading and a backtest replaying the topic pay the same funding.
+
+>>> from decimal import Decimal as D
+>>> from algostream.execution.futures import FuturesAccount
+>>> fp = FuturesPaperBroker(PaperBroker(fee_rate=D(0)), FuturesAccount(wallet=D(1000)))
+>>> fp.funding_paid
+Decimal('0')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from algostream.execution.futures import FuturesAccount, FuturesError
+from algostream.execution.orders import ManagedOrder
+from algostream.execution.paper import PaperBroker
+from algostream.model.records import BookTop, MarkPrice, OrderEvent, OrderRequest, TradeTick
+
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class FundingPayment:
+    """One settled funding: received (+) or paid (-) by the position at ``funding_ns``."""
+
+    instrument: str
+    funding_ns: int
+    rate: Decimal
+    mark: Decimal
+    amount: Decimal
+
+
+class FuturesPaperBroker:
+    """See the module docstring. Feed it books, trades and mark prices like the broker."""
+
+    def __init__(
+        self,
+        broker: PaperBroker,
+        account: FuturesAccount,
+        *,
+        min_liquidation_distance: Decimal = Decimal("0.05"),
+    ) -> None:
+        self.broker = broker
+        self.account = account
+        self.min_liquidation_distance = min_liquidation_distance
+        self.marks: dict[str, Decimal] = {}
+        self._last_mark: dict[str, MarkPrice] = {}
+        self.payments: list[FundingPayment] = []
+
+    @property
+    def funding_paid(self) -> Decimal:
+        """Net funding so far (negative: paid)."""
+        return sum((p.amount for p in self.payments), _ZERO)
+
+    def submit(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
+        """Check the order against the account, then the paper broker; apply fills."""
+        mark = self.marks.get(order.instrument) or self._mid(order.instrument)
+        if mark is not None:
+            try:
+                self.account.check_order(
+                    order.instrument,
+                    order.side,
+                    order.quantity,
+                    mark,
+                    self.marks,
+                    reduce_only=order.reduce_only,
+                    min_liquidation_distance=self.min_liquidation_distance,
+                )
+            except FuturesError as exc:
+                refused = ManagedOrder(order, venue=self.broker.venue)
+                return [refused.reject(str(exc), now_ns)]
+        elif order.reduce_only:
+            self.account.check_reduce_only(order.instrument, order.side, order.quantity)
+        return self._apply(self.broker.submit(order, now_ns))
+
+    def on_book_top(self, top: BookTop) -> list[OrderEvent]:
+        return self._apply(self.broker.on_book_top(top))
+
+    def on_trade(self, trade: TradeTick) -> list[OrderEvent]:
+        return self._apply(self.broker.on_trade(trade))
+
+    def on_mark_price(self, mark: MarkPrice) -> list[FundingPayment]:
+        """Keep the mark; settle the funding time the previous mark announced once this
+        one is at or past it."""
+        inst = mark.instrument
+        self.marks[inst] = mark.mark_price
+        previous = self._last_mark.get(inst)
+        self._last_mark[inst] = mark
+        if previous is None or mark.ts_event < previous.next_funding_ns:
+            return []
+        amount = self.account.apply_funding(
+            inst, mark.mark_price, previous.funding_rate, previous.next_funding_ns
+        )
+        if amount == 0:
+            return []
+        payment = FundingPayment(
+            inst, previous.next_funding_ns, previous.funding_rate, mark.mark_price, amount
+        )
+        self.payments.append(payment)
+        return [payment]
+
+    def _apply(self, events: list[OrderEvent]) -> list[OrderEvent]:
+        for ev in events:
+            if ev.fill_qty > 0 and ev.fill_price is not None:
+                self.account.fill(ev.instrument, ev.side, ev.fill_qty, ev.fill_price, ev.fee)
+        return events
+
+    def _mid(self, instrument: str) -> Decimal | None:
+        order_book = self.broker._books.get(instrument)
+        if order_book is None or not order_book.bids or not order_book.asks:
+            return None
+        return (order_book.bids[0][0] + order_book.asks[0][0]) / 2

@@ -1,0 +1,124 @@
+"""Binance USDⓈ-M futures adapter for the ingestor: combined streams + ``/fapi`` snapshots.
+
+``market_data.exchange = "binance_usdm"``; ``websocket_url`` is
+``wss://fstream.binance.com`` (or the simulator's ``ws://host:port/fstream``) and
+``rest_url`` ``https://fapi.binance.com`` (or the simulator's ``http://host:port``).
+Per symbol a :class:`~algostream.marketdata.usdm_sync.UsdmBookSync` runs the futures
+procedure (chain on ``pu``); aggregate trades go to ``md.trades`` (once per ``a`` id, so
+the overlap of a rotated connection is published once) and mark price / funding updates
+to ``md.mark_price`` (once per event time).
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from algostream.config import MarketDataConfig
+from algostream.ingest.feed import FeedHealth, FrameResult, route_book
+from algostream.marketdata.binance_usdm import (
+    VENUE,
+    nearest_depth_limit,
+    parse_usdm_depth,
+    parse_usdm_frame,
+    usdm_depth_url,
+    usdm_stream_url,
+)
+from algostream.marketdata.errors import FrameError, short_repr
+from algostream.marketdata.frames import FrameKind
+from algostream.marketdata.usdm_sync import UsdmBookSync
+from algostream.model.enums import IntegrityKind
+from algostream.model.ids import instrument_id
+from algostream.observability import metrics
+
+
+class BinanceUsdmAdapter(FeedHealth):
+    venue = VENUE
+    exchange = "binance_usdm"
+
+    def __init__(self, cfg: MarketDataConfig) -> None:
+        self.cfg = cfg
+        self.symbols = [s.upper() for s in cfg.symbols]
+        self.instruments = {s: instrument_id(VENUE, s) for s in self.symbols}
+        self.syncs = {s: UsdmBookSync(self.instruments[s]) for s in self.symbols}
+        self.last_trade: dict[str, int] = {}
+        self.last_mark: dict[str, int] = {}
+        self.degraded: set[str] = set()
+
+    def url(self) -> str:
+        return usdm_stream_url(self.cfg.websocket_url, self.symbols)
+
+    def subscribe_messages(self) -> list[str]:
+        return []  # the combined-stream URL subscribes
+
+    def on_connected(self, conn_id: int, now_ns: int, *, rotating: bool = False) -> FrameResult:
+        if not rotating:
+            for sync in self.syncs.values():
+                sync.reset()
+        return FrameResult()
+
+    def on_frame(self, conn_id: int, text: str, recv_ns: int) -> FrameResult:
+        result = FrameResult()
+        try:
+            parsed = parse_usdm_frame(text, recv_ns, VENUE)
+        except FrameError as exc:
+            result.error = exc
+            return result
+        frame = parsed.frame
+        result.records.append(("md.raw", frame.raw))
+        if frame.kind is FrameKind.SHUTDOWN:
+            result.rotate = True
+        elif frame.kind is FrameKind.ERROR:
+            result.error = FrameError(
+                "error", short_repr(frame.message), "the exchange answered with an error"
+            )
+        for trade in frame.trades:
+            tid = int(trade.trade_id)
+            if tid <= self.last_trade.get(trade.instrument, -1):
+                continue  # already published from the other connection
+            self.last_trade[trade.instrument] = tid
+            result.records.append(("md.trades", trade))
+        for mark in parsed.marks:
+            if mark.ts_event <= self.last_mark.get(mark.instrument, -1):
+                continue
+            self.last_mark[mark.instrument] = mark.ts_event
+            result.records.append(("md.mark_price", mark))
+        for update, pu in zip(frame.book, parsed.prev_final_ids, strict=True):
+            symbol = update.instrument.partition(":")[2]
+            sync = self.syncs.get(symbol)
+            if sync is None:
+                continue  # a symbol we did not subscribe to
+            route_book(sync.on_diff(update, pu), result)
+            if sync.needs_snapshot:
+                result.snapshot_requests.append(symbol)
+            metrics.child(
+                metrics.FEED_STALENESS_SECONDS, exchange=self.exchange, instrument=update.instrument
+            ).set(0)
+        return result
+
+    async def fetch_snapshot(
+        self, http: httpx.AsyncClient, symbol: str, now_ns: int
+    ) -> FrameResult:
+        limit = nearest_depth_limit(self.cfg.snapshot_depth)
+        resp = await http.get(usdm_depth_url(self.cfg.rest_url, symbol, limit))
+        resp.raise_for_status()
+        return self.on_snapshot_body(symbol, resp.content, now_ns)
+
+    def on_snapshot_body(self, symbol: str, body: bytes | str, now_ns: int) -> FrameResult:
+        """A ``/fapi/v1/depth`` snapshot (fetched now, or read back from a capture)."""
+        frame = parse_usdm_depth(body, symbol, now_ns, VENUE)
+        result = FrameResult(records=[("md.raw", frame.raw)])
+        sync = self.syncs[symbol]
+        for snapshot in frame.book:
+            route_book(sync.on_snapshot(snapshot), result)
+            last = sync.last_update_id
+            if last is not None:
+                detail = f"live again from /fapi/v1/depth lastUpdateId={last}"
+                self.live_again(snapshot, last, detail, result)
+        if sync.needs_snapshot and sync.buffered:
+            result.snapshot_requests.append(symbol)  # too old for the buffered diffs
+        return result
+
+    def on_disconnected(self, now_ns: int, reason: str) -> FrameResult:
+        for sync in self.syncs.values():
+            sync.reset()
+        return self.feed_down(IntegrityKind.DISCONNECTED, now_ns, reason)

@@ -1,0 +1,346 @@
+"""Simulated Binance USDⓈ-M futures trading (one-way mode), signed as spot is.
+
+Endpoints (HMAC-SHA256 signed, ``X-MBX-APIKEY``, ``timestamp``/``recvWindow`` checked by
+:mod:`algostream.sim.signing`): ``POST/GET/DELETE /fapi/v1/order``, ``GET
+/fapi/v1/openOrders``, ``POST /fapi/v1/leverage``, ``GET /fapi/v2/positionRisk``,
+``GET /fapi/v2/account``.
+
+Orders: MARKET (walks the book; a remainder EXPIREs), LIMIT with GTC / IOC / FOK / GTX
+(post-only: -5022 when it would take); ``reduceOnly=true``. Positions, margin and
+leverage are a :class:`~algostream.execution.futures.FuturesAccount` (short is a
+position; Binance's bracket maintenance rates), so refusals are the venue's: -2022
+reduce-only that would increase, -2019 margin insufficient, -2027 notional above the
+leverage's bracket, -4028 leverage not valid, -4116 a client order id already used.
+Resting GTC orders fill when the book crosses them (:meth:`on_market_event`).
+``inject("5xx_after_place")`` / ``("5xx_before")`` fault the next order requests.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiohttp import web
+
+from algostream.execution.futures import FuturesAccount, FuturesError
+from algostream.model.enums import Side
+from algostream.sim.binance_errors import ApiError
+from algostream.sim.signing import check_api_key, check_timestamp, verify_signature
+
+Level = tuple[Decimal, Decimal]
+BookFn = Callable[[str], tuple[Sequence[Level], Sequence[Level]]]
+_ZERO = Decimal(0)
+_BRACKET_MSG = "Exceeded the maximum allowable position at current leverage."
+_REFUSALS = {
+    "REDUCE_ONLY_WOULD_INCREASE": (-2022, "ReduceOnly Order is rejected."),
+    "INSUFFICIENT_MARGIN": (-2019, "Margin is insufficient."),
+    "LEVERAGE_ABOVE_BRACKET": (-2027, _BRACKET_MSG),
+}
+
+
+@dataclass
+class FuturesOrder:
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: str
+    type: str
+    time_in_force: str
+    qty: Decimal
+    price: Decimal | None
+    reduce_only: bool
+    time_ms: int
+    executed: Decimal = _ZERO
+    cum_quote: Decimal = _ZERO
+    status: str = "NEW"
+    update_ms: int = 0
+    fills: list[Level] = field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("NEW", "PARTIALLY_FILLED")
+
+    def as_json(self) -> dict[str, Any]:
+        avg = self.cum_quote / self.executed if self.executed else _ZERO
+        return {
+            "orderId": self.order_id,
+            "symbol": self.symbol,
+            "status": self.status,
+            "clientOrderId": self.client_order_id,
+            "price": f"{self.price or _ZERO:f}",
+            "avgPrice": f"{avg:f}",
+            "origQty": f"{self.qty:f}",
+            "executedQty": f"{self.executed:f}",
+            "cumQuote": f"{self.cum_quote:f}",
+            "timeInForce": self.time_in_force,
+            "type": self.type,
+            "reduceOnly": self.reduce_only,
+            "closePosition": False,
+            "side": self.side,
+            "positionSide": "BOTH",
+            "stopPrice": "0",
+            "workingType": "CONTRACT_PRICE",
+            "priceProtect": False,
+            "origType": self.type,
+            "updateTime": self.update_ms or self.time_ms,
+        }
+
+
+class UsdmTradingSimulator:
+    """State and handlers of the simulated futures trading API (see the module docs)."""
+
+    def __init__(
+        self,
+        book: BookFn,
+        api_key: str,
+        api_secret: str,
+        *,
+        clock_ms: Callable[[], int],
+        wallet: Decimal = Decimal("10000"),
+        fee_rate: Decimal = Decimal("0.0004"),
+    ) -> None:
+        self._book = book
+        self._api_key = api_key
+        self._secret = api_secret
+        self._clock = clock_ms
+        self.account = FuturesAccount(wallet=Decimal(wallet))
+        self.fee_rate = fee_rate
+        self.orders: dict[int, FuturesOrder] = {}
+        self._ids = itertools.count(1)
+        self._faults: list[str] = []
+
+    def inject(self, kind: str, count: int = 1) -> None:
+        """Fault the next ``count`` order requests: ``5xx_after_place`` / ``5xx_before``."""
+        if kind not in ("5xx_after_place", "5xx_before"):
+            raise ValueError(f"kind={kind!r}: expected 5xx_after_place or 5xx_before")
+        self._faults += [kind] * count
+
+    def placements(self, client_order_id: str) -> int:
+        return sum(1 for o in self.orders.values() if o.client_order_id == client_order_id)
+
+    def on_market_event(self) -> None:
+        """Resting GTC orders fill where the book now crosses them."""
+        for order in [o for o in self.orders.values() if o.is_open]:
+            self._match(order)
+
+    # ------------------------------------------------------------------ pipeline
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        fault = self._faults.pop(0) if self._faults and request.path.endswith("/order") else None
+        if fault == "5xx_before":
+            return web.Response(status=503, text="Service Unavailable")
+        try:
+            check_api_key(request.headers, self._api_key)
+            body = (
+                (await request.read()).decode("utf-8", "replace") if request.can_read_body else ""
+            )
+            params = verify_signature(self._secret, request.rel_url.raw_query_string, body)
+            check_timestamp(params, self._clock())
+            self.on_market_event()
+            answer = self._route(request.method, request.path, params)
+        except ApiError as err:
+            return web.json_response({"code": err.code, "msg": err.msg}, status=err.status)
+        if fault == "5xx_after_place":
+            return web.Response(status=503, text="Service Unavailable")
+        return web.json_response(answer)
+
+    def _route(self, method: str, path: str, params: dict[str, str]) -> Any:
+        if path == "/fapi/v1/order":
+            if method == "POST":
+                return self._new(params).as_json()
+            order = self._find(params)
+            if method == "GET":
+                return order.as_json()
+            if not order.is_open:
+                raise ApiError(400, -2011, "Unknown order sent.")
+            order.status, order.update_ms = "CANCELED", self._clock()
+            return order.as_json()
+        if path == "/fapi/v1/openOrders":
+            return [o.as_json() for o in self.orders.values() if o.is_open]
+        if path == "/fapi/v1/leverage":
+            return self._leverage(params)
+        if path == "/fapi/v2/positionRisk":
+            return self._positions(params)
+        return {"totalWalletBalance": f"{self.account.wallet:f}", "positions": self._positions({})}
+
+    # ------------------------------------------------------------------ orders
+
+    def _new(self, params: Mapping[str, str]) -> FuturesOrder:
+        symbol = _required(params, "symbol")
+        side = _required(params, "side")
+        kind = _required(params, "type")
+        if side not in ("BUY", "SELL"):
+            raise ApiError(400, -1117, "Invalid side.")
+        if kind not in ("MARKET", "LIMIT"):
+            raise ApiError(400, -1116, "Invalid orderType.")
+        qty = _decimal(params, "quantity")
+        price = _decimal(params, "price") if kind == "LIMIT" else None
+        tif = params.get("timeInForce", "GTC") if kind == "LIMIT" else "GTC"
+        if tif not in ("GTC", "IOC", "FOK", "GTX"):
+            raise ApiError(400, -1115, "Invalid timeInForce.")
+        coid = params.get("newClientOrderId") or f"sim-f-{len(self.orders) + 1}"
+        if any(o.client_order_id == coid for o in self.orders.values()):
+            raise ApiError(400, -4116, "ClientOrderId is duplicated.")
+        bids, asks = self._levels(symbol)
+        reduce_only = params.get("reduceOnly", "false") == "true"
+        inst = f"BINANCE_USDM:{symbol}"
+        mark = (bids[0][0] + asks[0][0]) / 2 if bids and asks else None
+        try:
+            if reduce_only:
+                self.account.check_reduce_only(inst, Side(side), qty)
+            elif mark is not None:
+                self.account.check_order(
+                    inst, Side(side), qty, mark, {inst: mark}, min_liquidation_distance=_ZERO
+                )
+        except FuturesError as exc:
+            code, msg = _REFUSALS.get(exc.reason, (-2010, str(exc)))
+            raise ApiError(400, code, msg) from None
+        if tif == "GTX" and price is not None and self._crossing(symbol, side, qty, price):
+            raise ApiError(
+                400,
+                -5022,
+                "Due to the order could not be executed as maker, the Post Only order will be "
+                "rejected.",
+            )
+        order = FuturesOrder(
+            next(self._ids), coid, symbol, side, kind, tif, qty, price, reduce_only, self._clock()
+        )
+        self.orders[order.order_id] = order
+        fills = self._crossing(symbol, side, qty, price)
+        if tif == "FOK" and sum((q for _, q in fills), _ZERO) < qty:
+            order.status = "EXPIRED"
+            return order
+        self._fill(order, fills)
+        if order.is_open and (kind == "MARKET" or tif == "IOC"):
+            order.status = "EXPIRED"
+        return order
+
+    def _match(self, order: FuturesOrder) -> None:
+        left = order.qty - order.executed
+        self._fill(order, self._crossing(order.symbol, order.side, left, order.price))
+
+    def _fill(self, order: FuturesOrder, fills: list[Level]) -> None:
+        inst = f"BINANCE_USDM:{order.symbol}"
+        for price, qty in fills:
+            fee = price * qty * self.fee_rate
+            self.account.fill(inst, Side(order.side), qty, price, fee)
+            order.executed += qty
+            order.cum_quote += price * qty
+            order.fills.append((price, qty))
+            order.status = "FILLED" if order.executed == order.qty else "PARTIALLY_FILLED"
+            order.update_ms = self._clock()
+
+    def _crossing(self, symbol: str, side: str, qty: Decimal, limit: Decimal | None) -> list[Level]:
+        bids, asks = self._levels(symbol)
+        out, left = [], qty
+        for price, shown in asks if side == "BUY" else bids:
+            if left <= 0 or (
+                limit is not None and (price > limit if side == "BUY" else price < limit)
+            ):
+                break
+            take = min(shown, left)
+            out.append((price, take))
+            left -= take
+        return out
+
+    def _find(self, params: Mapping[str, str]) -> FuturesOrder:
+        coid = params.get("origClientOrderId")
+        oid = params.get("orderId")
+        for order in reversed(self.orders.values()):
+            if (oid is not None and str(order.order_id) == oid) or (
+                oid is None and order.client_order_id == coid
+            ):
+                return order
+        raise ApiError(400, -2013, "Order does not exist.")
+
+    def _levels(self, symbol: str) -> tuple[Sequence[Level], Sequence[Level]]:
+        try:
+            return self._book(symbol)
+        except Exception:
+            raise ApiError(400, -1121, "Invalid symbol.") from None
+
+    def _leverage(self, params: Mapping[str, str]) -> dict[str, Any]:
+        symbol = _required(params, "symbol")
+        raw = params.get("leverage", "")
+        if not raw.isdigit():
+            raise ApiError(400, -1102, "Mandatory parameter 'leverage' was not sent.")
+        try:
+            self.account.position(f"BINANCE_USDM:{symbol}", leverage=int(raw))
+        except FuturesError:
+            raise ApiError(400, -4028, f"Leverage {raw} is not valid") from None
+        return {"leverage": int(raw), "maxNotionalValue": "50000", "symbol": symbol}
+
+    def _positions(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        rows = []
+        for inst, pos in self.account.positions.items():
+            symbol = inst.partition(":")[2]
+            if params.get("symbol") and params["symbol"] != symbol:
+                continue
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "positionAmt": f"{pos.qty:f}",
+                    "entryPrice": f"{pos.entry_price:f}",
+                    "leverage": str(pos.leverage),
+                    "marginType": pos.margin_mode.value.lower(),
+                    "positionSide": "BOTH",
+                }
+            )
+        return rows
+
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name)
+    if not value:
+        raise ApiError(
+            400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+        )
+    return value
+
+
+def _decimal(params: Mapping[str, str], name: str) -> Decimal:
+    raw = _required(params, name)
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'.") from None
+    if not value.is_finite() or value <= 0:
+        raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'.")
+    return value
+
+
+def add_usdm_trading_routes(
+    app: web.Application, book: BookFn, api_key: str, api_secret: str, **options: Any
+) -> UsdmTradingSimulator:
+    """Mount the futures trading endpoints; ``options`` go to :class:`UsdmTradingSimulator`."""
+    sim = UsdmTradingSimulator(book, api_key, api_secret, **options)
+    for method in ("POST", "GET", "DELETE"):
+        app.router.add_route(method, "/fapi/v1/order", sim.dispatch)
+    app.router.add_get("/fapi/v1/openOrders", sim.dispatch)
+    app.router.add_post("/fapi/v1/leverage", sim.dispatch)
+    app.router.add_get("/fapi/v2/positionRisk", sim.dispatch)
+    app.router.add_get("/fapi/v2/account", sim.dispatch)
+    return sim
+
+
+def usdm_trading_setup(
+    api_key: str, api_secret: str, **options: Any
+) -> Callable[[web.Application, Any], None]:
+    """A ``setup`` hook for the simulator server: futures trading on the simulated book,
+    with the exchange's clock; resting orders fill as the market moves."""
+
+    def hook(app: web.Application, market: Any) -> None:
+        from algostream.sim.binance_rest import EXCHANGE_KEY
+
+        opts = dict(options)
+        exchange = app.get(EXCHANGE_KEY)
+        if exchange is not None:
+            opts.setdefault("clock_ms", exchange.now_ms)
+        sim = add_usdm_trading_routes(app, market.book, api_key, api_secret, **opts)
+        if exchange is not None:
+            exchange.market_listeners.append(sim.on_market_event)
+
+    return hook
