@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from algostream.model.enums import CostMethod
+from algostream.model.ids import StrategyId
 from algostream.model.records import LiveBarInterval
 from algostream.model.values import Money, Quantity
 
@@ -108,11 +109,66 @@ class ExecutionConfig(Section):
     api_secret: SecretStr | None = None
 
 
+#: ``SignalConfig`` keys a strategy's ``params`` may not set: not parameters, or the
+#: features' (computed once per bar interval for every strategy: deployment-wide)
+NOT_PARAMS = (
+    "strategy",
+    "strategies",
+    "in_process",
+    "bar_interval",
+    "features",
+    "update_interval_ms",
+    "rsi_window",
+    "macd_fast",
+    "macd_slow",
+    "macd_signal",
+    "bb_window",
+    "bb_std",
+    "atr_window",
+    "volatility_window",
+    "vwap_window",
+)
+
+
+class StrategySpec(Section):
+    """One strategy of a deployment (an element of ``signal.strategies``).
+
+    ``params`` override ``signal``'s strategy parameters (``rsi_window``,
+    ``order_quantity``, ``model_path``, ...) for this strategy only. ``instruments`` are
+    symbols of ``market_data.symbols`` (empty: every one). The risk budget
+    (``max_position_size``, ``max_daily_loss``, ``max_drawdown_percent``; None: only the
+    account's limits) is checked by the risk gate on this strategy's own position and P&L.
+    ``shadow``: trades on paper beside the live strategies, never at the venue.
+    """
+
+    id: StrategyId
+    #: the registry name (``algostream.signals.registry``); default: ``id``
+    strategy: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    instruments: tuple[str, ...] = ()
+    #: the bars it decides on (default: ``signal.bar_interval``)
+    bar_interval: LiveBarInterval | None = None
+    max_position_size: Quantity | None = None
+    #: realised + unrealised loss since the UTC day began that halts this strategy
+    max_daily_loss: Money | None = Field(default=None, gt=0)
+    #: equity drawdown from its peak (percent of ``risk.starting_equity``) that halts it
+    max_drawdown_percent: Decimal | None = Field(default=None, gt=0, le=100)
+    shadow: bool = False
+    #: a shadow strategy is always paper: ``False`` here (live orders) is refused
+    paper_trading: bool | None = None
+
+    @property
+    def registry_name(self) -> str:
+        return self.strategy or self.id
+
+
 class SignalConfig(Section):
     model_path: str = "models/ml_model.skops"
     features: tuple[str, ...] = ("rsi", "macd", "bb", "volume")
     update_interval_ms: int = Field(default=1000, ge=1)
     strategy: str = "rsi_mean_reversion"
+    #: several strategies in one deployment (empty: ``strategy`` alone, id = its name)
+    strategies: tuple[StrategySpec, ...] = ()
     bar_interval: LiveBarInterval = "1s"
     #: the signals worker runs features -> strategy -> sizing in the feature agent's task
     #: (no Kafka hop between them); each record is on its topic first either way
@@ -129,6 +185,22 @@ class SignalConfig(Section):
     atr_window: int = Field(default=14, ge=1)
     volatility_window: int = Field(default=20, ge=2)
     vwap_window: int = Field(default=20, ge=1)
+
+    def specs(self) -> tuple[StrategySpec, ...]:
+        """The deployment's strategies: ``strategies``, or ``strategy`` as the only one."""
+        return self.strategies or (StrategySpec(id=self.strategy),)
+
+    def intervals(self) -> tuple[str, ...]:
+        """The bar intervals the strategies decide on, in configured order."""
+        return tuple(dict.fromkeys(s.bar_interval or self.bar_interval for s in self.specs()))
+
+    def for_strategy(self, spec: StrategySpec) -> SignalConfig:
+        """This config with ``spec``'s strategy, bar interval and parameters."""
+        update = dict(spec.params)
+        update["strategy"] = spec.registry_name
+        update["bar_interval"] = spec.bar_interval or self.bar_interval
+        update["strategies"] = ()
+        return SignalConfig.model_validate(self.model_dump() | update)
 
 
 class KafkaConfig(Section):
@@ -223,6 +295,14 @@ class Settings(Section):
     workers: WorkersConfig = WorkersConfig()
     sim: SimConfig = SimConfig()
 
+    def live_specs(self) -> tuple[StrategySpec, ...]:
+        """The strategies that trade the account (not shadow)."""
+        return tuple(s for s in self.signal.specs() if not s.shadow)
+
+    def shadow_specs(self) -> tuple[StrategySpec, ...]:
+        """The shadow strategies (paper, ``shadow.*`` topics)."""
+        return tuple(s for s in self.signal.specs() if s.shadow)
+
     def masked(self) -> dict[str, Any]:
         """The effective config as plain JSON data with every secret shown as ``***``."""
         data: dict[str, Any] = self.model_dump(mode="json")
@@ -272,6 +352,59 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         data.setdefault(section, {})[key] = value
 
 
+def check_strategies(settings: Settings) -> None:
+    """What ``signal.strategies`` must satisfy across sections; a ``ConfigError`` naming the
+    key and the value otherwise (at start, not at the first order)."""
+    from algostream.signals.registry import strategy_names  # (imports this module)
+
+    seen: dict[str, int] = {}
+    symbols = {s.upper() for s in settings.market_data.symbols}
+    for n, spec in enumerate(settings.signal.strategies):
+        key = f"signal.strategies.{n}"
+        if spec.id in seen:
+            raise ConfigError(
+                f"config key '{key}.id' = {spec.id!r}: the same id as "
+                f"signal.strategies.{seen[spec.id]}; strategy ids must be unique"
+            )
+        seen[spec.id] = n
+        if spec.registry_name not in strategy_names():
+            raise ConfigError(
+                f"config key '{key}.strategy' = {spec.registry_name!r}: unknown strategy; "
+                f"known: {sorted(strategy_names())}"
+            )
+        for inst in spec.instruments:
+            if inst.upper().partition(":")[2 if ":" in inst else 0] not in symbols:
+                raise ConfigError(
+                    f"config key '{key}.instruments' = {inst!r}: not ingested "
+                    f"(market_data.symbols = {list(settings.market_data.symbols)})"
+                )
+        interval = spec.bar_interval or settings.signal.bar_interval
+        if interval not in settings.market_data.bar_intervals:
+            raise ConfigError(
+                f"config key '{key}.bar_interval' = {interval!r}: no such bars "
+                f"(market_data.bar_intervals = {list(settings.market_data.bar_intervals)})"
+            )
+        if spec.shadow and spec.paper_trading is False:
+            raise ConfigError(
+                f"config key '{key}.paper_trading' = False: a shadow strategy "
+                f"({spec.id!r}) never sends live orders; remove the key or set shadow: false"
+            )
+        for param in spec.params:
+            if param in NOT_PARAMS or param not in SignalConfig.model_fields:
+                raise ConfigError(
+                    f"config key '{key}.params.{param}' = {spec.params[param]!r}: not a "
+                    f"per-strategy parameter (feature windows are set once, in signal)"
+                )
+        try:
+            settings.signal.for_strategy(spec)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(
+                f"config key '{key}.params.{loc}' = {err.get('input')!r}: {err['msg']}"
+            ) from None
+
+
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Load ``system.json`` (default: ``$ALGOSTREAM_CONFIG`` or the repo's), apply env."""
     env = os.environ if env is None else env
@@ -309,7 +442,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         data.setdefault("kafka", {})["sasl_password"] = password
         loaded.append(password)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
@@ -318,3 +451,5 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         if any(s in key for s in SECRET_KEYS) or any(x in shown for x in loaded):
             shown = "***"  # a secret key, or a secret pasted into another key
         raise ConfigError(f"config key '{key}' = {shown}: {err['msg']}") from None
+    check_strategies(settings)
+    return settings

@@ -99,6 +99,8 @@ class RiskShell:
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
         self.settings = settings
+        #: the live strategies (``signal.strategies``): their fills are attributed to them
+        self._strategies = settings.live_specs() if settings.signal.strategies else ()
         table: dict[str, Any] = {"partitions": 1, "use_partitioner": True}  # json key/value
         self.state = app.Table("risk-state", default=None, **table)
         self.decisions = app.Table("risk-decisions", default=None, **table)
@@ -112,12 +114,14 @@ class RiskShell:
         if self._proc is None:  # first use after table recovery: continue where we were
             small = self.state.get("state")
             if small is None:
-                self._proc = RiskProcessor(self.settings.risk)
+                self._proc = RiskProcessor(self.settings.risk, strategies=self._strategies)
             else:
                 full = dict(small)
                 full["decided"] = [[coid, *v] for coid, v in self.decisions.items()]
                 full["applied"] = list(self.fills.keys())
-                self._proc = RiskProcessor.from_state(self.settings.risk, None, full)
+                self._proc = RiskProcessor.from_state(
+                    self.settings.risk, None, full, strategies=self._strategies
+                )
         return self._proc
 
     async def forget(self) -> None:
