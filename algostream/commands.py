@@ -43,7 +43,12 @@ def worker(
 
 
 def _control(
-    action: ControlAction, instrument: str, reason: str, actor: str, config: Path | None
+    action: ControlAction,
+    instrument: str,
+    reason: str,
+    actor: str,
+    config: Path | None,
+    strategy: str | None = None,
 ) -> None:
     from algostream.kafka.publisher import KafkaPublisher
     from algostream.model.ids import derive_id
@@ -58,16 +63,23 @@ def _control(
             "(an owner-only file); the risk gate refuses unsigned commands[/red]"
         )
         raise typer.Exit(2)
+    known = [spec.id for spec in settings.signal.specs()]
+    if strategy is not None and strategy not in known:
+        console.print(
+            f"[red]--strategy {strategy!r}: not a strategy of this deployment {known}[/red]"
+        )
+        raise typer.Exit(2)
     now = time.time_ns()
     unsigned = ControlCommand(
         instrument=instrument,
         ts_event=now,
         ts_init=now,
-        record_id=derive_id("control", action.value, instrument, now),
+        record_id=derive_id("control", action.value, instrument, strategy or "", now),
         lineage_id="operator",
         action=action,
         actor=actor,
         reason=reason,
+        strategy=strategy,
     )
     cmd = sign(unsigned, secret.get_secret_value().encode())
 
@@ -83,12 +95,17 @@ def _control(
             raise typer.Exit(1)
 
     asyncio.run(send())
-    console.print(f"{action.value} {instrument} sent by {actor}: {reason}")
+    scope = instrument if strategy is None else f"strategy {strategy} ({instrument})"
+    console.print(f"{action.value} {scope} sent by {actor}: {reason}")
 
 
 _Instrument = Annotated[str, typer.Option(help="VENUE:SYMBOL, or ALL:* for every instrument")]
 _Reason = Annotated[str, typer.Option(help="why (recorded in risk.events)")]
 _Actor = Annotated[str, typer.Option(help="who (recorded in risk.events)")]
+_Strategy = Annotated[
+    str | None,
+    typer.Option(help="only this strategy (an id of signal.strategies); the others trade on"),
+]
 
 
 @control_app.command("halt")
@@ -97,9 +114,10 @@ def control_halt(
     instrument: _Instrument = "ALL:*",
     actor: _Actor = "operator",
     config: ConfigOpt = None,
+    strategy: _Strategy = None,
 ) -> None:
     """Kill switch: reject every new order."""
-    _control(ControlAction.HALT, instrument, reason, actor, config)
+    _control(ControlAction.HALT, instrument, reason, actor, config, strategy)
 
 
 @control_app.command("reduce")
@@ -108,9 +126,10 @@ def control_reduce(
     instrument: _Instrument = "ALL:*",
     actor: _Actor = "operator",
     config: ConfigOpt = None,
+    strategy: _Strategy = None,
 ) -> None:
     """Only allow orders that reduce exposure."""
-    _control(ControlAction.REDUCE, instrument, reason, actor, config)
+    _control(ControlAction.REDUCE, instrument, reason, actor, config, strategy)
 
 
 @control_app.command("resume")
@@ -119,9 +138,10 @@ def control_resume(
     instrument: _Instrument = "ALL:*",
     actor: _Actor = "operator",
     config: ConfigOpt = None,
+    strategy: _Strategy = None,
 ) -> None:
     """Back to ACTIVE (book-integrity problems still hold until resynced)."""
-    _control(ControlAction.RESUME, instrument, reason, actor, config)
+    _control(ControlAction.RESUME, instrument, reason, actor, config, strategy)
 
 
 @control_app.command("flatten")
@@ -130,9 +150,10 @@ def control_flatten(
     instrument: _Instrument = "ALL:*",
     actor: _Actor = "operator",
     config: ConfigOpt = None,
+    strategy: _Strategy = None,
 ) -> None:
     """Close every open position with market orders, then stay REDUCING."""
-    _control(ControlAction.FLATTEN, instrument, reason, actor, config)
+    _control(ControlAction.FLATTEN, instrument, reason, actor, config, strategy)
 
 
 @app.command("sim")

@@ -67,6 +67,7 @@ from algostream.model.records import (
     RiskEvent,
 )
 from algostream.observability import metrics
+from algostream.observability.strategies import observe_strategy
 from algostream.risk import RiskProcessor
 from algostream.risk.breaker import ALL_INSTRUMENTS
 from algostream.risk.control_auth import ControlVerifier, refusal_event
@@ -140,6 +141,8 @@ class RiskShell:
 
 def observe(record: Record, *, from_proposal: bool) -> None:
     """Keep the risk gauges and counters in step with what the agent publishes."""
+    if observe_strategy(record):
+        return  # one strategy's own record (signal.strategies)
     if isinstance(record, OrderRejected):
         metrics.ORDERS_REJECTED.labels(reason=record.reason).inc()
     elif isinstance(record, OrderRequest) and from_proposal:
