@@ -249,6 +249,32 @@ def ingest_cmd(
     run_ingest(settings_or_exit(config), metrics_port)
 
 
+@app.command("notify")
+def notify_cmd(config: ConfigOpt = None) -> None:
+    """Send breaker trips, HALTED/REDUCING, feed integrity events, large fills and the daily
+    P&L summary to the webhooks of ``notify.webhooks`` (its own consumer group)."""
+    import signal
+
+    from algostream.notify import run_notifier
+    from algostream.observability.logging import configure_logging, register_secrets_from
+
+    settings = settings_or_exit(config)
+    if not settings.notify.webhooks:
+        console.print("[red]notify.webhooks is empty: nothing to send to[/red]")
+        raise typer.Exit(2)
+    configure_logging(settings.observability)
+    register_secrets_from(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_notifier(settings, stop)
+
+    asyncio.run(main())
+
+
 capture_app = typer.Typer(
     help="Capture files: share history as compressed JSON lines.", no_args_is_help=True
 )

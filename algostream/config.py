@@ -285,6 +285,46 @@ class SimConfig(Section):
     )
 
 
+NotifyKind = Literal["breaker", "state", "integrity", "fill", "daily_pnl"]
+NOTIFY_KINDS: tuple[NotifyKind, ...] = ("breaker", "state", "integrity", "fill", "daily_pnl")
+
+
+class WebhookConfig(Section):
+    """One notification target (``notify.webhooks``).
+
+    ``kind: json`` POSTs ``{"kind", "title", "text", "fields", "ts"}`` to ``url``;
+    ``kind: telegram`` calls the Bot API's ``sendMessage`` at ``url`` (default
+    ``https://api.telegram.org``) for ``chat_id``. The secret (the bot token; for ``json``
+    an optional bearer token) is read only from the environment variable named by
+    ``secret_env`` and never logged.
+    """
+
+    name: str = Field(min_length=1, max_length=64)
+    kind: Literal["json", "telegram"] = "json"
+    url: str = "https://api.telegram.org"
+    secret_env: str | None = None
+    chat_id: str | None = None
+    events: tuple[NotifyKind, ...] = NOTIFY_KINDS
+    #: filled from ``secret_env`` at load; refused in a file
+    secret: SecretStr | None = None
+
+
+class NotifyConfig(Section):
+    """Notifications of breaker trips, HALTED/REDUCING, feed integrity events, large fills
+    and the daily P&L summary to webhooks (``algostream notify``)."""
+
+    webhooks: tuple[WebhookConfig, ...] = ()
+    #: a fill of at least this notional (quantity x price) is notified; None: none are
+    fill_notional_above: Money | None = Field(default=None, ge=0)
+    #: at most this many messages a minute per webhook (aiolimiter); more wait their turn
+    max_per_minute: int = Field(default=20, ge=1)
+    retries: int = Field(default=3, ge=0)
+    retry_delay_ms: int = Field(default=500, ge=0)
+    timeout_ms: int = Field(default=5000, ge=1)
+    #: messages waiting per webhook; when full the oldest is dropped (trading never waits)
+    queue_size: int = Field(default=1000, ge=1)
+
+
 class Settings(Section):
     market_data: MarketDataConfig = MarketDataConfig()
     risk: RiskConfig = RiskConfig()
@@ -294,6 +334,7 @@ class Settings(Section):
     observability: ObservabilityConfig = ObservabilityConfig()
     workers: WorkersConfig = WorkersConfig()
     sim: SimConfig = SimConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     def live_specs(self) -> tuple[StrategySpec, ...]:
         """The strategies that trade the account (not shadow)."""
@@ -405,6 +446,38 @@ def check_strategies(settings: Settings) -> None:
             ) from None
 
 
+def _webhook_secrets(data: dict[str, Any], env: Mapping[str, str], source: Path) -> list[str]:
+    """Put each webhook's secret (from its ``secret_env``) in; refuse one in the file."""
+    notify = data.get("notify")
+    hooks = notify.get("webhooks") if isinstance(notify, dict) else None
+    loaded: list[str] = []
+    for n, hook in enumerate(hooks if isinstance(hooks, list) else ()):
+        if not isinstance(hook, dict):
+            continue
+        key = f"notify.webhooks.{n}"
+        if hook.get("secret"):
+            raise ConfigError(
+                f"{source}: key '{key}.secret' holds a secret; name an environment "
+                f"variable in '{key}.secret_env' instead"
+            )
+        var = hook.get("secret_env")
+        if hook.get("kind") == "telegram" and (not var or not hook.get("chat_id")):
+            raise ConfigError(
+                f"config key '{key}' = {hook.get('name')!r}: a telegram webhook needs "
+                "'secret_env' (the bot token's variable) and 'chat_id'"
+            )
+        if var:
+            value = env.get(str(var))
+            if not value:
+                raise ConfigError(
+                    f"config key '{key}.secret_env' = {var!r}: the environment variable "
+                    "is not set (or empty)"
+                )
+            hook["secret"] = value
+            loaded.append(value)
+    return loaded
+
+
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Load ``system.json`` (default: ``$ALGOSTREAM_CONFIG`` or the repo's), apply env."""
     env = os.environ if env is None else env
@@ -441,6 +514,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     if password:
         data.setdefault("kafka", {})["sasl_password"] = password
         loaded.append(password)
+    loaded += _webhook_secrets(data, env, cfg_path)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
