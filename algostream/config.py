@@ -396,6 +396,8 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
 def check_strategies(settings: Settings) -> None:
     """What ``signal.strategies`` must satisfy across sections; a ``ConfigError`` naming the
     key and the value otherwise (at start, not at the first order)."""
+    if not settings.signal.strategies:
+        return  # (the registry imports pandas: not for every command that loads settings)
     from algostream.signals.registry import strategy_names  # (imports this module)
 
     seen: dict[str, int] = {}
