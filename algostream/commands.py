@@ -304,6 +304,77 @@ def parse_time(text: str | None) -> int | None:
     return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
 
 
+shadow_app = typer.Typer(
+    help="Shadow strategies: paper trading on the live feed beside the live strategies.",
+    no_args_is_help=True,
+)
+app.add_typer(shadow_app, name="shadow")
+
+
+@shadow_app.command("run")
+def shadow_run(
+    config: ConfigOpt = None,
+    from_beginning: Annotated[
+        bool, typer.Option(help="a new consumer group starts at the topics' start, not end")
+    ] = False,
+) -> None:
+    """Run the shadow strategies (shadow: true) on the live book tops and bars; orders go
+    to shadow.* topics and are paper-filled against the live book, never to the venue."""
+    import signal
+
+    from algostream.config import ConfigError
+    from algostream.observability.logging import configure_logging, register_secrets_from
+    from algostream.shadow import run_shadow
+
+    settings = settings_or_exit(config)
+    configure_logging(settings.observability)
+    register_secrets_from(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_shadow(settings, stop, offset_reset="earliest" if from_beginning else "latest")
+
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@shadow_app.command("report")
+def shadow_report(
+    shadow: Annotated[str, typer.Option(help="the shadow strategy's id")],
+    live: Annotated[str, typer.Option(help="the live strategy's id to compare with")],
+    from_: _From = None,
+    to: _To = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Signals, fills and P&L of a shadow strategy and a live one, side by side."""
+    from rich.table import Table
+
+    from algostream.config import ConfigError
+    from algostream.shadow import report
+
+    settings = settings_or_exit(config)
+    try:
+        live_sum, shadow_sum = asyncio.run(
+            report(settings, shadow, live, parse_time(from_), parse_time(to))
+        )
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    table = Table(title=f"shadow {shadow} vs live {live}")
+    table.add_column("")
+    table.add_column(f"live: {live}", justify="right")
+    table.add_column(f"shadow: {shadow}", justify="right")
+    for (name, a), b in zip(live_sum.rows().items(), shadow_sum.rows().values(), strict=True):
+        table.add_row(name, a, b)
+    console.print(table)
+
+
 @app.command("backtest")
 def backtest_cmd(
     config: ConfigOpt = None,

@@ -100,8 +100,8 @@ class RiskShell:
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
         self.settings = settings
-        #: the live strategies (``signal.strategies``): their fills are attributed to them
-        self._strategies = settings.live_specs() if settings.signal.strategies else ()
+        #: ``signal.strategies``: fills are attributed to them; shadow ones are refused
+        self._strategies = settings.signal.strategies
         table: dict[str, Any] = {"partitions": 1, "use_partitioner": True}  # json key/value
         self.state = app.Table("risk-state", default=None, **table)
         self.decisions = app.Table("risk-decisions", default=None, **table)

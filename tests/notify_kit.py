@@ -1,4 +1,5 @@
-"""A local HTTP server that records what webhooks receive (not a test itself)."""
+"""A local HTTP server that records what it receives: webhooks, or any request a stand-in
+venue would get (not a test itself)."""
 
 from __future__ import annotations
 
@@ -43,14 +44,14 @@ async def webhook_server() -> AsyncIterator[tuple[str, Received]]:
         if request.path in got.hang:
             await got.released.wait()
         statuses = got.fail_first.get(request.path)
-        body = await request.json()
+        body = await request.json() if request.content_type == "application/json" else None
         got.requests.append((request.path, body, dict(request.headers)))
         if statuses:
             return web.json_response({"ok": False}, status=statuses.pop(0))
         return web.json_response({"ok": True})
 
     app = web.Application()
-    app.router.add_post("/{tail:.*}", handle)
+    app.router.add_route("*", "/{tail:.*}", handle)  # (any method: a stand-in venue too)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

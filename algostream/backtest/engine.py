@@ -91,17 +91,21 @@ class BacktestResult:
 class BacktestEngine:
     """One process, simulated clock, the live processors (see module docstring)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, shadow: bool = False) -> None:
+        """``shadow``: run the shadow strategies (the shadow worker), else the live ones."""
         md, ex = settings.market_data, settings.execution
         self.settings = settings
         self.adapter = BinanceAdapter(md)
         self.book = BookProcessor(md.book_top_levels)
         self.bars = [BarAggregator(i) for i in md.bar_intervals]
-        self.risk = RiskProcessor(settings.risk, strategies=settings.signal.strategies)
+        self.risk = RiskProcessor(
+            settings.risk, strategies=settings.signal.strategies, shadow=shadow
+        )
         account = settings.risk.account
         self.signals = StrategySet(
             settings.signal,
             settings.risk,
+            only=lambda spec: spec.shadow == shadow,
             portfolio=lambda spec: LedgerPortfolio(
                 self.risk, account, self.risk.attributed(spec.id)
             ),

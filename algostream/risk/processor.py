@@ -111,8 +111,12 @@ class RiskProcessor:
         memory: int = 100_000,
         max_stop_attempts: int = 3,
         strategies: tuple[StrategySpec, ...] = (),
+        shadow: bool = False,
     ) -> None:
         self.config = config
+        #: the gate of the shadow worker (True) or of the account (False): each refuses
+        #: the other's strategies, so a shadow order can never be approved for the venue
+        self.shadow = shadow
         #: ``signal.strategies``: each one's fills are also kept in its own ledger (its
         #: ``Position``/``PnL`` records carry its id) and its budget is checked; none (the
         #: single ``signal.strategy``): the account is the strategy, records as before
@@ -222,6 +226,15 @@ class RiskProcessor:
         """A halted strategy's order (not reduce-only), or one past its ``max_position_size``
         (its own position and approved open orders on that side)."""
         sid = order.strategy
+        spec = self.specs.get(sid)
+        if spec is not None and spec.shadow != self.shadow:
+            return Rejection(
+                RejectReason.TRADING_HALTED,
+                "SHADOW_STRATEGY" if spec.shadow else "LIVE_STRATEGY",
+                sid,
+                f"strategy {sid} is {'a shadow' if spec.shadow else 'a live'} strategy: "
+                f"its orders never pass the {'shadow' if self.shadow else 'live'} gate",
+            )
         if sid in self.halted and not order.reduce_only:
             return Rejection(
                 RejectReason.TRADING_HALTED,
