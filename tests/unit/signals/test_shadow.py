@@ -71,5 +71,5 @@ def test_live_gate_refuses_a_shadow_order_and_the_shadow_gate_a_live_one() -> No
 
 
 def test_shadow_worker_without_shadow_strategies_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="signal.strategies"):
+    with pytest.raises(ConfigError, match=r"signal\.strategies"):
         ShadowEngine(load_settings(env={}))
