@@ -304,6 +304,37 @@ def parse_time(text: str | None) -> int | None:
     return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
 
 
+@app.command("status")
+def status_cmd(config: ConfigOpt = None) -> None:
+    """Each strategy's state, positions and P&L, and every worker group's consumer lag."""
+    from rich.table import Table
+
+    from algostream.status import collect
+
+    settings = settings_or_exit(config)
+    strategies, lags = asyncio.run(collect(settings))
+    table = Table(title=f"strategies (account {settings.risk.account})")
+    for col in ("strategy", "state", "positions", "equity", "realized", "unrealized", "drawdown"):
+        table.add_column(col)
+    for st in strategies:
+        name = (
+            "(account)" if st.strategy == "*" else st.strategy + (" [shadow]" if st.shadow else "")
+        )
+        positions = ", ".join(f"{i} {q}" for i, q in st.positions.items()) or "flat"
+        state = st.state.value + (
+            f" ({st.reason})" if st.reason and st.state.value != "ACTIVE" else ""
+        )
+        cells = [st.equity, st.realized_pnl, st.unrealized_pnl, st.drawdown]
+        table.add_row(name, state, positions, *("-" if c is None else str(c) for c in cells))
+    console.print(table)
+    lag_table = Table(title="consumer lag")
+    for col in ("group", "topic", "partitions", "lag"):
+        lag_table.add_column(col)
+    for lag in lags:
+        lag_table.add_row(lag.group, lag.topic, str(lag.partitions), str(lag.lag))
+    console.print(lag_table if lags else "no consumer groups of this deployment on the broker")
+
+
 shadow_app = typer.Typer(
     help="Shadow strategies: paper trading on the live feed beside the live strategies.",
     no_args_is_help=True,

@@ -85,3 +85,23 @@ async def test_halt_one_strategy_while_the_other_trades(  # type: ignore[no-unty
     assert any(p.strategy is None for p in positions)  # type: ignore[attr-defined]
     pnl = decoded(await read_until(s, "pnl", lambda m: len(m) >= 2, timeout_s=60), PnL)
     assert {p.strategy for p in pnl} >= {"beta", None}  # type: ignore[attr-defined]
+
+    # algostream status: per-strategy state, positions and P&L; the worker groups' lag
+    from algostream.config import load_settings
+    from algostream.status import collect
+
+    strategies, lags = await collect(load_settings(env=env))
+    by = {st.strategy: st for st in strategies}
+    assert by["alpha"].state.value == "HALTED" and by["beta"].state.value == "ACTIVE"
+    assert by["beta"].positions == {approved.instrument: approved.quantity}
+    assert by["beta"].equity is not None and by["*"].positions
+    groups = {lag.group for lag in lags}
+    app_id = env["ALGOSTREAM__KAFKA__APP_ID"]
+    assert f"{app_id}-trading" in groups, lags
+    assert all(lag.lag >= 0 for lag in lags)
+    cli = subprocess.run(
+        [sys.executable, "-m", "algostream", "status"],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "alpha" in cli.stdout and "HALTED" in cli.stdout and f"{app_id}-trading" in cli.stdout
