@@ -11,6 +11,7 @@ Also: ``replay`` copies the range to another prefix and ``capture`` round-trips 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from algostream.backtest.source import read_range
 from algostream.backtest.synthetic import synthetic_frames
 from algostream.config import Settings, load_settings
 from algostream.kafka.provision import delete_run_topics
-from algostream.model import OrderEvent, OrderRequest, OrderStatus
+from algostream.model import OrderEvent, OrderRequest, OrderStatus, Signal
 from streams.worker import worker_roles
 from tests.kafka_kit import decoded, produce, read_until
 
@@ -127,3 +128,21 @@ async def test_a_strategy_deciding_in_on_bar_runs_live_as_in_the_engine(
     for topic in ("signals", "orders.proposed"):
         assert reports[topic].first_difference is None, reports[topic].first_difference
         assert reports[topic].live == reports[topic].engine > 0
+
+
+async def test_several_strategies_match_the_engine(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
+    """``signal.strategies``: two strategies (other instruments, parameters, sizes) in
+    the live workers (colocated) and the engine: each one's signals and proposals are the
+    engine's, record for record."""
+    strategies = [
+        {"id": "rsi_all", "strategy": "rsi_mean_reversion"},
+        {"id": "rsi_eth", "strategy": "rsi_mean_reversion", "instruments": ["ETHUSDT"],
+         "params": {"rsi_oversold": 45, "rsi_overbought": 55, "order_quantity": "0.02"}},
+    ]  # fmt: skip
+    env = {"ALGOSTREAM__SIGNAL__STRATEGIES": json.dumps(strategies), **REPLAYED_HISTORY}
+    s = load_settings(env=supervisor.env | env)
+    engine = await live_matches_engine(s, supervisor, env)
+    ids = {r.strategy for r in engine.on("orders.proposed")}  # type: ignore[attr-defined]
+    assert ids == {"rsi_all", "rsi_eth"}
+    live = decoded(await read_until(s, "signals", lambda _: False, timeout_s=1), Signal)
+    assert {x.strategy for x in live} == ids  # type: ignore[attr-defined]
