@@ -348,6 +348,7 @@ def shadow_run(
     from_beginning: Annotated[
         bool, typer.Option(help="a new consumer group starts at the topics' start, not end")
     ] = False,
+    metrics_port: Annotated[int, typer.Option(help="/metrics port (0: any)")] = 9408,
 ) -> None:
     """Run the shadow strategies (shadow: true) on the live book tops and bars; orders go
     to shadow.* topics and are paper-filled against the live book, never to the venue."""
@@ -355,11 +356,16 @@ def shadow_run(
 
     from algostream.config import ConfigError
     from algostream.observability.logging import configure_logging, register_secrets_from
+    from algostream.observability.metrics import preregister, start_metrics_server
     from algostream.shadow import run_shadow
 
     settings = settings_or_exit(config)
     configure_logging(settings.observability)
     register_secrets_from(settings)
+    shadow = [spec.id for spec in settings.shadow_specs()]
+    preregister(accounts=[settings.risk.account], strategies=shadow, shadow=shadow)
+    port = start_metrics_server(metrics_port, addr=settings.observability.metrics_host)
+    console.print(f"shadow worker: metrics on port {port} (/metrics)")
 
     async def main() -> None:
         stop = asyncio.Event()

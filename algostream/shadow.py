@@ -29,6 +29,7 @@ from algostream.backtest.engine import BacktestEngine
 from algostream.config import ConfigError, Settings
 from algostream.model.enums import Side
 from algostream.model.records import Bar, BookTop, OrderEvent, PnL, Record, Signal
+from algostream.observability.strategies import observe_strategy
 
 log = structlog.get_logger("algostream.shadow")
 
@@ -111,6 +112,7 @@ async def run_shadow(
             for record in records:
                 for topic, out in engine.on_live(record):
                     await publisher.publish(topic, out)
+                    observe_strategy(out, "shadow")  # the dashboard's shadow vs live
                     written += 1
             await publisher.flush()
     finally:

@@ -5,8 +5,11 @@ venue, even with ``execution.paper_trading: false``."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+
+import httpx
 
 from algostream.config import load_settings
 from algostream.model.records import Bar, BookTop, OrderEvent
@@ -32,7 +35,9 @@ async def test_shadow_orders_are_paper_filled_and_never_reach_the_venue(  # type
         _, feed = live_feed()
         await produce(s, "book.top", [r for r in feed if isinstance(r, BookTop)])
         await produce(s, "bars.1s", [r for r in feed if isinstance(r, Bar) and r.interval == "1s"])
-        supervisor.start("shadow", "shadow", "run", "--from-beginning", env=env)
+        supervisor.start(
+            "shadow", "shadow", "run", "--from-beginning", "--metrics-port", "0", env=env
+        )
 
         def filled(msgs) -> bool:  # type: ignore[no-untyped-def]
             return sum(e.fill_qty > 0 for e in decoded(msgs, OrderEvent)) >= 3  # type: ignore[attr-defined]
@@ -45,6 +50,12 @@ async def test_shadow_orders_are_paper_filled_and_never_reach_the_venue(  # type
         for live in ("orders.proposed", "orders.approved", "orders.events", "signals"):
             assert await read_until(s, live, lambda m: len(m) > 0, timeout_s=1) == [], live
         assert got.requests == []  # the venue heard nothing
+        port = re.search(r"metrics on port (\d+)", supervisor.tail("shadow"))
+        assert port, supervisor.tail("shadow")
+        scraped = httpx.get(f"http://127.0.0.1:{port.group(1)}/metrics", timeout=10).text
+        assert 'algostream_strategy_equity{account="paper",mode="shadow",strategy="new_rsi"}' in (
+            scraped
+        )
 
         report = subprocess.run(
             [sys.executable, "-m", "algostream", "shadow", "report", "--shadow", "new_rsi",
