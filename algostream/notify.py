@@ -297,7 +297,6 @@ async def run_notifier(
         *types,
         group_id=f"{settings.kafka.app_id}-notify",
         auto_offset_reset=offset_reset,
-        enable_auto_commit=True,
     )
     await consumer.start()
     notifier.start()
@@ -314,6 +313,8 @@ async def run_notifier(
                         log.warning("undecodable record", topic=tp.topic, error=type(exc).__name__)
                         continue
                     notifier.on_record(record)
+            if batches:  # queued (delivery is the senders' job: a crash loses the queue)
+                await consumer.commit()
     finally:
         await consumer.stop()
         await notifier.stop()

@@ -94,7 +94,6 @@ async def run_shadow(
         *types,
         group_id=f"{settings.kafka.app_id}-shadow",
         auto_offset_reset=offset_reset,
-        enable_auto_commit=True,
     )
     publisher = KafkaPublisher(settings.kafka)
     await consumer.start()
@@ -114,7 +113,9 @@ async def run_shadow(
                     await publisher.publish(topic, out)
                     observe_strategy(out, "shadow")  # the dashboard's shadow vs live
                     written += 1
-            await publisher.flush()
+            if records:  # 1. outputs on the broker, 2. then the inputs' offsets
+                await publisher.flush()
+                await consumer.commit()
     finally:
         await consumer.stop()
         await publisher.flush()
