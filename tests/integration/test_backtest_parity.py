@@ -131,9 +131,10 @@ async def test_a_strategy_deciding_in_on_bar_runs_live_as_in_the_engine(
         assert reports[topic].live == reports[topic].engine > 0
 
 
-async def test_several_strategies_match_the_engine(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("layout", ["colocated", "split", "single"])
+async def test_several_strategies_match_the_engine(provisioned, supervisor, layout: str) -> None:  # type: ignore[no-untyped-def]
     """``signal.strategies``: strategies on other instruments, parameters, sizes and bar
-    intervals in the live workers (colocated) and the engine: each one's signals and
+    intervals in the live workers (each layout) and the engine: each one's signals and
     proposals are the engine's, record for record; the 1m strategy's feature vectors too."""
     strategies = [
         {"id": "rsi_all", "strategy": "rsi_mean_reversion"},
@@ -141,7 +142,11 @@ async def test_several_strategies_match_the_engine(provisioned, supervisor) -> N
          "params": {"rsi_oversold": 45, "rsi_overbought": 55, "order_quantity": "0.02"}},
         {"id": "sma_1m", "strategy": "sma_crossover", "bar_interval": "1m"},
     ]  # fmt: skip
-    env = {"ALGOSTREAM__SIGNAL__STRATEGIES": json.dumps(strategies), **REPLAYED_HISTORY}
+    env = {
+        "ALGOSTREAM__SIGNAL__STRATEGIES": json.dumps(strategies),
+        "ALGOSTREAM__WORKERS__LAYOUT": layout,
+        **REPLAYED_HISTORY,
+    }
     s = load_settings(env=supervisor.env | env)
     engine = await live_matches_engine(s, supervisor, env)
     ids = {r.strategy for r in engine.on("orders.proposed")}  # type: ignore[attr-defined]
