@@ -141,3 +141,16 @@ def test_a_strategy_on_another_bar_interval_decides_on_its_own_bars() -> None:
         snap = member.proc.snapshot("BINANCE:BTCUSDT")
         last = [v.ts_event for v in vectors if v.interval == interval][-1]
         assert snap is not None and snap["last_ts_event"] == last  # its own bars' vectors
+
+
+def test_backtest_writes_a_report_per_strategy(tmp_path: Path) -> None:
+    from algostream.backtest.run import run_backtest
+
+    s = settings_with(TWO)
+    result, report = run_backtest(s, synthetic_frames(("BTCUSDT", "ETHUSDT"), 7, 8_000), tmp_path)
+    assert report is not None and (tmp_path / "summary.json").exists()
+    for sid in ("rsi_fast", "rsi_eth"):
+        summary = json.loads((tmp_path / "strategies" / sid / "summary.json").read_text())
+        assert Decimal(str(summary["end_equity"])) == result.strategy_equity(sid)[-1][1]
+        fills = [f for f in result.fills if f.strategy == sid]
+        assert summary["fill_count"] == len(fills) > 0 and summary["title"].endswith(sid)
