@@ -498,11 +498,34 @@ class RiskProcessor:
             ledger.pnl_record(ts_event=event.ts_event, ts_init=now, cause_id=event.record_id),
         ]
         out += [c.to_event(event, now) for c in self.breaker.check_account(ledger)]
-        if self.specs and sid is not None:
+        if self.specs and sid in self.specs:
             book = self.book(event.account, sid)
             book.apply_fill(inst, event.side, event.fill_qty, event.fill_price, event.fee)
             book.set_mark(inst, mark)
             out += self._strategy_outputs(event.account, sid, event, now, throttle=False)
+        elif self.specs:
+            out += self._allocate(event, mark, now)
+        return out
+
+    def _allocate(self, event: OrderEvent, mark: Decimal, now: int) -> list[Record]:
+        """A fill in no strategy's name (a stop, a flatten, the backtest's close at the
+        end) closes the strategies' positions it reduces, in configured order, at its
+        price (the fee pro rata): the strategies' positions still add up to the account's."""
+        assert event.fill_price is not None
+        left, out = event.fill_qty, []
+        for sid in self.specs:
+            book = self.books.get((event.account, sid))
+            held = ZERO if book is None else book.quantity(event.instrument)
+            if book is None or not held or (held > 0) == (event.side is Side.BUY):
+                continue  # flat, or the fill adds to it: not this strategy's close
+            part = min(left, abs(held))
+            fee = event.fee * part / event.fill_qty
+            book.apply_fill(event.instrument, event.side, part, event.fill_price, fee)
+            book.set_mark(event.instrument, mark)
+            out += self._strategy_outputs(event.account, sid, event, now, throttle=False)
+            left -= part
+            if not left:
+                break
         return out
 
     def _track_pending(self, event: OrderEvent) -> None:

@@ -112,3 +112,20 @@ def test_one_strategy_deployment_emits_what_it_always_did() -> None:
     assert [type(r).__name__ for r in out] == ["Position", "PnL"]
     assert all(r.strategy is None for r in out if isinstance(r, Position | PnL))
     assert "books" not in p.to_state()
+
+
+def test_a_close_in_no_strategys_name_closes_the_strategies_positions() -> None:
+    """A stop or the account's flatten reduces the account: the strategies' own positions
+    are reduced with it (in configured order), so they still add up to the account's."""
+    p = RiskProcessor(RiskConfig(), strategies=SPECS)
+    p.on_book_top(top())
+    approve_and_fill(p, "a1", "fast", "1", "100")
+    approve_and_fill(p, "b1", "slow", "2", "100")
+    close = fill("f-flat", Side.SELL, "1.5", "105", fee="0.3", coid="flat-1")
+    out = p.on_order_event(close.model_copy(update={"strategy": "risk-flatten"}))
+    assert p.books[("paper", "fast")].quantity(BTC) == D("0")
+    assert p.books[("paper", "slow")].quantity(BTC) == D("1.5")
+    assert p.ledger("paper").quantity(BTC) == D("1.5")
+    fast = p.books[("paper", "fast")].positions[BTC]
+    assert fast.realized_pnl == D("5") and fast.fees == D("0.2")  # 1 of 1.5: 2/3 of the fee
+    assert {r.strategy for r in out if isinstance(r, Position)} == {None, "fast", "slow"}

@@ -154,3 +154,16 @@ def test_backtest_writes_a_report_per_strategy(tmp_path: Path) -> None:
         assert Decimal(str(summary["end_equity"])) == result.strategy_equity(sid)[-1][1]
         fills = [f for f in result.fills if f.strategy == sid]
         assert summary["fill_count"] == len(fills) > 0 and summary["title"].endswith(sid)
+
+
+def test_closing_the_account_at_the_end_keeps_strategies_adding_up_to_it() -> None:
+    """The close at the end is in no strategy's name: it reduces the strategies' positions
+    it closes, so they still add up to the (now flat) account's."""
+    engine = BacktestEngine(settings_with(TWO))
+    engine.run(synthetic_frames(("BTCUSDT", "ETHUSDT"), 7, 8_000))
+    assert engine.risk.ledger("paper").open_positions()  # something to close
+    engine.finish(close_positions=True)
+    assert not engine.risk.ledger("paper").open_positions()
+    for inst in ("BINANCE:BTCUSDT", "BINANCE:ETHUSDT"):
+        parts = [b.quantity(inst) for b in engine.risk.books.values()]
+        assert sum(parts, Decimal(0)) == 0
