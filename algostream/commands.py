@@ -43,7 +43,12 @@ def worker(
 
 
 def _control(
-    action: ControlAction, instrument: str, reason: str, actor: str, config: Path | None
+    action: ControlAction,
+    instrument: str,
+    reason: str,
+    actor: str,
+    config: Path | None,
+    strategy: str | None = None,
 ) -> None:
     from algostream.kafka.publisher import KafkaPublisher
     from algostream.model.ids import derive_id
@@ -58,16 +63,23 @@ def _control(
             "(an owner-only file); the risk gate refuses unsigned commands[/red]"
         )
         raise typer.Exit(2)
+    known = [spec.id for spec in settings.signal.specs()]
+    if strategy is not None and strategy not in known:
+        console.print(
+            f"[red]--strategy {strategy!r}: not a strategy of this deployment {known}[/red]"
+        )
+        raise typer.Exit(2)
     now = time.time_ns()
     unsigned = ControlCommand(
         instrument=instrument,
         ts_event=now,
         ts_init=now,
-        record_id=derive_id("control", action.value, instrument, now),
+        record_id=derive_id("control", action.value, instrument, strategy or "", now),
         lineage_id="operator",
         action=action,
         actor=actor,
         reason=reason,
+        strategy=strategy,
     )
     cmd = sign(unsigned, secret.get_secret_value().encode())
 
@@ -83,12 +95,17 @@ def _control(
             raise typer.Exit(1)
 
     asyncio.run(send())
-    console.print(f"{action.value} {instrument} sent by {actor}: {reason}")
+    scope = instrument if strategy is None else f"strategy {strategy} ({instrument})"
+    console.print(f"{action.value} {scope} sent by {actor}: {reason}")
 
 
 _Instrument = Annotated[str, typer.Option(help="VENUE:SYMBOL, or ALL:* for every instrument")]
 _Reason = Annotated[str, typer.Option(help="why (recorded in risk.events)")]
 _Actor = Annotated[str, typer.Option(help="who (recorded in risk.events)")]
+_Strategy = Annotated[
+    str | None,
+    typer.Option(help="only this strategy (an id of signal.strategies); the others trade on"),
+]
 
 
 @control_app.command("halt")
@@ -97,9 +114,10 @@ def control_halt(
     instrument: _Instrument = "ALL:*",
     actor: _Actor = "operator",
     config: ConfigOpt = None,
+    strategy: _Strategy = None,
 ) -> None:
     """Kill switch: reject every new order."""
-    _control(ControlAction.HALT, instrument, reason, actor, config)
+    _control(ControlAction.HALT, instrument, reason, actor, config, strategy)
 
 
 @control_app.command("reduce")
@@ -108,9 +126,10 @@ def control_reduce(
     instrument: _Instrument = "ALL:*",
     actor: _Actor = "operator",
     config: ConfigOpt = None,
+    strategy: _Strategy = None,
 ) -> None:
     """Only allow orders that reduce exposure."""
-    _control(ControlAction.REDUCE, instrument, reason, actor, config)
+    _control(ControlAction.REDUCE, instrument, reason, actor, config, strategy)
 
 
 @control_app.command("resume")
@@ -119,9 +138,10 @@ def control_resume(
     instrument: _Instrument = "ALL:*",
     actor: _Actor = "operator",
     config: ConfigOpt = None,
+    strategy: _Strategy = None,
 ) -> None:
     """Back to ACTIVE (book-integrity problems still hold until resynced)."""
-    _control(ControlAction.RESUME, instrument, reason, actor, config)
+    _control(ControlAction.RESUME, instrument, reason, actor, config, strategy)
 
 
 @control_app.command("flatten")
@@ -130,9 +150,10 @@ def control_flatten(
     instrument: _Instrument = "ALL:*",
     actor: _Actor = "operator",
     config: ConfigOpt = None,
+    strategy: _Strategy = None,
 ) -> None:
     """Close every open position with market orders, then stay REDUCING."""
-    _control(ControlAction.FLATTEN, instrument, reason, actor, config)
+    _control(ControlAction.FLATTEN, instrument, reason, actor, config, strategy)
 
 
 @app.command("sim")
@@ -237,6 +258,32 @@ def ingest_cmd(
     run_ingest(settings_or_exit(config), metrics_port)
 
 
+@app.command("notify")
+def notify_cmd(config: ConfigOpt = None) -> None:
+    """Send breaker trips, HALTED/REDUCING, feed integrity events, large fills and the daily
+    P&L summary to the webhooks of ``notify.webhooks`` (its own consumer group)."""
+    import signal
+
+    from algostream.notify import run_notifier
+    from algostream.observability.logging import configure_logging, register_secrets_from
+
+    settings = settings_or_exit(config)
+    if not settings.notify.webhooks:
+        console.print("[red]notify.webhooks is empty: nothing to send to[/red]")
+        raise typer.Exit(2)
+    configure_logging(settings.observability)
+    register_secrets_from(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_notifier(settings, stop)
+
+    asyncio.run(main())
+
+
 capture_app = typer.Typer(
     help="Capture files: share history as compressed JSON lines.", no_args_is_help=True
 )
@@ -264,6 +311,114 @@ def parse_time(text: str | None) -> int | None:
         console.print(f"[red]bad time {text!r}[/red]: use ISO 8601 or unix nanoseconds")
         raise typer.Exit(2) from None
     return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
+
+
+@app.command("status")
+def status_cmd(config: ConfigOpt = None) -> None:
+    """Each strategy's state, positions and P&L, and every worker group's consumer lag."""
+    from rich.table import Table
+
+    from algostream.status import collect
+
+    settings = settings_or_exit(config)
+    strategies, lags = asyncio.run(collect(settings))
+    table = Table(title=f"strategies (account {settings.risk.account})")
+    for col in ("strategy", "state", "positions", "equity", "realized", "unrealized", "drawdown"):
+        table.add_column(col)
+    for st in strategies:
+        name = (
+            "(account)" if st.strategy == "*" else st.strategy + (" [shadow]" if st.shadow else "")
+        )
+        positions = ", ".join(f"{i} {q}" for i, q in st.positions.items()) or "flat"
+        state = st.state.value + (
+            f" ({st.reason})" if st.reason and st.state.value != "ACTIVE" else ""
+        )
+        cells = [st.equity, st.realized_pnl, st.unrealized_pnl, st.drawdown]
+        table.add_row(name, state, positions, *("-" if c is None else str(c) for c in cells))
+    console.print(table)
+    lag_table = Table(title="consumer lag")
+    for col in ("group", "topic", "partitions", "lag"):
+        lag_table.add_column(col)
+    for lag in lags:
+        lag_table.add_row(lag.group, lag.topic, str(lag.partitions), str(lag.lag))
+    console.print(lag_table if lags else "no consumer groups of this deployment on the broker")
+
+
+shadow_app = typer.Typer(
+    help="Shadow strategies: paper trading on the live feed beside the live strategies.",
+    no_args_is_help=True,
+)
+app.add_typer(shadow_app, name="shadow")
+
+
+@shadow_app.command("run")
+def shadow_run(
+    config: ConfigOpt = None,
+    from_beginning: Annotated[
+        bool, typer.Option(help="a new consumer group starts at the topics' start, not end")
+    ] = False,
+    metrics_port: Annotated[int, typer.Option(help="/metrics port (0: any)")] = 9408,
+) -> None:
+    """Run the shadow strategies (shadow: true) on the live book tops and bars; orders go
+    to shadow.* topics and are paper-filled against the live book, never to the venue."""
+    import signal
+
+    from algostream.config import ConfigError
+    from algostream.observability.logging import configure_logging, register_secrets_from
+    from algostream.observability.metrics import preregister, start_metrics_server
+    from algostream.shadow import run_shadow
+
+    settings = settings_or_exit(config)
+    configure_logging(settings.observability)
+    register_secrets_from(settings)
+    shadow = [spec.id for spec in settings.shadow_specs()]
+    preregister(accounts=[settings.risk.account], strategies=shadow, shadow=shadow)
+    port = start_metrics_server(metrics_port, addr=settings.observability.metrics_host)
+    console.print(f"shadow worker: metrics on port {port} (/metrics)")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_shadow(settings, stop, offset_reset="earliest" if from_beginning else "latest")
+
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@shadow_app.command("report")
+def shadow_report(
+    shadow: Annotated[str, typer.Option(help="the shadow strategy's id")],
+    live: Annotated[str, typer.Option(help="the live strategy's id to compare with")],
+    from_: _From = None,
+    to: _To = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Signals, fills and P&L of a shadow strategy and a live one, side by side."""
+    from rich.table import Table
+
+    from algostream.config import ConfigError
+    from algostream.shadow import report
+
+    settings = settings_or_exit(config)
+    try:
+        live_sum, shadow_sum = asyncio.run(
+            report(settings, shadow, live, parse_time(from_), parse_time(to))
+        )
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    table = Table(title=f"shadow {shadow} vs live {live}")
+    table.add_column("")
+    table.add_column(f"live: {live}", justify="right")
+    table.add_column(f"shadow: {shadow}", justify="right")
+    for (name, a), b in zip(live_sum.rows().items(), shadow_sum.rows().values(), strict=True):
+        table.add_row(name, a, b)
+    console.print(table)
 
 
 @app.command("backtest")

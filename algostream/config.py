@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from algostream.model.enums import CostMethod
+from algostream.model.ids import StrategyId
 from algostream.model.records import LiveBarInterval
 from algostream.model.values import Money, Quantity
 
@@ -109,11 +110,66 @@ class ExecutionConfig(Section):
     api_secret: SecretStr | None = None
 
 
+#: ``SignalConfig`` keys a strategy's ``params`` may not set: not parameters, or the
+#: features' (computed once per bar interval for every strategy: deployment-wide)
+NOT_PARAMS = (
+    "strategy",
+    "strategies",
+    "in_process",
+    "bar_interval",
+    "features",
+    "update_interval_ms",
+    "rsi_window",
+    "macd_fast",
+    "macd_slow",
+    "macd_signal",
+    "bb_window",
+    "bb_std",
+    "atr_window",
+    "volatility_window",
+    "vwap_window",
+)
+
+
+class StrategySpec(Section):
+    """One strategy of a deployment (an element of ``signal.strategies``).
+
+    ``params`` override ``signal``'s strategy parameters (``rsi_window``,
+    ``order_quantity``, ``model_path``, ...) for this strategy only. ``instruments`` are
+    symbols of ``market_data.symbols`` (empty: every one). The risk budget
+    (``max_position_size``, ``max_daily_loss``, ``max_drawdown_percent``; None: only the
+    account's limits) is checked by the risk gate on this strategy's own position and P&L.
+    ``shadow``: trades on paper beside the live strategies, never at the venue.
+    """
+
+    id: StrategyId
+    #: the registry name (``algostream.signals.registry``); default: ``id``
+    strategy: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    instruments: tuple[str, ...] = ()
+    #: the bars it decides on (default: ``signal.bar_interval``)
+    bar_interval: LiveBarInterval | None = None
+    max_position_size: Quantity | None = None
+    #: realised + unrealised loss since the UTC day began that halts this strategy
+    max_daily_loss: Money | None = Field(default=None, gt=0)
+    #: equity drawdown from its peak (percent of ``risk.starting_equity``) that halts it
+    max_drawdown_percent: Decimal | None = Field(default=None, gt=0, le=100)
+    shadow: bool = False
+    #: a shadow strategy is always paper: ``False`` here (live orders) is refused
+    paper_trading: bool | None = None
+
+    @property
+    def registry_name(self) -> str:
+        return self.strategy or self.id
+
+
 class SignalConfig(Section):
     model_path: str = "models/ml_model.skops"
     features: tuple[str, ...] = ("rsi", "macd", "bb", "volume")
     update_interval_ms: int = Field(default=1000, ge=1)
     strategy: str = "rsi_mean_reversion"
+    #: several strategies in one deployment (empty: ``strategy`` alone, id = its name)
+    strategies: tuple[StrategySpec, ...] = ()
     bar_interval: LiveBarInterval = "1s"
     #: the signals worker runs features -> strategy -> sizing in the feature agent's task
     #: (no Kafka hop between them); each record is on its topic first either way
@@ -130,6 +186,22 @@ class SignalConfig(Section):
     atr_window: int = Field(default=14, ge=1)
     volatility_window: int = Field(default=20, ge=2)
     vwap_window: int = Field(default=20, ge=1)
+
+    def specs(self) -> tuple[StrategySpec, ...]:
+        """The deployment's strategies: ``strategies``, or ``strategy`` as the only one."""
+        return self.strategies or (StrategySpec(id=self.strategy),)
+
+    def intervals(self) -> tuple[str, ...]:
+        """The bar intervals the strategies decide on, in configured order."""
+        return tuple(dict.fromkeys(s.bar_interval or self.bar_interval for s in self.specs()))
+
+    def for_strategy(self, spec: StrategySpec) -> SignalConfig:
+        """This config with ``spec``'s strategy, bar interval and parameters."""
+        update = dict(spec.params)
+        update["strategy"] = spec.registry_name
+        update["bar_interval"] = spec.bar_interval or self.bar_interval
+        update["strategies"] = ()
+        return SignalConfig.model_validate(self.model_dump() | update)
 
 
 class KafkaConfig(Section):
@@ -229,6 +301,46 @@ class SimConfig(Section):
     )
 
 
+NotifyKind = Literal["breaker", "state", "integrity", "fill", "daily_pnl"]
+NOTIFY_KINDS: tuple[NotifyKind, ...] = ("breaker", "state", "integrity", "fill", "daily_pnl")
+
+
+class WebhookConfig(Section):
+    """One notification target (``notify.webhooks``).
+
+    ``kind: json`` POSTs ``{"kind", "title", "text", "fields", "ts"}`` to ``url``;
+    ``kind: telegram`` calls the Bot API's ``sendMessage`` at ``url`` (default
+    ``https://api.telegram.org``) for ``chat_id``. The secret (the bot token; for ``json``
+    an optional bearer token) is read only from the environment variable named by
+    ``secret_env`` and never logged.
+    """
+
+    name: str = Field(min_length=1, max_length=64)
+    kind: Literal["json", "telegram"] = "json"
+    url: str = "https://api.telegram.org"
+    secret_env: str | None = None
+    chat_id: str | None = None
+    events: tuple[NotifyKind, ...] = NOTIFY_KINDS
+    #: filled from ``secret_env`` at load; refused in a file
+    secret: SecretStr | None = None
+
+
+class NotifyConfig(Section):
+    """Notifications of breaker trips, HALTED/REDUCING, feed integrity events, large fills
+    and the daily P&L summary to webhooks (``algostream notify``)."""
+
+    webhooks: tuple[WebhookConfig, ...] = ()
+    #: a fill of at least this notional (quantity x price) is notified; None: none are
+    fill_notional_above: Money | None = Field(default=None, ge=0)
+    #: at most this many messages a minute per webhook (aiolimiter); more wait their turn
+    max_per_minute: int = Field(default=20, ge=1)
+    retries: int = Field(default=3, ge=0)
+    retry_delay_ms: int = Field(default=500, ge=0)
+    timeout_ms: int = Field(default=5000, ge=1)
+    #: messages waiting per webhook; when full the oldest is dropped (trading never waits)
+    queue_size: int = Field(default=1000, ge=1)
+
+
 class Settings(Section):
     market_data: MarketDataConfig = MarketDataConfig()
     risk: RiskConfig = RiskConfig()
@@ -238,6 +350,15 @@ class Settings(Section):
     observability: ObservabilityConfig = ObservabilityConfig()
     workers: WorkersConfig = WorkersConfig()
     sim: SimConfig = SimConfig()
+    notify: NotifyConfig = NotifyConfig()
+
+    def live_specs(self) -> tuple[StrategySpec, ...]:
+        """The strategies that trade the account (not shadow)."""
+        return tuple(s for s in self.signal.specs() if not s.shadow)
+
+    def shadow_specs(self) -> tuple[StrategySpec, ...]:
+        """The shadow strategies (paper, ``shadow.*`` topics)."""
+        return tuple(s for s in self.signal.specs() if s.shadow)
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain JSON data with every secret shown as ``***``."""
@@ -288,6 +409,93 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         data.setdefault(section, {})[key] = value
 
 
+def check_strategies(settings: Settings) -> None:
+    """What ``signal.strategies`` must satisfy across sections; a ``ConfigError`` naming the
+    key and the value otherwise (at start, not at the first order)."""
+    if not settings.signal.strategies:
+        return  # (the registry imports pandas: not for every command that loads settings)
+    from algostream.signals.registry import strategy_names  # (imports this module)
+
+    seen: dict[str, int] = {}
+    symbols = {s.upper() for s in settings.market_data.symbols}
+    for n, spec in enumerate(settings.signal.strategies):
+        key = f"signal.strategies.{n}"
+        if spec.id in seen:
+            raise ConfigError(
+                f"config key '{key}.id' = {spec.id!r}: the same id as "
+                f"signal.strategies.{seen[spec.id]}; strategy ids must be unique"
+            )
+        seen[spec.id] = n
+        if spec.registry_name not in strategy_names():
+            raise ConfigError(
+                f"config key '{key}.strategy' = {spec.registry_name!r}: unknown strategy; "
+                f"known: {sorted(strategy_names())}"
+            )
+        for inst in spec.instruments:
+            if inst.upper().partition(":")[2 if ":" in inst else 0] not in symbols:
+                raise ConfigError(
+                    f"config key '{key}.instruments' = {inst!r}: not ingested "
+                    f"(market_data.symbols = {list(settings.market_data.symbols)})"
+                )
+        interval = spec.bar_interval or settings.signal.bar_interval
+        if interval not in settings.market_data.bar_intervals:
+            raise ConfigError(
+                f"config key '{key}.bar_interval' = {interval!r}: no such bars "
+                f"(market_data.bar_intervals = {list(settings.market_data.bar_intervals)})"
+            )
+        if spec.shadow and spec.paper_trading is False:
+            raise ConfigError(
+                f"config key '{key}.paper_trading' = False: a shadow strategy "
+                f"({spec.id!r}) never sends live orders; remove the key or set shadow: false"
+            )
+        for param in spec.params:
+            if param in NOT_PARAMS or param not in SignalConfig.model_fields:
+                raise ConfigError(
+                    f"config key '{key}.params.{param}' = {spec.params[param]!r}: not a "
+                    f"per-strategy parameter (feature windows are set once, in signal)"
+                )
+        try:
+            settings.signal.for_strategy(spec)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(
+                f"config key '{key}.params.{loc}' = {err.get('input')!r}: {err['msg']}"
+            ) from None
+
+
+def _webhook_secrets(data: dict[str, Any], env: Mapping[str, str], source: Path) -> list[str]:
+    """Put each webhook's secret (from its ``secret_env``) in; refuse one in the file."""
+    notify = data.get("notify")
+    hooks = notify.get("webhooks") if isinstance(notify, dict) else None
+    loaded: list[str] = []
+    for n, hook in enumerate(hooks if isinstance(hooks, list) else ()):
+        if not isinstance(hook, dict):
+            continue
+        key = f"notify.webhooks.{n}"
+        if hook.get("secret"):
+            raise ConfigError(
+                f"{source}: key '{key}.secret' holds a secret; name an environment "
+                f"variable in '{key}.secret_env' instead"
+            )
+        var = hook.get("secret_env")
+        if hook.get("kind") == "telegram" and (not var or not hook.get("chat_id")):
+            raise ConfigError(
+                f"config key '{key}' = {hook.get('name')!r}: a telegram webhook needs "
+                "'secret_env' (the bot token's variable) and 'chat_id'"
+            )
+        if var:
+            value = env.get(str(var))
+            if not value:
+                raise ConfigError(
+                    f"config key '{key}.secret_env' = {var!r}: the environment variable "
+                    "is not set (or empty)"
+                )
+            hook["secret"] = value
+            loaded.append(value)
+    return loaded
+
+
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Load ``system.json`` (default: ``$ALGOSTREAM_CONFIG`` or the repo's), apply env."""
     env = os.environ if env is None else env
@@ -324,8 +532,9 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     if password:
         data.setdefault("kafka", {})["sasl_password"] = password
         loaded.append(password)
+    loaded += _webhook_secrets(data, env, cfg_path)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
@@ -334,3 +543,5 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         if any(s in key for s in SECRET_KEYS) or any(x in shown for x in loaded):
             shown = "***"  # a secret key, or a secret pasted into another key
         raise ConfigError(f"config key '{key}' = {shown}: {err['msg']}") from None
+    check_strategies(settings)
+    return settings

@@ -11,6 +11,9 @@ worker that makes the bars and book tops and takes them in-process (:meth:`Edge.
 ``bars.<interval>`` and ``book.top``. Either way each feature vector is published to
 ``features`` and, with ``signal.in_process``, taken in-process by the signal stage of the
 same worker (:class:`streams.signals.SignalStage`).
+
+Strategies on other bar intervals (``signal.strategies[].bar_interval``) get a stage
+each (table ``features-state-<interval>``); the vectors' ``interval`` tells them apart.
 """
 
 from __future__ import annotations
@@ -29,12 +32,15 @@ from streams.app import Edge, put
 class FeatureStage:
     """One worker's feature processor and its table."""
 
-    def __init__(self, app: faust.App, edge: Edge, settings: Settings) -> None:
+    def __init__(
+        self, app: faust.App, edge: Edge, settings: Settings, interval: str | None = None
+    ) -> None:
         self.edge = edge
-        self.config = settings.signal
-        self.interval = settings.signal.bar_interval
+        base = settings.signal.bar_interval
+        self.interval = interval or base
+        self.config = settings.signal.model_copy(update={"bar_interval": self.interval})
         self.table = app.Table(
-            "features-state",
+            "features-state" if self.interval == base else f"features-state-{self.interval}",
             default=None,
             partitions=edge.catalog[f"bars.{self.interval}"].partitions,
         )
@@ -72,7 +78,13 @@ class FeatureStage:
 
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
-    stage = FeatureStage(app, edge, settings)
+    for interval in settings.signal.intervals():
+        _register(app, edge, settings, interval)
+
+
+def _register(app: faust.App, edge: Edge, settings: Settings, interval: str) -> None:
+    stage = FeatureStage(app, edge, settings, interval)
+    suffix = "" if interval == settings.signal.bar_interval else f"-{interval}"
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_features(_app: faust.App, revoked: object, **_: object) -> None:
@@ -83,13 +95,13 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         edge.listen("book.top", stage.on_book)
         return
 
-    @app.agent(edge.topic(f"bars.{stage.interval}"), name="features")
+    @app.agent(edge.topic(f"bars.{stage.interval}"), name=f"features{suffix}")
     async def features(stream: faust.StreamT[bytes]) -> None:
         async for bar in edge.records(stream, Bar, "features"):
             await edge.deliver(f"bars.{stage.interval}", bar)  # the strategy's on_bar
             await stage.on_bar(bar)
 
-    @app.agent(edge.topic("book.top"), name="features-book")
+    @app.agent(edge.topic("book.top"), name=f"features-book{suffix}")
     async def books(stream: faust.StreamT[bytes]) -> None:
         async for top in edge.records(stream, BookTop, "features"):
             await edge.deliver("book.top", top)  # the strategy's on_book

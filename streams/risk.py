@@ -67,6 +67,7 @@ from algostream.model.records import (
     RiskEvent,
 )
 from algostream.observability import metrics
+from algostream.observability.strategies import observe_strategy
 from algostream.risk import RiskProcessor
 from algostream.risk.breaker import ALL_INSTRUMENTS
 from algostream.risk.control_auth import ControlVerifier, refusal_event
@@ -99,6 +100,8 @@ class RiskShell:
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
         self.settings = settings
+        #: ``signal.strategies``: fills are attributed to them; shadow ones are refused
+        self._strategies = settings.signal.strategies
         table: dict[str, Any] = {"partitions": 1, "use_partitioner": True}  # json key/value
         self.state = app.Table("risk-state", default=None, **table)
         self.decisions = app.Table("risk-decisions", default=None, **table)
@@ -112,12 +115,14 @@ class RiskShell:
         if self._proc is None:  # first use after table recovery: continue where we were
             small = self.state.get("state")
             if small is None:
-                self._proc = RiskProcessor(self.settings.risk)
+                self._proc = RiskProcessor(self.settings.risk, strategies=self._strategies)
             else:
                 full = dict(small)
                 full["decided"] = [[coid, *v] for coid, v in self.decisions.items()]
                 full["applied"] = list(self.fills.keys())
-                self._proc = RiskProcessor.from_state(self.settings.risk, None, full)
+                self._proc = RiskProcessor.from_state(
+                    self.settings.risk, None, full, strategies=self._strategies
+                )
         return self._proc
 
     async def forget(self) -> None:
@@ -136,6 +141,8 @@ class RiskShell:
 
 def observe(record: Record, *, from_proposal: bool) -> None:
     """Keep the risk gauges and counters in step with what the agent publishes."""
+    if observe_strategy(record):
+        return  # one strategy's own record (signal.strategies)
     if isinstance(record, OrderRejected):
         metrics.ORDERS_REJECTED.labels(reason=record.reason).inc()
     elif isinstance(record, OrderRequest) and from_proposal:

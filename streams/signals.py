@@ -1,7 +1,9 @@
 """Signal and order agents: ``features`` -> strategy -> ``signals`` -> ``orders.proposed``.
 
-The strategy (``signal.strategy``: a rule strategy or a trained model) keeps per-instrument
-state in the ``signals-state`` table. Sizing turns each signal into a MARKET proposal whose
+The strategies (``signal.strategies``, or the one ``signal.strategy``: rule strategies or
+trained models; :class:`~algostream.signals.multi.StrategySet`) keep per-instrument state
+in the ``signals-state`` table. Shadow strategies run in their own worker (``shadow``).
+Sizing turns each signal into a MARKET proposal whose
 client order id is derived from the signal's id, so a signal processed twice proposes the
 same order twice and risk decides it once.
 
@@ -28,12 +30,11 @@ from __future__ import annotations
 import faust
 
 from algostream.backtest.source import read_range
-from algostream.config import Settings
+from algostream.config import Settings, StrategySpec
 from algostream.model.records import Bar, BookTop, FeatureVector, PnL, Position, Record, Signal
 from algostream.observability import metrics
 from algostream.signals.context import RecordPortfolio
-from algostream.signals.processor import SignalProcessor
-from algostream.signals.sizing import OrderSizer
+from algostream.signals.multi import StrategySet
 from streams.app import Edge, Recent, put
 from streams.reader import tap
 
@@ -49,11 +50,21 @@ class SignalStage:
 
     def __init__(self, app: faust.App, edge: Edge, settings: Settings) -> None:
         self.edge = edge
+        self.settings = settings
         self.config = settings.signal
         self.in_process = settings.signal.in_process
-        self.portfolio = RecordPortfolio(settings.risk.account, settings.risk.starting_equity)
-        self.proc = SignalProcessor(settings.signal, portfolio=self.portfolio)
-        self.sizer = OrderSizer(settings.signal, settings.risk)
+        #: one portfolio per strategy: its own records (``signal.strategies``) or the
+        #: account's (the single ``signal.strategy``)
+        attributed = bool(settings.signal.strategies)
+        self.portfolios = {
+            spec.id: RecordPortfolio(
+                settings.risk.account,
+                settings.risk.starting_equity,
+                spec.id if attributed else None,
+            )
+            for spec in settings.live_specs()
+        }
+        self.proc = self._strategies()
         self.table = app.Table(
             "signals-state", default=None, partitions=edge.catalog["features"].partitions
         )
@@ -62,8 +73,16 @@ class SignalStage:
 
     def forget(self) -> None:
         """Drop per-instrument strategy state (a rebalance): reloaded from the table."""
-        self.proc = SignalProcessor(self.config, portfolio=self.portfolio)
+        self.proc = self._strategies()
         self.restored.clear()
+
+    def _strategies(self) -> StrategySet:
+        def portfolio(spec: StrategySpec) -> RecordPortfolio:
+            return self.portfolios[spec.id]
+
+        return StrategySet(
+            self.config, self.settings.risk, portfolio=portfolio, only=lambda s: not s.shadow
+        )
 
     def _ensure(self, inst: str) -> None:
         if inst not in self.restored:
@@ -90,10 +109,11 @@ class SignalStage:
 
     async def on_account(self, record: Record, partition: int | None = None) -> None:
         """A ``positions`` or ``pnl`` record of this worker: the context's account."""
-        if isinstance(record, Position):
-            self.portfolio.on_position(record)
-        elif isinstance(record, PnL):
-            self.portfolio.on_pnl(record)
+        for portfolio in self.portfolios.values():
+            if isinstance(record, Position):
+                portfolio.on_position(record)
+            elif isinstance(record, PnL):
+                portfolio.on_pnl(record)
 
     async def _emit(self, signals: list[Signal]) -> None:
         for sig in signals:
@@ -121,7 +141,7 @@ class SignalStage:
         if sig.record_id in self.sized:
             return  # sized in-process already
         self.sized.add(sig.record_id)
-        order = self.sizer.to_order(sig)
+        order = self.proc.to_order(sig)
         if order is not None:  # in the single layout the risk stage takes it in-process
             await self.edge.publish("orders.proposed", order)
 
@@ -133,8 +153,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     async def forget_signals(_app: faust.App, revoked: object, **_: object) -> None:
         stage.forget()
 
-    interval = settings.signal.bar_interval
-    edge.listen(f"bars.{interval}", stage.on_bar, first=True)  # before the features
+    for interval in stage.proc.intervals:
+        edge.listen(f"bars.{interval}", stage.on_bar, first=True)  # before the features
     edge.listen("book.top", stage.on_book)
     edge.listen("positions", stage.on_account)
     edge.listen("pnl", stage.on_account)

@@ -250,8 +250,9 @@ def run_worker(
         accounts=[settings.risk.account],
         exchanges=[md.exchange],
         agents=[role],
-        strategies=[settings.signal.strategy],
+        strategies=[spec.id for spec in settings.signal.specs()],
         reject_reasons=[r.value for r in RejectReason],
+        shadow=[spec.id for spec in settings.shadow_specs()],
     )
     default_web, default_metrics = role_ports(settings, role)
     app, _ = build_worker_app(

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from algostream.backtest.engine import BacktestResult
 from algostream.backtest.errors import BarInputError
-from algostream.config import Settings
+from algostream.config import ConfigError, Settings
 from algostream.features.processor import FeatureProcessor
 from algostream.model.enums import OrderStatus, OrderType, Side
 from algostream.model.ids import derive_id
@@ -102,6 +102,12 @@ class BarBacktest:
         fill: FillModel | None = None,
         strategy: Strategy[Any] | None = None,
     ) -> None:
+        if strategy is None and len(settings.signal.specs()) > 1:
+            raise ConfigError(
+                f"config key 'signal.strategies' = {[s.id for s in settings.signal.specs()]}: "
+                "the bar backtest runs one strategy; several run in the tick engine "
+                "(algostream backtest run)"
+            )
         self.settings = settings
         self.fill = fill or FillModel.from_settings(settings)
         self.risk = RiskProcessor(settings.risk)

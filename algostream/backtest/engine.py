@@ -1,7 +1,8 @@
 """The backtest engine: the live agents' processors, driven in one process.
 
 The same objects the Faust agents wrap (``BookProcessor``, ``BarAggregator``,
-``FeatureProcessor``, ``SignalProcessor``, ``OrderSizer``, ``RiskProcessor``,
+``FeatureProcessor``, ``StrategySet`` (every strategy of ``signal.strategies``, each a
+``SignalProcessor`` and an ``OrderSizer``), ``RiskProcessor``,
 ``PaperBroker``) are called in the order the topics connect them, with a simulated clock:
 "now" is always the ``ts_init`` of the record being processed, so the same input and the
 same config give bit-identical outputs, run after run.
@@ -48,8 +49,7 @@ from algostream.model.records import (
 from algostream.risk import RiskProcessor
 from algostream.risk.processor import output_topic
 from algostream.signals.context import LedgerPortfolio
-from algostream.signals.processor import SignalProcessor
-from algostream.signals.sizing import OrderSizer
+from algostream.signals.multi import StrategySet
 
 REST_PREFIX = "rest:"
 
@@ -73,24 +73,48 @@ class BacktestResult:
 
     @property
     def equity_curve(self) -> list[tuple[int, Decimal]]:
-        return [(p.ts_event, p.equity) for p in self.on("pnl") if isinstance(p, PnL)]
+        return [
+            (p.ts_event, p.equity)
+            for p in self.on("pnl")
+            if isinstance(p, PnL) and p.strategy is None  # the account's, not a strategy's
+        ]
+
+    def strategy_equity(self, strategy: str) -> list[tuple[int, Decimal]]:
+        """One strategy's equity curve (``signal.strategies``: its own P&L records)."""
+        return [
+            (p.ts_event, p.equity)
+            for p in self.on("pnl")
+            if isinstance(p, PnL) and p.strategy == strategy
+        ]
 
 
 class BacktestEngine:
     """One process, simulated clock, the live processors (see module docstring)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, shadow: bool = False) -> None:
+        """``shadow``: run the shadow strategies (the shadow worker), else the live ones."""
         md, ex = settings.market_data, settings.execution
         self.settings = settings
         self.adapter = BinanceAdapter(md)
         self.book = BookProcessor(md.book_top_levels)
         self.bars = [BarAggregator(i) for i in md.bar_intervals]
-        self.features = FeatureProcessor(settings.signal)
-        self.risk = RiskProcessor(settings.risk)
-        self.signals = SignalProcessor(
-            settings.signal, portfolio=LedgerPortfolio(self.risk, settings.risk.account)
+        self.risk = RiskProcessor(
+            settings.risk, strategies=settings.signal.strategies, shadow=shadow
         )
-        self.sizer = OrderSizer(settings.signal, settings.risk)
+        account = settings.risk.account
+        self.signals = StrategySet(
+            settings.signal,
+            settings.risk,
+            only=lambda spec: spec.shadow == shadow,
+            portfolio=lambda spec: LedgerPortfolio(
+                self.risk, account, self.risk.attributed(spec.id)
+            ),
+        )
+        #: one feature processor per bar interval a strategy decides on
+        self.feature_procs = [
+            FeatureProcessor(settings.signal.model_copy(update={"bar_interval": interval}))
+            for interval in self.signals.intervals
+        ]
         self.broker = PaperBroker(ex.fee_rate, ex.paper_latency_ms * 1_000_000)
         self.result = BacktestResult()
         self._last_ts = 0
@@ -185,7 +209,8 @@ class BacktestEngine:
 
     def _on_top(self, top: BookTop) -> None:
         self.emit("book.top", top)
-        self.features.on_book(top)
+        for features in self.feature_procs:
+            features.on_book(top)
         self._fills(self.broker.on_book_top(top))
         self._risk(self.risk.on_book_top(top, top.ts_init))
         if self.signals.uses_books:
@@ -200,18 +225,18 @@ class BacktestEngine:
 
     def _on_bar(self, bar: Bar) -> None:
         self.emit(f"bars.{bar.interval}", bar)
-        if bar.interval == self.features.interval and self.signals.uses_bars:
+        if self.signals.uses_bars:
             self._signals(self.signals.on_bar(bar))
-        fv = self.features.on_bar(bar)
-        if fv is None:
-            return
-        self.emit("features", fv)
-        self._signals(self.signals.decide(fv))
+        for features in self.feature_procs:
+            fv = features.on_bar(bar)
+            if fv is not None:
+                self.emit("features", fv)
+                self._signals(self.signals.decide(fv))
 
     def _signals(self, signals: list[Signal]) -> None:
         for signal in signals:
             self.emit("signals", signal)
-            order = self.sizer.to_order(signal)
+            order = self.signals.to_order(signal)
             if order is not None:
                 self._propose(order)
 

@@ -60,19 +60,33 @@ def run_backtest(
     report = None
     if out_dir is not None and result.equity_curve:
         report = write_report(out_dir, report_inputs(settings, result, period_ns))
+        for spec in settings.live_specs() if settings.signal.strategies else ():
+            own = report_inputs(settings, result, period_ns, strategy=spec.id)
+            if own.equity:  # (a strategy that never filled has no P&L records)
+                write_report(Path(out_dir) / "strategies" / spec.id, own)
     return result, report
 
 
 def report_inputs(
-    settings: Settings, result: BacktestResult, period_ns: int | None = None
+    settings: Settings,
+    result: BacktestResult,
+    period_ns: int | None = None,
+    *,
+    strategy: str | None = None,
 ) -> ReportInputs:
     """What the report needs from a run: the equity curve, the fills, returns per bar of the
     strategy's interval (``signal.bar_interval`` unless ``period_ns``), and the closes of
-    the most traded instrument's bars for buy and hold."""
+    the most traded instrument's bars for buy and hold. With ``strategy``: that strategy's
+    own equity curve and fills (``signal.strategies``; its report is under
+    ``strategies/<id>/``)."""
     from algostream.marketdata.bars import INTERVAL_NS
 
     interval = settings.signal.bar_interval
     fills = [e for e in result.on("orders.events") if isinstance(e, OrderEvent)]
+    equity = result.equity_curve
+    if strategy is not None:
+        fills = [e for e in fills if e.strategy == strategy]
+        equity = result.strategy_equity(strategy)
     traded = Counter(f.instrument for f in fills if f.fill_qty > 0)
     instrument = traded.most_common(1)[0][0] if traded else ""
     prices = [
@@ -81,9 +95,10 @@ def report_inputs(
         if isinstance(bar, Bar) and bar.instrument == instrument
     ]
     return ReportInputs(
-        equity=result.equity_curve,
+        equity=equity,
         fills=fills,
         period_ns=period_ns or INTERVAL_NS[interval],
+        title="Backtest" if strategy is None else f"Backtest: strategy {strategy}",
         prices=prices,
         price_instrument=instrument,
     )

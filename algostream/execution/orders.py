@@ -208,6 +208,7 @@ class ManagedOrder:
             slippage=self._slippage(fill_price),
             reason=reason,
             venue=self.venue,
+            strategy=req.strategy,
         )
 
     def _slippage(self, fill_price: Decimal | None) -> Decimal | None:

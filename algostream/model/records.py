@@ -386,13 +386,16 @@ class OrderEvent(Record):
     slippage: Money | None = None
     reason: str = ""
     venue: str = "PAPER"
+    #: the strategy of the order (its fills are attributed to it); None: not known here
+    strategy: StrategyId | None = None
 
 
 # --------------------------------------------------------------------------- risk
 
 
 class Position(Record):
-    """A position per account and instrument (compacted ``positions``)."""
+    """A position per account and instrument (compacted ``positions``); with ``strategy``
+    set, that strategy's own part of it (several strategies: ``signal.strategies``)."""
 
     TYPE: ClassVar[str] = "Position"
     account: AccountId
@@ -403,9 +406,13 @@ class Position(Record):
     unrealized_pnl: Money
     fees: Money
     mark_price: Money | None = None
+    #: None: the account's net position; else one strategy's
+    strategy: StrategyId | None = None
 
     @property
     def key(self) -> str:
+        if self.strategy is not None:
+            return f"{self.account}|{self.strategy}|{self.instrument}"
         return f"{self.account}|{self.instrument}"
 
 
@@ -421,9 +428,14 @@ class PnL(Record):
     peak_equity: Money
     drawdown: Money
     exposure: Money
+    #: None: the whole account; else one strategy's P&L (its equity starts at the
+    #: account's ``starting_equity``)
+    strategy: StrategyId | None = None
 
     @property
     def key(self) -> str:
+        if self.strategy is not None:
+            return f"{self.account}|{self.strategy}"
         return self.account
 
 
@@ -452,6 +464,8 @@ class ControlCommand(Record):
     reason: str
     nonce: str | None = Field(default=None, max_length=128)
     signature: str | None = Field(default=None, max_length=128)
+    #: HALT / RESUME / FLATTEN one strategy only (``signal.strategies``), the others trade
+    strategy: StrategyId | None = None
 
 
 # --------------------------------------------------------------------------- dlq

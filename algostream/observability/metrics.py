@@ -68,6 +68,12 @@ __all__ = [
     "SIGNALS",
     "STAGES",
     "STAGE_LATENCY_SECONDS",
+    "STRATEGY_DRAWDOWN",
+    "STRATEGY_EQUITY",
+    "STRATEGY_POSITION",
+    "STRATEGY_REALIZED_PNL",
+    "STRATEGY_STATE",
+    "STRATEGY_TRADES",
     "TICK_TO_TRADE_SECONDS",
     "TRADING_STATE",
     "UNREALIZED_PNL",
@@ -247,6 +253,35 @@ EXPOSURE_NOTIONAL = _gauge(
     "algostream_exposure_notional", "Gross notional exposure (quote).", ("account",)
 )
 EQUITY = _gauge("algostream_equity", "Account equity (quote).", ("account",))
+#: per strategy (``signal.strategies``); ``mode``: ``live`` or ``shadow``
+STRATEGY_EQUITY = _gauge(
+    "algostream_strategy_equity",
+    "A strategy's equity: starting equity + its own P&L (quote).",
+    ("account", "strategy", "mode"),
+)
+STRATEGY_DRAWDOWN = _gauge(
+    "algostream_strategy_drawdown",
+    "A strategy's drawdown from its peak equity (quote).",
+    ("account", "strategy", "mode"),
+)
+STRATEGY_REALIZED_PNL = _gauge(
+    "algostream_strategy_realized_pnl",
+    "A strategy's realized P&L (quote).",
+    ("account", "strategy", "mode"),
+)
+STRATEGY_POSITION = _gauge(
+    "algostream_strategy_position_quantity",
+    "A strategy's own signed position.",
+    ("account", "strategy", "instrument", "mode"),
+)
+STRATEGY_TRADES = _counter(
+    "algostream_strategy_trades_total",
+    "Fills that closed (part of) a strategy's position, by result (win/loss/flat).",
+    ("strategy", "result", "mode"),
+)
+STRATEGY_STATE = _gauge(
+    "algostream_strategy_state", "A strategy's state: 0 ACTIVE, 2 HALTED.", ("strategy",)
+)
 TRADING_STATE = _gauge(
     "algostream_trading_state",
     "Trading state: 0 ACTIVE, 1 REDUCING, 2 HALTED.",
@@ -348,12 +383,13 @@ def preregister(
     agents: Iterable[str] = (),
     strategies: Iterable[str] = (),
     reject_reasons: Iterable[str] = (),
+    shadow: Iterable[str] = (),
 ) -> None:
     """Create the label children a worker will use, so queries see zeros, not nothing.
 
     Counters appear with value 0; gauges with their current value (0 if never set).
     """
-    instruments, accounts = tuple(instruments), tuple(accounts)
+    instruments, accounts, shadow = tuple(instruments), tuple(accounts), tuple(shadow)
     for stage in STAGES:
         STAGE_LATENCY_SECONDS.labels(stage=stage)
     for generation in ("0", "1", "2"):
@@ -379,6 +415,13 @@ def preregister(
     for strategy in strategies:
         for side in ("BUY", "SELL"):
             SIGNALS.labels(strategy=strategy, side=side)
+        STRATEGY_STATE.labels(strategy=strategy)
+        mode = "shadow" if strategy in shadow else "live"
+        for result in ("win", "loss", "flat"):
+            STRATEGY_TRADES.labels(strategy=strategy, result=result, mode=mode)
+        for account in accounts:
+            for gauge in (STRATEGY_EQUITY, STRATEGY_DRAWDOWN, STRATEGY_REALIZED_PNL):
+                gauge.labels(account=account, strategy=strategy, mode=mode)
     for reason in reject_reasons:
         ORDERS_REJECTED.labels(reason=reason)
 

@@ -45,21 +45,23 @@ UNSIGNED, FORGED, STALE, REPLAYED, NO_KEY = "unsigned", "forged", "stale", "repl
 
 
 def signing_bytes(cmd: ControlCommand) -> bytes:
-    """What the signature covers: every field but the signature, in a fixed order."""
-    return orjson.dumps(
-        [
-            "algostream-control-v1",
-            cmd.instrument,
-            cmd.ts_event,
-            cmd.ts_init,
-            cmd.record_id,
-            cmd.lineage_id,
-            cmd.action.value,
-            cmd.actor,
-            cmd.reason,
-            cmd.nonce,
-        ]
-    )
+    """What the signature covers: every field but the signature, in a fixed order (the
+    ``strategy`` of a one-strategy command last, so older commands sign as before)."""
+    fields: list[object] = [
+        "algostream-control-v1",
+        cmd.instrument,
+        cmd.ts_event,
+        cmd.ts_init,
+        cmd.record_id,
+        cmd.lineage_id,
+        cmd.action.value,
+        cmd.actor,
+        cmd.reason,
+        cmd.nonce,
+    ]
+    if cmd.strategy is not None:
+        fields.append(cmd.strategy)
+    return orjson.dumps(fields)
 
 
 def signature(cmd: ControlCommand, key: bytes) -> str:

@@ -34,8 +34,14 @@ from decimal import Decimal
 from itertools import islice
 from typing import Any
 
-from algostream.config import RiskConfig
-from algostream.model.enums import ControlAction, OrderStatus, Side, TradingState
+from algostream.config import RiskConfig, StrategySpec
+from algostream.model.enums import (
+    ControlAction,
+    OrderStatus,
+    RiskEventKind,
+    Side,
+    TradingState,
+)
 from algostream.model.ids import derive_id
 from algostream.model.records import (
     BookIntegrity,
@@ -70,6 +76,10 @@ RECENT_APPLIED = 256
 RECENT_DECIDED = 32
 FLATTEN_STRATEGY = "risk-flatten"
 Decision = OrderRequest | OrderRejected
+#: one UTC day in ns (a strategy's daily loss is counted from its start)
+DAY_NS = 86_400 * 1_000_000_000
+STRATEGY_HALTED = "STRATEGY_HALTED"
+STRATEGY_POSITION = "STRATEGY_MAX_POSITION_SIZE"
 
 
 @dataclass(slots=True)
@@ -80,6 +90,7 @@ class PendingOrder:
     instrument: str
     side: Side
     remaining: Decimal
+    strategy: str | None = None
 
 
 class RiskProcessor:
@@ -99,8 +110,23 @@ class RiskProcessor:
         mark_interval_ns: int = 1_000_000_000,
         memory: int = 100_000,
         max_stop_attempts: int = 3,
+        strategies: tuple[StrategySpec, ...] = (),
+        shadow: bool = False,
     ) -> None:
         self.config = config
+        #: the gate of the shadow worker (True) or of the account (False): each refuses
+        #: the other's strategies, so a shadow order can never be approved for the venue
+        self.shadow = shadow
+        #: ``signal.strategies``: each one's fills are also kept in its own ledger (its
+        #: ``Position``/``PnL`` records carry its id) and its budget is checked; none (the
+        #: single ``signal.strategy``): the account is the strategy, records as before
+        self.specs = {spec.id: spec for spec in strategies}
+        #: (account, strategy) -> that strategy's own ledger in the account
+        self.books: dict[tuple[str, str], AccountLedger] = {}
+        #: halted strategy -> why (operator or its budget); its new orders are refused
+        self.halted: dict[str, str] = {}
+        #: (account, strategy) -> (UTC day number, equity when that day began)
+        self._days: dict[tuple[str, str], tuple[int, Decimal]] = {}
         self.filters = dict(filters or {})
         self.mark_interval_ns = mark_interval_ns
         self.memory = memory
@@ -132,6 +158,18 @@ class RiskProcessor:
             ledger = AccountLedger(account, self.config.cost_method, self.config.starting_equity)
             self.ledgers[account] = ledger
         return ledger
+
+    def attributed(self, strategy: str) -> str | None:
+        """``strategy`` if fills are attributed to strategies (else None: the account)."""
+        return strategy if self.specs else None
+
+    def book(self, account: str, strategy: str) -> AccountLedger:
+        """The ledger of ``strategy``'s own fills in ``account`` (created empty)."""
+        book = self.books.get((account, strategy))
+        if book is None:
+            book = AccountLedger(account, self.config.cost_method, self.config.starting_equity)
+            self.books[(account, strategy)] = book
+        return book
 
     def accounts(self) -> list[str]:
         """Every account known: the configured one first, then those seen in fills."""
@@ -174,11 +212,59 @@ class RiskProcessor:
                 f"for proposal {prior[0]}",
             )
             return [rejected_record(order, dup, now_ns)]
-        decision = self.checker.decide(order, self._context(order, now_ns), now_ns)
+        refused = self._strategy_check(order)
+        if refused is not None:
+            decision: Decision = rejected_record(order, refused, now_ns)
+        else:
+            decision = self.checker.decide(order, self._context(order, now_ns), now_ns)
         self._take_effect(decision)
         self._decisions += 1
         self._remember(order.client_order_id, order.record_id, decision, self._decisions)
         return [decision]
+
+    def _strategy_check(self, order: OrderRequest) -> Rejection | None:
+        """A halted strategy's order (not reduce-only), or one past its ``max_position_size``
+        (its own position and approved open orders on that side)."""
+        sid = order.strategy
+        spec = self.specs.get(sid)
+        if spec is not None and spec.shadow != self.shadow:
+            return Rejection(
+                RejectReason.TRADING_HALTED,
+                "SHADOW_STRATEGY" if spec.shadow else "LIVE_STRATEGY",
+                sid,
+                f"strategy {sid} is {'a shadow' if spec.shadow else 'a live'} strategy: "
+                f"its orders never pass the {'shadow' if self.shadow else 'live'} gate",
+            )
+        if sid in self.halted and not order.reduce_only:
+            return Rejection(
+                RejectReason.TRADING_HALTED,
+                STRATEGY_HALTED,
+                sid,
+                f"strategy {sid} is halted: {self.halted[sid]}",
+            )
+        spec = self.specs.get(sid)
+        if spec is None or spec.max_position_size is None or order.reduce_only:
+            return None
+        book = self.books.get((order.account, sid))
+        held = ZERO if book is None else book.quantity(order.instrument)
+        pending = sum(
+            (
+                p.remaining
+                for p in self._pending.values()
+                if p.strategy == sid and p.instrument == order.instrument and p.side is order.side
+            ),
+            ZERO,
+        )
+        after = held + order.side.sign * (order.quantity + pending)
+        if abs(after) <= spec.max_position_size or abs(after) <= abs(held):
+            return None
+        return Rejection(
+            RejectReason.MAX_POSITION_SIZE,
+            f"{STRATEGY_POSITION}={spec.max_position_size}",
+            str(after),
+            f"strategy {sid} position would be {after}, over its max_position_size "
+            f"{spec.max_position_size}",
+        )
 
     def _take_effect(self, decision: Decision) -> None:
         """What a new decision changes: an approval reserves its quantity (pending until
@@ -192,7 +278,13 @@ class RiskProcessor:
         else:
             account = decision.account
             self._rate(account).record(decision.ts_event)
-            pending = PendingOrder(account, decision.instrument, decision.side, decision.quantity)
+            pending = PendingOrder(
+                account,
+                decision.instrument,
+                decision.side,
+                decision.quantity,
+                decision.strategy if self.specs else None,
+            )
             self._add_pending(coid, pending)
 
     def _remember(self, coid: str, proposal_id: str, decision: Decision, number: int) -> None:
@@ -250,7 +342,98 @@ class RiskProcessor:
                 ledger.set_mark(top.instrument, top.mid)
             if pos.quantity:
                 out.extend(self._mark_outputs(ledger, top, now))
+        for (account, sid), book in self.books.items():
+            spos = book.positions.get(top.instrument)
+            if spos is None:
+                continue
+            if top.mid is not None:
+                book.set_mark(top.instrument, top.mid)
+            if spos.quantity:
+                out.extend(self._strategy_outputs(account, sid, top, now, throttle=True))
         return out
+
+    def _strategy_outputs(
+        self, account: str, sid: str, cause: Record, now: int, *, throttle: bool
+    ) -> list[Record]:
+        """A strategy's Position + PnL records (``throttle``: at most once per
+        ``mark_interval_ns``) and the halt its budget calls for."""
+        book = self.books[(account, sid)]
+        inst = cause.instrument
+        out: list[Record] = self._budget(account, sid, book, cause, now)
+        key = (f"{account}|{sid}", inst)
+        last = self._last_emit.get(key)
+        if (
+            throttle
+            and not out
+            and last is not None
+            and cause.ts_event - last < self.mark_interval_ns
+        ):
+            return out
+        self._last_emit[key] = cause.ts_event
+        pos = book.positions[inst].to_record(
+            ts_event=cause.ts_event, ts_init=now, cause_id=cause.record_id
+        )
+        pnl = book.pnl_record(ts_event=cause.ts_event, ts_init=now, cause_id=cause.record_id)
+        out.append(
+            pos.model_copy(update={"strategy": sid, "record_id": derive_id(pos.record_id, sid)})
+        )
+        out.append(
+            pnl.model_copy(update={"strategy": sid, "record_id": derive_id(pnl.record_id, sid)})
+        )
+        return out
+
+    def _budget(
+        self, account: str, sid: str, book: AccountLedger, cause: Record, now: int
+    ) -> list[Record]:
+        """Halt ``sid`` when its daily loss or drawdown passes its budget (once)."""
+        day = cause.ts_event // DAY_NS
+        start = self._days.get((account, sid))
+        if start is None or start[0] != day:
+            # the day's first record: equity before this fill/mark is not kept, so a new
+            # day starts at the equity now (a loss on the day's first record counts next)
+            start = self._days[(account, sid)] = (day, book.equity)
+        spec = self.specs.get(sid)
+        if spec is None or sid in self.halted:
+            return []
+        loss = start[1] - book.equity
+        why = None
+        if spec.max_daily_loss is not None and loss > spec.max_daily_loss:
+            why = f"daily loss {loss} over max_daily_loss {spec.max_daily_loss}"
+        dd = book.drawdown_percent
+        if spec.max_drawdown_percent is not None and dd > spec.max_drawdown_percent:
+            why = f"drawdown {dd:.4f}% over max_drawdown_percent {spec.max_drawdown_percent}"
+        if why is None:
+            return []
+        self.halted[sid] = why
+        return [self._strategy_event(sid, account, cause, now, "risk", why, TradingState.HALTED)]
+
+    def _strategy_event(
+        self,
+        sid: str,
+        account: str | None,
+        cause: Record,
+        now: int,
+        actor: str,
+        reason: str,
+        state: TradingState,
+    ) -> RiskEvent:
+        previous = TradingState.ACTIVE if state is TradingState.HALTED else TradingState.HALTED
+        detail = {"layer": "strategy", "strategy": sid}
+        if account is not None:
+            detail["account"] = account
+        return RiskEvent(
+            instrument=ALL_INSTRUMENTS,
+            ts_event=cause.ts_event,
+            ts_init=now,
+            record_id=derive_id("risk-event", cause.record_id, "strategy", sid, state.value),
+            lineage_id=cause.record_id,
+            kind=RiskEventKind.BREAKER_TRIPPED if actor == "risk" else RiskEventKind.CONTROL,
+            state=state,
+            previous_state=previous,
+            actor=actor,
+            reason=reason,
+            detail=detail,
+        )
 
     def _mark_outputs(self, ledger: AccountLedger, top: BookTop, now: int) -> list[Record]:
         inst, account = top.instrument, ledger.account
@@ -288,6 +471,8 @@ class RiskProcessor:
         while len(self._applied) > self.memory:
             self._applied.popitem(last=False)
         now = event.ts_init if now_ns is None else now_ns
+        held = self._pending.get(event.client_order_id)
+        sid = event.strategy or (None if held is None else held.strategy)
         self._track_pending(event)
         if event.fill_qty <= 0 or event.fill_price is None:
             return []
@@ -313,6 +498,34 @@ class RiskProcessor:
             ledger.pnl_record(ts_event=event.ts_event, ts_init=now, cause_id=event.record_id),
         ]
         out += [c.to_event(event, now) for c in self.breaker.check_account(ledger)]
+        if self.specs and sid in self.specs:
+            book = self.book(event.account, sid)
+            book.apply_fill(inst, event.side, event.fill_qty, event.fill_price, event.fee)
+            book.set_mark(inst, mark)
+            out += self._strategy_outputs(event.account, sid, event, now, throttle=False)
+        elif self.specs:
+            out += self._allocate(event, mark, now)
+        return out
+
+    def _allocate(self, event: OrderEvent, mark: Decimal, now: int) -> list[Record]:
+        """A fill in no strategy's name (a stop, a flatten, the backtest's close at the
+        end) closes the strategies' positions it reduces, in configured order, at its
+        price (the fee pro rata): the strategies' positions still add up to the account's."""
+        assert event.fill_price is not None
+        left, out = event.fill_qty, []
+        for sid in self.specs:
+            book = self.books.get((event.account, sid))
+            held = ZERO if book is None else book.quantity(event.instrument)
+            if book is None or not held or (held > 0) == (event.side is Side.BUY):
+                continue  # flat, or the fill adds to it: not this strategy's close
+            part = min(left, abs(held))
+            fee = event.fee * part / event.fill_qty
+            book.apply_fill(event.instrument, event.side, part, event.fill_price, fee)
+            book.set_mark(event.instrument, mark)
+            out += self._strategy_outputs(event.account, sid, event, now, throttle=False)
+            left -= part
+            if not left:
+                break
         return out
 
     def _track_pending(self, event: OrderEvent) -> None:
@@ -330,6 +543,8 @@ class RiskProcessor:
     def on_control(self, cmd: ControlCommand, now_ns: int | None = None) -> list[Record]:
         """HALT / REDUCE / RESUME / FLATTEN (``ALL:*`` = every instrument)."""
         now = cmd.ts_init if now_ns is None else now_ns
+        if cmd.strategy is not None:
+            return self._strategy_control(cmd, now)
         out: list[Record] = [
             c.to_event(cmd, now) for c in self.breaker.on_control(cmd, self.accounts())
         ]
@@ -338,6 +553,50 @@ class RiskProcessor:
         elif cmd.action is ControlAction.RESUME:
             for ledger in self.ledgers.values():
                 out += [c.to_event(cmd, now) for c in self.breaker.check_account(ledger)]
+        return out
+
+    def _strategy_control(self, cmd: ControlCommand, now: int) -> list[Record]:
+        """HALT / RESUME / FLATTEN one strategy; the others trade on (REDUCE: as HALT)."""
+        sid = cmd.strategy
+        assert sid is not None
+        out: list[Record] = []
+        if cmd.action is ControlAction.RESUME:
+            if self.halted.pop(sid, None) is not None:
+                out.append(
+                    self._strategy_event(
+                        sid, None, cmd, now, cmd.actor, cmd.reason, TradingState.ACTIVE
+                    )
+                )
+            return out
+        if sid not in self.halted:
+            self.halted[sid] = f"{cmd.action.value} by {cmd.actor}: {cmd.reason}"
+            out.append(
+                self._strategy_event(
+                    sid, None, cmd, now, cmd.actor, cmd.reason, TradingState.HALTED
+                )
+            )
+        if cmd.action is ControlAction.FLATTEN:
+            for (account, owner), book in self.books.items():
+                if owner != sid:
+                    continue
+                for pos in book.open_positions():
+                    if cmd.instrument not in (ALL_INSTRUMENTS, pos.instrument):
+                        continue
+                    top = self._tops.get(pos.instrument)
+                    coid = "flat-" + derive_id(cmd.record_id, account, sid, pos.instrument)
+                    out.append(
+                        closing_order(
+                            account=account,
+                            instrument=pos.instrument,
+                            position=pos.quantity,
+                            client_order_id=coid,
+                            strategy=sid,
+                            cause_id=cmd.record_id,
+                            ts_event=cmd.ts_event,
+                            ts_init=now,
+                            arrival_mid=None if top is None else top.mid,
+                        )
+                    )
         return out
 
     def _flatten(self, cmd: ControlCommand, now: int) -> list[Record]:
@@ -409,6 +668,7 @@ class RiskProcessor:
             "rates": {acc: w.to_state() for acc, w in self._rates.items()},
             "pending": [
                 [coid, p.account, p.instrument, p.side.value, str(p.remaining)]
+                + ([] if p.strategy is None else [p.strategy])
                 for coid, p in self._pending.items()
             ],
             "last_emit": [[acc, inst, ts] for (acc, inst), ts in self._last_emit.items()],
@@ -417,6 +677,15 @@ class RiskProcessor:
             "recent_applied": list(islice(reversed(self._applied), RECENT_APPLIED))[::-1],
             "recent_decided": self._recent_entries(),
             "decisions": self._decisions,
+        } | self._strategy_state()
+
+    def _strategy_state(self) -> dict[str, Any]:
+        if not self.specs and not self.halted:
+            return {}  # one strategy: the state as it always was
+        return {
+            "books": [[a, s, b.to_state()] for (a, s), b in self.books.items()],
+            "halted": dict(self.halted),
+            "days": [[a, s, d, str(e)] for (a, s), (d, e) in self._days.items()],
         }
 
     def _recent_entries(self) -> list[list[Any]]:
@@ -456,8 +725,13 @@ class RiskProcessor:
             top = BookTop.model_validate(item)
             self._tops[top.instrument] = top
         self._rates = {a: OrderRateWindow.from_state(s) for a, s in state["rates"].items()}
-        for coid, acc, inst, side, remaining in state["pending"]:
-            self._add_pending(coid, PendingOrder(acc, inst, Side(side), Decimal(remaining)))
+        for coid, acc, inst, side, remaining, *sid in state["pending"]:
+            pending = PendingOrder(acc, inst, Side(side), Decimal(remaining), *sid[:1])
+            self._add_pending(coid, pending)
+        for acc, sid, book in state.get("books", ()):
+            self.books[(acc, sid)] = AccountLedger.from_state(book)
+        self.halted = dict(state.get("halted", {}))
+        self._days = {(a, s): (int(d), Decimal(e)) for a, s, d, e in state.get("days", ())}
         recent = state.get("recent_decided", ())
         counted = state.get("decisions")  # None: a state written before decisions counted
         self._decisions = int(counted or 0)

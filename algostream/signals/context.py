@@ -34,6 +34,7 @@ from algostream.signals.errors import StrategyOrderError
 
 if TYPE_CHECKING:
     from algostream.model.records import PnL, Position
+    from algostream.risk.ledger import AccountLedger
     from algostream.risk.limits import InstrumentFilters
     from algostream.risk.processor import RiskProcessor
 
@@ -106,22 +107,32 @@ class FlatPortfolio:
 
 
 class LedgerPortfolio:
-    """The risk stage's ledger of one account (the engines); orders from ``orders``."""
+    """The risk stage's ledger of one account (the engines); orders from ``orders``.
+    With ``strategy``, that strategy's own ledger in the account (``signal.strategies``)."""
 
-    def __init__(self, risk: RiskProcessor, account: str) -> None:
+    def __init__(self, risk: RiskProcessor, account: str, strategy: str | None = None) -> None:
         self.risk = risk
         self.account = account
+        self.strategy = strategy
         self.orders: dict[str, list[OpenOrder]] = {}
 
+    def _ledger(self) -> AccountLedger:
+        if self.strategy is None:
+            return self.risk.ledger(self.account)
+        return self.risk.book(self.account, self.strategy)
+
     def position(self, instrument: str) -> PositionView:
-        ledger = self.risk.ledgers.get(self.account)
+        if self.strategy is None:
+            ledger = self.risk.ledgers.get(self.account)
+        else:
+            ledger = self.risk.books.get((self.account, self.strategy))
         pos = None if ledger is None else ledger.positions.get(instrument)
         if pos is None or not pos.quantity:
             return FLAT
         return PositionView(pos.quantity, pos.avg_price, pos.unrealized_pnl())
 
     def cash(self) -> Decimal:
-        ledger = self.risk.ledger(self.account)
+        ledger = self._ledger()
         held = ZERO
         for pos in ledger.positions.values():
             if pos.quantity:
@@ -130,17 +141,19 @@ class LedgerPortfolio:
         return ledger.equity - held
 
     def equity(self) -> Decimal:
-        return self.risk.ledger(self.account).equity
+        return self._ledger().equity
 
     def open_orders(self, instrument: str) -> tuple[OpenOrder, ...]:
         return tuple(self.orders.get(instrument, ()))
 
 
 class RecordPortfolio:
-    """Live: the newest ``positions`` and ``pnl`` records of one account."""
+    """Live: the newest ``positions`` and ``pnl`` records of one account (with
+    ``strategy``: that strategy's own records; None: the account's net ones)."""
 
-    def __init__(self, account: str, starting_equity: Decimal) -> None:
+    def __init__(self, account: str, starting_equity: Decimal, strategy: str | None = None) -> None:
         self.account = account
+        self.strategy = strategy
         self._equity = starting_equity
         self._positions: dict[str, Position] = {}
 
@@ -149,12 +162,14 @@ class RecordPortfolio:
     def on_position(self, record: Position) -> None:
         """Keep ``record`` if it is this account's newest for its instrument."""
         held = self._positions.get(record.instrument)
-        if record.account == self.account and (held is None or record.ts_event >= held.ts_event):
+        mine = record.account == self.account and record.strategy == self.strategy
+        if mine and (held is None or record.ts_event >= held.ts_event):
             self._positions[record.instrument] = record
 
     def on_pnl(self, record: PnL) -> None:
         """Keep the equity of ``record`` if it is this account's newest."""
-        if record.account == self.account and record.ts_event >= self._equity_ts:
+        mine = record.account == self.account and record.strategy == self.strategy
+        if mine and record.ts_event >= self._equity_ts:
             self._equity, self._equity_ts = record.equity, record.ts_event
 
     def position(self, instrument: str) -> PositionView:

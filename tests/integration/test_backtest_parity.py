@@ -11,6 +11,7 @@ Also: ``replay`` copies the range to another prefix and ``capture`` round-trips 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ from algostream.backtest.run import export_capture, import_capture, parity, repl
 from algostream.backtest.source import read_range
 from algostream.backtest.synthetic import synthetic_frames
 from algostream.config import Settings, load_settings
+from algostream.features.engine import BAR_FEATURE_NAMES
 from algostream.kafka.provision import delete_run_topics
-from algostream.model import OrderEvent, OrderRequest, OrderStatus
+from algostream.model import FeatureVector, OrderEvent, OrderRequest, OrderStatus, Signal
 from streams.worker import worker_roles
 from tests.kafka_kit import decoded, produce, read_until
 
@@ -127,3 +129,43 @@ async def test_a_strategy_deciding_in_on_bar_runs_live_as_in_the_engine(
     for topic in ("signals", "orders.proposed"):
         assert reports[topic].first_difference is None, reports[topic].first_difference
         assert reports[topic].live == reports[topic].engine > 0
+
+
+@pytest.mark.parametrize("layout", ["colocated", "split", "single"])
+async def test_several_strategies_match_the_engine(provisioned, supervisor, layout: str) -> None:  # type: ignore[no-untyped-def]
+    """``signal.strategies``: strategies on other instruments, parameters, sizes and bar
+    intervals in the live workers (each layout) and the engine: each one's signals and
+    proposals are the engine's, record for record; the 1m strategy's feature vectors too."""
+    strategies = [
+        {"id": "rsi_all", "strategy": "rsi_mean_reversion"},
+        {"id": "rsi_eth", "strategy": "rsi_mean_reversion", "instruments": ["ETHUSDT"],
+         "params": {"rsi_oversold": 45, "rsi_overbought": 55, "order_quantity": "0.02"}},
+        {"id": "sma_1m", "strategy": "sma_crossover", "bar_interval": "1m"},
+    ]  # fmt: skip
+    env = {
+        "ALGOSTREAM__SIGNAL__STRATEGIES": json.dumps(strategies),
+        "ALGOSTREAM__WORKERS__LAYOUT": layout,
+        **REPLAYED_HISTORY,
+    }
+    s = load_settings(env=supervisor.env | env)
+    engine = await live_matches_engine(s, supervisor, env)
+    ids = {r.strategy for r in engine.on("orders.proposed")}  # type: ignore[attr-defined]
+    assert ids == {"rsi_all", "rsi_eth"}
+    live = decoded(await read_until(s, "signals", lambda _: False, timeout_s=1), Signal)
+    assert {x.strategy for x in live} == ids  # type: ignore[attr-defined]
+    # the feature stage runs once per interval in use: the 1m vectors as in the engine
+    want = {r.record_id: r for r in engine.on("features") if r.interval == "1m"}  # type: ignore[attr-defined]
+    assert want
+    got = {
+        r.record_id: r
+        for r in decoded(
+            await read_until(s, "features", lambda _: False, timeout_s=1), FeatureVector
+        )
+        if r.interval == "1m"  # type: ignore[attr-defined]
+    }
+    assert set(want) <= set(got)
+
+    def bar_part(fv: Any) -> tuple[Any, ...]:  # (book features depend on the top seen live)
+        return fv.close, {k: fv.values.get(k) for k in BAR_FEATURE_NAMES}
+
+    assert all(bar_part(got[k]) == bar_part(want[k]) for k in want)

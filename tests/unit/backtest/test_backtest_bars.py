@@ -163,18 +163,22 @@ class Hooks(Strategy[StrategyConfig]):
 def test_tick_engine_calls_on_bar_and_on_book_and_fills_what_on_book_asks() -> None:
     """Fails on the old engine: it never called on_bar/on_book."""
     engine = BacktestEngine(Settings())
-    engine.signals = SignalProcessor(
-        SignalConfig(), Hooks(StrategyConfig()), portfolio=engine.signals.portfolio
+    member = engine.signals.members[0]
+    member.proc = SignalProcessor(
+        SignalConfig(),
+        Hooks(StrategyConfig(strategy_id=member.spec.id)),
+        portfolio=member.proc.portfolio,
     )
+    engine.signals.uses_bars = engine.signals.uses_books = True
     result = engine.run(synthetic_frames(("BTCUSDT",), 7, 3_000))
-    strat = engine.signals.strategy("BINANCE:BTCUSDT")
+    strat = member.proc.strategy("BINANCE:BTCUSDT")
     assert isinstance(strat, Hooks)
     assert strat.books == result.counts["book.top"]
     assert strat.bars == result.counts["bars.1s"] > 0
     (signal,) = result.on("signals")
     assert signal.reason == "from on_book"  # type: ignore[attr-defined]
     assert result.fills and result.fills[0].fill_qty == D("0.01")
-    assert engine.signals.strategy("BINANCE:BTCUSDT").ctx.position.quantity == D("0.01")
+    assert member.proc.strategy("BINANCE:BTCUSDT").ctx.position.quantity == D("0.01")
 
 
 def test_cli_backtest_bars_runs_and_refuses_bad_files(tmp_path: Any) -> None:

@@ -35,6 +35,13 @@ DESIGN_TOPICS = {
     "pnl",
     "control",
     "dlq",
+    # shadow strategies (issue 26): paper only, never read by the venue's execution stage
+    "shadow.signals",
+    "shadow.orders.proposed",
+    "shadow.orders.rejected",
+    "shadow.orders.events",
+    "shadow.positions",
+    "shadow.pnl",
 }
 #: topics of the example agent (README "Adding your own agent"), beyond DESIGN's
 EXAMPLE_TOPICS = {"alerts.volume"}

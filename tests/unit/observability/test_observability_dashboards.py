@@ -110,8 +110,9 @@ def _set_sample_values() -> None:
         accounts=[ACCOUNT],
         exchanges=["binance", "paper"],
         agents=["market", "trading"],
-        strategies=["rsi_mean_reversion"],
+        strategies=["rsi_mean_reversion", "rsi_shadow"],
         reject_reasons=["PRICE_BAND"],
+        shadow=["rsi_shadow"],
     )
     for hist, labels in [
         (metrics.BOOK_UPDATE_SECONDS, {"instrument": INSTRUMENT}),
@@ -133,6 +134,7 @@ def _set_sample_values() -> None:
     metrics.LOSS_THRESHOLD.labels(account=ACCOUNT).set(5000)
     metrics.WORKER_UP.labels(agent="market").set(1)
     metrics.ORDERS_APPROVED.inc()
+    metrics.STRATEGY_TRADES.labels(strategy="rsi_mean_reversion", result="win", mode="live").inc()
 
 
 @pytest.fixture(scope="module")

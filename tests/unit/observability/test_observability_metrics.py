@@ -19,6 +19,12 @@ from algostream.observability import metrics
 # The metric names and label sets the dashboards, alerts and workers rely on.
 EXPECTED: dict[str, tuple[type, tuple[str, ...]]] = {
     "algostream_book_update_seconds": (Histogram, ("instrument",)),
+    "algostream_strategy_equity": (Gauge, ("account", "strategy", "mode")),
+    "algostream_strategy_drawdown": (Gauge, ("account", "strategy", "mode")),
+    "algostream_strategy_realized_pnl": (Gauge, ("account", "strategy", "mode")),
+    "algostream_strategy_position_quantity": (Gauge, ("account", "strategy", "instrument", "mode")),
+    "algostream_strategy_trades": (Counter, ("strategy", "result", "mode")),
+    "algostream_strategy_state": (Gauge, ("strategy",)),
     "algostream_feature_compute_seconds": (Histogram, ("instrument",)),
     "algostream_risk_check_seconds": (Histogram, ("instrument",)),
     "algostream_order_submit_seconds": (Histogram, ("exchange",)),
