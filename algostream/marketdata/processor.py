@@ -51,13 +51,15 @@ class _Instrument:
     #: whether the venue's update ids are contiguous (a DELTA must start at ``last + 1``)
     contiguous: bool = False
     #: the sides of the last top and what was derived from them (mid, spread, imbalance,
-    #: microprice): an update that leaves both sides' tops as they were derives nothing
+    #: microprice, each side's total quantity): an update that leaves both sides' tops as
+    #: they were derives nothing
     derived_from: tuple[object, object] | None = field(default=None, repr=False)
     derived: tuple[Any, ...] = field(default=(), repr=False)
 
 
 _DELTA = BookUpdateKind.DELTA
 _TWO = Decimal(2)
+_ZERO = Decimal(0)
 _FLAGS = ("in_sync", "ever_synced", "crossed", "stale", "warned_unsynced")
 
 
@@ -114,7 +116,7 @@ class BookProcessor:
                     if (bid is not None and ask is not None and bid[0] >= ask[0]) == st.crossed
                     else self._crossed(st, update, bid, ask)
                 )
-                out.append(self._top(st, update, now_ns))
+                out.append(self._top(st, update, now_ns, bids, asks))
                 return out
         return self._update(st, update, now_ns)
 
@@ -163,7 +165,7 @@ class BookProcessor:
                     received=update.final_update_id,
                 )
             )
-        out.append(self._top(st, update, now_ns))
+        out.append(self._top(st, update, now_ns, *st.book.top(self.top_levels)))
         return out
 
     def _accept_delta(self, st: _Instrument, update: BookUpdate, out: list[Record]) -> bool:
@@ -232,15 +234,26 @@ class BookProcessor:
             )
         ]
 
-    def _top(self, st: _Instrument, update: BookUpdate, now_ns: int) -> BookTop:
-        book, n = st.book, self.top_levels
-        bids, asks = book.top(n)
-        if (
-            st.derived_from is None
-            or st.derived_from[0] is not bids
-            or st.derived_from[1] is not asks
-        ):
-            bid_qty, ask_qty = book.top_quantities(n)
+    def _top(
+        self,
+        st: _Instrument,
+        update: BookUpdate,
+        now_ns: int,
+        bids: tuple[Level, ...],
+        asks: tuple[Level, ...],
+    ) -> BookTop:
+        """The ``book.top`` of ``update``, given the book's top ``bids`` and ``asks``."""
+        kept = st.derived_from
+        if kept is None or kept[0] is not bids or kept[1] is not asks:
+            # each side's quantity summed again only when that side's top changed
+            if kept is not None and kept[0] is bids:
+                bid_qty = st.derived[6]
+            else:
+                bid_qty = sum([q for _, q in bids], _ZERO)
+            if kept is not None and kept[1] is asks:
+                ask_qty = st.derived[7]
+            else:
+                ask_qty = sum([q for _, q in asks], _ZERO)
             total = bid_qty + ask_qty
             imbalance = None if total == 0 else float((bid_qty - ask_qty) / total)
             if bids and asks:
@@ -252,6 +265,8 @@ class BookProcessor:
                     ask - bid,
                     imbalance,
                     (bid * aq + ask * bq) / (bq + aq),
+                    bid_qty,
+                    ask_qty,
                 )
             else:
                 st.derived = (
@@ -261,9 +276,11 @@ class BookProcessor:
                     None,
                     imbalance,
                     None,
+                    bid_qty,
+                    ask_qty,
                 )
             st.derived_from = (bids, asks)
-        best_bid, best_ask, mid_, spread_, imbalance, micro = st.derived
+        best_bid, best_ask, mid_, spread_, imbalance, micro, _, _ = st.derived
         parent = update.record_id
         # every field in declared order, already valid (frames.build without its checks)
         return from_fields(
