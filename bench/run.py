@@ -1,6 +1,7 @@
 """``make bench``: run the benchmarks and rewrite bench/BENCHMARKS.md with the results.
 
-Sections: per-stage latency of the pure processors (seed targets), peers side by side,
+Sections: per-stage latency of the pure processors (seed targets), the book stage's CPU
+per update, peers side by side (cryptofeed's Binance handler among them),
 ingest + book throughput with one and two market workers, tick-to-trade on the whole
 pipeline. ``make soak`` (``python -m bench.run --soak``) runs the 10-minute soak and
 replaces only its own section. Hand-written sections (profiling findings) are kept.
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 from algostream.kafka.provision import delete_run_topics
-from bench import bars, peers, pipeline, stages, throughput
+from bench import bars, book_stage, peers, pipeline, stages, throughput
 from bench.common import HEADER
 
 OUT = Path(__file__).with_name("BENCHMARKS.md")
@@ -62,6 +63,16 @@ async def measure(duration_s: float, rate: float) -> list[str]:
         "",
         HEADER,
         *(lat.row(target) for lat, target in stages.main()),
+        "",
+        "## Book stage: CPU per update, Kafka stood in (issue 27 item 2)",
+        "",
+        "`python -m bench.book_stage`: `BookStage.handle` on batches of 500 `md.book` records "
+        "(decode, book, `book.top` record and its encoding into aiokafka's producer batch, "
+        "book-state writes); the consumer and the network send stood in. CPU time, best of 5. "
+        "The recorded capture's 336 updates include 4 snapshots of 1,000 levels a side (each "
+        "written to the table level by level), so its figure is mostly snapshots.",
+        "",
+        *book_stage.main(),
         "",
         "## Peers side by side (same recorded deltas, same process)",
         "",

@@ -107,7 +107,10 @@ class BookStage:
                     await outbox.add_record(topic, record)
                 local.append((topic, record, tp.partition))
             self.partition_of[inst] = tp.partition
-            _, writes = pending.setdefault(inst, (tp.partition, _Pending()))
+            held = pending.get(inst)
+            if held is None:  # (not setdefault: it would build a _Pending every update)
+                held = pending[inst] = (tp.partition, _Pending())
+            writes = held[1]
             store.save(writes, update, out, meta=False)
         for inst, (partition, writes) in pending.items():  # once per changed key per batch
             store.save_meta(writes, inst)

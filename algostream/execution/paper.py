@@ -73,6 +73,8 @@ class _Book:
 
 
 def _refresh_taken(taken: dict[Decimal, Decimal], levels: BookSide) -> dict[Decimal, Decimal]:
+    if not taken:  # (most tops: nothing taken since the side last changed)
+        return {}
     shown = dict(levels)
     return {p: min(q, shown[p]) for p, q in taken.items() if p in shown}
 

@@ -1,4 +1,4 @@
-"""An L2 order book per instrument: exact Decimal prices in sorted dicts.
+"""An L2 order book per instrument: exact Decimal prices, a dict and a sorted list a side.
 
 >>> from algostream.model import BookUpdate, BookUpdateKind
 >>> book = OrderBook("BINANCE:BTCUSDT")
@@ -12,12 +12,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from decimal import Decimal, InvalidOperation
-from itertools import islice
-from operator import neg
 from typing import Any
-
-from sortedcontainers import SortedDict
 
 from algostream.marketdata.errors import BookStateError, short_repr
 from algostream.model.enums import BookUpdateKind
@@ -33,12 +30,20 @@ class OrderBook:
 
     Bids iterate from the highest price, asks from the lowest. ``last_update_id`` is the
     final update id of the last applied update (Binance ``u``, Coinbase ``sequence_num``).
+
+    Each side is a dict (price -> quantity) and a plain list of its prices kept sorted
+    ascending with :mod:`bisect` (bids are read from the end): a delta that changes the
+    quantity of a level already there (most of them) is one dict write, a new or removed
+    level one C-level binary search and a ``memmove``. The same book as sortedcontainers'
+    ``SortedDict`` gave (issue 27: 3x cheaper to apply, the top read as a list slice).
     """
 
     __slots__ = (
+        "_ask_prices",
         "_ask_qty",
         "_ask_top",
         "_asks",
+        "_bid_prices",
         "_bid_qty",
         "_bid_top",
         "_bids",
@@ -50,8 +55,12 @@ class OrderBook:
 
     def __init__(self, instrument: str) -> None:
         self.instrument = instrument
-        self._bids: SortedDict = SortedDict(neg)
-        self._asks: SortedDict = SortedDict()
+        #: price -> quantity per side
+        self._bids: dict[Decimal, Decimal] = {}
+        self._asks: dict[Decimal, Decimal] = {}
+        #: each side's prices, ascending (the best bid is the last, the best ask the first)
+        self._bid_prices: list[Decimal] = []
+        self._ask_prices: list[Decimal] = []
         self.last_update_id: int | None = None
         self.ts_event = 0
         #: the last :meth:`top` per side, until an update reaches into it (``None``: stale)
@@ -70,35 +79,72 @@ class OrderBook:
                 f"update.instrument={update.instrument!r}: this book is {self.instrument!r}"
             )
         if update.kind is BookUpdateKind.SNAPSHOT:
-            self._bids.clear()
-            self._asks.clear()
-            self._bid_top = self._ask_top = None
-        if update.bids:
-            _set_levels(self._bids, update.bids)
-            if _reaches(self._bid_top, self._top_n, update.bids, bids=True):
-                self._bid_top = None
-        if update.asks:
-            _set_levels(self._asks, update.asks)
-            if _reaches(self._ask_top, self._top_n, update.asks, bids=False):
-                self._ask_top = None
+            self._replace(update.bids, update.asks)
+        else:
+            self.apply_delta(update.bids, update.asks)
         self.last_update_id = update.final_update_id
         self.ts_event = update.ts_event
 
+    def apply_delta(self, bids: tuple[Level, ...], asks: tuple[Level, ...]) -> None:
+        """Set each side's levels (a zero quantity removes one); what :meth:`apply` does
+        with a delta, without its checks or the chain position (the book stage's hot path)."""
+        if bids:
+            _set_levels(self._bids, self._bid_prices, bids)
+            top = self._bid_top
+            if top is not None:
+                if len(top) < self._top_n:
+                    self._bid_top = None
+                elif top:
+                    last = top[-1][0]
+                    for price, _ in bids:
+                        if price >= last:
+                            self._bid_top = None
+                            break
+        if asks:
+            _set_levels(self._asks, self._ask_prices, asks)
+            top = self._ask_top
+            if top is not None:
+                if len(top) < self._top_n:
+                    self._ask_top = None
+                elif top:
+                    last = top[-1][0]
+                    for price, _ in asks:
+                        if price <= last:
+                            self._ask_top = None
+                            break
+
+    def _replace(self, bids: tuple[Level, ...], asks: tuple[Level, ...]) -> None:
+        self._bids, self._asks = {}, {}
+        self._bid_prices, self._ask_prices = [], []
+        self._bid_top = self._ask_top = None
+        for side, levels in ((self._bids, bids), (self._asks, asks)):
+            for price, qty in levels:
+                if qty:
+                    side[price] = qty
+                else:
+                    side.pop(price, None)
+        self._bid_prices = sorted(self._bids)
+        self._ask_prices = sorted(self._asks)
+
     def clear(self) -> None:
         """Forget every level (the book is out of sync)."""
-        self._bids.clear()
-        self._asks.clear()
-        self._bid_top = self._ask_top = None
+        self._replace((), ())
         self.last_update_id = None
 
     # ------------------------------------------------------------------ queries
     def best_bid(self) -> Level | None:
         """Highest bid ``(price, qty)`` or ``None``."""
-        return self._bids.peekitem(0) if self._bids else None
+        if not self._bid_prices:
+            return None
+        price = self._bid_prices[-1]
+        return price, self._bids[price]
 
     def best_ask(self) -> Level | None:
         """Lowest ask ``(price, qty)`` or ``None``."""
-        return self._asks.peekitem(0) if self._asks else None
+        if not self._ask_prices:
+            return None
+        price = self._ask_prices[0]
+        return price, self._asks[price]
 
     def mid(self) -> Decimal | None:
         """``(best bid + best ask) / 2`` (exact), ``None`` if a side is empty."""
@@ -119,10 +165,16 @@ class OrderBook:
             self._top_n, self._bid_top, self._ask_top = n, None, None
         bids, asks = self._bid_top, self._ask_top
         if bids is None:
-            bids = self._bid_top = _first(self._bids, n)
+            prices = self._bid_prices[: -n - 1 : -1]
+            bids = self._bid_top = tuple(
+                zip(prices, map(self._bids.__getitem__, prices), strict=True)
+            )
             self._bid_qty = None
         if asks is None:
-            asks = self._ask_top = _first(self._asks, n)
+            prices = self._ask_prices[:n]
+            asks = self._ask_top = tuple(
+                zip(prices, map(self._asks.__getitem__, prices), strict=True)
+            )
             self._ask_qty = None
         return bids, asks
 
@@ -151,23 +203,22 @@ class OrderBook:
 
     def bids(self) -> list[Level]:
         """Every bid level, best first."""
-        return list(self._bids.items())
+        return [(p, self._bids[p]) for p in reversed(self._bid_prices)]
 
     def asks(self) -> list[Level]:
         """Every ask level, best first."""
-        return list(self._asks.items())
+        return [(p, self._asks[p]) for p in self._ask_prices]
 
     def __len__(self) -> int:
         return len(self._bids) + len(self._asks)
 
     def level(self, side: str, price: Decimal) -> Decimal | None:
         """The quantity at ``price`` on ``side`` (``"b"`` bids, ``"a"`` asks), or ``None``."""
-        got: Decimal | None = (self._bids if side == "b" else self._asks).get(price)
-        return got
+        return (self._bids if side == "b" else self._asks).get(price)
 
     def prices(self, side: str) -> list[Decimal]:
         """Every price on ``side`` (``"b"`` or ``"a"``), in no promised order."""
-        return list((self._bids if side == "b" else self._asks).keys())
+        return list(self._bids if side == "b" else self._asks)
 
     # ------------------------------------------------------------------ state
     def to_state(self) -> dict[str, Any]:
@@ -176,8 +227,8 @@ class OrderBook:
             "instrument": self.instrument,
             "last_update_id": self.last_update_id,
             "ts_event": self.ts_event,
-            "bids": [[str(p), str(q)] for p, q in self._bids.items()],
-            "asks": [[str(p), str(q)] for p, q in self._asks.items()],
+            "bids": [[str(p), str(q)] for p, q in self.bids()],
+            "asks": [[str(p), str(q)] for p, q in self.asks()],
         }
 
     @classmethod
@@ -196,6 +247,8 @@ class OrderBook:
             for key, side in (("bids", book._bids), ("asks", book._asks)):
                 for price, qty in state[key]:
                     side[_state_decimal(price, key)] = _state_decimal(qty, key)
+            book._bid_prices = sorted(book._bids)
+            book._ask_prices = sorted(book._asks)
         except KeyError as exc:
             raise BookStateError(f"book state: key {exc} is missing") from None
         except (TypeError, ValueError) as exc:
@@ -242,48 +295,18 @@ def microprice(bid: Level | None, ask: Level | None) -> Decimal | None:
     return (bid[0] * ask[1] + ask[0] * bid[1]) / (bid[1] + ask[1])
 
 
-def _reaches(
-    top: tuple[Level, ...] | None,
-    n: int,
-    levels: tuple[Level, ...],
-    *,
-    bids: bool,
-) -> bool:
-    """Whether ``levels`` (just applied) can change a side's kept ``top`` of ``n`` levels:
-    one sets or removes a price at or better than the last one kept (at or above it for
-    ``bids``, at or below for asks), or the side had fewer than ``n`` (any new level joins
-    the top). A plain loop per side: the hot path of every update."""
-    if top is None:
-        return False
-    if len(top) < n:
-        return True
-    if not top:
-        return False
-    last = top[-1][0]
-    if bids:
-        for price, _ in levels:
-            if price >= last:
-                return True
-    else:
-        for price, _ in levels:
-            if price <= last:
-                return True
-    return False
-
-
-def _first(side: SortedDict, n: int) -> tuple[Level, ...]:
-    """The first ``n`` levels of ``side`` in its order (``tuple(side.items()[:n])`` builds
-    an index slice of the sorted list first: 1.5 against 1.0 µs for 10 levels)."""
-    prices = list(islice(side, n))
-    return tuple(zip(prices, map(side.__getitem__, prices), strict=True))
-
-
-def _set_levels(side: SortedDict, levels: tuple[Level, ...]) -> None:
+def _set_levels(
+    side: dict[Decimal, Decimal], prices: list[Decimal], levels: tuple[Level, ...]
+) -> None:
+    """Set ``levels`` on one side: its dict and its sorted price list move together."""
     for price, qty in levels:
         if qty:
+            if price not in side:
+                insort(prices, price)
             side[price] = qty
-        else:
-            side.pop(price, None)
+        elif price in side:
+            del side[price]
+            del prices[bisect_left(prices, price)]
 
 
 def _state_decimal(text: Any, key: str) -> Decimal:

@@ -84,7 +84,9 @@ class LevelStore:
         book = self.proc.book(inst)
         if book is None:
             return 0
-        mirror = self._mirror.setdefault(inst, {"b": {}, "a": {}})
+        mirror = self._mirror.get(inst)
+        if mirror is None:
+            mirror = self._mirror[inst] = {"b": {}, "a": {}}
         written = self.save_meta(table, inst) if meta else 0
         if not out:
             return written  # nothing applied (a duplicate, or waiting for a snapshot)

@@ -26,21 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-from algostream.marketdata.book import (
-    Level,
-    OrderBook,
-    crossed,
-    imbalance_of,
-    microprice,
-    mid,
-    spread,
-)
+from algostream.marketdata.book import Level, OrderBook, crossed
 from algostream.marketdata.errors import BookStateError
-from algostream.marketdata.frames import build
 from algostream.marketdata.sync import integrity_event
 from algostream.model.enums import BookUpdateKind, IntegrityKind
+from algostream.model.fast import from_fields
 from algostream.model.ids import child_id, derive_id, split_instrument
 from algostream.model.records import BookIntegrity, BookTop, BookUpdate, Record
 
@@ -55,8 +48,18 @@ class _Instrument:
     warned_unsynced: bool = False
     last_seen_ns: int = 0
     last_cause: BookUpdate | None = field(default=None, repr=False)
+    #: whether the venue's update ids are contiguous (a DELTA must start at ``last + 1``)
+    contiguous: bool = False
+    #: the sides of the last top and what was derived from them (mid, spread, imbalance,
+    #: microprice, each side's total quantity): an update that leaves both sides' tops as
+    #: they were derives nothing
+    derived_from: tuple[object, object] | None = field(default=None, repr=False)
+    derived: tuple[Any, ...] = field(default=(), repr=False)
 
 
+_DELTA = BookUpdateKind.DELTA
+_TWO = Decimal(2)
+_ZERO = Decimal(0)
 _FLAGS = ("in_sync", "ever_synced", "crossed", "stale", "warned_unsynced")
 
 
@@ -91,7 +94,39 @@ class BookProcessor:
         """Apply one ``md.book`` record; return integrity events and the new :class:`BookTop`."""
         st = self._books.get(update.instrument)
         if st is None:
-            st = self._books[update.instrument] = _Instrument(OrderBook(update.instrument))
+            st = self._instrument(update.instrument, OrderBook(update.instrument))
+        if update.kind is _DELTA and st.in_sync and not st.stale:
+            # the hot path (issue 27): a delta on a synced book; the chain check of
+            # _accept_delta inline, anything out of the ordinary on the general path below
+            book = st.book
+            last = book.last_update_id
+            assert last is not None  # in sync implies a snapshot was applied
+            if update.final_update_id <= last:
+                st.last_seen_ns, st.last_cause = now_ns, update
+                return []  # a re-delivered update
+            if not (st.contiguous and update.first_update_id > last + 1):
+                st.last_seen_ns, st.last_cause = now_ns, update
+                book.apply_delta(update.bids, update.asks)
+                book.last_update_id = update.final_update_id
+                book.ts_event = update.ts_event
+                bids, asks = book.top(self.top_levels)
+                bid, ask = (bids[0] if bids else None), (asks[0] if asks else None)
+                out: list[Record] = (
+                    []
+                    if (bid is not None and ask is not None and bid[0] >= ask[0]) == st.crossed
+                    else self._crossed(st, update, bid, ask)
+                )
+                out.append(self._top(st, update, now_ns, bids, asks))
+                return out
+        return self._update(st, update, now_ns)
+
+    def _instrument(self, instrument: str, book: OrderBook) -> _Instrument:
+        st = self._books[instrument] = _Instrument(book)
+        st.contiguous = split_instrument(instrument)[0] in self.contiguous_venues
+        return st
+
+    def _update(self, st: _Instrument, update: BookUpdate, now_ns: int) -> list[Record]:
+        """:meth:`on_update` for every case (snapshots, gaps, duplicates, a STALE's end)."""
         was_stale = st.stale
         st.last_seen_ns, st.last_cause = now_ns, update
         out: list[Record] = []
@@ -130,7 +165,7 @@ class BookProcessor:
                     received=update.final_update_id,
                 )
             )
-        out.append(self._top(st.book, update, now_ns))
+        out.append(self._top(st, update, now_ns, *st.book.top(self.top_levels)))
         return out
 
     def _accept_delta(self, st: _Instrument, update: BookUpdate, out: list[Record]) -> bool:
@@ -150,8 +185,7 @@ class BookProcessor:
         assert last is not None  # in sync implies a snapshot was applied
         if update.final_update_id <= last:
             return False
-        venue = split_instrument(update.instrument)[0]
-        if venue in self.contiguous_venues and update.first_update_id > last + 1:
+        if st.contiguous and update.first_update_id > last + 1:
             st.in_sync = False
             st.book.clear()
             out.append(
@@ -200,25 +234,73 @@ class BookProcessor:
             )
         ]
 
-    def _top(self, book: OrderBook, update: BookUpdate, now_ns: int) -> BookTop:
-        bids, asks = book.top(self.top_levels)
-        bid, ask = (bids[0] if bids else None), (asks[0] if asks else None)
-        return build(
+    def _top(
+        self,
+        st: _Instrument,
+        update: BookUpdate,
+        now_ns: int,
+        bids: tuple[Level, ...],
+        asks: tuple[Level, ...],
+    ) -> BookTop:
+        """The ``book.top`` of ``update``, given the book's top ``bids`` and ``asks``."""
+        kept = st.derived_from
+        if kept is None or kept[0] is not bids or kept[1] is not asks:
+            # each side's quantity summed again only when that side's top changed
+            if kept is not None and kept[0] is bids:
+                bid_qty = st.derived[6]
+            else:
+                bid_qty = sum([q for _, q in bids], _ZERO)
+            if kept is not None and kept[1] is asks:
+                ask_qty = st.derived[7]
+            else:
+                ask_qty = sum([q for _, q in asks], _ZERO)
+            total = bid_qty + ask_qty
+            imbalance = None if total == 0 else float((bid_qty - ask_qty) / total)
+            if bids and asks:
+                (bid, bq), (ask, aq) = bids[0], asks[0]
+                st.derived = (
+                    bid,
+                    ask,
+                    (bid + ask) / _TWO,
+                    ask - bid,
+                    imbalance,
+                    (bid * aq + ask * bq) / (bq + aq),
+                    bid_qty,
+                    ask_qty,
+                )
+            else:
+                st.derived = (
+                    bids[0][0] if bids else None,
+                    asks[0][0] if asks else None,
+                    None,
+                    None,
+                    imbalance,
+                    None,
+                    bid_qty,
+                    ask_qty,
+                )
+            st.derived_from = (bids, asks)
+        best_bid, best_ask, mid_, spread_, imbalance, micro, _, _ = st.derived
+        parent = update.record_id
+        # every field in declared order, already valid (frames.build without its checks)
+        return from_fields(
             BookTop,
-            instrument=update.instrument,
-            ts_event=update.ts_event,
-            ts_init=now_ns,
-            record_id=child_id("book.top", update.record_id),
-            lineage_id=update.record_id,
-            bids=bids,
-            asks=asks,
-            best_bid=bid[0] if bid else None,
-            best_ask=ask[0] if ask else None,
-            mid=mid(bid, ask),
-            spread=spread(bid, ask),
-            imbalance=imbalance_of(*book.top_quantities(self.top_levels)),  # of these levels
-            microprice=microprice(bid, ask),
-            update_id=update.final_update_id,
+            {
+                "instrument": update.instrument,
+                "ts_event": update.ts_event,
+                "ts_init": now_ns,
+                "record_id": child_id("book.top", parent),
+                "lineage_id": parent,
+                "bids": bids,
+                "asks": asks,
+                "best_bid": best_bid,
+                "best_ask": best_ask,
+                "mid": mid_,
+                "spread": spread_,
+                "imbalance": imbalance,
+                "microprice": micro,
+                "update_id": update.final_update_id,
+            },
         )
 
     def check_stale(self, now_ns: int, stale_after_ns: int) -> list[BookIntegrity]:
@@ -298,6 +380,7 @@ class BookProcessor:
         try:
             book = OrderBook.from_state(state["book"])
             st = _Instrument(book, last_seen_ns=int(state["last_seen_ns"]))
+            st.contiguous = split_instrument(book.instrument)[0] in self.contiguous_venues
             for flag in _FLAGS:
                 value = state[flag]
                 if type(value) is not bool:
