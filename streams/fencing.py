@@ -37,6 +37,7 @@ starts it again; the restart continues from what was committed).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sys
@@ -75,8 +76,18 @@ TRADING_OUTPUTS = frozenset(
 COMMIT_INTERVAL_S = 0.05
 #: the topic whose ownership is the account's (one partition: one owner)
 OWNER_TOPIC = "orders.proposed"
-#: a commit or start that takes longer than this is a failure, not a hang
-TIMEOUT_S = 30.0
+#: a start, state load or commit that takes longer than this is a failure, not a hang;
+#: longer than a broker outage the pipeline rides through (a restart, a leader election)
+TIMEOUT_S = 150.0
+#: the producer's request timeout: a record waits this long for its partition's leader
+#: before it fails (aiokafka's 30 s default failed records of a transaction while the
+#: test's broker was slow, and the producer then failed every later record with
+#: OutOfOrderSequenceNumber)
+REQUEST_TIMEOUT_MS = 120_000
+#: the coordinator aborts a transaction open this long (a commit waits out an outage)
+TRANSACTION_TIMEOUT_MS = 300_000
+#: a stage waits this long for the take-over of an account this worker was given
+READY_WAIT_S = 30.0
 #: exit code of a worker whose account transaction failed other than by a fence
 #: (sysexits EX_SOFTWARE): its supervisor starts it again
 EXIT_TXN_FAILED = 70
@@ -107,6 +118,11 @@ class AccountTransaction:
         #: next one begins: only then may it start the producer (a start fences the owner)
         self.may_start = False
         self.fence_seen = False  # a record's delivery failed with ProducerFenced
+        #: a record of the open transaction was not delivered (not fenced): the
+        #: transaction must not commit without it
+        self.undelivered: BaseException | None = None
+        #: delivery futures of the open transaction's records
+        self.in_flight: list[asyncio.Future[Any]] = []
         self.lock = asyncio.Lock()
         #: set while this worker owns the account with its producer started and its state
         #: loaded (:meth:`ready`)
@@ -129,6 +145,8 @@ class AccountTransaction:
                 enable_idempotence=True,
                 acks="all",
                 client_id=f"{self.settings.kafka.client_id}-trading-txn",
+                request_timeout_ms=REQUEST_TIMEOUT_MS,
+                transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
             )
             start = time.perf_counter()
             await asyncio.wait_for(producer.start(), TIMEOUT_S)  # fences older producers
@@ -151,13 +169,14 @@ class AccountTransaction:
                 return
             if not self.state.loaded:
                 await asyncio.wait_for(self.state.load(self.settings.kafka), TIMEOUT_S)
+                await asyncio.wait_for(_leader_known(self.producer, self.state.topic), TIMEOUT_S)
             self.started.set()
 
     async def ready(self) -> bool:
         """Whether a trading stage may handle a record now: this worker owns the account,
         its producer is started and its state loaded. The owner waits for that (its
         take-over can still be loading); a standby or a fenced worker does not."""
-        deadline = time.monotonic() + TIMEOUT_S
+        deadline = time.monotonic() + READY_WAIT_S
         while not self.started.is_set():
             if self.fenced or not self.edge.owns(OWNER_TOPIC):
                 return False
@@ -177,8 +196,8 @@ class AccountTransaction:
             if producer is None:
                 metrics.FENCED_DROPS.inc()
                 return  # not the owner (or fenced): never visible, so never written
-            if _fatal(producer):
-                await self._lost(ProducerFenced())
+            if _fatal(producer) or self.undelivered is not None:
+                await self._lost(self.undelivered or ProducerFenced())
                 return
             try:
                 if not self.open:
@@ -189,7 +208,8 @@ class AccountTransaction:
             except TXN_ERRORS as exc:  # fenced, or the transaction failed before
                 await self._lost(exc)
                 return
-        fut.add_done_callback(self._delivered)
+            self.in_flight.append(fut)
+        fut.add_done_callback(functools.partial(self._delivered, topic))
 
     async def _send_state(self, producer: AIOKafkaProducer) -> None:
         """The account state's staged writes, in the open transaction (begun if none)."""
@@ -201,15 +221,30 @@ class AccountTransaction:
             self.open = True
         for key, value in staged:
             fut = await producer.send(self.state.topic, value, key=key, partition=0)
-            fut.add_done_callback(self._delivered)
+            self.in_flight.append(fut)
+            fut.add_done_callback(functools.partial(self._delivered, self.state.topic))
 
-    def _delivered(self, fut: asyncio.Future[Any]) -> None:
+    async def _undelivered(self) -> BaseException | None:
+        """Wait for the open transaction's records; the first failure, if one failed."""
+        in_flight, self.in_flight = self.in_flight, []
+        if in_flight:
+            await asyncio.wait_for(asyncio.wait(in_flight), TIMEOUT_S)
+        for fut in in_flight:
+            if fut.cancelled():
+                return asyncio.CancelledError()
+            if (exc := fut.exception()) is not None:
+                return exc
+        return None
+
+    def _delivered(self, topic: str, fut: asyncio.Future[Any]) -> None:
         exc = None if fut.cancelled() else fut.exception()
         if isinstance(exc, FENCE_ERRORS):
             self.fence_seen = True  # the next send or commit fails: that is why
         elif fut.cancelled() or exc is not None:
             metrics.SEND_FAILURES.labels(agent="trading-txn").inc()
-            log.error("record not delivered in the transaction", error=repr(exc))
+            if self.undelivered is None:
+                log.error("record not delivered in the transaction", topic=topic, error=repr(exc))
+                self.undelivered = exc or asyncio.CancelledError()
 
     async def commit(
         self,
@@ -228,8 +263,8 @@ class AccountTransaction:
             if producer is None:
                 self.state.take_staged()  # not the owner: nothing of it becomes visible
                 return False
-            if _fatal(producer):
-                await self._lost(ProducerFenced())
+            if _fatal(producer) or self.undelivered is not None:
+                await self._lost(self.undelivered or ProducerFenced())
                 return False
             start = time.perf_counter()
             try:
@@ -244,6 +279,9 @@ class AccountTransaction:
                     await asyncio.wait_for(
                         producer.send_offsets_to_transaction(offsets, group), TIMEOUT_S
                     )
+                if (failed := await self._undelivered()) is not None:
+                    await self._lost(failed)  # never committed without one of its records
+                    return False
                 await asyncio.wait_for(producer.commit_transaction(), TIMEOUT_S)
                 self.open = False
             except (*TXN_ERRORS, TimeoutError) as exc:
@@ -272,6 +310,7 @@ class AccountTransaction:
         (a gate that decided on after a lost transaction would commit offsets past
         decisions nobody sees)."""
         self.open = False
+        self.in_flight = []
         self.started.clear()
         self.state.drop()
         if not self._was_fenced(exc):
@@ -306,6 +345,8 @@ class AccountTransaction:
         async with self.lock:
             producer, self.producer = self.producer, None
             self.fenced = self.open = self.may_start = self.fence_seen = False
+            self.undelivered = None
+            self.in_flight = []
             self.started.clear()
             self.state.drop()
             if producer is not None:
@@ -318,6 +359,23 @@ class AccountTransaction:
         """Commit the marks, fills and state writes the taps and agents made (timer)."""
         if self.open or (self.started.is_set() and self.state.has_staged()):
             await self.commit()
+
+
+async def _leader_known(producer: AIOKafkaProducer | None, topic: str) -> None:
+    """Wait until the producer knows the leader of ``topic``'s partition. A topic just
+    created can be in the producer's metadata without a leader; aiokafka then held the
+    first records of the transaction until they expired (``NotLeaderForPartitionError``
+    after the request timeout, seen on a fresh test broker) instead of fetching it again."""
+    if producer is None:
+        return
+    tp = TopicPartition(topic, 0)
+    while True:
+        await producer.partitions_for(topic)
+        leader = producer.client.cluster.leader_for_partition(tp)
+        if leader is not None and leader >= 0:
+            return
+        await producer.client.force_metadata_update()
+        await asyncio.sleep(0.1)
 
 
 def _quiet_fence_futures(loop: asyncio.AbstractEventLoop) -> None:
