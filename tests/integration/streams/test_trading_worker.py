@@ -21,8 +21,18 @@ from tests.trading_kit import book_top, proposal
 
 async def test_proposal_to_fill_and_bad_records_to_dlq(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
     settings = provisioned
+    # the first proposals wait for the worker's start-up (seconds on a loaded machine):
+    # decided then, they are older than the default risk.max_order_age_ms (ORDER_TOO_OLD,
+    # test_trading_paused.py); here they must meet the gate's book check
     worker = supervisor.start(
-        "trading", "worker", "trading", "--web-port", "0", "--metrics-port", "0"
+        "trading",
+        "worker",
+        "trading",
+        "--web-port",
+        "0",
+        "--metrics-port",
+        "0",
+        env={"ALGOSTREAM__RISK__MAX_ORDER_AGE_MS": "120000"},
     )
     await produce(settings, "book.top", [book_top(1)])
     # Until the risk agent has seen the book it rejects with NO_MARKET_DATA: propose, wait
