@@ -58,7 +58,7 @@ class _Partitions:
 
 
 class _Edge:
-    """The parts of ``streams.app.Edge`` the book stage calls."""
+    """The parts of ``streams.edge.Edge`` the book stage calls."""
 
     def __init__(self) -> None:
         self.producer = _Producer()
@@ -70,7 +70,7 @@ class _Edge:
     def topic(self, name: str) -> Any:
         return SimpleNamespace(get_topic_name=lambda: f"algostream.{name}")
 
-    def seen(self, agent: str, topic: str, n: int = 1) -> None:
+    def count_in(self, agent: str, topic: str, n: int = 1) -> None:
         pass
 
     def count_out(self, topic: str, n: int = 1) -> None:
@@ -110,7 +110,7 @@ class _Table:
 def stage(settings: Settings) -> BookStage:
     st = object.__new__(BookStage)
     st.edge, st.md, st.table = _Edge(), settings.market_data, _Table()  # type: ignore[assignment]
-    st.store = st.fresh()
+    st.store = st.new_store()
     st.partition_of = {}
     return st
 

@@ -8,7 +8,7 @@ to ``dlq`` with the reason rather than being dropped silently.
 
 ``md.trades`` is read by the worker's batch reader (:mod:`streams.reader`), not a Faust
 agent: the trades of a batch are applied in order and each changed bar state is written
-once per batch (``bars-state`` is a :class:`~streams.app.DirectTable`).
+once per batch (``bars-state`` is a :class:`~streams.state.DirectTable`).
 
 The wall clock closes a bar only when the worker has read everything on the trade's
 partition: a backlog (a worker starting late, or taking a partition over after a
@@ -39,8 +39,10 @@ from algostream.config import Settings
 from algostream.marketdata.bars import BarAggregator
 from algostream.model.records import Bar, BarInterval, TradeTick
 from algostream.observability import metrics
-from streams.app import DirectTable, Edge, Outbox
+from streams.edge import Edge
+from streams.outbox import Outbox
 from streams.reader import decoded, market_reader
+from streams.state import DirectTable
 
 GRACE_NS = 250_000_000
 LIVE_WITHIN_NS = 60_000_000_000

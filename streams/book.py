@@ -42,8 +42,10 @@ from algostream.marketdata.persist import LevelStore
 from algostream.marketdata.processor import BookProcessor
 from algostream.model.records import BookIntegrity, BookTop, BookUpdate
 from algostream.observability import metrics
-from streams.app import DirectTable, Edge, Outbox
+from streams.edge import Edge
+from streams.outbox import Outbox
 from streams.reader import PartitionReader, decoded, market_reader
+from streams.state import DirectTable
 
 AGENT = "book"
 log = structlog.get_logger("algostream.streams")
@@ -67,21 +69,21 @@ class BookStage:
         self.edge = edge
         self.md = settings.market_data
         self.table = DirectTable.add(app, "book-state", edge.catalog["md.book"].partitions)
-        self.store = self.fresh()
+        self.store = self.new_store()
         #: instrument -> its partition (of md.book, and of the table), for the stale timer
         self.partition_of: dict[str, int] = {}
 
-    def fresh(self) -> LevelStore:
+    def new_store(self) -> LevelStore:
         return LevelStore(BookProcessor(self.md.book_top_levels))
 
     def forget(self) -> None:
         """A hand-over: the books are restored from the table when next read."""
-        self.store = self.fresh()
+        self.store = self.new_store()
         self.partition_of = {}
 
     async def handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Process one ``getmany`` batch: tops, integrity events and state writes go to the
-        producer as one batch per partition (:class:`~streams.app.Outbox`), then to this
+        producer as one batch per partition (:class:`~streams.outbox.Outbox`), then to this
         worker's other stages in order; the offsets move on only once all of it is with the
         producer (a commit flushes the producer first)."""
         edge, store, table = self.edge, self.store, self.table

@@ -141,7 +141,7 @@ class OffsetGuard:
                 position=position,
             )
             metrics.SEEK_BACKS.labels(agent=ANY_AGENT).inc()
-            self._hold(ANY_AGENT, tp, expected, position - 1)
+            self._pin(ANY_AGENT, tp, expected, position - 1)
             await self._seek(tp, expected)
             due[tp] = expected
         return due
@@ -175,7 +175,7 @@ class OffsetGuard:
                 out[tp] = (expected, position)
         return out
 
-    def _hold(self, agent: str, tp: Any, target: int, stale: int) -> None:
+    def _pin(self, agent: str, tp: Any, target: int, stale: int) -> None:
         """Pin ``tp`` until ``agent`` (or, for ``ANY_AGENT``, any agent) gets ``target``
         again; records after ``stale`` meanwhile are dropped unacked (read again later)."""
         gaps = getattr(self.app.consumer, "_gap", {}).get(tp)
@@ -256,7 +256,7 @@ class OffsetGuard:
         elif (expected := await self._expected(last, tp)) is not None and offset > expected:
             _warn("records skipped by the consumer: seeking back", agent, msg, expected)
             metrics.SEEK_BACKS.labels(agent=agent).inc()
-            self._hold(agent, tp, expected, offset)
+            self._pin(agent, tp, expected, offset)
             await self._seek(tp, expected)
             self._drop(msg)
             return False

@@ -41,7 +41,7 @@ from algostream.model.ids import split_instrument
 from algostream.model.records import BookTop, OrderEvent, OrderRequest, Record, TradeTick
 from algostream.observability import metrics
 from streams import fencing
-from streams.app import Edge
+from streams.edge import Edge
 from streams.reader import tap
 
 R = TypeVar("R", bound=Record)

@@ -7,7 +7,7 @@ re-delivered after a restart does not advance the instrument and is ignored.
 
 In the ``colocated`` and ``single`` layouts (``workers.layout``) the stage runs in the
 worker that makes the bars and book tops and takes them in-process (:meth:`Edge.listen
-<streams.app.Edge.listen>`); in the ``split`` layout the ``signals`` worker reads
+<streams.edge.Edge.listen>`); in the ``split`` layout the ``signals`` worker reads
 ``bars.<interval>`` and ``book.top``. Either way each feature vector is published to
 ``features`` and, with ``signal.in_process``, taken in-process by the signal stage of the
 same worker (:class:`streams.signals.SignalStage`).
@@ -26,7 +26,8 @@ from algostream.config import Settings
 from algostream.features.processor import FeatureProcessor
 from algostream.model.records import Bar, BookTop
 from algostream.observability import metrics
-from streams.app import Edge, put
+from streams.edge import Edge
+from streams.state import save_state
 
 
 class FeatureStage:
@@ -52,7 +53,7 @@ class FeatureStage:
         self.proc = FeatureProcessor(self.config)
         self.restored: set[str] = set()
 
-    def _ensure(self, inst: str) -> None:
+    def _restore(self, inst: str) -> None:
         if inst not in self.restored:
             self.restored.add(inst)
             saved = self.table.get(inst)
@@ -60,12 +61,12 @@ class FeatureStage:
                 self.proc.restore(inst, saved)
 
     async def on_book(self, top: BookTop, partition: int | None = None) -> None:
-        self._ensure(top.instrument)
+        self._restore(top.instrument)
         self.proc.on_book(top)
 
     async def on_bar(self, bar: Bar, partition: int | None = None) -> None:
         """A closed bar (``partition``: the bar's, when taken in-process)."""
-        self._ensure(bar.instrument)
+        self._restore(bar.instrument)
         start = time.perf_counter()
         fv = self.proc.on_bar(bar)
         metrics.FEATURE_COMPUTE_SECONDS.labels(instrument=bar.instrument).observe(
@@ -73,7 +74,7 @@ class FeatureStage:
         )
         if fv is None:
             return
-        put(self.table, bar.instrument, self.proc.snapshot(bar.instrument), partition)
+        save_state(self.table, bar.instrument, self.proc.snapshot(bar.instrument), partition)
         await self.edge.publish("features", fv, partition)
 
 

@@ -56,7 +56,7 @@ from algostream.kafka.clients import make_producer
 from algostream.kafka.headers import SENT_NS_HEADER
 from algostream.observability import metrics
 from streams.account_state import AccountState, state_topic
-from streams.app import Edge
+from streams.edge import Edge
 
 log = structlog.get_logger("algostream.fencing")
 

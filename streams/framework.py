@@ -78,7 +78,7 @@ def _short_fetch_wait() -> None:
 
 
 def _hold_paused() -> None:
-    """Held topics (:meth:`Edge.hold <streams.app.Edge.hold>`) are assigned by Faust but
+    """Held topics (:meth:`Edge.hold <streams.edge.Edge.hold>`) are assigned by Faust but
     read by a batch reader (:mod:`streams.reader`); Faust's recovery resumes every
     non-changelog partition it assigned once the tables are recovered, which would have
     Faust fetch them too. They stay paused."""

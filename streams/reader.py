@@ -13,7 +13,7 @@ The trading worker's readers (:func:`tap`, and the gate's in :mod:`streams.risk`
 Faust consumer to the quiet trading topics.
 
 Faust still decides who owns what: ``md.trades`` (``orders.proposed`` for the gate) is
-held (:meth:`Edge.hold <streams.app.Edge.hold>`: subscribed, assigned by Faust, never
+held (:meth:`Edge.hold <streams.edge.Edge.hold>`: subscribed, assigned by Faust, never
 fetched by it), and the market reader reads the partitions of ``md.book`` and
 ``md.trades`` (same instruments, same numbers) Faust assigned to this worker, once the
 tables have been recovered for them. Each reader commits its offsets in a consumer group
@@ -45,7 +45,7 @@ from algostream.config import KafkaConfig, Settings
 from algostream.kafka.clients import make_admin, make_consumer
 from algostream.model.records import Record
 from algostream.observability import metrics
-from streams.app import Edge
+from streams.edge import Edge
 from streams.framework import FETCH_MAX_WAIT_MS
 
 log = structlog.get_logger("algostream.streams")
@@ -103,7 +103,7 @@ async def decoded(
     """Each record of a stage's batch (of catalog ``topic``) that decodes, with its
     partition and consumer record, in order; the others go to ``dlq`` as ``agent``'s."""
     for tp, records in batch.items():
-        edge.seen(agent, topic, len(records))
+        edge.count_in(agent, topic, len(records))
         for rec in records:
             try:
                 record = record_type.decode(rec.value)
@@ -132,7 +132,7 @@ async def group_offsets(
     return {tp: meta.offset for tp, meta in found.items() if meta is not None and meta.offset >= 0}
 
 
-def caught_up(processed: dict[TopicPartition, int], target: dict[TopicPartition, int]) -> bool:
+def reached(processed: dict[TopicPartition, int], target: dict[TopicPartition, int]) -> bool:
     """Every partition of ``target`` processed up to its offset there (a partition no
     longer read counts as done: it moved away)."""
     return all(processed.get(tp, offset) >= offset for tp, offset in target.items())
@@ -158,7 +158,7 @@ def tap(
 ) -> None:
     """Read every partition of ``topic`` with this worker's ``taps`` reader, decode each
     record once and hand it to every in-process handler of ``topic`` (:meth:`Edge.listen
-    <streams.app.Edge.listen>`); an undecodable record is a dead letter of ``agent``. For
+    <streams.edge.Edge.listen>`); an undecodable record is a dead letter of ``agent``. For
     the trading worker: its gate and paper broker both need every instrument's
     ``book.top``, and its paper broker every trade, whichever worker makes them, while its
     Faust consumer keeps to the quiet trading topics (a proposal's fetch no longer waits
@@ -226,7 +226,7 @@ class PartitionReader:
         running, to drop the stage's in-memory state. Returns the topic's full name."""
         name = self.edge.topic(topic).get_topic_name()
         if self.anchor is not None:
-            parts, anchor = self.edge.catalog[topic].partitions, self.edge.short(self.anchor)
+            parts, anchor = self.edge.catalog[topic].partitions, self.edge.catalog_name(self.anchor)
             if parts != self.edge.catalog[anchor].partitions:
                 raise ValueError(
                     f"topic {topic!r} has {parts} partitions and {anchor!r} "
@@ -248,7 +248,7 @@ class PartitionReader:
             self.waits_for.append(other)
 
     def _check_caught_up(self) -> None:
-        if not self.caught_up.is_set() and caught_up(self.processed, self.catch_up_to):
+        if not self.caught_up.is_set() and reached(self.processed, self.catch_up_to):
             self.caught_up.set()
             log.info(f"reader {self.name} caught up", offsets=sum(self.catch_up_to.values()))
 
@@ -279,7 +279,7 @@ class PartitionReader:
         """The partitions of every stage's topic whose anchor partition Faust assigned here
         (without an anchor: all of them)."""
         if self.anchor is None:
-            catalog, short = self.edge.catalog, self.edge.short
+            catalog, short = self.edge.catalog, self.edge.catalog_name
             return [
                 TopicPartition(name, p)
                 for name in self.handlers
@@ -319,7 +319,7 @@ class PartitionReader:
             log.info(
                 f"reader {self.name} assigned",
                 partitions=sorted({tp.partition for tp in tps}),
-                topics=[self.edge.short(name) for name in self.handlers],
+                topics=[self.edge.catalog_name(name) for name in self.handlers],
             )
             self.ready.set()
             self._check_caught_up()
@@ -465,6 +465,6 @@ class PartitionReader:
         for tp, lag in self._lags():
             metrics.CONSUMER_LAG.labels(
                 agent=self.edge.role,
-                topic=self.edge.short(tp.topic),
+                topic=self.edge.catalog_name(tp.topic),
                 partition=str(tp.partition),
             ).set(max(0, lag))

@@ -79,8 +79,9 @@ from algostream.risk.control_auth import ControlVerifier, refusal_event
 from algostream.risk.errors import ControlAuthError
 from algostream.risk.processor import output_topic
 from streams import fencing
-from streams.app import Edge, Recent
+from streams.edge import Edge
 from streams.reader import decoded, reader_of, readers, tap
+from streams.state import Recent
 
 #: what a strategy's context in the same worker takes in-process (the single layout)
 ACCOUNT_TOPICS = ("positions", "pnl")
@@ -227,7 +228,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     taps = None if single else readers(edge)["taps"]
     mark_lag_ns = settings.market_data.stale_after_ms * 1_000_000
 
-    async def marks_for(order: OrderRequest) -> None:
+    async def await_marks(order: OrderRequest) -> None:
         """Let the tap bring the order's instrument's top up to the order's time first:
         a proposal made on a backlog can be read before the tops it was made from. In
         step with the market (the tap's top is at most its fetch wait behind) it does not
@@ -247,7 +248,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             if txn is not None and txn.fenced:
                 return  # another worker owns the account: its gate decides these
             if order.record_id not in decided_here:
-                await marks_for(order)
+                await await_marks(order)
                 await decide(order)
 
     # a reader of its own, latency first, in the worker's loop: the proposals' hop does not
@@ -295,7 +296,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             if cmd.instrument == ALL_INSTRUMENTS
             else proc.breaker.state(account, cmd.instrument)
         )
-        source = f"{edge.short(msg.topic)}/{msg.partition}/{msg.offset}"
+        source = f"{edge.catalog_name(msg.topic)}/{msg.partition}/{msg.offset}"
         log.warning("control command refused", refused=exc.kind, source=source, error=str(exc))
         metrics.CONTROL_REFUSED.labels(reason=exc.kind).inc()
         await edge.dead_letter(event, exc, "risk")

@@ -9,7 +9,7 @@ same order twice and risk decides it once.
 
 The hot path runs in-process (``signal.in_process``, the default): the feature stage
 publishes each feature vector to :class:`SignalStage` right after sending it
-(:meth:`Edge.listen <streams.app.Edge.listen>`), and the stage sizes a signal right
+(:meth:`Edge.listen <streams.edge.Edge.listen>`), and the stage sizes a signal right
 after sending it, so a bar becomes a proposal without two Kafka round trips
 (~10 ms each on the pipeline benchmark). Every record is still on its topic; the worker
 does not read them back (fewer partitions to fetch, guard and move on a rebalance). With
@@ -35,8 +35,9 @@ from algostream.model.records import Bar, BookTop, FeatureVector, PnL, Position,
 from algostream.observability import metrics
 from algostream.signals.context import RecordPortfolio
 from algostream.signals.multi import StrategySet
-from streams.app import Edge, Recent, put
+from streams.edge import Edge
 from streams.reader import tap
+from streams.state import Recent, save_state
 
 #: records read back from the tail of each ``positions``/``pnl`` partition at start
 ACCOUNT_TAIL = 1000
@@ -84,7 +85,7 @@ class SignalStage:
             self.config, self.settings.risk, portfolio=portfolio, only=lambda s: not s.shadow
         )
 
-    def _ensure(self, inst: str) -> None:
+    def _restore(self, inst: str) -> None:
         if inst not in self.restored:
             self.restored.add(inst)
             saved = self.table.get(inst)
@@ -95,16 +96,16 @@ class SignalStage:
         """A closed bar: the strategy's ``on_bar`` (before the bar's features)."""
         if not self.proc.uses_bars:
             return  # (the rule strategies: their state and outputs are as before)
-        self._ensure(bar.instrument)
+        self._restore(bar.instrument)
         signals = self.proc.on_bar(bar)
-        put(self.table, bar.instrument, self.proc.snapshot(bar.instrument), partition)
+        save_state(self.table, bar.instrument, self.proc.snapshot(bar.instrument), partition)
         await self._emit(signals)
 
     async def on_book(self, top: BookTop, partition: int | None = None) -> None:
         """A book top: the strategy's ``on_book``."""
         if not self.proc.uses_books:
             return
-        self._ensure(top.instrument)
+        self._restore(top.instrument)
         await self._emit(self.proc.on_book(top))
 
     async def on_account(self, record: Record, partition: int | None = None) -> None:
@@ -125,14 +126,14 @@ class SignalStage:
     async def on_features(self, fv: FeatureVector, partition: int | None = None) -> None:
         """``partition``: the instrument's, when called in-process (not from this
         stage's own agent)."""
-        self._ensure(fv.instrument)
+        self._restore(fv.instrument)
         signals = self.proc.decide(fv)
         for sig in signals:
             metrics.SIGNALS.labels(strategy=sig.strategy, side=sig.side.value).inc()
             await self.edge.send("signals", sig)  # sized below, or by the orders agent
         snap = self.proc.snapshot(fv.instrument)
         if snap is not None:
-            put(self.table, fv.instrument, snap, partition)
+            save_state(self.table, fv.instrument, snap, partition)
         if self.in_process:
             for sig in signals:
                 await self.on_signal(sig)

@@ -27,7 +27,7 @@ import faust
 
 from algostream.config import Settings
 from algostream.model.records import TradeTick, VolumeSpike
-from streams.app import Edge
+from streams.edge import Edge
 
 AGENT = "volume-spikes"
 WINDOW_NS = 1_000_000_000  #: one second

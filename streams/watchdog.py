@@ -19,7 +19,7 @@ import faust
 from algostream.config import Settings
 from algostream.observability.health import HEALTH, SINCE_PROGRESS, STAGE_STALLED
 from algostream.observability.outage import outage_filter
-from streams.app import Edge
+from streams.edge import Edge
 from streams.reader import PartitionReader, readers
 
 INTERVAL_S = 1.0

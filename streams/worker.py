@@ -6,7 +6,7 @@ layout here (and its topics in ``topics/topics.toml``).
 
 ``workers.layout`` decides which stages share a process (:data:`LAYOUTS`). Stages in one
 worker hand records to each other in-process (:meth:`Edge.publish
-<streams.app.Edge.publish>`), with every record still produced to its topic first:
+<streams.edge.Edge.publish>`), with every record still produced to its topic first:
 
 - ``colocated`` (default): ``market`` (book, bars, features, strategy, sizing) and
   ``trading`` (risk, execution). A closed bar becomes a proposal in the task that read
@@ -33,7 +33,8 @@ import structlog
 from algostream.config import Settings
 from algostream.observability import heap
 from streams import watchdog
-from streams.app import Edge, create_app
+from streams.app import create_app
+from streams.edge import Edge
 
 MARKET = ["streams.book", "streams.bars"]
 SIGNALS = ["streams.features", "streams.signals"]

@@ -8,7 +8,7 @@ from typing import Any
 import faust
 import pytest
 
-from streams.app import DirectTable
+from streams.state import DirectTable
 
 
 @pytest.fixture

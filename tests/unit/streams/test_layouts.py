@@ -87,15 +87,15 @@ def test_the_trading_worker_reads_book_top_and_trades_with_its_tap_not_faust(
 def test_a_reader_has_caught_up_once_each_partition_reaches_its_target() -> None:
     from aiokafka import TopicPartition
 
-    from streams.reader import caught_up
+    from streams.reader import reached
 
     a, b = TopicPartition("t", 0), TopicPartition("t", 1)
-    assert caught_up({a: 3, b: 9}, {a: 3, b: 9})
-    assert caught_up({a: 4, b: 9}, {a: 3, b: 9})
-    assert not caught_up({a: 2, b: 9}, {a: 3, b: 9})
-    assert not caught_up({a: 3, b: 0}, {a: 3, b: 9})
-    assert caught_up({a: 3}, {a: 3, b: 9})  # b moved away: nothing left to read there
-    assert caught_up({}, {})
+    assert reached({a: 3, b: 9}, {a: 3, b: 9})
+    assert reached({a: 4, b: 9}, {a: 3, b: 9})
+    assert not reached({a: 2, b: 9}, {a: 3, b: 9})
+    assert not reached({a: 3, b: 0}, {a: 3, b: 9})
+    assert reached({a: 3}, {a: 3, b: 9})  # b moved away: nothing left to read there
+    assert reached({}, {})
 
 
 @pytest.mark.parametrize("name", ["colocated", "single"])

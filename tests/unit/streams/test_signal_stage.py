@@ -11,7 +11,7 @@ from tests.unit.signals.signal_helpers import fv
 
 
 class FakeEdge:
-    """The parts of :class:`streams.app.Edge` the stage uses: it records what is sent."""
+    """The parts of :class:`streams.edge.Edge` the stage uses: it records what is sent."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, Record]] = []
