@@ -8,6 +8,8 @@ rotated connection publishes each trade once; diffs are de-duplicated by the syn
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from algostream.config import MarketDataConfig
@@ -38,6 +40,7 @@ class BinanceAdapter(FeedHealth):
         self.instruments = {s: instrument_id(VENUE, s) for s in self.symbols}
         self.syncs = {s: BinanceBookSync(self.instruments[s]) for s in self.symbols}
         self.last_trade: dict[str, int] = {}
+        self._fresh: dict[str, Any] = {}  # symbol -> its feed staleness gauge
         # instruments told DISCONNECTED/STALE: they get RESYNCED once live again. A STALE
         # the book worker raised while no ingestor ran is cleared by the worker itself
         # when updates resume (BookProcessor), so a first sync is not announced.
@@ -80,9 +83,14 @@ class BinanceAdapter(FeedHealth):
             route_book(sync.on_diff(update), result)
             if sync.needs_snapshot:
                 result.snapshot_requests.append(symbol)
-            metrics.child(
-                metrics.FEED_STALENESS_SECONDS, exchange=self.exchange, instrument=update.instrument
-            ).set(0)
+            fresh = self._fresh.get(symbol)
+            if fresh is None:
+                fresh = self._fresh[symbol] = metrics.child(
+                    metrics.FEED_STALENESS_SECONDS,
+                    exchange=self.exchange,
+                    instrument=update.instrument,
+                )
+            fresh.set(0)
         return result
 
     async def fetch_snapshot(

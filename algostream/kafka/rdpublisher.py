@@ -50,6 +50,7 @@ from algostream.model.records import Record
 log = structlog.get_logger("algostream.kafka.publisher")
 
 _BUCKET_MS = 100  # resolution of the oldest-undelivered age
+_POLL_EVERY = 8  # records produced between two polls for delivery reports (and the timer)
 
 
 def rdkafka_config(cfg: KafkaConfig, **overrides: Any) -> dict[str, Any]:
@@ -97,10 +98,15 @@ class RdKafkaPublisher:
         self.client = cfg.client_id
         self.conf = rdkafka_config(cfg, **{"message.timeout.ms": delivery_timeout_ms} | overrides)
         self.producer: Producer | None = None
+        self._send: Any = None  # the producer's produce and poll, once started
+        self._poll: Any = None
         self.slow_after_s = slow_after_s
         self.max_buffered = max_buffered
         self.stats = DeliveryStats()
         self._names: dict[str, str] = {}  # prefixed topic -> topic
+        self._full: dict[str, str] = {}  # topic -> prefixed topic
+        self._unpolled = 0
+        self._delivered_n: dict[str, int] = {}  # topic -> delivered, not yet on the counter
         self._held: deque[tuple[str, Record]] = deque()  # refused by a full queue, in order
         self._room = asyncio.Event()
         self._room.set()
@@ -117,6 +123,7 @@ class RdKafkaPublisher:
         self.producer = Producer(
             self.conf | {"error_cb": self._on_error, "on_delivery": self._on_delivery}
         )
+        self._send, self._poll = self.producer.produce, self.producer.poll
         self._tasks = [
             asyncio.create_task(self._serve(), name="rdkafka-poll"),
             asyncio.create_task(self._watch(), name="publisher-monitor"),
@@ -157,13 +164,14 @@ class RdKafkaPublisher:
 
     def _produce(self, topic: str, record: Record) -> bool:
         """``record`` into librdkafka's queue; False when the queue is full."""
-        full = self.prefix + topic
-        if full not in self._names:
+        full = self._full.get(topic)
+        if full is None:
+            full = self._full[topic] = self.prefix + topic
             self._names[full] = topic
         now = time.time_ns()
         ms = now // 1_000_000
         try:
-            self.producer.produce(  # type: ignore[union-attr]
+            self._send(
                 full,
                 record.encode(),
                 record.key.encode(),
@@ -175,7 +183,10 @@ class RdKafkaPublisher:
         bucket = ms // _BUCKET_MS
         buckets = self._buckets
         buckets[bucket] = buckets.get(bucket, 0) + 1
-        self.producer.poll(0)  # type: ignore[union-attr]
+        self._unpolled += 1
+        if self._unpolled >= _POLL_EVERY:  # delivery reports: a few records at a time
+            self._unpolled = 0
+            self._poll(0)
         return True
 
     async def _offer_held(self) -> None:
@@ -230,12 +241,20 @@ class RdKafkaPublisher:
         self.stats.delivered += 1
         by = self.stats.delivered_by_topic
         by[topic] = by.get(topic, 0) + 1
-        counter = self._delivered.get(topic)
-        if counter is None:
-            counter = self._delivered[topic] = PUBLISHER_DELIVERED.labels(
-                client=self.client, topic=topic
-            )
-        counter.inc()
+        n = self._delivered_n
+        n[topic] = n.get(topic, 0) + 1  # on the counter after each poll (_count_delivered)
+
+    def _count_delivered(self) -> None:
+        """Add the deliveries reported since the last call to ``algostream_publisher_
+        delivered_total`` (once per poll, not once per record: a counter takes a lock)."""
+        for topic, n in self._delivered_n.items():
+            counter = self._delivered.get(topic)
+            if counter is None:
+                counter = self._delivered[topic] = PUBLISHER_DELIVERED.labels(
+                    client=self.client, topic=topic
+                )
+            counter.inc(n)
+        self._delivered_n.clear()
 
     def _on_error(self, err: KafkaError) -> None:
         """librdkafka's client-level errors (all brokers down, ...): it retries by itself."""
@@ -248,7 +267,8 @@ class RdKafkaPublisher:
         """Delivery reports while nothing is published."""
         while True:
             await asyncio.sleep(interval_s)
-            self.producer.poll(0)  # type: ignore[union-attr]
+            self._poll(0)
+            self._count_delivered()
 
     # ------------------------------------------------------------------ health
     def _oldest_age(self, now: float) -> float:
@@ -295,6 +315,7 @@ class RdKafkaPublisher:
             while self.producer.flush(0.05) > 0:  # a short block at a time, then yield
                 await asyncio.sleep(0)
             self.producer.poll(0)
+        self._count_delivered()
         self.check_stall(time.time())
         return self.stats
 
