@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from typing import Any
@@ -48,6 +49,11 @@ from algostream.kafka.publisher import (
 from algostream.model.records import Record
 
 log = structlog.get_logger("algostream.kafka.publisher")
+#: librdkafka's own log lines and client errors (a broker away: connection refused, all
+#: brokers down). Under ``kafka.`` so the outage filter counts them as a Kafka client's
+#: failed attempts and reports ``kafka unreachable`` / ``kafka reachable again`` instead
+#: of one line per retry (:mod:`algostream.observability.outage`).
+CLIENT_LOG = logging.getLogger("kafka.rdkafka")
 
 _BUCKET_MS = 100  # resolution of the oldest-undelivered age
 _POLL_EVERY = 8  # records produced between two polls for delivery reports (and the timer)
@@ -121,7 +127,8 @@ class RdKafkaPublisher:
 
     async def start(self) -> None:
         self.producer = Producer(
-            self.conf | {"error_cb": self._on_error, "on_delivery": self._on_delivery}
+            self.conf
+            | {"error_cb": self._on_error, "on_delivery": self._on_delivery, "logger": CLIENT_LOG}
         )
         self._send, self._poll = self.producer.produce, self.producer.poll
         self._tasks = [
@@ -257,11 +264,11 @@ class RdKafkaPublisher:
         self._delivered_n.clear()
 
     def _on_error(self, err: KafkaError) -> None:
-        """librdkafka's client-level errors (all brokers down, ...): it retries by itself."""
+        """librdkafka's client-level errors (all brokers down, ...): it retries by itself;
+        a fatal one (the idempotent producer's state lost) fails every later produce."""
         if err.fatal():
             log.error("kafka producer fatal error", error=str(err))
-        else:
-            log.debug("kafka producer error", error=str(err))
+        CLIENT_LOG.warning("producer error: %s", err.str())
 
     async def _serve(self, interval_s: float = 0.05) -> None:
         """Delivery reports while nothing is published."""
