@@ -125,3 +125,32 @@ async def test_records_the_broker_never_takes_are_counted_lost(
         "algostream_publisher_failed_total", {"client": cfg.client_id, "topic": "md.book"}
     )
     assert (after or 0) - (before or 0) == len(sent), PUBLISHER_FAILED
+
+
+def test_security_settings_reach_librdkafka() -> None:
+    """SASL/TLS from config, as the aiokafka clients get them (README: real cluster)."""
+    from pydantic import SecretStr
+
+    from algostream.config import KafkaConfig
+    from algostream.kafka.rdpublisher import rdkafka_config
+
+    cfg = KafkaConfig(
+        bootstrap_servers="b1:9093,b2:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc",
+        sasl_password=SecretStr("pw"),
+        ssl_cafile="/etc/ca.pem",
+    )
+    conf = rdkafka_config(cfg)
+    assert {k: conf[k] for k in ("security.protocol", "sasl.mechanism", "sasl.username")} == {
+        "security.protocol": "sasl_ssl",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "svc",
+    }
+    assert conf["sasl.password"] == "pw" and conf["ssl.ca.location"] == "/etc/ca.pem"
+    assert conf["enable.idempotence"] is True and conf["acks"] == "all"
+    assert conf["partitioner"] == "murmur2_random"
+    plain = rdkafka_config(KafkaConfig(acks="1"))
+    assert plain["security.protocol"] == "plaintext" and not plain["enable.idempotence"]
+    assert not any(k.startswith(("sasl.", "ssl.")) for k in plain)
