@@ -202,6 +202,10 @@ class Ingestor:
         self._yield_every = 32 if getattr(publisher, "hands_over_inline", False) else 1
         self._out: dict[str, Any] = {}  # topic -> its messages-out counter
         self._out_n: dict[str, int] = {}  # topic -> published, not yet on the counter
+        # a publisher that can take a record without a coroutine (False: await publish)
+        self._try_publish: Callable[[str, Record], bool] | None = getattr(
+            publisher, "try_publish", None
+        )
         metrics.DLQ_RECORDS.labels(
             agent="ingestor", topic=f"ws:{adapter.venue.lower()}", error_type="FrameError"
         )
@@ -227,8 +231,10 @@ class Ingestor:
 
     async def _emit(self, result: FrameResult) -> None:
         publish, out = self.publisher.publish, self._out_n
+        fast = self._try_publish
         for topic, record in result.records:
-            await publish(topic, record)
+            if fast is None or not fast(topic, record):
+                await publish(topic, record)
             out[topic] = out.get(topic, 0) + 1  # on the counter at the next count_out()
         self.stats.published += len(result.records)
         for symbol in result.snapshot_requests:

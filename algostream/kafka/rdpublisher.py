@@ -156,18 +156,30 @@ class RdKafkaPublisher:
 
     # ------------------------------------------------------------------ publishing
     async def publish(self, topic: str, record: Record) -> None:
-        """Hand ``record`` to the producer; waits only when ``max_buffered`` are held."""
+        """Hand ``record`` to the producer; waits only while ``max_buffered`` are held."""
+        while len(self._held) >= self.max_buffered:  # back-pressure
+            self._room.clear()
+            await self._room.wait()
+        self._take(topic, record)
+
+    def try_publish(self, topic: str, record: Record) -> bool:
+        """:meth:`publish` without a coroutine: False (and nothing done) when it would
+        have to wait; the caller then awaits :meth:`publish`."""
+        if len(self._held) >= self.max_buffered:
+            return False
+        self._take(topic, record)
+        return True
+
+    def _take(self, topic: str, record: Record) -> None:
         stats = self.stats
         stats.sent += 1
         by = stats.by_topic
         by[topic] = by.get(topic, 0) + 1
         if self._held or not self._produce(topic, record):
             self._held.append((topic, record))
-            if len(self._held) == 1:
+            if len(self._held) == 1:  # the first held: a task offers them again
+                self._tasks = [t for t in self._tasks if not t.done()]
                 self._tasks.append(asyncio.create_task(self._offer_held(), name="rdkafka-held"))
-            if len(self._held) >= self.max_buffered:
-                self._room.clear()
-                await self._room.wait()
 
     def _produce(self, topic: str, record: Record) -> bool:
         """``record`` into librdkafka's queue; False when the queue is full."""
