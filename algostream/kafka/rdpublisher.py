@@ -199,6 +199,12 @@ class RdKafkaPublisher:
             )
         except BufferError:
             return False
+        except KafkaException as exc:  # refused for good (e.g. too large): lost, said so
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.fatal():
+                raise
+            self._lost(topic, record.record_id, str(exc))
+            return True
         bucket = ms // _BUCKET_MS
         buckets = self._buckets
         buckets[bucket] = buckets.get(bucket, 0) + 1
@@ -244,18 +250,11 @@ class RdKafkaPublisher:
         full = msg.topic() or ""
         topic = self._names.get(full, full)
         if err is not None:
-            self.stats.failed += 1
-            PUBLISHER_FAILED.labels(client=self.client, topic=topic).inc()
             try:
                 record_id = orjson.loads(msg.value() or b"{}").get("record_id")
             except orjson.JSONDecodeError:
                 record_id = None
-            log.error(
-                "record lost: the producer gave up on it",
-                topic=topic,
-                record_id=record_id,
-                error=str(err),
-            )
+            self._lost(topic, record_id, str(err))
             return
         self.stats.delivered += 1
         by = self.stats.delivered_by_topic
@@ -274,6 +273,16 @@ class RdKafkaPublisher:
                 )
             counter.inc(n)
         self._delivered_n.clear()
+
+    def _lost(self, topic: str, record_id: str | None, error: str) -> None:
+        self.stats.failed += 1
+        PUBLISHER_FAILED.labels(client=self.client, topic=topic).inc()
+        log.error(
+            "record lost: the producer gave up on it",
+            topic=topic,
+            record_id=record_id,
+            error=error,
+        )
 
     def _on_error(self, err: KafkaError) -> None:
         """librdkafka's client-level errors (all brokers down, ...): it retries by itself;

@@ -154,3 +154,22 @@ def test_security_settings_reach_librdkafka() -> None:
     plain = rdkafka_config(KafkaConfig(acks="1"))
     assert plain["security.protocol"] == "plaintext" and not plain["enable.idempotence"]
     assert not any(k.startswith(("sasl.", "ssl.")) for k in plain)
+
+
+async def test_a_record_refused_for_good_is_counted_lost_and_the_rest_go_on(
+    provisioned: Any,
+) -> None:
+    """A record over ``message.max.bytes`` is refused by ``produce`` itself: logged and
+    counted as lost, as a delivery failure is; the records after it are delivered."""
+    pub = RdKafkaPublisher(provisioned.kafka, **{"message.max.bytes": 2000})
+    await pub.start()
+    big = feed_event(IntegrityKind.STALE, [INSTRUMENTS[0]], 1, "x" * 5000)[0][1]
+    small = events(1)
+    try:
+        await pub.publish("book.integrity", big)
+        for rec in small:
+            await pub.publish("book.integrity", rec)
+        stats = await pub.flush()
+    finally:
+        await pub.close()
+    assert (stats.sent, stats.failed, stats.delivered) == (13, 1, 12) and pub.pending == 0
