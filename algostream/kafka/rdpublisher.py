@@ -125,12 +125,17 @@ class RdKafkaPublisher:
         self._oldest_gauge = PUBLISHER_OLDEST_PENDING_SECONDS.labels(client=self.client)
         PUBLISHER_STALLS.labels(client=self.client)
 
-    async def start(self) -> None:
+    async def start(self, ready_timeout_s: float = 10.0) -> None:
         self.producer = Producer(
             self.conf
             | {"error_cb": self._on_error, "on_delivery": self._on_delivery, "logger": CLIENT_LOG}
         )
         self._send, self._poll = self.producer.produce, self.producer.poll
+        try:  # connected before the first record, as aiokafka's start() is: records
+            # produced while it connects waited for it (up to ~0.5 s in a hop test)
+            await asyncio.to_thread(self.producer.list_topics, None, ready_timeout_s)
+        except KafkaException as exc:  # not fatal: librdkafka keeps trying by itself
+            log.warning("kafka not reachable yet: records wait for it", error=str(exc))
         self._tasks = [
             asyncio.create_task(self._serve(), name="rdkafka-poll"),
             asyncio.create_task(self._watch(), name="publisher-monitor"),
