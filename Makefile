@@ -63,7 +63,7 @@ bench-backtest:
 	$(BIN)/python -m bench.run --backtest
 
 soak: topics
-	$(BIN)/python -m bench.run --soak
+	$(BIN)/python -m bench.run --soak --layout colocated
 
 lint: $(STAMP)
 	$(BIN)/ruff check algostream streams tests bench

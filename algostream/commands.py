@@ -251,11 +251,25 @@ def demo(
 def ingest_cmd(
     config: ConfigOpt = None,
     metrics_port: Annotated[int | None, typer.Option(help="/metrics port (0: any)")] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="K/N: ingest shard K of N of market_data.symbols (README: sharding)"),
+    ] = None,
 ) -> None:
     """Connect to the configured exchange (the simulator by default) and write md.* topics."""
     from algostream.ingest.run import run_ingest
+    from algostream.ingest.shard import parse_shard
 
-    run_ingest(settings_or_exit(config), metrics_port)
+    settings = settings_or_exit(config)
+    if shard is not None:
+        try:
+            parse_shard(shard)
+        except ValueError as exc:
+            console.print(f"[red]--shard: {exc}[/red]")
+            raise typer.Exit(2) from exc
+        md = settings.market_data.model_copy(update={"shard": shard})
+        settings = settings.model_copy(update={"market_data": md})
+    run_ingest(settings, metrics_port)
 
 
 @app.command("notify")

@@ -56,6 +56,18 @@ class MarketDataConfig(Section):
     snapshot_depth: int = Field(default=1000, ge=5, le=5000)
     book_top_levels: int = Field(default=10, ge=1, le=100)
     bar_intervals: tuple[LiveBarInterval, ...] = ("1s", "1m")
+    #: ``"K/N"``: this ingestor takes shard K of N of ``symbols`` (README: sharding; the
+    #: ``ingest --shard`` option overrides it); None: every symbol
+    shard: str | None = None
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_is_k_of_n(cls, value: str | None) -> str | None:
+        if value is not None:
+            from algostream.ingest.shard import parse_shard
+
+            parse_shard(value)
+        return value
 
 
 class RiskConfig(Section):
@@ -219,6 +231,9 @@ class KafkaConfig(Section):
     data_dir: str = ".data"
     web_port: int = Field(default=6066, ge=1, le=65535)
     linger_ms: int = Field(default=0, ge=0)
+    #: the ingestor's producer: librdkafka (``confluent-kafka``, ~5x less CPU per record)
+    #: or aiokafka (the other processes' client); same guarantees (README: ingest)
+    ingest_client: Literal["rdkafka", "aiokafka"] = "rdkafka"
     acks: Literal["0", "1", "all"] = "all"
     #: the trading worker (colocated and split layouts) writes its outputs, its account
     #: state and the proposals' offsets in one transaction per account (transactional id

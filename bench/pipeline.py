@@ -76,6 +76,9 @@ class PipelineRun:
     counts: dict[str, int] = field(default_factory=dict)
     windows: list[tuple[float, Latency]] = field(default_factory=list)
     max_lag: dict[str, float] = field(default_factory=dict)
+    #: the book path (frame received -> book.top sent) per window: how far the book's
+    #: output lags the feed, over time (the soak)
+    book_windows: list[tuple[float, Latency]] = field(default_factory=list)
 
 
 def free_port() -> int:
@@ -323,6 +326,7 @@ async def analyse(
                 start += int(window_s * 1e9)
 
     book: list[int] = []
+    book_at: list[tuple[int, int]] = []  # (book.top sent, its lag behind the frame)
     ingest: list[int] = []
     updates: dict[str, tuple[BookUpdate, TopicRecord]] = {}
     for rec in await read_topic(settings, "md.book"):
@@ -335,12 +339,20 @@ async def analyse(
             continue
         src, src_rec = hit
         book.append(rec.sent_ns - src.ts_init)
+        book_at.append((rec.sent_ns, rec.sent_ns - src.ts_init))
         if src_rec.sent_ns is not None:
             ingest.append(src_rec.sent_ns - src.ts_init)
     if ingest:
         run.book_stages.append(summarize("ingest: depth frame received -> md.book sent", ingest))
     if book:
         run.book_path = summarize("book: frame received -> book.top sent", book)
+    if window_s:
+        start = wall0
+        while start < wall1:
+            lags = [d for t, d in book_at if start <= t < start + int(window_s * 1e9)]
+            if lags:
+                run.book_windows.append(((start - wall0) / 1e9, summarize("book window", lags)))
+            start += int(window_s * 1e9)
     run.counts["md.book"] = len(updates)
     run.counts["fills"] = run.fills
 

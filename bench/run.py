@@ -170,15 +170,19 @@ async def soak(duration_s: float, rate: float, layout: str) -> list[str]:
         "",
         *pipeline.report(run),
         "",
-        "Tick-to-trade per minute of the run (fills completed in that minute):",
+        "Tick-to-trade per minute of the run (fills completed in that minute), and the book",
+        "path's lag behind the feed (depth frame received -> its `book.top` sent) per minute:",
         "",
-        "| minute | fills | p50 ms | p99 ms | max ms |",
-        "|---|---|---|---|---|",
+        "| minute | fills | p50 ms | p99 ms | p99.9 ms | book.top lag p50 ms | lag p99 ms |",
+        "|---|---|---|---|---|---|---|",
     ]
+    lag = {round(start): b for start, b in run.book_windows}
     for start, lat in run.windows:
+        b = lag.get(round(start))
+        lag_cols = f"{b.p50_us / 1000:.1f} | {b.p99_us / 1000:.1f}" if b else "- | -"
         lines.append(
             f"| {start / 60:.0f} | {lat.n} | {lat.p50_us / 1000:.1f} | "
-            f"{lat.p99_us / 1000:.1f} | {lat.p999_us / 1000:.1f} |"
+            f"{lat.p99_us / 1000:.1f} | {lat.p999_us / 1000:.1f} | {lag_cols} |"
         )
     if run.samples:
         lines += ["", "Memory (RSS MB) per process, every minute:", ""]

@@ -22,7 +22,7 @@ import psutil
 
 from algostream.config import Settings, load_settings
 from algostream.kafka.catalog import load_catalog
-from algostream.kafka.provision import apply_catalog
+from algostream.kafka.provision import apply_catalog, delete_run_topics
 from algostream.supervisor import Supervisor
 from bench.pipeline import _count, _wait_growth_stops, bench_env, free_port, read_topic
 
@@ -124,11 +124,16 @@ class Ingest:
 
 
 async def ingest_and_backlog(
-    bootstrap: str, seconds: float = 20.0, rate: float = 200_000.0
+    bootstrap: str,
+    seconds: float = 20.0,
+    rate: float = 200_000.0,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[Ingest, dict[str, str], Settings, Path]:
     """Run sim + ingestor flat out for ``seconds``; returns what the ingest measured, and
-    the env, settings and work dir of the backlog it left."""
+    the env, settings and work dir of the backlog it left. ``extra_env``: more settings
+    (e.g. ``ALGOSTREAM__KAFKA__INGEST_CLIENT``)."""
     env, settings, sim_port, work = _setup(bootstrap)
+    env |= extra_env or {}
     report = await apply_catalog(load_catalog(), settings.kafka)
     if not report.ok:
         raise RuntimeError(f"could not provision bench topics: {report.drift}")
@@ -158,6 +163,22 @@ async def ingest_and_backlog(
         settings,
         work,
     )
+
+
+async def ingest_ab(bootstrap: str, rounds: int = 2, seconds: float = 20.0) -> list[str]:
+    """The ingestor with each producer client in turn (aiokafka, rdkafka, ...): table rows."""
+    rows = []
+    for _ in range(rounds):
+        for client in ("aiokafka", "rdkafka"):
+            extra = {"ALGOSTREAM__KAFKA__INGEST_CLIENT": client}
+            ing, _, settings, _ = await ingest_and_backlog(bootstrap, seconds, extra_env=extra)
+            await delete_run_topics(settings.kafka)
+            rows.append(
+                f"| {client} | {ing.rate:,.0f} | {ing.cpu_us:.1f} | {1e6 / ing.cpu_us:,.0f}/s "
+                f"| {ing.sim_cpu:.0f}% |"
+            )
+            print(rows[-1], flush=True)
+    return rows
 
 
 async def drain(
@@ -205,3 +226,9 @@ async def drain(
     if len(mid) < 2:
         return Drain(workers, len(mid), 0.0)
     return Drain(workers, len(mid), (mid[-1] - mid[0]) / 1e9, clock.between(mid[0], mid[-1]))
+
+
+if __name__ == "__main__":  # python -m bench.throughput: the ingest A/B rows only
+    import os
+
+    asyncio.run(ingest_ab(os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")))

@@ -9,9 +9,11 @@ import signal
 import httpx
 import structlog
 
-from algostream.config import ConfigError, KafkaConfig, Settings
+from algostream.config import ConfigError, KafkaConfig, MarketDataConfig, Settings
 from algostream.ingest.feed import Ingestor, IngestStats
+from algostream.ingest.shard import shard_symbols
 from algostream.kafka.publisher import KafkaPublisher
+from algostream.kafka.rdpublisher import RdKafkaPublisher
 from algostream.model.enums import IntegrityKind
 from algostream.model.records import BookIntegrity
 from algostream.observability import heap
@@ -19,9 +21,29 @@ from algostream.observability import heap
 log = structlog.get_logger("algostream.ingest")
 
 
+def shard_config(md: MarketDataConfig) -> MarketDataConfig:
+    """``md`` with only the symbols of its ``shard`` (README: sharding)."""
+    if md.shard is None:
+        return md
+    mine = shard_symbols(md.symbols, md.shard)
+    if not mine:
+        raise ConfigError(
+            f"market_data.shard = {md.shard!r}: no symbol for this shard "
+            f"({len(set(md.symbols))} symbols): use fewer shards"
+        )
+    return md.model_copy(update={"symbols": mine})
+
+
+def make_publisher(cfg: KafkaConfig) -> KafkaPublisher | RdKafkaPublisher:
+    """The ingestor's publisher (``kafka.ingest_client``)."""
+    if cfg.ingest_client == "aiokafka":
+        return KafkaPublisher(cfg)
+    return RdKafkaPublisher(cfg)
+
+
 def make_adapter(settings: Settings):  # type: ignore[no-untyped-def]
-    """The adapter for ``market_data.exchange``."""
-    md = settings.market_data
+    """The adapter for ``market_data.exchange`` (this shard's symbols)."""
+    md = shard_config(settings.market_data)
     if md.exchange == "binance":
         from algostream.ingest.binance import BinanceAdapter
 
@@ -102,7 +124,7 @@ async def ingest(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    publisher = KafkaPublisher(settings.kafka)
+    publisher = make_publisher(settings.kafka)
     await publisher.start()
     if settle_heap:
         heap.settle()
@@ -113,7 +135,7 @@ async def ingest(
         if held:  # announced by an ingestor that did not clear them: RESYNCED when live
             log.info("instruments left degraded by an earlier ingestor", instruments=held)
             adapter.degraded.update(held)
-        ingestor = Ingestor(settings.market_data, adapter, publisher, http)
+        ingestor = Ingestor(adapter.cfg, adapter, publisher, http)
         try:
             stats = await ingestor.run(stop)
         finally:
@@ -141,7 +163,9 @@ def run_ingest(settings: Settings, metrics_port: int | None = None) -> None:
 
     configure_logging(settings.observability)
     register_secrets_from(settings)
-    md = settings.market_data
+    md = shard_config(settings.market_data)
+    if md.shard is not None:
+        print(f"ingestor: shard {md.shard}: {len(md.symbols)} symbols", flush=True)
     preregister(
         instruments=[instrument_id(md.exchange, s) for s in md.symbols],
         exchanges=[md.exchange],
