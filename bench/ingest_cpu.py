@@ -145,7 +145,7 @@ async def run(
             stats = await pub.flush()
             c1, w1 = time.process_time(), time.perf_counter()
             main_cpu = time.thread_time()
-            if prof:
+            if prof and profile:
                 prof.disable()
                 prof.dump_stats(profile)
             await ws.close()
