@@ -84,6 +84,14 @@ class RiskConfig(Section):
     cost_method: CostMethod = CostMethod.FIFO
     account: str = "paper"
     starting_equity: Money = Decimal("100000.0")
+    #: futures (``BINANCE_USDM:*`` instruments): the leverage of every position, at most
+    #: the first leverage bracket's maximum (125 on Binance's BTCUSDT)
+    leverage: int = Field(default=20, ge=1, le=125)
+    #: futures margin mode: ``CROSS`` (the wallet backs every position) or ``ISOLATED``
+    margin_mode: Literal["CROSS", "ISOLATED"] = "CROSS"
+    #: futures: an order whose liquidation price would be closer than this (percent of
+    #: the mark) is refused ``TOO_CLOSE_TO_LIQUIDATION``
+    min_liquidation_distance_percent: Decimal = Field(default=Decimal("5"), gt=0, lt=100)
 
 
 class ExecutionConfig(Section):
