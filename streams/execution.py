@@ -30,15 +30,23 @@ from algostream.backtest.source import read_range
 from algostream.config import Settings
 from algostream.execution.binance_client import BinanceRestClient
 from algostream.execution.errors import OrderStatusUnknownError
+from algostream.execution.futures_paper import FuturesPaperBroker
+from algostream.execution.futures_venue import (
+    is_futures,
+    paper_futures,
+    reconcile_positions_on_start,
+)
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import VenueOrder, rebuild_local, reconcile_orders
 from algostream.execution.router import ExecutionRouter
+from algostream.execution.usdm_client import UsdmRestClient, venue_order_from_usdm
 from algostream.execution.user_stream import UserDataStream, stream_url_for
 from algostream.model.enums import OrderStatus
 from algostream.model.errors import RecordDecodeError
 from algostream.model.ids import split_instrument
 from algostream.model.records import BookTop, OrderEvent, OrderRequest, Record, TradeTick
 from algostream.observability import metrics
+from streams import futures
 from streams.app import Edge
 from streams.reader import tap
 
@@ -57,6 +65,9 @@ class ExecutionShell:
         self.state = app.Table("exec-state", default=None, **table)
         self.sent = app.Table("exec-orders", default=None, **table)
         self._broker: PaperBroker | None = None
+        #: BINANCE_USDM paper trading: the paper broker under a futures account
+        self._futures: FuturesPaperBroker | None = None
+        self.is_futures = is_futures(settings)
         self._router: ExecutionRouter | None = None
         self._client: BinanceRestClient | None = None
         self._user_stream: asyncio.Task[None] | None = None
@@ -67,11 +78,16 @@ class ExecutionShell:
         """Paper broker (default) or the signed Binance REST client."""
         if self._router is None:
             ex = self.settings.execution
-            if ex.paper_trading:
+            if ex.paper_trading and self.is_futures:
+                saved = self.state.get("futures")
+                self._futures = paper_futures(self.broker, self.settings, saved)
+                self._router = ExecutionRouter(futures=self._futures)
+            elif ex.paper_trading:
                 self._router = ExecutionRouter(paper=self.broker)
             else:
                 http = httpx.AsyncClient(timeout=ex.request_timeout_ms / 1000)
-                self._client = BinanceRestClient.from_config(http, ex)
+                client = UsdmRestClient if self.is_futures else BinanceRestClient
+                self._client = client.from_config(http, ex)
                 self._router = ExecutionRouter(binance=self._client)
         return self._router
 
@@ -103,7 +119,8 @@ class ExecutionShell:
                 assert self._client is not None
                 symbol = split_instrument(order.request.instrument)[1]
                 payload = await self._client.query_order(symbol, coid)
-                view = VenueOrder.from_binance(payload) if payload is not None else None
+                parse = venue_order_from_usdm if self.is_futures else VenueOrder.from_binance
+                view = parse(payload) if payload is not None else None
             if view is None:
                 missing.append(coid)
             else:
@@ -115,6 +132,11 @@ class ExecutionShell:
         for problem in result.discrepancies:
             log.error("reconciliation: cannot fix with an event", problem=problem)
         log.info("reconciled with the venue", open_orders=len(mine), events=len(result.events))
+        if self.is_futures and isinstance(self._client, UsdmRestClient):  # positions too
+            for diff in await reconcile_positions_on_start(self._client, self.settings, events):
+                log.error("reconciliation: position differs at the venue (the venue is the "
+                          "truth)", instrument=diff.instrument, local=str(diff.local),
+                          venue=str(diff.venue))  # fmt: skip
         # after the comparison: a restored top can fill a resting order (an event of its own)
         return result.events + (await self.restore_books() if paper else [])
 
@@ -126,6 +148,9 @@ class ExecutionShell:
             return
         router, client = self.router, self._client
         assert client is not None
+        if self.is_futures:  # (no futures user data stream here yet): the polling fallback
+            self._user_stream = asyncio.get_running_loop().create_task(self._poll(emit))
+            return
 
         async def on_event(event: dict[str, Any]) -> None:
             await emit(router.on_user_event(event, time.time_ns()))
@@ -142,6 +167,15 @@ class ExecutionShell:
             poll_interval_s=ex.order_poll_interval_ms / 1000,
         )
         self._user_stream = asyncio.get_running_loop().create_task(stream.run())
+
+    async def _poll(self, emit: Callable[[list[OrderEvent]], Awaitable[None]]) -> None:
+        interval = self.settings.execution.order_poll_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await emit(await self.router.catch_up(time.time_ns()))
+            except Exception as exc:
+                log.warning("order poll failed", error=str(exc))
 
     async def restore_books(self) -> list[OrderEvent]:
         """Give the paper broker each instrument's latest top from the tail of ``book.top``.
@@ -178,11 +212,13 @@ class ExecutionShell:
         would otherwise carry on without the owner's resting orders)."""
         self.reconciled = False
         if self.settings.execution.paper_trading:
-            self._broker = self._router = None
+            self._broker = self._router = self._futures = None
 
     def persist(self) -> None:
         if self.settings.execution.paper_trading:
             self.state["paper"] = self.broker.to_state()
+            if self._futures is not None:
+                self.state["futures"] = self._futures.to_state()
 
     async def submit(self, order: OrderRequest) -> list[OrderEvent]:
         """Send once; an unknown outcome (timeout/5xx after retries) is queried, not resent."""
@@ -213,6 +249,8 @@ def _decodable(records: Iterable[Any], record_type: type[R]) -> list[R]:
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     shell = ExecutionShell(app, settings)
     venue = "paper" if settings.execution.paper_trading else "binance"
+    if not settings.execution.paper_trading and is_futures(settings):
+        venue = "binance_usdm"
 
     async def emit(events: list[OrderEvent]) -> None:
         for ev in events:
@@ -295,6 +333,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         edge.listen("md.trades", trade_read)
         tap(app, edge, settings, "md.trades", TradeTick, "execution")
     edge.before_revoke(shell.forget)  # after the tap's hand-over (hooks run in order)
+    futures.register_execution(app, edge, settings, shell)
     if edge.txn is not None:  # fenced: another worker's broker executes the account
         edge.txn.on_fenced.append(shell.forget)
         edge.before_revoke(edge.txn.release)  # last: after every stage handed over

@@ -51,15 +51,18 @@ __all__ = [
     "FEATURE_COMPUTE_SECONDS",
     "FEED_STALENESS_SECONDS",
     "FILLS",
+    "FUNDING_PAID",
     "GC_PAUSE_SECONDS",
     "KAFKA_REACHABLE",
     "LATENCY_BUCKETS",
     "LOSS_THRESHOLD",
+    "MARGIN_USED",
     "MESSAGES_IN",
     "MESSAGES_OUT",
     "ORDERS_APPROVED",
     "ORDERS_REJECTED",
     "ORDER_SUBMIT_SECONDS",
+    "POSITION_NOTIONAL",
     "POSITION_QUANTITY",
     "REALIZED_PNL",
     "REGISTRY",
@@ -253,6 +256,22 @@ EXPOSURE_NOTIONAL = _gauge(
     "algostream_exposure_notional", "Gross notional exposure (quote).", ("account",)
 )
 EQUITY = _gauge("algostream_equity", "Account equity (quote).", ("account",))
+#: every venue and product (``BINANCE``, ``BINANCE_USDM``, ``COINBASE``); side LONG/SHORT
+POSITION_NOTIONAL = _gauge(
+    "algostream_position_notional",
+    "Absolute position notional at the mark, by venue and side (quote).",
+    ("account", "venue", "side", "instrument"),
+)
+MARGIN_USED = _gauge(
+    "algostream_margin_used",
+    "Futures initial margin in use: notional at the mark / leverage (quote).",
+    ("account", "instrument"),
+)
+FUNDING_PAID = _gauge(
+    "algostream_funding_paid",
+    "Futures funding paid so far, net (quote; negative: received).",
+    ("account", "instrument"),
+)
 #: per strategy (``signal.strategies``); ``mode``: ``live`` or ``shadow``
 STRATEGY_EQUITY = _gauge(
     "algostream_strategy_equity",

@@ -135,7 +135,7 @@ class RiskProcessor:
         self.checker = PreTradeChecker(config)
         #: ``BINANCE_USDM:*`` orders: leverage, margin, liquidation, reduce-only; funding
         self.futures = FuturesGate(config)
-        #: funding settled so far (the trading worker's metrics read it)
+        #: funding settled since :meth:`take_fundings` was last called
         self.fundings: list[Funding] = []
         self.breaker = CircuitBreaker(config)
         self.stops = StopManager(
@@ -265,7 +265,11 @@ class RiskProcessor:
                 ledger.pnl_record(ts_event=mark.ts_event, ts_init=now, cause_id=mark.record_id)
             )
             out += [c.to_event(mark, now) for c in self.breaker.check_account(ledger)]
-        del self.fundings[:-1000]
+        return out
+
+    def take_fundings(self) -> list[Funding]:
+        """The funding settled since the last call (for the worker's metrics)."""
+        out, self.fundings = self.fundings, []
         return out
 
     def _strategy_check(self, order: OrderRequest) -> Rejection | None:
