@@ -221,6 +221,7 @@ def sim(
                 setup=setup,
                 ready=ready,
                 batch_depth=s.batch_depth if batch_depth is None else batch_depth,
+                funding_interval_ms=s.funding_interval_s * 1000,
             )
         )
 

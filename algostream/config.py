@@ -298,6 +298,9 @@ class SimConfig(Section):
     #: depth streams batched per interval as Binance does (False: one message per event,
     #: the firehose the throughput benchmark drives)
     batch_depth: bool = True
+    #: futures funding times every this many seconds (8 h as on Binance; shorter to see
+    #: funding paid in a test or a demo)
+    funding_interval_s: int = Field(default=8 * 3600, ge=1, le=24 * 3600)
     #: the simulated trading account's starting balances (free), per asset
     balances: dict[str, Decimal] = Field(
         default_factory=lambda: {
