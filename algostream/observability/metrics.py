@@ -423,6 +423,14 @@ def preregister(
         for account in accounts:
             POSITION_QUANTITY.labels(account=account, instrument=instrument)
             TRADING_STATE.labels(account=account, instrument=instrument)
+            venue = instrument.partition(":")[0]
+            for held in ("LONG", "SHORT"):
+                POSITION_NOTIONAL.labels(
+                    account=account, venue=venue, side=held, instrument=instrument
+                )
+            if venue == "BINANCE_USDM":  # futures: margin and funding
+                MARGIN_USED.labels(account=account, instrument=instrument)
+                FUNDING_PAID.labels(account=account, instrument=instrument)
     for account in accounts:
         for gauge in (UNREALIZED_PNL, REALIZED_PNL, EXPOSURE_NOTIONAL, EQUITY):
             gauge.labels(account=account)
