@@ -465,15 +465,22 @@ def backtest_cmd(
     lot: Annotated[
         str, typer.Option(help="--bars: quantity step (1 for whole shares)")
     ] = "0.00001",
+    funding_history: Annotated[
+        Path | None,
+        typer.Option(help="futures: funding CSV (symbol, fundingTime, fundingRate, markPrice)"),
+    ] = None,
 ) -> None:
     """Run the live processors over history (topics, a capture file, a synthetic market or
     bars)."""
+    from algostream.backtest.errors import BacktestError
     from algostream.backtest.run import (
-        MD_INPUTS,
         decode_topic_record,
+        funding_marks,
+        md_inputs,
         parity,
         records_from_capture,
         run_backtest,
+        with_marks,
     )
     from algostream.backtest.source import read_range
     from algostream.backtest.synthetic import synthetic_frames
@@ -499,9 +506,15 @@ def backtest_cmd(
         inputs = [*synthetic_frames(tuple(settings.market_data.symbols), seed, synthetic)]
     else:
         topic_records = asyncio.run(
-            read_range(settings.kafka, MD_INPUTS, parse_time(start), parse_time(end))
+            read_range(settings.kafka, md_inputs(settings), parse_time(start), parse_time(end))
         )
         inputs = [decode_topic_record(r) for r in topic_records]
+    if funding_history is not None:
+        try:
+            inputs = with_marks(inputs, funding_marks(funding_history))
+        except BacktestError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
     if sweep:
         from algostream.backtest.sweep_cli import sweep_command
 

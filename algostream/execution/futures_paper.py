@@ -96,6 +96,10 @@ class FuturesPaperBroker:
     def on_trade(self, trade: TradeTick) -> list[OrderEvent]:
         return self._apply(self.broker.on_trade(trade))
 
+    def advance(self, now_ns: int) -> list[OrderEvent]:
+        """The paper broker's orders due by ``now_ns`` (its latency), on the account."""
+        return self._apply(self.broker.advance(now_ns))
+
     def on_mark_price(self, mark: MarkPrice) -> list[FundingPayment]:
         """Keep the mark; settle the funding time the previous mark announced once this
         one is at or past it."""

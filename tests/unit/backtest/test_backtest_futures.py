@@ -1,0 +1,92 @@
+"""Tick backtests of USDⓈ-M perpetuals: the engine's paper broker fills under the futures
+account, the gate's futures checks apply, and funding from a funding history CSV (Binance's
+``/fapi/v1/fundingRate`` columns) is settled into P&L at each funding time, once."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from algostream.backtest.engine import BacktestEngine
+from algostream.backtest.errors import BacktestError
+from algostream.backtest.run import FUTURES_INPUTS, MD_INPUTS, funding_marks, md_inputs, with_marks
+from algostream.config import load_settings
+from algostream.model import (
+    BookUpdate,
+    BookUpdateKind,
+    OrderEvent,
+    OrderRejected,
+    OrderRequest,
+    OrderType,
+    PnL,
+    Side,
+)
+
+PERP = "BINANCE_USDM:BTCUSDT"
+SEC = 1_000_000_000
+ENV = {
+    "ALGOSTREAM__MARKET_DATA__EXCHANGE": "binance_usdm",
+    "ALGOSTREAM__MARKET_DATA__SYMBOLS": '["BTCUSDT"]',
+    "ALGOSTREAM__RISK__LEVERAGE": "10",
+    # the spot limits out of the way: the futures margin check decides
+    "ALGOSTREAM__RISK__MAX_ORDER_NOTIONAL": "1000000000",
+    "ALGOSTREAM__RISK__MAX_NOTIONAL_EXPOSURE": "1000000000",
+    "ALGOSTREAM__RISK__MAX_POSITION_SIZE": "100000",
+}
+CSV = """symbol,fundingTime,fundingRate,markPrice
+BTCUSDT,2000,0.0001,30000
+BTCUSDT,3000,-0.0002,31000
+"""
+
+
+def book(ts: int) -> BookUpdate:
+    return BookUpdate(
+        instrument=PERP, ts_event=ts, ts_init=ts, record_id=f"b{ts}", lineage_id="raw",
+        kind=BookUpdateKind.SNAPSHOT, bids=((Decimal("29999"), Decimal("5")),),
+        asks=((Decimal("30001"), Decimal("5")),), first_update_id=ts, final_update_id=ts,
+    )  # fmt: skip
+
+
+def order(coid: str, qty: str, ts: int) -> OrderRequest:
+    return OrderRequest(
+        instrument=PERP, ts_event=ts, ts_init=ts, record_id=f"p-{coid}", lineage_id="sig",
+        account="paper", client_order_id=coid, strategy="test", side=Side.SELL,
+        order_type=OrderType.MARKET, quantity=Decimal(qty),
+    )  # fmt: skip
+
+
+def test_a_futures_backtest_shorts_and_settles_funding_from_history(tmp_path: Path) -> None:
+    settings = load_settings(env=ENV)
+    assert md_inputs(settings) == FUTURES_INPUTS and md_inputs(load_settings(env={})) == MD_INPUTS
+    path = tmp_path / "funding.csv"
+    path.write_text(CSV)
+    engine = BacktestEngine(settings)
+    engine.run([book(SEC // 2)])
+    engine._propose(order("short", "1", SEC))  # what a strategy's signal does
+    engine._propose(order("huge", "100", SEC))  # 3 M notional: 300 k margin at 10x
+    engine.run(with_marks([book(3 * SEC // 2)], funding_marks(path)))
+    result = engine.finish()
+    fills = [e for e in result.on("orders.events") if isinstance(e, OrderEvent) and e.fill_qty]
+    assert [(e.client_order_id, e.side, e.fill_price) for e in fills] == [
+        ("short", Side.SELL, Decimal("29999"))
+    ]
+    [refused] = [r for r in result.on("orders.rejected") if isinstance(r, OrderRejected)]
+    assert refused.reason == "INSUFFICIENT_MARGIN"
+    # -qty * mark * rate at 2 s (short receives 3) and at 3 s (short pays 6.2)
+    want = Decimal("30000") * Decimal("0.0001") + Decimal("31000") * Decimal("-0.0002")
+    ledger = engine.risk.ledger("paper")
+    assert ledger.quantity(PERP) == Decimal("-1")
+    assert ledger.funding == want == Decimal("-3.2")
+    assert engine.futures is not None and engine.futures.funding_paid == want
+    pnl = [p for p in result.on("pnl") if isinstance(p, PnL)]
+    assert pnl[-1].realized_pnl == want  # nothing else realised: funding is the P&L
+    assert len(result.on("md.mark_price")) == 4
+
+
+def test_a_bad_funding_history_row_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "funding.csv"
+    path.write_text("symbol,fundingTime,fundingRate,markPrice\nBTCUSDT,2000,abc,30000\n")
+    with pytest.raises(BacktestError, match="line 2"):
+        funding_marks(path)
