@@ -29,6 +29,7 @@ import structlog
 from algostream.backtest.source import read_range
 from algostream.config import Settings
 from algostream.execution.binance_client import BinanceRestClient
+from algostream.execution.coinbase_orders import CoinbaseExecution
 from algostream.execution.errors import OrderStatusUnknownError
 from algostream.execution.futures_paper import FuturesPaperBroker
 from algostream.execution.futures_venue import (
@@ -68,6 +69,9 @@ class ExecutionShell:
         #: BINANCE_USDM paper trading: the paper broker under a futures account
         self._futures: FuturesPaperBroker | None = None
         self.is_futures = is_futures(settings)
+        #: live orders on Coinbase Advanced Trade (market_data.exchange = "coinbase")
+        self.is_coinbase = settings.market_data.exchange == "coinbase"
+        self._coinbase: CoinbaseExecution | None = None
         self._router: ExecutionRouter | None = None
         self._client: BinanceRestClient | None = None
         self._user_stream: asyncio.Task[None] | None = None
@@ -84,6 +88,9 @@ class ExecutionShell:
                 self._router = ExecutionRouter(futures=self._futures)
             elif ex.paper_trading:
                 self._router = ExecutionRouter(paper=self.broker)
+            elif self.is_coinbase:
+                self._coinbase = CoinbaseExecution.from_config(ex)
+                self._router = ExecutionRouter(coinbase=self._coinbase, venue="COINBASE")
             else:
                 http = httpx.AsyncClient(timeout=ex.request_timeout_ms / 1000)
                 client = UsdmRestClient if self.is_futures else BinanceRestClient
@@ -101,7 +108,8 @@ class ExecutionShell:
         requests = _decodable(await read_range(kafka, ["orders.approved"]), OrderRequest)
         events = _decodable(await read_range(kafka, ["orders.events"]), OrderEvent)
         paper = self.settings.execution.paper_trading
-        local = rebuild_local(requests, events, venue="PAPER" if paper else "BINANCE")
+        live_venue = "COINBASE" if self.is_coinbase else "BINANCE"
+        local = rebuild_local(requests, events, venue="PAPER" if paper else live_venue)
         with_events = {e.client_order_id for e in events}
         mine = {
             c: o
@@ -111,6 +119,14 @@ class ExecutionShell:
         venue: dict[str, VenueOrder] = {}
         missing: list[str] = []
         self.router  # noqa: B018 - builds the broker or client
+        if self._coinbase is not None:  # Coinbase: its own listing of orders
+            for coid, order in mine.items():
+                if self.sent.get(coid) is None:
+                    self.sent[coid] = order.request.record_id
+            done = await self._coinbase.reconcile(mine, now_ns=time.time_ns())
+            for problem in done.discrepancies:
+                log.error("reconciliation: cannot fix with an event", problem=problem)
+            return done.events
         for coid, order in mine.items():
             if paper:
                 found = self.broker.get(coid)
@@ -148,7 +164,7 @@ class ExecutionShell:
             return
         router, client = self.router, self._client
         assert client is not None
-        if self.is_futures:  # (no futures user data stream here yet): the polling fallback
+        if self.is_futures or self.is_coinbase:  # no user stream read here: polling
             self._user_stream = asyncio.get_running_loop().create_task(self._poll(emit))
             return
 
@@ -251,6 +267,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     venue = "paper" if settings.execution.paper_trading else "binance"
     if not settings.execution.paper_trading and is_futures(settings):
         venue = "binance_usdm"
+    elif not settings.execution.paper_trading and settings.market_data.exchange == "coinbase":
+        venue = "coinbase"
 
     async def emit(events: list[OrderEvent]) -> None:
         for ev in events:

@@ -34,7 +34,13 @@ import httpx
 
 from algostream.config import ExecutionConfig
 from algostream.execution.binance_client import BinanceRestClient, NewOrder
-from algostream.execution.errors import BinanceError, ExecutionError, UnknownOrderError
+from algostream.execution.coinbase_orders import CoinbaseExecution
+from algostream.execution.errors import (
+    BinanceError,
+    CoinbaseError,
+    ExecutionError,
+    UnknownOrderError,
+)
 from algostream.execution.futures_paper import FundingPayment, FuturesPaperBroker
 from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
@@ -60,6 +66,7 @@ class ExecutionRouter:
         paper: PaperBroker | None = None,
         binance: BinanceRestClient | None = None,
         futures: FuturesPaperBroker | None = None,
+        coinbase: CoinbaseExecution | None = None,
         venue: str = "BINANCE",
         max_closed: int = 10_000,
     ) -> None:
@@ -67,8 +74,11 @@ class ExecutionRouter:
             if paper is not None and paper is not futures.broker:
                 raise ExecutionError("ExecutionRouter: futures= carries its own paper broker")
             paper = futures.broker
-        if (paper is None) == (binance is None):
-            raise ExecutionError("ExecutionRouter: give exactly one of paper= or binance=")
+        if [paper, binance, coinbase].count(None) != 2:
+            raise ExecutionError(
+                "ExecutionRouter: give exactly one of paper=, binance= or coinbase="
+            )
+        self._coinbase = coinbase
         self._futures = futures
         self._paper = paper
         self._binance = binance
@@ -122,6 +132,8 @@ class ExecutionRouter:
             return self._futures.submit(order, now_ns)
         if self._paper is not None:
             return self._paper.submit(order, now_ns)
+        if self._coinbase is not None:
+            return await self._coinbase.submit(order, now_ns)
         assert self._binance is not None
         if order.client_order_id in self._orders:
             return []
@@ -137,6 +149,8 @@ class ExecutionRouter:
         """Cancel an open order; returns the events that follow from the venue's answer."""
         if self._paper is not None:
             return self._paper.cancel(client_order_id, now_ns)
+        if self._coinbase is not None:
+            return await self._coinbase.cancel(client_order_id, now_ns)
         assert self._binance is not None
         managed = self._orders.get(client_order_id)
         if managed is None:
@@ -155,7 +169,7 @@ class ExecutionRouter:
             from algostream.execution.order_lists import OrderLists
 
             return OrderLists(self._paper).cancel_replace(client_order_id, replacement, now_ns)
-        managed = self._orders.get(client_order_id)
+        managed = self.tracked(client_order_id)
         refused = ManagedOrder(replacement, venue=self._venue)
         if managed is None or not managed.is_open:
             state = "unknown" if managed is None else managed.status.value
@@ -163,7 +177,7 @@ class ExecutionRouter:
             return [refused.reject(why, now_ns)]
         try:
             events = await self.cancel(client_order_id, now_ns)
-        except BinanceError as exc:
+        except (BinanceError, CoinbaseError) as exc:
             events = await self.refresh(client_order_id, now_ns)
             why = f"cancel-replace: cancel of {client_order_id!r} refused ({exc.message})"
             return [*events, refused.reject(why, now_ns)]
@@ -176,6 +190,8 @@ class ExecutionRouter:
         """Query the venue for a tracked order and emit the events that catch up with it."""
         if self._paper is not None:
             return []
+        if self._coinbase is not None:
+            return await self._coinbase.refresh(client_order_id, now_ns)
         assert self._binance is not None
         managed = self._orders.get(client_order_id)
         if managed is None:
@@ -225,6 +241,8 @@ class ExecutionRouter:
         """Query the venue for every open order it has acknowledged (after a reconnect of
         the user data stream, or as its polling fallback); orders still NEW are in flight
         and left to :meth:`submit`."""
+        if self._coinbase is not None:
+            return await self._coinbase.catch_up(now_ns)
         events: list[OrderEvent] = []
         for coid, managed in list(self._orders.items()):
             if managed.is_open and managed.status is not OrderStatus.NEW:
@@ -235,6 +253,8 @@ class ExecutionRouter:
         """The live order with this id, if tracked (paper: ask the broker)."""
         if self._paper is not None:
             return self._paper.get(client_order_id)
+        if self._coinbase is not None:
+            return self._coinbase.tracked(client_order_id)
         return self._orders.get(client_order_id)
 
     def _apply(
