@@ -163,10 +163,10 @@ class ExecutionShell:
         if ex.paper_trading or self._user_stream is not None:
             return
         router, client = self.router, self._client
-        assert client is not None
         if self.is_futures or self.is_coinbase:  # no user stream read here: polling
             self._user_stream = asyncio.get_running_loop().create_task(self._poll(emit))
             return
+        assert client is not None
 
         async def on_event(event: dict[str, Any]) -> None:
             await emit(router.on_user_event(event, time.time_ns()))
