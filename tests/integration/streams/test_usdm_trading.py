@@ -12,6 +12,8 @@ import time
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from algostream.model import (
     MarkPrice,
     OrderEvent,
@@ -40,8 +42,9 @@ def short(n: int) -> OrderRequest:
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("layout", ["colocated", "single"])
 async def test_a_short_on_usdm_is_filled_and_funding_reaches_pnl(
-    provisioned: Any, supervisor: Supervisor
+    provisioned: Any, supervisor: Supervisor, layout: str
 ) -> None:
     s = provisioned
     sim_port = free_port()
@@ -49,18 +52,18 @@ async def test_a_short_on_usdm_is_filled_and_funding_reaches_pnl(
         sim_port, exchange="binance_usdm", websocket_url=f"ws://127.0.0.1:{sim_port}/fstream"
     ) | {
         "ALGOSTREAM__SIM__FUNDING_INTERVAL_S": "4",
+        "ALGOSTREAM__WORKERS__LAYOUT": layout,
         "ALGOSTREAM__RISK__LEVERAGE": "10",
         "ALGOSTREAM__RISK__MARGIN_MODE": "ISOLATED",
         "ALGOSTREAM__RISK__STOP_LOSS_PERCENT": "50",
         "ALGOSTREAM__RISK__TRAILING_STOP_PERCENT": "50",
     }
-    p = Pipeline(
-        sim_port, {"ingest": free_port(), "market": free_port(), "trading": free_port()}, env
-    )
+    roles = ["market", "trading"] if layout == "colocated" else ["all"]
+    p = Pipeline(sim_port, {"ingest": free_port()} | {r: free_port() for r in roles}, env)
     supervisor.start("sim", "sim", "--port", str(sim_port), "--rate", "50", env=env)
     start_ingest(supervisor, p)
-    start_worker(supervisor, p, "market")
-    start_worker(supervisor, p, "trading")
+    for role in roles:
+        start_worker(supervisor, p, role)
 
     # propose until the gate has the futures book (before it: NO_MARKET_DATA)
     deadline, n, approved = time.monotonic() + 120, 0, None
@@ -124,7 +127,7 @@ async def test_a_short_on_usdm_is_filled_and_funding_reaches_pnl(
     assert after.realized_pnl - before.realized_pnl == expected
     pnls = decoded(await read_until(s, "pnl", lambda m: bool(m), 10), PnL)
     assert any(r.lineage_id == cause.record_id for r in pnls)  # type: ignore[attr-defined]
-    assert supervisor.children["trading"].alive, logs(supervisor)
+    assert all(supervisor.children[r].alive for r in roles), logs(supervisor)
 
 
 def caused_by_mark_ids(positions: list[Position], ids: set[str]) -> bool:
