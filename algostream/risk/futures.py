@@ -33,6 +33,7 @@ from algostream.execution.futures import (
     FuturesPosition,
     MarginMode,
 )
+from algostream.model.enums import Side
 from algostream.model.records import MarkPrice, OrderRequest
 from algostream.risk.ledger import ZERO, AccountLedger
 
@@ -105,12 +106,22 @@ class FuturesGate:
         return total
 
     def check(
-        self, order: OrderRequest, ledger: AccountLedger | None, starting: Decimal, mark: Decimal
+        self,
+        order: OrderRequest,
+        ledger: AccountLedger | None,
+        starting: Decimal,
+        mark: Decimal,
+        pending: Decimal = ZERO,
     ) -> FuturesRefusal | None:
-        """The futures checks on an order the other checks approved (None: it passes)."""
+        """The futures checks on an order the other checks approved (None: it passes).
+        ``pending``: the signed quantity of approved orders not yet filled in the
+        instrument, counted as filled at the mark (their margin is spoken for)."""
         acct = self.account(ledger, starting)
         acct.position(order.instrument).leverage = self.leverage
         acct.positions[order.instrument].margin_mode = self.mode
+        if pending:
+            side = Side.BUY if pending > 0 else Side.SELL
+            acct.fill(order.instrument, side, abs(pending), mark)
         marks = {order.instrument: mark}
         if ledger is not None:
             for inst, pos in ledger.positions.items():

@@ -238,7 +238,11 @@ class RiskProcessor:
         if mark is None:
             return approved  # the band check refused orders without a book already
         ledger = self.ledgers.get(order.account)
-        refusal = self.futures.check(order, ledger, self.config.starting_equity, mark)
+        inst = order.instrument
+        pending = self.pending_quantity(order.account, inst, Side.BUY) - self.pending_quantity(
+            order.account, inst, Side.SELL
+        )
+        refusal = self.futures.check(order, ledger, self.config.starting_equity, mark, pending)
         if refusal is None:
             return approved
         reason = RejectReason(refusal.reason)

@@ -70,6 +70,17 @@ def test_futures_refusals_name_the_reason_field_and_limit(
     assert decision.limit.startswith(f"{field}=") and field in decision.message
 
 
+def test_approved_orders_not_yet_filled_hold_their_margin() -> None:
+    p = gate(starting_equity="50", leverage=10)  # 500 of notional at most
+    [first] = p.on_proposal(order("s1", Side.SELL, "3", instrument=PERP), 100)
+    assert isinstance(first, OrderRequest)  # 300: 30 of margin
+    [second] = p.on_proposal(order("s2", Side.SELL, "3", instrument=PERP, ts=11), 100)
+    assert isinstance(second, OrderRejected) and second.reason == "INSUFFICIENT_MARGIN"
+    p.on_order_event(fill("f1", Side.SELL, "3", "100", instrument=PERP, coid="s1"))
+    [third] = p.on_proposal(order("s3", Side.BUY, "3", instrument=PERP, ts=12), 100)
+    assert isinstance(third, OrderRequest)  # a close needs no margin
+
+
 def test_the_same_order_on_spot_is_not_checked_as_a_future() -> None:
     p = RiskProcessor(RiskConfig(margin_mode="ISOLATED", leverage=20))
     p.on_book_top(top(bid="99", ask="101", ts=1))
