@@ -428,9 +428,9 @@ def preregister(
                 POSITION_NOTIONAL.labels(
                     account=account, venue=venue, side=held, instrument=instrument
                 )
-            if venue == "BINANCE_USDM":  # futures: margin and funding
-                MARGIN_USED.labels(account=account, instrument=instrument)
-                FUNDING_PAID.labels(account=account, instrument=instrument)
+            # futures margin and funding (0 for spot: the panels show every venue)
+            MARGIN_USED.labels(account=account, instrument=instrument)
+            FUNDING_PAID.labels(account=account, instrument=instrument)
     for account in accounts:
         for gauge in (UNREALIZED_PNL, REALIZED_PNL, EXPOSURE_NOTIONAL, EQUITY):
             gauge.labels(account=account)
