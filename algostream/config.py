@@ -228,12 +228,11 @@ class KafkaConfig(Section):
     web_port: int = Field(default=6066, ge=1, le=65535)
     linger_ms: int = Field(default=0, ge=0)
     acks: Literal["0", "1", "all"] = "all"
-    #: the trading worker (colocated and split layouts) writes its outputs and the
-    #: proposals' offsets in one transaction per account (transactional id
-    #: ``<app_id>-trading-<account>``): a worker whose session expired is fenced. Off by
-    #: default: its tables are not in the transaction yet, and after a ``kill -9`` the
-    #: restarted worker's position can differ from the visible fills (README)
-    trading_transactions: bool = False
+    #: the trading worker (colocated and split layouts) writes its outputs, its account
+    #: state and the proposals' offsets in one transaction per account (transactional id
+    #: ``<app_id>-trading-<account>``): a worker whose session expired is fenced
+    #: (streams/fencing.py). False: Faust tables and plain writes, no fencing
+    trading_transactions: bool = True
     #: ``min.insync.replicas`` of the table changelog topics the workers create (None:
     #: the brokers' default; a cluster: 2); ``topics apply --min-insync-replicas`` sets it
     #: on the catalog's topics and on existing changelogs

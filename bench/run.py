@@ -4,7 +4,8 @@ Sections: per-stage latency of the pure processors (seed targets), the book stag
 per update, peers side by side (cryptofeed's Binance handler among them),
 ingest + book throughput with one and two market workers, tick-to-trade on the whole
 pipeline. ``make soak`` (``python -m bench.run --soak``) runs the 10-minute soak and
-replaces only its own section. Hand-written sections (profiling findings) are kept.
+replaces only its own section. Hand-written sections (profiling findings, the fencing
+A/B of ``python -m bench.fencing``) are kept.
 
 Needs a broker (``make bench`` starts the local one) at ``KAFKA_BOOTSTRAP`` or
 127.0.0.1:9092.
@@ -25,7 +26,7 @@ from bench import bars, book_stage, peers, pipeline, stages, throughput
 from bench.common import HEADER
 
 OUT = Path(__file__).with_name("BENCHMARKS.md")
-KEEP = ("## Profiling", "## Soak", "## Simulator depth pacing")
+KEEP = ("## Profiling", "## Soak", "## Simulator depth pacing", "## Fencing")
 
 
 def bootstrap() -> str:

@@ -67,6 +67,7 @@ class Edge:
         app.on_partitions_assigned.connect(self._forget_owned)
         app.on_partitions_revoked.connect(self._forget_owned)
         self._revoke_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._emptied_hooks: list[Callable[[], Awaitable[None]]] = []
         #: the trading worker's account transaction (:mod:`streams.fencing`), if any:
         #: :meth:`send` writes the trading outputs through it
         self.txn: Any = None
@@ -76,6 +77,8 @@ class Edge:
             for hook in self._revoke_hooks:
                 await hook()
             await wait_empty(consumer, logger)
+            for hook in self._emptied_hooks:
+                await hook()
 
         app._consumer_wait_empty = _wait_empty  # type: ignore[method-assign]
 
@@ -91,6 +94,13 @@ class Edge:
         restored a book one update short of what the committed offset covered, and the
         book broke its chain there."""
         self._revoke_hooks.append(hook)
+
+    def after_streams_empty(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` in a rebalance once the agents have handled what they had begun
+        (after :meth:`before_revoke`'s hooks and Faust's wait for the acks), before Faust
+        flushes the producer and commits: the account transaction commits and stops here,
+        so an agent's record in flight is still handled and written with it."""
+        self._emptied_hooks.append(hook)
 
     def hold(self, topic: str) -> faust.TopicT:
         """Have Faust assign ``topic``'s partitions to workers of this role, but never fetch

@@ -5,7 +5,8 @@ Paper trading (the default) fills against the live book from ``book.top`` and tr
 ``paper_trading: false`` orders go to the exchange through the signed REST router.
 A client order id is executed at most once: the ``exec-orders`` table remembers every id
 sent (and survives restarts), on top of the broker's own memory and the venue's
-``newClientOrderId`` de-duplication.
+``newClientOrderId`` de-duplication. With fencing (:mod:`streams.fencing`) both tables are
+the account state's, written in the account's transaction with the order events.
 
 With ``execution.in_process`` (and paper trading) the risk gate of the same worker hands
 each approval to :func:`on_approved <register>` right after sending it to
@@ -47,7 +48,7 @@ from algostream.model.errors import RecordDecodeError
 from algostream.model.ids import split_instrument
 from algostream.model.records import BookTop, OrderEvent, OrderRequest, Record, TradeTick
 from algostream.observability import metrics
-from streams import futures
+from streams import fencing, futures
 from streams.app import Edge
 from streams.reader import tap
 
@@ -60,11 +61,10 @@ TOPS_TAIL = 500
 
 
 class ExecutionShell:
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    def __init__(self, app: faust.App, edge: Edge, settings: Settings) -> None:
         self.settings = settings
-        table: dict[str, Any] = {"partitions": 1, "use_partitioner": True}  # json key/value
-        self.state = app.Table("exec-state", default=None, **table)
-        self.sent = app.Table("exec-orders", default=None, **table)
+        self.state = fencing.trading_table(app, edge, "exec-state")
+        self.sent = fencing.trading_table(app, edge, "exec-orders")
         self._broker: PaperBroker | None = None
         #: BINANCE_USDM paper trading: the paper broker under a futures account
         self._futures: FuturesPaperBroker | None = None
@@ -263,7 +263,8 @@ def _decodable(records: Iterable[Any], record_type: type[R]) -> list[R]:
 
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
-    shell = ExecutionShell(app, settings)
+    fencing.install(app, edge, settings)
+    shell = ExecutionShell(app, edge, settings)
     venue = "paper" if settings.execution.paper_trading else "binance"
     if not settings.execution.paper_trading and is_futures(settings):
         venue = "binance_usdm"
@@ -292,6 +293,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     async def on_approved(order: OrderRequest) -> None:
         """Send an approved order to the venue once (from the topic or in-process)."""
+        if not await fencing.may_handle(edge):
+            return  # not the owner (or fenced): the owner's broker executes it
         await reconciled_first()
         if shell.sent.get(order.client_order_id) is not None:
             return  # redelivered approval, or sent in-process already
@@ -325,7 +328,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     async def top_read(top: BookTop, _partition: int | None) -> None:
         """Read from book.top (this worker's tap, shared with the gate); a standby keeps
         no broker (:meth:`ExecutionShell.forget`)."""
-        if edge.owns("orders.approved"):
+        if edge.owns("orders.approved") and await fencing.may_handle(edge):
             await reconciled_first()
             await emit(shell.router.on_book_top(top))
 
@@ -338,7 +341,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     async def trade_read(trade: TradeTick, _partition: int | None) -> None:
         """Read from md.trades (this worker's tap)."""
-        if edge.owns("orders.approved"):
+        if edge.owns("orders.approved") and await fencing.may_handle(edge):
             await reconciled_first()
             await emit(shell.router.on_trade(trade))
 
@@ -354,7 +357,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     futures.register_execution(app, edge, settings, shell)
     if edge.txn is not None:  # fenced: another worker's broker executes the account
         edge.txn.on_fenced.append(shell.forget)
-        edge.before_revoke(edge.txn.release)  # last: after every stage handed over
+        edge.after_streams_empty(edge.txn.release)  # after every stage handed over
 
     @app.agent(edge.topic("orders.approved"), name="exec-orders")
     async def orders(stream: faust.StreamT[bytes]) -> None:

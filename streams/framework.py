@@ -9,7 +9,8 @@ upgrade of either package must go through that test, not be found in production)
 Class-level patches are applied once per process by :func:`install` (``create_app`` calls
 it). Per-app hooks that wrap an instance's method (``Edge``'s revoke hooks around
 ``App._consumer_wait_empty``, the account transaction's ``producer.flush`` in
-:mod:`streams.fencing`) stay with the code they serve and are listed in :data:`RELIED_ON`.
+:mod:`streams.fencing`, which also reads aiokafka's transaction manager to tell a fence
+from other failures) stay with the code they serve and are listed in :data:`RELIED_ON`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ RELIED_ON: list[tuple[str, str]] = [
     ("aiokafka.consumer.consumer", "AIOKafkaConsumer._isolation_level"),
     ("faust.app.base", "App._consumer_wait_empty"),
     ("faust.tables.manager", "TableManager.recovery"),
+    # read by the account transaction (streams.fencing) to tell a fence from other failures
+    ("aiokafka.producer.producer", "AIOKafkaProducer._txn_manager"),
+    ("aiokafka.producer.transaction_manager", "TransactionManager._transaction_waiter"),
+    ("aiokafka.producer.transaction_manager", "TransactionManager.state"),
+    ("aiokafka.producer.transaction_manager", "TransactionState.FATAL_ERROR"),
 ]
 
 

@@ -22,6 +22,7 @@ from algostream.model.ids import split_instrument
 from algostream.model.records import MarkPrice, Position, Record
 from algostream.observability import metrics
 from algostream.risk.futures import FUTURES_VENUE
+from streams import fencing
 from streams.app import Edge
 from streams.reader import tap
 
@@ -63,7 +64,7 @@ def register_risk(
         return
 
     async def mark_read(mark: MarkPrice, _partition: int | None) -> None:
-        if not edge.owns("orders.proposed"):
+        if not edge.owns("orders.proposed") or not await fencing.may_handle(edge):
             return  # a standby keeps no state (RiskShell.forget)
         out = shell.proc.on_mark_price(mark, time.time_ns())
         if out:
@@ -86,7 +87,9 @@ def register_execution(
         return  # live: the venue settles funding
 
     async def mark_read(mark: MarkPrice, _partition: int | None) -> None:
-        if edge.owns("orders.approved") and shell.router.on_mark_price(mark):
+        if not edge.owns("orders.approved") or not await fencing.may_handle(edge):
+            return  # not the owner (or fenced): the owner's broker settles it
+        if shell.router.on_mark_price(mark):
             shell.persist()
 
     edge.listen("md.mark_price", mark_read)

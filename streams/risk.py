@@ -16,6 +16,11 @@ Control commands take effect only when signed with the operator key
 (:mod:`algostream.risk.control_auth`); a refused one goes to ``dlq`` with the reason and
 gets a ``CONTROL_REFUSED`` audit record on ``risk.events``.
 
+With fencing (``kafka.trading_transactions``, :mod:`streams.fencing`) the four tables are
+the account state's (:mod:`streams.account_state`), written in the account's transaction
+with the decisions they go with, and every stage handles a record only while this worker
+owns the account with that state loaded (:func:`streams.fencing.may_handle`).
+
 The small state also carries the newest decisions and applied ids itself
 (``recent_decided``, ``recent_applied``): a ``kill -9`` between two table writes can land the
 state without the other key, and the state must still know what it has counted. It can
@@ -98,16 +103,15 @@ STATE_LEVEL = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HA
 class RiskShell:
     """Owns the processor and its persistence in tables."""
 
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    def __init__(self, app: faust.App, edge: Edge, settings: Settings) -> None:
         self.settings = settings
         #: ``signal.strategies``: fills are attributed to them; shadow ones are refused
         self._strategies = settings.signal.strategies
-        table: dict[str, Any] = {"partitions": 1, "use_partitioner": True}  # json key/value
-        self.state = app.Table("risk-state", default=None, **table)
-        self.decisions = app.Table("risk-decisions", default=None, **table)
-        self.fills = app.Table("risk-fills", default=None, **table)
+        self.state = fencing.trading_table(app, edge, "risk-state")
+        self.decisions = fencing.trading_table(app, edge, "risk-decisions")
+        self.fills = fencing.trading_table(app, edge, "risk-fills")
         #: nonce of an accepted control command -> its offset on ``control``
-        self.nonces = app.Table("risk-control-nonces", default=None, **table)
+        self.nonces = fencing.trading_table(app, edge, "risk-control-nonces")
         self._proc: RiskProcessor | None = None
 
     @property
@@ -164,8 +168,8 @@ def observe(record: Record, *, from_proposal: bool) -> None:
 
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
-    shell = RiskShell(app, settings)
     txn = fencing.install(app, edge, settings)
+    shell = RiskShell(app, edge, settings)
     metrics.LOSS_THRESHOLD.labels(account=settings.risk.account).set(
         float(settings.risk.max_loss_threshold)
     )
@@ -209,7 +213,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             await on_top(top)
 
     async def top_read(top: BookTop, _partition: int | None) -> None:
-        if edge.owns("orders.proposed"):  # a standby keeps no state (RiskShell.forget)
+        # a standby keeps no state (RiskShell.forget)
+        if edge.owns("orders.proposed") and await fencing.may_handle(edge):
             await on_top(top)
 
     single = settings.workers.layout == "single"
@@ -264,12 +269,16 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     @app.agent(edge.topic("orders.events"), name="risk-fills")
     async def order_events(stream: faust.StreamT[bytes]) -> None:
         async for ev in edge.records(stream, OrderEvent, "risk"):
+            if not await fencing.may_handle(edge):
+                continue  # not the owner: the owner applies it
             await emit(shell.proc.on_order_event(ev, time.time_ns()))
             shell.persist(applied=ev.record_id)
 
     @app.agent(edge.topic("book.integrity"), name="risk-integrity")
     async def integrity(stream: faust.StreamT[bytes]) -> None:
         async for ev in edge.records(stream, BookIntegrity, "risk"):
+            if not await fencing.may_handle(edge):
+                continue
             await emit(shell.proc.on_integrity(ev, time.time_ns()))
             shell.persist()
 
@@ -300,7 +309,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     async def control(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             cmd = await edge.decode_or_dlq(event, ControlCommand, "risk")
-            if cmd is None:
+            if cmd is None or not await fencing.may_handle(edge):
                 continue
             offset = event.message.offset
             first = None if cmd.nonce is None else shell.nonces.get(cmd.nonce)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import threading
 from typing import Any
 
 import faust
@@ -168,6 +169,35 @@ def _changelog_metadata(app: faust.App) -> None:
     app.on_partitions_assigned.connect(known)
 
 
+def _prepare_changelogs(app: faust.App, edge: Edge, settings: Settings) -> None:
+    """Create the worker's changelog topics (its tables', its group assignor's, the
+    account state's) and wait until every broker knows them, before Faust starts
+    (:func:`algostream.kafka.provision.ensure_compacted` says why). Run in a thread of
+    its own: Faust's event loop is not made yet."""
+    from algostream.kafka.provision import ensure_compacted
+
+    topics = {
+        t.changelog_topic.get_topic_name(): t.partitions or app.conf.topic_partitions
+        for t in app.tables.values()
+    }
+    topics[f"{app.conf.id}-__assignor-__leader"] = 1
+    if edge.txn is not None:
+        topics[edge.txn.state.topic] = 1
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(ensure_compacted(settings.kafka, topics))
+        except BaseException as exc:  # re-raised in the worker's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="changelogs")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+
+
 def _one_worker_only(app: faust.App, edge: Edge) -> None:
     """The single layout's gate and paper broker take book tops in-process, so they see
     only the market partitions this worker owns: a second worker is an error, said loudly
@@ -255,7 +285,7 @@ def run_worker(
         shadow=[spec.id for spec in settings.shadow_specs()],
     )
     default_web, default_metrics = role_ports(settings, role)
-    app, _ = build_worker_app(
+    app, edge = build_worker_app(
         settings, role, web_port=default_web if web_port is None else web_port
     )
     port = start_metrics_server(
@@ -264,6 +294,7 @@ def run_worker(
     )
     print(f"worker {role}: metrics on port {port} (/metrics)", flush=True)
     wait_for_kafka(settings.kafka.bootstrap_servers)
+    _prepare_changelogs(app, edge, settings)
     WORKER_UP.labels(agent=role).set(1)
     if settings.workers.stall_restart_s > 0:  # a hung worker exits to be restarted
         restart_when_stuck(settings.workers.stall_restart_s)

@@ -364,3 +364,74 @@ async def delete_run_topics(cfg: KafkaConfig) -> list[str]:
         return names
     finally:
         await admin.close()
+
+
+#: a topic just created must be known to every broker within this (else an error)
+VISIBLE_TIMEOUT_S = 60.0
+
+
+async def ensure_compacted(cfg: KafkaConfig, partitions: dict[str, int]) -> list[str]:
+    """Create the compacted topics ``partitions`` names (a worker's table changelogs, with
+    their partition counts) that do not exist yet, as Faust would (``cfg``'s replication
+    factor and ``min.insync.replicas``), and wait until every broker's metadata has each of
+    them with a leader for every partition. Returns the names created.
+
+    On a 3-node KRaft cluster Faust created a worker's changelogs and subscribed to them
+    at once; a broker that did not know one yet answered the metadata request without it,
+    so the group's assignor ignored it ("Ignoring missing topic") or the producer's
+    metadata lost it and the first table write crashed (``TypeError: 'NoneType' object is
+    not iterable`` in aiokafka's ``_partition``): the worker then did nothing
+    (tests/faults/test_cluster_broker_kill.py failed 3 of 6 runs). Made and seen
+    everywhere before Faust starts, Faust finds them there."""
+    configs = {"cleanup.policy": "compact"}
+    if cfg.min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(cfg.min_insync_replicas)
+    admin = make_admin(cfg)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [n for n in sorted(partitions) if n not in existing]
+        if new:
+            topics = [
+                NewTopic(n, partitions[n], cfg.replication_factor, topic_configs=configs)
+                for n in new
+            ]
+            response = await admin.create_topics(topics)
+            for name, code, *_ in response.topic_errors:
+                if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS (another worker)
+                    raise for_code(code)(f"could not create changelog {name}")
+    finally:
+        await admin.close()
+    await visible_everywhere(cfg, partitions)
+    return new
+
+
+async def visible_everywhere(cfg: KafkaConfig, partitions: dict[str, int]) -> None:
+    """Wait until each broker answers metadata for ``partitions``' topics with all their
+    partitions led (a metadata request to one broker, per broker)."""
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    from algostream.kafka.clients import client_kwargs
+
+    client = AIOKafkaClient(**client_kwargs(cfg))
+    await client.bootstrap()
+    deadline = asyncio.get_running_loop().time() + VISIBLE_TIMEOUT_S
+    names = sorted(partitions)
+    try:
+        while True:
+            missing = []
+            for broker in client.cluster.brokers():
+                response = await client.send(broker.nodeId, MetadataRequest(names))
+                for topic in response.topics:  # (error, name, [is_internal,] partitions)
+                    code, name, parts = topic[0], topic[1], topic[-1]
+                    led = [p for p in parts if p[0] == 0 and p[2] >= 0]  # (error, id, leader, ...)
+                    if code != 0 or len(led) < partitions[name]:
+                        missing.append(f"{name}@{broker.nodeId}")
+            if not missing:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"topics not known to every broker: {missing[:5]}")
+            await asyncio.sleep(0.2)
+    finally:
+        await client.close()

@@ -38,17 +38,7 @@ TWITCHY = {
     "ALGOSTREAM__RISK__MAX_ORDERS_PER_SECOND": "1000",
 }
 
-pytestmark = [
-    pytest.mark.slow,
-    # flaky in the full suite on a 2-core machine (3 brokers + the pipeline + the shared
-    # broker): it failed 3 of 6 runs at the end of this session, with and without account
-    # transactions (the trading worker decided nothing after start-up); issue 28 item 8 is
-    # open for it. Run it alone: ALGOSTREAM_RUN_CLUSTER_TEST=1 pytest tests/faults/<this>
-    pytest.mark.skipif(
-        os.environ.get("ALGOSTREAM_RUN_CLUSTER_TEST") != "1",
-        reason="flaky 3-node cluster test, opt-in (ALGOSTREAM_RUN_CLUSTER_TEST=1)",
-    ),
-]
+pytestmark = [pytest.mark.slow]
 
 
 async def fills(s) -> list[OrderEvent]:  # type: ignore[no-untyped-def]
@@ -72,9 +62,7 @@ async def test_one_broker_of_three_killed_trading_goes_on(tmp_path: Path) -> Non
             "ALGOSTREAM__KAFKA__DATA_DIR": str(tmp_path / "data"),
             "ALGOSTREAM__KAFKA__REPLICATION_FACTOR": "3",
             "ALGOSTREAM__KAFKA__MIN_INSYNC_REPLICAS": "2",
-            # the default (no account transactions), as users run it: with them on, the
-            # trading worker sometimes decided nothing after start-up on the cluster (2 of
-            # 4 runs; issue 28 item 2 is open), and test_trading_fencing.py covers them
+            # the default settings, account transactions (fencing) on
         }
         s = load_settings(env=env)
         report = await apply_catalog(load_catalog(), s.kafka, min_insync_replicas=2)

@@ -121,3 +121,17 @@ def test_published_ports_bind_loopback_unless_told(docker_compose: Compose) -> N
     password = {"GRAFANA_ADMIN_PASSWORD": "test-only-password"}
     assert host_ips(_env(**password)) == {"127.0.0.1"}
     assert host_ips(_env(**password, PUBLISH_ADDR="0.0.0.0")) == {"0.0.0.0"}
+
+
+def test_shadow_and_notifier_are_opt_in_profiles(docker_compose: Compose) -> None:
+    """Not started by a plain `up` (they need config first); with their profiles they run
+    the CLI commands, after the workers they read are healthy."""
+    both = (*BASE, "--profile", "shadow", "--profile", "notify")
+    services = _config(docker_compose, both)["services"]
+    assert services["shadow"]["command"] == ["shadow", "run", "--metrics-port", "9408"]
+    assert services["notifier"]["command"] == ["notify"]
+    assert services["shadow"]["depends_on"]["worker-market"]["condition"] == "service_healthy"
+    assert services["notifier"]["depends_on"]["worker-trading"]["condition"] == "service_healthy"
+    for name in ("shadow", "notifier"):
+        env = services[name]["environment"]
+        assert env["ALGOSTREAM__KAFKA__BOOTSTRAP_SERVERS"] == "kafka:9092", name

@@ -18,6 +18,9 @@ INSTANCE_ONLY = {  # set in __init__: checked on a fresh instance
     "AIOKafkaConsumer._fetch_max_wait_ms",
     "AIOKafkaConsumer._isolation_level",
     "TableManager.recovery",
+    "AIOKafkaProducer._txn_manager",
+    "TransactionManager._transaction_waiter",
+    "TransactionManager.state",
 }
 
 
@@ -36,6 +39,12 @@ async def test_instance_attributes_the_patches_set_exist() -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
     assert isinstance(consumer._fetch_max_wait_ms, int)
     assert consumer._isolation_level == "read_uncommitted"
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", transactional_id="check")
+    manager = producer._txn_manager
+    assert manager is not None and manager.state is not None
+    assert hasattr(manager, "_transaction_waiter")
     import faust
 
     app = faust.App("framework-check", broker="kafka://127.0.0.1:1")
