@@ -35,6 +35,7 @@ from algostream.execution.futures_venue import is_futures, paper_futures
 from algostream.execution.paper import PaperBroker
 from algostream.features.processor import FeatureProcessor
 from algostream.ingest.binance import BinanceAdapter
+from algostream.ingest.binance_usdm import BinanceUsdmAdapter
 from algostream.marketdata.bars import BarAggregator
 from algostream.marketdata.processor import BookProcessor
 from algostream.model.enums import OrderType, Side
@@ -103,7 +104,10 @@ class BacktestEngine:
         """``shadow``: run the shadow strategies (the shadow worker), else the live ones."""
         md, ex = settings.market_data, settings.execution
         self.settings = settings
-        self.adapter = BinanceAdapter(md)
+        #: raw frames go through the live ingestor's adapter of the exchange
+        self.adapter: BinanceAdapter | BinanceUsdmAdapter = (
+            BinanceUsdmAdapter(md) if is_futures(settings) else BinanceAdapter(md)
+        )
         self.book = BookProcessor(md.book_top_levels)
         self.bars = [BarAggregator(i) for i in md.bar_intervals]
         self.risk = RiskProcessor(
@@ -205,6 +209,8 @@ class BacktestEngine:
                 self.on_book_update(record)
             elif isinstance(record, TradeTick):
                 self.on_trade(record)
+            elif isinstance(record, MarkPrice):
+                self.on_mark_price(record)
             elif isinstance(record, BookIntegrity):
                 self.emit("book.integrity", record)
                 self._risk(self.risk.on_integrity(record, record.ts_init))

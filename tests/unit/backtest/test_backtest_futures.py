@@ -4,6 +4,7 @@ account, the gate's futures checks apply, and funding from a funding history CSV
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from algostream.model import (
     OrderRequest,
     OrderType,
     PnL,
+    RawFrame,
     Side,
 )
 
@@ -90,3 +92,38 @@ def test_a_bad_funding_history_row_is_named(tmp_path: Path) -> None:
     path.write_text("symbol,fundingTime,fundingRate,markPrice\nBTCUSDT,2000,abc,30000\n")
     with pytest.raises(BacktestError, match="line 2"):
         funding_marks(path)
+
+
+def raw(ts_ms: int, payload: dict[str, object], stream: str = "ws") -> RawFrame:
+    return RawFrame(
+        instrument=PERP, ts_event=ts_ms * 1_000_000, ts_init=ts_ms * 1_000_000,
+        record_id=f"raw-{ts_ms}", lineage_id=f"raw-{ts_ms}", venue="BINANCE_USDM",
+        stream=stream, payload=json.dumps(payload),
+    )  # fmt: skip
+
+
+def test_a_raw_futures_capture_goes_through_the_futures_adapter() -> None:
+    """Documented frames: a /fapi/v1/depth snapshot, a diff spanning it (``pu`` chains),
+    markPriceUpdate before and at a funding time."""
+    engine = BacktestEngine(load_settings(env=ENV))
+    book_side = {"bids": [["29999", "5"]], "asks": [["30001", "5"]]}
+    snapshot = {"lastUpdateId": 100, "E": 1000, "T": 1000} | book_side
+    diff = {"e": "depthUpdate", "E": 1100, "T": 1100, "s": "BTCUSDT", "U": 95, "u": 105,
+            "pu": 90, "b": [["29998", "1"]], "a": []}  # fmt: skip
+
+    def mark(ts_ms: int, rate: str, next_ms: int) -> dict[str, object]:
+        data = {"e": "markPriceUpdate", "E": ts_ms, "s": "BTCUSDT", "p": "30000.00000000",
+                "i": "29990.00000000", "P": "30000.00000000", "r": rate, "T": next_ms}  # fmt: skip
+        return {"stream": "btcusdt@markPrice", "data": data}
+
+    engine.run([
+        raw(1000, snapshot, stream="rest:/fapi/v1/depth"),
+        raw(1100, {"stream": "btcusdt@depth@100ms", "data": diff}),
+        raw(1500, mark(1500, "0.00010000", 2000)),
+    ])  # fmt: skip
+    engine._propose(order("short", "1", 1_600_000_000))
+    engine.run([raw(2000, mark(2000, "0.00020000", 3000))])
+    result = engine.finish()
+    assert [e.fill_qty for e in result.fills] == [Decimal("1")]
+    assert {u.instrument for u in result.on("md.book")} == {PERP}
+    assert engine.risk.ledger("paper").funding == Decimal("3.0")  # 1 * 30000 * 0.01 %
