@@ -488,7 +488,15 @@ def backtest_cmd(
     settings = settings_or_exit(config)
     if bars is not None:
         _bar_backtest(
-            settings, (bars, bars_format), instrument, interval, fill_at, close_at_end, lot, out
+            settings,
+            (bars, bars_format),
+            instrument,
+            interval,
+            fill_at,
+            close_at_end,
+            lot,
+            out,
+            funding_history,
         )
         return
     if parity_check:
@@ -540,6 +548,7 @@ def _bar_backtest(
     close_at_end: bool,
     lot: str,
     out: Path,
+    funding_history: Path | None = None,
 ) -> None:
     from decimal import Decimal, InvalidOperation
 
@@ -547,6 +556,7 @@ def _bar_backtest(
     from algostream.backtest.bars import BarBacktest, FillModel
     from algostream.backtest.errors import BacktestError
     from algostream.backtest.report import ReportInputs, write_report
+    from algostream.backtest.run import funding_marks
     from algostream.marketdata.bars import INTERVAL_NS
     from algostream.signals.errors import SignalError
 
@@ -568,7 +578,8 @@ def _bar_backtest(
     )
     try:
         inputs = list(load_bars(source[0], instrument, interval, fmt=source[1]))
-        result = BarBacktest(settings, fill).run(inputs)
+        marks = funding_marks(funding_history) if funding_history is not None else []
+        result = BarBacktest(settings, fill).run(inputs, marks)
     except (BacktestError, SignalError, OSError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

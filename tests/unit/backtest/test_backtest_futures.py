@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
+from algostream.backtest.bars import BarBacktest, FillModel
 from algostream.backtest.engine import BacktestEngine
 from algostream.backtest.errors import BacktestError
 from algostream.backtest.run import FUTURES_INPUTS, MD_INPUTS, funding_marks, md_inputs, with_marks
 from algostream.config import load_settings
 from algostream.model import (
+    Bar,
     BookUpdate,
     BookUpdateKind,
     OrderEvent,
@@ -25,9 +28,11 @@ from algostream.model import (
     RawFrame,
     Side,
 )
+from algostream.signals.base import Strategy, StrategyConfig
 
 PERP = "BINANCE_USDM:BTCUSDT"
 SEC = 1_000_000_000
+DAY = 86_400 * SEC
 ENV = {
     "ALGOSTREAM__MARKET_DATA__EXCHANGE": "binance_usdm",
     "ALGOSTREAM__MARKET_DATA__SYMBOLS": '["BTCUSDT"]',
@@ -127,3 +132,52 @@ def test_a_raw_futures_capture_goes_through_the_futures_adapter() -> None:
     assert [e.fill_qty for e in result.fills] == [Decimal("1")]
     assert {u.instrument for u in result.on("md.book")} == {PERP}
     assert engine.risk.ledger("paper").funding == Decimal("3.0")  # 1 * 30000 * 0.01 %
+
+
+class ShortOnce(Strategy[StrategyConfig]):
+    """Sells 2 units on the first bar (a short from flat), nothing after."""
+
+    name: ClassVar[str] = "short_once"
+
+    def __init__(self, config: StrategyConfig) -> None:
+        super().__init__(config)
+        self.n = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.n == 0:
+            self.ctx.sell(Decimal("2"))
+        self.n += 1
+
+
+def day_bar(i: int, price: str) -> Bar:
+    return Bar(
+        instrument=PERP, ts_event=(i + 1) * DAY, ts_init=(i + 1) * DAY,
+        record_id=f"bar-{i}", lineage_id="t", interval="1d", start_ns=i * DAY,
+        end_ns=(i + 1) * DAY, open=Decimal(price), high=Decimal(price), low=Decimal(price),
+        close=Decimal(price), volume=Decimal(1), quote_volume=Decimal(0), trades=0,
+    )  # fmt: skip
+
+
+def test_a_bar_backtest_of_a_perpetual_shorts_and_pays_funding(tmp_path: Path) -> None:
+    """Funding at 12:00 of day 1 and 2 from a history CSV; the short opened at day 1's open
+    receives both (positive rates), in realised P&L and in the equity curve."""
+    path = tmp_path / "funding.csv"
+    noon = DAY // 2 // 1_000_000
+    path.write_text(
+        "symbol,fundingTime,fundingRate,markPrice\n"
+        f"BTCUSDT,{noon},0.0001,30000\n"  # day 0 noon: before the short, nothing to pay
+        f"BTCUSDT,{DAY // 1_000_000 + noon},0.0001,30000\n"
+        f"BTCUSDT,{2 * DAY // 1_000_000 + noon},0.0002,31000\n"
+    )
+    bars = [day_bar(0, "30000"), day_bar(1, "30000"), day_bar(2, "31000"), day_bar(3, "31000")]
+    settings = load_settings(env=ENV)
+    test = BarBacktest(settings, FillModel(fee_rate=Decimal(0)), ShortOnce(StrategyConfig()))
+    result = test.run(bars, funding_marks(path))
+    ledger = test.risk.ledger("paper")
+    assert ledger.quantity(PERP) == Decimal("-2")
+    want = Decimal("2") * Decimal("30000") * Decimal("0.0001") + Decimal("2") * Decimal(
+        "31000"
+    ) * Decimal("0.0002")
+    assert ledger.funding == want == Decimal("18.4")
+    equity = dict(result.equity)
+    assert equity[4 * DAY] - equity[DAY] == want - 2 * (31000 - 30000)  # funding, then the loss
