@@ -269,6 +269,11 @@ class RiskProcessor:
                 ledger.pnl_record(ts_event=mark.ts_event, ts_init=now, cause_id=mark.record_id)
             )
             out += [c.to_event(mark, now) for c in self.breaker.check_account(ledger)]
+            for (account, sid), book in self.books.items():  # each strategy its own part
+                pos = book.positions.get(f.instrument)
+                if account == f.account and pos is not None and pos.quantity:
+                    pos.apply_funding(-pos.quantity * f.mark * f.rate)
+                    out += self._strategy_outputs(account, sid, mark, now, throttle=False)
         return out
 
     def take_fundings(self) -> list[Funding]:

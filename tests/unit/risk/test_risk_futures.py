@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from risk_testkit import fill, order, top
 
-from algostream.config import RiskConfig
+from algostream.config import RiskConfig, StrategySpec
 from algostream.model import MarkPrice, OrderRejected, OrderRequest, PnL, Side
 from algostream.risk import RiskProcessor
 
@@ -118,3 +118,17 @@ def test_a_long_pays_a_positive_rate() -> None:
     p.on_mark_price(mark(10, "100", "0.001", 1000))
     p.on_mark_price(mark(1000, "100", "0.001", 2000))
     assert p.ledger("paper").realized_pnl == D("-0.1")
+
+
+def test_each_strategy_pays_the_funding_of_its_own_part() -> None:
+    specs = (StrategySpec(id="a"), StrategySpec(id="b"))
+    p = RiskProcessor(RiskConfig(), strategies=specs)
+    p.on_book_top(top(PERP, bid="99", ask="101", ts=1))
+    for n, (sid, qty) in enumerate((("a", "-3"), ("b", "1"))):
+        side = Side.SELL if qty.startswith("-") else Side.BUY
+        ev = fill(f"f{n}", side, qty.lstrip("-"), "100", instrument=PERP, coid=f"c{n}")
+        p.on_order_event(ev.model_copy(update={"strategy": sid}))
+    p.on_mark_price(mark(10, "100", "0.001", 1000))
+    out = p.on_mark_price(mark(1000, "100", "0.001", 2000))
+    by_strategy = {r.strategy: r.realized_pnl for r in out if isinstance(r, PnL)}
+    assert by_strategy == {None: D("0.2"), "a": D("0.3"), "b": D("-0.1")}
