@@ -221,6 +221,7 @@ def sim(
                 setup=setup,
                 ready=ready,
                 batch_depth=s.batch_depth if batch_depth is None else batch_depth,
+                funding_interval_ms=s.funding_interval_s * 1000,
             )
         )
 
@@ -478,15 +479,22 @@ def backtest_cmd(
     lot: Annotated[
         str, typer.Option(help="--bars: quantity step (1 for whole shares)")
     ] = "0.00001",
+    funding_history: Annotated[
+        Path | None,
+        typer.Option(help="futures: funding CSV (symbol, fundingTime, fundingRate, markPrice)"),
+    ] = None,
 ) -> None:
     """Run the live processors over history (topics, a capture file, a synthetic market or
     bars)."""
+    from algostream.backtest.errors import BacktestError
     from algostream.backtest.run import (
-        MD_INPUTS,
         decode_topic_record,
+        funding_marks,
+        md_inputs,
         parity,
         records_from_capture,
         run_backtest,
+        with_marks,
     )
     from algostream.backtest.source import read_range
     from algostream.backtest.synthetic import synthetic_frames
@@ -494,7 +502,15 @@ def backtest_cmd(
     settings = settings_or_exit(config)
     if bars is not None:
         _bar_backtest(
-            settings, (bars, bars_format), instrument, interval, fill_at, close_at_end, lot, out
+            settings,
+            (bars, bars_format),
+            instrument,
+            interval,
+            fill_at,
+            close_at_end,
+            lot,
+            out,
+            funding_history,
         )
         return
     if parity_check:
@@ -512,9 +528,15 @@ def backtest_cmd(
         inputs = [*synthetic_frames(tuple(settings.market_data.symbols), seed, synthetic)]
     else:
         topic_records = asyncio.run(
-            read_range(settings.kafka, MD_INPUTS, parse_time(start), parse_time(end))
+            read_range(settings.kafka, md_inputs(settings), parse_time(start), parse_time(end))
         )
         inputs = [decode_topic_record(r) for r in topic_records]
+    if funding_history is not None:
+        try:
+            inputs = with_marks(inputs, funding_marks(funding_history))
+        except BacktestError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
     if sweep:
         from algostream.backtest.sweep_cli import sweep_command
 
@@ -540,6 +562,7 @@ def _bar_backtest(
     close_at_end: bool,
     lot: str,
     out: Path,
+    funding_history: Path | None = None,
 ) -> None:
     from decimal import Decimal, InvalidOperation
 
@@ -547,6 +570,7 @@ def _bar_backtest(
     from algostream.backtest.bars import BarBacktest, FillModel
     from algostream.backtest.errors import BacktestError
     from algostream.backtest.report import ReportInputs, write_report
+    from algostream.backtest.run import funding_marks
     from algostream.marketdata.bars import INTERVAL_NS
     from algostream.signals.errors import SignalError
 
@@ -568,7 +592,8 @@ def _bar_backtest(
     )
     try:
         inputs = list(load_bars(source[0], instrument, interval, fmt=source[1]))
-        result = BarBacktest(settings, fill).run(inputs)
+        marks = funding_marks(funding_history) if funding_history is not None else []
+        result = BarBacktest(settings, fill).run(inputs, marks)
     except (BacktestError, SignalError, OSError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

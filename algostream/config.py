@@ -96,6 +96,14 @@ class RiskConfig(Section):
     cost_method: CostMethod = CostMethod.FIFO
     account: str = "paper"
     starting_equity: Money = Decimal("100000.0")
+    #: futures (``BINANCE_USDM:*`` instruments): the leverage of every position, at most
+    #: the first leverage bracket's maximum (125 on Binance's BTCUSDT)
+    leverage: int = Field(default=20, ge=1, le=125)
+    #: futures margin mode: ``CROSS`` (the wallet backs every position) or ``ISOLATED``
+    margin_mode: Literal["CROSS", "ISOLATED"] = "CROSS"
+    #: futures: an order whose liquidation price would be closer than this (percent of
+    #: the mark) is refused ``TOO_CLOSE_TO_LIQUIDATION``
+    min_liquidation_distance_percent: Decimal = Field(default=Decimal("5"), gt=0, lt=100)
 
 
 class ExecutionConfig(Section):
@@ -304,6 +312,9 @@ class SimConfig(Section):
     #: depth streams batched per interval as Binance does (False: one message per event,
     #: the firehose the throughput benchmark drives)
     batch_depth: bool = True
+    #: futures funding times every this many seconds (8 h as on Binance; shorter to see
+    #: funding paid in a test or a demo)
+    funding_interval_s: int = Field(default=8 * 3600, ge=1, le=24 * 3600)
     #: the simulated trading account's starting balances (free), per asset
     balances: dict[str, Decimal] = Field(
         default_factory=lambda: {

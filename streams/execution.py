@@ -30,17 +30,25 @@ import structlog
 from algostream.backtest.source import read_range
 from algostream.config import Settings
 from algostream.execution.binance_client import BinanceRestClient
+from algostream.execution.coinbase_orders import CoinbaseExecution
 from algostream.execution.errors import OrderStatusUnknownError
+from algostream.execution.futures_paper import FuturesPaperBroker
+from algostream.execution.futures_venue import (
+    is_futures,
+    paper_futures,
+    reconcile_positions_on_start,
+)
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import VenueOrder, rebuild_local, reconcile_orders
 from algostream.execution.router import ExecutionRouter
+from algostream.execution.usdm_client import UsdmRestClient, venue_order_from_usdm
 from algostream.execution.user_stream import UserDataStream, stream_url_for
 from algostream.model.enums import OrderStatus
 from algostream.model.errors import RecordDecodeError
 from algostream.model.ids import split_instrument
 from algostream.model.records import BookTop, OrderEvent, OrderRequest, Record, TradeTick
 from algostream.observability import metrics
-from streams import fencing
+from streams import fencing, futures
 from streams.edge import Edge
 from streams.reader import tap
 
@@ -58,6 +66,12 @@ class ExecutionShell:
         self.state = fencing.trading_table(app, edge, "exec-state")
         self.sent = fencing.trading_table(app, edge, "exec-orders")
         self._broker: PaperBroker | None = None
+        #: BINANCE_USDM paper trading: the paper broker under a futures account
+        self._futures: FuturesPaperBroker | None = None
+        self.is_futures = is_futures(settings)
+        #: live orders on Coinbase Advanced Trade (market_data.exchange = "coinbase")
+        self.is_coinbase = settings.market_data.exchange == "coinbase"
+        self._coinbase: CoinbaseExecution | None = None
         self._router: ExecutionRouter | None = None
         self._client: BinanceRestClient | None = None
         self._user_stream: asyncio.Task[None] | None = None
@@ -68,11 +82,19 @@ class ExecutionShell:
         """Paper broker (default) or the signed Binance REST client."""
         if self._router is None:
             ex = self.settings.execution
-            if ex.paper_trading:
+            if ex.paper_trading and self.is_futures:
+                saved = self.state.get("futures")
+                self._futures = paper_futures(self.broker, self.settings, saved)
+                self._router = ExecutionRouter(futures=self._futures)
+            elif ex.paper_trading:
                 self._router = ExecutionRouter(paper=self.broker)
+            elif self.is_coinbase:
+                self._coinbase = CoinbaseExecution.from_config(ex)
+                self._router = ExecutionRouter(coinbase=self._coinbase, venue="COINBASE")
             else:
                 http = httpx.AsyncClient(timeout=ex.request_timeout_ms / 1000)
-                self._client = BinanceRestClient.from_config(http, ex)
+                client = UsdmRestClient if self.is_futures else BinanceRestClient
+                self._client = client.from_config(http, ex)
                 self._router = ExecutionRouter(binance=self._client)
         return self._router
 
@@ -86,7 +108,8 @@ class ExecutionShell:
         requests = _decodable(await read_range(kafka, ["orders.approved"]), OrderRequest)
         events = _decodable(await read_range(kafka, ["orders.events"]), OrderEvent)
         paper = self.settings.execution.paper_trading
-        local = rebuild_local(requests, events, venue="PAPER" if paper else "BINANCE")
+        live_venue = "COINBASE" if self.is_coinbase else "BINANCE"
+        local = rebuild_local(requests, events, venue="PAPER" if paper else live_venue)
         with_events = {e.client_order_id for e in events}
         mine = {
             c: o
@@ -96,6 +119,14 @@ class ExecutionShell:
         venue: dict[str, VenueOrder] = {}
         missing: list[str] = []
         self.router  # noqa: B018 - builds the broker or client
+        if self._coinbase is not None:  # Coinbase: its own listing of orders
+            for coid, order in mine.items():
+                if self.sent.get(coid) is None:
+                    self.sent[coid] = order.request.record_id
+            done = await self._coinbase.reconcile(mine, now_ns=time.time_ns())
+            for problem in done.discrepancies:
+                log.error("reconciliation: cannot fix with an event", problem=problem)
+            return done.events
         for coid, order in mine.items():
             if paper:
                 found = self.broker.get(coid)
@@ -104,7 +135,8 @@ class ExecutionShell:
                 assert self._client is not None
                 symbol = split_instrument(order.request.instrument)[1]
                 payload = await self._client.query_order(symbol, coid)
-                view = VenueOrder.from_binance(payload) if payload is not None else None
+                parse = venue_order_from_usdm if self.is_futures else VenueOrder.from_binance
+                view = parse(payload) if payload is not None else None
             if view is None:
                 missing.append(coid)
             else:
@@ -116,6 +148,11 @@ class ExecutionShell:
         for problem in result.discrepancies:
             log.error("reconciliation: cannot fix with an event", problem=problem)
         log.info("reconciled with the venue", open_orders=len(mine), events=len(result.events))
+        if self.is_futures and isinstance(self._client, UsdmRestClient):  # positions too
+            for diff in await reconcile_positions_on_start(self._client, self.settings, events):
+                log.error("reconciliation: position differs at the venue (the venue is the "
+                          "truth)", instrument=diff.instrument, local=str(diff.local),
+                          venue=str(diff.venue))  # fmt: skip
         # after the comparison: a restored top can fill a resting order (an event of its own)
         return result.events + (await self.restore_books() if paper else [])
 
@@ -126,6 +163,9 @@ class ExecutionShell:
         if ex.paper_trading or self._user_stream is not None:
             return
         router, client = self.router, self._client
+        if self.is_futures or self.is_coinbase:  # no user stream read here: polling
+            self._user_stream = asyncio.get_running_loop().create_task(self._poll(emit))
+            return
         assert client is not None
 
         async def on_event(event: dict[str, Any]) -> None:
@@ -143,6 +183,15 @@ class ExecutionShell:
             poll_interval_s=ex.order_poll_interval_ms / 1000,
         )
         self._user_stream = asyncio.get_running_loop().create_task(stream.run())
+
+    async def _poll(self, emit: Callable[[list[OrderEvent]], Awaitable[None]]) -> None:
+        interval = self.settings.execution.order_poll_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await emit(await self.router.catch_up(time.time_ns()))
+            except Exception as exc:
+                log.warning("order poll failed", error=str(exc))
 
     async def restore_books(self) -> list[OrderEvent]:
         """Give the paper broker each instrument's latest top from the tail of ``book.top``.
@@ -179,11 +228,13 @@ class ExecutionShell:
         would otherwise carry on without the owner's resting orders)."""
         self.reconciled = False
         if self.settings.execution.paper_trading:
-            self._broker = self._router = None
+            self._broker = self._router = self._futures = None
 
     def persist(self) -> None:
         if self.settings.execution.paper_trading:
             self.state["paper"] = self.broker.to_state()
+            if self._futures is not None:
+                self.state["futures"] = self._futures.to_state()
 
     async def submit(self, order: OrderRequest) -> list[OrderEvent]:
         """Send once; an unknown outcome (timeout/5xx after retries) is queried, not resent."""
@@ -215,6 +266,10 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     fencing.install(app, edge, settings)
     shell = ExecutionShell(app, edge, settings)
     venue = "paper" if settings.execution.paper_trading else "binance"
+    if not settings.execution.paper_trading and is_futures(settings):
+        venue = "binance_usdm"
+    elif not settings.execution.paper_trading and settings.market_data.exchange == "coinbase":
+        venue = "coinbase"
 
     async def emit(events: list[OrderEvent]) -> None:
         for ev in events:
@@ -299,6 +354,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         edge.listen("md.trades", trade_read)
         tap(app, edge, settings, "md.trades", TradeTick, "execution")
     edge.before_revoke(shell.forget)  # after the tap's hand-over (hooks run in order)
+    futures.register_execution(app, edge, settings, shell)
     if edge.txn is not None:  # fenced: another worker's broker executes the account
         edge.txn.on_fenced.append(shell.forget)
         edge.after_streams_empty(edge.txn.release)  # after every stage handed over

@@ -78,7 +78,7 @@ from algostream.risk.breaker import ALL_INSTRUMENTS
 from algostream.risk.control_auth import ControlVerifier, refusal_event
 from algostream.risk.errors import ControlAuthError
 from algostream.risk.processor import output_topic
-from streams import fencing
+from streams import fencing, futures
 from streams.edge import Edge
 from streams.reader import decoded, reader_of, readers, tap
 from streams.state import Recent
@@ -265,6 +265,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         txn.on_fenced.append(shell.forget)
     # after the readers' hand-overs (hooks run in order): no batch is running by then
     edge.before_revoke(shell.forget)
+    futures.register_risk(app, edge, settings, shell, emit)
 
     @app.agent(edge.topic("orders.events"), name="risk-fills")
     async def order_events(stream: faust.StreamT[bytes]) -> None:

@@ -28,6 +28,11 @@ it: at its close (``"close"``), or at its open (``"last_open"``: backtesting.py 
 ``finalize_trades``, which re-runs its broker on the last bar's prices); the closing fills
 are fills like any other, so the report counts them. Orders still open then are dropped.
 
+Futures (a ``BINANCE_USDM:*`` instrument): the risk gate applies the futures checks, and
+``marks`` (``md.mark_price`` records, e.g. :func:`~algostream.backtest.run.funding_marks`
+of a funding history) settle funding into the ledger as live: marks up to a bar's open
+before its fills, the rest of the bar's before its close is marked.
+
 Speed: records are only made for what happens (signals, orders, fills); a bar costs a
 mark, the strategy hook and an equity point (``bench/bars.py``).
 """
@@ -45,7 +50,7 @@ from algostream.config import ConfigError, Settings
 from algostream.features.processor import FeatureProcessor
 from algostream.model.enums import OrderStatus, OrderType, Side
 from algostream.model.ids import derive_id
-from algostream.model.records import Bar, BookTop, OrderEvent, OrderRequest, Signal
+from algostream.model.records import Bar, BookTop, MarkPrice, OrderEvent, OrderRequest, Signal
 from algostream.risk import RiskProcessor
 from algostream.risk.processor import output_topic
 from algostream.signals.base import Strategy
@@ -127,9 +132,22 @@ class BarBacktest:
         )
         self.features = FeatureProcessor(signal) if self.signals.uses_features else None
 
-    def run(self, bars: Iterable[Bar]) -> BarBacktestResult:
-        """Run over ``bars`` (one instrument, one interval, in time order)."""
+    def run(self, bars: Iterable[Bar], marks: Iterable[MarkPrice] = ()) -> BarBacktestResult:
+        """Run over ``bars`` (one instrument, one interval, in time order); ``marks``, in
+        time order, settle futures funding (module docstring)."""
         ledger = self.risk.ledger(self.account)
+        funding = iter(sorted(marks, key=lambda m: m.ts_event))
+        next_mark = next(funding, None)
+
+        def settle(until_ns: int, *, inclusive: bool) -> None:
+            nonlocal next_mark
+            while next_mark is not None and (
+                next_mark.ts_event < until_ns or (inclusive and next_mark.ts_event == until_ns)
+            ):
+                for record in self.risk.on_mark_price(next_mark, next_mark.ts_init):
+                    self.result.outputs.append((output_topic(record, from_proposal=False), record))
+                next_mark = next(funding, None)
+
         equity = self.result.equity
         breaker_on = self.settings.risk.enable_circuit_breaker
         last: Bar | None = None
@@ -142,8 +160,10 @@ class BarBacktest:
                     f"follow {last.record_id} ({last.instrument} end {last.end_ns}): one "
                     "instrument, in time order"
                 )
+            settle(bar.start_ns, inclusive=True)
             if self._pending:
                 self._fill_pending(bar)
+            settle(bar.end_ns, inclusive=False)
             position = ledger.positions.get(bar.instrument)
             held = position is not None and position.quantity
             if held:
@@ -397,6 +417,7 @@ def bar_backtest(
     bars: Sequence[Bar] | Iterable[Bar],
     fill: FillModel | None = None,
     strategy: Strategy[Any] | None = None,
+    marks: Iterable[MarkPrice] = (),
 ) -> BarBacktestResult:
     """Run a :class:`BarBacktest` once."""
-    return BarBacktest(settings, fill, strategy).run(bars)
+    return BarBacktest(settings, fill, strategy).run(bars, marks)

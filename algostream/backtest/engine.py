@@ -11,6 +11,12 @@ Input is either raw frames (``md.raw``: a capture file; they go through the same
 adapter logic as the live ingestor, snapshots included) or normalised ``md.book`` /
 ``md.trades`` records read back from the topics.
 
+Futures (``market_data.exchange = "binance_usdm"``): the paper broker fills under a
+:class:`~algostream.execution.futures_paper.FuturesPaperBroker` as in the trading worker,
+the gate applies the futures checks, and ``md.mark_price`` records in the input (from
+the topic, a capture, or a funding history: :func:`~algostream.backtest.run.funding_marks`)
+settle funding into P&L at each funding time, as live.
+
 >>> from algostream.config import Settings
 >>> engine = BacktestEngine(Settings())
 >>> engine.run([]).counts
@@ -25,9 +31,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from algostream.config import Settings
+from algostream.execution.futures_venue import is_futures, paper_futures
 from algostream.execution.paper import PaperBroker
 from algostream.features.processor import FeatureProcessor
 from algostream.ingest.binance import BinanceAdapter
+from algostream.ingest.binance_usdm import BinanceUsdmAdapter
 from algostream.marketdata.bars import BarAggregator
 from algostream.marketdata.processor import BookProcessor
 from algostream.model.enums import OrderType, Side
@@ -37,6 +45,7 @@ from algostream.model.records import (
     BookIntegrity,
     BookTop,
     BookUpdate,
+    MarkPrice,
     OrderEvent,
     OrderRejected,
     OrderRequest,
@@ -95,7 +104,10 @@ class BacktestEngine:
         """``shadow``: run the shadow strategies (the shadow worker), else the live ones."""
         md, ex = settings.market_data, settings.execution
         self.settings = settings
-        self.adapter = BinanceAdapter(md)
+        #: raw frames go through the live ingestor's adapter of the exchange
+        self.adapter: BinanceAdapter | BinanceUsdmAdapter = (
+            BinanceUsdmAdapter(md) if is_futures(settings) else BinanceAdapter(md)
+        )
         self.book = BookProcessor(md.book_top_levels)
         self.bars = [BarAggregator(i) for i in md.bar_intervals]
         self.risk = RiskProcessor(
@@ -116,6 +128,8 @@ class BacktestEngine:
             for interval in self.signals.intervals
         ]
         self.broker = PaperBroker(ex.fee_rate, ex.paper_latency_ms * 1_000_000)
+        #: futures: the same broker under a futures account (margin checks, funding)
+        self.futures = paper_futures(self.broker, settings, None) if is_futures(settings) else None
         self.result = BacktestResult()
         self._last_ts = 0
 
@@ -130,9 +144,11 @@ class BacktestEngine:
                 self.on_book_update(record)
             elif isinstance(record, TradeTick):
                 self.on_trade(record)
+            elif isinstance(record, MarkPrice):
+                self.on_mark_price(record)
             else:
                 raise TypeError(
-                    f"backtest input must be md.raw/md.book/md.trades records, "
+                    f"backtest input must be md.raw/md.book/md.trades/md.mark_price records, "
                     f"got {type(record).__name__}"
                 )
         return self.result
@@ -147,12 +163,12 @@ class BacktestEngine:
             for bar in agg.on_time(last + agg.interval_ns):
                 self._on_bar(bar)
         if close_positions:
-            self._fills(self.broker.advance(last))
+            self._fills((self.futures or self.broker).advance(last))
             for ledger in list(self.risk.ledgers.values()):
                 for inst, pos in list(ledger.positions.items()):
                     if pos.quantity:
                         self._propose(self._closing_order(ledger.account, inst, pos.quantity))
-            self._fills(self.broker.advance(last + self.broker.latency_ns))
+            self._fills((self.futures or self.broker).advance(last + self.broker.latency_ns))
         return self.result
 
     def _closing_order(self, account: str, instrument: str, quantity: Decimal) -> OrderRequest:
@@ -193,6 +209,8 @@ class BacktestEngine:
                 self.on_book_update(record)
             elif isinstance(record, TradeTick):
                 self.on_trade(record)
+            elif isinstance(record, MarkPrice):
+                self.on_mark_price(record)
             elif isinstance(record, BookIntegrity):
                 self.emit("book.integrity", record)
                 self._risk(self.risk.on_integrity(record, record.ts_init))
@@ -211,17 +229,25 @@ class BacktestEngine:
         self.emit("book.top", top)
         for features in self.feature_procs:
             features.on_book(top)
-        self._fills(self.broker.on_book_top(top))
+        broker = self.futures or self.broker
+        self._fills(broker.on_book_top(top))
         self._risk(self.risk.on_book_top(top, top.ts_init))
         if self.signals.uses_books:
             self._signals(self.signals.on_book(top))
 
     def on_trade(self, trade: TradeTick) -> None:
         self.emit("md.trades", trade)
-        self._fills(self.broker.on_trade(trade))
+        self._fills((self.futures or self.broker).on_trade(trade))
         for agg in self.bars:
             for bar in agg.on_trade(trade).bars:
                 self._on_bar(bar)
+
+    def on_mark_price(self, mark: MarkPrice) -> None:
+        """Futures: the paper account's and the gate's funding (as the trading worker)."""
+        self.emit("md.mark_price", mark)
+        if self.futures is not None:
+            self.futures.on_mark_price(mark)
+        self._risk(self.risk.on_mark_price(mark, mark.ts_init))
 
     def _on_bar(self, bar: Bar) -> None:
         self.emit(f"bars.{bar.interval}", bar)
@@ -246,7 +272,8 @@ class BacktestEngine:
         for decision in self.risk.on_proposal(order, order.ts_init):
             if isinstance(decision, OrderRequest):
                 self.emit("orders.approved", decision)
-                self._fills(self.broker.submit(decision, decision.ts_init))
+                broker = self.futures or self.broker
+                self._fills(broker.submit(decision, decision.ts_init))
             elif isinstance(decision, OrderRejected):
                 self.emit("orders.rejected", decision)
 

@@ -9,23 +9,82 @@ prefix with what the in-process engine makes of the same input.
 from __future__ import annotations
 
 import asyncio
+import csv
+import heapq
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from algostream.backtest.capture import CaptureEntry, read_capture, write_capture
 from algostream.backtest.engine import BacktestEngine, BacktestResult
+from algostream.backtest.errors import BacktestError
 from algostream.backtest.report import BacktestReport, ReportInputs, write_report
 from algostream.backtest.source import TopicRecord, read_range
 from algostream.config import Settings
+from algostream.execution.futures_venue import is_futures
 from algostream.kafka.catalog import load_catalog
 from algostream.kafka.clients import make_producer
 from algostream.kafka.provision import apply_catalog
-from algostream.model.records import RECORD_TYPES, Bar, OrderEvent, RawFrame, Record
+from algostream.model.ids import derive_id
+from algostream.model.records import RECORD_TYPES, Bar, MarkPrice, OrderEvent, RawFrame, Record
 
 MD_INPUTS = ("md.book", "md.trades")
+#: futures backtests also read the mark prices (funding)
+FUTURES_INPUTS = (*MD_INPUTS, "md.mark_price")
+_MS = 1_000_000
+#: funding times without a next row: the venue's 8 h
+FUNDING_INTERVAL_NS = 8 * 3600 * 1000 * _MS
+
+
+def md_inputs(settings: Settings) -> tuple[str, ...]:
+    """The topics a backtest of this deployment reads (futures: with ``md.mark_price``)."""
+    return FUTURES_INPUTS if is_futures(settings) else MD_INPUTS
+
+
+def funding_marks(path: str | Path, venue: str = "BINANCE_USDM") -> list[MarkPrice]:
+    """``md.mark_price`` records from a funding history CSV as Binance's ``GET
+    /fapi/v1/fundingRate`` gives it (columns ``symbol``, ``fundingTime`` in ms,
+    ``fundingRate``, ``markPrice``), in time order. Each funding time T becomes two marks:
+    one just before T announcing T's rate, one at T (at or past the time: it settles),
+    which is what the live gate sees on the topic. A bad row: an error naming the line."""
+    rows: dict[str, list[tuple[int, Decimal, Decimal]]] = {}
+    with Path(path).open(newline="") as fh:
+        for n, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                t = int(row["fundingTime"]) * _MS
+                item = (t, Decimal(row["fundingRate"]), Decimal(row["markPrice"]))
+                if not item[2] > 0:
+                    raise ValueError(f"markPrice {row['markPrice']!r} is not > 0")
+                rows.setdefault(f"{venue}:{row['symbol'].upper()}", []).append(item)
+            except (KeyError, ValueError, TypeError, AttributeError, InvalidOperation) as exc:
+                raise BacktestError(f"funding history {str(path)!r} line {n}: {exc!r}") from None
+    out: list[MarkPrice] = []
+    for instrument, items in rows.items():
+        items.sort()
+        for i, (t, rate, mark) in enumerate(items):
+            nxt, next_rate = items[i + 1][:2] if i + 1 < len(items) else (
+                t + FUNDING_INTERVAL_NS, rate
+            )  # fmt: skip
+            for ts, announce_at, announced in ((t - 1, t, rate), (t, nxt, next_rate)):
+                rid = derive_id("funding-history", instrument, ts)
+                out.append(
+                    MarkPrice(
+                        instrument=instrument, ts_event=ts, ts_init=ts, record_id=rid,
+                        lineage_id=rid, mark_price=mark, index_price=mark,
+                        funding_rate=announced, next_funding_ns=announce_at,
+                    )
+                )  # fmt: skip
+    return sorted(out, key=lambda m: m.ts_event)
+
+
+def with_marks(inputs: Iterable[Record], marks: Iterable[MarkPrice]) -> list[Record]:
+    """Market data and mark prices in one event-time order (both already in order)."""
+    return list(heapq.merge(inputs, marks, key=lambda r: r.ts_event))
+
+
 PARITY_TOPICS = ("signals", "orders.proposed", "orders.approved", "orders.events")
 
 
@@ -40,7 +99,7 @@ def records_from_capture(path: str | Path) -> list[Record]:
     for entry in read_capture(path):
         if entry.topic == "md.raw":
             out.append(entry.record(RawFrame))
-        elif entry.topic in MD_INPUTS:
+        elif entry.topic in FUTURES_INPUTS:
             out.append(entry.record(load_catalog()[entry.topic].record_type))
     return out
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from algostream.execution.futures import FuturesAccount, FuturesError
+from algostream.execution.futures import FuturesAccount, FuturesError, FuturesPosition, MarginMode
 from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
 from algostream.model.records import BookTop, MarkPrice, OrderEvent, OrderRequest, TradeTick
@@ -82,7 +83,11 @@ class FuturesPaperBroker:
                 refused = ManagedOrder(order, venue=self.broker.venue)
                 return [refused.reject(str(exc), now_ns)]
         elif order.reduce_only:
-            self.account.check_reduce_only(order.instrument, order.side, order.quantity)
+            try:
+                self.account.check_reduce_only(order.instrument, order.side, order.quantity)
+            except FuturesError as exc:
+                refused = ManagedOrder(order, venue=self.broker.venue)
+                return [refused.reject(str(exc), now_ns)]
         return self._apply(self.broker.submit(order, now_ns))
 
     def on_book_top(self, top: BookTop) -> list[OrderEvent]:
@@ -90,6 +95,10 @@ class FuturesPaperBroker:
 
     def on_trade(self, trade: TradeTick) -> list[OrderEvent]:
         return self._apply(self.broker.on_trade(trade))
+
+    def advance(self, now_ns: int) -> list[OrderEvent]:
+        """The paper broker's orders due by ``now_ns`` (its latency), on the account."""
+        return self._apply(self.broker.advance(now_ns))
 
     def on_mark_price(self, mark: MarkPrice) -> list[FundingPayment]:
         """Keep the mark; settle the funding time the previous mark announced once this
@@ -110,6 +119,45 @@ class FuturesPaperBroker:
         )
         self.payments.append(payment)
         return [payment]
+
+    def to_state(self) -> dict[str, Any]:
+        """The account (wallet, positions, funding) and the last marks, JSON-able."""
+        return {
+            "wallet": str(self.account.wallet),
+            "positions": [
+                [
+                    p.instrument,
+                    p.leverage,
+                    p.margin_mode.value,
+                    str(p.qty),
+                    str(p.entry_price),
+                    str(p.isolated_margin),
+                    str(p.realized_pnl),
+                    str(p.fees),
+                    str(p.funding),
+                    sorted(p.funded_at),
+                ]
+                for p in self.account.positions.values()
+            ],
+            "marks": [m.model_dump(mode="json") for m in self._last_mark.values()],
+            "funding_paid": str(self.funding_paid),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`to_state` output."""
+        self.account.wallet = Decimal(state["wallet"])
+        for inst, lev, mode, qty, entry, iso, real, fees, funding, funded in state["positions"]:
+            self.account.positions[inst] = FuturesPosition(
+                inst, int(lev), MarginMode(mode), Decimal(qty), Decimal(entry), Decimal(iso),
+                Decimal(real), Decimal(fees), Decimal(funding), {int(t) for t in funded},
+            )  # fmt: skip
+        for item in state.get("marks", ()):
+            mark = MarkPrice.model_validate(item)
+            self._last_mark[mark.instrument] = mark
+            self.marks[mark.instrument] = mark.mark_price
+        paid = Decimal(state.get("funding_paid", "0"))
+        if paid:  # the payments themselves are not kept: their sum is
+            self.payments = [FundingPayment("*", 0, _ZERO, _ZERO, paid)]
 
     def _apply(self, events: list[OrderEvent]) -> list[OrderEvent]:
         for ev in events:

@@ -34,32 +34,55 @@ import httpx
 
 from algostream.config import ExecutionConfig
 from algostream.execution.binance_client import BinanceRestClient, NewOrder
-from algostream.execution.errors import BinanceError, ExecutionError, UnknownOrderError
+from algostream.execution.coinbase_orders import CoinbaseExecution
+from algostream.execution.errors import (
+    BinanceError,
+    CoinbaseError,
+    ExecutionError,
+    UnknownOrderError,
+)
+from algostream.execution.futures_paper import FundingPayment, FuturesPaperBroker
 from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import BINANCE_STATUS, VenueOrder, events_to_match
+from algostream.execution.usdm_client import UsdmNewOrder, UsdmRestClient, venue_order_from_usdm
 from algostream.model.enums import OrderStatus
 from algostream.model.ids import split_instrument
-from algostream.model.records import BookTop, OrderEvent, OrderRequest, TradeTick
+from algostream.model.records import BookTop, MarkPrice, OrderEvent, OrderRequest, TradeTick
 
 _MS = 1_000_000
 
 
 class ExecutionRouter:
-    """Routes approved orders to the paper broker or to Binance (exactly one is given)."""
+    """Routes approved orders to the paper broker or to Binance (exactly one is given).
+
+    Futures (``BINANCE_USDM:*``): ``futures=`` a :class:`FuturesPaperBroker` (its paper
+    broker fills; its account refuses and tracks positions and funding), or ``binance=``
+    a :class:`UsdmRestClient` (``/fapi/v1/order``, ``reduceOnly``)."""
 
     def __init__(
         self,
         *,
         paper: PaperBroker | None = None,
         binance: BinanceRestClient | None = None,
+        futures: FuturesPaperBroker | None = None,
+        coinbase: CoinbaseExecution | None = None,
         venue: str = "BINANCE",
         max_closed: int = 10_000,
     ) -> None:
-        if (paper is None) == (binance is None):
-            raise ExecutionError("ExecutionRouter: give exactly one of paper= or binance=")
+        if futures is not None:
+            if paper is not None and paper is not futures.broker:
+                raise ExecutionError("ExecutionRouter: futures= carries its own paper broker")
+            paper = futures.broker
+        if [paper, binance, coinbase].count(None) != 2:
+            raise ExecutionError(
+                "ExecutionRouter: give exactly one of paper=, binance= or coinbase="
+            )
+        self._coinbase = coinbase
+        self._futures = futures
         self._paper = paper
         self._binance = binance
+        self._usdm = isinstance(binance, UsdmRestClient)
         self._venue = venue
         self._orders: dict[str, ManagedOrder] = {}
         self._max_closed = max_closed
@@ -83,25 +106,41 @@ class ExecutionRouter:
     def paper(self) -> PaperBroker | None:
         return self._paper
 
+    @property
+    def futures(self) -> FuturesPaperBroker | None:
+        return self._futures
+
     def on_book_top(self, top: BookTop) -> list[OrderEvent]:
         """Feed a book to the paper broker (fills resting orders); no-op when live."""
+        if self._futures is not None:
+            return self._futures.on_book_top(top)
         return self._paper.on_book_top(top) if self._paper else []
 
     def on_trade(self, trade: TradeTick) -> list[OrderEvent]:
         """Feed a trade to the paper broker; no-op when live."""
+        if self._futures is not None:
+            return self._futures.on_trade(trade)
         return self._paper.on_trade(trade) if self._paper else []
+
+    def on_mark_price(self, mark: MarkPrice) -> list[FundingPayment]:
+        """Futures paper trading: the mark and its funding (the venue charges it live)."""
+        return self._futures.on_mark_price(mark) if self._futures is not None else []
 
     async def submit(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
         """Execute an approved order; a client order id seen before yields no events."""
+        if self._futures is not None:
+            return self._futures.submit(order, now_ns)
         if self._paper is not None:
             return self._paper.submit(order, now_ns)
+        if self._coinbase is not None:
+            return await self._coinbase.submit(order, now_ns)
         assert self._binance is not None
         if order.client_order_id in self._orders:
             return []
         managed = ManagedOrder(order, venue=self._venue)
         self._orders[order.client_order_id] = managed
         try:
-            payload = await self._binance.new_order(_new_order(order))
+            payload = await self._binance.new_order(_new_order(order, usdm=self._usdm))
         except BinanceError as exc:
             return [managed.reject(f"binance code {exc.code}: {exc.message}", now_ns)]
         return self._apply(managed, payload, now_ns)
@@ -110,6 +149,8 @@ class ExecutionRouter:
         """Cancel an open order; returns the events that follow from the venue's answer."""
         if self._paper is not None:
             return self._paper.cancel(client_order_id, now_ns)
+        if self._coinbase is not None:
+            return await self._coinbase.cancel(client_order_id, now_ns)
         assert self._binance is not None
         managed = self._orders.get(client_order_id)
         if managed is None:
@@ -128,7 +169,7 @@ class ExecutionRouter:
             from algostream.execution.order_lists import OrderLists
 
             return OrderLists(self._paper).cancel_replace(client_order_id, replacement, now_ns)
-        managed = self._orders.get(client_order_id)
+        managed = self.tracked(client_order_id)
         refused = ManagedOrder(replacement, venue=self._venue)
         if managed is None or not managed.is_open:
             state = "unknown" if managed is None else managed.status.value
@@ -136,7 +177,7 @@ class ExecutionRouter:
             return [refused.reject(why, now_ns)]
         try:
             events = await self.cancel(client_order_id, now_ns)
-        except BinanceError as exc:
+        except (BinanceError, CoinbaseError) as exc:
             events = await self.refresh(client_order_id, now_ns)
             why = f"cancel-replace: cancel of {client_order_id!r} refused ({exc.message})"
             return [*events, refused.reject(why, now_ns)]
@@ -149,6 +190,8 @@ class ExecutionRouter:
         """Query the venue for a tracked order and emit the events that catch up with it."""
         if self._paper is not None:
             return []
+        if self._coinbase is not None:
+            return await self._coinbase.refresh(client_order_id, now_ns)
         assert self._binance is not None
         managed = self._orders.get(client_order_id)
         if managed is None:
@@ -198,6 +241,8 @@ class ExecutionRouter:
         """Query the venue for every open order it has acknowledged (after a reconnect of
         the user data stream, or as its polling fallback); orders still NEW are in flight
         and left to :meth:`submit`."""
+        if self._coinbase is not None:
+            return await self._coinbase.catch_up(now_ns)
         events: list[OrderEvent] = []
         for coid, managed in list(self._orders.items()):
             if managed.is_open and managed.status is not OrderStatus.NEW:
@@ -208,12 +253,14 @@ class ExecutionRouter:
         """The live order with this id, if tracked (paper: ask the broker)."""
         if self._paper is not None:
             return self._paper.get(client_order_id)
+        if self._coinbase is not None:
+            return self._coinbase.tracked(client_order_id)
         return self._orders.get(client_order_id)
 
     def _apply(
         self, managed: ManagedOrder, payload: dict[str, Any], now_ns: int
     ) -> list[OrderEvent]:
-        venue = VenueOrder.from_binance(payload)
+        venue = venue_order_from_usdm(payload) if self._usdm else VenueOrder.from_binance(payload)
         ts_event = venue.ts_ms * _MS if venue.ts_ms is not None else now_ns
         events = events_to_match(managed, venue, ts_event, ts_init=now_ns)
         self._forget_closed()
@@ -225,9 +272,22 @@ class ExecutionRouter:
             del self._orders[coid]
 
 
-def _new_order(order: OrderRequest) -> NewOrder:
+def _new_order(order: OrderRequest, *, usdm: bool = False) -> NewOrder:
     symbol = split_instrument(order.instrument)[1]
     limit = order.order_type.has_limit_price
+    if usdm:
+        return UsdmNewOrder(
+            symbol=symbol,
+            side=order.side,
+            order_type=order.order_type,
+            quantity=order.quantity,
+            client_order_id=order.client_order_id,
+            price=order.limit_price if limit else None,
+            time_in_force=order.time_in_force if limit else None,
+            stop_price=order.stop_price,
+            post_only=order.post_only,
+            reduce_only=order.reduce_only,
+        )
     return NewOrder(
         symbol=symbol,
         side=order.side,

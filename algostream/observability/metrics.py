@@ -51,15 +51,18 @@ __all__ = [
     "FEATURE_COMPUTE_SECONDS",
     "FEED_STALENESS_SECONDS",
     "FILLS",
+    "FUNDING_PAID",
     "GC_PAUSE_SECONDS",
     "KAFKA_REACHABLE",
     "LATENCY_BUCKETS",
     "LOSS_THRESHOLD",
+    "MARGIN_USED",
     "MESSAGES_IN",
     "MESSAGES_OUT",
     "ORDERS_APPROVED",
     "ORDERS_REJECTED",
     "ORDER_SUBMIT_SECONDS",
+    "POSITION_NOTIONAL",
     "POSITION_QUANTITY",
     "REALIZED_PNL",
     "REGISTRY",
@@ -253,6 +256,22 @@ EXPOSURE_NOTIONAL = _gauge(
     "algostream_exposure_notional", "Gross notional exposure (quote).", ("account",)
 )
 EQUITY = _gauge("algostream_equity", "Account equity (quote).", ("account",))
+#: every venue and product (``BINANCE``, ``BINANCE_USDM``, ``COINBASE``); side LONG/SHORT
+POSITION_NOTIONAL = _gauge(
+    "algostream_position_notional",
+    "Absolute position notional at the mark, by venue and side (quote).",
+    ("account", "venue", "side", "instrument"),
+)
+MARGIN_USED = _gauge(
+    "algostream_margin_used",
+    "Futures initial margin in use: notional at the mark / leverage (quote).",
+    ("account", "instrument"),
+)
+FUNDING_PAID = _gauge(
+    "algostream_funding_paid",
+    "Futures funding paid so far, net (quote; negative: received).",
+    ("account", "instrument"),
+)
 #: per strategy (``signal.strategies``); ``mode``: ``live`` or ``shadow``
 STRATEGY_EQUITY = _gauge(
     "algostream_strategy_equity",
@@ -404,6 +423,14 @@ def preregister(
         for account in accounts:
             POSITION_QUANTITY.labels(account=account, instrument=instrument)
             TRADING_STATE.labels(account=account, instrument=instrument)
+            venue = instrument.partition(":")[0]
+            for held in ("LONG", "SHORT"):
+                POSITION_NOTIONAL.labels(
+                    account=account, venue=venue, side=held, instrument=instrument
+                )
+            # futures margin and funding (0 for spot: the panels show every venue)
+            MARGIN_USED.labels(account=account, instrument=instrument)
+            FUNDING_PAID.labels(account=account, instrument=instrument)
     for account in accounts:
         for gauge in (UNREALIZED_PNL, REALIZED_PNL, EXPOSURE_NOTIONAL, EQUITY):
             gauge.labels(account=account)

@@ -80,6 +80,8 @@ class PositionLedger:
         self.quantity = ZERO
         self.realized_pnl = ZERO
         self.fees = ZERO
+        #: futures funding received (+) / paid (-), included in ``realized_pnl``
+        self.funding = ZERO
         self.mark_price: Decimal | None = None
         self._lots: deque[Lot] = deque()
         #: (price, fills applied, unrealised P&L): every book top asks for it several
@@ -118,6 +120,11 @@ class PositionLedger:
     def set_mark(self, price: Decimal) -> None:
         """Mark the position to ``price`` (the book mid)."""
         self.mark_price = price
+
+    def apply_funding(self, amount: Decimal) -> None:
+        """A futures funding payment (received > 0, paid < 0): realised P&L."""
+        self.realized_pnl += amount
+        self.funding += amount
 
     def apply_fill(
         self, side: Side, quantity: Decimal, price: Decimal, fee: Decimal = ZERO
@@ -200,7 +207,7 @@ class PositionLedger:
             "realized_pnl": str(self.realized_pnl),
             "fees": str(self.fees),
             "mark_price": None if self.mark_price is None else str(self.mark_price),
-        }
+        } | ({"funding": str(self.funding)} if self.funding else {})
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> PositionLedger:
@@ -214,6 +221,7 @@ class PositionLedger:
         ledger.quantity = _dec(state, "quantity")
         ledger.realized_pnl = _dec(state, "realized_pnl")
         ledger.fees = _dec(state, "fees")
+        ledger.funding = _dec(state, "funding") if "funding" in state else ZERO
         mark = state.get("mark_price")
         ledger.mark_price = None if mark is None else _dec(state, "mark_price")
         if sum((lot.quantity for lot in lots), ZERO) != abs(ledger.quantity):
@@ -285,6 +293,11 @@ class AccountLedger:
     @property
     def fees(self) -> Decimal:
         return sum((p.fees for p in self.positions.values()), ZERO)
+
+    @property
+    def funding(self) -> Decimal:
+        """Futures funding received (+) / paid (-), part of ``realized_pnl``."""
+        return sum((p.funding for p in self.positions.values()), ZERO)
 
     @property
     def equity(self) -> Decimal:

@@ -47,6 +47,7 @@ from algostream.model.records import (
     BookIntegrity,
     BookTop,
     ControlCommand,
+    MarkPrice,
     OrderEvent,
     OrderRejected,
     OrderRequest,
@@ -57,6 +58,7 @@ from algostream.model.records import (
 )
 from algostream.risk.breaker import ALL_INSTRUMENTS, CircuitBreaker
 from algostream.risk.errors import StateRestoreError
+from algostream.risk.futures import Funding, FuturesGate
 from algostream.risk.ledger import ZERO, AccountLedger
 from algostream.risk.limits import (
     InstrumentFilters,
@@ -131,6 +133,10 @@ class RiskProcessor:
         self.mark_interval_ns = mark_interval_ns
         self.memory = memory
         self.checker = PreTradeChecker(config)
+        #: ``BINANCE_USDM:*`` orders: leverage, margin, liquidation, reduce-only; funding
+        self.futures = FuturesGate(config)
+        #: funding settled since :meth:`take_fundings` was last called
+        self.fundings: list[Funding] = []
         self.breaker = CircuitBreaker(config)
         self.stops = StopManager(
             config.stop_loss_percent, config.trailing_stop_percent, max_stop_attempts
@@ -217,10 +223,63 @@ class RiskProcessor:
             decision: Decision = rejected_record(order, refused, now_ns)
         else:
             decision = self.checker.decide(order, self._context(order, now_ns), now_ns)
+            if isinstance(decision, OrderRequest) and self.futures.is_futures(order.instrument):
+                decision = self._futures_check(order, decision, now_ns)
         self._take_effect(decision)
         self._decisions += 1
         self._remember(order.client_order_id, order.record_id, decision, self._decisions)
         return [decision]
+
+    def _futures_check(self, order: OrderRequest, approved: Decision, now_ns: int) -> Decision:
+        """A futures order the other checks approved: leverage bracket, margin available,
+        distance to liquidation, reduce-only (:mod:`algostream.risk.futures`)."""
+        top = self._tops.get(order.instrument)
+        mark = top.mid if top is not None and top.mid is not None else None
+        if mark is None:
+            return approved  # the band check refused orders without a book already
+        ledger = self.ledgers.get(order.account)
+        inst = order.instrument
+        pending = self.pending_quantity(order.account, inst, Side.BUY) - self.pending_quantity(
+            order.account, inst, Side.SELL
+        )
+        refusal = self.futures.check(order, ledger, self.config.starting_equity, mark, pending)
+        if refusal is None:
+            return approved
+        reason = RejectReason(refusal.reason)
+        return rejected_record(
+            order, Rejection(reason, refusal.limit, refusal.value, refusal.message), now_ns
+        )
+
+    def on_mark_price(self, mark: MarkPrice, now_ns: int | None = None) -> list[Record]:
+        """Futures funding: a funding time the previous mark announced is settled on every
+        account's position once a mark is at or past it; Position + PnL of each."""
+        now = mark.ts_init if now_ns is None else now_ns
+        paid = self.futures.on_mark_price(mark, list(self.ledgers.values()))
+        out: list[Record] = []
+        for f in paid:
+            self.fundings.append(f)
+            ledger = self.ledgers[f.account]
+            ledger.set_mark(f.instrument, ledger.positions[f.instrument].mark_price or f.mark)
+            out.append(
+                ledger.positions[f.instrument].to_record(
+                    ts_event=mark.ts_event, ts_init=now, cause_id=mark.record_id
+                )
+            )
+            out.append(
+                ledger.pnl_record(ts_event=mark.ts_event, ts_init=now, cause_id=mark.record_id)
+            )
+            out += [c.to_event(mark, now) for c in self.breaker.check_account(ledger)]
+            for (account, sid), book in self.books.items():  # each strategy its own part
+                pos = book.positions.get(f.instrument)
+                if account == f.account and pos is not None and pos.quantity:
+                    pos.apply_funding(-pos.quantity * f.mark * f.rate)
+                    out += self._strategy_outputs(account, sid, mark, now, throttle=False)
+        return out
+
+    def take_fundings(self) -> list[Funding]:
+        """The funding settled since the last call (for the worker's metrics)."""
+        out, self.fundings = self.fundings, []
+        return out
 
     def _strategy_check(self, order: OrderRequest) -> Rejection | None:
         """A halted strategy's order (not reduce-only), or one past its ``max_position_size``
@@ -661,23 +720,32 @@ class RiskProcessor:
         }
 
     def _small_state(self) -> dict[str, Any]:
-        return {
-            "version": STATE_VERSION,
-            "ledgers": [ledger.to_state() for ledger in self.ledgers.values()],
-            "tops": [top.model_dump(mode="json") for top in self._tops.values()],
-            "rates": {acc: w.to_state() for acc, w in self._rates.items()},
-            "pending": [
-                [coid, p.account, p.instrument, p.side.value, str(p.remaining)]
-                + ([] if p.strategy is None else [p.strategy])
-                for coid, p in self._pending.items()
-            ],
-            "last_emit": [[acc, inst, ts] for (acc, inst), ts in self._last_emit.items()],
-            "stops": self.stops.to_state(),
-            "breaker": self.breaker.to_state(),
-            "recent_applied": list(islice(reversed(self._applied), RECENT_APPLIED))[::-1],
-            "recent_decided": self._recent_entries(),
-            "decisions": self._decisions,
-        } | self._strategy_state()
+        return (
+            {
+                "version": STATE_VERSION,
+                "ledgers": [ledger.to_state() for ledger in self.ledgers.values()],
+                "tops": [top.model_dump(mode="json") for top in self._tops.values()],
+                "rates": {acc: w.to_state() for acc, w in self._rates.items()},
+                "pending": [
+                    [coid, p.account, p.instrument, p.side.value, str(p.remaining)]
+                    + ([] if p.strategy is None else [p.strategy])
+                    for coid, p in self._pending.items()
+                ],
+                "last_emit": [[acc, inst, ts] for (acc, inst), ts in self._last_emit.items()],
+                "stops": self.stops.to_state(),
+                "breaker": self.breaker.to_state(),
+                "recent_applied": list(islice(reversed(self._applied), RECENT_APPLIED))[::-1],
+                "recent_decided": self._recent_entries(),
+                "decisions": self._decisions,
+            }
+            | self._strategy_state()
+            | self._futures_state()
+        )
+
+    def _futures_state(self) -> dict[str, Any]:
+        if not self.futures.last_mark:
+            return {}  # no futures: the state as it always was
+        return {"futures": self.futures.to_state()}
 
     def _strategy_state(self) -> dict[str, Any]:
         if not self.specs and not self.halted:
@@ -752,6 +820,7 @@ class RiskProcessor:
         self._last_emit = {(a, i): int(ts) for a, i, ts in state["last_emit"]}
         self.stops.restore(state["stops"])
         self.breaker.restore(state["breaker"])
+        self.futures.restore(state.get("futures", {}))
         for n, coid, pid, decision in sorted(orphans, key=lambda o: o[0]):
             # what the state written with it would have held (a kill -9 between the two
             # table writes): its reservation, rate stamp or failed close attempt

@@ -84,6 +84,8 @@ class UsdmHub(BinanceHub):
     """The futures connections: spot's fan-out with futures depth frames and mark prices."""
 
     pending_type = UsdmPendingDepth
+    #: time between funding times (8 h on the venue; ``sim.funding_interval_s``)
+    funding_interval_ms = FUNDING_INTERVAL_MS
 
     def encode_one(self, ev: MarketEvent, spec: SymbolSpec) -> bytes:
         return encode_usdm_depth(
@@ -98,14 +100,15 @@ class UsdmHub(BinanceHub):
         for symbol in market.symbols:
             name = symbol.lower() + suffix
             if self.wants(name):
-                self.send(name, orjson.dumps(mark_price_event(market, symbol, now_ms)))
+                event = mark_price_event(market, symbol, now_ms, self.funding_interval_ms)
+                self.send(name, orjson.dumps(event))
                 sent += 1
         return sent
 
 
-def next_funding_ms(now_ms: int) -> int:
+def next_funding_ms(now_ms: int, interval_ms: int = FUNDING_INTERVAL_MS) -> int:
     """The next funding time (00:00, 08:00, 16:00 UTC) after ``now_ms``."""
-    return (now_ms // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS
+    return (now_ms // interval_ms + 1) * interval_ms
 
 
 def mark_and_index(market: BookProvider, symbol: str) -> tuple[Decimal, Decimal, Decimal]:
@@ -124,7 +127,9 @@ def mark_and_index(market: BookProvider, symbol: str) -> tuple[Decimal, Decimal,
     return mark.quantize(_P8), index, rate
 
 
-def mark_price_event(market: BookProvider, symbol: str, now_ms: int) -> dict[str, Any]:
+def mark_price_event(
+    market: BookProvider, symbol: str, now_ms: int, interval_ms: int = FUNDING_INTERVAL_MS
+) -> dict[str, Any]:
     """The ``markPriceUpdate`` payload of ``symbol`` now."""
     mark, index, rate = mark_and_index(market, symbol)
     return {
@@ -135,5 +140,5 @@ def mark_price_event(market: BookProvider, symbol: str, now_ms: int) -> dict[str
         "i": f"{index:.8f}",
         "P": f"{index:.8f}",
         "r": f"{rate:.8f}",
-        "T": next_funding_ms(now_ms),
+        "T": next_funding_ms(now_ms, interval_ms),
     }

@@ -138,7 +138,7 @@ async def premium_index(request: web.Request) -> web.Response:
     now = ex.now_ms()
 
     def row(symbol: str) -> dict[str, Any]:
-        ev = mark_price_event(ex.market, symbol, now)
+        ev = mark_price_event(ex.market, symbol, now, ex.usdm.funding_interval_ms)
         return {
             "symbol": symbol,
             "markPrice": ev["p"],

@@ -260,6 +260,7 @@ async def run_simulator(
     setup: Iterable[Setup] = (),
     ready: Callable[[int], None] | None = None,
     batch_depth: bool = True,
+    funding_interval_ms: int | None = None,
 ) -> None:
     """Serve a synthetic market (or a capture playback) until cancelled."""
     source: SimMarket | PlaybackSource
@@ -270,6 +271,8 @@ async def run_simulator(
     exchange = SimExchange(
         source, rate=rate, speed=speed, autostart=autostart, ws=ws, batch_depth=batch_depth
     )
+    if funding_interval_ms is not None:
+        exchange.usdm.funding_interval_ms = funding_interval_ms
     server = SimServer(exchange, host, port, setup)
     bound = await server.start()
     if ready is not None:

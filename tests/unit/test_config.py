@@ -118,3 +118,27 @@ def test_bar_intervals_take_5m_to_1d_and_refuse_an_unknown_one() -> None:
     assert s.market_data.bar_intervals == ("1s", "5m", "15m", "1h", "4h", "1d")
     with pytest.raises(ConfigError, match=r"bar_intervals.*7m"):
         load_settings(env={"ALGOSTREAM__MARKET_DATA__BAR_INTERVALS": '["7m"]'})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("LEVERAGE", "200", r"risk\.leverage' = 200"),
+        ("LEVERAGE", "0", r"risk\.leverage' = 0"),
+        ("MARGIN_MODE", '"BOTH"', r"risk\.margin_mode' = 'BOTH'"),
+        ("MIN_LIQUIDATION_DISTANCE_PERCENT", "0", r"risk\.min_liquidation_distance_percent"),
+    ],
+)
+def test_futures_settings_are_checked_at_start_naming_key_and_value(
+    key: str, value: str, named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(env={f"ALGOSTREAM__RISK__{key}": value})
+
+
+def test_futures_settings_defaults_and_overrides() -> None:
+    s = load_settings(
+        env={"ALGOSTREAM__RISK__LEVERAGE": "125", "ALGOSTREAM__RISK__MARGIN_MODE": "ISOLATED"}
+    )
+    assert (s.risk.leverage, s.risk.margin_mode) == (125, "ISOLATED")
+    assert load_settings(env={}).risk.margin_mode == "CROSS"

@@ -309,3 +309,36 @@ async def test_platform_post_only_and_stop_limit_reach_coinbase(
     assert (
         cfg["stop_direction"] == "STOP_DIRECTION_STOP_DOWN" and cfg["stop_price"] == "96.00000000"
     )
+
+
+async def test_the_router_sends_live_orders_to_coinbase(
+    venue: Coinbase, http: httpx.AsyncClient
+) -> None:
+    from algostream.execution.router import ExecutionRouter
+
+    router = ExecutionRouter(coinbase=CoinbaseExecution(client(http, venue)), venue="COINBASE")
+    filled = await router.submit(make_request("r-m", qty="0.5", instrument=INSTRUMENT), NOW_NS)
+    assert [e.status.value for e in filled] == ["ACCEPTED", "FILLED"]
+    assert filled[-1].venue == "COINBASE"
+    rest = make_request("r-l", qty="0.5", order_type=OrderType.LIMIT, limit="99",
+                        instrument=INSTRUMENT)  # fmt: skip
+    assert [e.status.value for e in await router.submit(rest, NOW_NS)] == ["ACCEPTED"]
+    assert await router.catch_up(NOW_NS) == []  # the venue says what we know
+    new = make_request("r-l2", qty="0.5", order_type=OrderType.LIMIT, limit="98",
+                       instrument=INSTRUMENT)  # fmt: skip
+    replaced = await router.replace("r-l", new, NOW_NS)
+    assert [(e.client_order_id, e.status.value) for e in replaced] == [
+        ("r-l", "CANCELLED"), ("r-l2", "ACCEPTED")
+    ]  # fmt: skip
+    tracked = router.tracked("r-l2")
+    assert tracked is not None and tracked.is_open
+
+
+def test_coinbase_from_config_names_the_missing_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from algostream.config import ExecutionConfig
+
+    for name in ("ALGOSTREAM_COINBASE_KEY_NAME", "ALGOSTREAM_COINBASE_PRIVATE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name + "_FILE", raising=False)
+    with pytest.raises(ExecutionError, match="ALGOSTREAM_COINBASE_KEY_NAME"):
+        CoinbaseExecution.from_config(ExecutionConfig(paper_trading=False))

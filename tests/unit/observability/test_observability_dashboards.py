@@ -135,6 +135,14 @@ def _set_sample_values() -> None:
     metrics.WORKER_UP.labels(agent="market").set(1)
     metrics.ORDERS_APPROVED.inc()
     metrics.STRATEGY_TRADES.labels(strategy="rsi_mean_reversion", result="win", mode="live").inc()
+    # a futures short: its notional by venue and side, margin in use, funding paid
+    perp = "BINANCE_USDM:BTCUSDT"
+    metrics.preregister(instruments=[perp], accounts=[ACCOUNT])
+    metrics.POSITION_NOTIONAL.labels(
+        account=ACCOUNT, venue="BINANCE_USDM", side="SHORT", instrument=perp
+    ).set(15_000)
+    metrics.MARGIN_USED.labels(account=ACCOUNT, instrument=perp).set(1_500)
+    metrics.FUNDING_PAID.labels(account=ACCOUNT, instrument=perp).set(-1.5)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,96 @@
+"""The trading worker's futures parts, kept out of the risk and execution shells:
+
+* every ``Position`` the risk gate publishes (delivered in-process on ``positions``) sets
+  ``algostream_position_notional{venue, side}`` and, for ``BINANCE_USDM:*``,
+  ``algostream_margin_used`` (notional at the mark / ``risk.leverage``);
+* with ``market_data.exchange = "binance_usdm"`` the worker's tap reads ``md.mark_price``
+  for both stages: the gate settles funding into the ledger (``Position``/``PnL`` records,
+  ``algostream_funding_paid``), the paper broker into its futures account.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import faust
+
+from algostream.config import Settings
+from algostream.execution.futures_venue import is_futures
+from algostream.model.ids import split_instrument
+from algostream.model.records import MarkPrice, Position, Record
+from algostream.observability import metrics
+from algostream.risk.futures import FUTURES_VENUE
+from streams import fencing
+from streams.edge import Edge
+from streams.reader import tap
+
+if TYPE_CHECKING:
+    from streams.execution import ExecutionShell
+    from streams.risk import RiskShell
+
+Emit = Callable[[list[Record]], Awaitable[None]]
+
+
+def observe_position(record: Position, leverage: int) -> None:
+    """Position gauges by venue and side, and futures margin in use."""
+    if record.strategy is not None:
+        return  # one strategy's part: the account's net position is what the venue holds
+    venue = split_instrument(record.instrument)[0]
+    mark = record.mark_price if record.mark_price is not None else record.avg_price
+    notional = abs(record.quantity) * mark
+    side = "LONG" if record.quantity > 0 else "SHORT"
+    other = "SHORT" if side == "LONG" else "LONG"
+    labels = {"account": record.account, "venue": venue, "instrument": record.instrument}
+    metrics.POSITION_NOTIONAL.labels(side=side, **labels).set(float(notional))
+    metrics.POSITION_NOTIONAL.labels(side=other, **labels).set(0.0)
+    if venue == FUTURES_VENUE:
+        metrics.MARGIN_USED.labels(account=record.account, instrument=record.instrument).set(
+            float(notional / leverage)
+        )
+
+
+def register_risk(
+    app: faust.App, edge: Edge, settings: Settings, shell: RiskShell, emit: Emit
+) -> None:
+    leverage = settings.risk.leverage
+
+    async def position(record: Position, _partition: int | None) -> None:
+        observe_position(record, leverage)
+
+    edge.listen("positions", position)
+    if not is_futures(settings):
+        return
+
+    async def mark_read(mark: MarkPrice, _partition: int | None) -> None:
+        if not edge.owns("orders.proposed") or not await fencing.may_handle(edge):
+            return  # a standby keeps no state (RiskShell.forget)
+        out = shell.proc.on_mark_price(mark, time.time_ns())
+        if out:
+            await emit(out)
+            shell.persist()
+        for paid in shell.proc.take_fundings():
+            pos = shell.proc.ledger(paid.account).positions[paid.instrument]
+            metrics.FUNDING_PAID.labels(account=paid.account, instrument=paid.instrument).set(
+                float(-pos.funding)
+            )
+
+    edge.listen("md.mark_price", mark_read)
+    tap(app, edge, settings, "md.mark_price", MarkPrice, "trading")
+
+
+def register_execution(
+    app: faust.App, edge: Edge, settings: Settings, shell: ExecutionShell
+) -> None:
+    if not is_futures(settings) or not settings.execution.paper_trading:
+        return  # live: the venue settles funding
+
+    async def mark_read(mark: MarkPrice, _partition: int | None) -> None:
+        if not edge.owns("orders.approved") or not await fencing.may_handle(edge):
+            return  # not the owner (or fenced): the owner's broker settles it
+        if shell.router.on_mark_price(mark):
+            shell.persist()
+
+    edge.listen("md.mark_price", mark_read)
+    tap(app, edge, settings, "md.mark_price", MarkPrice, "trading")

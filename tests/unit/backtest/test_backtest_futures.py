@@ -1,0 +1,183 @@
+"""Tick backtests of USDⓈ-M perpetuals: the engine's paper broker fills under the futures
+account, the gate's futures checks apply, and funding from a funding history CSV (Binance's
+``/fapi/v1/fundingRate`` columns) is settled into P&L at each funding time, once."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from algostream.backtest.bars import BarBacktest, FillModel
+from algostream.backtest.engine import BacktestEngine
+from algostream.backtest.errors import BacktestError
+from algostream.backtest.run import FUTURES_INPUTS, MD_INPUTS, funding_marks, md_inputs, with_marks
+from algostream.config import load_settings
+from algostream.model import (
+    Bar,
+    BookUpdate,
+    BookUpdateKind,
+    OrderEvent,
+    OrderRejected,
+    OrderRequest,
+    OrderType,
+    PnL,
+    RawFrame,
+    Side,
+)
+from algostream.signals.base import Strategy, StrategyConfig
+
+PERP = "BINANCE_USDM:BTCUSDT"
+SEC = 1_000_000_000
+DAY = 86_400 * SEC
+ENV = {
+    "ALGOSTREAM__MARKET_DATA__EXCHANGE": "binance_usdm",
+    "ALGOSTREAM__MARKET_DATA__SYMBOLS": '["BTCUSDT"]',
+    "ALGOSTREAM__RISK__LEVERAGE": "10",
+    # the spot limits out of the way: the futures margin check decides
+    "ALGOSTREAM__RISK__MAX_ORDER_NOTIONAL": "1000000000",
+    "ALGOSTREAM__RISK__MAX_NOTIONAL_EXPOSURE": "1000000000",
+    "ALGOSTREAM__RISK__MAX_POSITION_SIZE": "100000",
+}
+CSV = """symbol,fundingTime,fundingRate,markPrice
+BTCUSDT,2000,0.0001,30000
+BTCUSDT,3000,-0.0002,31000
+"""
+
+
+def book(ts: int) -> BookUpdate:
+    return BookUpdate(
+        instrument=PERP, ts_event=ts, ts_init=ts, record_id=f"b{ts}", lineage_id="raw",
+        kind=BookUpdateKind.SNAPSHOT, bids=((Decimal("29999"), Decimal("5")),),
+        asks=((Decimal("30001"), Decimal("5")),), first_update_id=ts, final_update_id=ts,
+    )  # fmt: skip
+
+
+def order(coid: str, qty: str, ts: int) -> OrderRequest:
+    return OrderRequest(
+        instrument=PERP, ts_event=ts, ts_init=ts, record_id=f"p-{coid}", lineage_id="sig",
+        account="paper", client_order_id=coid, strategy="test", side=Side.SELL,
+        order_type=OrderType.MARKET, quantity=Decimal(qty),
+    )  # fmt: skip
+
+
+def test_a_futures_backtest_shorts_and_settles_funding_from_history(tmp_path: Path) -> None:
+    settings = load_settings(env=ENV)
+    assert md_inputs(settings) == FUTURES_INPUTS and md_inputs(load_settings(env={})) == MD_INPUTS
+    path = tmp_path / "funding.csv"
+    path.write_text(CSV)
+    engine = BacktestEngine(settings)
+    engine.run([book(SEC // 2)])
+    engine._propose(order("short", "1", SEC))  # what a strategy's signal does
+    engine._propose(order("huge", "100", SEC))  # 3 M notional: 300 k margin at 10x
+    engine.run(with_marks([book(3 * SEC // 2)], funding_marks(path)))
+    result = engine.finish()
+    fills = [e for e in result.on("orders.events") if isinstance(e, OrderEvent) and e.fill_qty]
+    assert [(e.client_order_id, e.side, e.fill_price) for e in fills] == [
+        ("short", Side.SELL, Decimal("29999"))
+    ]
+    [refused] = [r for r in result.on("orders.rejected") if isinstance(r, OrderRejected)]
+    assert refused.reason == "INSUFFICIENT_MARGIN"
+    # -qty * mark * rate at 2 s (short receives 3) and at 3 s (short pays 6.2)
+    want = Decimal("30000") * Decimal("0.0001") + Decimal("31000") * Decimal("-0.0002")
+    ledger = engine.risk.ledger("paper")
+    assert ledger.quantity(PERP) == Decimal("-1")
+    assert ledger.funding == want == Decimal("-3.2")
+    assert engine.futures is not None and engine.futures.funding_paid == want
+    pnl = [p for p in result.on("pnl") if isinstance(p, PnL)]
+    assert pnl[-1].realized_pnl == want  # nothing else realised: funding is the P&L
+    assert len(result.on("md.mark_price")) == 4
+
+
+def test_a_bad_funding_history_row_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "funding.csv"
+    path.write_text("symbol,fundingTime,fundingRate,markPrice\nBTCUSDT,2000,abc,30000\n")
+    with pytest.raises(BacktestError, match="line 2"):
+        funding_marks(path)
+
+
+def raw(ts_ms: int, payload: dict[str, object], stream: str = "ws") -> RawFrame:
+    return RawFrame(
+        instrument=PERP, ts_event=ts_ms * 1_000_000, ts_init=ts_ms * 1_000_000,
+        record_id=f"raw-{ts_ms}", lineage_id=f"raw-{ts_ms}", venue="BINANCE_USDM",
+        stream=stream, payload=json.dumps(payload),
+    )  # fmt: skip
+
+
+def test_a_raw_futures_capture_goes_through_the_futures_adapter() -> None:
+    """Documented frames: a /fapi/v1/depth snapshot, a diff spanning it (``pu`` chains),
+    markPriceUpdate before and at a funding time."""
+    engine = BacktestEngine(load_settings(env=ENV))
+    book_side = {"bids": [["29999", "5"]], "asks": [["30001", "5"]]}
+    snapshot = {"lastUpdateId": 100, "E": 1000, "T": 1000} | book_side
+    diff = {"e": "depthUpdate", "E": 1100, "T": 1100, "s": "BTCUSDT", "U": 95, "u": 105,
+            "pu": 90, "b": [["29998", "1"]], "a": []}  # fmt: skip
+
+    def mark(ts_ms: int, rate: str, next_ms: int) -> dict[str, object]:
+        data = {"e": "markPriceUpdate", "E": ts_ms, "s": "BTCUSDT", "p": "30000.00000000",
+                "i": "29990.00000000", "P": "30000.00000000", "r": rate, "T": next_ms}  # fmt: skip
+        return {"stream": "btcusdt@markPrice", "data": data}
+
+    engine.run([
+        raw(1000, snapshot, stream="rest:/fapi/v1/depth"),
+        raw(1100, {"stream": "btcusdt@depth@100ms", "data": diff}),
+        raw(1500, mark(1500, "0.00010000", 2000)),
+    ])  # fmt: skip
+    engine._propose(order("short", "1", 1_600_000_000))
+    engine.run([raw(2000, mark(2000, "0.00020000", 3000))])
+    result = engine.finish()
+    assert [e.fill_qty for e in result.fills] == [Decimal("1")]
+    assert {u.instrument for u in result.on("md.book")} == {PERP}
+    assert engine.risk.ledger("paper").funding == Decimal("3.0")  # 1 * 30000 * 0.01 %
+
+
+class ShortOnce(Strategy[StrategyConfig]):
+    """Sells 2 units on the first bar (a short from flat), nothing after."""
+
+    name: ClassVar[str] = "short_once"
+
+    def __init__(self, config: StrategyConfig) -> None:
+        super().__init__(config)
+        self.n = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.n == 0:
+            self.ctx.sell(Decimal("2"))
+        self.n += 1
+
+
+def day_bar(i: int, price: str) -> Bar:
+    return Bar(
+        instrument=PERP, ts_event=(i + 1) * DAY, ts_init=(i + 1) * DAY,
+        record_id=f"bar-{i}", lineage_id="t", interval="1d", start_ns=i * DAY,
+        end_ns=(i + 1) * DAY, open=Decimal(price), high=Decimal(price), low=Decimal(price),
+        close=Decimal(price), volume=Decimal(1), quote_volume=Decimal(0), trades=0,
+    )  # fmt: skip
+
+
+def test_a_bar_backtest_of_a_perpetual_shorts_and_pays_funding(tmp_path: Path) -> None:
+    """Funding at 12:00 of day 1 and 2 from a history CSV; the short opened at day 1's open
+    receives both (positive rates), in realised P&L and in the equity curve."""
+    path = tmp_path / "funding.csv"
+    noon = DAY // 2 // 1_000_000
+    path.write_text(
+        "symbol,fundingTime,fundingRate,markPrice\n"
+        f"BTCUSDT,{noon},0.0001,30000\n"  # day 0 noon: before the short, nothing to pay
+        f"BTCUSDT,{DAY // 1_000_000 + noon},0.0001,30000\n"
+        f"BTCUSDT,{2 * DAY // 1_000_000 + noon},0.0002,31000\n"
+    )
+    bars = [day_bar(0, "30000"), day_bar(1, "30000"), day_bar(2, "31000"), day_bar(3, "31000")]
+    settings = load_settings(env=ENV)
+    test = BarBacktest(settings, FillModel(fee_rate=Decimal(0)), ShortOnce(StrategyConfig()))
+    result = test.run(bars, funding_marks(path))
+    ledger = test.risk.ledger("paper")
+    assert ledger.quantity(PERP) == Decimal("-2")
+    want = Decimal("2") * Decimal("30000") * Decimal("0.0001") + Decimal("2") * Decimal(
+        "31000"
+    ) * Decimal("0.0002")
+    assert ledger.funding == want == Decimal("18.4")
+    equity = dict(result.equity)
+    assert equity[4 * DAY] - equity[DAY] == want - 2 * (31000 - 30000)  # funding, then the loss
