@@ -132,7 +132,7 @@ def parse_frame(raw: str | bytes, recv_ns: int, venue: str = VENUE) -> ParsedFra
     elif "event" in obj:
         data, path = as_obj(obj["event"], "event"), "event"
     elif "id" in obj and ("result" in obj or "error" in obj):
-        return _control(obj, text, recv_ns, venue)
+        return control_frame(obj, text, recv_ns, venue)
     else:
         path = "<frame>"
     event = data.get("e")
@@ -148,7 +148,9 @@ def parse_frame(raw: str | bytes, recv_ns: int, venue: str = VENUE) -> ParsedFra
     return handler(data, path, text, recv_ns, venue, stream)
 
 
-def _control(obj: dict[str, Any], text: str, recv_ns: int, venue: str) -> ParsedFrame:
+def control_frame(obj: dict[str, Any], text: str, recv_ns: int, venue: str) -> ParsedFrame:
+    """The venue's answer to a request on the socket (subscribe ack or error); the
+    futures adapter shares it."""
     ack_id = obj["id"]
     if ack_id is not None and type(ack_id) not in (int, str):
         raise FrameError("id", short_repr(ack_id), "expected an integer or string request id")
@@ -273,7 +275,7 @@ def _kline(
     return ParsedFrame(raw=raw_frame(text, recv_ns, venue, stream, inst), klines=[kline])
 
 
-def _shutdown(
+def shutdown_frame(
     d: dict[str, Any], path: str, text: str, recv_ns: int, venue: str, stream: str
 ) -> ParsedFrame:
     raw = raw_frame(text, recv_ns, venue, stream, f"{venue}:*")
@@ -289,7 +291,7 @@ _HANDLERS: dict[str, _Handler] = {
     "depthUpdate": _depth,
     "bookTicker": _book_ticker,
     "kline": _kline,
-    "serverShutdown": _shutdown,
+    "serverShutdown": shutdown_frame,
 }
 
 

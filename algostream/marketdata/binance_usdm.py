@@ -25,7 +25,12 @@ from typing import Any
 
 import orjson
 
-from algostream.marketdata.binance import InstrumentSpec, parse_exchange_info
+from algostream.marketdata.binance import (
+    InstrumentSpec,
+    control_frame,
+    parse_exchange_info,
+    shutdown_frame,
+)
 from algostream.marketdata.errors import FrameError, short_repr
 from algostream.marketdata.frames import (
     FrameKind,
@@ -139,7 +144,7 @@ def parse_usdm_frame(raw: str | bytes, recv_ns: int, venue: str = VENUE) -> Usdm
         stream = as_str(obj["stream"], "stream")
         data, path = as_obj(req(obj, "data", "<frame>"), "data"), "data"
     elif "id" in obj and ("result" in obj or "error" in obj):
-        return UsdmFrame(_control(obj, text, recv_ns, venue))
+        return UsdmFrame(control_frame(obj, text, recv_ns, venue))
     event = data.get("e")
     handler = _HANDLERS.get(event) if type(event) is str else None
     if handler is None:
@@ -149,18 +154,6 @@ def parse_usdm_frame(raw: str | bytes, recv_ns: int, venue: str = VENUE) -> Usdm
             f"unknown USD-M futures event type; known: {', '.join(sorted(_HANDLERS))}",
         )
     return handler(data, path, text, recv_ns, venue, stream)
-
-
-def _control(obj: dict[str, Any], text: str, recv_ns: int, venue: str) -> ParsedFrame:
-    ack_id = obj["id"]
-    if ack_id is not None and type(ack_id) not in (int, str):
-        raise FrameError("id", short_repr(ack_id), "expected an integer or string request id")
-    raw = raw_frame(text, recv_ns, venue, "", f"{venue}:*")
-    if obj.get("error") is not None:
-        err = as_obj(obj["error"], "error")
-        message = f"{err.get('code')}: {err.get('msg')}"
-        return ParsedFrame(raw=raw, kind=FrameKind.ERROR, ack_id=ack_id, message=message)
-    return ParsedFrame(raw=raw, kind=FrameKind.ACK, ack_id=ack_id)
 
 
 def _agg_trade(
@@ -258,9 +251,7 @@ def _mark_price(
 def _shutdown(
     d: dict[str, Any], path: str, text: str, recv_ns: int, venue: str, stream: str
 ) -> UsdmFrame:
-    raw = raw_frame(text, recv_ns, venue, stream, f"{venue}:*")
-    message = f"serverShutdown at E={d.get('E')}: reconnect now"
-    return UsdmFrame(ParsedFrame(raw=raw, kind=FrameKind.SHUTDOWN, message=message))
+    return UsdmFrame(shutdown_frame(d, path, text, recv_ns, venue, stream))
 
 
 _Handler = Callable[[dict[str, Any], str, str, int, str, str], UsdmFrame]
