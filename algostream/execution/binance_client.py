@@ -339,8 +339,7 @@ class BinanceRestClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _backoff(self, attempt: int, retry_after_s: float | None) -> None:
-        delay = self._retry.delay(attempt, self._rng)
-        await self._sleep(max(delay, retry_after_s) if retry_after_s is not None else delay)
+        await self._sleep(self._retry.wait_s(attempt, self._rng, retry_after_s))
 
     async def _send(
         self,

@@ -44,3 +44,8 @@ class RetryPolicy:
         """Seconds to wait before retry number ``retry_index`` (0-based): in [cap/2, cap]."""
         cap = min(self.max_delay_s, self.base_delay_s * float(2.0**retry_index))
         return cap / 2 + rng.uniform(0.0, cap / 2)
+
+    def wait_s(self, retry_index: int, rng: random.Random, retry_after_s: float | None) -> float:
+        """:meth:`delay`, but never less than the venue's ``Retry-After`` when it sent one."""
+        delay = self.delay(retry_index, rng)
+        return max(delay, retry_after_s) if retry_after_s is not None else delay
