@@ -181,5 +181,19 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     @app.agent(edge.topic("signals"), name="orders")
     async def orders(stream: faust.StreamT[bytes]) -> None:
-        async for sig in edge.records(stream, Signal, "orders"):
+        async for event in stream.events():
+            sig = await edge.decode_or_dlq(event, Signal, "orders")
+            if sig is None:
+                continue
+            if stage.proc.member(sig.strategy) is None:  # not sized silently: said, in dlq
+                known = ", ".join(m.spec.id for m in stage.proc.members)
+                await edge.dead_letter(
+                    event,
+                    ValueError(
+                        f"signal {sig.record_id}: strategy={sig.strategy!r} is not a live "
+                        f"strategy of this deployment (signal.strategies ids: {known})"
+                    ),
+                    "orders",
+                )
+                continue
             await stage.on_signal(sig)

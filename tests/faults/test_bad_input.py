@@ -527,8 +527,8 @@ def good_doc(topic: str, n: int, t0: int) -> dict[str, Any]:
         doc.update(instrument="BINANCE:ETHUSDT", start_ns=t0 + n * SEC, end_ns=t0 + (n + 1) * SEC)
     elif topic == "features":
         doc.update(instrument="BINANCE:SOLUSDT", values={"rsi": [50.0, 10.0, 50.0, 90.0][n % 4]})
-    elif topic == "signals":
-        doc.update(instrument="BINANCE:ETHUSDT", strength=1.0)
+    elif topic == "signals":  # of the deployment's strategy (another one's goes to dlq)
+        doc.update(instrument="BINANCE:ETHUSDT", strength=1.0, strategy="rsi_mean_reversion")
     elif topic in ("orders.proposed", "orders.approved"):
         doc.update(client_order_id=f"{topic[7:10]}-{n}", order_type="MARKET", limit_price=None,
                    quantity="0.01")  # fmt: skip
