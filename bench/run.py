@@ -26,7 +26,16 @@ from bench import bars, book_stage, peers, pipeline, stages, throughput
 from bench.common import HEADER
 
 OUT = Path(__file__).with_name("BENCHMARKS.md")
-KEEP = ("## Profiling", "## Soak", "## Simulator depth pacing", "## Fencing")
+#: hand-run or slow sections a `make bench` run keeps as they are
+KEEP = (
+    "## Profiling",
+    "## Soak",
+    "## Earlier soak",
+    "## Loaded soak",
+    "## Faults",
+    "## Simulator depth pacing",
+    "## Fencing",
+)
 
 
 def bootstrap() -> str:
