@@ -25,11 +25,15 @@ from __future__ import annotations
 
 from collections import deque
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 from algostream.marketdata.frames import ParsedFrame, build
 from algostream.model.enums import BookUpdateKind, IntegrityKind
 from algostream.model.ids import derive_id, split_instrument
 from algostream.model.records import BookIntegrity, BookUpdate, Record
+
+#: what a :class:`ChainSync` buffers until its snapshot
+B = TypeVar("B")
 
 
 class SyncState(StrEnum):
@@ -62,18 +66,20 @@ def integrity_event(
     )
 
 
-class BinanceBookSync:
-    """Snapshot + diff synchronisation of one Binance instrument (see module docstring).
+class ChainSync(Generic[B]):
+    """What the snapshot + diff procedures of a venue share: diffs are buffered until a
+    usable snapshot, then published while they chain; a break is a GAP and a new snapshot
+    (RESYNCED once live again). Subclasses say what chains (:class:`BinanceBookSync`,
+    :class:`~algostream.marketdata.usdm_sync.UsdmBookSync`); a buffered item is what their
+    :meth:`_replay` takes."""
 
-    Feed every parsed ``depthUpdate`` to :meth:`on_diff` and every REST snapshot to
-    :meth:`on_snapshot`; publish what they return, in order, to ``md.book`` /
-    ``book.integrity``. Whenever :attr:`needs_snapshot` is true, fetch a snapshot.
-    """
+    #: what the RESYNCED event names as the snapshot it resynced from
+    SNAPSHOT_SOURCE = "snapshot"
 
     def __init__(self, instrument: str, *, max_buffer: int = 10_000) -> None:
         self.instrument = instrument
         self.state = SyncState.BUFFERING
-        self._buffer: deque[BookUpdate] = deque(maxlen=max_buffer)
+        self._buffer: deque[B] = deque(maxlen=max_buffer)
         self._last: int = -1
         self._resyncing = False
         self.gaps = 0
@@ -99,6 +105,48 @@ class BinanceBookSync:
         self.state = SyncState.BUFFERING
         self._buffer.clear()
         self._last = -1
+
+    def _replay(self, item: B) -> list[Record]:
+        """A buffered diff through ``on_diff`` (at go-live)."""
+        raise NotImplementedError
+
+    def _go_live(self, snapshot: BookUpdate) -> list[Record]:
+        out: list[Record] = [snapshot]
+        self.state, self._last = SyncState.LIVE, snapshot.final_update_id
+        pending, self._buffer = list(self._buffer), deque(maxlen=self._buffer.maxlen)
+        for i, item in enumerate(pending):
+            out += self._replay(item)
+            if self.state is SyncState.BUFFERING:  # a gap inside the buffer
+                self._buffer.extend(pending[i + 1 :])
+                return out
+        if self._resyncing:
+            self._resyncing = False
+            out.append(
+                integrity_event(
+                    IntegrityKind.RESYNCED,
+                    snapshot,
+                    f"resynced from {self.SNAPSHOT_SOURCE} lastUpdateId={self._last}",
+                    received=self._last,
+                )
+            )
+        return out
+
+    def _check(self, update: BookUpdate, kind: BookUpdateKind) -> None:
+        if update.instrument != self.instrument:
+            raise ValueError(
+                f"update.instrument={update.instrument!r}: this sync is for {self.instrument!r}"
+            )
+        if update.kind is not kind:
+            raise ValueError(f"update.kind={update.kind.value}: expected {kind.value}")
+
+
+class BinanceBookSync(ChainSync[BookUpdate]):
+    """Snapshot + diff synchronisation of one Binance instrument (see module docstring).
+
+    Feed every parsed ``depthUpdate`` to :meth:`on_diff` and every REST snapshot to
+    :meth:`on_snapshot`; publish what they return, in order, to ``md.book`` /
+    ``book.integrity``. Whenever :attr:`needs_snapshot` is true, fetch a snapshot.
+    """
 
     def on_diff(self, update: BookUpdate) -> list[Record]:
         """One diff in; the diffs now safe to publish (and a GAP event if the chain broke)."""
@@ -134,26 +182,8 @@ class BinanceBookSync:
             return []
         return self._go_live(snapshot)
 
-    def _go_live(self, snapshot: BookUpdate) -> list[Record]:
-        out: list[Record] = [snapshot]
-        self.state, self._last = SyncState.LIVE, snapshot.final_update_id
-        pending, self._buffer = list(self._buffer), deque(maxlen=self._buffer.maxlen)
-        for i, diff in enumerate(pending):
-            out += self.on_diff(diff)
-            if self.state is SyncState.BUFFERING:  # a gap inside the buffer
-                self._buffer.extend(pending[i + 1 :])
-                return out
-        if self._resyncing:
-            self._resyncing = False
-            out.append(
-                integrity_event(
-                    IntegrityKind.RESYNCED,
-                    snapshot,
-                    f"resynced from snapshot lastUpdateId={self._last}",
-                    received=self._last,
-                )
-            )
-        return out
+    def _replay(self, item: BookUpdate) -> list[Record]:
+        return self.on_diff(item)
 
     def _gap(self, update: BookUpdate) -> BookIntegrity:
         expected = self._last + 1
@@ -169,14 +199,6 @@ class BinanceBookSync:
             expected=expected,
             received=update.first_update_id,
         )
-
-    def _check(self, update: BookUpdate, kind: BookUpdateKind) -> None:
-        if update.instrument != self.instrument:
-            raise ValueError(
-                f"update.instrument={update.instrument!r}: this sync is for {self.instrument!r}"
-            )
-        if update.kind is not kind:
-            raise ValueError(f"update.kind={update.kind.value}: expected {kind.value}")
 
 
 class CoinbaseSequenceTracker:

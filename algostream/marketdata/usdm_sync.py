@@ -21,14 +21,12 @@ True
 
 from __future__ import annotations
 
-from collections import deque
-
-from algostream.marketdata.sync import SyncState, integrity_event
+from algostream.marketdata.sync import ChainSync, SyncState, integrity_event
 from algostream.model.enums import BookUpdateKind, IntegrityKind
 from algostream.model.records import BookIntegrity, BookUpdate, Record
 
 
-class UsdmBookSync:
+class UsdmBookSync(ChainSync[tuple[BookUpdate, int]]):
     """Snapshot + ``pu``-chained diffs of one USD-M instrument (see the module docstring).
 
     Feed every parsed ``depthUpdate`` with its ``pu`` to :meth:`on_diff` and every REST
@@ -36,36 +34,15 @@ class UsdmBookSync:
     ``book.integrity``. Whenever :attr:`needs_snapshot` is true, fetch a snapshot.
     """
 
+    SNAPSHOT_SOURCE = "/fapi/v1/depth snapshot"
+
     def __init__(self, instrument: str, *, max_buffer: int = 10_000) -> None:
-        self.instrument = instrument
-        self.state = SyncState.BUFFERING
-        self._buffer: deque[tuple[BookUpdate, int]] = deque(maxlen=max_buffer)
-        self._last = -1
+        super().__init__(instrument, max_buffer=max_buffer)
         self._spanning = False  # the next diff must span the snapshot, not chain on pu
-        self._resyncing = False
-        self.gaps = 0
-        self.rejected_snapshots = 0
-
-    @property
-    def needs_snapshot(self) -> bool:
-        """True while no usable snapshot has been supplied since start or the last gap."""
-        return self.state is SyncState.BUFFERING
-
-    @property
-    def last_update_id(self) -> int | None:
-        """The ``u`` the published chain has reached (``None`` while buffering)."""
-        return self._last if self.state is SyncState.LIVE else None
-
-    @property
-    def buffered(self) -> int:
-        """How many diffs wait for a snapshot."""
-        return len(self._buffer)
 
     def reset(self) -> None:
         """Start over (e.g. a new connection): buffer and wait for a snapshot."""
-        self.state = SyncState.BUFFERING
-        self._buffer.clear()
-        self._last = -1
+        super().reset()
         self._spanning = False
 
     def on_diff(self, update: BookUpdate, prev_final_id: int) -> list[Record]:
@@ -121,25 +98,11 @@ class UsdmBookSync:
         return self._go_live(snapshot)
 
     def _go_live(self, snapshot: BookUpdate) -> list[Record]:
-        out: list[Record] = [snapshot]
-        self.state, self._last, self._spanning = SyncState.LIVE, snapshot.final_update_id, True
-        pending, self._buffer = list(self._buffer), deque(maxlen=self._buffer.maxlen)
-        for i, (diff, pu) in enumerate(pending):
-            out += self.on_diff(diff, pu)
-            if self.state is SyncState.BUFFERING:  # a gap inside the buffer
-                self._buffer.extend(pending[i + 1 :])
-                return out
-        if self._resyncing:
-            self._resyncing = False
-            out.append(
-                integrity_event(
-                    IntegrityKind.RESYNCED,
-                    snapshot,
-                    f"resynced from /fapi/v1/depth snapshot lastUpdateId={self._last}",
-                    received=self._last,
-                )
-            )
-        return out
+        self._spanning = True  # the first diff applied must span the snapshot
+        return super()._go_live(snapshot)
+
+    def _replay(self, item: tuple[BookUpdate, int]) -> list[Record]:
+        return self.on_diff(*item)
 
     def _gap(self, update: BookUpdate, prev_final_id: int, why: str) -> BookIntegrity:
         expected = self._last
@@ -155,11 +118,3 @@ class UsdmBookSync:
             expected=expected,
             received=prev_final_id,
         )
-
-    def _check(self, update: BookUpdate, kind: BookUpdateKind) -> None:
-        if update.instrument != self.instrument:
-            raise ValueError(
-                f"update.instrument={update.instrument!r}: this sync is for {self.instrument!r}"
-            )
-        if update.kind is not kind:
-            raise ValueError(f"update.kind={update.kind.value}: expected {kind.value}")
