@@ -24,7 +24,6 @@ from algostream.marketdata.frames import FrameKind
 from algostream.marketdata.sync import BinanceBookSync
 from algostream.model.enums import IntegrityKind
 from algostream.model.ids import instrument_id
-from algostream.observability import metrics
 
 VENUE = "BINANCE"
 
@@ -34,14 +33,12 @@ class BinanceAdapter(FeedHealth):
     exchange = "binance"
 
     def __init__(self, cfg: MarketDataConfig) -> None:
+        super().__init__()
         self.cfg = cfg
         self.symbols = [s.upper() for s in cfg.symbols]
         self.instruments = {s: instrument_id(VENUE, s) for s in self.symbols}
         self.syncs = {s: BinanceBookSync(self.instruments[s]) for s in self.symbols}
         self.last_trade: dict[str, int] = {}
-        # symbols whose staleness gauge is not 0: set to 0 by their next update (a gauge
-        # takes a lock: not set again on every update while it is 0 already)
-        self._unfresh: set[str] = set(self.symbols)
         # instruments told DISCONNECTED/STALE: they get RESYNCED once live again. A STALE
         # the book worker raised while no ingestor ran is cleared by the worker itself
         # when updates resume (BookProcessor), so a first sync is not announced.
@@ -90,13 +87,7 @@ class BinanceAdapter(FeedHealth):
             route_book(sync.on_diff(update), result)
             if sync.needs_snapshot:
                 result.snapshot_requests.append(symbol)
-            if symbol in self._unfresh:  # the gauge shows a silence (or was never set)
-                self._unfresh.discard(symbol)
-                metrics.child(
-                    metrics.FEED_STALENESS_SECONDS,
-                    exchange=self.exchange,
-                    instrument=update.instrument,
-                ).set(0)
+            self.mark_fresh(update.instrument)
         return result
 
     async def fetch_snapshot(
@@ -122,10 +113,6 @@ class BinanceAdapter(FeedHealth):
         if sync.needs_snapshot and sync.buffered:
             result.snapshot_requests.append(symbol)  # too old for the buffered diffs
         return result
-
-    def on_stale(self, now_ns: int, silent_s: float) -> FrameResult:
-        self._unfresh.update(self.symbols)
-        return super().on_stale(now_ns, silent_s)
 
     def on_disconnected(self, now_ns: int, reason: str) -> FrameResult:
         for sync in self.syncs.values():

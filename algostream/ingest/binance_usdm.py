@@ -28,7 +28,6 @@ from algostream.marketdata.frames import FrameKind
 from algostream.marketdata.usdm_sync import UsdmBookSync
 from algostream.model.enums import IntegrityKind
 from algostream.model.ids import instrument_id
-from algostream.observability import metrics
 
 
 class BinanceUsdmAdapter(FeedHealth):
@@ -36,6 +35,7 @@ class BinanceUsdmAdapter(FeedHealth):
     exchange = "binance_usdm"
 
     def __init__(self, cfg: MarketDataConfig) -> None:
+        super().__init__()
         self.cfg = cfg
         self.symbols = [s.upper() for s in cfg.symbols]
         self.instruments = {s: instrument_id(VENUE, s) for s in self.symbols}
@@ -90,9 +90,7 @@ class BinanceUsdmAdapter(FeedHealth):
             route_book(sync.on_diff(update, pu), result)
             if sync.needs_snapshot:
                 result.snapshot_requests.append(symbol)
-            metrics.child(
-                metrics.FEED_STALENESS_SECONDS, exchange=self.exchange, instrument=update.instrument
-            ).set(0)
+            self.mark_fresh(update.instrument)
         return result
 
     async def fetch_snapshot(

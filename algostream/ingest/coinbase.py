@@ -29,7 +29,6 @@ from algostream.marketdata.sync import CoinbaseSequenceTracker
 from algostream.model.enums import BookUpdateKind, IntegrityKind
 from algostream.model.ids import instrument_id
 from algostream.model.records import BookUpdate, Record, TradeTick
-from algostream.observability import metrics
 
 
 class CoinbaseAdapter(FeedHealth):
@@ -37,6 +36,7 @@ class CoinbaseAdapter(FeedHealth):
     exchange = "coinbase"
 
     def __init__(self, cfg: MarketDataConfig) -> None:
+        super().__init__()
         self.cfg = cfg
         self.products = [s.upper() for s in cfg.symbols]
         self.instruments = {p: instrument_id(VENUE, p) for p in self.products}
@@ -112,9 +112,7 @@ class CoinbaseAdapter(FeedHealth):
         elif self.owner.get(inst) != conn_id:
             return  # another connection's snapshot starts this product's chain now
         route_book([record], result)
-        metrics.child(metrics.FEED_STALENESS_SECONDS, exchange=self.exchange, instrument=inst).set(
-            0
-        )
+        self.mark_fresh(inst)
         if record.kind is BookUpdateKind.SNAPSHOT:
             n = record.final_update_id
             self.live_again(

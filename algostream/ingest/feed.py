@@ -91,6 +91,19 @@ class FeedHealth:
     instruments: dict[str, str]  # exchange symbol -> instrument id
     degraded: set[str]
 
+    def __init__(self) -> None:
+        #: instruments whose staleness gauge reads 0 already: :meth:`mark_fresh` sets it
+        #: once, not on every update (a gauge takes a lock); emptied by :meth:`on_stale`
+        self._gauge_fresh: set[str] = set()
+
+    def mark_fresh(self, instrument: str) -> None:
+        """An update of ``instrument`` arrived: its staleness gauge reads 0."""
+        if instrument not in self._gauge_fresh:
+            self._gauge_fresh.add(instrument)
+            metrics.child(
+                metrics.FEED_STALENESS_SECONDS, exchange=self.exchange, instrument=instrument
+            ).set(0)
+
     def feed_down(self, kind: IntegrityKind, now_ns: int, detail: str) -> FrameResult:
         self.degraded.update(self.instruments.values())
         return FrameResult(
@@ -98,6 +111,7 @@ class FeedHealth:
         )
 
     def on_stale(self, now_ns: int, silent_s: float) -> FrameResult:
+        self._gauge_fresh.clear()
         for inst in self.instruments.values():
             metrics.child(
                 metrics.FEED_STALENESS_SECONDS, exchange=self.exchange, instrument=inst
