@@ -31,7 +31,7 @@ from algostream.backtest.source import read_range
 from algostream.config import Settings
 from algostream.execution.binance_client import BinanceRestClient
 from algostream.execution.coinbase_orders import CoinbaseExecution
-from algostream.execution.errors import OrderStatusUnknownError
+from algostream.execution.errors import ExecutionError, OrderStatusUnknownError
 from algostream.execution.futures_paper import FuturesPaperBroker
 from algostream.execution.futures_venue import (
     is_futures,
@@ -42,11 +42,19 @@ from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import VenueOrder, rebuild_local, reconcile_orders
 from algostream.execution.router import ExecutionRouter
 from algostream.execution.usdm_client import UsdmRestClient, venue_order_from_usdm
+from algostream.execution.usdm_stream import check_event, user_event_dead_letter
 from algostream.execution.user_stream import UserDataStream, stream_url_for
 from algostream.model.enums import OrderStatus
 from algostream.model.errors import RecordDecodeError
 from algostream.model.ids import split_instrument
-from algostream.model.records import BookTop, OrderEvent, OrderRequest, Record, TradeTick
+from algostream.model.records import (
+    BookTop,
+    DeadLetter,
+    OrderEvent,
+    OrderRequest,
+    Record,
+    TradeTick,
+)
 from algostream.observability import metrics
 from streams import fencing, futures
 from streams.edge import Edge
@@ -75,6 +83,7 @@ class ExecutionShell:
         self._router: ExecutionRouter | None = None
         self._client: BinanceRestClient | None = None
         self._user_stream: asyncio.Task[None] | None = None
+        self.stream: UserDataStream | None = None
         self.reconciled = False
 
     @property
@@ -156,33 +165,51 @@ class ExecutionShell:
         # after the comparison: a restored top can fill a resting order (an event of its own)
         return result.events + (await self.restore_books() if paper else [])
 
-    def start_user_stream(self, emit: Callable[[list[OrderEvent]], Awaitable[None]]) -> None:
-        """Live: order updates from the user data stream (REST catch-up on each connect,
-        polling while it is down); see algostream.execution.user_stream."""
+    def start_user_stream(
+        self,
+        emit: Callable[[list[OrderEvent]], Awaitable[None]],
+        dead_letter: Callable[[DeadLetter], Awaitable[None]],
+    ) -> None:
+        """Live: order updates from the user data stream, spot or USD-M (REST catch-up on
+        each connect, polling while it is down); see algostream.execution.user_stream.
+        An event of a type the stream does not know goes to ``dlq`` naming it."""
         ex = self.settings.execution
         if ex.paper_trading or self._user_stream is not None:
             return
         router, client = self.router, self._client
-        if self.is_futures or self.is_coinbase:  # no user stream read here: polling
+        if self.is_coinbase:  # no user stream read here: polling
             self._user_stream = asyncio.get_running_loop().create_task(self._poll(emit))
             return
         assert client is not None
+        futures = self.is_futures
 
         async def on_event(event: dict[str, Any]) -> None:
-            await emit(router.on_user_event(event, time.time_ns()))
+            try:
+                check_event(event, futures=futures)
+                events = router.on_user_event(event, time.time_ns())
+            except (ExecutionError, KeyError, ValueError, TypeError, ArithmeticError) as exc:
+                venue = "binance_usdm" if futures else "binance"
+                await dead_letter(
+                    user_event_dead_letter(event, exc, venue=venue, now_ns=time.time_ns())
+                )
+                return
+            await emit(events)
 
         async def catch_up() -> None:
             await emit(await router.catch_up(time.time_ns()))
 
-        stream = UserDataStream(
+        base = ex.user_stream_url or stream_url_for(ex.exchange_api_url)
+        if futures and not ex.user_stream_url:
+            base += "/fstream"  # the simulator's futures streams (Binance: fstream host)
+        self.stream = UserDataStream(
             client,
-            ex.user_stream_url or stream_url_for(ex.exchange_api_url),
+            base,
             on_event=on_event,
             on_connected=catch_up,
             on_poll=catch_up,
             poll_interval_s=ex.order_poll_interval_ms / 1000,
         )
-        self._user_stream = asyncio.get_running_loop().create_task(stream.run())
+        self._user_stream = asyncio.get_running_loop().create_task(self.stream.run())
 
     async def _poll(self, emit: Callable[[list[OrderEvent]], Awaitable[None]]) -> None:
         interval = self.settings.execution.order_poll_interval_ms / 1000
@@ -279,6 +306,14 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         if events:
             shell.persist()
 
+    async def dead_letter(record: DeadLetter) -> None:
+        log.warning("dead letter", agent="execution", source=record.source_topic,
+                    error=record.reason)  # fmt: skip
+        metrics.DLQ_RECORDS.labels(
+            agent="execution", topic=record.source_topic, error_type=record.error_type
+        ).inc()
+        await edge.send("dlq", record)
+
     lock = asyncio.Lock()
 
     async def reconciled_first() -> None:
@@ -289,7 +324,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             if not shell.reconciled:
                 await emit(await shell.reconcile())
                 shell.reconciled = True
-                shell.start_user_stream(emit)
+                shell.start_user_stream(emit, dead_letter)
 
     async def on_approved(order: OrderRequest) -> None:
         """Send an approved order to the venue once (from the topic or in-process)."""

@@ -27,6 +27,7 @@ From a Faust agent::
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from decimal import Decimal
 from typing import Any
 
@@ -46,6 +47,13 @@ from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import BINANCE_STATUS, VenueOrder, events_to_match
 from algostream.execution.usdm_client import UsdmNewOrder, UsdmRestClient, venue_order_from_usdm
+from algostream.execution.usdm_stream import (
+    ACCOUNT_UPDATE,
+    ORDER_UPDATE,
+    AccountUpdate,
+    as_report,
+    parse_account_update,
+)
 from algostream.model.enums import OrderStatus
 from algostream.model.ids import split_instrument
 from algostream.model.records import BookTop, MarkPrice, OrderEvent, OrderRequest, TradeTick
@@ -86,6 +94,10 @@ class ExecutionRouter:
         self._venue = venue
         self._orders: dict[str, ManagedOrder] = {}
         self._max_closed = max_closed
+        #: (client order id, trade id) of the user stream's trades applied (bounded)
+        self._trades: OrderedDict[tuple[str, str], None] = OrderedDict()
+        #: the newest ``ACCOUNT_UPDATE`` of the USD-M user data stream
+        self.venue_account: AccountUpdate | None = None
 
     @classmethod
     def from_config(
@@ -205,19 +217,36 @@ class ExecutionRouter:
         return self._apply(managed, payload, now_ns)
 
     def on_user_event(self, event: dict[str, Any], now_ns: int) -> list[OrderEvent]:
-        """One user data stream event: ``executionReport`` moves a tracked order."""
-        if self._binance is None or event.get("e") != "executionReport":
+        """One user data stream event: ``executionReport`` (spot) or
+        ``ORDER_TRADE_UPDATE`` (USD-M) moves a tracked order; ``ACCOUNT_UPDATE`` keeps
+        the venue's positions and balances (:attr:`venue_account`)."""
+        if self._binance is None:
             return []
-        return self.on_execution_report(event, now_ns)
+        kind = event.get("e")
+        if kind == "executionReport":
+            return self.on_execution_report(event, now_ns)
+        if kind == ORDER_UPDATE:
+            return self.on_execution_report(as_report(event), now_ns)
+        if kind == ACCOUNT_UPDATE:
+            self.venue_account = parse_account_update(event)
+        return []
 
     def on_execution_report(self, report: dict[str, Any], now_ns: int) -> list[OrderEvent]:
-        """Events for one ``executionReport`` (an exact fill for a TRADE; stale: none)."""
+        """Events for one ``executionReport`` (an exact fill for a TRADE; stale: none).
+        A trade id seen before (a replayed frame after a reconnect) changes nothing."""
         status = str(report["X"])
         coid = str(report.get("C") or report["c"]) if status == "CANCELED" else str(report["c"])
         managed = self._orders.get(coid)
         executed = Decimal(report["z"])
         if managed is None or not managed.is_open or executed < managed.cum_qty:
             return []
+        if report["x"] == "TRADE" and report.get("t") is not None:
+            trade = (coid, str(report["t"]))
+            if trade in self._trades:
+                return []
+            self._trades[trade] = None
+            while len(self._trades) > self._max_closed:
+                self._trades.popitem(last=False)
         ts = int(report.get("T") or report["E"]) * _MS
         events: list[OrderEvent] = []
         last_qty = Decimal(report["l"])

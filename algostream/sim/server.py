@@ -126,10 +126,12 @@ async def apply_fault(ex: SimExchange, body: dict[str, Any]) -> dict[str, Any]:
         }
     elif kind == "crossed":
         ex.send_crossed(str(body.get("symbol") or ex.market.symbols[0]))
+    elif kind == "expire_listen_keys":
+        return {"kind": kind, "expired": sum(keys.expire_all() for keys in ex.listen_keys)}
     else:
         raise SimConfigError(
             f"kind={kind!r}: expected drop_depth, disconnect, silence, malformed, "
-            "server_shutdown or crossed"
+            "server_shutdown, crossed or expire_listen_keys"
         )
     return {"kind": kind}
 
