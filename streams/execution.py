@@ -37,22 +37,25 @@ from algostream.execution.futures_venue import (
     is_futures,
     paper_futures,
     reconcile_positions_on_start,
+    settle_positions,
 )
+from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import VenueOrder, rebuild_local, reconcile_orders
 from algostream.execution.router import ExecutionRouter
 from algostream.execution.usdm_client import UsdmRestClient, venue_order_from_usdm
 from algostream.execution.usdm_stream import check_event, user_event_dead_letter
 from algostream.execution.user_stream import UserDataStream, stream_url_for
-from algostream.model.enums import OrderStatus
+from algostream.model.enums import OrderStatus, RiskEventKind, TradingState
 from algostream.model.errors import RecordDecodeError
-from algostream.model.ids import split_instrument
+from algostream.model.ids import derive_id, split_instrument
 from algostream.model.records import (
     BookTop,
     DeadLetter,
     OrderEvent,
     OrderRequest,
     Record,
+    RiskEvent,
     TradeTick,
 )
 from algostream.observability import metrics
@@ -85,6 +88,8 @@ class ExecutionShell:
         self._user_stream: asyncio.Task[None] | None = None
         self.stream: UserDataStream | None = None
         self.reconciled = False
+        #: why live trading is halted (a position mismatch at start; None: it is not)
+        self.halted: str | None = None
 
     @property
     def router(self) -> ExecutionRouter:
@@ -157,13 +162,29 @@ class ExecutionShell:
         for problem in result.discrepancies:
             log.error("reconciliation: cannot fix with an event", problem=problem)
         log.info("reconciled with the venue", open_orders=len(mine), events=len(result.events))
+        adopted: list[OrderEvent] = []
         if self.is_futures and isinstance(self._client, UsdmRestClient):  # positions too
-            for diff in await reconcile_positions_on_start(self._client, self.settings, events):
-                log.error("reconciliation: position differs at the venue (the venue is the "
-                          "truth)", instrument=diff.instrument, local=str(diff.local),
-                          venue=str(diff.venue))  # fmt: skip
+            adopted = await self.reconcile_positions(events + result.events)
         # after the comparison: a restored top can fill a resting order (an event of its own)
-        return result.events + (await self.restore_books() if paper else [])
+        return result.events + adopted + (await self.restore_books() if paper else [])
+
+    async def reconcile_positions(self, events: list[OrderEvent]) -> list[OrderEvent]:
+        """USD-M live: the positions the fills make against the venue's; each difference
+        is adopted or halts trading (``risk.position_mismatch``; see
+        algostream.execution.futures_venue.settle_positions)."""
+        assert isinstance(self._client, UsdmRestClient)
+        diffs = await reconcile_positions_on_start(self._client, self.settings, events)
+        done = settle_positions(diffs, self.settings, time.time_ns())
+        for diff in diffs:
+            log.warning(
+                "reconciliation: position differs at the venue (the venue is the truth)",
+                instrument=diff.instrument, ours=str(diff.local), theirs=str(diff.venue),
+                action="halt" if diff in done.refused else "adopted",
+            )  # fmt: skip
+        if done.halt is not None:
+            self.halted = done.halt
+            log.error("trading halted: positions differ at the venue", reason=done.halt)
+        return done.events
 
     def start_user_stream(
         self,
@@ -264,8 +285,11 @@ class ExecutionShell:
                 self.state["futures"] = self._futures.to_state()
 
     async def submit(self, order: OrderRequest) -> list[OrderEvent]:
-        """Send once; an unknown outcome (timeout/5xx after retries) is queried, not resent."""
+        """Send once; an unknown outcome (timeout/5xx after retries) is queried, not resent.
+        While halted (a position mismatch at start) the order is REJECTED naming why."""
         now = time.time_ns()
+        if self.halted is not None:
+            return [ManagedOrder(order, venue="BINANCE_USDM").reject(self.halted, now)]
         try:
             return await self.router.submit(order, now)
         except OrderStatusUnknownError as exc:
@@ -287,6 +311,23 @@ def _decodable(records: Iterable[Any], record_type: type[R]) -> list[R]:
         except RecordDecodeError:
             continue
     return out
+
+
+def halt_event(reason: str, settings: Settings) -> RiskEvent:
+    """The ``risk.events`` record of a halt the execution stage decided (at start)."""
+    now = time.time_ns()
+    return RiskEvent(
+        instrument=f"ACCOUNT:{settings.risk.account.upper()}",
+        ts_event=now,
+        ts_init=now,
+        record_id=derive_id("execution-halt", reason, now),
+        lineage_id="reconciliation",
+        kind=RiskEventKind.STATE_CHANGED,
+        state=TradingState.HALTED,
+        previous_state=TradingState.ACTIVE,
+        actor="reconciliation",
+        reason=reason[:2000],
+    )
 
 
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
@@ -324,6 +365,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             if not shell.reconciled:
                 await emit(await shell.reconcile())
                 shell.reconciled = True
+                if shell.halted is not None:
+                    await edge.send("risk.events", halt_event(shell.halted, settings))
                 shell.start_user_stream(emit, dead_letter)
 
     async def on_approved(order: OrderRequest) -> None:

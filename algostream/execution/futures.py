@@ -308,8 +308,18 @@ def reconcile_positions(
 
 @dataclass(frozen=True)
 class PositionDiscrepancy:
-    """A position the venue reports differently: adopt ``venue`` (the venue is the truth)."""
+    """A position the venue reports differently: adopt ``venue`` (the venue is the truth).
+    ``venue_entry`` / ``venue_mark``: the venue's entry and mark price when known,
+    ``local_entry``: our entry price."""
 
     instrument: str
     local: Decimal
     venue: Decimal
+    venue_entry: Decimal | None = None
+    venue_mark: Decimal | None = None
+    local_entry: Decimal | None = None
+
+    @property
+    def difference(self) -> Decimal:
+        """What the venue holds beyond ours (signed)."""
+        return self.venue - self.local

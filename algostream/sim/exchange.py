@@ -350,6 +350,7 @@ class SimExchange:
             "l2_dropped": self.coinbase.l2_dropped,
             "frames_published": self.binance.frames_published,
             "malformed_sent": self.malformed_sent,
+            "listen_keys": sum(len(keys.live()) for keys in self.listen_keys),
         }
         if isinstance(self.source, PlaybackSource):
             out["playback"] = {
