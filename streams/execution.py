@@ -432,7 +432,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         edge.listen("md.trades", trade_read)
         tap(app, edge, settings, "md.trades", TradeTick, "execution")
     edge.before_revoke(shell.forget)  # after the tap's hand-over (hooks run in order)
-    futures.register_execution(app, edge, settings, shell)
+    futures.register_execution(app, edge, settings, shell, emit)
     if edge.txn is not None:  # fenced: another worker's broker executes the account
         edge.txn.on_fenced.append(shell.forget)
         edge.after_streams_empty(edge.txn.release)  # after every stage handed over

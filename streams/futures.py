@@ -5,7 +5,8 @@
   ``algostream_margin_used`` (notional at the mark / ``risk.leverage``);
 * with ``market_data.exchange = "binance_usdm"`` the worker's tap reads ``md.mark_price``
   for both stages: the gate settles funding into the ledger (``Position``/``PnL`` records,
-  ``algostream_funding_paid``), the paper broker into its futures account.
+  ``algostream_funding_paid``), the paper broker into its futures account, and the paper
+  account liquidates a position the mark moves through (its events on ``orders.events``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import faust
 from algostream.config import Settings
 from algostream.execution.futures_venue import is_futures
 from algostream.model.ids import split_instrument
-from algostream.model.records import MarkPrice, Position, Record
+from algostream.model.records import MarkPrice, OrderEvent, Position, Record
 from algostream.observability import metrics
 from algostream.risk.futures import FUTURES_VENUE
 from streams import fencing
@@ -81,7 +82,11 @@ def register_risk(
 
 
 def register_execution(
-    app: faust.App, edge: Edge, settings: Settings, shell: ExecutionShell
+    app: faust.App,
+    edge: Edge,
+    settings: Settings,
+    shell: ExecutionShell,
+    emit: Callable[[list[OrderEvent]], Awaitable[None]],
 ) -> None:
     if not is_futures(settings) or not settings.execution.paper_trading:
         return  # live: the venue settles funding
@@ -89,7 +94,11 @@ def register_execution(
     async def mark_read(mark: MarkPrice, _partition: int | None) -> None:
         if not edge.owns("orders.approved") or not await fencing.may_handle(edge):
             return  # not the owner (or fenced): the owner's broker settles it
-        if shell.router.on_mark_price(mark):
+        paid = shell.router.on_mark_price(mark)
+        liquidated = shell.router.take_liquidations()
+        if liquidated:
+            await emit(liquidated)  # persists
+        elif paid:
             shell.persist()
 
     edge.listen("md.mark_price", mark_read)

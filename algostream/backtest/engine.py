@@ -247,6 +247,7 @@ class BacktestEngine:
         self.emit("md.mark_price", mark)
         if self.futures is not None:
             self.futures.on_mark_price(mark)
+            self._fills(self.futures.take_liquidations())
         self._risk(self.risk.on_mark_price(mark, mark.ts_init))
 
     def _on_bar(self, bar: Bar) -> None:

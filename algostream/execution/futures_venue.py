@@ -64,8 +64,14 @@ def paper_futures(
     broker: PaperBroker, settings: Settings, saved: dict[str, Any] | None
 ) -> FuturesPaperBroker:
     """The futures paper broker over ``broker`` (see the module docstring)."""
-    distance = settings.risk.min_liquidation_distance_percent / 100
-    futures = FuturesPaperBroker(broker, new_account(settings), min_liquidation_distance=distance)
+    risk = settings.risk
+    futures = FuturesPaperBroker(
+        broker,
+        new_account(settings),
+        min_liquidation_distance=risk.min_liquidation_distance_percent / 100,
+        liquidation_fee_rate=risk.liquidation_fee_percent / 100,
+        account_id=risk.account,
+    )
     if saved is not None:
         futures.load_state(saved)
     return futures

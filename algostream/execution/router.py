@@ -138,6 +138,10 @@ class ExecutionRouter:
         """Futures paper trading: the mark and its funding (the venue charges it live)."""
         return self._futures.on_mark_price(mark) if self._futures is not None else []
 
+    def take_liquidations(self) -> list[OrderEvent]:
+        """Futures paper trading: the positions the last marks liquidated (their events)."""
+        return self._futures.take_liquidations() if self._futures is not None else []
+
     async def submit(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
         """Execute an approved order; a client order id seen before yields no events."""
         if self._futures is not None:
