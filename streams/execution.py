@@ -109,7 +109,9 @@ class ExecutionShell:
                 http = httpx.AsyncClient(timeout=ex.request_timeout_ms / 1000)
                 client = UsdmRestClient if self.is_futures else BinanceRestClient
                 self._client = client.from_config(http, ex)
-                self._router = ExecutionRouter(binance=self._client)
+                self._router = ExecutionRouter(
+                    binance=self._client, account=self.settings.risk.account
+                )
         return self._router
 
     async def reconcile(self) -> list[OrderEvent]:

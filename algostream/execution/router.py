@@ -50,11 +50,12 @@ from algostream.execution.usdm_client import UsdmNewOrder, UsdmRestClient, venue
 from algostream.execution.usdm_stream import (
     ACCOUNT_UPDATE,
     ORDER_UPDATE,
+    VENUE_CLOSE_PREFIXES,
     AccountUpdate,
     as_report,
     parse_account_update,
 )
-from algostream.model.enums import OrderStatus
+from algostream.model.enums import OrderStatus, OrderType, Side
 from algostream.model.ids import split_instrument
 from algostream.model.records import BookTop, MarkPrice, OrderEvent, OrderRequest, TradeTick
 
@@ -77,6 +78,7 @@ class ExecutionRouter:
         coinbase: CoinbaseExecution | None = None,
         venue: str = "BINANCE",
         max_closed: int = 10_000,
+        account: str = "paper",
     ) -> None:
         if futures is not None:
             if paper is not None and paper is not futures.broker:
@@ -92,6 +94,8 @@ class ExecutionRouter:
         self._binance = binance
         self._usdm = isinstance(binance, UsdmRestClient)
         self._venue = venue
+        #: the account of orders the venue places itself (liquidations)
+        self._account = account
         self._orders: dict[str, ManagedOrder] = {}
         self._max_closed = max_closed
         #: (client order id, trade id) of the user stream's trades applied (bounded)
@@ -230,10 +234,29 @@ class ExecutionRouter:
         if kind == "executionReport":
             return self.on_execution_report(event, now_ns)
         if kind == ORDER_UPDATE:
-            return self.on_execution_report(as_report(event), now_ns)
+            report = as_report(event)
+            if str(report["c"]).startswith(VENUE_CLOSE_PREFIXES):
+                self._track_venue_close(report)
+            return self.on_execution_report(report, now_ns)
         if kind == ACCOUNT_UPDATE:
             self.venue_account = parse_account_update(event)
         return []
+
+    def _track_venue_close(self, report: dict[str, Any]) -> None:
+        """An order the venue placed itself (``autoclose-*``: a liquidation, ``adl_autoclose``:
+        auto-deleveraging) is tracked from its first update, so its fills reach
+        ``orders.events`` (reason ``LIQUIDATED``) and the ledger like ours."""
+        coid = str(report["c"])
+        if coid in self._orders or not self._usdm:
+            return
+        now = int(report.get("T") or report.get("E") or 0) * _MS
+        request = OrderRequest(
+            instrument=f"BINANCE_USDM:{report['s']}", ts_event=now, ts_init=now,
+            record_id=f"venue-{coid}"[:128], lineage_id="venue", account=self._account,
+            client_order_id=coid[:36], strategy="liquidation", side=Side(str(report["S"])),
+            order_type=OrderType.MARKET, quantity=Decimal(str(report["q"])), reduce_only=True,
+        )  # fmt: skip
+        self._orders[coid] = ManagedOrder(request, venue=self._venue)
 
     def on_execution_report(self, report: dict[str, Any], now_ns: int) -> list[OrderEvent]:
         """Events for one ``executionReport`` (an exact fill for a TRADE; stale: none).
@@ -260,9 +283,14 @@ class ExecutionRouter:
             fee_currency = str(report.get("N") or "")
             fee = Decimal(report.get("n") or "0")
             price = Decimal(report["L"])
+            liquidated = coid.startswith(VENUE_CLOSE_PREFIXES)
+            reason = f"LIQUIDATED: the venue's order {coid}" if liquidated else ""
             events.append(
-                managed.fill(price, last_qty, fee, ts, ts_init=now_ns, fee_currency=fee_currency)
-            )
+                managed.fill(
+                    price, last_qty, fee, ts, ts_init=now_ns, fee_currency=fee_currency,
+                    reason=reason,
+                )
+            )  # fmt: skip
         venue = VenueOrder(
             coid, str(report["i"]), BINANCE_STATUS[status], executed, Decimal(report["Z"])
         )

@@ -122,6 +122,7 @@ def as_report(event: Mapping[str, Any]) -> dict[str, Any]:
         "Z": str(avg * filled),
         "t": o.get("t", 0),
         "S": o.get("S"),
+        "q": str(o.get("q", "0")),
         "rp": str(o.get("rp", "0")),
     }
 

@@ -202,3 +202,31 @@ def test_unknown_events_and_spot_events_on_futures_name_themselves() -> None:
         check_event({"e": "ACCOUNT_UPDATE"}, futures=False)
     with pytest.raises(UnknownUserEventError, match="None"):
         check_event({"x": 1}, futures=True)
+
+
+async def test_a_venue_liquidation_order_reaches_the_events_as_liquidated(live: Live) -> None:
+    """Binance's own close (client id ``autoclose-*``, as its docs and ccxt describe it):
+    no order of ours, yet its fill moves our position, so it becomes a fill event."""
+
+    def update(x: str, status: str, last: str, cum: str, trade: int) -> dict[str, Any]:
+        return {"e": "ORDER_TRADE_UPDATE", "E": 1700, "T": 1700, "o": {
+            "s": "BTCUSDT", "c": "autoclose-1596107620040000020", "S": "BUY", "o": "LIMIT",
+            "f": "IOC", "q": "0.02", "p": "31000", "ap": "31000" if trade else "0",
+            "sp": "0", "x": x, "X": status, "i": 99, "l": last, "z": cum,
+            "L": "31000" if trade else "0", "N": "USDT", "n": "0.3", "T": 1700, "t": trade,
+            "R": True, "ps": "BOTH", "rp": "-20"}}  # fmt: skip
+
+    router = ExecutionRouter(binance=live.client, venue="BINANCE_USDM", account="acct")
+    (accepted,) = router.on_user_event(update("NEW", "NEW", "0", "0", 0), 1)
+    assert accepted.status is OrderStatus.ACCEPTED
+    events = router.on_user_event(update("TRADE", "PARTIALLY_FILLED", "0.01", "0.01", 5), 2)
+    events += router.on_user_event(update("TRADE", "FILLED", "0.01", "0.02", 6), 3)
+    events += router.on_user_event(update("TRADE", "FILLED", "0.01", "0.02", 6), 4)  # again
+    fills = [e for e in events if e.fill_qty]
+    assert [(e.side, e.fill_qty, e.fill_price, e.fee) for e in fills] == [
+        (Side.BUY, D("0.01"), D(31000), D("0.3")),
+        (Side.BUY, D("0.01"), D(31000), D("0.3")),
+    ]
+    assert all(e.reason.startswith("LIQUIDATED: the venue's order autoclose-") for e in fills)
+    assert fills[-1].status is OrderStatus.FILLED
+    assert {(e.instrument, e.account, e.strategy) for e in fills} == {(PERP, "acct", "liquidation")}
