@@ -183,8 +183,8 @@ class ExecutionShell:
                 instrument=diff.instrument, ours=str(diff.local), theirs=str(diff.venue),
                 action="halt" if diff in done.refused else "adopted",
             )  # fmt: skip
+        self.halted = done.halt  # each start-up reconciliation decides afresh
         if done.halt is not None:
-            self.halted = done.halt
             log.error("trading halted: positions differ at the venue", reason=done.halt)
         return done.events
 

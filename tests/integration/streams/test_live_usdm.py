@@ -12,7 +12,8 @@
   filled; a resting LIMIT filled later at the venue arrives on the user data stream
   (``ORDER_TRADE_UPDATE``: an exact fill with its commission, not a REST catch-up), and
   after the venue drops the connection and expires the key the worker is back on a new
-  key; every order's fills add up to its quantity exactly once."""
+  key; every order's fills add up to its quantity exactly once. An event type the stream
+  does not know goes to ``dlq`` naming it."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from algostream.config import load_settings
 from algostream.execution.usdm_client import UsdmNewOrder, UsdmRestClient
 from algostream.model import (
     BookTop,
+    DeadLetter,
     OrderEvent,
     OrderRequest,
     OrderStatus,
@@ -176,6 +178,17 @@ async def test_live_usdm_adopts_venue_positions_and_reads_the_user_stream(
         await until_stats(
             http, url, lambda st: st["usdm_clients"] == 1 and st["listen_keys"] == 1, "reconnect"
         )
+        # an event type the stream does not know: dlq, naming it; the stream goes on
+        odd = {"kind": "user_event", "event": {"e": "NEW_THING", "E": 1}}
+        assert (await http.post(f"{url}/sim/fault", json=odd)).json()["keys"] == 1
+
+        def dead(msgs: list[Any]) -> bool:
+            return any("'NEW_THING'" in d.reason for d in decoded(msgs, DeadLetter))  # type: ignore[attr-defined]
+
+        (letter,) = [d for d in decoded(await read_until(s, "dlq", dead, 60), DeadLetter)
+                     if "'NEW_THING'" in d.reason]  # type: ignore[attr-defined]  # fmt: skip
+        assert letter.source_topic == "user_stream:binance_usdm", letter  # type: ignore[attr-defined]
+        assert "unknown on the USD-M stream" in letter.reason  # type: ignore[attr-defined]
         await produce(s, "orders.proposed", [order("u-after", mid)])
         msgs = await read_until(s, "orders.events", status_of("u-after", OrderStatus.FILLED), 90)
         events = decoded(msgs, OrderEvent)  # type: ignore[assignment]
