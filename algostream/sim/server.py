@@ -137,11 +137,11 @@ async def apply_fault(ex: SimExchange, body: dict[str, Any]) -> dict[str, Any]:
         event = ex.usdm.publish_force_order(ex.market, symbol, side, qty, ex.now_ms())
         return {"kind": kind, "event": event}
     elif kind == "user_event":  # any payload on every user data stream (bad input)
-        event = body.get("event")
-        if not isinstance(event, dict):
-            raise SimConfigError(f"event={event!r}: expected a JSON object")
+        payload = body.get("event")
+        if not isinstance(payload, dict):
+            raise SimConfigError(f"event={payload!r}: expected a JSON object")
         for keys in ex.listen_keys:
-            keys.emit(event)
+            keys.emit(payload)
         return {"kind": kind, "keys": sum(len(keys.live()) for keys in ex.listen_keys)}
     elif kind == "expire_listen_keys":
         return {"kind": kind, "expired": sum(keys.expire_all() for keys in ex.listen_keys)}
