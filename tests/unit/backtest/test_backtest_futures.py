@@ -121,11 +121,16 @@ def test_a_raw_futures_capture_goes_through_the_futures_adapter() -> None:
                 "i": "29990.00000000", "P": "30000.00000000", "r": rate, "T": next_ms}  # fmt: skip
         return {"stream": "btcusdt@markPrice", "data": data}
 
+    force = {"e": "forceOrder", "E": 1200, "o": {"s": "BTCUSDT", "S": "SELL", "o": "LIMIT",
+             "f": "IOC", "q": "0.014", "p": "9910", "ap": "9910", "X": "FILLED",
+             "l": "0.014", "z": "0.014", "T": 1200}}  # fmt: skip
     engine.run([
         raw(1000, snapshot, stream="rest:/fapi/v1/depth"),
         raw(1100, {"stream": "btcusdt@depth@100ms", "data": diff}),
+        raw(1200, {"stream": "btcusdt@forceOrder", "data": force}),
         raw(1500, mark(1500, "0.00010000", 2000)),
     ])  # fmt: skip
+    assert [r.quantity for r in engine.result.on("md.liquidations")] == [Decimal("0.014")]  # type: ignore[attr-defined]
     engine._propose(order("short", "1", 1_600_000_000))
     engine.run([raw(2000, mark(2000, "0.00020000", 3000))])
     result = engine.finish()
