@@ -182,10 +182,41 @@ class UsdmTradingSimulator:
         return sum(1 for o in self.orders.values() if o.client_order_id == client_order_id)
 
     def on_market_event(self) -> None:
-        """Resting GTC orders fill where the book now crosses them."""
+        """Resting GTC orders fill where the book now crosses them; positions the mid
+        (the mark here) has taken through their liquidation are closed."""
         self.listen_keys.expire_due()
         for order in [o for o in self.orders.values() if o.is_open]:
             self._match(order)
+        self.liquidate()
+
+    def liquidate(self) -> list[FuturesOrder]:
+        """Close every position the marks (the books' mids) liquidate, as the venue does:
+        an order of its own, client id ``autoclose-<ms>-<n>``, filled at the liquidation
+        price (isolated) or the mark (cross), with its ``ORDER_TRADE_UPDATE``s and an
+        ``ACCOUNT_UPDATE``; returns the orders."""
+        marks: dict[str, Decimal] = {}
+        for inst, pos in self.account.positions.items():
+            if pos.qty:
+                try:
+                    bids, asks = self._book(inst.partition(":")[2])
+                except Exception:
+                    continue
+                if bids and asks:
+                    marks[inst] = (bids[0][0] + asks[0][0]) / 2
+        done = []
+        for pos, price in self.account.liquidations(marks):
+            symbol, qty = pos.instrument.partition(":")[2], abs(pos.qty)
+            side = "SELL" if pos.qty > 0 else "BUY"
+            now = self._clock()
+            oid = next(self._ids)
+            order = FuturesOrder(
+                oid, f"autoclose-{now}-{oid}", symbol, side, "LIMIT", "IOC", qty, price, True, now
+            )
+            self.orders[oid] = order
+            self._report(order, "NEW")
+            self._fill(order, [(price, qty)])
+            done.append(order)
+        return done
 
     # ------------------------------------------------------------------ pipeline
 
