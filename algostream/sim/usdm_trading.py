@@ -11,7 +11,9 @@ leverage are a :class:`~algostream.execution.futures.FuturesAccount` (short is a
 position; Binance's bracket maintenance rates), so refusals are the venue's: -2022
 reduce-only that would increase, -2019 margin insufficient, -2027 notional above the
 leverage's bracket, -4028 leverage not valid, -4116 a client order id already used.
-Resting GTC orders fill when the book crosses them (:meth:`on_market_event`).
+Resting GTC orders fill when the book crosses them (:meth:`on_market_event`), and a
+position the mid (the mark here) takes through its liquidation is closed by an
+``autoclose-*`` order of the venue's own (:meth:`liquidate`).
 ``inject("5xx_after_place")`` / ``("5xx_before")`` fault the next order requests.
 
 User data stream (as on Binance USDⓈ-M): ``POST/PUT/DELETE /fapi/v1/listenKey`` (API key,
