@@ -31,9 +31,10 @@ from algostream.backtest.source import read_range
 from algostream.config import Settings
 from algostream.execution.binance_client import BinanceRestClient
 from algostream.execution.coinbase_orders import CoinbaseExecution
-from algostream.execution.errors import ExecutionError, OrderStatusUnknownError
+from algostream.execution.errors import OrderStatusUnknownError
 from algostream.execution.futures_paper import FuturesPaperBroker
 from algostream.execution.futures_venue import (
+    halt_record,
     is_futures,
     paper_futures,
     reconcile_positions_on_start,
@@ -44,18 +45,16 @@ from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import VenueOrder, rebuild_local, reconcile_orders
 from algostream.execution.router import ExecutionRouter
 from algostream.execution.usdm_client import UsdmRestClient, venue_order_from_usdm
-from algostream.execution.usdm_stream import check_event, user_event_dead_letter
 from algostream.execution.user_stream import UserDataStream, stream_url_for
-from algostream.model.enums import OrderStatus, RiskEventKind, TradingState
+from algostream.model.enums import OrderStatus
 from algostream.model.errors import RecordDecodeError
-from algostream.model.ids import derive_id, split_instrument
+from algostream.model.ids import split_instrument
 from algostream.model.records import (
     BookTop,
     DeadLetter,
     OrderEvent,
     OrderRequest,
     Record,
-    RiskEvent,
     TradeTick,
 )
 from algostream.observability import metrics
@@ -207,16 +206,8 @@ class ExecutionShell:
         futures = self.is_futures
 
         async def on_event(event: dict[str, Any]) -> None:
-            try:
-                check_event(event, futures=futures)
-                events = router.on_user_event(event, time.time_ns())
-            except (ExecutionError, KeyError, ValueError, TypeError, ArithmeticError) as exc:
-                venue = "binance_usdm" if futures else "binance"
-                await dead_letter(
-                    user_event_dead_letter(event, exc, venue=venue, now_ns=time.time_ns())
-                )
-                return
-            await emit(events)
+            events, letter = router.on_stream_event(event, time.time_ns(), futures=futures)
+            await (emit(events) if letter is None else dead_letter(letter))
 
         async def catch_up() -> None:
             await emit(await router.catch_up(time.time_ns()))
@@ -315,23 +306,6 @@ def _decodable(records: Iterable[Any], record_type: type[R]) -> list[R]:
     return out
 
 
-def halt_event(reason: str, settings: Settings) -> RiskEvent:
-    """The ``risk.events`` record of a halt the execution stage decided (at start)."""
-    now = time.time_ns()
-    return RiskEvent(
-        instrument=f"ACCOUNT:{settings.risk.account.upper()}",
-        ts_event=now,
-        ts_init=now,
-        record_id=derive_id("execution-halt", reason, now),
-        lineage_id="reconciliation",
-        kind=RiskEventKind.STATE_CHANGED,
-        state=TradingState.HALTED,
-        previous_state=TradingState.ACTIVE,
-        actor="reconciliation",
-        reason=reason[:2000],
-    )
-
-
 def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     fencing.install(app, edge, settings)
     shell = ExecutionShell(app, edge, settings)
@@ -368,7 +342,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 await emit(await shell.reconcile())
                 shell.reconciled = True
                 if shell.halted is not None:
-                    await edge.send("risk.events", halt_event(shell.halted, settings))
+                    halt = halt_record(shell.halted, settings.risk.account, time.time_ns())
+                    await edge.send("risk.events", halt)
                 shell.start_user_stream(emit, dead_letter)
 
     async def on_approved(order: OrderRequest) -> None:

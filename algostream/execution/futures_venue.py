@@ -35,9 +35,9 @@ from algostream.execution.futures import (
 from algostream.execution.futures_paper import FuturesPaperBroker
 from algostream.execution.paper import PaperBroker
 from algostream.execution.usdm_client import UsdmRestClient
-from algostream.model.enums import OrderStatus, OrderType, Side
+from algostream.model.enums import OrderStatus, OrderType, RiskEventKind, Side, TradingState
 from algostream.model.ids import derive_id
-from algostream.model.records import OrderEvent
+from algostream.model.records import OrderEvent, RiskEvent
 
 VENUE = "BINANCE_USDM"
 
@@ -156,6 +156,22 @@ def settle_positions(
             for d in refused
         )
     return PositionSettlement(events, halt, tuple(refused))
+
+
+def halt_record(reason: str, account: str, now_ns: int) -> RiskEvent:
+    """The ``risk.events`` record of a halt decided at start (a position mismatch)."""
+    return RiskEvent(
+        instrument=f"ACCOUNT:{account.upper()}",
+        ts_event=now_ns,
+        ts_init=now_ns,
+        record_id=derive_id("execution-halt", reason, now_ns),
+        lineage_id="reconciliation",
+        kind=RiskEventKind.STATE_CHANGED,
+        state=TradingState.HALTED,
+        previous_state=TradingState.ACTIVE,
+        actor="reconciliation",
+        reason=reason[:2000],
+    )
 
 
 def adoption_event(diff: PositionDiscrepancy, account: str, now_ns: int) -> OrderEvent:

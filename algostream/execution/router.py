@@ -53,11 +53,20 @@ from algostream.execution.usdm_stream import (
     VENUE_CLOSE_PREFIXES,
     AccountUpdate,
     as_report,
+    check_event,
     parse_account_update,
+    user_event_dead_letter,
 )
 from algostream.model.enums import OrderStatus, OrderType, Side
 from algostream.model.ids import split_instrument
-from algostream.model.records import BookTop, MarkPrice, OrderEvent, OrderRequest, TradeTick
+from algostream.model.records import (
+    BookTop,
+    DeadLetter,
+    MarkPrice,
+    OrderEvent,
+    OrderRequest,
+    TradeTick,
+)
 
 _MS = 1_000_000
 
@@ -223,6 +232,19 @@ class ExecutionRouter:
                 return [managed.reject("not found at venue", now_ns)]
             return []
         return self._apply(managed, payload, now_ns)
+
+    def on_stream_event(
+        self, event: dict[str, Any], now_ns: int, *, futures: bool
+    ) -> tuple[list[OrderEvent], DeadLetter | None]:
+        """One event as the user data stream delivered it: its order events, or the
+        ``dlq`` record of an event type the stream (spot or USD-M) does not know or a
+        field that does not parse (the stream goes on)."""
+        try:
+            check_event(event, futures=futures)
+            return self.on_user_event(event, now_ns), None
+        except (ExecutionError, KeyError, ValueError, TypeError, ArithmeticError) as exc:
+            venue = "binance_usdm" if futures else "binance"
+            return [], user_event_dead_letter(event, exc, venue=venue, now_ns=now_ns)
 
     def on_user_event(self, event: dict[str, Any], now_ns: int) -> list[OrderEvent]:
         """One user data stream event: ``executionReport`` (spot) or

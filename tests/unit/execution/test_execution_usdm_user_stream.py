@@ -230,3 +230,21 @@ async def test_a_venue_liquidation_order_reaches_the_events_as_liquidated(live: 
     assert all(e.reason.startswith("LIQUIDATED: the venue's order autoclose-") for e in fills)
     assert fills[-1].status is OrderStatus.FILLED
     assert {(e.instrument, e.account, e.strategy) for e in fills} == {(PERP, "acct", "liquidation")}
+
+
+async def test_a_bad_event_is_a_dead_letter_naming_it_and_a_good_one_is_not(live: Live) -> None:
+    router = ExecutionRouter(binance=live.client, venue="BINANCE_USDM")
+    events, letter = router.on_stream_event({"e": "NEW_THING", "E": 7}, 9, futures=True)
+    assert events == [] and letter is not None
+    assert (letter.source_topic, letter.offset, letter.error_type) == (
+        "user_stream:binance_usdm", 7, "UnknownUserEventError",
+    )  # fmt: skip
+    assert "e='NEW_THING'" in letter.reason and '"NEW_THING"' in letter.payload
+    # a known type with a broken field names the field
+    broken = {"e": "ACCOUNT_UPDATE", "E": 8, "a": {"B": [{"a": "USDT", "wb": "x"}]}}
+    _, letter = router.on_stream_event(broken, 9, futures=True)
+    assert letter is not None and "wb='x'" in letter.reason
+    # spot's event on the futures stream, and the reverse
+    _, letter = router.on_stream_event({"e": "executionReport", "E": 1}, 9, futures=True)
+    assert letter is not None and "USD-M" in letter.reason
+    assert router.on_stream_event({"e": "MARGIN_CALL", "E": 1}, 9, futures=True) == ([], None)
