@@ -206,7 +206,7 @@ class ExecutionShell:
         latest = {top.instrument: top for top in tail}  # read in event-time order
         events: list[OrderEvent] = []
         for top in latest.values():  # a resting order the top crosses fills, as it would have
-            events += self.broker.on_book_top(top)
+            events += self.router.on_book_top(top)  # (through the OCO / bracket lists)
         log.info("paper books restored from book.top", instruments=sorted(latest))
         return events
 

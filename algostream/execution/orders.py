@@ -209,6 +209,7 @@ class ManagedOrder:
             reason=reason,
             venue=self.venue,
             strategy=req.strategy,
+            list_id=req.list_id or (req.client_order_id if req.order_list else None),
         )
 
     def _slippage(self, fill_price: Decimal | None) -> Decimal | None:

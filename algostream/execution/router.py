@@ -42,6 +42,7 @@ from algostream.execution.errors import (
     UnknownOrderError,
 )
 from algostream.execution.futures_paper import FundingPayment, FuturesPaperBroker
+from algostream.execution.order_lists import OrderLists
 from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import BINANCE_STATUS, VenueOrder, events_to_match
@@ -81,6 +82,8 @@ class ExecutionRouter:
         self._coinbase = coinbase
         self._futures = futures
         self._paper = paper
+        #: paper: OCO / bracket lists over the broker (the futures one checks each leg)
+        self._lists = None if paper is None else OrderLists(paper, venue=futures)
         self._binance = binance
         self._usdm = isinstance(binance, UsdmRestClient)
         self._venue = venue
@@ -110,17 +113,18 @@ class ExecutionRouter:
     def futures(self) -> FuturesPaperBroker | None:
         return self._futures
 
+    @property
+    def lists(self) -> OrderLists | None:
+        """Paper trading: the OCO / bracket lists over the broker."""
+        return self._lists
+
     def on_book_top(self, top: BookTop) -> list[OrderEvent]:
         """Feed a book to the paper broker (fills resting orders); no-op when live."""
-        if self._futures is not None:
-            return self._futures.on_book_top(top)
-        return self._paper.on_book_top(top) if self._paper else []
+        return self._lists.on_book_top(top) if self._lists is not None else []
 
     def on_trade(self, trade: TradeTick) -> list[OrderEvent]:
         """Feed a trade to the paper broker; no-op when live."""
-        if self._futures is not None:
-            return self._futures.on_trade(trade)
-        return self._paper.on_trade(trade) if self._paper else []
+        return self._lists.on_trade(trade) if self._lists is not None else []
 
     def on_mark_price(self, mark: MarkPrice) -> list[FundingPayment]:
         """Futures paper trading: the mark and its funding (the venue charges it live)."""
@@ -128,10 +132,15 @@ class ExecutionRouter:
 
     async def submit(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
         """Execute an approved order; a client order id seen before yields no events."""
-        if self._futures is not None:
-            return self._futures.submit(order, now_ns)
-        if self._paper is not None:
-            return self._paper.submit(order, now_ns)
+        if self._lists is not None:
+            return self._lists.submit(order, now_ns)
+        if order.order_list is not None and (
+            self._coinbase is not None or self._usdm or order.order_list != "OCO"
+        ):
+            venue = "COINBASE" if self._coinbase is not None else self._venue
+            venue += "_USDM" if self._usdm else ""
+            why = f"order_list={order.order_list}: not supported live on {venue} yet"
+            return [ManagedOrder(order, venue=self._venue).reject(why, now_ns)]
         if self._coinbase is not None:
             return await self._coinbase.submit(order, now_ns)
         assert self._binance is not None
@@ -165,10 +174,8 @@ class ExecutionRouter:
         """Cancel-replace: cancel an open order, then submit ``replacement``; when the old
         one is not CANCELLED after the venue's answer (filled first, unknown) the
         replacement is REJECTED naming why, never placed beside it."""
-        if self._paper is not None:
-            from algostream.execution.order_lists import OrderLists
-
-            return OrderLists(self._paper).cancel_replace(client_order_id, replacement, now_ns)
+        if self._lists is not None:
+            return self._lists.cancel_replace(client_order_id, replacement, now_ns)
         managed = self.tracked(client_order_id)
         refused = ManagedOrder(replacement, venue=self._venue)
         if managed is None or not managed.is_open:
