@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from algostream.config import ExecutionConfig
-from algostream.execution.binance_client import BinanceRestClient, NewOrder
+from algostream.execution.binance_client import BinanceRestClient, NewOco, NewOrder
 from algostream.execution.coinbase_orders import CoinbaseExecution
 from algostream.execution.errors import (
     BinanceError,
@@ -42,7 +42,7 @@ from algostream.execution.errors import (
     UnknownOrderError,
 )
 from algostream.execution.futures_paper import FundingPayment, FuturesPaperBroker
-from algostream.execution.order_lists import OrderLists
+from algostream.execution.order_lists import OrderLists, exits
 from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import BINANCE_STATUS, VenueOrder, events_to_match
@@ -144,8 +144,10 @@ class ExecutionRouter:
         if self._coinbase is not None:
             return await self._coinbase.submit(order, now_ns)
         assert self._binance is not None
-        if order.client_order_id in self._orders:
+        if order.client_order_id in self._orders or f"{order.client_order_id}-tp" in self._orders:
             return []
+        if order.order_list == "OCO":
+            return await self._submit_oco(order, now_ns)
         managed = ManagedOrder(order, venue=self._venue)
         self._orders[order.client_order_id] = managed
         try:
@@ -153,6 +155,31 @@ class ExecutionRouter:
         except BinanceError as exc:
             return [managed.reject(f"binance code {exc.code}: {exc.message}", now_ns)]
         return self._apply(managed, payload, now_ns)
+
+    async def _submit_oco(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
+        """Binance spot's native OCO (``POST /api/v3/orderList/oco``): its two legs are
+        tracked as orders of their own (``<id>-tp``, ``<id>-sl``, ``list_id`` = the OCO's
+        id); the venue cancels one when the other fills (reported as EXPIRED)."""
+        assert self._binance is not None
+        tp, sl = exits(order, order.side)
+        legs = [ManagedOrder(tp, venue=self._venue), ManagedOrder(sl, venue=self._venue)]
+        for managed in legs:
+            self._orders[managed.client_order_id] = managed
+        assert tp.limit_price is not None and sl.stop_price is not None
+        oco = NewOco(
+            split_instrument(order.instrument)[1], order.side, order.quantity,
+            order.client_order_id, tp.client_order_id, tp.limit_price,
+            sl.client_order_id, sl.stop_price,
+        )  # fmt: skip
+        try:
+            payloads = await self._binance.new_oco(oco)
+        except BinanceError as exc:
+            why = f"binance code {exc.code}: {exc.message}"
+            return [m.reject(why, now_ns) for m in legs]
+        events: list[OrderEvent] = []
+        for managed, payload in zip(legs, payloads, strict=True):
+            events += self._apply(managed, payload, now_ns)
+        return events
 
     async def cancel(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
         """Cancel an open order; returns the events that follow from the venue's answer."""
@@ -201,6 +228,9 @@ class ExecutionRouter:
             return await self._coinbase.refresh(client_order_id, now_ns)
         assert self._binance is not None
         managed = self._orders.get(client_order_id)
+        if managed is None and f"{client_order_id}-tp" in self._orders:  # an OCO: its legs
+            legs = [f"{client_order_id}-tp", f"{client_order_id}-sl"]
+            return [ev for leg in legs for ev in await self.refresh(leg, now_ns)]
         if managed is None:
             raise UnknownOrderError(client_order_id)
         symbol = split_instrument(managed.request.instrument)[1]
