@@ -36,6 +36,7 @@ from algostream.config import ExecutionConfig
 from algostream.execution.binance_client import BinanceRestClient, NewOco, NewOrder
 from algostream.execution.coinbase_orders import CoinbaseExecution
 from algostream.execution.errors import (
+    AmendRejectedError,
     BinanceError,
     CoinbaseError,
     ExecutionError,
@@ -47,7 +48,7 @@ from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import BINANCE_STATUS, VenueOrder, events_to_match
 from algostream.execution.usdm_client import UsdmNewOrder, UsdmRestClient, venue_order_from_usdm
-from algostream.model.enums import OrderStatus
+from algostream.model.enums import OrderStatus, OrderType
 from algostream.model.ids import split_instrument
 from algostream.model.records import BookTop, MarkPrice, OrderEvent, OrderRequest, TradeTick
 
@@ -151,7 +152,12 @@ class ExecutionRouter:
         managed = ManagedOrder(order, venue=self._venue)
         self._orders[order.client_order_id] = managed
         try:
-            payload = await self._binance.new_order(_new_order(order, usdm=self._usdm))
+            working = (
+                self._binance.working_type if isinstance(self._binance, UsdmRestClient) else None
+            )
+            payload = await self._binance.new_order(
+                _new_order(order, usdm=self._usdm, working_type=working)
+            )
         except BinanceError as exc:
             return [managed.reject(f"binance code {exc.code}: {exc.message}", now_ns)]
         return self._apply(managed, payload, now_ns)
@@ -219,6 +225,57 @@ class ExecutionRouter:
             why = f"cancel-replace: {client_order_id!r} became {managed.status.value} first"
             return [*events, refused.reject(why, now_ns)]
         return events + await self.submit(replacement, now_ns)
+
+    async def amend(
+        self,
+        client_order_id: str,
+        now_ns: int,
+        *,
+        price: Decimal | None = None,
+        quantity: Decimal | None = None,
+    ) -> list[OrderEvent]:
+        """Edit an open LIMIT order in place (it keeps its ids and, on Coinbase, its
+        queue position rules): USD-M ``PUT /fapi/v1/order``, Coinbase ``orders/edit``.
+        Returns the ``amended`` event and what follows from the venue's answer (a new
+        price that crosses fills; a quantity at or below what has filled cancels).
+        Raises :class:`AmendRejectedError` naming why when the edit is refused: not an
+        open LIMIT order, a venue without edits (Binance spot, paper: use
+        :meth:`replace`), or the venue's refusal; the order is then unchanged."""
+        managed = self.tracked(client_order_id)
+        if managed is None or not managed.is_open:
+            state = "unknown" if managed is None else managed.status.value
+            raise AmendRejectedError(client_order_id, f"the order is {state}")
+        req = managed.request
+        if req.order_type is not OrderType.LIMIT:
+            raise AmendRejectedError(
+                client_order_id,
+                f"order_type={req.order_type.value}: only a LIMIT order can be edited",
+            )
+        assert req.limit_price is not None
+        new_price = req.limit_price if price is None else price
+        new_qty = req.quantity if quantity is None else quantity
+        if self._coinbase is not None:
+            return await self._coinbase.amend(managed, new_price, new_qty, now_ns)
+        if self._binance is None or not self._usdm:
+            venue = "paper" if self._paper is not None else f"{self._venue} spot"
+            raise AmendRejectedError(
+                client_order_id, f"{venue} has no order edit here: use replace()"
+            )
+        assert isinstance(self._binance, UsdmRestClient)
+        symbol = split_instrument(req.instrument)[1]
+        try:
+            payload = await self._binance.modify_order(
+                symbol, client_order_id, req.side, new_qty, new_price
+            )
+        except BinanceError as exc:
+            raise AmendRejectedError(
+                client_order_id, f"binance code {exc.code}: {exc.message}"
+            ) from None
+        answer = venue_order_from_usdm(payload)
+        events: list[OrderEvent] = []
+        if answer.status is not OrderStatus.CANCELLED:
+            events.append(managed.amend(new_price, new_qty, now_ns, now_ns))
+        return events + self._apply(managed, payload, now_ns)
 
     async def refresh(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
         """Query the venue for a tracked order and emit the events that catch up with it."""
@@ -309,7 +366,9 @@ class ExecutionRouter:
             del self._orders[coid]
 
 
-def _new_order(order: OrderRequest, *, usdm: bool = False) -> NewOrder:
+def _new_order(
+    order: OrderRequest, *, usdm: bool = False, working_type: str | None = None
+) -> NewOrder:
     symbol = split_instrument(order.instrument)[1]
     limit = order.order_type.has_limit_price
     if usdm:
@@ -324,6 +383,7 @@ def _new_order(order: OrderRequest, *, usdm: bool = False) -> NewOrder:
             stop_price=order.stop_price,
             post_only=order.post_only,
             reduce_only=order.reduce_only,
+            working_type=working_type if order.stop_price is not None else None,
         )
     return NewOrder(
         symbol=symbol,

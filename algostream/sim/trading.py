@@ -421,6 +421,37 @@ class TradingSimulator:
                 order.shares_lock = False
                 self._reserve(order)
 
+    def edit(self, order: SimOrder, price: Decimal, qty: Decimal) -> None:
+        """A new price and quantity for an open GTC limit order (Coinbase's edit): its lock
+        is re-taken for the new values; a LIMIT_MAKER the new price would cross is refused
+        (-2010 would take) and left as it was; a new price that crosses trades now."""
+        old = (order.price, order.orig_qty)
+        self._release_rest(order)
+        order.price, order.orig_qty = price, qty
+        if order.type == "LIMIT_MAKER" and self._crossing(order):
+            order.price, order.orig_qty = old
+            self._reserve_rest(order)
+            raise rejected(WOULD_TAKE)
+        try:
+            self._reserve_rest(order)
+        except ApiError:
+            order.price, order.orig_qty = old
+            self._reserve_rest(order)
+            raise
+        order.update_ms = self.server_time_ms()
+        self._report(order, "REPLACED")
+        if order.type == "LIMIT":
+            self._apply_fills(order, self._crossing(order), maker=False)
+        self._emit_position(order.symbol)
+
+    def _reserve_rest(self, order: SimOrder) -> None:
+        """Lock what the open remainder of a limit order may spend."""
+        base, quote = self._assets(order.symbol)
+        if order.side == "SELL":
+            self.account.lock(base, order.remaining)
+        elif order.price is not None:
+            self.account.lock(quote, order.price * order.remaining)
+
     def _count_order(self) -> None:
         now = self.server_time_ms()
         recent = self._recent_orders
