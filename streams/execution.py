@@ -126,7 +126,7 @@ class ExecutionShell:
             done = await self._coinbase.reconcile(mine, now_ns=time.time_ns())
             for problem in done.discrepancies:
                 log.error("reconciliation: cannot fix with an event", problem=problem)
-            return done.events
+            return done.events + await self.router.adopt(mine, time.time_ns())
         for coid, order in mine.items():
             if paper:
                 found = self.broker.get(coid)
@@ -147,6 +147,8 @@ class ExecutionShell:
         result = reconcile_orders(mine, venue, time.time_ns(), missing=missing)
         for problem in result.discrepancies:
             log.error("reconciliation: cannot fix with an event", problem=problem)
+        if not paper:  # live OCO / bracket lists: rebuilt from these, half-done ones finished
+            result.events += await self.router.adopt(mine, time.time_ns())
         log.info("reconciled with the venue", open_orders=len(mine), events=len(result.events))
         if self.is_futures and isinstance(self._client, UsdmRestClient):  # positions too
             for diff in await reconcile_positions_on_start(self._client, self.settings, events):
@@ -170,6 +172,7 @@ class ExecutionShell:
 
         async def on_event(event: dict[str, Any]) -> None:
             await emit(router.on_user_event(event, time.time_ns()))
+            await emit(await router.react(time.time_ns()))  # an OCO leg's fill: the other
 
         async def catch_up() -> None:
             await emit(await router.catch_up(time.time_ns()))

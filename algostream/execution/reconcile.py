@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from algostream.execution.errors import ExecutionError
+from algostream.execution.order_lists import exits
 from algostream.execution.orders import ManagedOrder
 from algostream.model.enums import OrderStatus
 from algostream.model.records import OrderEvent, OrderRequest
@@ -239,10 +240,20 @@ def rebuild_local(
     Events are applied in order, once each (a re-sent record has the same ``record_id``);
     an event that does not fit its order's state is skipped (the venue will say).
     """
-    orders = {r.client_order_id: ManagedOrder(r, venue=venue) for r in requests}
+    lists: dict[str, OrderRequest] = {}
+    orders: dict[str, ManagedOrder] = {}
+    for r in requests:
+        if r.order_list is not None:
+            lists[r.client_order_id] = r
+        if r.order_list != "OCO":  # an OCO is its legs, not an order of its own
+            orders[r.client_order_id] = ManagedOrder(r, venue=venue)
     seen: set[str] = set()
     for ev in events:
         order = orders.get(ev.client_order_id)
+        if order is None and ev.list_id in lists:  # a leg of an OCO / bracket
+            leg = _leg_request(lists[ev.list_id], ev)
+            if leg is not None:
+                order = orders[ev.client_order_id] = ManagedOrder(leg, venue=venue)
         if order is None or ev.record_id in seen:
             continue
         seen.add(ev.record_id)
@@ -251,6 +262,16 @@ def rebuild_local(
         except ExecutionError:
             continue
     return orders
+
+
+def _leg_request(owner: OrderRequest, ev: OrderEvent) -> OrderRequest | None:
+    """The request of a list's leg, as the execution stage derived it (the quantity the
+    event carries: a bracket's exits are for what its entry filled)."""
+    side = owner.side if owner.order_list == "OCO" else owner.side.opposite()
+    for leg in exits(owner, side):
+        if leg.client_order_id == ev.client_order_id:
+            return leg.model_copy(update={"quantity": ev.quantity})
+    return None
 
 
 def _replay(order: ManagedOrder, ev: OrderEvent) -> None:

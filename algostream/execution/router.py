@@ -27,6 +27,8 @@ From a Faust agent::
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -34,16 +36,19 @@ import httpx
 
 from algostream.config import ExecutionConfig
 from algostream.execution.binance_client import BinanceRestClient, NewOco, NewOrder
-from algostream.execution.coinbase_orders import CoinbaseExecution
+from algostream.execution.coinbase_orders import CoinbaseExecution, coinbase_order
 from algostream.execution.errors import (
     AmendRejectedError,
     BinanceError,
     CoinbaseError,
     ExecutionError,
+    OrderStatusUnknownError,
     UnknownOrderError,
 )
 from algostream.execution.futures_paper import FundingPayment, FuturesPaperBroker
-from algostream.execution.order_lists import OrderLists, exits
+from algostream.execution.list_emulation import Action, Cancel, ListEmulator
+from algostream.execution.order_lists import OrderLists
+from algostream.execution.order_lists import exits as order_list_exits
 from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import BINANCE_STATUS, VenueOrder, events_to_match
@@ -53,6 +58,7 @@ from algostream.model.ids import split_instrument
 from algostream.model.records import BookTop, MarkPrice, OrderEvent, OrderRequest, TradeTick
 
 _MS = 1_000_000
+log = logging.getLogger(__name__)
 
 
 class ExecutionRouter:
@@ -85,6 +91,10 @@ class ExecutionRouter:
         self._paper = paper
         #: paper: OCO / bracket lists over the broker (the futures one checks each leg)
         self._lists = None if paper is None else OrderLists(paper, venue=futures)
+        #: live: OCO / bracket lists from the orders' events (native OCO: Binance spot)
+        native = binance is not None and not isinstance(binance, UsdmRestClient)
+        self._emulator = ListEmulator(native_oco=native)
+        self._queued: list[Action] = []
         self._binance = binance
         self._usdm = isinstance(binance, UsdmRestClient)
         self._venue = venue
@@ -132,23 +142,27 @@ class ExecutionRouter:
         return self._futures.on_mark_price(mark) if self._futures is not None else []
 
     async def submit(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
-        """Execute an approved order; a client order id seen before yields no events."""
+        """Execute an approved order; a client order id seen before yields no events.
+        An OCO or bracket (``order_list``) becomes the orders of
+        :class:`~algostream.execution.list_emulation.ListEmulator` (paper: the broker's
+        :class:`~algostream.execution.order_lists.OrderLists`)."""
         if self._lists is not None:
             return self._lists.submit(order, now_ns)
-        if order.order_list is not None and (
-            self._coinbase is not None or self._usdm or order.order_list != "OCO"
-        ):
-            venue = "COINBASE" if self._coinbase is not None else self._venue
-            venue += "_USDM" if self._usdm else ""
-            why = f"order_list={order.order_list}: not supported live on {venue} yet"
-            return [ManagedOrder(order, venue=self._venue).reject(why, now_ns)]
+        if order.order_list is not None:
+            if self._emulator.knows(order.client_order_id):
+                return []
+            refused = self._unplaceable_exits(order, now_ns)
+            if refused:
+                return refused
+            return await self._run(self._emulator.on_submit(order), now_ns)
+        return await self._after(await self._submit_one(order, now_ns), now_ns)
+
+    async def _submit_one(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
         if self._coinbase is not None:
             return await self._coinbase.submit(order, now_ns)
         assert self._binance is not None
-        if order.client_order_id in self._orders or f"{order.client_order_id}-tp" in self._orders:
+        if order.client_order_id in self._orders:
             return []
-        if order.order_list == "OCO":
-            return await self._submit_oco(order, now_ns)
         managed = ManagedOrder(order, venue=self._venue)
         self._orders[order.client_order_id] = managed
         try:
@@ -162,19 +176,22 @@ class ExecutionRouter:
             return [managed.reject(f"binance code {exc.code}: {exc.message}", now_ns)]
         return self._apply(managed, payload, now_ns)
 
-    async def _submit_oco(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
-        """Binance spot's native OCO (``POST /api/v3/orderList/oco``): its two legs are
-        tracked as orders of their own (``<id>-tp``, ``<id>-sl``, ``list_id`` = the OCO's
-        id); the venue cancels one when the other fills (reported as EXPIRED)."""
+    async def _submit_oco(
+        self, owner: OrderRequest, tp: OrderRequest, sl: OrderRequest, now_ns: int
+    ) -> list[OrderEvent]:
+        """Binance spot's native OCO (``POST /api/v3/orderList/oco``, list client order
+        id = ``owner``'s): its two legs are tracked as orders of their own; the venue
+        cancels one when the other is activated (reported as EXPIRED)."""
         assert self._binance is not None
-        tp, sl = exits(order, order.side)
+        if tp.client_order_id in self._orders:
+            return []
         legs = [ManagedOrder(tp, venue=self._venue), ManagedOrder(sl, venue=self._venue)]
         for managed in legs:
             self._orders[managed.client_order_id] = managed
         assert tp.limit_price is not None and sl.stop_price is not None
         oco = NewOco(
-            split_instrument(order.instrument)[1], order.side, order.quantity,
-            order.client_order_id, tp.client_order_id, tp.limit_price,
+            split_instrument(tp.instrument)[1], tp.side, tp.quantity,
+            owner.client_order_id, tp.client_order_id, tp.limit_price,
             sl.client_order_id, sl.stop_price,
         )  # fmt: skip
         try:
@@ -187,8 +204,95 @@ class ExecutionRouter:
             events += self._apply(managed, payload, now_ns)
         return events
 
+    # ------------------------------------------------------------------ order lists, live
+
+    def _unplaceable_exits(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
+        """Coinbase takes no STOP_MARKET: a list whose exits it cannot take is refused
+        before anything is placed (an OCO's legs, or a bracket's entry, REJECTED naming
+        why), never changed to a type it takes."""
+        if self._coinbase is None:
+            return []
+        side = order.side if order.order_list == "OCO" else order.side.opposite()
+        legs = order_list_exits(order, side)
+        for leg in legs:
+            try:
+                coinbase_order(leg).configuration()
+            except ExecutionError as exc:
+                why = f"order_list={order.order_list}: exit {leg.client_order_id}: {exc}"
+                if order.order_list == "BRACKET":
+                    return [ManagedOrder(order, venue=self._venue).reject(why, now_ns)]
+                return [ManagedOrder(x, venue=self._venue).reject(why, now_ns) for x in legs]
+        return []
+
+    async def _run(self, actions: list[Action], now_ns: int) -> list[OrderEvent]:
+        """Carry out the list emulator's actions, then what follows from their events."""
+        events: list[OrderEvent] = []
+        while actions:
+            done: list[OrderEvent] = []
+            for action in actions:
+                if isinstance(action, Cancel):
+                    done += await self._cancel_leg(action, now_ns)
+                    continue
+                legs = action.oco or (action.request,)
+                try:
+                    if action.oco is not None:
+                        done += await self._submit_oco(action.request, *action.oco, now_ns)
+                    else:
+                        done += await self._submit_one(action.request, now_ns)
+                except OrderStatusUnknownError:  # tracked as NEW: the venue says what it has
+                    for leg in legs:
+                        done += await self._refresh_raw(leg.client_order_id, now_ns)
+            events += done
+            actions = self._emulator.on_events(done, self.tracked)
+        return events
+
+    async def _after(self, events: list[OrderEvent], now_ns: int) -> list[OrderEvent]:
+        """``events``, then the events of what the lists do about them."""
+        actions = self._emulator.on_events(events, self.tracked) if self._lists is None else []
+        return events + (await self._run(actions, now_ns) if actions else [])
+
+    async def _cancel_leg(self, action: Cancel, now_ns: int) -> list[OrderEvent]:
+        try:
+            events = await self._cancel_raw(action.client_order_id, now_ns)
+            return [  # the cancel says why: the list's rule, not just "at venue"
+                e.model_copy(update={"reason": action.reason})
+                if e.status is OrderStatus.CANCELLED and e.client_order_id == action.client_order_id
+                else e
+                for e in events
+            ]
+        except (BinanceError, CoinbaseError, ExecutionError) as exc:
+            # filled or gone meanwhile: the venue's state says which
+            log.warning("OCO cancel of %s refused: %s", action.client_order_id, exc)
+            return await self._refresh_raw(action.client_order_id, now_ns)
+
+    async def react(self, now_ns: int) -> list[OrderEvent]:
+        """Carry out what the lists queued from :meth:`on_user_event` (sync) reports."""
+        actions, self._queued = self._queued, []
+        return await self._run(actions, now_ns)
+
+    async def adopt(self, orders: Mapping[str, ManagedOrder], now_ns: int) -> list[OrderEvent]:
+        """After a restart: track ``orders`` (rebuilt from the topics and reconciled with
+        the venue, legs included) and rebuild the OCO / bracket lists from them; returns
+        the events of finishing what the restart interrupted (exits of a filled entry
+        never placed, the other leg of an emulated OCO that filled)."""
+        if self._lists is not None:
+            return []
+        if self._coinbase is not None:
+            for coid, order in orders.items():
+                self._coinbase._orders.setdefault(coid, order)
+            tracked = dict(self._coinbase._orders)
+        else:
+            for coid, order in orders.items():
+                self._orders.setdefault(coid, order)
+            tracked = dict(self._orders)
+        return await self._run(self._emulator.recover(tracked), now_ns)
+
     async def cancel(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
         """Cancel an open order; returns the events that follow from the venue's answer."""
+        events = await self._cancel_raw(client_order_id, now_ns)
+        return events if self._lists is not None else await self._after(events, now_ns)
+
+    async def _cancel_raw(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
         if self._paper is not None:
             return self._paper.cancel(client_order_id, now_ns)
         if self._coinbase is not None:
@@ -279,6 +383,10 @@ class ExecutionRouter:
 
     async def refresh(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
         """Query the venue for a tracked order and emit the events that catch up with it."""
+        events = await self._refresh_raw(client_order_id, now_ns)
+        return events if self._lists is not None else await self._after(events, now_ns)
+
+    async def _refresh_raw(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
         if self._paper is not None:
             return []
         if self._coinbase is not None:
@@ -287,7 +395,7 @@ class ExecutionRouter:
         managed = self._orders.get(client_order_id)
         if managed is None and f"{client_order_id}-tp" in self._orders:  # an OCO: its legs
             legs = [f"{client_order_id}-tp", f"{client_order_id}-sl"]
-            return [ev for leg in legs for ev in await self.refresh(leg, now_ns)]
+            return [ev for leg in legs for ev in await self._refresh_raw(leg, now_ns)]
         if managed is None:
             raise UnknownOrderError(client_order_id)
         symbol = split_instrument(managed.request.instrument)[1]
@@ -302,7 +410,9 @@ class ExecutionRouter:
         """One user data stream event: ``executionReport`` moves a tracked order."""
         if self._binance is None or event.get("e") != "executionReport":
             return []
-        return self.on_execution_report(event, now_ns)
+        events = self.on_execution_report(event, now_ns)
+        self._queued += self._emulator.on_events(events, self.tracked)  # see react()
+        return events
 
     def on_execution_report(self, report: dict[str, Any], now_ns: int) -> list[OrderEvent]:
         """Events for one ``executionReport`` (an exact fill for a TRADE; stale: none)."""
@@ -336,12 +446,12 @@ class ExecutionRouter:
         the user data stream, or as its polling fallback); orders still NEW are in flight
         and left to :meth:`submit`."""
         if self._coinbase is not None:
-            return await self._coinbase.catch_up(now_ns)
+            return await self._after(await self._coinbase.catch_up(now_ns), now_ns)
         events: list[OrderEvent] = []
         for coid, managed in list(self._orders.items()):
             if managed.is_open and managed.status is not OrderStatus.NEW:
-                events += await self.refresh(coid, now_ns)
-        return events
+                events += await self._refresh_raw(coid, now_ns)
+        return await self._after(events, now_ns)
 
     def tracked(self, client_order_id: str) -> ManagedOrder | None:
         """The live order with this id, if tracked (paper: ask the broker)."""
