@@ -102,3 +102,24 @@ async def test_the_client_sends_binance_s_documented_parameters(
         ("L-tp", "LIMIT_MAKER", 1), ("L-sl", "STOP_LOSS", 1)
     ]  # fmt: skip
     assert legs[1]["stopPrice"] == "98.00000000"
+
+
+async def test_a_bracket_entry_then_its_exits_as_one_native_oco(
+    venue: Venue, http: httpx.AsyncClient
+) -> None:
+    router = live_router(http, venue)
+    entry = OrderRequest(
+        instrument="BINANCE:BTCUSDT", ts_event=1, ts_init=1, record_id="a-bk",
+        lineage_id="p-bk", account="paper", client_order_id="bk", strategy="t",
+        side=Side.BUY, order_type=OrderType.MARKET, quantity=D("0.5"),
+        order_list="BRACKET", take_profit=D(102), stop_loss=D(98),
+    )  # fmt: skip
+    events = await router.submit(entry, now_ns=5)
+    assert statuses(events) == [
+        ("bk", "ACCEPTED"), ("bk", "FILLED"), ("bk-tp", "ACCEPTED"), ("bk-sl", "ACCEPTED")
+    ]  # fmt: skip
+    assert venue.sim.requests.count(("POST", "/api/v3/orderList/oco")) == 1
+    legs = sorted(venue.sim.orders.values(), key=lambda o: o.order_id)[1:]
+    assert [(o.type, o.side, o.orig_qty, o.order_list_id) for o in legs] == [
+        ("LIMIT_MAKER", "SELL", D("0.5"), 1), ("STOP_LOSS", "SELL", D("0.5"), 1)
+    ]  # fmt: skip
