@@ -6,8 +6,9 @@ carries its actions out on the venue and feeds it the events that follow.
 
 * **OCO**: on a venue with a native OCO (Binance spot, ``POST /api/v3/orderList/oco``)
   the pair is placed as one and the venue expires one leg when the other is activated;
-  elsewhere (USD-M futures, Coinbase) both legs are placed as orders of their own and,
-  as soon as one fills (even partly) or is refused, the other is cancelled here.
+  elsewhere (USD-M futures, Coinbase) both legs are placed as orders of their own, the
+  stop-loss first, and as soon as one fills (even partly) or is refused, the other is
+  cancelled here (or, not placed yet, never placed).
 * **Bracket**: the entry is placed; when it has ended with something filled, its two
   exits (take-profit LIMIT, stop-loss STOP_MARKET, reduce-only, for the filled quantity)
   are placed as an OCO (native or emulated, as above). An entry that ends with nothing
@@ -105,7 +106,18 @@ class ListEmulator:
             self._by_order[coid] = olist.list_id
         if self.native_oco:
             return [Place(owner, oco=legs)]
-        return [Place(leg) for leg in legs]
+        # the stop-loss first: it protects at once, and a take-profit that fills as soon
+        # as it is placed then cancels it (placed the other way round, the stop would be
+        # sent for a position already closed)
+        return [Place(legs[1]), Place(legs[0])]
+
+    def still_wanted(self, action: Action) -> bool:
+        """False for a leg whose list has ended meanwhile (the other leg filled)."""
+        if isinstance(action, Cancel) or action.oco is not None:
+            return True
+        list_id = self._by_order.get(action.request.client_order_id)
+        olist = self._lists.get(list_id) if list_id else None
+        return not (olist is not None and olist.done and action.request.list_id is not None)
 
     # ------------------------------------------------------------------ reactions
 

@@ -227,23 +227,26 @@ class ExecutionRouter:
     async def _run(self, actions: list[Action], now_ns: int) -> list[OrderEvent]:
         """Carry out the list emulator's actions, then what follows from their events."""
         events: list[OrderEvent] = []
-        while actions:
+        queue = list(actions)
+        while queue:  # one at a time: each action's events may end its list
+            action = queue.pop(0)
+            if not self._emulator.still_wanted(action):
+                continue
             done: list[OrderEvent] = []
-            for action in actions:
-                if isinstance(action, Cancel):
-                    done += await self._cancel_leg(action, now_ns)
-                    continue
+            if isinstance(action, Cancel):
+                done = await self._cancel_leg(action, now_ns)
+            else:
                 legs = action.oco or (action.request,)
                 try:
                     if action.oco is not None:
-                        done += await self._submit_oco(action.request, *action.oco, now_ns)
+                        done = await self._submit_oco(action.request, *action.oco, now_ns)
                     else:
-                        done += await self._submit_one(action.request, now_ns)
+                        done = await self._submit_one(action.request, now_ns)
                 except OrderStatusUnknownError:  # tracked as NEW: the venue says what it has
                     for leg in legs:
                         done += await self._refresh_raw(leg.client_order_id, now_ns)
             events += done
-            actions = self._emulator.on_events(done, self.tracked)
+            queue += self._emulator.on_events(done, self.tracked)
         return events
 
     async def _after(self, events: list[OrderEvent], now_ns: int) -> list[OrderEvent]:

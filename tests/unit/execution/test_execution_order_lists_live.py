@@ -52,30 +52,41 @@ def seen(events: list[OrderEvent]) -> list[tuple[str, str]]:
 async def test_an_emulated_oco_cancels_the_stop_when_the_take_profit_fills(fut: Fut) -> None:
     await long(fut)
     events = await fut.router.submit(oco(), 1)
-    assert seen(events) == [("oc-tp", "ACCEPTED"), ("oc-sl", "ACCEPTED")]
+    assert seen(events) == [("oc-sl", "ACCEPTED"), ("oc-tp", "ACCEPTED")]  # the stop first
     assert {e.list_id for e in events} == {"oc"}
     assert await fut.router.submit(oco(), 2) == []  # a replayed approval places nothing
     fut.book.bids = [(D("30600.0"), D("1"))]
     events = await fut.router.catch_up(3)
     assert seen(events) == [("oc-tp", "FILLED"), ("oc-sl", "CANCELLED")]
     assert "OCO: oc-tp filled" in events[1].reason
-    assert [o.status for o in fut.sim.orders.values()] == ["FILLED", "FILLED", "CANCELED"]
+    assert [o.status for o in fut.sim.orders.values()] == ["FILLED", "CANCELED", "FILLED"]
     assert await fut.client.positions() == {"BTCUSDT": D("0")}
 
 
 async def test_a_bracket_places_its_exits_once_the_entry_fills_then_stops_out(fut: Fut) -> None:
     events = await fut.router.submit(bracket(), 1)
     assert seen(events) == [
-        ("br", "ACCEPTED"), ("br", "FILLED"), ("br-tp", "ACCEPTED"), ("br-sl", "ACCEPTED")
+        ("br", "ACCEPTED"), ("br", "FILLED"), ("br-sl", "ACCEPTED"), ("br-tp", "ACCEPTED")
     ]  # fmt: skip
     legs = [o for o in fut.sim.orders.values() if o.client_order_id.startswith("br-")]
     assert [(o.type, o.side, o.qty, o.reduce_only) for o in legs] == [
-        ("LIMIT", "SELL", D("0.1"), True), ("STOP_MARKET", "SELL", D("0.1"), True)
+        ("STOP_MARKET", "SELL", D("0.1"), True), ("LIMIT", "SELL", D("0.1"), True)
     ]  # fmt: skip
     fut.prices.last = D(29400)
     fut.sim.on_market_event()
     events = await fut.router.catch_up(2)
     assert seen(events) == [("br-sl", "FILLED"), ("br-tp", "CANCELLED")]
+    assert await fut.client.positions() == {"BTCUSDT": D("0")}
+
+
+async def test_a_take_profit_that_fills_at_once_cancels_the_stop_placed_first(
+    fut: Fut,
+) -> None:
+    await long(fut)
+    events = await fut.router.submit(oco(tp="29990"), 1)  # at or below the bid: it takes
+    assert seen(events) == [
+        ("oc-sl", "ACCEPTED"), ("oc-tp", "ACCEPTED"), ("oc-tp", "FILLED"), ("oc-sl", "CANCELLED")
+    ]  # fmt: skip
     assert await fut.client.positions() == {"BTCUSDT": D("0")}
 
 
@@ -117,12 +128,12 @@ async def test_after_a_restart_the_lists_are_rebuilt_and_finished(fut: Fut) -> N
 async def test_a_filled_entry_without_exits_gets_them_on_adopt(fut: Fut) -> None:
     first = await fut.router.submit(bracket(), 1)
     entry_only = [e for e in first if e.client_order_id == "br"]  # died before the exits
-    for coid in ("br-tp", "br-sl"):  # (undo them at the venue: they were never placed)
+    for coid in ("br-sl", "br-tp"):  # (undo them at the venue: they were never placed)
         order = next(o for o in fut.sim.orders.values() if o.client_order_id == coid)
         del fut.sim.orders[order.order_id]
     again = ExecutionRouter(binance=fut.client, venue="BINANCE_USDM")
     events = await again.adopt(rebuild_local([bracket()], entry_only), 2)
-    assert seen(events) == [("br-tp", "ACCEPTED"), ("br-sl", "ACCEPTED")]
+    assert seen(events) == [("br-sl", "ACCEPTED"), ("br-tp", "ACCEPTED")]
 
 
 async def test_coinbase_refuses_a_list_whose_stop_it_cannot_take_before_placing(
