@@ -51,6 +51,9 @@ class VenueFill:
     fee_currency: str = ""
 
 
+_SPOT_STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+
+
 @dataclass(frozen=True)
 class VenueOrder:
     """An order as the venue sees it: status and cumulative execution."""
@@ -62,6 +65,8 @@ class VenueOrder:
     cum_quote: Decimal
     fills: tuple[VenueFill, ...] = ()
     ts_ms: int | None = None
+    #: a stop / take-profit order the venue has triggered (it works now)
+    triggered: bool = False
 
     @classmethod
     def from_binance(cls, payload: Mapping[str, Any]) -> VenueOrder:
@@ -91,6 +96,8 @@ class VenueOrder:
             cum_quote=Decimal(payload.get("cummulativeQuoteQty", "0")),
             fills=fills,
             ts_ms=int(ts) if ts is not None else None,
+            # a spot stop order works once triggered (isWorking; a RESULT answer has none)
+            triggered=payload.get("type") in _SPOT_STOP_TYPES and payload.get("isWorking") is True,
         )
 
     @classmethod
@@ -131,6 +138,12 @@ def events_to_match(
         events.append(order.accept(ts_event, venue.venue_order_id, ts_init))
     elif venue.venue_order_id and order.venue_order_id is None:
         order.venue_order_id = venue.venue_order_id
+    if (
+        venue.triggered
+        and order.status is OrderStatus.ACCEPTED
+        and order.request.order_type.is_conditional
+    ):
+        events.append(order.trigger("triggered at venue", ts_event, ts_init))
     missing = venue.executed_qty - order.cum_qty
     if missing < _ZERO:
         raise ExecutionError(

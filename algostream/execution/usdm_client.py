@@ -98,6 +98,7 @@ def venue_order_from_usdm(payload: Mapping[str, Any]) -> VenueOrder:
     if raw not in BINANCE_STATUS:
         raise ExecutionError(f"binance futures order status {raw!r}: unknown")
     ts = payload.get("updateTime")
+    orig = payload.get("origType")
     return VenueOrder(
         client_order_id=str(payload.get("clientOrderId", "")),
         venue_order_id=str(payload["orderId"]) if "orderId" in payload else None,
@@ -105,6 +106,10 @@ def venue_order_from_usdm(payload: Mapping[str, Any]) -> VenueOrder:
         executed_qty=Decimal(str(payload.get("executedQty", "0"))),
         cum_quote=Decimal(str(payload.get("cumQuote", "0"))),
         ts_ms=int(ts) if ts is not None else None,
+        # a triggered stop / take-profit works as MARKET / LIMIT: ``type`` changes
+        triggered=orig in USDM_TYPE.values()
+        and orig not in ("MARKET", "LIMIT")
+        and payload.get("type") != orig,
     )
 
 

@@ -50,8 +50,10 @@ async def test_the_stop_triggers_and_the_venue_expires_the_take_profit(
     venue.book.bids = levels(("98.90", "5"))
     venue.book.asks = levels(("99.00", "5"))
     events = await router.catch_up(now_ns=7)
-    assert statuses(events) == [("oco1-tp", "EXPIRED"), ("oco1-sl", "FILLED")]
-    fill = events[1]
+    assert statuses(events) == [
+        ("oco1-tp", "EXPIRED"), ("oco1-sl", "TRIGGERED"), ("oco1-sl", "FILLED")
+    ]  # fmt: skip
+    fill = events[2]
     assert (fill.fill_price, fill.fill_qty, fill.list_id) == (D("98.90"), D("0.5"), "oco1")
     assert all(not o.is_open for o in venue.sim.orders.values())
 

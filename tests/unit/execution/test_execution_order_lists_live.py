@@ -75,7 +75,7 @@ async def test_a_bracket_places_its_exits_once_the_entry_fills_then_stops_out(fu
     fut.prices.last = D(29400)
     fut.sim.on_market_event()
     events = await fut.router.catch_up(2)
-    assert seen(events) == [("br-sl", "FILLED"), ("br-tp", "CANCELLED")]
+    assert seen(events) == [("br-sl", "TRIGGERED"), ("br-sl", "FILLED"), ("br-tp", "CANCELLED")]
     assert await fut.client.positions() == {"BTCUSDT": D("0")}
 
 

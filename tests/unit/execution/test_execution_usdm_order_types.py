@@ -186,7 +186,9 @@ async def test_the_router_sends_stop_types_with_the_configured_working_type(fut:
     fut.prices.mark = D(29400)
     fut.sim.on_market_event()
     events = await fut.router.refresh("rsl", 6)
-    assert [(e.status, e.fill_qty) for e in events] == [(OrderStatus.FILLED, D("0.1"))]
+    assert [(e.status, e.fill_qty) for e in events] == [
+        (OrderStatus.TRIGGERED, D(0)), (OrderStatus.FILLED, D("0.1"))
+    ]  # fmt: skip
 
 
 async def test_modify_moves_a_limit_order_and_a_crossing_price_fills(fut: Fut) -> None:
