@@ -14,7 +14,8 @@ when triggered, and takes no ``reduceOnly``), triggered by ``workingType`` MARK_
 rise to / sells on a fall to its stop, a TAKE_PROFIT the other way round; one that would
 trigger at once is -2021. Triggered, it works as a MARKET / LIMIT order (``type``
 changes, ``origType`` stays). ``PUT /fapi/v1/order`` modifies a LIMIT order's price and
-quantity (any other type: -4145 named; a new quantity at or below what has filled
+quantity (any other type: refused naming it, with this simulator's code -4145, not a
+documented one; a new quantity at or below what has filled
 cancels the order; a GTX whose new price would take is cancelled; the same price and
 quantity: -5027). Positions, margin and
 leverage are a :class:`~algostream.execution.futures.FuturesAccount` (short is a
