@@ -135,6 +135,9 @@ class ExecutionConfig(Section):
     user_stream_url: str | None = None
     #: live orders: poll the venue this often while the user data stream is down
     order_poll_interval_ms: int = Field(default=5000, ge=100)
+    #: Binance USD-M stop / take-profit orders: what triggers them, the mark price
+    #: (MARK_PRICE) or the last trade price (CONTRACT_PRICE, Binance's default)
+    futures_working_type: Literal["MARK_PRICE", "CONTRACT_PRICE"] = "CONTRACT_PRICE"
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
 

@@ -141,7 +141,7 @@ class ExecutionShell:
             done = await self._coinbase.reconcile(mine, now_ns=time.time_ns())
             for problem in done.discrepancies:
                 log.error("reconciliation: cannot fix with an event", problem=problem)
-            return done.events
+            return done.events + await self.router.adopt(mine, time.time_ns())
         for coid, order in mine.items():
             if paper:
                 found = self.broker.get(coid)
@@ -162,6 +162,8 @@ class ExecutionShell:
         result = reconcile_orders(mine, venue, time.time_ns(), missing=missing)
         for problem in result.discrepancies:
             log.error("reconciliation: cannot fix with an event", problem=problem)
+        if not paper:  # live OCO / bracket lists: rebuilt from these, half-done ones finished
+            result.events += await self.router.adopt(mine, time.time_ns())
         log.info("reconciled with the venue", open_orders=len(mine), events=len(result.events))
         adopted: list[OrderEvent] = []
         if self.is_futures and isinstance(self._client, UsdmRestClient):  # positions too
@@ -208,6 +210,7 @@ class ExecutionShell:
         async def on_event(event: dict[str, Any]) -> None:
             events, letter = router.on_stream_event(event, time.time_ns(), futures=futures)
             await (emit(events) if letter is None else dead_letter(letter))
+            await emit(await router.react(time.time_ns()))  # an OCO leg's fill: the other
 
         async def catch_up() -> None:
             await emit(await router.catch_up(time.time_ns()))
@@ -247,7 +250,7 @@ class ExecutionShell:
         latest = {top.instrument: top for top in tail}  # read in event-time order
         events: list[OrderEvent] = []
         for top in latest.values():  # a resting order the top crosses fills, as it would have
-            events += self.broker.on_book_top(top)
+            events += self.router.on_book_top(top)  # (through the OCO / bracket lists)
         log.info("paper books restored from book.top", instruments=sorted(latest))
         return events
 

@@ -54,6 +54,7 @@ from algostream.model.enums import OrderType, Side, TimeInForce
 log = logging.getLogger(__name__)
 
 ORDER_PATH = "/api/v3/order"
+OCO_PATH = "/api/v3/orderList/oco"
 OPEN_ORDERS_PATH = "/api/v3/openOrders"
 ACCOUNT_PATH = "/api/v3/account"
 TIME_PATH = "/api/v3/time"
@@ -135,6 +136,49 @@ class NewOrder:
         resp = "FULL" if kind in ("MARKET", "LIMIT") else "RESULT"
         out += [("newClientOrderId", self.client_order_id), ("newOrderRespType", resp)]
         return out
+
+
+@dataclass(frozen=True)
+class NewOco:
+    """Parameters of ``POST /api/v3/orderList/oco``: a take-profit LIMIT_MAKER at
+    ``price`` and a STOP_LOSS at ``stop_price``, same side and quantity. A SELL OCO
+    (exiting a long) has its limit above and its stop below; a BUY the other way round.
+
+    >>> o = NewOco("BTCUSDT", Side.SELL, Decimal(1), "l1", "l1-tp", Decimal(110),
+    ...            "l1-sl", Decimal(90))
+    >>> [kv for kv in o.params() if kv[0] in ("aboveType", "belowType")]
+    [('aboveType', 'LIMIT_MAKER'), ('belowType', 'STOP_LOSS')]
+    """
+
+    symbol: str
+    side: Side
+    quantity: Decimal
+    list_client_order_id: str
+    limit_client_order_id: str
+    price: Decimal
+    stop_client_order_id: str
+    stop_price: Decimal
+
+    def params(self) -> list[tuple[str, str]]:
+        """Query parameters in Binance's documented order."""
+        limit = [("Type", "LIMIT_MAKER"), ("ClientOrderId", self.limit_client_order_id),
+                 ("Price", format_decimal(self.price))]  # fmt: skip
+        stop = [("Type", "STOP_LOSS"), ("ClientOrderId", self.stop_client_order_id),
+                ("StopPrice", format_decimal(self.stop_price))]  # fmt: skip
+        above, below = (limit, stop) if self.side is Side.SELL else (stop, limit)
+        out = [
+            ("symbol", self.symbol),
+            ("listClientOrderId", self.list_client_order_id),
+            ("side", self.side.value),
+            ("quantity", format_decimal(self.quantity)),
+        ]
+        out += [("above" + k, v) for k, v in above] + [("below" + k, v) for k, v in below]
+        out.append(("newOrderRespType", "RESULT"))
+        return out
+
+    @property
+    def client_order_ids(self) -> tuple[str, str]:
+        return self.limit_client_order_id, self.stop_client_order_id
 
 
 class BinanceRestClient:
@@ -251,6 +295,57 @@ class BinanceRestClient:
             if attempt < self._retry.attempts:
                 await self._backoff(attempt, wait)
         raise OrderStatusUnknownError(order.client_order_id, self._retry.attempts + 1, last_error)
+
+    async def new_oco(self, oco: NewOco) -> list[dict[str, Any]]:
+        """Place an OCO exactly once; returns its two legs' order JSON (placed or found),
+        limit leg first. The same rules as :meth:`new_order`: a duplicate, a timeout or a
+        5xx is answered by querying both legs by their client order ids, never by
+        sending it again blind."""
+        last_error = "none"
+        for attempt in range(self._retry.attempts + 1):
+            wait: float | None = None
+            try:
+                data = await self._send("POST", OCO_PATH, oco.params(), signed=True)
+                reports = {str(r["clientOrderId"]): dict(r) for r in data["orderReports"]}
+                return [reports[c] for c in oco.client_order_ids]
+            except OrderRejectedError as exc:
+                if exc.message != DUPLICATE_ORDER_MSG and exc.code != DUPLICATE_ORDER_CODE:
+                    raise
+                found = await self._find_legs(oco, attempt)
+                if found is None:
+                    raise
+                return found
+            except TransientError as exc:
+                last_error = str(exc)
+                found = await self._find_legs(oco, attempt)
+                if found is not None:
+                    return found
+            except RateLimitedError as exc:
+                if attempt == self._retry.attempts:
+                    raise
+                last_error, wait = str(exc), exc.retry_after_s
+            except TimestampError:
+                if attempt == self._retry.attempts:
+                    raise
+                await self.sync_clock()
+                continue
+            if attempt < self._retry.attempts:
+                await self._backoff(attempt, wait)
+        raise OrderStatusUnknownError(
+            oco.list_client_order_id, self._retry.attempts + 1, last_error
+        )
+
+    async def _find_legs(self, oco: NewOco, attempt: int) -> list[dict[str, Any]] | None:
+        legs = []
+        for coid in oco.client_order_ids:
+            try:
+                found = await self.query_order(oco.symbol, coid)
+            except (TransientError, RateLimitedError) as exc:
+                raise OrderStatusUnknownError(coid, attempt + 1, str(exc)) from None
+            if found is None:
+                return None
+            legs.append(found)
+        return legs
 
     async def query_order(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
         """``GET /api/v3/order`` by ``origClientOrderId``; ``None`` if the venue has no such order.

@@ -56,6 +56,8 @@ R = TypeVar("R", bound="Record")
 
 
 SignalSizing = Literal["strength", "units", "equity", "target_units", "target_equity"]
+#: an order list: a BRACKET (an entry and its two exits) or an OCO (two exits)
+OrderListKind = Literal["BRACKET", "OCO"]
 
 #: bar intervals the bar stage makes live (each has a ``bars.<interval>`` topic)
 LiveBarInterval = Literal["1s", "1m", "5m", "15m", "1h", "4h", "1d"]
@@ -329,6 +331,11 @@ class Signal(Record):
     size: SignedQuantity | None = None
     limit_price: Price | None = None
     stop_price: Price | None = None
+    #: a bracket (this order + ``take_profit`` / ``stop_loss`` exits) or an OCO (exits
+    #: only: a LIMIT at ``take_profit`` and a stop at ``stop_loss``); see OrderRequest
+    order_list: OrderListKind | None = None
+    take_profit: Price | None = None
+    stop_loss: Price | None = None
 
 
 # --------------------------------------------------------------------------- orders
@@ -353,9 +360,21 @@ class OrderRequest(Record):
     #: a LIMIT GTC order that must only add liquidity (Binance LIMIT_MAKER, Coinbase
     #: post_only): refused rather than filled when it would take
     post_only: bool = False
+    #: ``BRACKET``: this order is the entry; when it fills, a take-profit LIMIT at
+    #: ``take_profit`` and a stop-loss STOP_MARKET at ``stop_loss`` close what it filled,
+    #: one cancelling the other. ``OCO``: two exits of a position, a LIMIT at
+    #: ``take_profit`` (= ``limit_price``) and a STOP_MARKET at ``stop_loss``,
+    #: reduce-only; the first to fill cancels the other. The legs' client order ids are
+    #: ``<client_order_id>-tp`` / ``-sl``, their ``list_id`` this order's id.
+    order_list: OrderListKind | None = None
+    take_profit: Price | None = None
+    stop_loss: Price | None = None
+    #: set on an order that is a leg of a list: the list's id
+    list_id: ClientOrderId | None = None
 
     @model_validator(mode="after")
     def _order_type_fields(self) -> OrderRequest:
+        self._order_list_fields()
         kind = self.order_type
         if kind.is_conditional and self.stop_price is None:
             raise ValueError(f"order_type={kind.value} needs a stop_price")
@@ -369,6 +388,37 @@ class OrderRequest(Record):
                 f"{self.time_in_force.value}: only a LIMIT GTC order can be post-only"
             )
         return self
+
+    def _order_list_fields(self) -> None:
+        if self.order_list is None:
+            if self.take_profit is not None or self.stop_loss is not None:
+                raise ValueError(
+                    f"take_profit={self.take_profit} stop_loss={self.stop_loss}: only for "
+                    "an order_list (BRACKET or OCO)"
+                )
+            return
+        if self.take_profit is None or self.stop_loss is None:
+            raise ValueError(
+                f"order_list={self.order_list} needs take_profit and stop_loss, got "
+                f"take_profit={self.take_profit} stop_loss={self.stop_loss}"
+            )
+        if self.list_id is not None:
+            raise ValueError(f"order_list={self.order_list}: a list cannot be a leg of one")
+        if len(self.client_order_id) > 33:
+            raise ValueError(
+                f"client_order_id {self.client_order_id!r} of an order_list: at most 33 "
+                "characters (its legs add -tp / -sl)"
+            )
+        if self.order_list == "OCO" and (
+            self.order_type is not OrderType.LIMIT
+            or self.limit_price != self.take_profit
+            or not self.reduce_only
+        ):
+            raise ValueError(
+                f"order_list=OCO: a reduce-only LIMIT at take_profit, got order_type="
+                f"{self.order_type.value} limit_price={self.limit_price} "
+                f"take_profit={self.take_profit} reduce_only={self.reduce_only}"
+            )
 
 
 class OrderRejected(Record):
@@ -407,6 +457,8 @@ class OrderEvent(Record):
     venue: str = "PAPER"
     #: the strategy of the order (its fills are attributed to it); None: not known here
     strategy: StrategyId | None = None
+    #: the OCO / bracket the order belongs to (its entry's or its OCO's client order id)
+    list_id: str | None = None
 
 
 # --------------------------------------------------------------------------- risk

@@ -589,6 +589,9 @@ class RiskProcessor:
 
     def _track_pending(self, event: OrderEvent) -> None:
         coid = event.client_order_id
+        lid = event.list_id
+        if lid is not None and lid != coid and event.status.is_terminal and lid in self._pending:
+            self._set_pending_remaining(lid, ZERO)  # an OCO ends with its first leg's end
         if event.status.is_terminal:
             if coid in self._pending:
                 self._set_pending_remaining(coid, ZERO)
