@@ -88,7 +88,11 @@ async def blast(events: int) -> None:
 
 
 async def run(
-    events: int, publisher: str, profile: str | None = None, **overrides: Any
+    events: int,
+    publisher: str,
+    profile: str | None = None,
+    raw_batch_ms: int | None = None,
+    **overrides: Any,
 ) -> dict[str, float]:
     prefix = f"ingcpu{int(time.time() * 1000) % 10**10}."
     env = {
@@ -97,6 +101,8 @@ async def run(
         "ALGOSTREAM__KAFKA__APP_ID": f"bench-{prefix.rstrip('.')}",  # what the clean-up owns
         "ALGOSTREAM__MARKET_DATA__SYMBOLS": '["' + '","'.join(SYMBOLS) + '"]',
     }
+    if raw_batch_ms is not None:  # md.raw: 0 = one record per frame
+        env["ALGOSTREAM__MARKET_DATA__RAW_BATCH_MS"] = str(raw_batch_ms)
     settings = load_settings(env=env)
     report = await apply_catalog(load_catalog(), settings.kafka)
     assert report.ok, report.drift
@@ -142,6 +148,7 @@ async def run(
             await ing._on_text(first, 1)
             while ing.stats.frames < len(texts):
                 await ing._read_one(ws, 1, 5.0, stop)
+            await ing.flush_raw()
             stats = await pub.flush()
             c1, w1 = time.process_time(), time.perf_counter()
             main_cpu = time.thread_time()
@@ -172,6 +179,7 @@ def main() -> None:
     ap.add_argument("--profile")
     ap.add_argument("--publisher", default="rdkafka")
     ap.add_argument("--linger", type=float, default=None, help="librdkafka linger.ms")
+    ap.add_argument("--raw-batch-ms", type=int, default=None, help="0: md.raw per frame")
     ap.add_argument("--set", action="append", default=[], help="librdkafka KEY=VALUE")
     ap.add_argument("--blast", action="store_true", help="(the child that serves frames)")
     a = ap.parse_args()
@@ -180,7 +188,7 @@ def main() -> None:
         return
     over: dict[str, Any] = {} if a.linger is None else {"linger.ms": a.linger}
     over |= dict(kv.split("=", 1) for kv in a.set)
-    out = asyncio.run(run(a.events, a.publisher, a.profile, **over))
+    out = asyncio.run(run(a.events, a.publisher, a.profile, a.raw_batch_ms, **over))
     print(" ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in out.items()))
 
 

@@ -31,7 +31,7 @@ from algostream.kafka.publisher import Publisher
 from algostream.marketdata.sync import integrity_event
 from algostream.model.enums import IntegrityKind
 from algostream.model.ids import derive_id
-from algostream.model.records import BookIntegrity, BookUpdate, Record
+from algostream.model.records import BookIntegrity, BookUpdate, RawFrame, Record
 from algostream.observability import metrics
 
 log = structlog.get_logger("algostream.ingest")
@@ -184,6 +184,64 @@ def _buffered(ws: Any) -> bool:
         return False
 
 
+class RawBatches:
+    """``md.raw`` frames of each instrument gathered into one record (:attr:`RawFrame.more`)
+    for up to ``window_ms``, ``max_frames`` frames or ``max_bytes`` of payload: one record
+    through the Kafka client instead of one per frame. Same key (the instrument), frames in
+    the order received: a batch is closed before the next one of its instrument opens."""
+
+    def __init__(self, window_ms: int, max_frames: int, max_bytes: int = 256 * 1024) -> None:
+        self.window_ns = window_ms * 1_000_000
+        self.max_frames = max_frames
+        self.max_bytes = max_bytes
+        self._open: dict[str, list[RawFrame]] = {}  # instrument -> its frames, in order
+        self._bytes: dict[str, int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._open)
+
+    def add(self, raw: RawFrame) -> RawFrame | None:
+        """Take ``raw``; the batch record of its instrument when that batch is complete."""
+        inst = raw.instrument
+        frames = self._open.get(inst)
+        if frames is None:
+            if self.max_frames <= 1:
+                return raw
+            self._open[inst] = [raw]
+            self._bytes[inst] = len(raw.payload)
+            return None
+        if raw.ts_init - frames[0].ts_init >= self.window_ns:  # past the window: a new one
+            closed = self._close(inst)
+            self._open[inst] = [raw]
+            self._bytes[inst] = len(raw.payload)
+            return closed
+        frames.append(raw)
+        size = self._bytes[inst] = self._bytes[inst] + len(raw.payload)
+        if len(frames) >= self.max_frames or size >= self.max_bytes:
+            return self._close(inst)
+        return None
+
+    def due(self, now_ns: int) -> list[RawFrame]:
+        """Close every batch whose first frame is ``window_ms`` old at ``now_ns``."""
+        late = [i for i, f in self._open.items() if now_ns - f[0].ts_init >= self.window_ns]
+        return [self._close(inst) for inst in late]
+
+    def drain(self) -> list[RawFrame]:
+        """Close every open batch."""
+        return [self._close(inst) for inst in list(self._open)]
+
+    def _close(self, inst: str) -> RawFrame:
+        frames = self._open.pop(inst)
+        del self._bytes[inst]
+        first = frames[0]
+        if len(frames) == 1:
+            return first
+        more = tuple((f.ts_init, f.stream, f.payload) for f in frames[1:])
+        fields = dict(first.__dict__)
+        fields["more"] = more
+        return RawFrame.model_construct(**fields)
+
+
 class Ingestor:
     """Run one exchange feed until ``stop`` is set."""
 
@@ -220,6 +278,12 @@ class Ingestor:
         self._try_publish: Callable[[str, Record], bool] | None = getattr(
             publisher, "try_publish", None
         )
+        # md.raw batched per instrument (RawBatches) when the publisher takes a record
+        # without awaiting (the batch timer publishes from a loop callback)
+        batch_ms = cfg.raw_batch_ms if self._try_publish is not None else 0
+        self._raw = RawBatches(batch_ms, cfg.raw_batch_frames if batch_ms > 0 else 1)
+        self._raw_timer: asyncio.TimerHandle | None = None
+        self._raw_late: list[RawFrame] = []  # closed batches the publisher could not take
         metrics.DLQ_RECORDS.labels(
             agent="ingestor", topic=f"ws:{adapter.venue.lower()}", error_type="FrameError"
         )
@@ -246,17 +310,67 @@ class Ingestor:
     async def _emit(self, result: FrameResult) -> None:
         publish, out = self.publisher.publish, self._out_n
         fast = self._try_publish
+        if self._raw_late:
+            await self._publish_late()
+        published = 0
         for topic, record in result.records:
+            if topic == "md.raw" and type(record) is RawFrame:
+                opened = bool(self._raw)
+                batch = self._raw.add(record)
+                if batch is None:
+                    if not opened:
+                        self._arm_raw_timer()
+                    continue
+                record = batch
             if fast is None or not fast(topic, record):
                 await publish(topic, record)
             out[topic] = out.get(topic, 0) + 1  # on the counter at the next count_out()
-        self.stats.published += len(result.records)
+            published += 1
+        self.stats.published += published
         for symbol in result.snapshot_requests:
             task = self._snapshot_tasks.get(symbol)
             if task is None or task.done():
                 self._snapshot_tasks[symbol] = asyncio.create_task(self._snapshot(symbol))
         if result.rotate:
             self._rotate_now.set()
+
+    def _arm_raw_timer(self) -> None:
+        """Close the open ``md.raw`` batches once their window has passed (a quiet feed)."""
+        if self._raw_timer is None:
+            loop = asyncio.get_running_loop()
+            self._raw_timer = loop.call_later(self._raw.window_ns / 1e9, self._raw_due)
+
+    def _raw_due(self) -> None:
+        self._raw_timer = None
+        self._publish_raw(self._raw.due(self.clock()))
+        if self._raw:
+            self._arm_raw_timer()
+
+    def _publish_raw(self, batches: list[RawFrame]) -> None:
+        """Hand closed batches to the publisher from a callback; what it cannot take now
+        waits in order for the next :meth:`_emit` (or the end of :meth:`run`)."""
+        fast, out = self._try_publish, self._out_n
+        for batch in batches:
+            if self._raw_late or fast is None or not fast("md.raw", batch):
+                self._raw_late.append(batch)
+                continue
+            out["md.raw"] = out.get("md.raw", 0) + 1
+            self.stats.published += 1
+
+    async def _publish_late(self) -> None:
+        while self._raw_late:
+            batch = self._raw_late.pop(0)
+            await self.publisher.publish("md.raw", batch)
+            self._out_n["md.raw"] = self._out_n.get("md.raw", 0) + 1
+            self.stats.published += 1
+
+    async def flush_raw(self) -> None:
+        """Publish every open ``md.raw`` batch now (the feed stops)."""
+        if self._raw_timer is not None:
+            self._raw_timer.cancel()
+            self._raw_timer = None
+        self._raw_late.extend(self._raw.drain())
+        await self._publish_late()
 
     async def _snapshot(self, symbol: str) -> None:
         backoff = Backoff(200, 5000, random.Random())
@@ -297,6 +411,7 @@ class Ingestor:
             return await self._run(stop)
         finally:
             counting.cancel()
+            await self.flush_raw()
             self.count_out()
 
     async def _run(self, stop: asyncio.Event) -> IngestStats:
