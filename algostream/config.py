@@ -59,6 +59,8 @@ class MarketDataConfig(Section):
     #: ``md.raw``: the frames of one instrument received within this many ms (at most
     #: ``raw_batch_frames``) are one record (``RawFrame.more``); 0: one record per frame
     raw_batch_ms: int = Field(default=5, ge=0, le=1000)
+    #: the ingestor's WebSocket client: ``picows`` (frames parsed in C) or ``websockets``
+    ws_client: Literal["picows", "websockets"] = "picows"
     raw_batch_frames: int = Field(default=64, ge=1, le=10_000)
     #: ``"K/N"``: this ingestor takes shard K of N of ``symbols`` (README: sharding; the
     #: ``ingest --shard`` option overrides it); None: every symbol

@@ -1,12 +1,14 @@
 """The ingestor's connection loop, independent of the exchange.
 
 An :class:`ExchangeAdapter` knows one exchange's URL, subscription messages and frame
-parsing (pure); :class:`Ingestor` owns the sockets: it connects with ``websockets``
-(which answers server pings), reconnects with capped jittered backoff, notices a silent
-feed (no frame for ``stale_after_ms``), rotates a connection before the exchange's 24 h
-limit or on ``serverShutdown`` by opening the new one *before* closing the old (the
-adapter drops what both deliver), fetches REST snapshots when the adapter asks, and
-publishes every output. A malformed frame goes to ``dlq`` and the feed keeps going.
+parsing (pure); :class:`Ingestor` owns the sockets: it connects with ``picows``
+(:mod:`algostream.ingest.wsclient`; ``market_data.ws_client: websockets`` for the
+previous client; both answer server pings), reconnects with capped jittered backoff,
+notices a silent feed (no frame for ``stale_after_ms``), rotates a connection before
+the exchange's 24 h limit or on ``serverShutdown`` by opening the new one *before*
+closing the old (the adapter drops what both deliver), fetches REST snapshots when the
+adapter asks, and publishes every output. A malformed frame goes to ``dlq`` and the feed
+keeps going.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from algostream.config import MarketDataConfig
+from algostream.ingest import wsclient
 from algostream.ingest.backoff import Backoff
 from algostream.kafka.dlq import dead_letter
 from algostream.kafka.publisher import Publisher
@@ -176,6 +179,9 @@ def _buffered(ws: Any) -> bool:
     queue), so ``recv`` returns it without waiting. A busy feed reads most frames so; for
     them no timeout is armed (``asyncio.timeout`` and its reschedule were ~12% of the read
     loop under py-spy). False whenever the library does not say (another version)."""
+    buffered = getattr(ws, "buffered", None)  # PicowsConnection says it
+    if buffered is not None:
+        return bool(buffered())
     frames = getattr(getattr(ws, "recv_messages", None), "frames", None)
     try:
         queue = frames.queue  # type: ignore[union-attr]
@@ -456,9 +462,17 @@ class Ingestor:
             await ws.close()
 
     async def _open(self, conn_id: int, *, rotating: bool = False) -> Any:
-        ws = await websockets.connect(
-            self.adapter.url(), max_size=2**24, ping_interval=None, open_timeout=10, close_timeout=2
-        )
+        ws: Any
+        if self.cfg.ws_client == "picows":  # C frame parser (wsclient.py)
+            ws = await wsclient.connect(self.adapter.url(), max_size=2**24, open_timeout=10)
+        else:
+            ws = await websockets.connect(
+                self.adapter.url(),
+                max_size=2**24,
+                ping_interval=None,
+                open_timeout=10,
+                close_timeout=2,
+            )
         for message in self.adapter.subscribe_messages():
             await ws.send(message)
         self._active = conn_id
