@@ -33,6 +33,7 @@ from algostream.kafka.dlq import dead_letter
 from algostream.kafka.publisher import Publisher
 from algostream.marketdata.sync import integrity_event
 from algostream.model.enums import IntegrityKind
+from algostream.model.fast import from_fields
 from algostream.model.ids import derive_id
 from algostream.model.records import BookIntegrity, BookUpdate, RawFrame, Record
 from algostream.observability import metrics
@@ -242,10 +243,9 @@ class RawBatches:
         first = frames[0]
         if len(frames) == 1:
             return first
-        more = tuple((f.ts_init, f.stream, f.payload) for f in frames[1:])
-        fields = dict(first.__dict__)
-        fields["more"] = more
-        return RawFrame.model_construct(**fields)
+        fields = dict(first.__dict__)  # every field in declared order, ``more`` last
+        fields["more"] = tuple([(f.ts_init, f.stream, f.payload) for f in frames[1:]])
+        return from_fields(RawFrame, fields)
 
 
 class Ingestor:
