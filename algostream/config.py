@@ -56,6 +56,12 @@ class MarketDataConfig(Section):
     snapshot_depth: int = Field(default=1000, ge=5, le=5000)
     book_top_levels: int = Field(default=10, ge=1, le=100)
     bar_intervals: tuple[LiveBarInterval, ...] = ("1s", "1m")
+    #: ``md.raw``: the frames of one instrument received within this many ms (at most
+    #: ``raw_batch_frames``) are one record (``RawFrame.more``); 0: one record per frame
+    raw_batch_ms: int = Field(default=5, ge=0, le=1000)
+    #: the ingestor's WebSocket client: ``picows`` (frames parsed in C) or ``websockets``
+    ws_client: Literal["picows", "websockets"] = "picows"
+    raw_batch_frames: int = Field(default=64, ge=1, le=10_000)
     #: ``"K/N"``: this ingestor takes shard K of N of ``symbols`` (README: sharding; the
     #: ``ingest --shard`` option overrides it); None: every symbol
     shard: str | None = None

@@ -143,7 +143,8 @@ class BacktestEngine:
         for record in records:
             self._last_ts = max(self._last_ts, record.ts_event)
             if isinstance(record, RawFrame):
-                self.on_raw(record)
+                for frame in record.frames():  # a batched md.raw record: each frame
+                    self.on_raw(frame)
             elif isinstance(record, BookUpdate):
                 self.on_book_update(record)
             elif isinstance(record, TradeTick):

@@ -49,6 +49,7 @@ from algostream.model.ids import (
     InstrumentId,
     LineageId,
     StrategyId,
+    derive_id,
 )
 from algostream.model.values import Levels, Money, Price, Quantity, SignedQuantity
 
@@ -146,13 +147,48 @@ def _short(value: Any, limit: int = 80) -> str:
 # --------------------------------------------------------------------------- market data
 
 
+#: a frame batched behind another on ``md.raw``: ``(recv_ns, stream, payload)``
+RawMore = tuple[int, str, str]
+
+
 class RawFrame(Record):
-    """A raw exchange frame exactly as received, with its receive time (``md.raw``)."""
+    """A raw exchange frame exactly as received, with its receive time (``md.raw``).
+
+    ``more``: the frames of the same instrument (so the same key and partition) received
+    after it, in order, each ``(recv_ns, stream, payload)``. The ingestor batches a few
+    milliseconds of frames into one record (one record through the Kafka client instead
+    of one per frame); :meth:`frames` gives every frame back as its own record, with the
+    id it has alone (the ``lineage_id`` of its ``md.book`` / ``md.trades`` records), so
+    replays and captures read batched and unbatched records alike.
+    """
 
     TYPE: ClassVar[str] = "RawFrame"
     venue: str
     stream: str = ""
     payload: str
+    more: tuple[RawMore, ...] = ()
+
+    def frames(self) -> list[RawFrame]:
+        """This frame and every one in ``more``, each as a record of its own."""
+        if not self.more:
+            return [self]
+        out = [self.model_copy(update={"more": ()})]
+        for recv_ns, stream, payload in self.more:
+            rid = derive_id("raw", self.venue, recv_ns, payload)
+            out.append(
+                RawFrame.model_construct(
+                    instrument=self.instrument,
+                    ts_event=recv_ns,
+                    ts_init=recv_ns,
+                    record_id=rid,
+                    lineage_id=rid,
+                    venue=self.venue,
+                    stream=stream,
+                    payload=payload,
+                    more=(),
+                )
+            )
+        return out
 
 
 class TradeTick(Record):
