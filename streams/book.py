@@ -92,6 +92,8 @@ class BookStage:
         outbox = Outbox(edge)
         local: list[tuple[str, Any, int]] = []
         timings: dict[str, list[float]] = {}  # BOOK_UPDATE_SECONDS per instrument
+        # the outputs a stage of this worker takes in-process (none: no list, no awaits)
+        listened = {t: edge.listens(t) for t in ("book.top", "book.integrity")}
         async for tp, _, update in decoded(edge, batch, "md.book", BookUpdate, AGENT):
             inst = update.instrument
             if proc.book(inst) is None:  # first sight since start or a rebalance
@@ -107,7 +109,8 @@ class BookStage:
                 topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
                 if not outbox.add_known(topic, record):
                     await outbox.add_record(topic, record)
-                local.append((topic, record, tp.partition))
+                if listened[topic]:
+                    local.append((topic, record, tp.partition))
             self.partition_of[inst] = tp.partition
             held = pending.get(inst)
             if held is None:  # (not setdefault: it would build a _Pending every update)

@@ -184,6 +184,10 @@ class Edge:
         else:
             handlers.append(handler)
 
+    def listens(self, topic: str) -> bool:
+        """Whether a stage of this worker takes ``topic``'s records in-process (:meth:`listen`)."""
+        return bool(self._local.get(topic))
+
     def assigned(self, topic: str) -> set[int]:
         """The partitions of catalog ``topic`` assigned to this worker (none before start)."""
         name = self.topic(topic).get_topic_name()
