@@ -28,9 +28,10 @@ import hashlib
 import hmac
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
@@ -50,6 +51,8 @@ from algostream.execution.errors import (
 )
 from algostream.execution.retry import ClockMs, RetryPolicy, Sleep, wall_clock_ms
 from algostream.model.enums import OrderType, Side, TimeInForce
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -266,58 +269,56 @@ class BinanceRestClient:
         Raises :class:`OrderRejectedError` (definite refusal), :class:`RateLimitedError`
         (not placed), or :class:`OrderStatusUnknownError` (reconcile before retrying).
         """
-        last_error = "none"
-        for attempt in range(self._retry.attempts + 1):
-            wait: float | None = None
-            try:
-                return dict(await self._send("POST", self.order_path, order.params(), signed=True))
-            except OrderRejectedError as exc:
-                if exc.message != DUPLICATE_ORDER_MSG and exc.code != DUPLICATE_ORDER_CODE:
-                    raise
-                found = await self._find_order(order, attempt)
-                if found is None:
-                    raise
-                return found
-            except TransientError as exc:
-                last_error = str(exc)
-                found = await self._find_order(order, attempt)
-                if found is not None:
-                    return found
-            except RateLimitedError as exc:
-                if attempt == self._retry.attempts:
-                    raise
-                last_error, wait = str(exc), exc.retry_after_s
-            except TimestampError:
-                if attempt == self._retry.attempts:
-                    raise
-                await self.sync_clock()
-                continue
-            if attempt < self._retry.attempts:
-                await self._backoff(attempt, wait)
-        raise OrderStatusUnknownError(order.client_order_id, self._retry.attempts + 1, last_error)
+
+        async def send() -> dict[str, Any]:
+            return dict(await self._send("POST", self.order_path, order.params(), signed=True))
+
+        async def find(attempt: int) -> dict[str, Any] | None:
+            return await self._find_order(order, attempt)
+
+        return await self._place_once(send, find, order.client_order_id)
 
     async def new_oco(self, oco: NewOco) -> list[dict[str, Any]]:
         """Place an OCO exactly once; returns its two legs' order JSON (placed or found),
         limit leg first. The same rules as :meth:`new_order`: a duplicate, a timeout or a
         5xx is answered by querying both legs by their client order ids, never by
         sending it again blind."""
+
+        async def send() -> list[dict[str, Any]]:
+            data = await self._send("POST", OCO_PATH, oco.params(), signed=True)
+            reports = {str(r["clientOrderId"]): dict(r) for r in data["orderReports"]}
+            return [reports[c] for c in oco.client_order_ids]
+
+        async def find(attempt: int) -> list[dict[str, Any]] | None:
+            return await self._find_legs(oco, attempt)
+
+        return await self._place_once(send, find, oco.list_client_order_id)
+
+    async def _place_once(
+        self,
+        send: Callable[[], Awaitable[_T]],
+        find: Callable[[int], Awaitable[_T | None]],
+        ident: str,
+    ) -> _T:
+        """``send`` a placement at most until it is known placed or refused: a duplicate,
+        a timeout or a 5xx is answered by ``find`` (querying by client order id), never
+        by sending again blind; rate limits wait and clock errors resync, within the
+        retry policy's attempts; else :class:`OrderStatusUnknownError` for ``ident``."""
         last_error = "none"
         for attempt in range(self._retry.attempts + 1):
             wait: float | None = None
             try:
-                data = await self._send("POST", OCO_PATH, oco.params(), signed=True)
-                reports = {str(r["clientOrderId"]): dict(r) for r in data["orderReports"]}
-                return [reports[c] for c in oco.client_order_ids]
+                return await send()
             except OrderRejectedError as exc:
                 if exc.message != DUPLICATE_ORDER_MSG and exc.code != DUPLICATE_ORDER_CODE:
                     raise
-                found = await self._find_legs(oco, attempt)
+                found = await find(attempt)
                 if found is None:
                     raise
                 return found
             except TransientError as exc:
                 last_error = str(exc)
-                found = await self._find_legs(oco, attempt)
+                found = await find(attempt)
                 if found is not None:
                     return found
             except RateLimitedError as exc:
@@ -331,9 +332,7 @@ class BinanceRestClient:
                 continue
             if attempt < self._retry.attempts:
                 await self._backoff(attempt, wait)
-        raise OrderStatusUnknownError(
-            oco.list_client_order_id, self._retry.attempts + 1, last_error
-        )
+        raise OrderStatusUnknownError(ident, self._retry.attempts + 1, last_error)
 
     async def _find_legs(self, oco: NewOco, attempt: int) -> list[dict[str, Any]] | None:
         legs = []
