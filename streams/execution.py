@@ -124,6 +124,7 @@ class ExecutionShell:
         events = _decodable(await read_range(kafka, ["orders.events"]), OrderEvent)
         paper = self.settings.execution.paper_trading
         live_venue = "COINBASE" if self.is_coinbase else "BINANCE"
+        live_venue = "BINANCE_USDM" if self.is_futures else live_venue
         local = rebuild_local(requests, events, venue="PAPER" if paper else live_venue)
         with_events = {e.client_order_id for e in events}
         mine = {
@@ -282,7 +283,8 @@ class ExecutionShell:
         While halted (a position mismatch at start) the order is REJECTED naming why."""
         now = time.time_ns()
         if self.halted is not None:
-            return [ManagedOrder(order, venue="BINANCE_USDM").reject(self.halted, now)]
+            venue = self.router.venue_of(order.instrument)
+            return [ManagedOrder(order, venue=venue).reject(self.halted, now)]
         try:
             return await self.router.submit(order, now)
         except OrderStatusUnknownError as exc:

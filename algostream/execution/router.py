@@ -166,7 +166,7 @@ class ExecutionRouter:
         assert self._binance is not None
         if order.client_order_id in self._orders:
             return []
-        managed = ManagedOrder(order, venue=self._venue)
+        managed = self._managed(order)
         self._orders[order.client_order_id] = managed
         try:
             payload = await self._binance.new_order(_new_order(order, usdm=self._usdm))
@@ -199,7 +199,7 @@ class ExecutionRouter:
 
             return OrderLists(self._paper).cancel_replace(client_order_id, replacement, now_ns)
         managed = self.tracked(client_order_id)
-        refused = ManagedOrder(replacement, venue=self._venue)
+        refused = self._managed(replacement)
         if managed is None or not managed.is_open:
             state = "unknown" if managed is None else managed.status.value
             why = f"cancel-replace: {client_order_id!r} is {state}, not replaced"
@@ -278,7 +278,7 @@ class ExecutionRouter:
             client_order_id=coid[:36], strategy="liquidation", side=Side(str(report["S"])),
             order_type=OrderType.MARKET, quantity=Decimal(str(report["q"])), reduce_only=True,
         )  # fmt: skip
-        self._orders[coid] = ManagedOrder(request, venue=self._venue)
+        self._orders[coid] = self._managed(request)
 
     def on_execution_report(self, report: dict[str, Any], now_ns: int) -> list[OrderEvent]:
         """Events for one ``executionReport`` (an exact fill for a TRADE; stale: none).
@@ -339,6 +339,15 @@ class ExecutionRouter:
         if self._coinbase is not None:
             return self._coinbase.tracked(client_order_id)
         return self._orders.get(client_order_id)
+
+    def _managed(self, order: OrderRequest) -> ManagedOrder:
+        """The tracked order; USD-M: its events carry the instrument's venue
+        (``BINANCE_USDM``), as the market data does, never the spot ``BINANCE``."""
+        return ManagedOrder(order, venue=self.venue_of(order.instrument))
+
+    def venue_of(self, instrument: str) -> str:
+        """The ``venue`` of this router's events on ``instrument``."""
+        return split_instrument(instrument)[0] if self._usdm else self._venue
 
     def _apply(
         self, managed: ManagedOrder, payload: dict[str, Any], now_ns: int
