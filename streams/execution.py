@@ -87,8 +87,11 @@ class ExecutionShell:
         self._user_stream: asyncio.Task[None] | None = None
         self.stream: UserDataStream | None = None
         self.reconciled = False
-        #: why live trading is halted (a position mismatch at start; None: it is not)
+        #: why live trading is halted (a position mismatch at start; None: it is not);
+        #: the risk gate refuses new orders while it is: here only the orders it approved
+        #: before it knew (before ``halted_at_ns``) are refused
         self.halted: str | None = None
+        self.halted_at_ns = 0
 
     @property
     def router(self) -> ExecutionRouter:
@@ -184,6 +187,7 @@ class ExecutionShell:
                 action="halt" if diff in done.refused else "adopted",
             )  # fmt: skip
         self.halted = done.halt  # each start-up reconciliation decides afresh
+        self.halted_at_ns = time.time_ns()
         if done.halt is not None:
             log.error("trading halted: positions differ at the venue", reason=done.halt)
         return done.events
@@ -282,7 +286,7 @@ class ExecutionShell:
         """Send once; an unknown outcome (timeout/5xx after retries) is queried, not resent.
         While halted (a position mismatch at start) the order is REJECTED naming why."""
         now = time.time_ns()
-        if self.halted is not None:
+        if self.halted is not None and order.ts_init <= self.halted_at_ns:
             venue = self.router.venue_of(order.instrument)
             return [ManagedOrder(order, venue=venue).reject(self.halted, now)]
         try:
@@ -343,9 +347,12 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             if not shell.reconciled:
                 await emit(await shell.reconcile())
                 shell.reconciled = True
-                if shell.halted is not None:
-                    halt = halt_record(shell.halted, settings.risk.account, time.time_ns())
-                    await edge.send("risk.events", halt)
+                if shell.is_futures and not settings.execution.paper_trading:
+                    # the gate of this worker takes the verdict in-process (a halt is
+                    # also on risk.events; lifting one, the gate records it)
+                    verdict = halt_record(shell.halted, settings.risk.account, time.time_ns())
+                    send = edge.deliver if shell.halted is None else edge.publish
+                    await send("risk.events", verdict)
                 shell.start_user_stream(emit, dead_letter)
 
     async def on_approved(order: OrderRequest) -> None:

@@ -158,8 +158,13 @@ def settle_positions(
     return PositionSettlement(events, halt, tuple(refused))
 
 
-def halt_record(reason: str, account: str, now_ns: int) -> RiskEvent:
-    """The ``risk.events`` record of a halt decided at start (a position mismatch)."""
+def halt_record(reason: str | None, account: str, now_ns: int) -> RiskEvent:
+    """The ``risk.events`` record of a position reconciliation's verdict: HALTED naming
+    the mismatch (``reason``), or ACTIVE (``None``: none found). The risk gate of the
+    worker takes it in-process (:meth:`~algostream.risk.processor.RiskProcessor.on_risk_event`):
+    a halt refuses every order of the account, naming it, until the operator's RESUME or
+    an ACTIVE verdict."""
+    halted = reason is not None
     return RiskEvent(
         instrument=f"ACCOUNT:{account.upper()}",
         ts_event=now_ns,
@@ -167,10 +172,11 @@ def halt_record(reason: str, account: str, now_ns: int) -> RiskEvent:
         record_id=derive_id("execution-halt", reason, now_ns),
         lineage_id="reconciliation",
         kind=RiskEventKind.STATE_CHANGED,
-        state=TradingState.HALTED,
-        previous_state=TradingState.ACTIVE,
+        state=TradingState.HALTED if halted else TradingState.ACTIVE,
+        previous_state=TradingState.ACTIVE if halted else TradingState.HALTED,
         actor="reconciliation",
-        reason=reason[:2000],
+        reason=(reason or "positions agree with the venue")[:2000],
+        detail={"account": account, "layer": "reconciliation"},
     )
 
 

@@ -6,8 +6,9 @@
   on the topics, gets its FILLED event) and positions: a short traded by hand at the
   venue, which no fill on the topics makes, is adopted with a ``POSITION_ADOPTED`` record
   on ``orders.events`` (``risk.position_mismatch: adopt``); with ``halt`` and the
-  difference above the tolerance, trading halts instead (a ``risk.events`` record, and
-  every order REJECTED naming the mismatch).
+  difference above the tolerance, trading halts instead (a ``risk.events`` record; the
+  risk gate refuses every proposal naming the mismatch) until the operator's signed
+  ``algostream control resume``, after which orders are sent again.
 * Orders: a proposal to sell from flat is approved by the futures checks, sent once and
   filled; a resting LIMIT filled later at the venue arrives on the user data stream
   (``ORDER_TRADE_UPDATE``: an exact fill with its commission, not a REST catch-up), and
@@ -17,6 +18,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -30,6 +34,7 @@ from algostream.model import (
     BookTop,
     DeadLetter,
     OrderEvent,
+    OrderRejected,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -37,11 +42,13 @@ from algostream.model import (
     Side,
     TradingState,
 )
+from tests.faults.test_control_auth import decision
 from tests.integration.streams.test_live_execution import KEY, SECRET, wait_up
 from tests.kafka_kit import decoded, free_port, produce, read_until
 
 PERP = "BINANCE_USDM:BTCUSDT"
 CREDS = {"ALGOSTREAM_API_KEY": KEY, "ALGOSTREAM_API_SECRET": SECRET}
+CONTROL_KEY = "usdm-operator-key-0123456789abcdef0123456789abcdef"
 
 
 def order(
@@ -215,7 +222,8 @@ async def test_live_usdm_halts_on_a_position_mismatch_above_the_tolerance(
         await client.new_order(big)  # traded by hand: the ledger knows nothing of it
         supervisor.start(
             "trading", "worker", "trading", "--web-port", "0", "--metrics-port", "0",
-            env=worker_env(url, position_mismatch="halt", position_mismatch_tolerance="0.01"),
+            env=worker_env(url, position_mismatch="halt", position_mismatch_tolerance="0.01")
+            | {"ALGOSTREAM_CONTROL_KEY": CONTROL_KEY},
         )  # fmt: skip
 
         def halted(msgs: list[Any]) -> bool:
@@ -227,12 +235,30 @@ async def test_live_usdm_halts_on_a_position_mismatch_above_the_tolerance(
         msgs = await read_until(s, "risk.events", halted, 90)
         (halt,) = [r for r in decoded(msgs, RiskEvent) if r.actor == "reconciliation"]  # type: ignore[attr-defined]
         assert "ours 0 venue -0.05" in halt.reason, halt  # type: ignore[attr-defined]
+        # the risk gate knows the halt: it refuses the proposal, naming the mismatch
         await produce(s, "orders.proposed", [order("u-refused", mid)])
-        msgs = await read_until(
-            s, "orders.events", status_of("u-refused", OrderStatus.REJECTED), 90
-        )
-        (refused,) = [e for e in decoded(msgs, OrderEvent) if e.client_order_id == "u-refused"]  # type: ignore[attr-defined]
-        assert refused.reason.startswith("POSITION_MISMATCH"), refused  # type: ignore[attr-defined]
+        refused = await decision(s, "u-refused")
+        assert isinstance(refused, OrderRejected) and refused.reason == "TRADING_HALTED"
+        assert "POSITION_MISMATCH" in refused.message and "venue -0.05" in refused.message
+        msgs = await read_until(s, "orders.events", lambda m: False, 0.5)
         assert not any(e.reason.startswith("POSITION_ADOPTED") for e in decoded(msgs, OrderEvent))  # type: ignore[attr-defined]
         assert await client.positions("BTCUSDT") == {"BTCUSDT": Decimal("-0.05")}  # nothing sent
         assert '"action":"halt"' in supervisor.tail("trading", 400)
+
+        # the operator's signed RESUME lifts it (no restart): the next order is sent
+        resume = subprocess.run(
+            [sys.executable, "-m", "algostream", "control", "resume", "--reason", "checked"],
+            env={**os.environ, **kafka_env, "ALGOSTREAM_CONTROL_KEY": CONTROL_KEY},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert resume.returncode == 0, resume.stdout + resume.stderr
+
+        def lifted(msgs: list[Any]) -> bool:
+            return any(
+                r.detail.get("layer") == "reconciliation" and r.state is TradingState.ACTIVE
+                for r in decoded(msgs, RiskEvent)  # type: ignore[attr-defined]
+            )
+
+        await read_until(s, "risk.events", lifted, 60)
+        await produce(s, "orders.proposed", [order("u-resumed", mid)])
+        await read_until(s, "orders.events", status_of("u-resumed", OrderStatus.FILLED), 90)
