@@ -43,6 +43,7 @@ from algostream.execution.errors import (
     UnknownOrderError,
 )
 from algostream.execution.futures_paper import FundingPayment, FuturesPaperBroker
+from algostream.execution.futures_venue import PositionCheck, PositionWatch
 from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import BINANCE_STATUS, VenueOrder, events_to_match
@@ -111,6 +112,10 @@ class ExecutionRouter:
         self._trades: OrderedDict[tuple[str, str], None] = OrderedDict()
         #: the newest ``ACCOUNT_UPDATE`` of the USD-M user data stream
         self.venue_account: AccountUpdate | None = None
+        #: USD-M live: the ledger's positions, compared with each ``ACCOUNT_UPDATE``
+        #: (set after the start-up reconciliation); its verdicts in :meth:`take_position_checks`
+        self.positions: PositionWatch | None = None
+        self._checks: list[PositionCheck] = []
 
     @classmethod
     def from_config(
@@ -261,8 +266,25 @@ class ExecutionRouter:
                 self._track_venue_close(report)
             return self.on_execution_report(report, now_ns)
         if kind == ACCOUNT_UPDATE:
-            self.venue_account = parse_account_update(event)
+            self.venue_account = update = parse_account_update(event)
+            if self.positions is not None:
+                busy = {o.request.instrument for o in self._orders.values() if o.is_open}
+                check = self.positions.on_account_update(update, busy, now_ns)
+                if check.diffs or check.lifted:
+                    self._checks.append(check)
+                return check.settlement.events  # adoptions (POSITION_ADOPTED)
         return []
+
+    def take_position_checks(self) -> list[PositionCheck]:
+        """The ``ACCOUNT_UPDATE`` comparisons that found a difference or lifted a halt
+        since the last call (the worker logs them and tells the risk gate)."""
+        checks, self._checks = self._checks, []
+        return checks
+
+    def _watched(self, events: list[OrderEvent]) -> list[OrderEvent]:
+        if self.positions is not None:
+            self.positions.apply(events)
+        return events
 
     def _track_venue_close(self, report: dict[str, Any]) -> None:
         """An order the venue placed itself (``autoclose-*``: a liquidation, ``adl_autoclose``:
@@ -318,7 +340,7 @@ class ExecutionRouter:
         )
         events += events_to_match(managed, venue, ts, ts_init=now_ns)
         self._forget_closed()
-        return events
+        return self._watched(events)
 
     async def catch_up(self, now_ns: int) -> list[OrderEvent]:
         """Query the venue for every open order it has acknowledged (after a reconnect of
@@ -356,7 +378,7 @@ class ExecutionRouter:
         ts_event = venue.ts_ms * _MS if venue.ts_ms is not None else now_ns
         events = events_to_match(managed, venue, ts_event, ts_init=now_ns)
         self._forget_closed()
-        return events
+        return self._watched(events)
 
     def _forget_closed(self) -> None:
         closed = [c for c, o in self._orders.items() if not o.is_open]
