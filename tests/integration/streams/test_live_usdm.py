@@ -5,7 +5,8 @@
 * On start it reconciles orders (a short filled at the venue while we were down, ACCEPTED
   on the topics, gets its FILLED event) and positions: a short traded by hand at the
   venue, which no fill on the topics makes, is adopted with a ``POSITION_ADOPTED`` record
-  on ``orders.events`` (``risk.position_mismatch: adopt``); with ``halt`` and the
+  on ``orders.events`` (``risk.position_mismatch: adopt``), and so is one traded by hand
+  while it runs (its ``ACCOUNT_UPDATE``); with ``halt`` and the
   difference above the tolerance, trading halts instead (a ``risk.events`` record; the
   risk gate refuses every proposal naming the mismatch) until the operator's signed
   ``algostream control resume``, after which orders are sent again.
@@ -165,6 +166,24 @@ async def test_live_usdm_adopts_venue_positions_and_reads_the_user_stream(
 
         # the user data stream is up (the only /fstream connection here: no ingestor)
         await until_stats(http, url, lambda st: st["usdm_clients"] == 1, "user stream")
+        # traded by hand while running: its ACCOUNT_UPDATE differs from the ledger, adopted
+        await client.new_order(UsdmNewOrder("BTCUSDT", Side.SELL, OrderType.MARKET, sell, "u-h2"))
+
+        def adopted_twice(msgs: list[Any]) -> bool:
+            return (
+                sum(e.reason.startswith("POSITION_ADOPTED") for e in decoded(msgs, OrderEvent)) == 2
+            )  # type: ignore[attr-defined]
+
+        msgs = await read_until(s, "orders.events", adopted_twice, 60)
+        again = [e for e in decoded(msgs, OrderEvent) if e.reason.startswith("POSITION_ADOPTED")]  # type: ignore[attr-defined]
+        assert (again[-1].side, again[-1].fill_qty, again[-1].venue) == (
+            Side.SELL,
+            sell,
+            "BINANCE_USDM",
+        )  # type: ignore[attr-defined]
+        log = supervisor.tail("trading", 400)
+        assert "account update: position differs at the venue" in log, log
+        assert '"theirs":"-0.03"' in log, log
         await produce(s, "orders.proposed", [order("u-live", mid)])
         await read_until(s, "orders.events", status_of("u-live", OrderStatus.FILLED), 90)
 
@@ -202,7 +221,7 @@ async def test_live_usdm_adopts_venue_positions_and_reads_the_user_stream(
         for coid in ("u-lost", "u-live", "u-rest", "u-after"):  # every fill exactly once
             filled = sum(e.fill_qty for e in events if e.client_order_id == coid)
             assert filled == sell, (coid, [e for e in events if e.client_order_id == coid])
-        assert await client.positions("BTCUSDT") == {"BTCUSDT": Decimal("-0.05")}
+        assert await client.positions("BTCUSDT") == {"BTCUSDT": Decimal("-0.06")}
         leverage = await client._call("GET", "/fapi/v2/positionRisk", [], signed=True)
         assert [int(r["leverage"]) for r in leverage if r["symbol"] == "BTCUSDT"] == [5]
 
