@@ -218,6 +218,8 @@ async def test_live_usdm_adopts_venue_positions_and_reads_the_user_stream(
         await produce(s, "orders.proposed", [order("u-after", mid)])
         msgs = await read_until(s, "orders.events", status_of("u-after", OrderStatus.FILLED), 90)
         events = decoded(msgs, OrderEvent)  # type: ignore[assignment]
+        # every record of the USD-M path carries its venue (reconciled, streamed, adopted)
+        assert {e.venue for e in events} == {"BINANCE_USDM"}, {e.venue for e in events}  # type: ignore[attr-defined]
         for coid in ("u-lost", "u-live", "u-rest", "u-after"):  # every fill exactly once
             filled = sum(e.fill_qty for e in events if e.client_order_id == coid)
             assert filled == sell, (coid, [e for e in events if e.client_order_id == coid])
