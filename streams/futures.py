@@ -20,7 +20,7 @@ import faust
 from algostream.config import Settings
 from algostream.execution.futures_venue import is_futures
 from algostream.model.ids import split_instrument
-from algostream.model.records import MarkPrice, OrderEvent, Position, Record
+from algostream.model.records import MarkPrice, OrderEvent, Position, Record, RiskEvent
 from algostream.observability import metrics
 from algostream.risk.futures import FUTURES_VENUE
 from streams import fencing
@@ -63,6 +63,16 @@ def register_risk(
     edge.listen("positions", position)
     if not is_futures(settings):
         return
+
+    async def reconciliation(record: RiskEvent, _partition: int | None) -> None:
+        """The execution stage's position verdict (in-process): halt or lift."""
+        if edge.owns("orders.proposed") and await fencing.may_handle(edge):
+            out = shell.proc.on_risk_event(record, time.time_ns())
+            if out:
+                await emit(out)
+            shell.persist()
+
+    edge.listen("risk.events", reconciliation)
 
     async def mark_read(mark: MarkPrice, _partition: int | None) -> None:
         if not edge.owns("orders.proposed") or not await fencing.may_handle(edge):

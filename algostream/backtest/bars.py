@@ -31,7 +31,9 @@ are fills like any other, so the report counts them. Orders still open then are 
 Futures (a ``BINANCE_USDM:*`` instrument): the risk gate applies the futures checks, and
 ``marks`` (``md.mark_price`` records, e.g. :func:`~algostream.backtest.run.funding_marks`
 of a funding history) settle funding into the ledger as live: marks up to a bar's open
-before its fills, the rest of the bar's before its close is marked.
+before its fills, the rest of the bar's before its close is marked. After a bar's fills,
+a position whose liquidation price the bar's range reaches (low for a long, high for a
+short) is liquidated at that price, as in the tick backtests (``BarBacktest._liquidate``).
 
 Speed: records are only made for what happens (signals, orders, fills); a bar costs a
 mark, the strategy hook and an equity point (``bench/bars.py``).
@@ -152,10 +154,12 @@ class BarBacktest:
 
         equity = self.result.equity
         breaker_on = self.settings.risk.enable_circuit_breaker
+        futures = False
         last: Bar | None = None
         for bar in bars:
             if last is None:
                 self._processors(bar.interval)
+                futures = self.risk.futures.is_futures(bar.instrument)
             elif bar.start_ns < last.end_ns or bar.instrument != last.instrument:
                 raise BarInputError(
                     f"bar {bar.record_id} ({bar.instrument} start {bar.start_ns}) does not "
@@ -166,6 +170,8 @@ class BarBacktest:
             if self._pending:
                 self._fill_pending(bar)
             settle(bar.end_ns, inclusive=False)
+            if futures:
+                self._liquidate(bar)
             position = ledger.positions.get(bar.instrument)
             held = position is not None and position.quantity
             if held:
@@ -438,6 +444,52 @@ class BarBacktest:
             reason="",
             venue="BACKTEST",
         )
+
+    # ------------------------------------------------------------------ liquidation
+    def _liquidate(self, bar: Bar) -> None:
+        """A futures position whose liquidation price the bar's range reaches (a long:
+        the low at or below it, a short: the high at or above it) closes there, after the
+        bar's fills, as the tick backtests' paper account does: a FILLED event of its own
+        (strategy ``liquidation``, reason ``LIQUIDATED: ...``) with the liquidation fee,
+        applied to the ledger without the risk gate (the venue closes it); the orders
+        still open on the instrument are dropped. The liquidation price is the gate's
+        account's (:meth:`~algostream.execution.futures.FuturesAccount.liquidation_price`,
+        the bracket at the bar's open)."""
+        inst = bar.instrument
+        ledger = self.risk.ledger(self.account)
+        pos = ledger.positions.get(inst)
+        if pos is None or not pos.quantity:
+            return
+        account = self.risk.futures.account(ledger, self.settings.risk.starting_equity)
+        liq = account.liquidation_price(account.positions[inst], bar.open)
+        long = pos.quantity > 0
+        if liq is None or (bar.low > liq if long else bar.high < liq):
+            return
+        qty, ts = abs(pos.quantity), bar.start_ns
+        side = Side.SELL if long else Side.BUY
+        fee = qty * liq * self.settings.risk.liquidation_fee_percent / 100
+        mode = self.risk.futures.mode.value
+        extreme = f"low {bar.low:f}" if long else f"high {bar.high:f}"
+        coid = "liq-" + derive_id("liquidation", inst, bar.record_id)
+        event = OrderEvent.model_construct(
+            instrument=inst, ts_event=ts, ts_init=ts, record_id=derive_id("fill", coid),
+            lineage_id=bar.record_id, account=self.account, client_order_id=coid,
+            venue_order_id=None, status=OrderStatus.FILLED, side=side,
+            order_type=OrderType.MARKET, quantity=qty, limit_price=None, fill_price=liq,
+            fill_qty=qty, cum_qty=qty, fee=fee, fee_currency="QUOTE", slippage=None,
+            reason=(
+                f"LIQUIDATED: {'LONG' if long else 'SHORT'} {qty:f} {inst} ({mode}): the "
+                f"bar's {extreme} crossed the liquidation price {liq:f}"
+            ),
+            venue="BACKTEST", strategy="liquidation",
+        )  # fmt: skip
+        self._fills += 1
+        out = self.result.outputs
+        out.append(("orders.events", event))
+        for record in self.risk.on_order_event(event, ts):
+            out.append((output_topic(record, from_proposal=False), record))
+        self._pending = [p for p in self._pending if p.signal.instrument != inst]
+        self.portfolio.orders.pop(inst, None)
 
     # ------------------------------------------------------------------ end of input
     def _close_at_end(self, last: Bar) -> None:

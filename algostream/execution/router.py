@@ -47,6 +47,7 @@ from algostream.execution.errors import (
     UnknownOrderError,
 )
 from algostream.execution.futures_paper import FundingPayment, FuturesPaperBroker
+from algostream.execution.futures_venue import PositionCheck, PositionWatch
 from algostream.execution.list_emulation import Action, Cancel, ListEmulator
 from algostream.execution.order_lists import OrderLists
 from algostream.execution.order_lists import exits as order_list_exits
@@ -125,6 +126,10 @@ class ExecutionRouter:
         self._trades: OrderedDict[tuple[str, str], None] = OrderedDict()
         #: the newest ``ACCOUNT_UPDATE`` of the USD-M user data stream
         self.venue_account: AccountUpdate | None = None
+        #: USD-M live: the ledger's positions, compared with each ``ACCOUNT_UPDATE``
+        #: (set after the start-up reconciliation); its verdicts in :meth:`take_position_checks`
+        self.positions: PositionWatch | None = None
+        self._checks: list[PositionCheck] = []
 
     @classmethod
     def from_config(
@@ -192,7 +197,7 @@ class ExecutionRouter:
         assert self._binance is not None
         if order.client_order_id in self._orders:
             return []
-        managed = ManagedOrder(order, venue=self._venue)
+        managed = self._managed(order)
         self._orders[order.client_order_id] = managed
         try:
             working = (
@@ -214,7 +219,7 @@ class ExecutionRouter:
         assert self._binance is not None
         if tp.client_order_id in self._orders:
             return []
-        legs = [ManagedOrder(tp, venue=self._venue), ManagedOrder(sl, venue=self._venue)]
+        legs = [self._managed(tp), self._managed(sl)]
         for managed in legs:
             self._orders[managed.client_order_id] = managed
         assert tp.limit_price is not None and sl.stop_price is not None
@@ -249,8 +254,8 @@ class ExecutionRouter:
             except ExecutionError as exc:
                 why = f"order_list={order.order_list}: exit {leg.client_order_id}: {exc}"
                 if order.order_list == "BRACKET":
-                    return [ManagedOrder(order, venue=self._venue).reject(why, now_ns)]
-                return [ManagedOrder(x, venue=self._venue).reject(why, now_ns) for x in legs]
+                    return [self._managed(order).reject(why, now_ns)]
+                return [self._managed(x).reject(why, now_ns) for x in legs]
         return []
 
     async def _run(self, actions: list[Action], now_ns: int) -> list[OrderEvent]:
@@ -346,7 +351,7 @@ class ExecutionRouter:
         if self._lists is not None:
             return self._lists.cancel_replace(client_order_id, replacement, now_ns)
         managed = self.tracked(client_order_id)
-        refused = ManagedOrder(replacement, venue=self._venue)
+        refused = self._managed(replacement)
         if managed is None or not managed.is_open:
             state = "unknown" if managed is None else managed.status.value
             why = f"cancel-replace: {client_order_id!r} is {state}, not replaced"
@@ -465,11 +470,29 @@ class ExecutionRouter:
             if str(report["c"]).startswith(VENUE_CLOSE_PREFIXES):
                 self._track_venue_close(report)
             events = self.on_execution_report(report, now_ns)
+        elif kind == ACCOUNT_UPDATE:
+            self.venue_account = update = parse_account_update(event)
+            if self.positions is None:
+                return []
+            busy = {o.request.instrument for o in self._orders.values() if o.is_open}
+            check = self.positions.on_account_update(update, busy, now_ns)
+            if check.diffs or check.lifted:
+                self._checks.append(check)
+            return check.settlement.events  # adoptions (POSITION_ADOPTED)
         else:
-            if kind == ACCOUNT_UPDATE:
-                self.venue_account = parse_account_update(event)
             return []
         self._queued += self._emulator.on_events(events, self.tracked)  # see react()
+        return events
+
+    def take_position_checks(self) -> list[PositionCheck]:
+        """The ``ACCOUNT_UPDATE`` comparisons that found a difference or lifted a halt
+        since the last call (the worker logs them and tells the risk gate)."""
+        checks, self._checks = self._checks, []
+        return checks
+
+    def _watched(self, events: list[OrderEvent]) -> list[OrderEvent]:
+        if self.positions is not None:
+            self.positions.apply(events)
         return events
 
     def _track_venue_close(self, report: dict[str, Any]) -> None:
@@ -486,7 +509,7 @@ class ExecutionRouter:
             client_order_id=coid[:36], strategy="liquidation", side=Side(str(report["S"])),
             order_type=OrderType.MARKET, quantity=Decimal(str(report["q"])), reduce_only=True,
         )  # fmt: skip
-        self._orders[coid] = ManagedOrder(request, venue=self._venue)
+        self._orders[coid] = self._managed(request)
 
     def on_execution_report(self, report: dict[str, Any], now_ns: int) -> list[OrderEvent]:
         """Events for one ``executionReport`` (an exact fill for a TRADE; stale: none).
@@ -526,7 +549,7 @@ class ExecutionRouter:
         )
         events += events_to_match(managed, venue, ts, ts_init=now_ns)
         self._forget_closed()
-        return events
+        return self._watched(events)
 
     async def catch_up(self, now_ns: int) -> list[OrderEvent]:
         """Query the venue for every open order it has acknowledged (after a reconnect of
@@ -548,6 +571,15 @@ class ExecutionRouter:
             return self._coinbase.tracked(client_order_id)
         return self._orders.get(client_order_id)
 
+    def _managed(self, order: OrderRequest) -> ManagedOrder:
+        """The tracked order; USD-M: its events carry the instrument's venue
+        (``BINANCE_USDM``), as the market data does, never the spot ``BINANCE``."""
+        return ManagedOrder(order, venue=self.venue_of(order.instrument))
+
+    def venue_of(self, instrument: str) -> str:
+        """The ``venue`` of this router's events on ``instrument``."""
+        return split_instrument(instrument)[0] if self._usdm else self._venue
+
     def _apply(
         self, managed: ManagedOrder, payload: dict[str, Any], now_ns: int
     ) -> list[OrderEvent]:
@@ -555,7 +587,7 @@ class ExecutionRouter:
         ts_event = venue.ts_ms * _MS if venue.ts_ms is not None else now_ns
         events = events_to_match(managed, venue, ts_event, ts_init=now_ns)
         self._forget_closed()
-        return events
+        return self._watched(events)
 
     def _forget_closed(self) -> None:
         closed = [c for c, o in self._orders.items() if not o.is_open]

@@ -120,6 +120,8 @@ class PreTradeContext:
     orders_in_window: int = 0
     #: decision time - the proposal's ``ts_init`` (ns): how long it waited to be decided
     age_ns: int = 0
+    #: why the state is HALTED, when the rejection names it (a position mismatch)
+    halt_reason: str | None = None
 
 
 def estimated_price(order: OrderRequest, top: BookTop | None) -> Decimal | None:
@@ -198,7 +200,8 @@ def check_trading_state(
             RejectReason.TRADING_HALTED,
             TradingState.HALTED.value,
             order.side.value,
-            f"trading in {order.instrument} is HALTED",
+            f"trading in {order.instrument} is HALTED"
+            + ("" if ctx.halt_reason is None else f": {ctx.halt_reason}"),
         )
     if ctx.state is TradingState.REDUCING and not _reduces_without_flip(order, ctx):
         return Rejection(

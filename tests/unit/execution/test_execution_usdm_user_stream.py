@@ -70,6 +70,8 @@ async def test_a_resting_order_fills_on_the_stream_with_its_commission(live: Str
     assert (fill.status, fill.fill_qty, fill.fill_price) == (OrderStatus.FILLED, D("0.01"), price)
     assert fill.fee == price * D("0.01") * D("0.0004") and fill.fee_currency == "USDT"
     assert fill.reason == "" and live.polls == 0
+    # every event carries the instrument's venue, as the market data does (not BINANCE)
+    assert {e.venue for e in live.events} == {"BINANCE_USDM"}
     kinds = [e["e"] for e in live.raw]
     assert "ORDER_TRADE_UPDATE" in kinds and "ACCOUNT_UPDATE" in kinds
     account = live.router.venue_account
@@ -108,6 +110,7 @@ async def test_a_fill_while_the_stream_is_down_is_caught_up_once(live: StreamRig
     assert (fill.status, fill.fill_qty) == (OrderStatus.FILLED, D("0.01"))
     assert fill.reason.startswith("reconciled from venue order state")
     assert stream.stats.connects == 2
+    assert {e.venue for e in live.events} == {"BINANCE_USDM"}
 
 
 async def test_an_expired_key_is_replaced(live: StreamRig) -> None:
