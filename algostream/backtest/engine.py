@@ -25,8 +25,10 @@ settle funding into P&L at each funding time, as live.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -61,6 +63,27 @@ from algostream.signals.context import LedgerPortfolio
 from algostream.signals.multi import StrategySet
 
 REST_PREFIX = "rest:"
+#: the cyclic GC's young-generation threshold while a run lasts (Python's default: 700)
+RUN_GC_THRESHOLD = 50_000
+
+
+@contextmanager
+def young_gc_threshold(threshold: int = RUN_GC_THRESHOLD) -> Iterator[None]:
+    """Collect the young generation every ``threshold`` allocations, not every 700.
+
+    A run allocates a few records per event and keeps them (the outputs): at Python's
+    default every 700 allocations a collection walks the young objects, and the older
+    generations are walked again and again as the kept outputs grow; that was a third of
+    a tick run's CPU time (0.73 s -> 0.54 s on the synthetic market's 23,885 events). The
+    collector still runs (cyclic garbage is collected, later); the thresholds are restored
+    when the run ends.
+    """
+    old = gc.get_threshold()
+    gc.set_threshold(max(threshold, old[0]), max(old[1], 20), max(old[2], 20))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 @dataclass
@@ -136,6 +159,11 @@ class BacktestEngine:
     # ------------------------------------------------------------------ input
     def run(self, records: Iterable[Record]) -> BacktestResult:
         """Process ``records`` (RawFrame, or BookUpdate/TradeTick) in the order given."""
+        with young_gc_threshold():
+            self._run(records)
+        return self.result
+
+    def _run(self, records: Iterable[Record]) -> None:
         for record in records:
             self._last_ts = max(self._last_ts, record.ts_event)
             if isinstance(record, RawFrame):
@@ -151,7 +179,6 @@ class BacktestEngine:
                     f"backtest input must be md.raw/md.book/md.trades/md.mark_price records, "
                     f"got {type(record).__name__}"
                 )
-        return self.result
 
     def finish(self, close_positions: bool = False) -> BacktestResult:
         """The end of the input: close every open bar (as the live bar stage's clock does

@@ -107,12 +107,12 @@ class CircuitBreaker:
 
     def state(self, account: str, instrument: str) -> TradingState:
         """Effective state of ``(account, instrument)``: the most restrictive layer."""
+        acc = self._accounts.get(account)
+        inst = self._instruments.get((account, instrument)) if self._instruments else None
+        if acc is None and inst is None and instrument not in self._integrity:
+            return TradingState.ACTIVE  # (every top asks: no layer set is the usual case)
         broken = TradingState.REDUCING if instrument in self._integrity else TradingState.ACTIVE
-        return most_restrictive(
-            self._accounts.get(account, TradingState.ACTIVE),
-            self._instruments.get((account, instrument), TradingState.ACTIVE),
-            broken,
-        )
+        return most_restrictive(acc or TradingState.ACTIVE, inst or TradingState.ACTIVE, broken)
 
     def account_state(self, account: str) -> TradingState:
         """State of the account layer."""
@@ -153,6 +153,23 @@ class CircuitBreaker:
         ]
 
     def _breach(self, ledger: AccountLedger) -> tuple[str, dict[str, str]] | None:
+        # on every top: decided on the ledger's kept values (O(1)); the same values as
+        # the full sums, so the same decision; a breach's detail is written from the sums
+        realized, unrealized = ledger.realized_pnl, ledger.unrealized_value
+        limit, max_dd = self.config.max_loss_threshold, self.config.max_drawdown_percent
+        if realized + unrealized >= -limit:
+            peak = ledger.peak_equity
+            amount = peak - ledger.equity_value
+            if amount <= 0 and max_dd >= 0:
+                return None  # no drawdown: cannot exceed the limit
+            if amount < 0:
+                amount = ZERO
+            drawdown = AVG_CONTEXT.divide(amount * _HUNDRED, peak) if peak > 0 else ZERO
+            if not drawdown > max_dd:
+                return None
+        return self._breach_detail(ledger)
+
+    def _breach_detail(self, ledger: AccountLedger) -> tuple[str, dict[str, str]] | None:
         realized, unrealized = ledger.realized_pnl, ledger.unrealized_pnl
         pnl = realized + unrealized
         limit = self.config.max_loss_threshold
