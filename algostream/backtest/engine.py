@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from algostream.config import Settings
 from algostream.execution.futures_venue import is_futures, paper_futures
@@ -164,9 +165,20 @@ class BacktestEngine:
         return self.result
 
     def _run(self, records: Iterable[Record]) -> None:
+        # by exact type first (one dict look-up per event), else by isinstance
+        handlers: dict[type, Callable[[Any], None]] = {
+            BookUpdate: self.on_book_update,
+            TradeTick: self.on_trade,
+            RawFrame: self.on_raw,
+            MarkPrice: self.on_mark_price,
+        }
         for record in records:
-            self._last_ts = max(self._last_ts, record.ts_event)
-            if isinstance(record, RawFrame):
+            if record.ts_event > self._last_ts:
+                self._last_ts = record.ts_event
+            handler = handlers.get(type(record))
+            if handler is not None:
+                handler(record)
+            elif isinstance(record, RawFrame):
                 self.on_raw(record)
             elif isinstance(record, BookUpdate):
                 self.on_book_update(record)
@@ -244,7 +256,7 @@ class BacktestEngine:
 
     # ------------------------------------------------------------------ market data
     def on_book_update(self, update: BookUpdate) -> None:
-        self.emit("md.book", update)
+        self.result.outputs.append(("md.book", update))
         for record in self.book.on_update(update, update.ts_init):
             if isinstance(record, BookTop):
                 self._on_top(record)
@@ -253,20 +265,27 @@ class BacktestEngine:
                 self._risk(self.risk.on_integrity(record, record.ts_init))
 
     def _on_top(self, top: BookTop) -> None:
-        self.emit("book.top", top)
+        # (every book update: the emptiness checks spare a call per stage and top)
+        self.result.outputs.append(("book.top", top))
         for features in self.feature_procs:
             features.on_book(top)
-        broker = self.futures or self.broker
-        self._fills(broker.on_book_top(top))
-        self._risk(self.risk.on_book_top(top, top.ts_init))
+        events = (self.futures or self.broker).on_book_top(top)
+        if events:
+            self._fills(events)
+        marks = self.risk.on_book_top(top, top.ts_init)
+        if marks:
+            self._risk(marks)
         if self.signals.uses_books:
             self._signals(self.signals.on_book(top))
 
     def on_trade(self, trade: TradeTick) -> None:
-        self.emit("md.trades", trade)
-        self._fills((self.futures or self.broker).on_trade(trade))
+        self.result.outputs.append(("md.trades", trade))
+        events = (self.futures or self.broker).on_trade(trade)
+        if events:
+            self._fills(events)
         for agg in self.bars:
-            for bar in agg.on_trade(trade).bars:
+            bars = agg.on_trade(trade).bars
+            for bar in bars:
                 self._on_bar(bar)
 
     def on_mark_price(self, mark: MarkPrice) -> None:
