@@ -156,6 +156,8 @@ class BacktestEngine:
         self.futures = paper_futures(self.broker, settings, None) if is_futures(settings) else None
         self.result = BacktestResult()
         self._last_ts = 0
+        #: instrument -> its newest book top the feature processors have not been given
+        self._unread_tops: dict[str, BookTop] = {}
 
     # ------------------------------------------------------------------ input
     def run(self, records: Iterable[Record]) -> BacktestResult:
@@ -267,8 +269,8 @@ class BacktestEngine:
     def _on_top(self, top: BookTop) -> None:
         # (every book update: the emptiness checks spare a call per stage and top)
         self.result.outputs.append(("book.top", top))
-        for features in self.feature_procs:
-            features.on_book(top)
+        # features keep only the latest top, read at the next bar: handed over then
+        self._unread_tops[top.instrument] = top
         events = (self.futures or self.broker).on_book_top(top)
         if events:
             self._fills(events)
@@ -297,6 +299,11 @@ class BacktestEngine:
 
     def _on_bar(self, bar: Bar) -> None:
         self.emit(f"bars.{bar.interval}", bar)
+        if self._unread_tops:
+            for top in self._unread_tops.values():  # (in first-seen order, as they came)
+                for features in self.feature_procs:
+                    features.on_book(top)
+            self._unread_tops.clear()
         if self.signals.uses_bars:
             self._signals(self.signals.on_bar(bar))
         for features in self.feature_procs:

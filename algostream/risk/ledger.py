@@ -137,7 +137,9 @@ class PositionLedger:
 
     def set_mark(self, price: Decimal) -> None:
         """Mark the position to ``price`` (the book mid)."""
-        self.mark_price = price
+        last, self.mark_price = self.mark_price, price
+        if last is not None and price == last and price.same_quantum(last):
+            return  # the same mark (most book updates leave the mid): the same P&L, digits
         old, self._upnl = self._upnl, self._unrealized_at(price)
         if self._owner is not None:
             self._owner._unrealized_moved(old, self._upnl)
@@ -349,8 +351,9 @@ class AccountLedger:
         self._u = None
         self._eq = None
         try:
-            self._u_value = _EXACT.add(_EXACT.subtract(self._u_value, old), new)
-            self._eq_value = _EXACT.add(_EXACT.subtract(self._eq_value, old), new)
+            change = _EXACT.subtract(new, old)
+            self._u_value = _EXACT.add(self._u_value, change)
+            self._eq_value = _EXACT.add(self._eq_value, change)
         except (Inexact, InvalidOperation):
             self._resum()
 
