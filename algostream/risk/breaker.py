@@ -104,6 +104,8 @@ class CircuitBreaker:
         self._instruments: dict[tuple[str, str], TradingState] = {}
         self._integrity: dict[str, IntegrityKind] = {}
         self._tripped: dict[str, str] = {}
+        #: account -> (its ledger, ledger.version, peak) when last checked and clear
+        self._clear: dict[str, tuple[AccountLedger, int, Decimal]] = {}
 
     def state(self, account: str, instrument: str) -> TradingState:
         """Effective state of ``(account, instrument)``: the most restrictive layer."""
@@ -131,8 +133,17 @@ class CircuitBreaker:
             return []
         if self._accounts.get(account) is TradingState.HALTED:
             return []
+        clear = self._clear.get(account)
+        if (
+            clear is not None
+            and clear[0] is ledger
+            and clear[1] == ledger.version
+            and clear[2] is ledger.peak_equity
+        ):
+            return []  # equity and peak as when last found clear (most tops: the same mark)
         found = self._breach(ledger)
         if found is None:
+            self._clear[account] = (ledger, ledger.version, ledger.peak_equity)
             return []
         reason, detail = found
         previous = self.account_state(account)
@@ -332,3 +343,4 @@ class CircuitBreaker:
             raise StateRestoreError(f"breaker state {state!r}: {exc!r}") from None
         self._accounts, self._instruments = accounts, instruments
         self._integrity, self._tripped = integrity, tripped
+        self._clear.clear()

@@ -290,6 +290,9 @@ class AccountLedger:
         #: the same as the full sums give them (None: not asked for since the last mark)
         self._u: Decimal | None = ZERO
         self._eq: Decimal | None = starting_equity
+        #: counts the changes of equity (marks that move it, fills, funding): a check made
+        #: on equity and peak can be known unchanged (the loss breaker's, on every top)
+        self.version = 0
 
     @property
     def pnl_instrument(self) -> str:
@@ -335,6 +338,7 @@ class AccountLedger:
 
     def _resum(self) -> None:
         """A fill, funding or a new position: every total summed afresh (rare)."""
+        self.version += 1
         positions = self.positions.values()
         self._realized = sum((p.realized_pnl for p in positions), ZERO)
         self._fees = sum((p.fees for p in positions), ZERO)
@@ -350,6 +354,7 @@ class AccountLedger:
         everything is summed and rounded as it always was)."""
         self._u = None
         self._eq = None
+        self.version += 1
         try:
             change = _EXACT.subtract(new, old)
             self._u_value = _EXACT.add(self._u_value, change)

@@ -211,3 +211,26 @@ def test_stops_fire_where_the_full_check_fires(
         if hit is not None and want is not None:
             assert (hit.kind, hit.stop_price, hit.best_price) == (want[0], want[1], best)
             fired = True
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps,
+    st.builds(_dec, st.integers(1, 500), st.integers(-2, 0)),
+    st.builds(_dec, st.integers(1, 900), st.integers(-4, -1)),
+)
+def test_the_breaker_skips_a_check_only_when_nothing_it_reads_moved(
+    script: list[tuple[Any, ...]], max_loss: Decimal, max_dd: Decimal
+) -> None:
+    """``check_account`` remembers an account found clear (its ledger's version and peak):
+    on every step, including repeated marks at one price, it trips exactly when a breaker
+    that checks afresh every time trips."""
+    config = RiskConfig(max_loss_threshold=max_loss, max_drawdown_percent=max_dd)
+    kept, fresh = CircuitBreaker(config), CircuitBreaker(config)
+    ledger = AccountLedger("paper", CostMethod.FIFO, Decimal("1000"))
+    peak = ledger.peak_equity
+    for step in [s for one in script for s in (one, one)]:  # each step twice
+        peak = _apply(ledger, step, peak)
+        fresh._clear.clear()
+        assert kept.check_account(ledger) == fresh.check_account(ledger)
+        assert kept.account_state("paper") is fresh.account_state("paper")
