@@ -53,7 +53,10 @@ BLURB = [
     "NO_MARKET_DATA, so it makes no fills) and through NautilusTrader's `BacktestEngine`",
     "with its EMACross example on 1 s bars (it fills its orders on the trades), in a",
     "Python that has `nautilus_trader` (`NAUTILUS_PYTHON`; it needs pandas < 3, so it has",
-    "a venv of its own).",
+    "a venv of its own). The last column: each tick row's events/s over NautilusTrader's",
+    "ticks/s in the same run (its input is trades only: the book rows do more per event).",
+    '"From the encoded bytes": the same records each decoded first (`Record.decode`, as',
+    "read back from the topics), in the run.",
 ]
 WIDE = {
     "risk": {
@@ -129,10 +132,24 @@ def recorded() -> list[str]:
     ]
 
 
-def ticks(n: int = 20_000) -> tuple[int, float]:
+def ticks(n: int = 20_000) -> tuple[int, float, float]:
+    """The synthetic market's md.book + md.trades records through ``BacktestEngine``: CPU
+    seconds from the records, and from their encoded bytes (each decoded, as read back
+    from the topics, then run)."""
     raw = BacktestEngine(Settings()).run(synthetic_frames(("BTCUSDT", "ETHUSDT"), 7, n))
     records = [r for t, r in raw.outputs if t in ("md.book", "md.trades")]
-    return len(records), best(lambda: BacktestEngine(Settings()).run(records), 3)
+    encoded = [(type(r), r.encode()) for r in records]
+    del raw
+
+    def decoded() -> None:
+        BacktestEngine(Settings()).run(cls.decode(payload) for cls, payload in encoded)
+
+    runs = 3
+    return (
+        len(records),
+        best(lambda: BacktestEngine(Settings()).run(records), runs),
+        best(decoded, runs),
+    )
 
 
 def write_trades(path: Path, n: int = 100_000, seed: int = 7) -> None:
@@ -182,8 +199,9 @@ def nautilus_python() -> str | None:
     return None
 
 
-def trade_ticks() -> list[str]:
-    """algostream's tick engine and NautilusTrader's on the same 100,000 trades."""
+def trade_ticks() -> tuple[list[str], float | None]:
+    """algostream's tick engine and NautilusTrader's on the same 100,000 trades; the rows
+    (their last column left to :func:`main`) and NautilusTrader's ticks per CPU second."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "trades.csv"
         write_trades(path)
@@ -200,46 +218,61 @@ def trade_ticks() -> list[str]:
                 *rows,
                 "| NautilusTrader | - | - | - | not installed here: set "
                 "NAUTILUS_PYTHON to a Python that has nautilus_trader |",
-            ]
+            ], None
         done = subprocess.run(
             [python, str(NAUTILUS), str(path)], capture_output=True, text=True, check=False
         )
         if done.returncode != 0:
-            return [*rows, f"| NautilusTrader | failed: {done.stderr.strip()[-200:]} |"]
+            return [*rows, f"| NautilusTrader | failed: {done.stderr.strip()[-200:]} |"], None
         ticks, nsecs, _fills = done.stdout.split()[-3:]
         rate = int(ticks) / float(nsecs)
         return [
             *rows,
             f"| NautilusTrader BacktestEngine, same trades (EMACross on 1 s bars) | {ticks} | "
-            f"{float(nsecs):.3f} | {rate:,.0f} | algostream {len(records) / secs / rate:.2f}x |",
-        ]
+            f"{float(nsecs):.3f} | {rate:,.0f} | - |",
+        ], rate
+
+
+def with_ratio(row: str, nautilus: float | None) -> str:
+    """``row`` with its rate over NautilusTrader's ticks/s (a last column; bars: none)."""
+    if nautilus is None or " bars |" in row:
+        return f"{row} - |"
+    rate = float(row.split("|")[4].replace(",", ""))
+    return f"{row} {rate / nautilus:.2f}x |"
 
 
 def main() -> list[str]:
     lines = [
-        "| run | events | best CPU seconds | events/s | vs backtesting.py |",
-        "|---|---|---|---|---|",
+        "| run | events | best CPU seconds | events/s | vs backtesting.py "
+        "| vs NautilusTrader's ticks/s |",
+        "|---|---|---|---|---|---|",
     ]
     ref = backtesting_py()
     n, secs = algostream_bars()
+    rows = []
     if ref is not None:
         rn, rsecs = ref
-        lines.append(
+        rows.append(
             f"| backtesting.py 0.6 SMA(10/20) GOOG | {rn} bars | {rsecs:.4f} | "
             f"{rn / rsecs:,.0f} | 1.00x |"
         )
         ratio = f"{(n / secs) / (rn / rsecs):.2f}x"
     else:
         ratio = "backtesting.py not installed"
-    lines.append(
+    rows.append(
         f"| algostream BarBacktest, same | {n} bars | {secs:.4f} | {n / secs:,.0f} | {ratio} |"
     )
-    tn, tsecs = ticks()
-    lines.append(
+    tn, tsecs, dsecs = ticks()
+    rows += [
         f"| algostream BacktestEngine, md.book + md.trades records | {tn} | {tsecs:.3f} | "
-        f"{tn / tsecs:,.0f} | - |"
-    )
-    return [*lines, *recorded(), *trade_ticks()]
+        f"{tn / tsecs:,.0f} | - |",
+        f"| same, from the records' encoded bytes (decode + engine) | {tn} | {dsecs:.3f} | "
+        f"{tn / dsecs:,.0f} | - |",
+    ]
+    rows += recorded()
+    trade_rows, nautilus = trade_ticks()
+    rows += trade_rows
+    return [*lines, *(with_ratio(row, nautilus) for row in rows)]
 
 
 if __name__ == "__main__":

@@ -25,10 +25,13 @@ settle funding into P&L at each funding time, as live.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from algostream.config import Settings
 from algostream.execution.futures_venue import is_futures, paper_futures
@@ -63,6 +66,27 @@ from algostream.signals.context import LedgerPortfolio
 from algostream.signals.multi import StrategySet
 
 REST_PREFIX = "rest:"
+#: the cyclic GC's young-generation threshold while a run lasts (Python's default: 700)
+RUN_GC_THRESHOLD = 50_000
+
+
+@contextmanager
+def young_gc_threshold(threshold: int = RUN_GC_THRESHOLD) -> Iterator[None]:
+    """Collect the young generation every ``threshold`` allocations, not every 700.
+
+    A run allocates a few records per event and keeps them (the outputs): at Python's
+    default every 700 allocations a collection walks the young objects, and the older
+    generations are walked again and again as the kept outputs grow; that was a third of
+    a tick run's CPU time (0.73 s -> 0.54 s on the synthetic market's 23,885 events). The
+    collector still runs (cyclic garbage is collected, later); the thresholds are restored
+    when the run ends.
+    """
+    old = gc.get_threshold()
+    gc.set_threshold(max(threshold, old[0]), max(old[1], 20), max(old[2], 20))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 @dataclass
@@ -136,15 +160,32 @@ class BacktestEngine:
         self.lists = OrderLists(self.broker, venue=self.futures)
         self.result = BacktestResult()
         self._last_ts = 0
+        #: instrument -> its newest book top the feature processors have not been given
+        self._unread_tops: dict[str, BookTop] = {}
 
     # ------------------------------------------------------------------ input
     def run(self, records: Iterable[Record]) -> BacktestResult:
         """Process ``records`` (RawFrame, or BookUpdate/TradeTick) in the order given."""
+        with young_gc_threshold():
+            self._run(records)
+        return self.result
+
+    def _run(self, records: Iterable[Record]) -> None:
+        # by exact type first (one dict look-up per event), else by isinstance
+        handlers: dict[type, Callable[[Any], None]] = {
+            BookUpdate: self.on_book_update,
+            TradeTick: self.on_trade,
+            RawFrame: self.on_raw_batch,
+            MarkPrice: self.on_mark_price,
+        }
         for record in records:
-            self._last_ts = max(self._last_ts, record.ts_event)
-            if isinstance(record, RawFrame):
-                for frame in record.frames():  # a batched md.raw record: each frame
-                    self.on_raw(frame)
+            if record.ts_event > self._last_ts:
+                self._last_ts = record.ts_event
+            handler = handlers.get(type(record))
+            if handler is not None:
+                handler(record)
+            elif isinstance(record, RawFrame):
+                self.on_raw_batch(record)
             elif isinstance(record, BookUpdate):
                 self.on_book_update(record)
             elif isinstance(record, TradeTick):
@@ -156,7 +197,6 @@ class BacktestEngine:
                     f"backtest input must be md.raw/md.book/md.trades/md.mark_price records, "
                     f"got {type(record).__name__}"
                 )
-        return self.result
 
     def finish(self, close_positions: bool = False) -> BacktestResult:
         """The end of the input: close every open bar (as the live bar stage's clock does
@@ -197,6 +237,11 @@ class BacktestEngine:
     def emit(self, topic: str, record: Record) -> None:
         self.result.outputs.append((topic, record))
 
+    def on_raw_batch(self, record: RawFrame) -> None:
+        """An ``md.raw`` record: each of its frames (a batched record holds several)."""
+        for frame in record.frames():
+            self.on_raw(frame)
+
     def on_raw(self, raw: RawFrame) -> None:
         """A recorded frame: exactly what the live ingestor does with it."""
         if raw.stream.startswith(REST_PREFIX):
@@ -224,7 +269,7 @@ class BacktestEngine:
 
     # ------------------------------------------------------------------ market data
     def on_book_update(self, update: BookUpdate) -> None:
-        self.emit("md.book", update)
+        self.result.outputs.append(("md.book", update))
         for record in self.book.on_update(update, update.ts_init):
             if isinstance(record, BookTop):
                 self._on_top(record)
@@ -233,19 +278,27 @@ class BacktestEngine:
                 self._risk(self.risk.on_integrity(record, record.ts_init))
 
     def _on_top(self, top: BookTop) -> None:
-        self.emit("book.top", top)
-        for features in self.feature_procs:
-            features.on_book(top)
-        self._fills(self.lists.on_book_top(top))
-        self._risk(self.risk.on_book_top(top, top.ts_init))
+        # (every book update: the emptiness checks spare a call per stage and top)
+        self.result.outputs.append(("book.top", top))
+        # features keep only the latest top, read at the next bar: handed over then
+        self._unread_tops[top.instrument] = top
+        events = self.lists.on_book_top(top)
+        if events:
+            self._fills(events)
+        marks = self.risk.on_book_top(top, top.ts_init)
+        if marks:
+            self._risk(marks)
         if self.signals.uses_books:
             self._signals(self.signals.on_book(top))
 
     def on_trade(self, trade: TradeTick) -> None:
-        self.emit("md.trades", trade)
-        self._fills(self.lists.on_trade(trade))
+        self.result.outputs.append(("md.trades", trade))
+        events = self.lists.on_trade(trade)
+        if events:
+            self._fills(events)
         for agg in self.bars:
-            for bar in agg.on_trade(trade).bars:
+            bars = agg.on_trade(trade).bars
+            for bar in bars:
                 self._on_bar(bar)
 
     def on_mark_price(self, mark: MarkPrice) -> None:
@@ -258,6 +311,11 @@ class BacktestEngine:
 
     def _on_bar(self, bar: Bar) -> None:
         self.emit(f"bars.{bar.interval}", bar)
+        if self._unread_tops:
+            for top in self._unread_tops.values():  # (in first-seen order, as they came)
+                for features in self.feature_procs:
+                    features.on_book(top)
+            self._unread_tops.clear()
         if self.signals.uses_bars:
             self._signals(self.signals.on_bar(bar))
         for features in self.feature_procs:

@@ -112,13 +112,15 @@ class PaperBroker:
     def on_book_top(self, top: BookTop) -> list[OrderEvent]:
         """Keep ``top`` as the instrument's book; run arrivals, then fill crossed resting orders."""
         events = self._run_pending(top.ts_event, instrument=top.instrument) if self._pending else []
-        old = self._books.get(top.instrument)
-        self._books[top.instrument] = _Book(
-            bids=tuple(top.bids),
-            asks=tuple(top.asks),
-            taken_bids=_refresh_taken(old.taken_bids, top.bids) if old else {},
-            taken_asks=_refresh_taken(old.taken_asks, top.asks) if old else {},
-        )
+        book = self._books.get(top.instrument)
+        if book is None:
+            self._books[top.instrument] = _Book(tuple(top.bids), tuple(top.asks), {}, {})
+        else:  # (the instrument's book, updated in place: no object per top)
+            book.bids, book.asks = tuple(top.bids), tuple(top.asks)
+            if book.taken_bids:
+                book.taken_bids = _refresh_taken(book.taken_bids, top.bids)
+            if book.taken_asks:
+                book.taken_asks = _refresh_taken(book.taken_asks, top.asks)
         if self._held:
             bids, asks = top.bids, top.asks
             if bids and asks:
@@ -131,10 +133,14 @@ class PaperBroker:
 
     def on_trade(self, trade: TradeTick) -> list[OrderEvent]:
         """Fill resting orders the trade printed strictly through, at their limit price."""
-        events = self._run_pending(trade.ts_event, instrument=trade.instrument)
+        events = (
+            self._run_pending(trade.ts_event, instrument=trade.instrument) if self._pending else []
+        )
         self._last_price[trade.instrument] = trade.price
         if self._held:
             events += self._trigger(trade.instrument, trade.price, trade.ts_event)
+        if not self._resting and len(self._closed) <= self._max_closed:
+            return events  # (most trades: nothing rests, nothing to sweep)
         left = trade.size
         for order in self._resting_for(trade.instrument):
             limit = order.request.limit_price

@@ -112,16 +112,20 @@ class CircuitBreaker:
         self._tripped: dict[str, str] = {}
         #: account -> the position mismatch that halts it (reconciliation layer)
         self._mismatch: dict[str, str] = {}
+        #: account -> (its ledger, ledger.version, peak) when last checked and clear
+        self._clear: dict[str, tuple[AccountLedger, int, Decimal]] = {}
 
     def state(self, account: str, instrument: str) -> TradingState:
         """Effective state of ``(account, instrument)``: the most restrictive layer."""
+        acc = self._accounts.get(account)
+        inst = self._instruments.get((account, instrument)) if self._instruments else None
+        quiet = instrument not in self._integrity and account not in self._mismatch
+        if acc is None and inst is None and quiet:
+            return TradingState.ACTIVE  # (every top asks: no layer set is the usual case)
         broken = TradingState.REDUCING if instrument in self._integrity else TradingState.ACTIVE
         mismatch = TradingState.HALTED if account in self._mismatch else TradingState.ACTIVE
         return most_restrictive(
-            mismatch,
-            self._accounts.get(account, TradingState.ACTIVE),
-            self._instruments.get((account, instrument), TradingState.ACTIVE),
-            broken,
+            mismatch, acc or TradingState.ACTIVE, inst or TradingState.ACTIVE, broken
         )
 
     def account_state(self, account: str) -> TradingState:
@@ -176,8 +180,17 @@ class CircuitBreaker:
             return []
         if self._accounts.get(account) is TradingState.HALTED:
             return []
+        clear = self._clear.get(account)
+        if (
+            clear is not None
+            and clear[0] is ledger
+            and clear[1] == ledger.version
+            and clear[2] is ledger.peak_equity
+        ):
+            return []  # equity and peak as when last found clear (most tops: the same mark)
         found = self._breach(ledger)
         if found is None:
+            self._clear[account] = (ledger, ledger.version, ledger.peak_equity)
             return []
         reason, detail = found
         previous = self.account_state(account)
@@ -198,6 +211,23 @@ class CircuitBreaker:
         ]
 
     def _breach(self, ledger: AccountLedger) -> tuple[str, dict[str, str]] | None:
+        # on every top: decided on the ledger's kept values (O(1)); the same values as
+        # the full sums, so the same decision; a breach's detail is written from the sums
+        realized, unrealized = ledger.realized_pnl, ledger.unrealized_value
+        limit, max_dd = self.config.max_loss_threshold, self.config.max_drawdown_percent
+        if realized + unrealized >= -limit:
+            peak = ledger.peak_equity
+            amount = peak - ledger.equity_value
+            if amount <= 0 and max_dd >= 0:
+                return None  # no drawdown: cannot exceed the limit
+            if amount < 0:
+                amount = ZERO
+            drawdown = AVG_CONTEXT.divide(amount * _HUNDRED, peak) if peak > 0 else ZERO
+            if not drawdown > max_dd:
+                return None
+        return self._breach_detail(ledger)
+
+    def _breach_detail(self, ledger: AccountLedger) -> tuple[str, dict[str, str]] | None:
         realized, unrealized = ledger.realized_pnl, ledger.unrealized_pnl
         pnl = realized + unrealized
         limit = self.config.max_loss_threshold
@@ -366,3 +396,4 @@ class CircuitBreaker:
         self._accounts, self._instruments = accounts, instruments
         self._integrity, self._tripped = integrity, tripped
         self._mismatch = mismatch
+        self._clear.clear()

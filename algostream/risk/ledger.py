@@ -7,6 +7,15 @@ long-to-short flip closes the whole position first. Fees are accumulated separat
 never mixed into realised P&L. An :class:`AccountLedger` holds the ledgers of one account
 and derives equity, peak equity, drawdown and exposure.
 
+Equity is kept, not summed on each mark: realised P&L, fees and funding change only on
+fills and funding, and are summed then; a mark changes only the marked position's
+unrealised P&L (kept per position), so the account's unrealised P&L and equity move by
+that position's change: O(1) Decimal operations in the number of positions. Those kept
+values are exact, but a sum's exponent is its smallest term's, which the kept value does
+not track (finding a Decimal's exponent costs more than adding a few); so what leaves the
+ledger (records, state, a new peak) is summed over the kept terms when asked for, once
+per record, and every ``PnL`` record is the same, digit for digit, as before.
+
 Exactness: FIFO and LIFO are exact (sums and products of Decimals). The weighted average
 price of the AVERAGE method (and the displayed ``avg_price`` of FIFO/LIFO) is a division;
 it is computed in a fixed 34-digit context so the result is the same on every machine.
@@ -24,7 +33,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, getcontext
 from typing import Any
 
 from algostream.model.enums import CostMethod, Side
@@ -84,10 +93,13 @@ class PositionLedger:
         self.funding = ZERO
         self.mark_price: Decimal | None = None
         self._lots: deque[Lot] = deque()
-        #: (price, fills applied, unrealised P&L): every book top asks for it several
-        #: times (marks, stops, breaker, records) while neither the lots nor the price move
-        self._fills = 0
-        self._unrealized: tuple[Decimal, int, Decimal] | None = None
+        #: unrealised P&L at ``mark_price``: kept on every mark and fill (every book top
+        #: asks for it several times: marks, stops, breaker, records)
+        self._upnl = ZERO
+        #: ``avg_price`` of two or more lots (None: to work out after a fill)
+        self._avg: Decimal | None = None
+        #: the account ledger told of every change (its totals are kept, not summed)
+        self._owner: AccountLedger | None = None
 
     @property
     def lots(self) -> tuple[Lot, ...]:
@@ -101,30 +113,43 @@ class PositionLedger:
             return ZERO
         if len(self._lots) == 1:
             return self._lots[0].price
-        cost = sum((lot.quantity * lot.price for lot in self._lots), ZERO)
-        return AVG_CONTEXT.divide(cost, abs(self.quantity))
+        avg = self._avg
+        if avg is None:  # (asked on every top by the stops: kept until the next fill)
+            cost = sum((lot.quantity * lot.price for lot in self._lots), ZERO)
+            avg = self._avg = AVG_CONTEXT.divide(cost, abs(self.quantity))
+        return avg
 
     def unrealized_pnl(self, mark: Decimal | None = None) -> Decimal:
         """P&L of the open lots at ``mark`` (default: the last mark; 0 without one)."""
-        price = self.mark_price if mark is None else mark
-        if price is None or not self._lots:
+        if mark is None:
+            return self._upnl
+        return self._unrealized_at(mark)
+
+    def _unrealized_at(self, price: Decimal | None) -> Decimal:
+        lots = self._lots
+        if price is None or not lots:
             return ZERO
-        cached = self._unrealized
-        if cached is not None and cached[0] is price and cached[1] == self._fills:
-            return cached[2]
         sign = 1 if self.quantity > 0 else -1
-        value = sign * sum((lot.quantity * (price - lot.price) for lot in self._lots), ZERO)
-        self._unrealized = (price, self._fills, value)
-        return value
+        if len(lots) == 1:  # sum() of one term, without the generator
+            lot = lots[0]
+            return sign * (ZERO + lot.quantity * (price - lot.price))
+        return sign * sum((lot.quantity * (price - lot.price) for lot in lots), ZERO)
 
     def set_mark(self, price: Decimal) -> None:
         """Mark the position to ``price`` (the book mid)."""
-        self.mark_price = price
+        last, self.mark_price = self.mark_price, price
+        if last is not None and price == last and price.same_quantum(last):
+            return  # the same mark (most book updates leave the mid): the same P&L, digits
+        old, self._upnl = self._upnl, self._unrealized_at(price)
+        if self._owner is not None:
+            self._owner._unrealized_moved(old, self._upnl)
 
     def apply_funding(self, amount: Decimal) -> None:
         """A futures funding payment (received > 0, paid < 0): realised P&L."""
         self.realized_pnl += amount
         self.funding += amount
+        if self._owner is not None:
+            self._owner._resum()
 
     def apply_fill(
         self, side: Side, quantity: Decimal, price: Decimal, fee: Decimal = ZERO
@@ -137,7 +162,6 @@ class PositionLedger:
         if not fee.is_finite():
             raise InvalidFillError(f"fill fee = {fee}: must be finite")
         previous = self.quantity
-        self._fills += 1
         closing = ZERO
         if previous != 0 and (previous > 0) != (side is Side.BUY):
             closing = min(quantity, abs(previous))
@@ -148,6 +172,10 @@ class PositionLedger:
         self.quantity = previous + side.sign * quantity
         self.realized_pnl += realized
         self.fees += fee
+        self._avg = None
+        self._upnl = self._unrealized_at(self.mark_price)
+        if self._owner is not None:
+            self._owner._resum()
         return FillResult(realized, closing, opening, previous, self.quantity)
 
     def _open(self, quantity: Decimal, price: Decimal) -> None:
@@ -224,6 +252,7 @@ class PositionLedger:
         ledger.funding = _dec(state, "funding") if "funding" in state else ZERO
         mark = state.get("mark_price")
         ledger.mark_price = None if mark is None else _dec(state, "mark_price")
+        ledger._upnl = ledger._unrealized_at(ledger.mark_price)
         if sum((lot.quantity for lot in lots), ZERO) != abs(ledger.quantity):
             raise StateRestoreError(
                 f"position ledger state 'quantity' = {state['quantity']!r} "
@@ -237,6 +266,13 @@ class AccountLedger:
 
     ``equity = starting_equity + realised + unrealised - fees``; the peak is updated after
     every fill and mark, so ``drawdown = peak_equity - equity`` is never negative.
+
+    The totals are kept (see the module docstring): a position joins through
+    :meth:`position` (or :meth:`from_state`) and tells this ledger of every fill, funding
+    and mark. ``realized_pnl``, ``unrealized_pnl``, ``fees`` and ``equity`` equal the sums
+    over the positions, value and exponent (:meth:`summed`); ``unrealized_value`` and
+    ``equity_value`` are the same values kept in O(1) per mark, their exponent not fixed
+    (for comparisons: the loss breaker and the peak on every mark).
     """
 
     def __init__(self, account: str, cost_method: CostMethod, starting_equity: Decimal) -> None:
@@ -245,6 +281,18 @@ class AccountLedger:
         self.starting_equity = starting_equity
         self.peak_equity = starting_equity
         self.positions: dict[str, PositionLedger] = {}
+        self._realized = ZERO
+        self._fees = ZERO
+        self._funding = ZERO
+        #: the values, kept exactly by each mark's change (exponents: the smallest seen)
+        self._u_value = ZERO
+        self._eq_value = starting_equity
+        #: the same as the full sums give them (None: not asked for since the last mark)
+        self._u: Decimal | None = ZERO
+        self._eq: Decimal | None = starting_equity
+        #: counts the changes of equity (marks that move it, fills, funding): a check made
+        #: on equity and peak can be known unchanged (the loss breaker's, on every top)
+        self.version = 0
 
     @property
     def pnl_instrument(self) -> str:
@@ -256,8 +304,13 @@ class AccountLedger:
         ledger = self.positions.get(instrument)
         if ledger is None:
             ledger = PositionLedger(self.account, instrument, self.cost_method)
-            self.positions[instrument] = ledger
+            self._adopt(ledger)
         return ledger
+
+    def _adopt(self, ledger: PositionLedger) -> None:
+        ledger._owner = self
+        self.positions[ledger.instrument] = ledger
+        self._resum()
 
     def quantity(self, instrument: str) -> Decimal:
         """Signed position in ``instrument`` (0 when unknown)."""
@@ -278,30 +331,88 @@ class AccountLedger:
         self._update_peak()
 
     def _update_peak(self) -> None:
-        equity = self.equity
-        if equity > self.peak_equity:
-            self.peak_equity = equity
+        if self._eq_value > self.peak_equity:
+            self.peak_equity = self.equity  # as the full sums give it (records, state)
+
+    # ------------------------------------------------------------------ kept totals
+
+    def _resum(self) -> None:
+        """A fill, funding or a new position: every total summed afresh (rare)."""
+        self.version += 1
+        positions = self.positions.values()
+        self._realized = sum((p.realized_pnl for p in positions), ZERO)
+        self._fees = sum((p.fees for p in positions), ZERO)
+        self._funding = sum((p.funding for p in positions), ZERO)
+        self._u = None
+        self._eq = None
+        self._u_value = self.unrealized_pnl
+        self._eq_value = self.equity
+
+    def _unrealized_moved(self, old: Decimal, new: Decimal) -> None:
+        """One position's unrealised P&L went from ``old`` to ``new`` (a mark): the kept
+        values move by the difference, exactly (else, past the context's precision,
+        everything is summed and rounded as it always was)."""
+        self._u = None
+        self._eq = None
+        self.version += 1
+        try:
+            change = _EXACT.subtract(new, old)
+            self._u_value = _EXACT.add(self._u_value, change)
+            self._eq_value = _EXACT.add(self._eq_value, change)
+        except (Inexact, InvalidOperation):
+            self._resum()
 
     @property
     def realized_pnl(self) -> Decimal:
-        return sum((p.realized_pnl for p in self.positions.values()), ZERO)
+        return self._realized
 
     @property
     def unrealized_pnl(self) -> Decimal:
-        return sum((p.unrealized_pnl() for p in self.positions.values()), ZERO)
+        unrealized = self._u
+        if unrealized is None:
+            # the exponent of a sum is its terms' smallest: summed once per record or
+            # new peak (each position's term is kept), not on every mark
+            unrealized = self._u = sum((p._upnl for p in self.positions.values()), ZERO)
+            self._u_value = unrealized  # the kept value, its exponent reset
+        return unrealized
+
+    @property
+    def unrealized_value(self) -> Decimal:
+        """``unrealized_pnl``'s value, O(1) (its exponent may be smaller)."""
+        return self._u_value
 
     @property
     def fees(self) -> Decimal:
-        return sum((p.fees for p in self.positions.values()), ZERO)
+        return self._fees
 
     @property
     def funding(self) -> Decimal:
         """Futures funding received (+) / paid (-), part of ``realized_pnl``."""
-        return sum((p.funding for p in self.positions.values()), ZERO)
+        return self._funding
 
     @property
     def equity(self) -> Decimal:
-        return self.starting_equity + self.realized_pnl + self.unrealized_pnl - self.fees
+        equity = self._eq
+        if equity is None:
+            equity = self._eq = (
+                self.starting_equity + self._realized + self.unrealized_pnl - self._fees
+            )
+            self._eq_value = equity
+        return equity
+
+    @property
+    def equity_value(self) -> Decimal:
+        """``equity``'s value, O(1) (its exponent may be smaller)."""
+        return self._eq_value
+
+    def summed(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """(realised, unrealised, fees, equity) summed over the positions afresh: what the
+        kept totals equal, value and exponent (for tests and checks, not the hot path)."""
+        positions = self.positions.values()
+        realized = sum((p.realized_pnl for p in positions), ZERO)
+        unrealized = sum((p.unrealized_pnl() for p in positions), ZERO)
+        fees = sum((p.fees for p in positions), ZERO)
+        return realized, unrealized, fees, self.starting_equity + realized + unrealized - fees
 
     @property
     def drawdown(self) -> Decimal:
@@ -368,6 +479,11 @@ class AccountLedger:
             raise StateRestoreError(f"account ledger state: missing or bad {exc}") from None
         ledger.peak_equity = _dec(state, "peak_equity")
         for pos_state in positions:
-            pos = PositionLedger.from_state(pos_state)
-            ledger.positions[pos.instrument] = pos
+            ledger._adopt(PositionLedger.from_state(pos_state))
         return ledger
+
+
+#: the kept values: exact or not at all (Inexact: the full sums are taken, as before)
+_EXACT = Context(
+    prec=getcontext().prec, rounding=ROUND_HALF_EVEN, traps=[Inexact, InvalidOperation]
+)

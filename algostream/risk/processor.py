@@ -59,7 +59,7 @@ from algostream.model.records import (
 from algostream.risk.breaker import ALL_INSTRUMENTS, RECONCILIATION_ACTOR, CircuitBreaker
 from algostream.risk.errors import StateRestoreError
 from algostream.risk.futures import Funding, FuturesGate
-from algostream.risk.ledger import ZERO, AccountLedger
+from algostream.risk.ledger import AVG_CONTEXT, ZERO, AccountLedger
 from algostream.risk.limits import (
     InstrumentFilters,
     OrderRateWindow,
@@ -72,6 +72,7 @@ from algostream.risk.limits import (
 from algostream.risk.stops import StopManager, closing_order, stop_event, stop_proposal
 
 STATE_VERSION = 1
+HUNDRED = Decimal(100)
 #: the newest applied event ids kept in the small state itself (see :meth:`to_state`)
 RECENT_APPLIED = 256
 #: the newest decisions kept in the small state itself, for the same reason
@@ -455,13 +456,16 @@ class RiskProcessor:
         spec = self.specs.get(sid)
         if spec is None or sid in self.halted:
             return []
-        loss = start[1] - book.equity
+        # on every mark: the book's kept equity value (O(1)), its sum only for the message
         why = None
-        if spec.max_daily_loss is not None and loss > spec.max_daily_loss:
-            why = f"daily loss {loss} over max_daily_loss {spec.max_daily_loss}"
-        dd = book.drawdown_percent
-        if spec.max_drawdown_percent is not None and dd > spec.max_drawdown_percent:
-            why = f"drawdown {dd:.4f}% over max_drawdown_percent {spec.max_drawdown_percent}"
+        if spec.max_daily_loss is not None and start[1] - book.equity_value > spec.max_daily_loss:
+            why = f"daily loss {start[1] - book.equity} over max_daily_loss {spec.max_daily_loss}"
+        if spec.max_drawdown_percent is not None:
+            peak = book.peak_equity
+            amount = max(peak - book.equity_value, ZERO)
+            dd = AVG_CONTEXT.divide(amount * HUNDRED, peak) if peak > 0 else ZERO
+            if dd > spec.max_drawdown_percent:
+                why = f"drawdown {dd:.4f}% over max_drawdown_percent {spec.max_drawdown_percent}"
         if why is None:
             return []
         self.halted[sid] = why

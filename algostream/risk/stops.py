@@ -32,6 +32,8 @@ from algostream.model.records import BookTop, OrderRequest, RiskEvent
 from algostream.risk.errors import StateRestoreError
 
 _HUNDRED = Decimal(100)
+#: no stop is on (both percentages <= 0): never reached
+_NEVER = Decimal("NaN")
 STOP_STRATEGY = "risk-stop"
 STOP_ACTOR = "risk.stops"
 
@@ -53,6 +55,10 @@ class StopTracker:
     fired: bool = False
     attempts: int = 0
     client_order_id: str | None = None
+    #: the exit price at or past which a stop fires, for ``trip_avg`` and ``best_price``
+    #: (None: not worked out since either moved); kept so a top costs a comparison
+    trip: Decimal | None = None
+    trip_avg: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +182,17 @@ class StopManager:
         price = exit_price(direction, top)
         if price is None:
             return None
-        if (price - tracker.best_price) * direction > 0:
-            tracker.best_price = price
-        found = self._triggered(direction, price, avg_price, tracker.best_price)
+        best = tracker.best_price
+        if price > best if direction > 0 else price < best:
+            tracker.best_price = best = price
+            tracker.trip = None
+        trip = tracker.trip
+        if trip is None or tracker.trip_avg != avg_price:
+            trip = tracker.trip = self._trip(direction, avg_price, best)
+            tracker.trip_avg = avg_price
+        if trip is _NEVER or (price > trip if direction > 0 else price < trip):
+            return None  # (most tops: nowhere near a stop)
+        found = self._triggered(direction, price, avg_price, best)
         if found is None:
             return None
         kind, stop_price = found
@@ -200,6 +214,22 @@ class StopManager:
             tracker.episode_id,
             tracker.attempts,
         )
+
+    def _trip(self, direction: int, avg_price: Decimal, best: Decimal) -> Decimal:
+        """The exit price at or past which :meth:`_triggered` finds a stop: ``price x 100``
+        reaches ``level`` exactly when ``price`` reaches ``level / 100`` (a shift of the
+        exponent, exact), the nearest level of the two stops (``_NEVER``: none is on)."""
+        levels = [
+            (ref * (_HUNDRED - direction * percent)).scaleb(-2)
+            for percent, ref in (
+                (self.stop_loss_percent, avg_price),
+                (self.trailing_stop_percent, best),
+            )
+            if percent > 0 and ref > 0
+        ]
+        if not levels:
+            return _NEVER
+        return max(levels) if direction > 0 else min(levels)
 
     def _triggered(
         self, direction: int, price: Decimal, avg_price: Decimal, best: Decimal

@@ -1,0 +1,99 @@
+"""Tick backtest A/B: two source trees in turn, CPU seconds (``python -m bench.backtest_ab``).
+
+``python -m bench.backtest_ab OLD NEW [--turns 3]``: OLD and NEW are directories holding
+an ``algostream`` package (a worktree, or ``git archive <commit> algostream | tar -x``).
+Each turn runs OLD then NEW in a fresh process (``PYTHONPATH`` = that tree): the seeded
+synthetic market's md.book + md.trades records through ``BacktestEngine``, best of 3 in
+CPU seconds (``time.process_time``). Then, on NEW, an ablation: the run without the risk
+marks, and the book stage alone, to say what bounds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+CHILD = r"""
+import sys, time
+from algostream.backtest.engine import BacktestEngine
+from algostream.backtest.synthetic import synthetic_frames
+from algostream.config import Settings
+from algostream.model.records import BookUpdate
+
+raw = BacktestEngine(Settings()).run(synthetic_frames(("BTCUSDT", "ETHUSDT"), 7, 20000))
+records = [r for t, r in raw.outputs if t in ("md.book", "md.trades")]
+del raw
+
+def best(fn, runs=3):
+    out = []
+    for _ in range(runs):
+        start = time.process_time()
+        fn()
+        out.append(time.process_time() - start)
+    return min(out)
+
+def full():
+    BacktestEngine(Settings()).run(records)
+
+def no_risk_marks():
+    engine = BacktestEngine(Settings())
+    tops = engine.risk._tops
+    engine.risk.on_book_top = lambda top, now=None: tops.__setitem__(top.instrument, top) or []
+    engine.run(records)
+
+def book_stage():
+    engine = BacktestEngine(Settings())
+    for update in records:
+        if isinstance(update, BookUpdate):
+            engine.book.on_update(update, update.ts_init)
+
+print(len(records), best(full))
+if sys.argv[1:] == ["ablate"]:
+    print(best(no_risk_marks, 5), best(book_stage, 5), best(full, 5))
+"""
+
+
+def run(tree: str, *args: str) -> list[str]:
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+    )
+    return done.stdout.split()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("old")
+    ap.add_argument("new")
+    ap.add_argument("--turns", type=int, default=3)
+    args = ap.parse_args()
+    times: dict[str, list[float]] = {"old": [], "new": []}
+    events = 0
+    for _ in range(args.turns):
+        for name in ("old", "new"):
+            n, took = run(getattr(args, name))
+            events = int(n)
+            times[name].append(float(took))
+    print("| code | " + " | ".join(f"turn {i + 1}" for i in range(args.turns)) + " | best |")
+    print("|---" * (args.turns + 2) + "|")
+    for name, secs in times.items():
+        cells = " | ".join(f"{s:.3f} s" for s in secs)
+        print(f"| {name} | {cells} | {min(secs):.3f} s = {events / min(secs):,.0f} events/s |")
+    _, _, no_risk, book, full = run(args.new, "ablate")
+    full_s, no_risk_s, book_s = float(full), float(no_risk), float(book)
+    print(
+        f"new, ablation (best of 5): full {full_s:.3f} s; without the risk marks "
+        f"{no_risk_s:.3f} s (marks {100 * (full_s - no_risk_s) / full_s:.0f} %); "
+        f"book stage alone {book_s:.3f} s ({100 * book_s / full_s:.0f} %)"
+    )
+
+
+if __name__ == "__main__":
+    main()
