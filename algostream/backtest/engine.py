@@ -17,7 +17,7 @@ the gate applies the futures checks, and ``md.mark_price`` records in the input 
 the topic, a capture, or a funding history: :func:`~algostream.backtest.run.funding_marks`)
 settle funding into P&L at each funding time, as live.
 
->>> from algostream.config import Settings
+>>> from algostream.config import Settings, StrategySpec
 >>> engine = BacktestEngine(Settings())
 >>> engine.run([]).counts
 {}
@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from algostream.config import Settings
+from algostream.config import Settings, StrategySpec
 from algostream.execution.futures_venue import is_futures, paper_futures
 from algostream.execution.order_lists import OrderLists
 from algostream.execution.paper import PaperBroker
@@ -116,13 +116,19 @@ class BacktestEngine:
             settings.risk, strategies=settings.signal.strategies, shadow=shadow
         )
         account = settings.risk.account
+        #: each strategy's context: the risk ledger, its open orders from the events
+        self.portfolios: list[LedgerPortfolio] = []
+
+        def portfolio(spec: StrategySpec) -> LedgerPortfolio:
+            held = LedgerPortfolio(self.risk, account, self.risk.attributed(spec.id))
+            self.portfolios.append(held)
+            return held
+
         self.signals = StrategySet(
             settings.signal,
             settings.risk,
             only=lambda spec: spec.shadow == shadow,
-            portfolio=lambda spec: LedgerPortfolio(
-                self.risk, account, self.risk.attributed(spec.id)
-            ),
+            portfolio=portfolio,
         )
         #: one feature processor per bar interval a strategy decides on
         self.feature_procs = [
@@ -286,6 +292,8 @@ class BacktestEngine:
     def _fills(self, events: list[OrderEvent]) -> None:
         for event in events:
             self.emit("orders.events", event)
+            for held in self.portfolios:
+                held.on_order_event(event)
             self._risk(self.risk.on_order_event(event, event.ts_init))
 
     def _risk(self, records: list[Record]) -> None:

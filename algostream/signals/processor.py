@@ -173,6 +173,8 @@ class SignalProcessor:
                     order_list=intent.order_list,
                     take_profit=intent.take_profit,
                     stop_loss=intent.stop_loss,
+                    action=intent.action,
+                    target_id=intent.target_id,
                 )
             )
         return out
