@@ -150,3 +150,17 @@ def test_the_tick_engine_portfolio_keeps_its_strategy_orders_only() -> None:
     assert [o.client_order_id for o in held.open_orders(INST)] == ["a"]
     held.on_order_event(event("a", OrderStatus.FILLED, cum="2", strategy="s1"))
     assert held.open_orders(INST) == ()
+
+
+class Seller(Strategy[StrategyConfig]):
+    name: ClassVar[str] = "seller"
+
+    def on_bar(self, bar: Bar) -> None:
+        self.ctx.sell(fraction=D("0.5"))
+
+
+def test_live_a_sell_of_a_fraction_of_equity_is_a_sell() -> None:
+    proc = SignalProcessor(SignalConfig(bar_interval="1m"), Seller(StrategyConfig()),
+                           portfolio=RecordPortfolio("paper", D(1000)))  # fmt: skip
+    (signal,) = proc.on_bar(bar(1, "10"))
+    assert (signal.side, signal.sizing, signal.size) == (Side.SELL, "units", D(50))
