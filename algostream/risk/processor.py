@@ -22,7 +22,8 @@ checked as the new order it places (price band, notional, filters, ...; the targ
 open quantity is not counted twice); while the account or its strategy is HALTED (or
 REDUCING) it passes only if it reduces (no more quantity than the target has left, its
 limit no more aggressive), else ``TRADING_HALTED``. Either, for a target that is not
-open, is refused ``ORDER_NOT_OPEN`` naming it. The target's reservation ends with its
+open, is refused ``ORDER_NOT_OPEN`` naming it; for another strategy's order (a risk
+stop's, say) ``INVALID_ORDER``. The target's reservation ends with its
 CANCELLED event; a REPLACE reserves its own quantity like a new order.
 
 Both memories are bounded (``memory`` entries each, oldest forgotten first).
@@ -248,8 +249,8 @@ class RiskProcessor:
         return [decision]
 
     def _target_check(self, order: OrderRequest) -> Rejection | None:
-        """A CANCEL / REPLACE of an order that is not open in this account (or a REPLACE
-        that would turn the order's side)."""
+        """A CANCEL / REPLACE of an order that is not open in this account, of another
+        strategy's order (a risk stop's, say), or a REPLACE that would turn its side."""
         target = None if order.target_id is None else self._pending.get(order.target_id)
         what = f"{order.action.value} of {order.target_id!r}"
         if target is None or (target.account, target.instrument) != (
@@ -261,6 +262,16 @@ class RiskProcessor:
                 "OPEN_ORDER",
                 str(order.target_id),
                 f"{what}: not an open order of {order.account} in {order.instrument}",
+            )
+        prior = self._decided.get(str(order.target_id))
+        approved = prior[1] if prior is not None else None
+        owner = approved.strategy if isinstance(approved, OrderRequest) else None
+        if owner is not None and owner != order.strategy:
+            return Rejection(
+                RejectReason.INVALID_ORDER,
+                owner,
+                order.strategy,
+                f"{what}: the order is strategy {owner}'s, not {order.strategy}'s",
             )
         if order.action is OrderAction.REPLACE and order.side is not target.side:
             return Rejection(

@@ -86,3 +86,10 @@ def test_a_halted_strategy_may_cancel_but_not_grow_by_replace() -> None:
     assert isinstance(p.on_proposal(amend("x1", "c1", OrderAction.CANCEL), 3)[0], OrderRequest)
     (more,) = p.on_proposal(amend("r1", "c1", OrderAction.REPLACE, qty="2"), now_ns=4)
     assert isinstance(more, OrderRejected) and more.limit == "STRATEGY_HALTED"
+
+
+def test_a_strategy_cannot_cancel_another_strategys_order() -> None:
+    p = resting()
+    (refused,) = p.on_proposal(amend("x1", "c1", OrderAction.CANCEL, strategy="other"), 3)
+    assert isinstance(refused, OrderRejected) and refused.reason == "INVALID_ORDER"
+    assert "strategy test's, not other's" in refused.message
