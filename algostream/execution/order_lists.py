@@ -171,6 +171,9 @@ class OrderLists:
             return []  # a replayed REPLACE (or a refused CANCEL)
         if order.action is OrderAction.REPLACE:
             return self.cancel_replace(target, order, now_ns)
+        olist = self._lists.get(target)
+        if olist is not None:  # an OCO or a bracket: every open order of it
+            return [] if olist.done else self.cancel_list(target, now_ns, f"cancelled by {coid}")
         old = self.broker.get(target)
         if old is not None and old.status is OrderStatus.CANCELLED:
             return []  # cancelled already (a replayed CANCEL)

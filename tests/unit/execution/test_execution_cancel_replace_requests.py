@@ -20,13 +20,15 @@ from algostream.model.enums import OrderAction
 PERP = "BINANCE_USDM:BTCUSDT"
 
 
-def request(coid: str, price: str = "99", qty: str = "1", inst: str = INSTRUMENT,
+def request(coid: str, price: str | None = "99", qty: str = "1", inst: str = INSTRUMENT,
             **kw: Any) -> OrderRequest:  # fmt: skip
-    return OrderRequest(
-        instrument=inst, ts_event=1, ts_init=1, record_id=f"a-{coid}", lineage_id=f"p-{coid}",
-        account="paper", client_order_id=coid, strategy="s", side=Side.BUY,
-        order_type=OrderType.LIMIT, quantity=qty, limit_price=price, **kw,
-    )  # fmt: skip
+    fields: dict[str, Any] = {
+        "instrument": inst, "ts_event": 1, "ts_init": 1, "record_id": f"a-{coid}",
+        "lineage_id": f"p-{coid}", "account": "paper", "client_order_id": coid,
+        "strategy": "s", "side": Side.BUY, "order_type": OrderType.LIMIT, "quantity": qty,
+        "limit_price": price,
+    } | kw  # fmt: skip
+    return OrderRequest(**fields)
 
 
 def replace(coid: str, target: str, price: str, qty: str = "1", **kw: Any) -> OrderRequest:
@@ -103,3 +105,18 @@ async def test_live_replace_and_cancel_requests_through_the_router(http: Any, ve
     assert await router.submit(cancel("lx1", "lr2"), 9) == []
     (refused,) = await router.submit(cancel("lx2", "nope"), 10)
     assert refused.status.value == "REJECTED" and "'nope': the order is unknown" in refused.reason
+
+
+def test_a_cancel_request_for_an_oco_cancels_both_legs() -> None:
+    lists = spot()
+    tp = request("o-tp", "103", side=Side.SELL)
+    sl = request("o-sl", side=Side.SELL, order_type=OrderType.STOP_MARKET, limit_price=None,
+                 stop_price="97")  # fmt: skip
+    lists.submit_oco("o1", tp, sl, 2)
+    events = lists.submit(cancel("x1", "o1"), 3)
+    assert [(e.client_order_id, e.status.value) for e in events] == [
+        ("o-tp", "CANCELLED"),
+        ("o-sl", "CANCELLED"),
+    ]
+    assert events[0].reason == "cancelled by x1" and lists.open_lists() == []
+    assert lists.submit(cancel("x1", "o1"), 4) == []
