@@ -120,3 +120,13 @@ def test_a_cancel_request_for_an_oco_cancels_both_legs() -> None:
     ]
     assert events[0].reason == "cancelled by x1" and lists.open_lists() == []
     assert lists.submit(cancel("x1", "o1"), 4) == []
+
+
+def test_a_cancel_request_is_not_an_order_to_reconcile_on_start() -> None:
+    from algostream.execution.reconcile import rebuild_local
+
+    lists = spot()
+    placed = lists.submit(request("o1"), 2)
+    gone = lists.submit(cancel("x1", "o1"), 3)
+    local = rebuild_local([request("o1"), cancel("x1", "o1")], placed + gone)
+    assert set(local) == {"o1"} and not local["o1"].is_open
