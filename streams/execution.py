@@ -46,7 +46,7 @@ from algostream.execution.reconcile import VenueOrder, rebuild_local, reconcile_
 from algostream.execution.router import ExecutionRouter
 from algostream.execution.usdm_client import UsdmRestClient, venue_order_from_usdm
 from algostream.execution.user_stream import UserDataStream, stream_url_for
-from algostream.model.enums import OrderStatus
+from algostream.model.enums import OrderAction, OrderStatus
 from algostream.model.errors import RecordDecodeError
 from algostream.model.ids import split_instrument
 from algostream.model.records import (
@@ -282,9 +282,10 @@ class ExecutionShell:
 
     async def submit(self, order: OrderRequest) -> list[OrderEvent]:
         """Send once; an unknown outcome (timeout/5xx after retries) is queried, not resent.
-        While halted (a position mismatch at start) the order is REJECTED naming why."""
+        While halted (a position mismatch at start) the order is REJECTED naming why (a
+        CANCEL request still goes through: it only takes risk away)."""
         now = time.time_ns()
-        if self.halted is not None:
+        if self.halted is not None and order.action is not OrderAction.CANCEL:  # cancels reduce
             return [ManagedOrder(order, venue="BINANCE_USDM").reject(self.halted, now)]
         try:
             return await self.router.submit(order, now)
