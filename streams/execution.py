@@ -49,7 +49,7 @@ from algostream.execution.reconcile import VenueOrder, rebuild_local, reconcile_
 from algostream.execution.router import ExecutionRouter
 from algostream.execution.usdm_client import UsdmRestClient, venue_order_from_usdm
 from algostream.execution.user_stream import UserDataStream, stream_url_for
-from algostream.model.enums import OrderStatus
+from algostream.model.enums import OrderAction, OrderStatus
 from algostream.model.errors import RecordDecodeError
 from algostream.model.ids import split_instrument
 from algostream.model.records import (
@@ -306,11 +306,13 @@ class ExecutionShell:
 
     async def submit(self, order: OrderRequest) -> list[OrderEvent]:
         """Send once; an unknown outcome (timeout/5xx after retries) is queried, not resent.
-        While halted (a position mismatch at start) the order is REJECTED naming why."""
+        While halted (a position mismatch at start) the order is REJECTED naming why (a
+        CANCEL request still goes through: it only takes risk away)."""
         now = time.time_ns()
-        if self.halted is not None and order.ts_init <= self.halted_at_ns:
+        halted = self.halted is not None and order.ts_init <= self.halted_at_ns
+        if halted and order.action is not OrderAction.CANCEL:  # a cancel takes risk away
             venue = self.router.venue_of(order.instrument)
-            return [ManagedOrder(order, venue=venue).reject(self.halted, now)]
+            return [ManagedOrder(order, venue=venue).reject(str(self.halted), now)]
         try:
             return await self.router.submit(order, now)
         except OrderStatusUnknownError as exc:

@@ -31,7 +31,16 @@ import faust
 
 from algostream.backtest.source import read_range
 from algostream.config import Settings, StrategySpec
-from algostream.model.records import Bar, BookTop, FeatureVector, PnL, Position, Record, Signal
+from algostream.model.records import (
+    Bar,
+    BookTop,
+    FeatureVector,
+    OrderEvent,
+    PnL,
+    Position,
+    Record,
+    Signal,
+)
 from algostream.observability import metrics
 from algostream.signals.context import RecordPortfolio
 from algostream.signals.multi import StrategySet
@@ -109,9 +118,12 @@ class SignalStage:
         await self._emit(self.proc.on_book(top))
 
     async def on_account(self, record: Record, partition: int | None = None) -> None:
-        """A ``positions`` or ``pnl`` record of this worker: the context's account."""
+        """A ``positions``, ``pnl`` or ``orders.events`` record: the context's account and
+        open orders (what ``ctx.cancel`` / ``ctx.replace`` can name)."""
         for portfolio in self.portfolios.values():
-            if isinstance(record, Position):
+            if isinstance(record, OrderEvent):
+                portfolio.on_order_event(record)
+            elif isinstance(record, Position):
                 portfolio.on_position(record)
             elif isinstance(record, PnL):
                 portfolio.on_pnl(record)
@@ -159,6 +171,8 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     edge.listen("book.top", stage.on_book)
     edge.listen("positions", stage.on_account)
     edge.listen("pnl", stage.on_account)
+    edge.listen("orders.events", stage.on_account)  # the execution stage sends, never local
+    tap(app, edge, settings, "orders.events", OrderEvent, "signals")
     if settings.workers.layout != "single":  # no risk stage here: read what it writes
         tap(app, edge, settings, "positions", Position, "signals")
         tap(app, edge, settings, "pnl", PnL, "signals")

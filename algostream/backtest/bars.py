@@ -50,7 +50,7 @@ from algostream.backtest.engine import BacktestResult
 from algostream.backtest.errors import BarInputError
 from algostream.config import ConfigError, Settings
 from algostream.features.processor import FeatureProcessor
-from algostream.model.enums import OrderStatus, OrderType, Side
+from algostream.model.enums import OrderAction, OrderStatus, OrderType, Side
 from algostream.model.ids import derive_id
 from algostream.model.records import Bar, BookTop, MarkPrice, OrderEvent, OrderRequest, Signal
 from algostream.risk import RiskProcessor
@@ -207,6 +207,9 @@ class BarBacktest:
                 signals = signals + self.signals.decide(fv)
         for signal in signals:
             self.result.outputs.append(("signals", signal))
+            if signal.action is not OrderAction.NEW:
+                self._amend(signal, bar.end_ns)
+                continue
             if signal.order_list == "OCO":  # two exits, from the next bar
                 side = signal.side
                 self._add_exits(signal, side, abs(signal.size or ZERO), bar.end_ns)
@@ -217,6 +220,57 @@ class BarBacktest:
             else:
                 self._pending.append(_Pending(signal, bar.end_ns))
                 self._track(signal)
+
+    def _amend(self, signal: Signal, ts: int) -> None:
+        """A CANCEL / REPLACE of an order still open (``ctx.cancel`` / ``replace``): it is
+        CANCELLED on ``orders.events``; a replacement is pending from the next bar, an
+        order of its own (sized and checked by risk at its fill, as every order here)."""
+        held = next((p for p in self._pending if p.signal.record_id == signal.target_id), None)
+        if held is None:
+            return  # the context only offers open orders: filled at this bar's close
+        self._pending.remove(held)
+        inst = signal.instrument
+        orders = self.portfolio.orders
+        orders[inst] = [o for o in orders.get(inst, []) if o.client_order_id != signal.target_id]
+        old = held.signal
+        replace = signal.action is OrderAction.REPLACE
+        why = f"replaced by {signal.record_id}" if replace else f"cancelled by {signal.record_id}"
+        coid = derive_id(old.record_id)
+        self.result.outputs.append(
+            (
+                "orders.events",
+                OrderEvent.model_construct(
+                    instrument=inst,
+                    ts_event=ts,
+                    ts_init=ts,
+                    record_id=derive_id("cancel", coid, signal.record_id),
+                    lineage_id=signal.record_id,
+                    account=self.account,
+                    client_order_id=coid,
+                    venue_order_id=None,
+                    status=OrderStatus.CANCELLED,
+                    side=old.side,
+                    order_type=_order_type(old),
+                    quantity=abs(old.size or ZERO),
+                    limit_price=old.limit_price,
+                    stop_price=old.stop_price,
+                    fill_price=None,
+                    fill_qty=ZERO,
+                    cum_qty=ZERO,
+                    fee=ZERO,
+                    fee_currency="",
+                    slippage=None,
+                    reason=why,
+                    venue="BACKTEST",
+                    strategy=old.strategy,
+                    list_id=None,
+                ),
+            )
+        )
+        if replace:
+            new = signal.model_copy(update={"action": OrderAction.NEW, "target_id": None})
+            self._pending.append(_Pending(new, ts, group=held.group))  # a leg stays one
+            self._track(new)
 
     def _add_exits(self, owner: Signal, side: Side, qty: Decimal, ts: int) -> None:
         """A take-profit limit and a stop-loss stop for ``qty``, one cancelling the other

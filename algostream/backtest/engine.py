@@ -17,7 +17,7 @@ the gate applies the futures checks, and ``md.mark_price`` records in the input 
 the topic, a capture, or a funding history: :func:`~algostream.backtest.run.funding_marks`)
 settle funding into P&L at each funding time, as live.
 
->>> from algostream.config import Settings
+>>> from algostream.config import Settings, StrategySpec
 >>> engine = BacktestEngine(Settings())
 >>> engine.run([]).counts
 {}
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from algostream.config import Settings
+from algostream.config import Settings, StrategySpec
 from algostream.execution.futures_venue import is_futures, paper_futures
 from algostream.execution.order_lists import OrderLists
 from algostream.execution.paper import PaperBroker
@@ -140,13 +140,19 @@ class BacktestEngine:
             settings.risk, strategies=settings.signal.strategies, shadow=shadow
         )
         account = settings.risk.account
+        #: each strategy's context: the risk ledger, its open orders from the events
+        self.portfolios: list[LedgerPortfolio] = []
+
+        def portfolio(spec: StrategySpec) -> LedgerPortfolio:
+            held = LedgerPortfolio(self.risk, account, self.risk.attributed(spec.id))
+            self.portfolios.append(held)
+            return held
+
         self.signals = StrategySet(
             settings.signal,
             settings.risk,
             only=lambda spec: spec.shadow == shadow,
-            portfolio=lambda spec: LedgerPortfolio(
-                self.risk, account, self.risk.attributed(spec.id)
-            ),
+            portfolio=portfolio,
         )
         #: one feature processor per bar interval a strategy decides on
         self.feature_procs = [
@@ -269,7 +275,7 @@ class BacktestEngine:
 
     # ------------------------------------------------------------------ market data
     def on_book_update(self, update: BookUpdate) -> None:
-        self.result.outputs.append(("md.book", update))
+        self.emit("md.book", update)
         for record in self.book.on_update(update, update.ts_init):
             if isinstance(record, BookTop):
                 self._on_top(record)
@@ -279,7 +285,7 @@ class BacktestEngine:
 
     def _on_top(self, top: BookTop) -> None:
         # (every book update: the emptiness checks spare a call per stage and top)
-        self.result.outputs.append(("book.top", top))
+        self.emit("book.top", top)
         # features keep only the latest top, read at the next bar: handed over then
         self._unread_tops[top.instrument] = top
         events = self.lists.on_book_top(top)
@@ -292,7 +298,7 @@ class BacktestEngine:
             self._signals(self.signals.on_book(top))
 
     def on_trade(self, trade: TradeTick) -> None:
-        self.result.outputs.append(("md.trades", trade))
+        self.emit("md.trades", trade)
         events = self.lists.on_trade(trade)
         if events:
             self._fills(events)
@@ -344,6 +350,8 @@ class BacktestEngine:
     def _fills(self, events: list[OrderEvent]) -> None:
         for event in events:
             self.emit("orders.events", event)
+            for held in self.portfolios:
+                held.on_order_event(event)
             self._risk(self.risk.on_order_event(event, event.ts_init))
 
     def _risk(self, records: list[Record]) -> None:

@@ -12,7 +12,11 @@ The paper broker (and so backtests) knows single orders; these are built from th
   whatever of it is open.
 * **Cancel-replace**: cancel an open order, then submit its replacement; when the old one
   can no longer be cancelled (filled, or gone) the replacement is REJECTED naming why,
-  never placed beside it (Binance's ``STOP_ON_FAILURE``).
+  never placed beside it (Binance's ``STOP_ON_FAILURE``). A strategy's REPLACE request
+  (``action``) is one: on ``orders.events`` the old order is CANCELLED (reason
+  ``replaced by <new id>``) and the new one ACCEPTED under the request's client order id;
+  a CANCEL request cancels its target (reason ``cancelled by request <id>``). A request
+  whose target is no longer open is REJECTED naming it.
 
 Every leg has its own lifecycle on ``orders.events`` with the list's id (``list_id``);
 legs' client order ids are derived from it (``<list>-tp``, ``<list>-sl``). An approved
@@ -34,9 +38,8 @@ from decimal import Decimal
 from typing import Protocol
 
 from algostream.execution.errors import ExecutionError, UnknownOrderError
-from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
-from algostream.model.enums import OrderStatus, OrderType, Side
+from algostream.model.enums import OrderAction, OrderStatus, OrderType, Side
 from algostream.model.records import BookTop, OrderEvent, OrderRequest, TradeTick
 
 _ZERO = Decimal(0)
@@ -143,7 +146,10 @@ class OrderLists:
     # ------------------------------------------------------------------ submit
 
     def submit(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
-        """An approved order: a list when ``order_list`` is set, else a plain order."""
+        """An approved order: a list when ``order_list`` is set, else a plain order; a
+        CANCEL / REPLACE request (``action``) cancels / cancel-replaces its target."""
+        if order.action is not OrderAction.NEW:
+            return self._amend(order, now_ns)
         if order.order_list is not None and order.client_order_id in self._lists:
             return []  # a replayed approval must not place the list twice
         if order.order_list == "BRACKET":
@@ -153,6 +159,28 @@ class OrderLists:
             tp, sl = exits(order, order.side)
             return self.submit_oco(order.client_order_id, tp, sl, now_ns)
         events = self.venue.submit(order, now_ns)
+        return events + self._follow(events, now_ns)
+
+    def _amend(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
+        """A CANCEL: the target CANCELLED (nothing when it is already); a REPLACE:
+        :meth:`cancel_replace`, the replacement under the request's client order id. A
+        request seen before changes nothing."""
+        target, coid = order.target_id, order.client_order_id
+        assert target is not None
+        if self.broker.get(coid) is not None:
+            return []  # a replayed REPLACE (or a refused CANCEL)
+        if order.action is OrderAction.REPLACE:
+            return self.cancel_replace(target, order, now_ns)
+        olist = self._lists.get(target)
+        if olist is not None:  # an OCO or a bracket: every open order of it
+            return [] if olist.done else self.cancel_list(target, now_ns, f"cancelled by {coid}")
+        old = self.broker.get(target)
+        if old is not None and old.status is OrderStatus.CANCELLED:
+            return []  # cancelled already (a replayed CANCEL)
+        if old is None or not old.is_open:
+            state = "unknown" if old is None else old.status.value
+            return self.broker.refuse(order, f"CANCEL of {target!r}: the order is {state}", now_ns)
+        events = self.broker.cancel(target, now_ns, f"cancelled by request {coid}")
         return events + self._follow(events, now_ns)
 
     def submit_oco(
@@ -226,16 +254,14 @@ class OrderLists:
         old = self.broker.get(client_order_id)
         if old is None or not old.is_open:
             state = "unknown" if old is None else old.status.value
-            refused = ManagedOrder(replacement, venue=self.broker.venue)
             why = f"cancel-replace: {client_order_id!r} is {state}, not replaced"
-            return [refused.reject(why, now_ns)]
+            return self.broker.refuse(replacement, why, now_ns)
         events = self.broker.cancel(
             client_order_id, now_ns, f"replaced by {replacement.client_order_id}"
         )
         if old.status is not OrderStatus.CANCELLED:  # an in-flight order filled first
-            refused = ManagedOrder(replacement, venue=self.broker.venue)
             why = f"cancel-replace: {client_order_id!r} became {old.status.value} first"
-            return [*events, refused.reject(why, now_ns)]
+            return [*events, *self.broker.refuse(replacement, why, now_ns)]
         new = self.venue.submit(replacement, now_ns)
         return events + new + self._follow(new, now_ns)
 

@@ -173,6 +173,15 @@ class PaperBroker:
         self._sweep()
         return events
 
+    def refuse(self, order: OrderRequest, reason: str, now_ns: int) -> list[OrderEvent]:
+        """REJECTED without executing (a cancel-replace that cannot be done), remembered
+        so that a replayed request is not answered twice; ``[]`` for an id known."""
+        if self.get(order.client_order_id) is not None:
+            return []
+        managed = ManagedOrder(order, venue=self.venue)
+        self._closed[order.client_order_id] = managed
+        return [managed.reject(reason, now_ns)]
+
     def advance(self, now_ns: int) -> list[OrderEvent]:
         """Execute in-flight orders that have arrived by ``now_ns``."""
         events = self._run_pending(now_ns)

@@ -23,7 +23,7 @@ from typing import Any
 from algostream.execution.errors import ExecutionError
 from algostream.execution.order_lists import exits
 from algostream.execution.orders import ManagedOrder
-from algostream.model.enums import OrderStatus
+from algostream.model.enums import OrderAction, OrderStatus
 from algostream.model.records import OrderEvent, OrderRequest
 
 _ZERO = Decimal(0)
@@ -256,6 +256,8 @@ def rebuild_local(
     lists: dict[str, OrderRequest] = {}
     orders: dict[str, ManagedOrder] = {}
     for r in requests:
+        if r.action is OrderAction.CANCEL:  # a request about another order, not one itself
+            continue
         if r.order_list is not None:
             lists[r.client_order_id] = r
         if r.order_list != "OCO":  # an OCO is its legs, not an order of its own

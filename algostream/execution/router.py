@@ -65,7 +65,7 @@ from algostream.execution.usdm_stream import (
     parse_account_update,
     user_event_dead_letter,
 )
-from algostream.model.enums import OrderStatus, OrderType, Side
+from algostream.model.enums import OrderAction, OrderStatus, OrderType, Side
 from algostream.model.ids import split_instrument
 from algostream.model.records import (
     BookTop,
@@ -182,6 +182,8 @@ class ExecutionRouter:
         :class:`~algostream.execution.order_lists.OrderLists`)."""
         if self._lists is not None:
             return self._lists.submit(order, now_ns)
+        if order.action is not OrderAction.NEW:
+            return await self._amend_request(order, now_ns)
         if order.order_list is not None:
             if self._emulator.knows(order.client_order_id):
                 return []
@@ -190,6 +192,31 @@ class ExecutionRouter:
                 return refused
             return await self._run(self._emulator.on_submit(order), now_ns)
         return await self._after(await self._submit_one(order, now_ns), now_ns)
+
+    async def _amend_request(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
+        """A strategy's CANCEL (:meth:`cancel` of its target) or REPLACE (:meth:`replace`:
+        cancel, then the request placed under its own client order id). A request seen
+        before changes nothing; one the venue refuses is REJECTED naming why."""
+        target, coid = order.target_id, order.client_order_id
+        assert target is not None
+        if coid in self._orders or self.tracked(coid) is not None:
+            return []
+        if order.action is OrderAction.REPLACE:  # the new order is a plain one at the venue
+            new = order.model_copy(update={"action": OrderAction.NEW, "target_id": None})
+            return await self.replace(target, new, now_ns)
+        old = self.tracked(target)
+        if old is not None and old.status is OrderStatus.CANCELLED:
+            return []
+        refused = ManagedOrder(order, venue=self._venue)
+        if old is None or not old.is_open:
+            self._orders[coid] = refused
+            state = "unknown" if old is None else old.status.value
+            return [refused.reject(f"CANCEL of {target!r}: the order is {state}", now_ns)]
+        try:
+            return await self.cancel(target, now_ns)
+        except (BinanceError, CoinbaseError, UnknownOrderError) as exc:
+            self._orders[coid] = refused
+            return [refused.reject(f"CANCEL of {target!r} refused: {exc}", now_ns)]
 
     async def _submit_one(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
         if self._coinbase is not None:

@@ -56,6 +56,15 @@ _CONDITIONAL_TYPES = frozenset(
 )
 
 
+class OrderAction(StrEnum):
+    """What an ``OrderRequest`` asks: a NEW order, or to CANCEL / REPLACE an open one
+    (``target_id``: the open order's client order id)."""
+
+    NEW = "NEW"
+    CANCEL = "CANCEL"
+    REPLACE = "REPLACE"
+
+
 class TimeInForce(StrEnum):
     GTC = "GTC"
     IOC = "IOC"

@@ -34,6 +34,7 @@ from algostream.model.enums import (
     ControlAction,
     CostMethod,
     IntegrityKind,
+    OrderAction,
     OrderStatus,
     OrderType,
     RiskEventKind,
@@ -372,6 +373,10 @@ class Signal(Record):
     order_list: OrderListKind | None = None
     take_profit: Price | None = None
     stop_loss: Price | None = None
+    #: NEW, or CANCEL / REPLACE the open order whose client order id is ``target_id``
+    #: (a strategy's ``ctx.cancel`` / ``ctx.replace``); see OrderRequest
+    action: OrderAction = OrderAction.NEW
+    target_id: ClientOrderId | None = None
 
 
 # --------------------------------------------------------------------------- orders
@@ -407,10 +412,17 @@ class OrderRequest(Record):
     stop_loss: Price | None = None
     #: set on an order that is a leg of a list: the list's id
     list_id: ClientOrderId | None = None
+    #: ``NEW``: place this order. ``CANCEL``: cancel the open order ``target_id`` (side,
+    #: type, quantity and prices are the target's, for the record). ``REPLACE``: cancel
+    #: ``target_id`` and place this order (its new price / quantity) under this
+    #: request's ``client_order_id`` in one step; the venue never holds both.
+    action: OrderAction = OrderAction.NEW
+    target_id: ClientOrderId | None = None
 
     @model_validator(mode="after")
     def _order_type_fields(self) -> OrderRequest:
         self._order_list_fields()
+        self._action_fields()
         kind = self.order_type
         if kind.is_conditional and self.stop_price is None:
             raise ValueError(f"order_type={kind.value} needs a stop_price")
@@ -424,6 +436,24 @@ class OrderRequest(Record):
                 f"{self.time_in_force.value}: only a LIMIT GTC order can be post-only"
             )
         return self
+
+    def _action_fields(self) -> None:
+        if self.action is OrderAction.NEW:
+            if self.target_id is not None:
+                raise ValueError(f"target_id={self.target_id}: only for a CANCEL or REPLACE")
+            return
+        if self.target_id is None:
+            raise ValueError(f"action={self.action.value} needs a target_id")
+        if self.target_id == self.client_order_id:
+            raise ValueError(
+                f"action={self.action.value}: target_id {self.target_id!r} is the request's "
+                "own client_order_id"
+            )
+        if self.order_list is not None or self.list_id is not None:
+            raise ValueError(
+                f"action={self.action.value}: an order_list or a list leg is cancelled as "
+                "its list, not by a request"
+            )
 
     def _order_list_fields(self) -> None:
         if self.order_list is None:

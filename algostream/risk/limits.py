@@ -71,6 +71,8 @@ class RejectReason(StrEnum):
     REDUCE_ONLY_WOULD_INCREASE = "REDUCE_ONLY_WOULD_INCREASE"
     # OCO / bracket: an exit on the wrong side of the entry (or of the market)
     ORDER_LIST = "ORDER_LIST"
+    # a CANCEL / REPLACE whose target is not an open order of the account
+    ORDER_NOT_OPEN = "ORDER_NOT_OPEN"
 
 
 @dataclass(frozen=True, slots=True)

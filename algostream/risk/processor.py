@@ -16,6 +16,16 @@ Idempotence (at-least-once delivery):
   reusing a decided ``client_order_id`` is rejected with ``DUPLICATE_CLIENT_ORDER_ID``;
 * an order event whose ``record_id`` was already applied returns ``[]``.
 
+A CANCEL request (``action``) is approved whenever its target is an open (approved,
+not terminal) order of the account, halted or not: it only takes risk away. A REPLACE is
+checked as the new order it places (price band, notional, filters, ...; the target's
+open quantity is not counted twice); while the account or its strategy is HALTED (or
+REDUCING) it passes only if it reduces (no more quantity than the target has left, its
+limit no more aggressive), else ``TRADING_HALTED``. Either, for a target that is not
+open, is refused ``ORDER_NOT_OPEN`` naming it; for another strategy's order (a risk
+stop's, say) ``INVALID_ORDER``. The target's reservation ends with its
+CANCELLED event; a REPLACE reserves its own quantity like a new order.
+
 Both memories are bounded (``memory`` entries each, oldest forgotten first).
 
 Mark-to-market output is throttled: on a book update, ``Position``/``PnL`` records of an
@@ -29,7 +39,7 @@ so a replay produces byte-identical records.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from itertools import islice
 from typing import Any
@@ -37,6 +47,7 @@ from typing import Any
 from algostream.config import RiskConfig, StrategySpec
 from algostream.model.enums import (
     ControlAction,
+    OrderAction,
     OrderStatus,
     RiskEventKind,
     Side,
@@ -67,6 +78,7 @@ from algostream.risk.limits import (
     PreTradeContext,
     Rejection,
     RejectReason,
+    approved_record,
     rejected_record,
 )
 from algostream.risk.stops import StopManager, closing_order, stop_event, stop_proposal
@@ -219,9 +231,15 @@ class RiskProcessor:
                 f"for proposal {prior[0]}",
             )
             return [rejected_record(order, dup, now_ns)]
-        refused = self._strategy_check(order)
+        refused = None if order.action is OrderAction.NEW else self._target_check(order)
+        if order.action is OrderAction.NEW or refused is not None:
+            refused = refused or self._strategy_check(order)
         if refused is not None:
             decision: Decision = rejected_record(order, refused, now_ns)
+        elif order.action is OrderAction.CANCEL:
+            decision = approved_record(order, now_ns)
+        elif order.action is OrderAction.REPLACE:
+            decision = self._replace_decision(order, now_ns)
         else:
             decision = self.checker.decide(order, self._context(order, now_ns), now_ns)
             if isinstance(decision, OrderRequest) and self.futures.is_futures(order.instrument):
@@ -230,6 +248,76 @@ class RiskProcessor:
         self._decisions += 1
         self._remember(order.client_order_id, order.record_id, decision, self._decisions)
         return [decision]
+
+    def _target_check(self, order: OrderRequest) -> Rejection | None:
+        """A CANCEL / REPLACE of an order that is not open in this account, of another
+        strategy's order (a risk stop's, say), or a REPLACE that would turn its side."""
+        target = None if order.target_id is None else self._pending.get(order.target_id)
+        what = f"{order.action.value} of {order.target_id!r}"
+        if target is None or (target.account, target.instrument) != (
+            order.account,
+            order.instrument,
+        ):
+            return Rejection(
+                RejectReason.ORDER_NOT_OPEN,
+                "OPEN_ORDER",
+                str(order.target_id),
+                f"{what}: not an open order of {order.account} in {order.instrument}",
+            )
+        prior = self._decided.get(str(order.target_id))
+        approved = prior[1] if prior is not None else None
+        owner = approved.strategy if isinstance(approved, OrderRequest) else None
+        if owner is not None and owner != order.strategy:
+            return Rejection(
+                RejectReason.INVALID_ORDER,
+                owner,
+                order.strategy,
+                f"{what}: the order is strategy {owner}'s, not {order.strategy}'s",
+            )
+        if order.action is OrderAction.REPLACE and order.side is not target.side:
+            return Rejection(
+                RejectReason.INVALID_ORDER,
+                target.side.value,
+                order.side.value,
+                f"{what}: side {order.side.value}, the order is {target.side.value}",
+            )
+        return None
+
+    def _replace_decision(self, order: OrderRequest, now_ns: int) -> Decision:
+        """A REPLACE whose target is open: checked as a new order (see the module doc)."""
+        assert order.target_id is not None
+        target = self._pending[order.target_id]
+        prior = self._decided.get(order.target_id)
+        old = prior[1] if prior is not None else None
+        old_limit = old.limit_price if isinstance(old, OrderRequest) else None
+        reduces = order.quantity <= target.remaining and (
+            old_limit is None
+            or order.limit_price is None
+            or (order.limit_price - old_limit) * order.side.sign <= 0
+        )
+        ctx = self._context(order, now_ns)
+        ctx = replace(ctx, pending_same_side=max(ctx.pending_same_side - target.remaining, ZERO))
+        sid = order.strategy
+        if not reduces:
+            halted = sid in self.halted or ctx.state is not TradingState.ACTIVE
+            if halted and not order.reduce_only:
+                why = self.halted.get(sid) or f"{order.instrument} is {ctx.state.value}"
+                return rejected_record(
+                    order,
+                    Rejection(
+                        RejectReason.TRADING_HALTED,
+                        STRATEGY_HALTED if sid in self.halted else ctx.state.value,
+                        str(order.target_id),
+                        f"REPLACE of {order.target_id!r} would add risk while halted: {why}",
+                    ),
+                    now_ns,
+                )
+        else:
+            ctx = replace(ctx, state=TradingState.ACTIVE)
+        decision = self.checker.decide(order, ctx, now_ns)
+        if isinstance(decision, OrderRequest) and self.futures.is_futures(order.instrument):
+            decision = self._futures_check(order, decision, now_ns)
+        return decision
 
     def _futures_check(self, order: OrderRequest, approved: Decision, now_ns: int) -> Decision:
         """A futures order the other checks approved: leverage bracket, margin available,
@@ -335,7 +423,7 @@ class RiskProcessor:
         if isinstance(decision, OrderRejected):
             if self.stops.is_stop_order(coid):
                 self.stops.on_close_failed(coid)
-        else:
+        elif decision.action is not OrderAction.CANCEL:  # a cancel reserves nothing
             account = decision.account
             self._rate(account).record(decision.ts_event)
             pending = PendingOrder(

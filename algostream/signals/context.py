@@ -34,6 +34,18 @@ alone, for a position already held:
 The risk gate checks a bracket as one order (the entry's notional) and refuses one whose
 take-profit or stop-loss is on the wrong side of the entry (``orders.rejected``, reason
 ``ORDER_LIST``); an OCO's legs are reduce-only.
+
+An open order (one of ``ctx.open_orders``, or its client order id) can be cancelled or
+replaced by a new price and/or quantity; the replacement is a new order (a client order
+id of its own), placed once the old one is cancelled:
+
+>>> ctx = StrategyContext("SIM:ABC", FlatPortfolio(Decimal(1000)))
+>>> resting = OpenOrder("c1", Side.BUY, "units", Decimal(2), Decimal(99), None)
+>>> ctx.portfolio.open_orders = lambda instrument: (resting,)
+>>> ctx.replace(resting, price=Decimal("99.5"))
+>>> ctx.cancel("c1")
+>>> [(i.action.value, i.target_id, i.limit_price) for i in ctx.take_intents()]
+[('REPLACE', 'c1', Decimal('99.5')), ('CANCEL', 'c1', Decimal('99'))]
 """
 
 from __future__ import annotations
@@ -42,12 +54,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
-from algostream.model.enums import Side
+from algostream.model.enums import OrderAction, Side
 from algostream.model.records import OrderListKind, SignalSizing
 from algostream.signals.errors import StrategyOrderError
 
 if TYPE_CHECKING:
-    from algostream.model.records import PnL, Position
+    from algostream.model.records import OrderEvent, PnL, Position
     from algostream.risk.ledger import AccountLedger
     from algostream.risk.limits import InstrumentFilters
     from algostream.risk.processor import RiskProcessor
@@ -94,6 +106,9 @@ class OrderIntent:
     order_list: OrderListKind | None = None
     take_profit: Decimal | None = None
     stop_loss: Decimal | None = None
+    #: NEW, or CANCEL / REPLACE the open order ``target_id`` (``ctx.cancel``/``replace``)
+    action: OrderAction = OrderAction.NEW
+    target_id: str | None = None
 
 
 class Portfolio(Protocol):
@@ -122,6 +137,25 @@ class FlatPortfolio:
 
     def open_orders(self, instrument: str) -> tuple[OpenOrder, ...]:
         return ()
+
+
+def track_open(orders: dict[str, list[OpenOrder]], event: OrderEvent) -> None:
+    """Keep ``orders`` (instrument -> open orders) up to date with one ``orders.events``
+    record: an open order with what remains of it; a terminal one removed."""
+    listed = orders.setdefault(event.instrument, [])
+    listed[:] = [o for o in listed if o.client_order_id != event.client_order_id]
+    if not event.status.is_terminal:
+        left = event.quantity - event.cum_qty
+        listed.append(
+            OpenOrder(
+                event.client_order_id,
+                event.side,
+                "units",
+                left,
+                event.limit_price,
+                event.stop_price,
+            )
+        )
 
 
 class LedgerPortfolio:
@@ -164,6 +198,11 @@ class LedgerPortfolio:
     def open_orders(self, instrument: str) -> tuple[OpenOrder, ...]:
         return tuple(self.orders.get(instrument, ()))
 
+    def on_order_event(self, event: OrderEvent) -> None:
+        """An ``orders.events`` record of this portfolio's strategy (the tick engine)."""
+        if self.strategy is None or event.strategy in (None, self.strategy):
+            track_open(self.orders, event)
+
 
 class RecordPortfolio:
     """Live: the newest ``positions`` and ``pnl`` records of one account (with
@@ -174,8 +213,17 @@ class RecordPortfolio:
         self.strategy = strategy
         self._equity = starting_equity
         self._positions: dict[str, Position] = {}
-
+        self._orders: dict[str, list[OpenOrder]] = {}
         self._equity_ts = -1
+
+    def on_order_event(self, record: OrderEvent) -> None:
+        """An ``orders.events`` record: this account's (``strategy``'s, when the portfolio
+        is one strategy's) open orders."""
+        mine = record.account == self.account and (
+            self.strategy is None or record.strategy in (None, self.strategy)
+        )
+        if mine:
+            track_open(self._orders, record)
 
     def on_position(self, record: Position) -> None:
         """Keep ``record`` if it is this account's newest for its instrument."""
@@ -206,7 +254,7 @@ class RecordPortfolio:
         return self._equity
 
     def open_orders(self, instrument: str) -> tuple[OpenOrder, ...]:
-        return ()
+        return tuple(self._orders.get(instrument, ()))
 
 
 def _positive(name: str, value: Decimal | None) -> Decimal | None:
@@ -381,6 +429,69 @@ class StrategyContext:
                 _positive("stop_loss", stop_loss),
             )
         )
+
+    def cancel(self, order: OpenOrder | str, reason: str = "") -> None:
+        """Cancel an open order (one of :attr:`open_orders`, or its client order id)."""
+        held = self._open(order, "cancel")
+        self.intents.append(
+            OrderIntent(
+                held.side,
+                held.sizing,
+                held.size,
+                held.limit_price,
+                held.stop_price,
+                reason or f"cancel {held.client_order_id}",
+                action=OrderAction.CANCEL,
+                target_id=held.client_order_id,
+            )
+        )
+
+    def replace(
+        self,
+        order: OpenOrder | str,
+        *,
+        price: Decimal | None = None,
+        quantity: Decimal | None = None,
+        reason: str = "",
+    ) -> None:
+        """Replace an open order by the same order at a new ``price`` (its limit; a stop
+        order's stop) and/or ``quantity`` (units): cancel-replace, the new order has a
+        client order id of its own."""
+        held = self._open(order, "replace")
+        if price is None and quantity is None:
+            raise StrategyOrderError(f"replace {held.client_order_id}: give price or quantity")
+        _positive("price", price)
+        _positive("quantity", quantity)
+        limit, stop = held.limit_price, held.stop_price
+        if price is not None:
+            if limit is not None:
+                limit = price
+            elif stop is not None:
+                stop = price
+            else:
+                raise StrategyOrderError(
+                    f"replace {held.client_order_id}: a MARKET order has no price to replace"
+                )
+        sizing, size = (held.sizing, held.size) if quantity is None else ("units", quantity)
+        self.intents.append(
+            OrderIntent(
+                held.side,
+                sizing,
+                size,
+                limit,
+                stop,
+                reason or f"replace {held.client_order_id}",
+                action=OrderAction.REPLACE,
+                target_id=held.client_order_id,
+            )
+        )
+
+    def _open(self, order: OpenOrder | str, what: str) -> OpenOrder:
+        coid = order if isinstance(order, str) else order.client_order_id
+        for held in self.open_orders:
+            if held.client_order_id == coid:
+                return held
+        raise StrategyOrderError(f"{what}: {coid!r} is not an open order of {self.instrument}")
 
     def take_intents(self) -> list[OrderIntent]:
         """The requests made since the last call (and forget them)."""

@@ -173,6 +173,8 @@ class SignalProcessor:
                     order_list=intent.order_list,
                     take_profit=intent.take_profit,
                     stop_loss=intent.stop_loss,
+                    action=intent.action,
+                    target_id=intent.target_id,
                 )
             )
         return out
@@ -200,6 +202,8 @@ class SignalProcessor:
         if intent.sizing in ("equity", "target_equity"):
             size = (abs(size) * ctx.equity / price / step).to_integral_value(ROUND_DOWN) * step
             size = -size if intent.size < 0 else size
+        if intent.sizing == "equity" and intent.side is Side.SELL:  # a fraction is unsigned
+            size = -size
         if intent.sizing.startswith("target"):
             size -= ctx.position.quantity
         if not size:

@@ -7,7 +7,10 @@ strength`` rounded *down* to ``step`` (exact
 Decimal arithmetic; the float strength enters through its shortest decimal repr). A
 quantity that rounds to zero gives no order. The client order id is
 ``derive_id(signal.record_id)``, so a replayed signal proposes the same order and
-downstream de-duplication works.
+downstream de-duplication works. A signal to CANCEL or REPLACE an open order
+(``ctx.cancel`` / ``ctx.replace``) becomes an ``OrderRequest`` with that ``action`` and
+the order's ``target_id``: a CANCEL carries the target's side, type and prices for the
+record (its quantity may round to zero); a REPLACE is the new order.
 
 >>> from decimal import Decimal
 >>> from algostream.config import RiskConfig, SignalConfig
@@ -21,7 +24,7 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, Decimal
 
 from algostream.config import RiskConfig, SignalConfig
-from algostream.model.enums import OrderType
+from algostream.model.enums import OrderAction, OrderType
 from algostream.model.ids import derive_id
 from algostream.model.records import OrderRequest, Signal
 from algostream.model.values import to_decimal
@@ -74,8 +77,13 @@ class OrderSizer:
                 f"signal {signal.record_id}: sizing={signal.sizing!r} size={signal.size} "
                 f"stop_price={signal.stop_price} is sized by the bar backtest, not here"
             )
-        if quantity <= 0:
+        cancel = signal.action is OrderAction.CANCEL
+        if quantity <= 0 and not cancel:
             return None
+        if signal.action is not OrderAction.NEW and signal.target_id is None:
+            raise SignalError(
+                f"signal {signal.record_id}: action={signal.action.value} without a target_id"
+            )
         if signal.order_list == "OCO" and signal.limit_price != signal.take_profit:
             raise SignalError(
                 f"signal {signal.record_id}: an OCO's limit_price={signal.limit_price} must "
@@ -100,4 +108,6 @@ class OrderSizer:
             take_profit=signal.take_profit,
             stop_loss=signal.stop_loss,
             reduce_only=signal.order_list == "OCO",
+            action=signal.action,
+            target_id=signal.target_id,
         )

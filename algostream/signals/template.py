@@ -14,7 +14,10 @@
    ``ctx.sell(units, stop=price)``, ``ctx.close()``; a bracket
    ``ctx.buy(units, take_profit=p1, stop_loss=p2)`` (exits placed once it fills, one
    cancelling the other) and an OCO on the position held
-   ``ctx.oco(take_profit=p1, stop_loss=p2)``. (``on_features`` may instead return
+   ``ctx.oco(take_profit=p1, stop_loss=p2)``; an open order (one of ``ctx.open_orders``,
+   or its ``client_order_id``) is cancelled with ``ctx.cancel(order)`` and moved with
+   ``ctx.replace(order, price=p, quantity=q)`` (a new order replaces it once it is
+   cancelled). (``on_features`` may instead return
    ``self.signal(...)``, sized by ``signal.order_quantity``.)
 5. Register it so ``SignalConfig.strategy`` can name it::
 
@@ -66,6 +69,13 @@ class TemplateStrategy(Strategy[TemplateStrategyConfig]):
         # or enter with its exits attached (a bracket: take 2 %, lose at most 1 %):
         #     self.ctx.buy(Decimal("0.1"), take_profit=bar.close * Decimal("1.02"),
         #                  stop_loss=bar.close * Decimal("0.99"), reason="bracket")
+        # or keep a resting bid 0.1 % under the close, moved each bar:
+        #     bid = bar.close * Decimal("0.999")
+        #     for order in self.ctx.open_orders:
+        #         if order.limit_price != bid:
+        #             self.ctx.replace(order, price=bid, reason="follow the close")
+        #     if not self.ctx.open_orders:
+        #         self.ctx.buy(Decimal("0.1"), limit=bid)
 
     def on_book(self, top: BookTop) -> None:
         """React to the order book (``top.best_bid``, ``top.best_ask``, ``top.imbalance``)."""

@@ -90,7 +90,10 @@ def test_cancel_replace_moves_an_open_order_and_refuses_a_filled_one() -> None:
     lists.broker.submit(request("r3", Side.BUY, OrderType.MARKET), 4)  # filled at once
     (refused,) = lists.cancel_replace("r3", request("r4", Side.BUY, OrderType.MARKET), 5)
     assert refused.status.value == "REJECTED" and "'r3' is FILLED, not replaced" in refused.reason
-    assert lists.broker.get("r4") is None
+    # never placed; remembered as REJECTED, so a replayed request is not answered twice
+    r4 = lists.broker.get("r4")
+    assert r4 is not None and r4.status.value == "REJECTED" and not r4.is_open
+    assert lists.cancel_replace("r3", request("r4", Side.BUY, OrderType.MARKET), 6) == []
 
 
 async def test_live_cancel_replace_through_the_router(http: Any, venue: Any) -> None:
