@@ -113,8 +113,9 @@ class BookStage:
             store.save(writes, update, out, meta=False)
         for inst, writes in pending.items():  # once per changed key per batch
             store.save_meta(writes, inst)
+            partition = self.state.partition(inst)  # (StageState.stage, hoisted: hot)
             for key, value in writes.items():
-                self.state.stage(outbox, key, None if value is _DELETE else value, inst)
+                outbox.add(*table.stage(key, None if value is _DELETE else value), partition)
         await outbox.send()
         for inst, times in timings.items():
             metrics.observe_all(metrics.child(metrics.BOOK_UPDATE_SECONDS, instrument=inst), times)
