@@ -115,7 +115,8 @@ class BookStage:
             store.save_meta(writes, inst)
             partition = self.state.partition(inst)  # (StageState.stage, hoisted: hot)
             for key, value in writes.items():
-                outbox.add(*table.stage(key, None if value is _DELETE else value), partition)
+                name, raw_key, payload = table.stage(key, None if value is _DELETE else value)
+                outbox.add(name, raw_key, payload, partition)
         await outbox.send()
         for inst, times in timings.items():
             metrics.observe_all(metrics.child(metrics.BOOK_UPDATE_SECONDS, instrument=inst), times)

@@ -218,10 +218,6 @@ class Edge:
             except Rejected as exc:  # made here, refused here: a bug to see, not a crash
                 log.error("record refused in-process", topic=topic, error=str(exc))
 
-    async def send_all(self, records: list[tuple[str, Record]]) -> None:
-        for topic, record in records:
-            await self.send(topic, record)
-
     async def decode_or_dlq(
         self, event: faust.EventT[bytes], record_type: type[R], agent: str
     ) -> R | None:
