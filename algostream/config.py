@@ -104,6 +104,15 @@ class RiskConfig(Section):
     #: futures: an order whose liquidation price would be closer than this (percent of
     #: the mark) is refused ``TOO_CLOSE_TO_LIQUIDATION``
     min_liquidation_distance_percent: Decimal = Field(default=Decimal("5"), gt=0, lt=100)
+    #: futures, on start: a position the venue reports differently from the ledger is
+    #: ``adopt``-ed (an ``orders.events`` FILLED record of the difference, reason
+    #: ``POSITION_ADOPTED``), or with ``halt`` trading halts when the difference is above
+    #: ``position_mismatch_tolerance`` (base quantity; at or below it, adopted)
+    position_mismatch: Literal["adopt", "halt"] = "adopt"
+    position_mismatch_tolerance: Quantity = Decimal(0)
+    #: futures paper trading: the liquidation clearance fee, percent of the notional at
+    #: the liquidation price (0: none charged)
+    liquidation_fee_percent: Decimal = Field(default=Decimal(0), ge=0, lt=100)
 
 
 class ExecutionConfig(Section):

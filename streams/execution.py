@@ -33,10 +33,13 @@ from algostream.execution.coinbase_orders import CoinbaseExecution
 from algostream.execution.errors import OrderStatusUnknownError
 from algostream.execution.futures_paper import FuturesPaperBroker
 from algostream.execution.futures_venue import (
+    halt_record,
     is_futures,
     paper_futures,
     reconcile_positions_on_start,
+    settle_positions,
 )
+from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import VenueOrder, rebuild_local, reconcile_orders
 from algostream.execution.router import ExecutionRouter
@@ -45,7 +48,14 @@ from algostream.execution.user_stream import UserDataStream, stream_url_for
 from algostream.model.enums import OrderStatus
 from algostream.model.errors import RecordDecodeError
 from algostream.model.ids import split_instrument
-from algostream.model.records import BookTop, OrderEvent, OrderRequest, Record, TradeTick
+from algostream.model.records import (
+    BookTop,
+    DeadLetter,
+    OrderEvent,
+    OrderRequest,
+    Record,
+    TradeTick,
+)
 from algostream.observability import metrics
 from streams import fencing, futures
 from streams.edge import Edge
@@ -77,7 +87,10 @@ class ExecutionShell:
         self._router: ExecutionRouter | None = None
         self._client: BinanceRestClient | None = None
         self._user_stream: asyncio.Task[None] | None = None
+        self.stream: UserDataStream | None = None
         self.reconciled = False
+        #: why live trading is halted (a position mismatch at start; None: it is not)
+        self.halted: str | None = None
 
     @property
     def router(self) -> ExecutionRouter:
@@ -97,7 +110,9 @@ class ExecutionShell:
                 http = httpx.AsyncClient(timeout=ex.request_timeout_ms / 1000)
                 client = UsdmRestClient if self.is_futures else BinanceRestClient
                 self._client = client.from_config(http, ex)
-                self._router = ExecutionRouter(binance=self._client)
+                self._router = ExecutionRouter(
+                    binance=self._client, account=self.settings.risk.account
+                )
         return self._router
 
     async def reconcile(self) -> list[OrderEvent]:
@@ -150,41 +165,67 @@ class ExecutionShell:
         for problem in result.discrepancies:
             log.error("reconciliation: cannot fix with an event", problem=problem)
         log.info("reconciled with the venue", open_orders=len(mine), events=len(result.events))
+        adopted: list[OrderEvent] = []
         if self.is_futures and isinstance(self._client, UsdmRestClient):  # positions too
-            for diff in await reconcile_positions_on_start(self._client, self.settings, events):
-                log.error("reconciliation: position differs at the venue (the venue is the "
-                          "truth)", instrument=diff.instrument, local=str(diff.local),
-                          venue=str(diff.venue))  # fmt: skip
+            adopted = await self.reconcile_positions(events + result.events)
         # after the comparison: a restored top can fill a resting order (an event of its own)
-        return result.events + (await self.restore_books() if paper else [])
+        return result.events + adopted + (await self.restore_books() if paper else [])
 
-    def start_user_stream(self, emit: Callable[[list[OrderEvent]], Awaitable[None]]) -> None:
-        """Live: order updates from the user data stream (REST catch-up on each connect,
-        polling while it is down); see algostream.execution.user_stream."""
+    async def reconcile_positions(self, events: list[OrderEvent]) -> list[OrderEvent]:
+        """USD-M live: the positions the fills make against the venue's; each difference
+        is adopted or halts trading (``risk.position_mismatch``; see
+        algostream.execution.futures_venue.settle_positions)."""
+        assert isinstance(self._client, UsdmRestClient)
+        diffs = await reconcile_positions_on_start(self._client, self.settings, events)
+        done = settle_positions(diffs, self.settings, time.time_ns())
+        for diff in diffs:
+            log.warning(
+                "reconciliation: position differs at the venue (the venue is the truth)",
+                instrument=diff.instrument, ours=str(diff.local), theirs=str(diff.venue),
+                action="halt" if diff in done.refused else "adopted",
+            )  # fmt: skip
+        self.halted = done.halt  # each start-up reconciliation decides afresh
+        if done.halt is not None:
+            log.error("trading halted: positions differ at the venue", reason=done.halt)
+        return done.events
+
+    def start_user_stream(
+        self,
+        emit: Callable[[list[OrderEvent]], Awaitable[None]],
+        dead_letter: Callable[[DeadLetter], Awaitable[None]],
+    ) -> None:
+        """Live: order updates from the user data stream, spot or USD-M (REST catch-up on
+        each connect, polling while it is down); see algostream.execution.user_stream.
+        An event of a type the stream does not know goes to ``dlq`` naming it."""
         ex = self.settings.execution
         if ex.paper_trading or self._user_stream is not None:
             return
         router, client = self.router, self._client
-        if self.is_futures or self.is_coinbase:  # no user stream read here: polling
+        if self.is_coinbase:  # no user stream read here: polling
             self._user_stream = asyncio.get_running_loop().create_task(self._poll(emit))
             return
         assert client is not None
+        futures = self.is_futures
 
         async def on_event(event: dict[str, Any]) -> None:
-            await emit(router.on_user_event(event, time.time_ns()))
+            events, letter = router.on_stream_event(event, time.time_ns(), futures=futures)
+            await (emit(events) if letter is None else dead_letter(letter))
 
         async def catch_up() -> None:
             await emit(await router.catch_up(time.time_ns()))
 
-        stream = UserDataStream(
+        base = ex.user_stream_url or stream_url_for(ex.exchange_api_url)
+        if futures and not ex.user_stream_url:
+            base += "/fstream"  # the simulator's futures streams (Binance: fstream host)
+        self.stream = UserDataStream(
             client,
-            ex.user_stream_url or stream_url_for(ex.exchange_api_url),
+            base,
             on_event=on_event,
             on_connected=catch_up,
             on_poll=catch_up,
             poll_interval_s=ex.order_poll_interval_ms / 1000,
         )
-        self._user_stream = asyncio.get_running_loop().create_task(stream.run())
+        self._user_stream = asyncio.get_running_loop().create_task(self.stream.run())
 
     async def _poll(self, emit: Callable[[list[OrderEvent]], Awaitable[None]]) -> None:
         interval = self.settings.execution.order_poll_interval_ms / 1000
@@ -239,8 +280,11 @@ class ExecutionShell:
                 self.state["futures"] = self._futures.to_state()
 
     async def submit(self, order: OrderRequest) -> list[OrderEvent]:
-        """Send once; an unknown outcome (timeout/5xx after retries) is queried, not resent."""
+        """Send once; an unknown outcome (timeout/5xx after retries) is queried, not resent.
+        While halted (a position mismatch at start) the order is REJECTED naming why."""
         now = time.time_ns()
+        if self.halted is not None:
+            return [ManagedOrder(order, venue="BINANCE_USDM").reject(self.halted, now)]
         try:
             return await self.router.submit(order, now)
         except OrderStatusUnknownError as exc:
@@ -280,6 +324,14 @@ def stages(app: faust.App, edge: Edge, settings: Settings) -> list[Stage]:
         if events:
             shell.persist()
 
+    async def dead_letter(record: DeadLetter) -> None:
+        log.warning("dead letter", agent="execution", source=record.source_topic,
+                    error=record.reason)  # fmt: skip
+        metrics.DLQ_RECORDS.labels(
+            agent="execution", topic=record.source_topic, error_type=record.error_type
+        ).inc()
+        await edge.send("dlq", record)
+
     lock = asyncio.Lock()
 
     async def reconciled_first() -> None:
@@ -290,7 +342,10 @@ def stages(app: faust.App, edge: Edge, settings: Settings) -> list[Stage]:
             if not shell.reconciled:
                 await emit(await shell.reconcile())
                 shell.reconciled = True
-                shell.start_user_stream(emit)
+                if shell.halted is not None:
+                    halt = halt_record(shell.halted, settings.risk.account, time.time_ns())
+                    await edge.send("risk.events", halt)
+                shell.start_user_stream(emit, dead_letter)
 
     async def on_approved(order: OrderRequest) -> None:
         """Send an approved order to the venue once (from the topic or in-process)."""
@@ -334,7 +389,7 @@ def stages(app: faust.App, edge: Edge, settings: Settings) -> list[Stage]:
                 "orders.approved": Input(OrderRequest, on_approved, local=paper, also_read=True),
                 "book.top": Input(BookTop, on_top, read=Read.TAP),
                 "md.trades": Input(TradeTick, on_trade, read=Read.TAP),
-                **futures.execution_inputs(edge, settings, shell),
+                **futures.execution_inputs(edge, settings, shell, emit),
             },
             on_revoke=shell.forget,
         )

@@ -6,7 +6,8 @@
 * with ``market_data.exchange = "binance_usdm"`` both stages take ``md.mark_price`` (the
   worker's tap reads it once for both): the gate settles funding into the ledger
   (``Position``/``PnL`` records, ``algostream_funding_paid``), the paper broker into its
-  futures account.
+  futures account, and the paper account liquidates a position the mark moves through
+  (its events on ``orders.events``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from algostream.config import Settings
 from algostream.execution.futures_venue import is_futures
 from algostream.model.ids import split_instrument
-from algostream.model.records import MarkPrice, Position, Record
+from algostream.model.records import MarkPrice, OrderEvent, Position, Record
 from algostream.observability import metrics
 from algostream.risk.futures import FUTURES_VENUE
 from streams import fencing
@@ -74,7 +75,10 @@ def risk_inputs(
 
 
 def execution_inputs(
-    edge: Edge, settings: Settings, shell: ExecutionShell
+    edge: Edge,
+    settings: Settings,
+    shell: ExecutionShell,
+    emit: Callable[[list[OrderEvent]], Awaitable[None]],
 ) -> dict[str, Input[Any]]:
     """The paper broker's futures inputs (live: the venue settles funding)."""
     if not is_futures(settings) or not settings.execution.paper_trading:
@@ -83,7 +87,11 @@ def execution_inputs(
     async def on_mark(mark: MarkPrice) -> None:
         if not edge.owns("orders.approved") or not await fencing.may_handle(edge):
             return  # not the owner (or fenced): the owner's broker settles it
-        if shell.router.on_mark_price(mark):
+        paid = shell.router.on_mark_price(mark)
+        liquidated = shell.router.take_liquidations()
+        if liquidated:
+            await emit(liquidated)  # persists
+        elif paid:
             shell.persist()
 
     return {"md.mark_price": Input(MarkPrice, on_mark, read=Read.TAP)}

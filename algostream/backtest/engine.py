@@ -45,6 +45,7 @@ from algostream.model.records import (
     BookIntegrity,
     BookTop,
     BookUpdate,
+    Liquidation,
     MarkPrice,
     OrderEvent,
     OrderRejected,
@@ -211,6 +212,8 @@ class BacktestEngine:
                 self.on_trade(record)
             elif isinstance(record, MarkPrice):
                 self.on_mark_price(record)
+            elif isinstance(record, Liquidation):
+                self.emit("md.liquidations", record)
             elif isinstance(record, BookIntegrity):
                 self.emit("book.integrity", record)
                 self._risk(self.risk.on_integrity(record, record.ts_init))
@@ -247,6 +250,7 @@ class BacktestEngine:
         self.emit("md.mark_price", mark)
         if self.futures is not None:
             self.futures.on_mark_price(mark)
+            self._fills(self.futures.take_liquidations())
         self._risk(self.risk.on_mark_price(mark, mark.ts_init))
 
     def _on_bar(self, bar: Bar) -> None:

@@ -144,6 +144,8 @@ class BinanceRestClient:
     open_orders_path = OPEN_ORDERS_PATH
     account_path = ACCOUNT_PATH
     time_path = TIME_PATH
+    #: the listen key endpoint (USD-M: ``/fapi/v1/listenKey``)
+    user_stream_path = USER_STREAM_PATH
 
     def __init__(
         self,
@@ -288,18 +290,18 @@ class BinanceRestClient:
 
     async def new_listen_key(self) -> str:
         """``POST /api/v3/userDataStream`` (API key only): a key for the user data stream."""
-        data = await self._call("POST", USER_STREAM_PATH, [], signed=False, keyed=True)
+        data = await self._call("POST", self.user_stream_path, [], signed=False, keyed=True)
         return str(data["listenKey"])
 
     async def keepalive_listen_key(self, listen_key: str) -> None:
         """``PUT /api/v3/userDataStream``: keep the key alive another 60 minutes."""
         params = [("listenKey", listen_key)]
-        await self._call("PUT", USER_STREAM_PATH, params, signed=False, keyed=True)
+        await self._call("PUT", self.user_stream_path, params, signed=False, keyed=True)
 
     async def close_listen_key(self, listen_key: str) -> None:
         """``DELETE /api/v3/userDataStream``: end the key."""
         params = [("listenKey", listen_key)]
-        await self._call("DELETE", USER_STREAM_PATH, params, signed=False, keyed=True)
+        await self._call("DELETE", self.user_stream_path, params, signed=False, keyed=True)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -158,19 +158,79 @@ class FuturesAccount:
                 used += self.initial_margin(pos, mark)
         return self.equity(marks) - used
 
-    def liquidation_price(self, pos: FuturesPosition, mark: Decimal) -> Decimal | None:
+    def liquidation_price(
+        self, pos: FuturesPosition, mark: Decimal, marks: dict[str, Decimal] | None = None
+    ) -> Decimal | None:
         """The mark at which maintenance margin = the position's margin (None: flat or
-        no such price)."""
+        no such price). Isolated: the position's margin. Cross: the wallet, and with
+        ``marks`` the account's equity: less isolated margins, plus the other cross
+        positions' unrealised P&L less their maintenance margin at their marks."""
         if pos.qty == 0:
             return None
         b = bracket_for(pos.notional(mark), self.brackets)
-        margin = pos.isolated_margin if pos.margin_mode is MarginMode.ISOLATED else self.wallet
+        if pos.margin_mode is MarginMode.ISOLATED:
+            margin = pos.isolated_margin
+        elif marks is None:
+            margin = self.wallet
+        else:
+            margin = self.cross_wallet() + sum(
+                (
+                    p.unrealized_pnl(marks.get(i, p.entry_price))
+                    - self.maintenance_margin(p, marks.get(i, p.entry_price))
+                    for i, p in self.positions.items()
+                    if p is not pos and p.qty and p.margin_mode is MarginMode.CROSS
+                ),
+                _ZERO,
+            )
         q = pos.qty
         denom = q - abs(q) * b.mmr
         if denom == 0:
             return None
         price = (q * pos.entry_price - margin - b.cum) / denom
         return price if price > 0 else None
+
+    def cross_wallet(self) -> Decimal:
+        """The wallet less the isolated positions' margin (what backs cross positions)."""
+        return self.wallet - sum(
+            (p.isolated_margin for p in self.positions.values() if p.qty and
+             p.margin_mode is MarginMode.ISOLATED),
+            _ZERO,
+        )  # fmt: skip
+
+    def liquidations(self, marks: dict[str, Decimal]) -> list[tuple[FuturesPosition, Decimal]]:
+        """The positions ``marks`` liquidate, each with its closing price.
+
+        * Isolated: a long whose mark is at or below its liquidation price (a short: at or
+          above) closes at the liquidation price (its loss is its margin less the
+          maintenance margin);
+        * cross: when the cross equity (:meth:`cross_wallet` + every cross position's
+          unrealised P&L) is at or below their summed maintenance margin, every cross
+          position closes at its mark (Binance liquidates a cross account as a whole).
+
+        Positions without a mark are not judged."""
+        out: list[tuple[FuturesPosition, Decimal]] = []
+        cross = []
+        for inst, pos in self.positions.items():
+            if not pos.qty or inst not in marks:
+                continue
+            if pos.margin_mode is MarginMode.CROSS:
+                cross.append(pos)
+                continue
+            mark = marks[inst]
+            liq = self.liquidation_price(pos, mark)
+            if liq is not None and (mark <= liq if pos.qty > 0 else mark >= liq):
+                out.append((pos, liq))
+        if cross:
+            all_cross = [
+                (p, marks.get(i, p.entry_price))
+                for i, p in self.positions.items()
+                if p.qty and p.margin_mode is MarginMode.CROSS
+            ]
+            equity = self.cross_wallet() + sum((p.unrealized_pnl(m) for p, m in all_cross), _ZERO)
+            maintenance = sum((self.maintenance_margin(p, m) for p, m in all_cross), _ZERO)
+            if equity <= maintenance:
+                out += [(p, m) for p, m in all_cross]
+        return out
 
     # ------------------------------------------------------------------ fills and funding
 
@@ -221,7 +281,13 @@ class FuturesAccount:
             _entry_after(pos, side, qty, mark),
             pos.isolated_margin + extra if pos.margin_mode is MarginMode.ISOLATED else _ZERO,
         )  # fmt: skip
-        liq = self.liquidation_price(trial, mark)
+        saved = self.positions.get(instrument)
+        self.positions[instrument] = trial
+        try:
+            liq = self.liquidation_price(trial, mark, {**marks, instrument: mark})
+        finally:
+            if saved is not None:
+                self.positions[instrument] = saved
         if liq is not None and abs(mark - liq) / mark < min_liquidation_distance:
             raise FuturesError(
                 "TOO_CLOSE_TO_LIQUIDATION", "liquidation_price", liq.quantize(Decimal("0.01")),
@@ -308,8 +374,18 @@ def reconcile_positions(
 
 @dataclass(frozen=True)
 class PositionDiscrepancy:
-    """A position the venue reports differently: adopt ``venue`` (the venue is the truth)."""
+    """A position the venue reports differently: adopt ``venue`` (the venue is the truth).
+    ``venue_entry`` / ``venue_mark``: the venue's entry and mark price when known,
+    ``local_entry``: our entry price."""
 
     instrument: str
     local: Decimal
     venue: Decimal
+    venue_entry: Decimal | None = None
+    venue_mark: Decimal | None = None
+    local_entry: Decimal | None = None
+
+    @property
+    def difference(self) -> Decimal:
+        """What the venue holds beyond ours (signed)."""
+        return self.venue - self.local

@@ -10,6 +10,17 @@
   once a mark price is at or past the next funding time announced by the previous one,
   that funding time is settled with the rate announced with it (at most once per time),
   so live paper trading and a backtest replaying the topic pay the same funding.
+* Liquidation: after every mark price the account is judged
+  (:meth:`FuturesAccount.liquidations`): an isolated position the mark has crossed its
+  liquidation price closes at that price; a cross account whose equity is at or below its
+  maintenance margin closes every cross position at its mark. Each close is an order
+  of its own (client order id ``liq-<SYMBOL>-<ms>``, strategy ``liquidation``, reduce-only
+  MARKET) ACCEPTED then FILLED with the reason ``LIQUIDATED: ...`` and the liquidation
+  fee (``liquidation_fee_rate`` of the notional, 0 by default) as its fee; the
+  instrument's resting paper orders are cancelled, as the venue does. The risk gate
+  applies the fill like any other (its ``Position`` and ``PnL`` records follow).
+  :meth:`take_liquidations` hands the events over (the worker sends them to
+  ``orders.events``; the backtest engine to its risk gate).
 
 >>> from decimal import Decimal as D
 >>> from algostream.execution.futures import FuturesAccount
@@ -27,6 +38,8 @@ from typing import Any
 from algostream.execution.futures import FuturesAccount, FuturesError, FuturesPosition, MarginMode
 from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
+from algostream.model.enums import OrderType, Side
+from algostream.model.ids import derive_id
 from algostream.model.records import BookTop, MarkPrice, OrderEvent, OrderRequest, TradeTick
 
 _ZERO = Decimal(0)
@@ -52,10 +65,15 @@ class FuturesPaperBroker:
         account: FuturesAccount,
         *,
         min_liquidation_distance: Decimal = Decimal("0.05"),
+        liquidation_fee_rate: Decimal = _ZERO,
+        account_id: str = "paper",
     ) -> None:
         self.broker = broker
         self.account = account
         self.min_liquidation_distance = min_liquidation_distance
+        self.liquidation_fee_rate = liquidation_fee_rate
+        self.account_id = account_id
+        self._liquidations: list[OrderEvent] = []
         self.marks: dict[str, Decimal] = {}
         self._last_mark: dict[str, MarkPrice] = {}
         self.payments: list[FundingPayment] = []
@@ -107,6 +125,47 @@ class FuturesPaperBroker:
         self.marks[inst] = mark.mark_price
         previous = self._last_mark.get(inst)
         self._last_mark[inst] = mark
+        payments = self._settle_funding(mark, previous)
+        self._liquidations += self.liquidate(mark.ts_event)
+        return payments
+
+    def take_liquidations(self) -> list[OrderEvent]:
+        """The liquidation events since the last call (see the module docstring)."""
+        out, self._liquidations = self._liquidations, []
+        return out
+
+    def liquidate(self, now_ns: int) -> list[OrderEvent]:
+        """Close every position the current marks liquidate; returns the events."""
+        events: list[OrderEvent] = []
+        for pos, price in self.account.liquidations(self.marks):
+            inst, qty = pos.instrument, abs(pos.qty)
+            mark = self.marks[inst]
+            for resting in self.broker.open_orders(inst):
+                events += self.broker.cancel(resting.client_order_id, now_ns, "liquidation")
+            side = Side.SELL if pos.qty > 0 else Side.BUY
+            symbol = inst.partition(":")[2]
+            coid = f"liq-{symbol}-{now_ns // 1_000_000}"[:36]
+            request = OrderRequest(
+                instrument=inst, ts_event=now_ns, ts_init=now_ns,
+                record_id=derive_id("liquidation", inst, now_ns), lineage_id="liquidation",
+                account=self.account_id, client_order_id=coid, strategy="liquidation",
+                side=side, order_type=OrderType.MARKET, quantity=qty, reduce_only=True,
+            )  # fmt: skip
+            managed = ManagedOrder(request, venue=self.broker.venue)
+            fee = qty * price * self.liquidation_fee_rate
+            how = (
+                f"mark {mark:f} crossed the liquidation price {price:f}"
+                if pos.margin_mode is MarginMode.ISOLATED
+                else f"cross equity at or below its maintenance margin at mark {mark:f}"
+            )
+            reason = f"LIQUIDATED: {pos.side} {qty:f} {inst} ({pos.margin_mode.value}): {how}"
+            events.append(managed.accept(now_ns, f"paper-{coid}"))
+            events.append(managed.fill(price, qty, fee, now_ns, reason=reason))
+            self.account.fill(inst, side, qty, price, fee)
+        return events
+
+    def _settle_funding(self, mark: MarkPrice, previous: MarkPrice | None) -> list[FundingPayment]:
+        inst = mark.instrument
         if previous is None or mark.ts_event < previous.next_funding_ns:
             return []
         amount = self.account.apply_funding(

@@ -27,6 +27,7 @@ From a Faust agent::
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from decimal import Decimal
 from typing import Any
 
@@ -46,9 +47,26 @@ from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import BINANCE_STATUS, VenueOrder, events_to_match
 from algostream.execution.usdm_client import UsdmNewOrder, UsdmRestClient, venue_order_from_usdm
-from algostream.model.enums import OrderStatus
+from algostream.execution.usdm_stream import (
+    ACCOUNT_UPDATE,
+    ORDER_UPDATE,
+    VENUE_CLOSE_PREFIXES,
+    AccountUpdate,
+    as_report,
+    check_event,
+    parse_account_update,
+    user_event_dead_letter,
+)
+from algostream.model.enums import OrderStatus, OrderType, Side
 from algostream.model.ids import split_instrument
-from algostream.model.records import BookTop, MarkPrice, OrderEvent, OrderRequest, TradeTick
+from algostream.model.records import (
+    BookTop,
+    DeadLetter,
+    MarkPrice,
+    OrderEvent,
+    OrderRequest,
+    TradeTick,
+)
 
 _MS = 1_000_000
 
@@ -69,6 +87,7 @@ class ExecutionRouter:
         coinbase: CoinbaseExecution | None = None,
         venue: str = "BINANCE",
         max_closed: int = 10_000,
+        account: str = "paper",
     ) -> None:
         if futures is not None:
             if paper is not None and paper is not futures.broker:
@@ -84,8 +103,14 @@ class ExecutionRouter:
         self._binance = binance
         self._usdm = isinstance(binance, UsdmRestClient)
         self._venue = venue
+        #: the account of orders the venue places itself (liquidations)
+        self._account = account
         self._orders: dict[str, ManagedOrder] = {}
         self._max_closed = max_closed
+        #: (client order id, trade id) of the user stream's trades applied (bounded)
+        self._trades: OrderedDict[tuple[str, str], None] = OrderedDict()
+        #: the newest ``ACCOUNT_UPDATE`` of the USD-M user data stream
+        self.venue_account: AccountUpdate | None = None
 
     @classmethod
     def from_config(
@@ -125,6 +150,10 @@ class ExecutionRouter:
     def on_mark_price(self, mark: MarkPrice) -> list[FundingPayment]:
         """Futures paper trading: the mark and its funding (the venue charges it live)."""
         return self._futures.on_mark_price(mark) if self._futures is not None else []
+
+    def take_liquidations(self) -> list[OrderEvent]:
+        """Futures paper trading: the positions the last marks liquidated (their events)."""
+        return self._futures.take_liquidations() if self._futures is not None else []
 
     async def submit(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
         """Execute an approved order; a client order id seen before yields no events."""
@@ -204,20 +233,69 @@ class ExecutionRouter:
             return []
         return self._apply(managed, payload, now_ns)
 
+    def on_stream_event(
+        self, event: dict[str, Any], now_ns: int, *, futures: bool
+    ) -> tuple[list[OrderEvent], DeadLetter | None]:
+        """One event as the user data stream delivered it: its order events, or the
+        ``dlq`` record of an event type the stream (spot or USD-M) does not know or a
+        field that does not parse (the stream goes on)."""
+        try:
+            check_event(event, futures=futures)
+            return self.on_user_event(event, now_ns), None
+        except (ExecutionError, KeyError, ValueError, TypeError, ArithmeticError) as exc:
+            venue = "binance_usdm" if futures else "binance"
+            return [], user_event_dead_letter(event, exc, venue=venue, now_ns=now_ns)
+
     def on_user_event(self, event: dict[str, Any], now_ns: int) -> list[OrderEvent]:
-        """One user data stream event: ``executionReport`` moves a tracked order."""
-        if self._binance is None or event.get("e") != "executionReport":
+        """One user data stream event: ``executionReport`` (spot) or
+        ``ORDER_TRADE_UPDATE`` (USD-M) moves a tracked order; ``ACCOUNT_UPDATE`` keeps
+        the venue's positions and balances (:attr:`venue_account`)."""
+        if self._binance is None:
             return []
-        return self.on_execution_report(event, now_ns)
+        kind = event.get("e")
+        if kind == "executionReport":
+            return self.on_execution_report(event, now_ns)
+        if kind == ORDER_UPDATE:
+            report = as_report(event)
+            if str(report["c"]).startswith(VENUE_CLOSE_PREFIXES):
+                self._track_venue_close(report)
+            return self.on_execution_report(report, now_ns)
+        if kind == ACCOUNT_UPDATE:
+            self.venue_account = parse_account_update(event)
+        return []
+
+    def _track_venue_close(self, report: dict[str, Any]) -> None:
+        """An order the venue placed itself (``autoclose-*``: a liquidation, ``adl_autoclose``:
+        auto-deleveraging) is tracked from its first update, so its fills reach
+        ``orders.events`` (reason ``LIQUIDATED``) and the ledger like ours."""
+        coid = str(report["c"])
+        if coid in self._orders or not self._usdm:
+            return
+        now = int(report.get("T") or report.get("E") or 0) * _MS
+        request = OrderRequest(
+            instrument=f"BINANCE_USDM:{report['s']}", ts_event=now, ts_init=now,
+            record_id=f"venue-{coid}"[:128], lineage_id="venue", account=self._account,
+            client_order_id=coid[:36], strategy="liquidation", side=Side(str(report["S"])),
+            order_type=OrderType.MARKET, quantity=Decimal(str(report["q"])), reduce_only=True,
+        )  # fmt: skip
+        self._orders[coid] = ManagedOrder(request, venue=self._venue)
 
     def on_execution_report(self, report: dict[str, Any], now_ns: int) -> list[OrderEvent]:
-        """Events for one ``executionReport`` (an exact fill for a TRADE; stale: none)."""
+        """Events for one ``executionReport`` (an exact fill for a TRADE; stale: none).
+        A trade id seen before (a replayed frame after a reconnect) changes nothing."""
         status = str(report["X"])
         coid = str(report.get("C") or report["c"]) if status == "CANCELED" else str(report["c"])
         managed = self._orders.get(coid)
         executed = Decimal(report["z"])
         if managed is None or not managed.is_open or executed < managed.cum_qty:
             return []
+        if report["x"] == "TRADE" and report.get("t") is not None:
+            trade = (coid, str(report["t"]))
+            if trade in self._trades:
+                return []
+            self._trades[trade] = None
+            while len(self._trades) > self._max_closed:
+                self._trades.popitem(last=False)
         ts = int(report.get("T") or report["E"]) * _MS
         events: list[OrderEvent] = []
         last_qty = Decimal(report["l"])
@@ -227,9 +305,14 @@ class ExecutionRouter:
             fee_currency = str(report.get("N") or "")
             fee = Decimal(report.get("n") or "0")
             price = Decimal(report["L"])
+            liquidated = coid.startswith(VENUE_CLOSE_PREFIXES)
+            reason = f"LIQUIDATED: the venue's order {coid}" if liquidated else ""
             events.append(
-                managed.fill(price, last_qty, fee, ts, ts_init=now_ns, fee_currency=fee_currency)
-            )
+                managed.fill(
+                    price, last_qty, fee, ts, ts_init=now_ns, fee_currency=fee_currency,
+                    reason=reason,
+                )
+            )  # fmt: skip
         venue = VenueOrder(
             coid, str(report["i"]), BINANCE_STATUS[status], executed, Decimal(report["Z"])
         )

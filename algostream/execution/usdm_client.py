@@ -1,7 +1,8 @@
 """Binance USDⓈ-M futures REST trading: signed ``/fapi/v1/order`` with the spot client's
 signing, rate limits and safe retries (:mod:`.binance_client`: an unknown outcome is
 queried by client order id before any resend; -4116 "duplicated" is looked up too), plus
-``POST /fapi/v1/leverage`` and ``GET /fapi/v2/positionRisk`` for reconciling positions.
+``POST /fapi/v1/leverage``, ``GET /fapi/v2/positionRisk`` for reconciling positions and
+``/fapi/v1/listenKey`` for the user data stream (:mod:`.usdm_stream`).
 
 Order types: MARKET, LIMIT (GTC/IOC/FOK; post-only is ``timeInForce=GTX``), STOP /
 STOP_MARKET, TAKE_PROFIT / TAKE_PROFIT_MARKET; ``reduceOnly=true`` for reduce-only.
@@ -29,6 +30,7 @@ from algostream.execution.binance_client import (
 )
 from algostream.execution.errors import ExecutionError
 from algostream.execution.reconcile import BINANCE_STATUS, VenueOrder
+from algostream.execution.usdm_stream import VenuePosition, position_from_risk
 from algostream.model.enums import OrderType, TimeInForce
 
 USDM_TYPE = {
@@ -90,6 +92,8 @@ class UsdmRestClient(BinanceRestClient):
     open_orders_path = "/fapi/v1/openOrders"
     account_path = "/fapi/v2/account"
     time_path = "/fapi/v1/time"
+    #: ``POST/PUT/DELETE /fapi/v1/listenKey``: the futures user data stream's key
+    user_stream_path = "/fapi/v1/listenKey"
 
     def __repr__(self) -> str:
         return f"UsdmRestClient(base_url={self._base!r}, api_key=SecretStr('**********'))"
@@ -101,6 +105,10 @@ class UsdmRestClient(BinanceRestClient):
 
     async def positions(self, symbol: str | None = None) -> dict[str, Decimal]:
         """``GET /fapi/v2/positionRisk``: ``{symbol: signed position}`` (short < 0)."""
+        return {p.symbol: p.qty for p in await self.position_risk(symbol)}
+
+    async def position_risk(self, symbol: str | None = None) -> list[VenuePosition]:
+        """``GET /fapi/v2/positionRisk``: every position with its entry and mark price."""
         params = [("symbol", symbol)] if symbol else []
         rows = await self._call("GET", "/fapi/v2/positionRisk", params, signed=True)
-        return {str(r["symbol"]): Decimal(str(r["positionAmt"])) for r in rows}
+        return [position_from_risk(r) for r in rows]

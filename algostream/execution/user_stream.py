@@ -1,8 +1,11 @@
 """Binance user data stream for live order and balance updates, with REST as the backstop.
 
 :class:`UserDataStream` keeps one stream open: it takes a listen key (``POST
-/api/v3/userDataStream``), connects to ``{ws_url}/ws/<listenKey>``, and hands every
-``executionReport`` and ``outboundAccountPosition`` to ``on_event``. It sends the
+/api/v3/userDataStream``; USD-M futures: ``/fapi/v1/listenKey``, the client's
+``user_stream_path``), connects to ``{ws_url}/ws/<listenKey>`` (futures: ``ws_url`` is the
+``fstream`` host), and hands every event to ``on_event`` (spot ``executionReport`` and
+``outboundAccountPosition``; futures ``ORDER_TRADE_UPDATE`` and ``ACCOUNT_UPDATE``, read by
+:mod:`algostream.execution.usdm_stream`). It sends the
 keepalive (``PUT``) every ``keepalive_s`` (Binance: the key lapses after 60 minutes
 without one), and reconnects with capped, jittered backoff when the connection drops,
 the key expires (``listenKeyExpired``) or the keepalive is refused.

@@ -6,7 +6,9 @@
 Per symbol a :class:`~algostream.marketdata.usdm_sync.UsdmBookSync` runs the futures
 procedure (chain on ``pu``); aggregate trades go to ``md.trades`` (once per ``a`` id, so
 the overlap of a rotated connection is published once) and mark price / funding updates
-to ``md.mark_price`` (once per event time).
+to ``md.mark_price`` (once per event time); liquidation orders (``forceOrder``) to
+``md.liquidations``, counted in ``algostream_liquidations_total`` and
+``algostream_liquidated_notional_total``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from algostream.marketdata.frames import FrameKind
 from algostream.marketdata.usdm_sync import UsdmBookSync
 from algostream.model.enums import IntegrityKind
 from algostream.model.ids import instrument_id
+from algostream.observability import metrics
 
 
 class BinanceUsdmAdapter(FeedHealth):
@@ -82,6 +85,14 @@ class BinanceUsdmAdapter(FeedHealth):
                 continue
             self.last_mark[mark.instrument] = mark.ts_event
             result.records.append(("md.mark_price", mark))
+        for liquidation in parsed.liquidations:
+            result.records.append(("md.liquidations", liquidation))
+            metrics.LIQUIDATIONS.labels(
+                instrument=liquidation.instrument, side=liquidation.side.value
+            ).inc()
+            metrics.LIQUIDATED_NOTIONAL.labels(instrument=liquidation.instrument).inc(
+                float(liquidation.quantity * (liquidation.avg_price or liquidation.price))
+            )
         for update, pu in zip(frame.book, parsed.prev_final_ids, strict=True):
             symbol = update.instrument.partition(":")[2]
             sync = self.syncs.get(symbol)

@@ -3,13 +3,14 @@
 Instruments are ``BINANCE_USDM:<SYMBOL>``: a perpetual is not the spot pair of the same
 name (``BINANCE:BTCUSDT``), it has its own book, trades and funding. Streams per symbol:
 ``<s>@aggTrade``, ``<s>@depth@100ms`` and ``<s>@markPrice`` (every 3 s; ``@markPrice@1s``
-every second). A futures ``depthUpdate`` carries ``pu``, the ``u`` of the previous event
+every second) and ``<s>@forceOrder`` (liquidation orders: :class:`Liquidation`, to
+``md.liquidations``). A futures ``depthUpdate`` carries ``pu``, the ``u`` of the previous event
 of the stream: the book chains on it (:class:`~algostream.marketdata.usdm_sync.UsdmBookSync`),
 not on ``U == previous u + 1`` as spot does. A ``depthUpdate`` without ``pu`` is a spot
 frame on a futures connection and is refused, naming the field.
 
 >>> usdm_stream_names(["BTCUSDT"])
-['btcusdt@aggTrade', 'btcusdt@depth@100ms', 'btcusdt@markPrice']
+['btcusdt@aggTrade', 'btcusdt@depth@100ms', 'btcusdt@markPrice', 'btcusdt@forceOrder']
 >>> f = parse_usdm_frame('{"stream":"btcusdt@markPrice","data":{"e":"markPriceUpdate",'
 ...     '"E":1562305380000,"s":"BTCUSDT","p":"11794.15","i":"11784.62","P":"11784.25",'
 ...     '"r":"0.00038167","T":1562306400000}}', recv_ns=5)
@@ -51,7 +52,7 @@ from algostream.marketdata.frames import (
 )
 from algostream.model.enums import BookUpdateKind, Side
 from algostream.model.ids import derive_id
-from algostream.model.records import BookUpdate, MarkPrice, TradeTick
+from algostream.model.records import BookUpdate, Liquidation, MarkPrice, TradeTick
 
 VENUE = "BINANCE_USDM"
 DEPTH_SNAPSHOT_PATH = "/fapi/v1/depth"
@@ -68,6 +69,7 @@ class UsdmFrame:
     frame: ParsedFrame
     prev_final_ids: list[int] = field(default_factory=list)
     marks: list[MarkPrice] = field(default_factory=list)
+    liquidations: list[Liquidation] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- stream names
@@ -76,7 +78,7 @@ class UsdmFrame:
 def usdm_stream_names(
     symbols: Iterable[str], *, depth_speed: str = "100ms", mark_price_speed: str = "3s"
 ) -> list[str]:
-    """Combined-stream names per symbol: aggTrade, diff depth, mark price.
+    """Combined-stream names per symbol: aggTrade, diff depth, mark price, liquidations.
 
     ``depth_speed`` is ``"100ms"``, ``"250ms"`` or ``"500ms"``; ``mark_price_speed``
     ``"3s"`` or ``"1s"``.
@@ -92,7 +94,7 @@ def usdm_stream_names(
         s = symbol.strip().lower()
         if not s.isalnum():
             raise ValueError(f"symbol {symbol!r}: expected letters and digits, e.g. BTCUSDT")
-        names += [f"{s}@aggTrade", f"{s}@{depth}", f"{s}@{mark}"]
+        names += [f"{s}@aggTrade", f"{s}@{depth}", f"{s}@{mark}", f"{s}@forceOrder"]
     return names
 
 
@@ -101,7 +103,7 @@ def usdm_stream_url(base: str, symbols: Iterable[str], **names: Any) -> str:
     ``ws://host:port/fstream``.
 
     >>> usdm_stream_url("wss://fstream.binance.com", ["ETHUSDT"])
-    'wss://fstream.binance.com/stream?streams=ethusdt@aggTrade/ethusdt@depth@100ms/ethusdt@markPrice'
+    'wss://fstream.binance.com/stream?streams=ethusdt@aggTrade/ethusdt@depth@100ms/ethusdt@markPrice/ethusdt@forceOrder'
     """
     root = base.rstrip("/")
     if not root.endswith("/stream"):
@@ -133,7 +135,8 @@ def parse_usdm_frame(raw: str | bytes, recv_ns: int, venue: str = VENUE) -> Usdm
     """Parse one futures WebSocket frame (combined ``{"stream","data"}`` or raw payload).
 
     ``aggTrade`` → trades, ``depthUpdate`` (with ``pu``) → unsynchronised diffs,
-    ``markPriceUpdate`` → :class:`MarkPrice`; ``{"result","id"}`` is an ACK, an error reply
+    ``markPriceUpdate`` → :class:`MarkPrice`, ``forceOrder`` → :class:`Liquidation`;
+    ``{"result","id"}`` is an ACK, an error reply
     ERROR, ``serverShutdown`` SHUTDOWN. Anything else raises :class:`FrameError`.
     """
     text, obj = decode_frame(raw)
@@ -248,6 +251,37 @@ def _mark_price(
     return UsdmFrame(ParsedFrame(raw=raw), marks=[mark])
 
 
+def _force_order(
+    d: dict[str, Any], path: str, text: str, recv_ns: int, venue: str, stream: str
+) -> UsdmFrame:
+    o = as_obj(req(d, "o", path), f"{path}.o")
+    opath = f"{path}.o"
+    inst = instrument_for(venue, req(o, "s", opath), f"{opath}.s")
+    side_raw = as_str(req(o, "S", opath), f"{opath}.S")
+    if side_raw not in ("BUY", "SELL"):
+        raise FrameError(f"{opath}.S", short_repr(side_raw), "expected BUY or SELL")
+    ts = ms_to_ns(req(o, "T", opath), f"{opath}.T")
+    quantity = as_decimal(req(o, "q", opath), f"{opath}.q", positive=True)
+    avg = as_decimal(o.get("ap", "0"), f"{opath}.ap", positive=False)
+    raw = raw_frame(text, recv_ns, venue, stream, inst)
+    liquidation = build(
+        Liquidation,
+        instrument=inst,
+        ts_event=ts,
+        ts_init=recv_ns,
+        record_id=derive_id("liquidation", inst, side_raw, quantity, ts),
+        lineage_id=raw.record_id,
+        side=Side(side_raw),
+        quantity=quantity,
+        price=as_decimal(req(o, "p", opath), f"{opath}.p", positive=True),
+        avg_price=avg if avg > 0 else None,
+        last_filled_qty=as_decimal(o.get("l", "0"), f"{opath}.l", positive=False),
+        filled_qty=as_decimal(o.get("z", "0"), f"{opath}.z", positive=False),
+        status=as_str(req(o, "X", opath), f"{opath}.X"),
+    )
+    return UsdmFrame(ParsedFrame(raw=raw), liquidations=[liquidation])
+
+
 def _shutdown(
     d: dict[str, Any], path: str, text: str, recv_ns: int, venue: str, stream: str
 ) -> UsdmFrame:
@@ -259,6 +293,7 @@ _HANDLERS: dict[str, _Handler] = {
     "aggTrade": _agg_trade,
     "depthUpdate": _depth,
     "markPriceUpdate": _mark_price,
+    "forceOrder": _force_order,
     "serverShutdown": _shutdown,
 }
 

@@ -267,6 +267,25 @@ class MarkPrice(Record):
     next_funding_ns: int = Field(ge=0)
 
 
+class Liquidation(Record):
+    """A liquidation order on a perpetual's market (``md.liquidations``).
+
+    From Binance USD-M ``forceOrder`` (``<symbol>@forceOrder``: the latest liquidation in
+    each 1000 ms snapshot): ``side`` is the liquidation order's (SELL: a long was
+    liquidated), ``price`` its limit, ``avg_price`` what it filled at so far,
+    ``filled_qty`` of ``quantity``; ``ts_event`` its trade time.
+    """
+
+    TYPE: ClassVar[str] = "Liquidation"
+    side: Side
+    quantity: Quantity
+    price: Price
+    avg_price: Price | None = None
+    last_filled_qty: Quantity = Decimal(0)
+    filled_qty: Quantity = Decimal(0)
+    status: str = Field(min_length=1, max_length=32)
+
+
 # --------------------------------------------------------------------------- signals
 
 
@@ -508,6 +527,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         BookIntegrity,
         Bar,
         MarkPrice,
+        Liquidation,
         FeatureVector,
         Signal,
         OrderRequest,

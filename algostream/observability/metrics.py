@@ -55,6 +55,8 @@ __all__ = [
     "GC_PAUSE_SECONDS",
     "KAFKA_REACHABLE",
     "LATENCY_BUCKETS",
+    "LIQUIDATED_NOTIONAL",
+    "LIQUIDATIONS",
     "LOSS_THRESHOLD",
     "MARGIN_USED",
     "MESSAGES_IN",
@@ -271,6 +273,17 @@ FUNDING_PAID = _gauge(
     "algostream_funding_paid",
     "Futures funding paid so far, net (quote; negative: received).",
     ("account", "instrument"),
+)
+#: the market's liquidation orders (Binance USD-M ``forceOrder``, ``md.liquidations``)
+LIQUIDATIONS = _counter(
+    "algostream_liquidations_total",
+    "Liquidation orders seen on the market (side of the order: SELL closes a long).",
+    ("instrument", "side"),
+)
+LIQUIDATED_NOTIONAL = _counter(
+    "algostream_liquidated_notional_total",
+    "Notional of the market's liquidation orders (quote: quantity * average or limit price).",
+    ("instrument",),
 )
 #: per strategy (``signal.strategies``); ``mode``: ``live`` or ``shadow``
 STRATEGY_EQUITY = _gauge(

@@ -19,6 +19,8 @@ every such message; the futures rule (``pu == prev u``) does not. A dropped mess
 ``markPriceUpdate`` is sent every 3 s on ``@markPrice`` and every second on
 ``@markPrice@1s``: mark = mid of the book, index a little below it, funding rate from
 their premium (clamped to ±0.75 %), next funding at the next 00/08/16 UTC.
+``forceOrder`` (a liquidation on the market) is sent on ``@forceOrder`` by the fault
+``/sim/fault {"kind": "liquidation", "symbol": "BTCUSDT", "side": "SELL", "qty": "0.5"}``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import orjson
 
 from algostream.sim.binance import BinanceHub, PendingDepth
+from algostream.sim.errors import SimConfigError
 from algostream.sim.market import BookProvider, MarketEvent
 from algostream.sim.spec import SymbolSpec
 
@@ -104,6 +107,45 @@ class UsdmHub(BinanceHub):
                 self.send(name, orjson.dumps(event))
                 sent += 1
         return sent
+
+    def publish_force_order(
+        self, market: BookProvider, symbol: str, side: str, qty: Decimal, now_ms: int
+    ) -> dict[str, Any]:
+        """A ``forceOrder`` (a liquidation order: SELL closes a long) on ``<s>@forceOrder``,
+        filled at the best price on the other side; returns the event."""
+        if side not in ("BUY", "SELL"):
+            raise SimConfigError(f"side={side!r}: expected BUY or SELL")
+        if not qty.is_finite() or qty <= 0:
+            raise SimConfigError(f"qty={qty}: expected > 0")
+        bids, asks = market.book(symbol)
+        levels_ = bids if side == "SELL" else asks
+        price = levels_[0][0] if levels_ else market.spec(symbol).start_price
+        event = force_order_event(symbol, side, qty, price, now_ms)
+        self.send(symbol.lower() + "@forceOrder", orjson.dumps(event))
+        return event
+
+
+def force_order_event(
+    symbol: str, side: str, qty: Decimal, price: Decimal, now_ms: int
+) -> dict[str, Any]:
+    """A filled ``forceOrder`` payload, as Binance documents it."""
+    return {
+        "e": "forceOrder",
+        "E": now_ms,
+        "o": {
+            "s": symbol,
+            "S": side,
+            "o": "LIMIT",
+            "f": "IOC",
+            "q": f"{qty:f}",
+            "p": f"{price:f}",
+            "ap": f"{price:f}",
+            "X": "FILLED",
+            "l": f"{qty:f}",
+            "z": f"{qty:f}",
+            "T": now_ms,
+        },
+    }
 
 
 def next_funding_ms(now_ms: int, interval_ms: int = FUNDING_INTERVAL_MS) -> int:

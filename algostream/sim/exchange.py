@@ -25,6 +25,7 @@ from algostream.sim.hub import WsClient, WsSettings, spawn
 from algostream.sim.market import BookProvider, SimMarket
 from algostream.sim.spec import SymbolSpec
 from algostream.sim.tape import INTERVALS_MS, TradeTape, kline_event
+from algostream.sim.user_stream import ListenKeys
 
 Autostart = Literal["connect", "immediate", "manual"]
 MAX_BATCH = 2000
@@ -80,6 +81,8 @@ class SimExchange:
         self._tasks: list[asyncio.Task[None]] = []
         #: called after every batch of market events (e.g. resting orders fill)
         self.market_listeners: list[Callable[[], None]] = []
+        #: the trading APIs' user data stream keys (spot, futures): the key-expiry fault
+        self.listen_keys: list[ListenKeys] = []
         self.tape = TradeTape()
 
     @property
@@ -347,6 +350,7 @@ class SimExchange:
             "l2_dropped": self.coinbase.l2_dropped,
             "frames_published": self.binance.frames_published,
             "malformed_sent": self.malformed_sent,
+            "listen_keys": sum(len(keys.live()) for keys in self.listen_keys),
         }
         if isinstance(self.source, PlaybackSource):
             out["playback"] = {

@@ -126,10 +126,29 @@ async def apply_fault(ex: SimExchange, body: dict[str, Any]) -> dict[str, Any]:
         }
     elif kind == "crossed":
         ex.send_crossed(str(body.get("symbol") or ex.market.symbols[0]))
+    elif kind == "liquidation":
+        symbol = str(body.get("symbol") or ex.market.symbols[0]).upper()
+        ex.spec(symbol)  # unknown symbols are refused by name
+        try:
+            qty = Decimal(str(body.get("qty", "1")))
+        except ArithmeticError:
+            raise SimConfigError(f"qty={body.get('qty')!r}: not a number") from None
+        side = str(body.get("side", "SELL"))
+        event = ex.usdm.publish_force_order(ex.market, symbol, side, qty, ex.now_ms())
+        return {"kind": kind, "event": event}
+    elif kind == "user_event":  # any payload on every user data stream (bad input)
+        payload = body.get("event")
+        if not isinstance(payload, dict):
+            raise SimConfigError(f"event={payload!r}: expected a JSON object")
+        for keys in ex.listen_keys:
+            keys.emit(payload)
+        return {"kind": kind, "keys": sum(len(keys.live()) for keys in ex.listen_keys)}
+    elif kind == "expire_listen_keys":
+        return {"kind": kind, "expired": sum(keys.expire_all() for keys in ex.listen_keys)}
     else:
         raise SimConfigError(
             f"kind={kind!r}: expected drop_depth, disconnect, silence, malformed, "
-            "server_shutdown or crossed"
+            "server_shutdown, crossed, liquidation, user_event or expire_listen_keys"
         )
     return {"kind": kind}
 

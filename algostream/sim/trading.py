@@ -782,6 +782,7 @@ def trading_setup(
         sim = add_trading_routes(app, market.book, api_key, api_secret, found, **opts)
         if exchange is not None:
             sim.listen_keys.publish = exchange.binance.send
+            exchange.listen_keys.append(sim.listen_keys)
             exchange.market_listeners.append(sim.on_market_event)
 
     return hook

@@ -11,8 +11,20 @@ leverage are a :class:`~algostream.execution.futures.FuturesAccount` (short is a
 position; Binance's bracket maintenance rates), so refusals are the venue's: -2022
 reduce-only that would increase, -2019 margin insufficient, -2027 notional above the
 leverage's bracket, -4028 leverage not valid, -4116 a client order id already used.
-Resting GTC orders fill when the book crosses them (:meth:`on_market_event`).
+Resting GTC orders fill when the book crosses them (:meth:`on_market_event`), and a
+position the mid (the mark here) takes through its liquidation is closed by an
+``autoclose-*`` order of the venue's own (:meth:`liquidate`).
 ``inject("5xx_after_place")`` / ``("5xx_before")`` fault the next order requests.
+
+User data stream (as on Binance USDⓈ-M): ``POST/PUT/DELETE /fapi/v1/listenKey`` (API key,
+no signature; :class:`~algostream.sim.user_stream.ListenKeys`: 60 minutes, extended by
+``PUT``, -1125 when unknown); events go to ``/fstream/ws/<listenKey>``:
+``ORDER_TRADE_UPDATE`` on every order change (``x`` NEW / TRADE / CANCELED / EXPIRED, a
+trade with its id ``t``, commission ``n``/``N`` and realised profit ``rp``),
+``ACCOUNT_UPDATE`` (reason ``m`` ORDER) after every fill with the wallet balance and the
+position (amount, entry price, unrealised P&L, margin type, position side BOTH), and
+``listenKeyExpired`` when a key lapses (``/sim/fault {"kind": "expire_listen_keys"}``
+expires every key now).
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -29,8 +42,11 @@ from algostream.execution.futures import FuturesAccount, FuturesError
 from algostream.model.enums import Side
 from algostream.sim.binance_errors import ApiError
 from algostream.sim.signing import check_api_key, check_timestamp, verify_signature
+from algostream.sim.user_stream import ListenKeys
 
 Level = tuple[Decimal, Decimal]
+#: the app key of the futures trading simulator (tests seed positions through it)
+USDM_SIMULATOR_KEY: web.AppKey[UsdmTradingSimulator] = web.AppKey("usdm_trading")
 BookFn = Callable[[str], tuple[Sequence[Level], Sequence[Level]]]
 _ZERO = Decimal(0)
 _BRACKET_MSG = "Exceeded the maximum allowable position at current leverage."
@@ -62,6 +78,49 @@ class FuturesOrder:
     @property
     def is_open(self) -> bool:
         return self.status in ("NEW", "PARTIALLY_FILLED")
+
+    def trade_update(
+        self, exec_type: str, now_ms: int, fill: tuple[int, Level, Decimal, Decimal] | None
+    ) -> dict[str, Any]:
+        """The ``ORDER_TRADE_UPDATE`` of this order now; ``fill`` = (trade id, (price,
+        qty), commission, realised profit) for a TRADE."""
+        avg = self.cum_quote / self.executed if self.executed else _ZERO
+        trade_id, (price, qty), fee, realized = fill or (0, (_ZERO, _ZERO), _ZERO, _ZERO)
+        return {
+            "e": "ORDER_TRADE_UPDATE",
+            "E": now_ms,
+            "T": now_ms,
+            "o": {
+                "s": self.symbol,
+                "c": self.client_order_id,
+                "S": self.side,
+                "o": self.type,
+                "f": self.time_in_force,
+                "q": f"{self.qty:f}",
+                "p": f"{self.price or _ZERO:f}",
+                "ap": f"{avg:f}",
+                "sp": "0",
+                "x": exec_type,
+                "X": self.status,
+                "i": self.order_id,
+                "l": f"{qty:f}",
+                "z": f"{self.executed:f}",
+                "L": f"{price:f}",
+                "N": "USDT",
+                "n": f"{fee:f}",
+                "T": now_ms,
+                "t": trade_id,
+                "b": "0",
+                "a": "0",
+                "m": False,
+                "R": self.reduce_only,
+                "wt": "CONTRACT_PRICE",
+                "ot": self.type,
+                "ps": "BOTH",
+                "cp": False,
+                "rp": f"{realized:f}",
+            },
+        }
 
     def as_json(self) -> dict[str, Any]:
         avg = self.cum_quote / self.executed if self.executed else _ZERO
@@ -110,7 +169,10 @@ class UsdmTradingSimulator:
         self.fee_rate = fee_rate
         self.orders: dict[int, FuturesOrder] = {}
         self._ids = itertools.count(1)
+        self._trade_ids = itertools.count(1)
         self._faults: list[str] = []
+        #: the user data stream's keys; ``publish`` is set to the ``/fstream`` hub's send
+        self.listen_keys = ListenKeys(clock_ms)
 
     def inject(self, kind: str, count: int = 1) -> None:
         """Fault the next ``count`` order requests: ``5xx_after_place`` / ``5xx_before``."""
@@ -122,11 +184,59 @@ class UsdmTradingSimulator:
         return sum(1 for o in self.orders.values() if o.client_order_id == client_order_id)
 
     def on_market_event(self) -> None:
-        """Resting GTC orders fill where the book now crosses them."""
+        """Resting GTC orders fill where the book now crosses them; positions the mid
+        (the mark here) has taken through their liquidation are closed."""
+        self.listen_keys.expire_due()
         for order in [o for o in self.orders.values() if o.is_open]:
             self._match(order)
+        self.liquidate()
+
+    def liquidate(self) -> list[FuturesOrder]:
+        """Close every position the marks (the books' mids) liquidate, as the venue does:
+        an order of its own, client id ``autoclose-<ms>-<n>``, filled at the liquidation
+        price (isolated) or the mark (cross), with its ``ORDER_TRADE_UPDATE``s and an
+        ``ACCOUNT_UPDATE``; returns the orders."""
+        marks: dict[str, Decimal] = {}
+        for inst, pos in self.account.positions.items():
+            if pos.qty:
+                try:
+                    bids, asks = self._book(inst.partition(":")[2])
+                except Exception:
+                    continue
+                if bids and asks:
+                    marks[inst] = (bids[0][0] + asks[0][0]) / 2
+        done = []
+        for pos, price in self.account.liquidations(marks):
+            symbol, qty = pos.instrument.partition(":")[2], abs(pos.qty)
+            side = "SELL" if pos.qty > 0 else "BUY"
+            now = self._clock()
+            oid = next(self._ids)
+            order = FuturesOrder(
+                oid, f"autoclose-{now}-{oid}", symbol, side, "LIMIT", "IOC", qty, price, True, now
+            )
+            self.orders[oid] = order
+            self._report(order, "NEW")
+            self._fill(order, [(price, qty)])
+            done.append(order)
+        return done
 
     # ------------------------------------------------------------------ pipeline
+
+    async def handle_listen_key(self, request: web.Request) -> web.StreamResponse:
+        """``POST/PUT/DELETE /fapi/v1/listenKey`` (API key, no signature)."""
+        try:
+            check_api_key(request.headers, self._api_key)
+            body = (await request.read()).decode() if request.can_read_body else ""
+            params = {**dict(parse_qsl(body)), **request.query}
+            if request.method == "POST":
+                return web.json_response({"listenKey": self.listen_keys.create()})
+            if request.method == "PUT":
+                self.listen_keys.keepalive(params)
+                return web.json_response({"listenKey": params["listenKey"]})
+            self.listen_keys.close(params)
+        except ApiError as err:
+            return web.json_response({"code": err.code, "msg": err.msg}, status=err.status)
+        return web.json_response({})
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         fault = self._faults.pop(0) if self._faults and request.path.endswith("/order") else None
@@ -157,6 +267,7 @@ class UsdmTradingSimulator:
             if not order.is_open:
                 raise ApiError(400, -2011, "Unknown order sent.")
             order.status, order.update_ms = "CANCELED", self._clock()
+            self._report(order, "CANCELED")
             return order.as_json()
         if path == "/fapi/v1/openOrders":
             return [o.as_json() for o in self.orders.values() if o.is_open]
@@ -210,12 +321,15 @@ class UsdmTradingSimulator:
         )
         self.orders[order.order_id] = order
         fills = self._crossing(symbol, side, qty, price)
+        self._report(order, "NEW")
         if tif == "FOK" and sum((q for _, q in fills), _ZERO) < qty:
             order.status = "EXPIRED"
+            self._report(order, "EXPIRED")
             return order
         self._fill(order, fills)
         if order.is_open and (kind == "MARKET" or tif == "IOC"):
             order.status = "EXPIRED"
+            self._report(order, "EXPIRED")
         return order
 
     def _match(self, order: FuturesOrder) -> None:
@@ -226,12 +340,53 @@ class UsdmTradingSimulator:
         inst = f"BINANCE_USDM:{order.symbol}"
         for price, qty in fills:
             fee = price * qty * self.fee_rate
-            self.account.fill(inst, Side(order.side), qty, price, fee)
+            realized = self.account.fill(inst, Side(order.side), qty, price, fee)
             order.executed += qty
             order.cum_quote += price * qty
             order.fills.append((price, qty))
             order.status = "FILLED" if order.executed == order.qty else "PARTIALLY_FILLED"
             order.update_ms = self._clock()
+            self._report(order, "TRADE", (next(self._trade_ids), (price, qty), fee, realized))
+            self.listen_keys.emit(self.account_update(order.symbol, "ORDER"))
+
+    def _report(
+        self,
+        order: FuturesOrder,
+        exec_type: str,
+        fill: tuple[int, Level, Decimal, Decimal] | None = None,
+    ) -> None:
+        self.listen_keys.emit(order.trade_update(exec_type, self._clock(), fill))
+
+    def account_update(self, symbol: str, reason: str) -> dict[str, Any]:
+        """``ACCOUNT_UPDATE``: the wallet and ``symbol``'s position now."""
+        inst = f"BINANCE_USDM:{symbol}"
+        pos = self.account.position(inst)
+        bids, asks = self._book(symbol)
+        mark = (bids[0][0] + asks[0][0]) / 2 if bids and asks else pos.entry_price
+        wallet = f"{self.account.wallet:f}"
+        now = self._clock()
+        return {
+            "e": "ACCOUNT_UPDATE",
+            "E": now,
+            "T": now,
+            "a": {
+                "m": reason,
+                "B": [{"a": "USDT", "wb": wallet, "cw": wallet, "bc": "0"}],
+                "P": [
+                    {
+                        "s": symbol,
+                        "pa": f"{pos.qty:f}",
+                        "ep": f"{pos.entry_price:f}",
+                        "bep": f"{pos.entry_price:f}",
+                        "cr": f"{pos.realized_pnl:f}",
+                        "up": f"{pos.unrealized_pnl(mark):f}",
+                        "mt": pos.margin_mode.value.lower(),
+                        "iw": f"{pos.isolated_margin:f}",
+                        "ps": "BOTH",
+                    }
+                ],
+            },
+        }
 
     def _crossing(self, symbol: str, side: str, qty: Decimal, limit: Decimal | None) -> list[Level]:
         bids, asks = self._levels(symbol)
@@ -279,11 +434,15 @@ class UsdmTradingSimulator:
             symbol = inst.partition(":")[2]
             if params.get("symbol") and params["symbol"] != symbol:
                 continue
+            bids, asks = self._levels(symbol)
+            mark = (bids[0][0] + asks[0][0]) / 2 if bids and asks else pos.entry_price
             rows.append(
                 {
                     "symbol": symbol,
                     "positionAmt": f"{pos.qty:f}",
                     "entryPrice": f"{pos.entry_price:f}",
+                    "markPrice": f"{mark:f}",
+                    "unRealizedProfit": f"{pos.unrealized_pnl(mark):f}",
                     "leverage": str(pos.leverage),
                     "marginType": pos.margin_mode.value.lower(),
                     "positionSide": "BOTH",
@@ -323,6 +482,8 @@ def add_usdm_trading_routes(
     app.router.add_post("/fapi/v1/leverage", sim.dispatch)
     app.router.add_get("/fapi/v2/positionRisk", sim.dispatch)
     app.router.add_get("/fapi/v2/account", sim.dispatch)
+    for method in ("POST", "PUT", "DELETE"):
+        app.router.add_route(method, "/fapi/v1/listenKey", sim.handle_listen_key)
     return sim
 
 
@@ -340,7 +501,10 @@ def usdm_trading_setup(
         if exchange is not None:
             opts.setdefault("clock_ms", exchange.now_ms)
         sim = add_usdm_trading_routes(app, market.book, api_key, api_secret, **opts)
+        app[USDM_SIMULATOR_KEY] = sim
         if exchange is not None:
+            sim.listen_keys.publish = exchange.usdm.send
+            exchange.listen_keys.append(sim.listen_keys)
             exchange.market_listeners.append(sim.on_market_event)
 
     return hook

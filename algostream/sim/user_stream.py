@@ -74,11 +74,17 @@ class ListenKeys:
             raise invalid_listen_key()
         return key
 
-    def expire_due(self) -> None:
+    def expire_all(self) -> int:
+        """Fault: every live key lapses now (``listenKeyExpired`` on each); returns how many."""
+        keys = list(self._expiry)
+        self.expire_due(force=True)
+        return len(keys)
+
+    def expire_due(self, *, force: bool = False) -> None:
         """Drop lapsed keys, sending each its ``listenKeyExpired`` event."""
         now = self._clock()
         for key, until in list(self._expiry.items()):
-            if now >= until:
+            if force or now >= until:
                 del self._expiry[key]
                 event = {"e": "listenKeyExpired", "E": now, "listenKey": key}
                 self._send(key, orjson.dumps(event))

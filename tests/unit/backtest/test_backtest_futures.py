@@ -121,11 +121,16 @@ def test_a_raw_futures_capture_goes_through_the_futures_adapter() -> None:
                 "i": "29990.00000000", "P": "30000.00000000", "r": rate, "T": next_ms}  # fmt: skip
         return {"stream": "btcusdt@markPrice", "data": data}
 
+    force = {"e": "forceOrder", "E": 1200, "o": {"s": "BTCUSDT", "S": "SELL", "o": "LIMIT",
+             "f": "IOC", "q": "0.014", "p": "9910", "ap": "9910", "X": "FILLED",
+             "l": "0.014", "z": "0.014", "T": 1200}}  # fmt: skip
     engine.run([
         raw(1000, snapshot, stream="rest:/fapi/v1/depth"),
         raw(1100, {"stream": "btcusdt@depth@100ms", "data": diff}),
+        raw(1200, {"stream": "btcusdt@forceOrder", "data": force}),
         raw(1500, mark(1500, "0.00010000", 2000)),
     ])  # fmt: skip
+    assert [r.quantity for r in engine.result.on("md.liquidations")] == [Decimal("0.014")]  # type: ignore[attr-defined]
     engine._propose(order("short", "1", 1_600_000_000))
     engine.run([raw(2000, mark(2000, "0.00020000", 3000))])
     result = engine.finish()
@@ -181,3 +186,35 @@ def test_a_bar_backtest_of_a_perpetual_shorts_and_pays_funding(tmp_path: Path) -
     assert ledger.funding == want == Decimal("18.4")
     equity = dict(result.equity)
     assert equity[4 * DAY] - equity[DAY] == want - 2 * (31000 - 30000)  # funding, then the loss
+
+
+def test_a_backtest_liquidates_an_isolated_short_the_mark_moves_through() -> None:
+    from algostream.model import MarkPrice, OrderStatus
+
+    env = ENV | {"ALGOSTREAM__RISK__MARGIN_MODE": "ISOLATED",
+                 "ALGOSTREAM__RISK__LIQUIDATION_FEE_PERCENT": "1"}  # fmt: skip
+    engine = BacktestEngine(load_settings(env=env))
+    engine.run([book(SEC // 2)])
+    engine._propose(order("short", "1", SEC))
+    engine.run([book(3 * SEC // 2)])
+
+    def mark(ts: int, price: str) -> MarkPrice:
+        return MarkPrice(
+            instrument=PERP, ts_event=ts, ts_init=ts, record_id=f"m{ts}", lineage_id="r",
+            mark_price=price, index_price=price, funding_rate="0", next_funding_ns=10**18,
+        )  # fmt: skip
+
+    # short 1 at 29999, 10x isolated: margin 2999.9; notional ~30 k is in Binance's first
+    # bracket (mmr 0.4 %): P = (-29999 - 2999.9) / (-1 - 0.004) = 32998.9 / 1.004
+    liq = Decimal("32998.9") / Decimal("1.004")
+    engine.run([mark(2 * SEC, "32000"), mark(3 * SEC, "33000")])
+    result = engine.finish()
+    events = [e for e in result.on("orders.events") if isinstance(e, OrderEvent)]
+    (closed,) = [e for e in events if e.reason.startswith("LIQUIDATED")]
+    assert (closed.status, closed.side, closed.fill_qty) == (OrderStatus.FILLED, Side.BUY, 1)
+    assert closed.fill_price == liq and closed.ts_event == 3 * SEC  # not at 32000
+    assert closed.fee == liq / 100  # 1 % of the notional at the liquidation price
+    assert engine.risk.ledger("paper").quantity(PERP) == 0
+    pnl = [p for p in result.on("pnl") if isinstance(p, PnL)][-1]
+    assert pnl.realized_pnl == Decimal(29999) - liq
+    assert pnl.fees == Decimal("29.999") + closed.fee  # the short's 0.1 % + the liquidation

@@ -126,3 +126,33 @@ async def test_positions_are_reconciled_with_the_venue_on_start(fut: Futures) ->
     assert (diff.local, diff.venue) == (D("-0.1"), D("-0.3"))
     local.fill("BINANCE_USDM:BTCUSDT", Side.SELL, D("0.2"), D("30000"))
     assert reconcile_positions(local, await fut.client.positions()) == []
+
+
+async def test_the_venue_liquidates_and_the_user_stream_says_so(fut: Futures) -> None:
+    """The simulated venue closes an isolated long the mark has gone through with an
+    ``autoclose-*`` order; its ``ORDER_TRADE_UPDATE``s make a LIQUIDATED fill event."""
+    import orjson
+
+    from algostream.execution.futures import MarginMode
+    from algostream.execution.router import ExecutionRouter
+
+    frames: list[dict[str, object]] = []
+    fut.sim.listen_keys.publish = lambda key, frame: frames.append(orjson.loads(frame))
+    await fut.client.new_listen_key()
+    await fut.client.set_leverage("BTCUSDT", 10)
+    fut.sim.account.position("BINANCE_USDM:BTCUSDT", mode=MarginMode.ISOLATED)
+    await fut.client.new_order(new("long", Side.BUY, "1"))  # at 30000.5, margin 3000.05
+    # P = (30000.5 - 3000.05) / (1 - 0.004) = 27109.09...: a mid of 27000.5 is through it
+    fut.book.bids, fut.book.asks = levels(("27000", "2")), levels(("27001", "2"))
+    assert await fut.client.positions("BTCUSDT") == {"BTCUSDT": D(0)}
+    closes = [f for f in frames if f["e"] == "ORDER_TRADE_UPDATE"
+              and str(f["o"]["c"]).startswith("autoclose-")]  # type: ignore[index]  # fmt: skip
+    assert [f["o"]["x"] for f in closes] == ["NEW", "TRADE"]  # type: ignore[index]
+    router = ExecutionRouter(binance=fut.client, venue="BINANCE_USDM")
+    events = [e for f in closes for e in router.on_user_event(f, 1)]
+    (fill,) = [e for e in events if e.fill_qty]
+    assert (fill.side, fill.fill_qty) == (Side.SELL, D(1))
+    assert fill.fill_price == (D("30000.5") - D("3000.05")) / D("0.996")
+    assert fill.reason.startswith("LIQUIDATED: the venue's order autoclose-")
+    account = [f for f in frames if f["e"] == "ACCOUNT_UPDATE"][-1]
+    assert account["a"]["P"][0]["pa"] == "0"  # type: ignore[index]

@@ -15,6 +15,7 @@ DESIGN_TOPICS = {
     "md.trades",
     "md.book",
     "md.mark_price",
+    "md.liquidations",
     "book.top",
     "book.integrity",
     "bars.1s",

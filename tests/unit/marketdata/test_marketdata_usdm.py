@@ -64,6 +64,7 @@ def test_stream_names_and_urls() -> None:
         "ethusdt@aggTrade",
         "ethusdt@depth@100ms",
         "ethusdt@markPrice@1s",
+        "ethusdt@forceOrder",
     ]
     assert usdm_stream_url("ws://h:1/fstream", ["X1"]).startswith("ws://h:1/fstream/stream?")
     assert usdm_depth_url("https://fapi.binance.com", "btcusdt", 500).endswith(
@@ -206,3 +207,26 @@ def test_a_live_snapshot_at_the_chain_does_not_break_it() -> None:
     sync.on_snapshot(ahead.book[0])
     later = d[2][0].model_copy(update={"first_update_id": 183, "final_update_id": 190})
     assert sync.on_diff(later, 180) == [later] and sync.last_update_id == 190
+
+
+#: Binance's documented ``forceOrder`` example (USD-M "Liquidation Order Streams")
+FORCE_ORDER = {
+    "e": "forceOrder", "E": 1568014460893,
+    "o": {"s": "BTCUSDT", "S": "SELL", "o": "LIMIT", "f": "IOC", "q": "0.014", "p": "9910",
+          "ap": "9910", "X": "FILLED", "l": "0.014", "z": "0.014", "T": 1568014460893},
+}  # fmt: skip
+
+
+def test_force_order_is_a_liquidation_and_a_bad_one_names_its_field() -> None:
+    from algostream.model import Liquidation
+
+    f = parse_usdm_frame(orjson.dumps({"stream": "btcusdt@forceOrder", "data": FORCE_ORDER}), 5)
+    (liq,) = f.liquidations
+    assert isinstance(liq, Liquidation) and liq.instrument == "BINANCE_USDM:BTCUSDT"
+    assert (liq.side, liq.quantity, liq.price, liq.avg_price, liq.status) == (
+        Side.SELL, Decimal("0.014"), Decimal("9910"), Decimal("9910"), "FILLED",
+    )  # fmt: skip
+    assert liq.ts_event == 1568014460893 * 1_000_000 and liq.lineage_id == f.frame.raw.record_id
+    bad = {**FORCE_ORDER, "o": {**FORCE_ORDER["o"], "q": "-1"}}  # type: ignore[dict-item]
+    with pytest.raises(FrameError, match=r"o\.q"):
+        parse_usdm_frame(orjson.dumps(bad), 5)

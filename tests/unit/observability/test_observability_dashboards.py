@@ -143,6 +143,9 @@ def _set_sample_values() -> None:
     ).set(15_000)
     metrics.MARGIN_USED.labels(account=ACCOUNT, instrument=perp).set(1_500)
     metrics.FUNDING_PAID.labels(account=ACCOUNT, instrument=perp).set(-1.5)
+    # a liquidation on the market (forceOrder)
+    metrics.LIQUIDATIONS.labels(instrument=perp, side="SELL").inc()
+    metrics.LIQUIDATED_NOTIONAL.labels(instrument=perp).inc(138.74)
 
 
 @pytest.fixture(scope="module")

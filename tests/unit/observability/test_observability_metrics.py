@@ -57,6 +57,8 @@ EXPECTED: dict[str, tuple[type, tuple[str, ...]]] = {
     "algostream_position_notional": (Gauge, ("account", "venue", "side", "instrument")),
     "algostream_margin_used": (Gauge, ("account", "instrument")),
     "algostream_funding_paid": (Gauge, ("account", "instrument")),
+    "algostream_liquidations": (Counter, ("instrument", "side")),
+    "algostream_liquidated_notional": (Counter, ("instrument",)),
     "algostream_trading_state": (Gauge, ("account", "instrument")),
     "algostream_consumer_lag_messages": (Gauge, ("agent", "topic", "partition")),
     "algostream_feed_staleness_seconds": (Gauge, ("exchange", "instrument")),

@@ -97,3 +97,41 @@ async def test_faults_reach_futures_connections(start_sim: StartSim) -> None:
                 seen.append(raw if isinstance(raw, bytes) else raw.encode())
         assert any(orjson.loads(s).get("e") == "serverShutdown" for s in seen if s[:1] == b"{"
                    and s.endswith(b"}") and b"serverShutdown" in s)  # fmt: skip
+
+
+async def test_a_liquidation_fault_sends_force_order(start_sim: StartSim) -> None:
+    """``forceOrder`` as Binance documents it, on ``<symbol>@forceOrder``; the futures
+    adapter turns it into a ``Liquidation`` for ``md.liquidations``."""
+    from algostream.config import MarketDataConfig
+    from algostream.ingest.binance_usdm import BinanceUsdmAdapter
+    from algostream.model import Liquidation, Side
+
+    server = await start_sim(rate=0)
+    async with (
+        ws_connect(f"{server.ws_url}/fstream/stream?streams=btcusdt@forceOrder") as ws,
+        httpx.AsyncClient(base_url=server.http_url) as http,
+    ):
+        async with asyncio.timeout(10):  # the server has registered the connection
+            while server.exchange.stats()["usdm_clients"] != 1:
+                await asyncio.sleep(0.01)  # poll interval under the deadline
+        body = {"kind": "liquidation", "symbol": "BTCUSDT", "side": "SELL", "qty": "0.5"}
+        assert (await http.post("/sim/fault", json=body)).status_code == 200
+        async with asyncio.timeout(10):
+            msg = await recv_json(ws)
+        bad = await http.post("/sim/fault", json=body | {"qty": "abc"})
+        assert bad.status_code == 400 and "qty='abc'" in bad.text
+        bad = await http.post("/sim/fault", json=body | {"side": "UP"})
+        assert bad.status_code == 400 and "side='UP'" in bad.text
+    assert msg["stream"] == "btcusdt@forceOrder"
+    order = msg["data"]["o"]
+    best_bid = server.exchange.market.book("BTCUSDT")[0][0][0]
+    assert (order["S"], order["q"], order["X"], Decimal(order["ap"])) == (
+        "SELL", "0.5", "FILLED", best_bid,
+    )  # fmt: skip
+    adapter = BinanceUsdmAdapter(MarketDataConfig(exchange="binance_usdm", symbols=["BTCUSDT"]))
+    out = adapter.on_frame(0, orjson.dumps(msg).decode(), 7)
+    ((topic, liq),) = [(t, r) for t, r in out.records if t != "md.raw"]
+    assert topic == "md.liquidations" and isinstance(liq, Liquidation)
+    assert (liq.instrument, liq.side, liq.quantity, liq.avg_price) == (
+        "BINANCE_USDM:BTCUSDT", Side.SELL, Decimal("0.5"), best_bid,
+    )  # fmt: skip
