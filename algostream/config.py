@@ -56,6 +56,12 @@ class MarketDataConfig(Section):
     snapshot_depth: int = Field(default=1000, ge=5, le=5000)
     book_top_levels: int = Field(default=10, ge=1, le=100)
     bar_intervals: tuple[LiveBarInterval, ...] = ("1s", "1m")
+    #: ``md.raw``: the frames of one instrument received within this many ms (at most
+    #: ``raw_batch_frames``) are one record (``RawFrame.more``); 0: one record per frame
+    raw_batch_ms: int = Field(default=5, ge=0, le=1000)
+    #: the ingestor's WebSocket client: ``picows`` (frames parsed in C) or ``websockets``
+    ws_client: Literal["picows", "websockets"] = "picows"
+    raw_batch_frames: int = Field(default=64, ge=1, le=10_000)
     #: ``"K/N"``: this ingestor takes shard K of N of ``symbols`` (README: sharding; the
     #: ``ingest --shard`` option overrides it); None: every symbol
     shard: str | None = None
@@ -135,6 +141,9 @@ class ExecutionConfig(Section):
     user_stream_url: str | None = None
     #: live orders: poll the venue this often while the user data stream is down
     order_poll_interval_ms: int = Field(default=5000, ge=100)
+    #: Binance USD-M stop / take-profit orders: what triggers them, the mark price
+    #: (MARK_PRICE) or the last trade price (CONTRACT_PRICE, Binance's default)
+    futures_working_type: Literal["MARK_PRICE", "CONTRACT_PRICE"] = "CONTRACT_PRICE"
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
 

@@ -80,6 +80,9 @@ class _Edge:
     def check_delivery(self, fut: Any) -> None:
         pass
 
+    def listens(self, topic: str) -> bool:
+        return False  # the market worker alone: no stage of its own takes book.top
+
     async def deliver(self, topic: str, record: Any) -> None:
         pass
 

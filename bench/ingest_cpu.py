@@ -29,6 +29,7 @@ import websockets
 from algostream.backtest.capture import REST_DEPTH_STREAM
 from algostream.backtest.synthetic import synthetic_frames
 from algostream.config import load_settings
+from algostream.ingest import wsclient
 from algostream.ingest.binance import BinanceAdapter
 from algostream.ingest.feed import Ingestor
 from algostream.kafka.catalog import load_catalog
@@ -88,7 +89,12 @@ async def blast(events: int) -> None:
 
 
 async def run(
-    events: int, publisher: str, profile: str | None = None, **overrides: Any
+    events: int,
+    publisher: str,
+    profile: str | None = None,
+    raw_batch_ms: int | None = None,
+    ws_client: str | None = None,
+    **overrides: Any,
 ) -> dict[str, float]:
     prefix = f"ingcpu{int(time.time() * 1000) % 10**10}."
     env = {
@@ -97,6 +103,10 @@ async def run(
         "ALGOSTREAM__KAFKA__APP_ID": f"bench-{prefix.rstrip('.')}",  # what the clean-up owns
         "ALGOSTREAM__MARKET_DATA__SYMBOLS": '["' + '","'.join(SYMBOLS) + '"]',
     }
+    if ws_client is not None:
+        env["ALGOSTREAM__MARKET_DATA__WS_CLIENT"] = ws_client
+    if raw_batch_ms is not None:  # md.raw: 0 = one record per frame
+        env["ALGOSTREAM__MARKET_DATA__RAW_BATCH_MS"] = str(raw_batch_ms)
     settings = load_settings(env=env)
     report = await apply_catalog(load_catalog(), settings.kafka)
     assert report.ok, report.drift
@@ -129,9 +139,13 @@ async def run(
             await pub.flush()
             depth = sum(1 for t in texts if "depthUpdate" in t)
             stop = asyncio.Event()
-            ws = await websockets.connect(
-                f"ws://127.0.0.1:{port}", max_size=2**24, ping_interval=None
-            )
+            ws: Any
+            if settings.market_data.ws_client == "picows":
+                ws = await wsclient.connect(f"ws://127.0.0.1:{port}", max_size=2**24)
+            else:
+                ws = await websockets.connect(
+                    f"ws://127.0.0.1:{port}", max_size=2**24, ping_interval=None
+                )
             heap.settle()  # as `algostream ingest` does once started
             first = await ws.recv()
             prof = cProfile.Profile() if profile else None
@@ -142,6 +156,7 @@ async def run(
             await ing._on_text(first, 1)
             while ing.stats.frames < len(texts):
                 await ing._read_one(ws, 1, 5.0, stop)
+            await ing.flush_raw()
             stats = await pub.flush()
             c1, w1 = time.process_time(), time.perf_counter()
             main_cpu = time.thread_time()
@@ -172,6 +187,8 @@ def main() -> None:
     ap.add_argument("--profile")
     ap.add_argument("--publisher", default="rdkafka")
     ap.add_argument("--linger", type=float, default=None, help="librdkafka linger.ms")
+    ap.add_argument("--raw-batch-ms", type=int, default=None, help="0: md.raw per frame")
+    ap.add_argument("--ws-client", choices=["picows", "websockets"], default=None)
     ap.add_argument("--set", action="append", default=[], help="librdkafka KEY=VALUE")
     ap.add_argument("--blast", action="store_true", help="(the child that serves frames)")
     a = ap.parse_args()
@@ -180,7 +197,7 @@ def main() -> None:
         return
     over: dict[str, Any] = {} if a.linger is None else {"linger.ms": a.linger}
     over |= dict(kv.split("=", 1) for kv in a.set)
-    out = asyncio.run(run(a.events, a.publisher, a.profile, **over))
+    out = asyncio.run(run(a.events, a.publisher, a.profile, a.raw_batch_ms, a.ws_client, **over))
     print(" ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in out.items()))
 
 

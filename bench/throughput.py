@@ -165,12 +165,31 @@ async def ingest_and_backlog(
     )
 
 
-async def ingest_ab(bootstrap: str, rounds: int = 2, seconds: float = 20.0) -> list[str]:
-    """The ingestor with each producer client in turn (aiokafka, rdkafka, ...): table rows."""
+#: the ingestor's variants compared by ``python -m bench.throughput [--issue27]``
+CLIENTS = {
+    "aiokafka": {"ALGOSTREAM__KAFKA__INGEST_CLIENT": "aiokafka"},
+    "rdkafka": {"ALGOSTREAM__KAFKA__INGEST_CLIENT": "rdkafka"},
+}
+ISSUE27 = {  # before issue 27's md.raw batching and picows, and after
+    "rdkafka, websockets, md.raw per frame": {
+        "ALGOSTREAM__KAFKA__INGEST_CLIENT": "rdkafka",
+        "ALGOSTREAM__MARKET_DATA__WS_CLIENT": "websockets",
+        "ALGOSTREAM__MARKET_DATA__RAW_BATCH_MS": "0",
+    },
+    "rdkafka, picows, md.raw batched (default)": {},
+}
+
+
+async def ingest_ab(
+    bootstrap: str,
+    rounds: int = 2,
+    seconds: float = 20.0,
+    variants: dict[str, dict[str, str]] | None = None,
+) -> list[str]:
+    """The ingestor in each variant in turn (aiokafka, rdkafka, ...): table rows."""
     rows = []
     for _ in range(rounds):
-        for client in ("aiokafka", "rdkafka"):
-            extra = {"ALGOSTREAM__KAFKA__INGEST_CLIENT": client}
+        for client, extra in (variants or CLIENTS).items():
             ing, _, settings, _ = await ingest_and_backlog(bootstrap, seconds, extra_env=extra)
             await delete_run_topics(settings.kafka)
             rows.append(
@@ -230,5 +249,7 @@ async def drain(
 
 if __name__ == "__main__":  # python -m bench.throughput: the ingest A/B rows only
     import os
+    import sys
 
-    asyncio.run(ingest_ab(os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")))
+    variants = ISSUE27 if "--issue27" in sys.argv else CLIENTS
+    asyncio.run(ingest_ab(os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"), variants=variants))

@@ -91,6 +91,8 @@ class BookStage:
         outbox = Outbox(edge)
         local: list[tuple[str, Any]] = []
         timings: dict[str, list[float]] = {}  # BOOK_UPDATE_SECONDS per instrument
+        # the outputs a stage of this worker takes in-process (none: no list, no awaits)
+        listened = {t: edge.listens(t) for t in ("book.top", "book.integrity")}
         async for _, _, update in decoded(edge, batch, "md.book", BookUpdate, AGENT):
             inst = update.instrument
             if proc.book(inst) is None:  # first sight since start or a rebalance
@@ -106,7 +108,8 @@ class BookStage:
                 topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
                 if not outbox.add_known(topic, record):
                     await outbox.add_record(topic, record)
-                local.append((topic, record))
+                if listened[topic]:
+                    local.append((topic, record))
             writes = pending.get(inst)
             if writes is None:  # (not setdefault: it would build a _Pending every update)
                 writes = pending[inst] = _Pending()

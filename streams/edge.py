@@ -186,6 +186,10 @@ class Edge:
         Kafka hop (the record is on the topic either way, for everyone else)."""
         self._local.setdefault(topic, []).append(handler)
 
+    def listens(self, topic: str) -> bool:
+        """Whether a stage of this worker takes ``topic``'s records in-process (:meth:`listen`)."""
+        return bool(self._local.get(topic))
+
     def assigned(self, topic: str) -> set[int]:
         """The partitions of catalog ``topic`` assigned to this worker (none before start)."""
         name = self.topic(topic).get_topic_name()

@@ -31,8 +31,11 @@ from algostream.config import Settings
 from algostream.execution.binance_client import BinanceRestClient
 from algostream.execution.coinbase_orders import CoinbaseExecution
 from algostream.execution.errors import OrderStatusUnknownError
+from algostream.execution.futures import PositionDiscrepancy
 from algostream.execution.futures_paper import FuturesPaperBroker
 from algostream.execution.futures_venue import (
+    PositionSettlement,
+    PositionWatch,
     halt_record,
     is_futures,
     paper_futures,
@@ -89,8 +92,11 @@ class ExecutionShell:
         self._user_stream: asyncio.Task[None] | None = None
         self.stream: UserDataStream | None = None
         self.reconciled = False
-        #: why live trading is halted (a position mismatch at start; None: it is not)
+        #: why live trading is halted (a position mismatch at start; None: it is not);
+        #: the risk gate refuses new orders while it is: here only the orders it approved
+        #: before it knew (before ``halted_at_ns``) are refused
         self.halted: str | None = None
+        self.halted_at_ns = 0
 
     @property
     def router(self) -> ExecutionRouter:
@@ -126,6 +132,7 @@ class ExecutionShell:
         events = _decodable(await read_range(kafka, ["orders.events"]), OrderEvent)
         paper = self.settings.execution.paper_trading
         live_venue = "COINBASE" if self.is_coinbase else "BINANCE"
+        live_venue = "BINANCE_USDM" if self.is_futures else live_venue
         local = rebuild_local(requests, events, venue="PAPER" if paper else live_venue)
         with_events = {e.client_order_id for e in events}
         mine = {
@@ -143,7 +150,7 @@ class ExecutionShell:
             done = await self._coinbase.reconcile(mine, now_ns=time.time_ns())
             for problem in done.discrepancies:
                 log.error("reconciliation: cannot fix with an event", problem=problem)
-            return done.events
+            return done.events + await self.router.adopt(mine, time.time_ns())
         for coid, order in mine.items():
             if paper:
                 found = self.broker.get(coid)
@@ -164,6 +171,8 @@ class ExecutionShell:
         result = reconcile_orders(mine, venue, time.time_ns(), missing=missing)
         for problem in result.discrepancies:
             log.error("reconciliation: cannot fix with an event", problem=problem)
+        if not paper:  # live OCO / bracket lists: rebuilt from these, half-done ones finished
+            result.events += await self.router.adopt(mine, time.time_ns())
         log.info("reconciled with the venue", open_orders=len(mine), events=len(result.events))
         adopted: list[OrderEvent] = []
         if self.is_futures and isinstance(self._client, UsdmRestClient):  # positions too
@@ -178,21 +187,36 @@ class ExecutionShell:
         assert isinstance(self._client, UsdmRestClient)
         diffs = await reconcile_positions_on_start(self._client, self.settings, events)
         done = settle_positions(diffs, self.settings, time.time_ns())
-        for diff in diffs:
-            log.warning(
-                "reconciliation: position differs at the venue (the venue is the truth)",
-                instrument=diff.instrument, ours=str(diff.local), theirs=str(diff.venue),
-                action="halt" if diff in done.refused else "adopted",
-            )  # fmt: skip
+        _log_diffs(diffs, done, "reconciliation")
         self.halted = done.halt  # each start-up reconciliation decides afresh
+        self.halted_at_ns = time.time_ns()
         if done.halt is not None:
             log.error("trading halted: positions differ at the venue", reason=done.halt)
+        # while running: each ACCOUNT_UPDATE against the ledger (from these fills on)
+        watch = PositionWatch.from_fills(self.settings, events + done.events)
+        watch.refused = {d.instrument: d for d in done.refused}
+        self.router.positions = watch
         return done.events
+
+    async def position_checks(self, verdict: Callable[[str | None], Awaitable[None]]) -> None:
+        """The ``ACCOUNT_UPDATE`` comparisons of the last stream event: logged (WARN:
+        instrument, ours, theirs); a new halt or a lifted one goes to the risk gate."""
+        for check in self.router.take_position_checks():
+            _log_diffs(check.diffs, check.settlement, "account update")
+            if check.halt is not None:
+                log.error("trading halted: positions differ at the venue", reason=check.halt)
+                self.halted, self.halted_at_ns = check.halt, time.time_ns()
+                await verdict(check.halt)
+            elif check.lifted:
+                log.info("positions agree with the venue again: halt lifted")
+                self.halted = None
+                await verdict(None)
 
     def start_user_stream(
         self,
         emit: Callable[[list[OrderEvent]], Awaitable[None]],
         dead_letter: Callable[[DeadLetter], Awaitable[None]],
+        verdict: Callable[[str | None], Awaitable[None]] | None = None,
     ) -> None:
         """Live: order updates from the user data stream, spot or USD-M (REST catch-up on
         each connect, polling while it is down); see algostream.execution.user_stream.
@@ -210,6 +234,9 @@ class ExecutionShell:
         async def on_event(event: dict[str, Any]) -> None:
             events, letter = router.on_stream_event(event, time.time_ns(), futures=futures)
             await (emit(events) if letter is None else dead_letter(letter))
+            await emit(await router.react(time.time_ns()))  # an OCO leg's fill: the other
+            if verdict is not None:
+                await self.position_checks(verdict)
 
         async def catch_up() -> None:
             await emit(await router.catch_up(time.time_ns()))
@@ -249,7 +276,7 @@ class ExecutionShell:
         latest = {top.instrument: top for top in tail}  # read in event-time order
         events: list[OrderEvent] = []
         for top in latest.values():  # a resting order the top crosses fills, as it would have
-            events += self.broker.on_book_top(top)
+            events += self.router.on_book_top(top)  # (through the OCO / bracket lists)
         log.info("paper books restored from book.top", instruments=sorted(latest))
         return events
 
@@ -283,8 +310,9 @@ class ExecutionShell:
         """Send once; an unknown outcome (timeout/5xx after retries) is queried, not resent.
         While halted (a position mismatch at start) the order is REJECTED naming why."""
         now = time.time_ns()
-        if self.halted is not None:
-            return [ManagedOrder(order, venue="BINANCE_USDM").reject(self.halted, now)]
+        if self.halted is not None and order.ts_init <= self.halted_at_ns:
+            venue = self.router.venue_of(order.instrument)
+            return [ManagedOrder(order, venue=venue).reject(self.halted, now)]
         try:
             return await self.router.submit(order, now)
         except OrderStatusUnknownError as exc:
@@ -294,6 +322,15 @@ class ExecutionShell:
                 client_order_id=order.client_order_id,
             )
             return await self.router.refresh(order.client_order_id, time.time_ns())
+
+
+def _log_diffs(diffs: Iterable[PositionDiscrepancy], done: PositionSettlement, when: str) -> None:
+    for diff in diffs:
+        log.warning(
+            f"{when}: position differs at the venue (the venue is the truth)",
+            instrument=diff.instrument, ours=str(diff.local), theirs=str(diff.venue),
+            action="halt" if diff in done.refused else "adopted",
+        )  # fmt: skip
 
 
 def _decodable(records: Iterable[Any], record_type: type[R]) -> list[R]:
@@ -334,6 +371,12 @@ def stages(app: faust.App, edge: Edge, settings: Settings) -> list[Stage]:
 
     lock = asyncio.Lock()
 
+    async def verdict(halt: str | None) -> None:
+        """A position reconciliation's verdict to this worker's risk gate, in-process
+        (a halt is also on ``risk.events``; lifting one, the gate records it)."""
+        record = halt_record(halt, settings.risk.account, time.time_ns())
+        await (edge.deliver if halt is None else edge.publish)("risk.events", record)
+
     async def reconciled_first() -> None:
         """Before the first record any agent handles (tables are recovered by then)."""
         if shell.reconciled:
@@ -342,10 +385,9 @@ def stages(app: faust.App, edge: Edge, settings: Settings) -> list[Stage]:
             if not shell.reconciled:
                 await emit(await shell.reconcile())
                 shell.reconciled = True
-                if shell.halted is not None:
-                    halt = halt_record(shell.halted, settings.risk.account, time.time_ns())
-                    await edge.send("risk.events", halt)
-                shell.start_user_stream(emit, dead_letter)
+                if shell.is_futures and not settings.execution.paper_trading:
+                    await verdict(shell.halted)
+                shell.start_user_stream(emit, dead_letter, verdict)
 
     async def on_approved(order: OrderRequest) -> None:
         """Send an approved order to the venue once (from the topic or in-process)."""
@@ -391,6 +433,7 @@ def stages(app: faust.App, edge: Edge, settings: Settings) -> list[Stage]:
                 "md.trades": Input(TradeTick, on_trade, read=Read.TAP),
                 **futures.execution_inputs(edge, settings, shell, emit),
             },
+            outputs=("risk.events",),  # a position verdict, to this worker's gate
             on_revoke=shell.forget,
         )
     ]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from algostream.config import Settings
 from algostream.execution.futures_venue import is_futures
 from algostream.model.ids import split_instrument
-from algostream.model.records import MarkPrice, OrderEvent, Position, Record
+from algostream.model.records import MarkPrice, OrderEvent, Position, Record, RiskEvent
 from algostream.observability import metrics
 from algostream.risk.futures import FUTURES_VENUE
 from streams import fencing
@@ -58,6 +58,14 @@ def risk_inputs(
     if not is_futures(settings):
         return {}
 
+    async def reconciliation(record: RiskEvent) -> None:
+        """The execution stage's position verdict (in-process): halt or lift."""
+        if edge.owns("orders.proposed") and await fencing.may_handle(edge):
+            out = shell.proc.on_risk_event(record, time.time_ns())
+            if out:
+                await emit(out)
+            shell.persist()
+
     async def on_mark(mark: MarkPrice) -> None:
         if not edge.owns("orders.proposed") or not await fencing.may_handle(edge):
             return  # a standby keeps no state (RiskShell.forget)
@@ -71,7 +79,12 @@ def risk_inputs(
                 float(-pos.funding)
             )
 
-    return {"md.mark_price": Input(MarkPrice, on_mark, read=Read.TAP)}
+    return {
+        "md.mark_price": Input(MarkPrice, on_mark, read=Read.TAP),
+        # from this worker's execution stage only, never read back (the gate writes
+        # risk.events itself)
+        "risk.events": Input(RiskEvent, reconciliation, read=None),
+    }
 
 
 def execution_inputs(

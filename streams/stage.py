@@ -52,7 +52,9 @@ class Input(Generic[R]):
 
     record_type: type[R]
     handler: Callable[[R], Awaitable[None]]
-    read: Read = Read.AGENT
+    #: None: only in-process, never read from the topic (a verdict between two stages of
+    #: one worker; where no stage of the worker publishes it, the stage goes without)
+    read: Read | None = Read.AGENT
     #: False: always from the topic, even where this worker publishes it (a record the
     #: stage must apply at least once from the broker: fills, book integrity)
     local: bool = True
@@ -120,7 +122,7 @@ def wire(
         if local:
             edge.listen(topic, inp.handler)
             route(topic, "in-process", stage)
-        if topic in own or (local and not inp.also_read):
+        if topic in own or (local and not inp.also_read) or inp.read is None:
             continue
         route(topic, "tap" if inp.read is Read.TAP else "agent", stage)
         label = next(s.name for s in stages if topic in s.inputs)  # the first in the role

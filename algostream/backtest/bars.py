@@ -31,7 +31,9 @@ are fills like any other, so the report counts them. Orders still open then are 
 Futures (a ``BINANCE_USDM:*`` instrument): the risk gate applies the futures checks, and
 ``marks`` (``md.mark_price`` records, e.g. :func:`~algostream.backtest.run.funding_marks`
 of a funding history) settle funding into the ledger as live: marks up to a bar's open
-before its fills, the rest of the bar's before its close is marked.
+before its fills, the rest of the bar's before its close is marked. After a bar's fills,
+a position whose liquidation price the bar's range reaches (low for a long, high for a
+short) is liquidated at that price, as in the tick backtests (``BarBacktest._liquidate``).
 
 Speed: records are only made for what happens (signals, orders, fills); a bar costs a
 mark, the strategy hook and an equity point (``bench/bars.py``).
@@ -84,6 +86,8 @@ class FillModel:
 class _Pending:
     signal: Signal
     placed_ns: int
+    #: an exit of an OCO / bracket: the list's id (one leg filling drops the other)
+    group: str | None = None
 
 
 @dataclass
@@ -150,10 +154,12 @@ class BarBacktest:
 
         equity = self.result.equity
         breaker_on = self.settings.risk.enable_circuit_breaker
+        futures = False
         last: Bar | None = None
         for bar in bars:
             if last is None:
                 self._processors(bar.interval)
+                futures = self.risk.futures.is_futures(bar.instrument)
             elif bar.start_ns < last.end_ns or bar.instrument != last.instrument:
                 raise BarInputError(
                     f"bar {bar.record_id} ({bar.instrument} start {bar.start_ns}) does not "
@@ -164,6 +170,8 @@ class BarBacktest:
             if self._pending:
                 self._fill_pending(bar)
             settle(bar.end_ns, inclusive=False)
+            if futures:
+                self._liquidate(bar)
             position = ledger.positions.get(bar.instrument)
             held = position is not None and position.quantity
             if held:
@@ -199,12 +207,43 @@ class BarBacktest:
                 signals = signals + self.signals.decide(fv)
         for signal in signals:
             self.result.outputs.append(("signals", signal))
+            if signal.order_list == "OCO":  # two exits, from the next bar
+                side = signal.side
+                self._add_exits(signal, side, abs(signal.size or ZERO), bar.end_ns)
+                continue
             is_market = signal.limit_price is None and signal.stop_price is None
             if is_market and self.fill.market == "close":
                 self._execute(signal, bar.close, bar.end_ns)
             else:
                 self._pending.append(_Pending(signal, bar.end_ns))
                 self._track(signal)
+
+    def _add_exits(self, owner: Signal, side: Side, qty: Decimal, ts: int) -> None:
+        """A take-profit limit and a stop-loss stop for ``qty``, one cancelling the other
+        (an OCO's, or a bracket's once its entry has filled), pending from the next bar."""
+        if qty <= 0 or owner.take_profit is None or owner.stop_loss is None:
+            return
+        common = {
+            "side": side,
+            "sizing": "units",
+            "size": qty,
+            "order_list": None,
+            "take_profit": None,
+            "stop_loss": None,
+            "ts_event": ts,
+            "ts_init": ts,
+        }
+        for suffix, limit, stop in (("tp", owner.take_profit, None), ("sl", None, owner.stop_loss)):
+            leg = owner.model_copy(
+                update=common
+                | {
+                    "record_id": f"{owner.record_id}-{suffix}",
+                    "limit_price": limit,
+                    "stop_price": stop,
+                }
+            )
+            self._pending.append(_Pending(leg, ts, group=owner.record_id))
+            self._track(leg)
 
     def _track(self, signal: Signal) -> None:
         self.portfolio.orders.setdefault(signal.instrument, []).append(
@@ -220,16 +259,31 @@ class BarBacktest:
 
     # ------------------------------------------------------------------ fills
     def _fill_pending(self, bar: Bar) -> None:
+        pending, self._pending = self._pending, []  # what fills may stage exits in
+        reached = [self._reached(p.signal, bar) for p in pending]
+        # a bar that reaches both exits of a list: the stop-loss is taken (the pessimistic
+        # reading of a bar, whose path inside is unknown)
+        stopped = {
+            p.group
+            for p, price in zip(pending, reached, strict=True)
+            if p.group and p.signal.stop_price is not None and price is not None
+        }
         still: list[_Pending] = []
-        for pending in self._pending:
-            price = self._reached(pending.signal, bar)
+        ended: set[str] = set()
+        for p, price in zip(pending, reached, strict=True):
+            if p.group in ended:
+                continue
+            if p.group in stopped and p.signal.stop_price is None:
+                price = None
             if price is None:
-                still.append(pending)
-            else:
-                self._execute(pending.signal, price, bar.start_ns)
-        self._pending = still
+                still.append(p)
+                continue
+            self._execute(p.signal, price, bar.start_ns, leg=p.group is not None)
+            if p.group:
+                ended.add(p.group)  # filled or refused: the other leg goes too
+        self._pending = [p for p in still if p.group not in ended] + self._pending
         orders = self.portfolio.orders
-        open_ids = {p.signal.record_id for p in still}
+        open_ids = {p.signal.record_id for p in self._pending}
         for inst, listed in orders.items():
             orders[inst] = [o for o in listed if o.client_order_id in open_ids]
 
@@ -286,8 +340,9 @@ class BarBacktest:
     def _floor_signed(self, value: Decimal) -> Decimal:
         return self._floor(value) if value >= 0 else -self._floor(-value)
 
-    def _execute(self, signal: Signal, price: Decimal, ts: int) -> None:
-        """Size ``signal`` at ``price``, ask risk, fill when approved."""
+    def _execute(self, signal: Signal, price: Decimal, ts: int, *, leg: bool = False) -> None:
+        """Size ``signal`` at ``price``, ask risk, fill when approved (``leg``: an exit of
+        a list, reduce-only); a bracket's filled entry stages its exits."""
         qty = self._quantity(signal, price)
         if not qty:
             return
@@ -304,15 +359,22 @@ class BarBacktest:
             client_order_id=derive_id(signal.record_id),
             strategy=signal.strategy,
             side=side,
-            order_type=OrderType.MARKET if signal.limit_price is None else OrderType.LIMIT,
+            order_type=_order_type(signal),
             quantity=abs(qty),
             limit_price=signal.limit_price,
+            stop_price=signal.stop_price,
             time_in_force=OrderRequest.model_fields["time_in_force"].default,
-            reduce_only=False,
+            reduce_only=leg,
             arrival_mid=price,
+            post_only=False,
+            order_list=signal.order_list,
+            take_profit=signal.take_profit,
+            stop_loss=signal.stop_loss,
+            list_id=None,
         )
         self._set_top(signal.instrument, price, ts, signal.record_id)
-        self._propose(order, fill_price)
+        if self._propose(order, fill_price) and signal.order_list == "BRACKET":
+            self._add_exits(signal, side.opposite(), abs(qty), ts)
 
     def _set_top(self, instrument: str, price: Decimal, ts: int, cause: str) -> None:
         level = ((price, ONE),)
@@ -339,19 +401,23 @@ class BarBacktest:
             else:
                 self.result.outputs.append((topic, record))
 
-    def _propose(self, order: OrderRequest, fill_price: Decimal) -> None:
+    def _propose(self, order: OrderRequest, fill_price: Decimal) -> bool:
+        """Ask risk; fill what it approves; whether it did."""
         out = self.result.outputs
         out.append(("orders.proposed", order))
+        approved = False
         for decision in self.risk.on_proposal(order, order.ts_event):
             if not isinstance(decision, OrderRequest):
                 out.append(("orders.rejected", decision))
                 continue
+            approved = True
             out.append(("orders.approved", decision))
             self._fills += 1
             event = self._fill_event(decision, fill_price)
             out.append(("orders.events", event))
             for record in self.risk.on_order_event(event, event.ts_event):
                 out.append((output_topic(record, from_proposal=False), record))
+        return approved
 
     def _fill_event(self, order: OrderRequest, price: Decimal) -> OrderEvent:
         qty = order.quantity
@@ -378,6 +444,52 @@ class BarBacktest:
             reason="",
             venue="BACKTEST",
         )
+
+    # ------------------------------------------------------------------ liquidation
+    def _liquidate(self, bar: Bar) -> None:
+        """A futures position whose liquidation price the bar's range reaches (a long:
+        the low at or below it, a short: the high at or above it) closes there, after the
+        bar's fills, as the tick backtests' paper account does: a FILLED event of its own
+        (strategy ``liquidation``, reason ``LIQUIDATED: ...``) with the liquidation fee,
+        applied to the ledger without the risk gate (the venue closes it); the orders
+        still open on the instrument are dropped. The liquidation price is the gate's
+        account's (:meth:`~algostream.execution.futures.FuturesAccount.liquidation_price`,
+        the bracket at the bar's open)."""
+        inst = bar.instrument
+        ledger = self.risk.ledger(self.account)
+        pos = ledger.positions.get(inst)
+        if pos is None or not pos.quantity:
+            return
+        account = self.risk.futures.account(ledger, self.settings.risk.starting_equity)
+        liq = account.liquidation_price(account.positions[inst], bar.open)
+        long = pos.quantity > 0
+        if liq is None or (bar.low > liq if long else bar.high < liq):
+            return
+        qty, ts = abs(pos.quantity), bar.start_ns
+        side = Side.SELL if long else Side.BUY
+        fee = qty * liq * self.settings.risk.liquidation_fee_percent / 100
+        mode = self.risk.futures.mode.value
+        extreme = f"low {bar.low:f}" if long else f"high {bar.high:f}"
+        coid = "liq-" + derive_id("liquidation", inst, bar.record_id)
+        event = OrderEvent.model_construct(
+            instrument=inst, ts_event=ts, ts_init=ts, record_id=derive_id("fill", coid),
+            lineage_id=bar.record_id, account=self.account, client_order_id=coid,
+            venue_order_id=None, status=OrderStatus.FILLED, side=side,
+            order_type=OrderType.MARKET, quantity=qty, limit_price=None, fill_price=liq,
+            fill_qty=qty, cum_qty=qty, fee=fee, fee_currency="QUOTE", slippage=None,
+            reason=(
+                f"LIQUIDATED: {'LONG' if long else 'SHORT'} {qty:f} {inst} ({mode}): the "
+                f"bar's {extreme} crossed the liquidation price {liq:f}"
+            ),
+            venue="BACKTEST", strategy="liquidation",
+        )  # fmt: skip
+        self._fills += 1
+        out = self.result.outputs
+        out.append(("orders.events", event))
+        for record in self.risk.on_order_event(event, ts):
+            out.append((output_topic(record, from_proposal=False), record))
+        self._pending = [p for p in self._pending if p.signal.instrument != inst]
+        self.portfolio.orders.pop(inst, None)
 
     # ------------------------------------------------------------------ end of input
     def _close_at_end(self, last: Bar) -> None:
@@ -410,6 +522,12 @@ class BarBacktest:
             self._execute(signal, price, ts)
         if self.result.equity:
             self.result.equity[-1] = (ts, ledger.equity)
+
+
+def _order_type(signal: Signal) -> OrderType:
+    if signal.stop_price is not None:
+        return OrderType.STOP_MARKET if signal.limit_price is None else OrderType.STOP_LIMIT
+    return OrderType.MARKET if signal.limit_price is None else OrderType.LIMIT
 
 
 def bar_backtest(

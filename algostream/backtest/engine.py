@@ -32,6 +32,7 @@ from decimal import Decimal
 
 from algostream.config import Settings
 from algostream.execution.futures_venue import is_futures, paper_futures
+from algostream.execution.order_lists import OrderLists
 from algostream.execution.paper import PaperBroker
 from algostream.features.processor import FeatureProcessor
 from algostream.ingest.binance import BinanceAdapter
@@ -131,6 +132,8 @@ class BacktestEngine:
         self.broker = PaperBroker(ex.fee_rate, ex.paper_latency_ms * 1_000_000)
         #: futures: the same broker under a futures account (margin checks, funding)
         self.futures = paper_futures(self.broker, settings, None) if is_futures(settings) else None
+        #: every order goes through the OCO / bracket lists over the broker (as live)
+        self.lists = OrderLists(self.broker, venue=self.futures)
         self.result = BacktestResult()
         self._last_ts = 0
 
@@ -140,7 +143,8 @@ class BacktestEngine:
         for record in records:
             self._last_ts = max(self._last_ts, record.ts_event)
             if isinstance(record, RawFrame):
-                self.on_raw(record)
+                for frame in record.frames():  # a batched md.raw record: each frame
+                    self.on_raw(frame)
             elif isinstance(record, BookUpdate):
                 self.on_book_update(record)
             elif isinstance(record, TradeTick):
@@ -164,12 +168,12 @@ class BacktestEngine:
             for bar in agg.on_time(last + agg.interval_ns):
                 self._on_bar(bar)
         if close_positions:
-            self._fills((self.futures or self.broker).advance(last))
+            self._fills(self.lists.advance(last))
             for ledger in list(self.risk.ledgers.values()):
                 for inst, pos in list(ledger.positions.items()):
                     if pos.quantity:
                         self._propose(self._closing_order(ledger.account, inst, pos.quantity))
-            self._fills((self.futures or self.broker).advance(last + self.broker.latency_ns))
+            self._fills(self.lists.advance(last + self.broker.latency_ns))
         return self.result
 
     def _closing_order(self, account: str, instrument: str, quantity: Decimal) -> OrderRequest:
@@ -232,15 +236,14 @@ class BacktestEngine:
         self.emit("book.top", top)
         for features in self.feature_procs:
             features.on_book(top)
-        broker = self.futures or self.broker
-        self._fills(broker.on_book_top(top))
+        self._fills(self.lists.on_book_top(top))
         self._risk(self.risk.on_book_top(top, top.ts_init))
         if self.signals.uses_books:
             self._signals(self.signals.on_book(top))
 
     def on_trade(self, trade: TradeTick) -> None:
         self.emit("md.trades", trade)
-        self._fills((self.futures or self.broker).on_trade(trade))
+        self._fills(self.lists.on_trade(trade))
         for agg in self.bars:
             for bar in agg.on_trade(trade).bars:
                 self._on_bar(bar)
@@ -276,8 +279,7 @@ class BacktestEngine:
         for decision in self.risk.on_proposal(order, order.ts_init):
             if isinstance(decision, OrderRequest):
                 self.emit("orders.approved", decision)
-                broker = self.futures or self.broker
-                self._fills(broker.submit(decision, decision.ts_init))
+                self._fills(self.lists.submit(decision, decision.ts_init))
             elif isinstance(decision, OrderRejected):
                 self.emit("orders.rejected", decision)
 

@@ -96,11 +96,16 @@ def decode_topic_record(rec: TopicRecord) -> Record:
 def records_from_capture(path: str | Path) -> list[Record]:
     """Inputs of a capture file: md.raw frames, or md.book/md.trades records."""
     out: list[Record] = []
+    batched = False
     for entry in read_capture(path):
         if entry.topic == "md.raw":
-            out.append(entry.record(RawFrame))
+            frames = entry.record(RawFrame).frames()
+            batched |= len(frames) > 1
+            out.extend(frames)
         elif entry.topic in FUTURES_INPUTS:
             out.append(entry.record(load_catalog()[entry.topic].record_type))
+    if batched:  # the frames of a batched md.raw record, back in the capture's time order
+        out.sort(key=lambda r: r.ts_event)
     return out
 
 

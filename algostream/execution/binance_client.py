@@ -28,9 +28,10 @@ import hashlib
 import hmac
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
@@ -51,9 +52,12 @@ from algostream.execution.errors import (
 from algostream.execution.retry import ClockMs, RetryPolicy, Sleep, wall_clock_ms
 from algostream.model.enums import OrderType, Side, TimeInForce
 
+_T = TypeVar("_T")
+
 log = logging.getLogger(__name__)
 
 ORDER_PATH = "/api/v3/order"
+OCO_PATH = "/api/v3/orderList/oco"
 OPEN_ORDERS_PATH = "/api/v3/openOrders"
 ACCOUNT_PATH = "/api/v3/account"
 TIME_PATH = "/api/v3/time"
@@ -135,6 +139,49 @@ class NewOrder:
         resp = "FULL" if kind in ("MARKET", "LIMIT") else "RESULT"
         out += [("newClientOrderId", self.client_order_id), ("newOrderRespType", resp)]
         return out
+
+
+@dataclass(frozen=True)
+class NewOco:
+    """Parameters of ``POST /api/v3/orderList/oco``: a take-profit LIMIT_MAKER at
+    ``price`` and a STOP_LOSS at ``stop_price``, same side and quantity. A SELL OCO
+    (exiting a long) has its limit above and its stop below; a BUY the other way round.
+
+    >>> o = NewOco("BTCUSDT", Side.SELL, Decimal(1), "l1", "l1-tp", Decimal(110),
+    ...            "l1-sl", Decimal(90))
+    >>> [kv for kv in o.params() if kv[0] in ("aboveType", "belowType")]
+    [('aboveType', 'LIMIT_MAKER'), ('belowType', 'STOP_LOSS')]
+    """
+
+    symbol: str
+    side: Side
+    quantity: Decimal
+    list_client_order_id: str
+    limit_client_order_id: str
+    price: Decimal
+    stop_client_order_id: str
+    stop_price: Decimal
+
+    def params(self) -> list[tuple[str, str]]:
+        """Query parameters in Binance's documented order."""
+        limit = [("Type", "LIMIT_MAKER"), ("ClientOrderId", self.limit_client_order_id),
+                 ("Price", format_decimal(self.price))]  # fmt: skip
+        stop = [("Type", "STOP_LOSS"), ("ClientOrderId", self.stop_client_order_id),
+                ("StopPrice", format_decimal(self.stop_price))]  # fmt: skip
+        above, below = (limit, stop) if self.side is Side.SELL else (stop, limit)
+        out = [
+            ("symbol", self.symbol),
+            ("listClientOrderId", self.list_client_order_id),
+            ("side", self.side.value),
+            ("quantity", format_decimal(self.quantity)),
+        ]
+        out += [("above" + k, v) for k, v in above] + [("below" + k, v) for k, v in below]
+        out.append(("newOrderRespType", "RESULT"))
+        return out
+
+    @property
+    def client_order_ids(self) -> tuple[str, str]:
+        return self.limit_client_order_id, self.stop_client_order_id
 
 
 class BinanceRestClient:
@@ -222,21 +269,56 @@ class BinanceRestClient:
         Raises :class:`OrderRejectedError` (definite refusal), :class:`RateLimitedError`
         (not placed), or :class:`OrderStatusUnknownError` (reconcile before retrying).
         """
+
+        async def send() -> dict[str, Any]:
+            return dict(await self._send("POST", self.order_path, order.params(), signed=True))
+
+        async def find(attempt: int) -> dict[str, Any] | None:
+            return await self._find_order(order, attempt)
+
+        return await self._place_once(send, find, order.client_order_id)
+
+    async def new_oco(self, oco: NewOco) -> list[dict[str, Any]]:
+        """Place an OCO exactly once; returns its two legs' order JSON (placed or found),
+        limit leg first. The same rules as :meth:`new_order`: a duplicate, a timeout or a
+        5xx is answered by querying both legs by their client order ids, never by
+        sending it again blind."""
+
+        async def send() -> list[dict[str, Any]]:
+            data = await self._send("POST", OCO_PATH, oco.params(), signed=True)
+            reports = {str(r["clientOrderId"]): dict(r) for r in data["orderReports"]}
+            return [reports[c] for c in oco.client_order_ids]
+
+        async def find(attempt: int) -> list[dict[str, Any]] | None:
+            return await self._find_legs(oco, attempt)
+
+        return await self._place_once(send, find, oco.list_client_order_id)
+
+    async def _place_once(
+        self,
+        send: Callable[[], Awaitable[_T]],
+        find: Callable[[int], Awaitable[_T | None]],
+        ident: str,
+    ) -> _T:
+        """``send`` a placement at most until it is known placed or refused: a duplicate,
+        a timeout or a 5xx is answered by ``find`` (querying by client order id), never
+        by sending again blind; rate limits wait and clock errors resync, within the
+        retry policy's attempts; else :class:`OrderStatusUnknownError` for ``ident``."""
         last_error = "none"
         for attempt in range(self._retry.attempts + 1):
             wait: float | None = None
             try:
-                return dict(await self._send("POST", self.order_path, order.params(), signed=True))
+                return await send()
             except OrderRejectedError as exc:
                 if exc.message != DUPLICATE_ORDER_MSG and exc.code != DUPLICATE_ORDER_CODE:
                     raise
-                found = await self._find_order(order, attempt)
+                found = await find(attempt)
                 if found is None:
                     raise
                 return found
             except TransientError as exc:
                 last_error = str(exc)
-                found = await self._find_order(order, attempt)
+                found = await find(attempt)
                 if found is not None:
                     return found
             except RateLimitedError as exc:
@@ -250,7 +332,19 @@ class BinanceRestClient:
                 continue
             if attempt < self._retry.attempts:
                 await self._backoff(attempt, wait)
-        raise OrderStatusUnknownError(order.client_order_id, self._retry.attempts + 1, last_error)
+        raise OrderStatusUnknownError(ident, self._retry.attempts + 1, last_error)
+
+    async def _find_legs(self, oco: NewOco, attempt: int) -> list[dict[str, Any]] | None:
+        legs = []
+        for coid in oco.client_order_ids:
+            try:
+                found = await self.query_order(oco.symbol, coid)
+            except (TransientError, RateLimitedError) as exc:
+                raise OrderStatusUnknownError(coid, attempt + 1, str(exc)) from None
+            if found is None:
+                return None
+            legs.append(found)
+        return legs
 
     async def query_order(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
         """``GET /api/v3/order`` by ``origClientOrderId``; ``None`` if the venue has no such order.

@@ -11,6 +11,7 @@
   ``*_FILE`` owner-only files); they are :class:`~pydantic.SecretStr`, masked in every
   repr, and never part of an error message or log line.
 * Orders: ``POST /api/v3/brokerage/orders`` (create), ``POST .../orders/batch_cancel``,
+  ``POST .../orders/edit`` (a GTC limit order's new price / size),
   ``GET .../orders/historical/{order_id}``, ``GET .../orders/historical/batch`` (list).
 * Retries, as the Binance client's (:mod:`.binance_client`): reads are retried on
   timeouts and 5xx, 429 honours ``Retry-After``. A new order whose outcome is unknown
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 ORDERS_PATH = "/api/v3/brokerage/orders"
 BATCH_CANCEL_PATH = "/api/v3/brokerage/orders/batch_cancel"
+EDIT_PATH = "/api/v3/brokerage/orders/edit"
 HISTORICAL_PATH = "/api/v3/brokerage/orders/historical"
 LIST_PATH = "/api/v3/brokerage/orders/historical/batch"
 JWT_LIFETIME_S = 120
@@ -314,6 +316,39 @@ class CoinbaseRestClient:
         )
         return [dict(r) for r in data.get("results", [])]
 
+    async def edit_order(self, order_id: str, price: Decimal, size: Decimal) -> dict[str, Any]:
+        """``POST .../orders/edit``: a GTC limit order's new ``price`` and ``size``;
+        returns the order as queried after it. An edit sets absolute values, so an
+        unknown outcome (timeout, 5xx) is settled by querying the order: already as
+        asked, done; else it is sent again (at most ``retry.attempts`` times). A refusal
+        raises :class:`CoinbaseRejectedError` with the ``edit_failure_reason``."""
+        body = {"order_id": order_id, "price": format_decimal(price), "size": format_decimal(size)}
+        last_error = "none"
+        for attempt in range(self._retry.attempts + 1):
+            try:
+                answer = await self._call("POST", EDIT_PATH, json=body, repeat=False)
+            except TransientError as exc:
+                last_error = str(exc)
+                found = await self.get_order(order_id)
+                if found is not None and _is_edited(found, price, size):
+                    return found
+                if attempt < self._retry.attempts:
+                    await self._backoff(attempt, None)
+                continue
+            if not isinstance(answer, dict) or not answer.get("success"):
+                errors = answer.get("errors") if isinstance(answer, dict) else None
+                first = errors[0] if isinstance(errors, list) and errors else {}
+                reason = str(first.get("edit_failure_reason") or "UNKNOWN_EDIT_ORDER_FAILURE")
+                found = await self.get_order(order_id)
+                if found is not None and _is_edited(found, price, size):  # an earlier try
+                    return found
+                raise CoinbaseRejectedError(200, reason, f"edit of order {order_id}", EDIT_PATH)
+            found = await self.get_order(order_id)
+            if found is None:
+                raise OrderStatusUnknownError(order_id, attempt + 1, "edited, then not found")
+            return found
+        raise OrderStatusUnknownError(order_id, self._retry.attempts + 1, last_error)
+
     # ------------------------------------------------------------------ plumbing
 
     async def _created(self, order: CoinbaseNewOrder, answer: Any, attempt: int) -> dict[str, Any]:
@@ -389,6 +424,17 @@ class CoinbaseRestClient:
                 detail = f"transport error {type(exc).__name__}"
                 raise TransientError(path, detail, venue="coinbase") from None
         return _parse_response(resp, path)
+
+
+def _is_edited(order: Mapping[str, Any], price: Decimal, size: Decimal) -> bool:
+    """Whether a queried order has this limit price and size (an edit went through)."""
+    cfg = order.get("order_configuration") or {}
+    gtc = cfg.get("limit_limit_gtc") if isinstance(cfg, dict) else None
+    if not isinstance(gtc, dict):
+        return False
+    return (
+        Decimal(str(gtc.get("limit_price"))) == price and Decimal(str(gtc.get("base_size"))) == size
+    )
 
 
 def _parse_response(resp: httpx.Response, path: str) -> Any:

@@ -14,6 +14,7 @@ market order) is REJECTED with a reason naming the type; nothing is changed sile
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from algostream.config import ExecutionConfig
@@ -24,6 +25,7 @@ from algostream.execution.coinbase_client import (
     venue_order_from_coinbase,
 )
 from algostream.execution.errors import (
+    AmendRejectedError,
     CoinbaseError,
     ExecutionError,
     TransientError,
@@ -36,7 +38,7 @@ from algostream.execution.reconcile import (
     events_to_match,
     reconcile_orders,
 )
-from algostream.model.enums import OrderStatus, Side
+from algostream.model.enums import OrderStatus, Side, TimeInForce
 from algostream.model.ids import split_instrument
 from algostream.model.records import OrderEvent, OrderRequest
 
@@ -138,6 +140,30 @@ class CoinbaseExecution:
                 f"order {client_order_id!r}: cancel refused ({result.get('failure_reason')})"
             )
         return events
+
+    async def amend(
+        self, managed: ManagedOrder, price: Decimal, quantity: Decimal, now_ns: int
+    ) -> list[OrderEvent]:
+        """Edit an open GTC LIMIT order (``orders/edit``): the ``amended`` event, then the
+        events that follow from the order as queried after it. Raises
+        :class:`AmendRejectedError` naming why (not GTC, not acknowledged yet, refused)."""
+        coid, req = managed.client_order_id, managed.request
+        if req.time_in_force is not TimeInForce.GTC:
+            raise AmendRejectedError(
+                coid,
+                f"time_in_force={req.time_in_force.value}: Coinbase edits GTC limit orders only",
+            )
+        if managed.venue_order_id is None:
+            raise AmendRejectedError(coid, "not acknowledged by the venue yet")
+        try:
+            payload = await self._client.edit_order(managed.venue_order_id, price, quantity)
+        except CoinbaseError as exc:
+            raise AmendRejectedError(coid, f"coinbase {exc.error}: {exc.message}") from None
+        answer = venue_order_from_coinbase(payload)
+        events: list[OrderEvent] = []
+        if answer.status is not OrderStatus.CANCELLED:
+            events.append(managed.amend(price, quantity, now_ns, now_ns))
+        return events + self._apply(managed, payload, now_ns)
 
     async def refresh(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
         """Query the venue for a tracked order; events that catch up with it."""

@@ -42,6 +42,16 @@ class UnknownOrderError(ExecutionError):
         super().__init__(f"client_order_id {client_order_id!r}: no such order")
 
 
+class AmendRejectedError(ExecutionError):
+    """An edit of an open order (new price / quantity) that was refused, locally (an
+    order type or venue that cannot be edited) or by the venue; the order is unchanged."""
+
+    def __init__(self, client_order_id: str, reason: str) -> None:
+        super().__init__(f"amend of {client_order_id!r} refused: {reason}")
+        self.client_order_id = client_order_id
+        self.reason = reason
+
+
 class BinanceError(ExecutionError):
     """The Binance API answered with an error (HTTP status and, if any, Binance code)."""
 

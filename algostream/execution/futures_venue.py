@@ -20,8 +20,10 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections import OrderedDict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 from algostream.config import Settings
@@ -35,6 +37,7 @@ from algostream.execution.futures import (
 from algostream.execution.futures_paper import FuturesPaperBroker
 from algostream.execution.paper import PaperBroker
 from algostream.execution.usdm_client import UsdmRestClient
+from algostream.execution.usdm_stream import AccountUpdate
 from algostream.model.enums import OrderStatus, OrderType, RiskEventKind, Side, TradingState
 from algostream.model.ids import derive_id
 from algostream.model.records import OrderEvent, RiskEvent
@@ -158,8 +161,13 @@ def settle_positions(
     return PositionSettlement(events, halt, tuple(refused))
 
 
-def halt_record(reason: str, account: str, now_ns: int) -> RiskEvent:
-    """The ``risk.events`` record of a halt decided at start (a position mismatch)."""
+def halt_record(reason: str | None, account: str, now_ns: int) -> RiskEvent:
+    """The ``risk.events`` record of a position reconciliation's verdict: HALTED naming
+    the mismatch (``reason``), or ACTIVE (``None``: none found). The risk gate of the
+    worker takes it in-process (:meth:`~algostream.risk.processor.RiskProcessor.on_risk_event`):
+    a halt refuses every order of the account, naming it, until the operator's RESUME or
+    an ACTIVE verdict."""
+    halted = reason is not None
     return RiskEvent(
         instrument=f"ACCOUNT:{account.upper()}",
         ts_event=now_ns,
@@ -167,10 +175,11 @@ def halt_record(reason: str, account: str, now_ns: int) -> RiskEvent:
         record_id=derive_id("execution-halt", reason, now_ns),
         lineage_id="reconciliation",
         kind=RiskEventKind.STATE_CHANGED,
-        state=TradingState.HALTED,
-        previous_state=TradingState.ACTIVE,
+        state=TradingState.HALTED if halted else TradingState.ACTIVE,
+        previous_state=TradingState.ACTIVE if halted else TradingState.HALTED,
         actor="reconciliation",
-        reason=reason[:2000],
+        reason=(reason or "positions agree with the venue")[:2000],
+        detail={"account": account, "layer": "reconciliation"},
     )
 
 
@@ -219,3 +228,88 @@ def adoption_event(diff: PositionDiscrepancy, account: str, now_ns: int) -> Orde
 
 def _symbols(settings: Settings) -> set[str]:
     return {s.upper() for s in settings.market_data.symbols}
+
+
+@dataclass
+class PositionWatch:
+    """USD-M live, while running: the ledger's positions (the fills on ``orders.events``,
+    from start-up on) against each ``ACCOUNT_UPDATE``'s, by the ``risk.position_mismatch``
+    rule (:func:`settle_positions`: adoption events, or a halt).
+
+    The race with the stream's own fills: an instrument with an order in flight (any
+    tracked order still open) is not compared, since its fill may be on its way; the
+    router applies the ``ORDER_TRADE_UPDATE`` fills of an event before the
+    ``ACCOUNT_UPDATE`` that follows it (the stream delivers them in that order)."""
+
+    settings: Settings
+    local: dict[str, Decimal] = field(default_factory=dict)
+    #: the last fill price by instrument (the price of an adoption the venue's ``ep`` and
+    #: the mark do not give: a close to flat)
+    last_price: dict[str, Decimal] = field(default_factory=dict)
+    #: instruments whose mismatch halts trading (empty: no halt from this watch)
+    refused: dict[str, PositionDiscrepancy] = field(default_factory=dict)
+    _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    @classmethod
+    def from_fills(cls, settings: Settings, events: Iterable[OrderEvent]) -> PositionWatch:
+        """The watch over the positions the fills on ``orders.events`` make (start-up:
+        with the reconciliation's and adoption's own events)."""
+        watch = cls(settings)
+        watch.apply(events)
+        return watch
+
+    def apply(self, events: Iterable[OrderEvent]) -> None:
+        """The fills among ``events`` (each record once) move the ledger's positions."""
+        for ev in events:
+            if ev.record_id in self._seen or not ev.instrument.startswith(VENUE + ":"):
+                continue
+            self._seen[ev.record_id] = None
+            while len(self._seen) > 100_000:
+                self._seen.popitem(last=False)
+            if ev.fill_qty > 0 and ev.fill_price is not None:
+                signed = ev.fill_qty if ev.side is Side.BUY else -ev.fill_qty
+                self.local[ev.instrument] = self.local.get(ev.instrument, Decimal(0)) + signed
+                self.last_price[ev.instrument] = ev.fill_price
+
+    def on_account_update(
+        self, update: AccountUpdate, busy: Collection[str], now_ns: int
+    ) -> PositionCheck:
+        """Compare ``update``'s one-way positions with ours (not ``busy`` instruments):
+        every difference (adopted, or refused: halt), and whether the halt is new or
+        lifted (every refused instrument compared since and found equal)."""
+        diffs: list[PositionDiscrepancy] = []
+        compared: set[str] = set()
+        for pos in update.positions:
+            inst = f"{VENUE}:{pos.symbol}"
+            if pos.position_side != "BOTH" or inst in busy:
+                continue
+            compared.add(inst)
+            ours = self.local.get(inst, Decimal(0))
+            if ours != pos.qty:
+                diffs.append(
+                    PositionDiscrepancy(
+                        inst, ours, pos.qty,
+                        venue_entry=pos.entry_price if pos.entry_price > 0 else None,
+                        local_entry=self.last_price.get(inst),
+                    )
+                )  # fmt: skip
+        done = settle_positions(diffs, self.settings, now_ns)
+        self.apply(done.events)
+        before = set(self.refused)
+        for inst in compared:
+            self.refused.pop(inst, None)
+        new = [d for d in done.refused if d.instrument not in before]
+        self.refused.update({d.instrument: d for d in done.refused})
+        lifted = bool(before) and not self.refused
+        return PositionCheck(diffs, done, halt=done.halt if new else None, lifted=lifted)
+
+
+@dataclass(frozen=True)
+class PositionCheck:
+    """One ``ACCOUNT_UPDATE`` compared: the differences, what was done (adoption events,
+    refused ones), ``halt``: the reason of a new halt, ``lifted``: the halt is over."""
+
+    diffs: list[PositionDiscrepancy]
+    settlement: PositionSettlement
+    halt: str | None = None
+    lifted: bool = False

@@ -14,8 +14,11 @@ The paper broker (and so backtests) knows single orders; these are built from th
   can no longer be cancelled (filled, or gone) the replacement is REJECTED naming why,
   never placed beside it (Binance's ``STOP_ON_FAILURE``).
 
-Every leg has its own lifecycle on ``orders.events``; legs' client order ids are derived
-from the list id (``<list>-e``, ``<list>-tp``, ``<list>-sl``).
+Every leg has its own lifecycle on ``orders.events`` with the list's id (``list_id``);
+legs' client order ids are derived from it (``<list>-tp``, ``<list>-sl``). An approved
+:class:`~algostream.model.records.OrderRequest` with ``order_list`` set is a list
+(:meth:`OrderLists.submit`); the lists' state is rebuilt from the broker's orders (its
+saved state), so a restarted worker carries on with the lists it had.
 
 >>> from decimal import Decimal as D
 >>> from algostream.execution.paper import PaperBroker
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Protocol
 
 from algostream.execution.errors import ExecutionError, UnknownOrderError
 from algostream.execution.orders import ManagedOrder
@@ -36,6 +40,16 @@ from algostream.model.enums import OrderStatus, OrderType, Side
 from algostream.model.records import BookTop, OrderEvent, OrderRequest, TradeTick
 
 _ZERO = Decimal(0)
+
+
+class Venue(Protocol):
+    """What places the legs: the paper broker, or a futures paper broker over it (its
+    account checks every leg: a reduce-only leg that would increase is REJECTED)."""
+
+    def submit(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]: ...
+    def on_book_top(self, top: BookTop) -> list[OrderEvent]: ...
+    def on_trade(self, trade: TradeTick) -> list[OrderEvent]: ...
+    def advance(self, now_ns: int) -> list[OrderEvent]: ...
 
 
 @dataclass
@@ -54,7 +68,7 @@ def leg(
     entry: OrderRequest, suffix: str, order_type: OrderType, side: Side, **fields: object
 ) -> OrderRequest:
     """An exit leg derived from ``entry`` (same instrument, account, strategy and
-    lineage; reduce-only)."""
+    lineage; reduce-only; ``list_id`` = the entry's client order id)."""
     coid = f"{entry.client_order_id}-{suffix}"
     if len(coid) > 36:
         raise ExecutionError(f"client_order_id {coid!r}: over 36 characters; use a shorter id")
@@ -65,45 +79,102 @@ def leg(
         "side": side,
         "limit_price": None,
         "stop_price": None,
+        "time_in_force": "GTC",
         "post_only": False,
         "reduce_only": True,  # an exit only closes what the entry opened
+        "order_list": None,
+        "take_profit": None,
+        "stop_loss": None,
+        "list_id": entry.client_order_id,
     }
     return OrderRequest.model_validate(data | fields)
+
+
+def exits(order: OrderRequest, side: Side) -> tuple[OrderRequest, OrderRequest]:
+    """The take-profit LIMIT and stop-loss STOP_MARKET legs of a list request."""
+    if order.take_profit is None or order.stop_loss is None:
+        raise ExecutionError(f"{order.client_order_id}: not an order list (no exits)")
+    tp = leg(order, "tp", OrderType.LIMIT, side, limit_price=order.take_profit)
+    sl = leg(order, "sl", OrderType.STOP_MARKET, side, stop_price=order.stop_loss)
+    return tp, sl
 
 
 class OrderLists:
     """OCO / bracket / cancel-replace over a :class:`PaperBroker` (see the module docs).
 
-    Use it in place of the broker for market data (:meth:`on_book_top`,
-    :meth:`on_trade`), so the lists see every fill as it happens."""
+    Use it in place of the broker (:meth:`submit`, :meth:`on_book_top`,
+    :meth:`on_trade`, :meth:`advance`), so the lists see every fill as it happens.
+    ``venue``: what the legs are submitted to (default: the broker)."""
 
-    def __init__(self, broker: PaperBroker) -> None:
+    def __init__(self, broker: PaperBroker, venue: Venue | None = None) -> None:
         self.broker = broker
+        self.venue: Venue = broker if venue is None else venue
         self._lists: dict[str, OrderList] = {}
         self._by_order: dict[str, str] = {}
+        self.recover()
 
     def open_lists(self) -> list[OrderList]:
         """The lists not finished yet."""
         return [x for x in self._lists.values() if not x.done]
 
+    def recover(self) -> None:
+        """Rebuild the lists from the broker's orders (after its state was loaded)."""
+        self._lists.clear()
+        self._by_order.clear()
+        orders = {o.client_order_id: o for o in self.broker.all_orders()}
+        for coid, order in orders.items():
+            req = order.request
+            if req.order_list == "BRACKET":
+                olist = self._lists.setdefault(coid, OrderList(coid, "BRACKET"))
+                olist.kind, olist.entry = "BRACKET", coid
+                self._by_order[coid] = coid
+                if order.is_open:
+                    olist.staged = exits(req, req.side.opposite())
+            elif req.list_id is not None:
+                olist = self._lists.setdefault(req.list_id, OrderList(req.list_id, "OCO"))
+                olist.legs.append(coid)
+                self._by_order[coid] = req.list_id
+        for olist in self._lists.values():
+            legs = [orders[c] for c in olist.legs]
+            olist.done = olist.staged is None and (
+                not legs or any(o.cum_qty > _ZERO for o in legs) or all(not o.is_open for o in legs)
+            )
+
     # ------------------------------------------------------------------ submit
+
+    def submit(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
+        """An approved order: a list when ``order_list`` is set, else a plain order."""
+        if order.order_list is not None and order.client_order_id in self._lists:
+            return []  # a replayed approval must not place the list twice
+        if order.order_list == "BRACKET":
+            assert order.take_profit is not None and order.stop_loss is not None
+            return self.submit_bracket(order, order.take_profit, order.stop_loss, now_ns)
+        if order.order_list == "OCO":
+            tp, sl = exits(order, order.side)
+            return self.submit_oco(order.client_order_id, tp, sl, now_ns)
+        events = self.venue.submit(order, now_ns)
+        return events + self._follow(events, now_ns)
 
     def submit_oco(
         self, list_id: str, a: OrderRequest, b: OrderRequest, now_ns: int
     ) -> list[OrderEvent]:
         """Two orders of which the first to fill cancels the other."""
-        self._new(list_id, "OCO")
         if a.instrument != b.instrument or a.side is not b.side:
             raise ExecutionError(
                 f"OCO {list_id!r}: legs must share instrument and side "
                 f"({a.instrument} {a.side.value} vs {b.instrument} {b.side.value})"
             )
+        self._new(list_id, "OCO")
         olist = self._lists[list_id]
         olist.legs = [a.client_order_id, b.client_order_id]
         for coid in olist.legs:
             self._by_order[coid] = list_id
-        events = self.broker.submit(a, now_ns) + self.broker.submit(b, now_ns)
-        return events + self._follow(events, now_ns)
+        events = self.venue.submit(a, now_ns)
+        events += self._follow(events, now_ns)
+        if not olist.done:
+            more = self.venue.submit(b, now_ns)
+            events += more + self._follow(more, now_ns)
+        return events
 
     def submit_bracket(
         self,
@@ -122,13 +193,14 @@ class OrderLists:
                 f"do not bracket a {entry.side.value} entry"
             )
         self._new(list_id, "BRACKET")
-        exit_side = entry.side.opposite()
-        tp = leg(entry, "tp", OrderType.LIMIT, exit_side, limit_price=take_profit)
-        sl = leg(entry, "sl", OrderType.STOP_MARKET, exit_side, stop_price=stop_loss)
+        if entry.order_list != "BRACKET":  # given as arguments: carried by the entry too
+            entry = entry.model_copy(
+                update={"order_list": "BRACKET", "take_profit": take_profit, "stop_loss": stop_loss}
+            )
         olist = self._lists[list_id]
-        olist.entry, olist.staged = list_id, (tp, sl)
+        olist.entry, olist.staged = list_id, exits(entry, entry.side.opposite())
         self._by_order[list_id] = list_id
-        events = self.broker.submit(entry, now_ns)
+        events = self.venue.submit(entry, now_ns)
         return events + self._follow(events, now_ns)
 
     def cancel_list(
@@ -164,20 +236,25 @@ class OrderLists:
             refused = ManagedOrder(replacement, venue=self.broker.venue)
             why = f"cancel-replace: {client_order_id!r} became {old.status.value} first"
             return [*events, refused.reject(why, now_ns)]
-        new = self.broker.submit(replacement, now_ns)
+        new = self.venue.submit(replacement, now_ns)
         return events + new + self._follow(new, now_ns)
 
     # ------------------------------------------------------------------ market data
 
     def on_book_top(self, top: BookTop) -> list[OrderEvent]:
-        """The broker's :meth:`~PaperBroker.on_book_top`, then the lists' reactions."""
-        events = self.broker.on_book_top(top)
+        """The venue's ``on_book_top``, then the lists' reactions."""
+        events = self.venue.on_book_top(top)
         return events + self._follow(events, top.ts_event)
 
     def on_trade(self, trade: TradeTick) -> list[OrderEvent]:
-        """The broker's :meth:`~PaperBroker.on_trade`, then the lists' reactions."""
-        events = self.broker.on_trade(trade)
+        """The venue's ``on_trade``, then the lists' reactions."""
+        events = self.venue.on_trade(trade)
         return events + self._follow(events, trade.ts_event)
+
+    def advance(self, now_ns: int) -> list[OrderEvent]:
+        """The venue's ``advance`` (in-flight orders arrive), then the lists' reactions."""
+        events = self.venue.advance(now_ns)
+        return events + self._follow(events, now_ns)
 
     # ------------------------------------------------------------------ reactions
 
@@ -204,13 +281,18 @@ class OrderLists:
     def _react(self, olist: OrderList, ev: OrderEvent, now_ns: int) -> list[OrderEvent]:
         if ev.client_order_id == olist.entry and olist.staged is not None:
             return self._entry_moved(olist, ev, now_ns)
-        if ev.client_order_id in olist.legs and ev.fill_qty > _ZERO:
-            other = next(c for c in olist.legs if c != ev.client_order_id)
+        if ev.client_order_id in olist.legs and (
+            ev.fill_qty > _ZERO or ev.status in (OrderStatus.REJECTED, OrderStatus.EXPIRED)
+        ):
+            # a fill cancels the other leg; so does a refused leg (an OCO is both or none)
             olist.done = True
-            order = self.broker.get(other)
-            if order is not None and order.is_open:
-                reason = f"OCO: {ev.client_order_id} filled"
-                return self.broker.cancel(other, now_ns, reason)
+            events: list[OrderEvent] = []
+            for other in olist.legs:
+                order = self.broker.get(other)
+                if other != ev.client_order_id and order is not None and order.is_open:
+                    why = "filled" if ev.fill_qty > _ZERO else ev.status.value.lower()
+                    events += self.broker.cancel(other, now_ns, f"OCO: {ev.client_order_id} {why}")
+            return events
         return []
 
     def _entry_moved(self, olist: OrderList, ev: OrderEvent, now_ns: int) -> list[OrderEvent]:
@@ -222,9 +304,10 @@ class OrderLists:
         if ev.cum_qty <= _ZERO:  # nothing bought or sold: nothing to protect
             olist.done = True
             return []
-        qty = {"quantity": ev.cum_qty}
+        qty = {"quantity": ev.cum_qty, "ts_init": now_ns}
         tp, sl = tp.model_copy(update=qty), sl.model_copy(update=qty)
         olist.legs = [tp.client_order_id, sl.client_order_id]
         for coid in olist.legs:
             self._by_order[coid] = olist.list_id
-        return self.broker.submit(tp, now_ns) + self.broker.submit(sl, now_ns)
+        events = self.venue.submit(tp, now_ns)
+        return events + self.venue.submit(sl, now_ns)

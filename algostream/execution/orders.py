@@ -117,6 +117,24 @@ class ManagedOrder:
         """ACCEPTED/PARTIALLY_FILLED -> EXPIRED (e.g. an IOC remainder)."""
         return self._transition(OrderStatus.EXPIRED, ts_event, ts_init, reason=reason)
 
+    def amend(
+        self,
+        price: Decimal,
+        quantity: Decimal,
+        ts_event: int,
+        ts_init: int | None = None,
+    ) -> OrderEvent:
+        """The venue took a new limit price and quantity: the same status, the new values
+        (an event of its own, reason ``amended: ...``)."""
+        if not self.is_open:
+            raise OrderStateError(
+                f"order {self.client_order_id!r}: {self.status.value}, not amended"
+            )
+        old = self.request
+        self.request = old.model_copy(update={"limit_price": price, "quantity": quantity})
+        why = f"amended: price {old.limit_price} -> {price}, quantity {old.quantity} -> {quantity}"
+        return self._event(self.status, ts_event, ts_init, reason=why)
+
     def fill(
         self,
         price: Decimal,
@@ -209,6 +227,7 @@ class ManagedOrder:
             reason=reason,
             venue=self.venue,
             strategy=req.strategy,
+            list_id=req.list_id or (req.client_order_id if req.order_list else None),
         )
 
     def _slippage(self, fill_price: Decimal | None) -> Decimal | None:

@@ -211,6 +211,15 @@ class PaperBroker:
             if instrument is None or o.request.instrument == instrument
         ]
 
+    def all_orders(self) -> list[ManagedOrder]:
+        """Every order known: in flight, resting, held and recently closed."""
+        return [
+            *(o for o, _ in self._pending.values()),
+            *self._resting.values(),
+            *self._held.values(),
+            *self._closed.values(),
+        ]
+
     # ------------------------------------------------------------------ execution
 
     def _run_pending(self, upto_ns: int, instrument: str | None = None) -> list[OrderEvent]:

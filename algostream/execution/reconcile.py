@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from algostream.execution.errors import ExecutionError
+from algostream.execution.order_lists import exits
 from algostream.execution.orders import ManagedOrder
 from algostream.model.enums import OrderStatus
 from algostream.model.records import OrderEvent, OrderRequest
@@ -50,6 +51,9 @@ class VenueFill:
     fee_currency: str = ""
 
 
+_SPOT_STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+
+
 @dataclass(frozen=True)
 class VenueOrder:
     """An order as the venue sees it: status and cumulative execution."""
@@ -61,6 +65,8 @@ class VenueOrder:
     cum_quote: Decimal
     fills: tuple[VenueFill, ...] = ()
     ts_ms: int | None = None
+    #: a stop / take-profit order the venue has triggered (it works now)
+    triggered: bool = False
 
     @classmethod
     def from_binance(cls, payload: Mapping[str, Any]) -> VenueOrder:
@@ -90,6 +96,8 @@ class VenueOrder:
             cum_quote=Decimal(payload.get("cummulativeQuoteQty", "0")),
             fills=fills,
             ts_ms=int(ts) if ts is not None else None,
+            # a spot stop order works once triggered (isWorking; a RESULT answer has none)
+            triggered=payload.get("type") in _SPOT_STOP_TYPES and payload.get("isWorking") is True,
         )
 
     @classmethod
@@ -130,6 +138,12 @@ def events_to_match(
         events.append(order.accept(ts_event, venue.venue_order_id, ts_init))
     elif venue.venue_order_id and order.venue_order_id is None:
         order.venue_order_id = venue.venue_order_id
+    if (
+        venue.triggered
+        and order.status is OrderStatus.ACCEPTED
+        and order.request.order_type.is_conditional
+    ):
+        events.append(order.trigger("triggered at venue", ts_event, ts_init))
     missing = venue.executed_qty - order.cum_qty
     if missing < _ZERO:
         raise ExecutionError(
@@ -239,10 +253,20 @@ def rebuild_local(
     Events are applied in order, once each (a re-sent record has the same ``record_id``);
     an event that does not fit its order's state is skipped (the venue will say).
     """
-    orders = {r.client_order_id: ManagedOrder(r, venue=venue) for r in requests}
+    lists: dict[str, OrderRequest] = {}
+    orders: dict[str, ManagedOrder] = {}
+    for r in requests:
+        if r.order_list is not None:
+            lists[r.client_order_id] = r
+        if r.order_list != "OCO":  # an OCO is its legs, not an order of its own
+            orders[r.client_order_id] = ManagedOrder(r, venue=venue)
     seen: set[str] = set()
     for ev in events:
         order = orders.get(ev.client_order_id)
+        if order is None and ev.list_id in lists:  # a leg of an OCO / bracket
+            leg = _leg_request(lists[ev.list_id], ev)
+            if leg is not None:
+                order = orders[ev.client_order_id] = ManagedOrder(leg, venue=venue)
         if order is None or ev.record_id in seen:
             continue
         seen.add(ev.record_id)
@@ -251,6 +275,16 @@ def rebuild_local(
         except ExecutionError:
             continue
     return orders
+
+
+def _leg_request(owner: OrderRequest, ev: OrderEvent) -> OrderRequest | None:
+    """The request of a list's leg, as the execution stage derived it (the quantity the
+    event carries: a bracket's exits are for what its entry filled)."""
+    side = owner.side if owner.order_list == "OCO" else owner.side.opposite()
+    for leg in exits(owner, side):
+        if leg.client_order_id == ev.client_order_id:
+            return leg.model_copy(update={"quantity": ev.quantity})
+    return None
 
 
 def _replay(order: ManagedOrder, ev: OrderEvent) -> None:

@@ -27,22 +27,30 @@ From a Faust agent::
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 import httpx
 
 from algostream.config import ExecutionConfig
-from algostream.execution.binance_client import BinanceRestClient, NewOrder
-from algostream.execution.coinbase_orders import CoinbaseExecution
+from algostream.execution.binance_client import BinanceRestClient, NewOco, NewOrder
+from algostream.execution.coinbase_orders import CoinbaseExecution, coinbase_order
 from algostream.execution.errors import (
+    AmendRejectedError,
     BinanceError,
     CoinbaseError,
     ExecutionError,
+    OrderStatusUnknownError,
     UnknownOrderError,
 )
 from algostream.execution.futures_paper import FundingPayment, FuturesPaperBroker
+from algostream.execution.futures_venue import PositionCheck, PositionWatch
+from algostream.execution.list_emulation import Action, Cancel, ListEmulator
+from algostream.execution.order_lists import OrderLists
+from algostream.execution.order_lists import exits as order_list_exits
 from algostream.execution.orders import ManagedOrder
 from algostream.execution.paper import PaperBroker
 from algostream.execution.reconcile import BINANCE_STATUS, VenueOrder, events_to_match
@@ -69,6 +77,7 @@ from algostream.model.records import (
 )
 
 _MS = 1_000_000
+log = logging.getLogger(__name__)
 
 
 class ExecutionRouter:
@@ -100,6 +109,12 @@ class ExecutionRouter:
         self._coinbase = coinbase
         self._futures = futures
         self._paper = paper
+        #: paper: OCO / bracket lists over the broker (the futures one checks each leg)
+        self._lists = None if paper is None else OrderLists(paper, venue=futures)
+        #: live: OCO / bracket lists from the orders' events (native OCO: Binance spot)
+        native = binance is not None and not isinstance(binance, UsdmRestClient)
+        self._emulator = ListEmulator(native_oco=native)
+        self._queued: list[Action] = []
         self._binance = binance
         self._usdm = isinstance(binance, UsdmRestClient)
         self._venue = venue
@@ -111,6 +126,10 @@ class ExecutionRouter:
         self._trades: OrderedDict[tuple[str, str], None] = OrderedDict()
         #: the newest ``ACCOUNT_UPDATE`` of the USD-M user data stream
         self.venue_account: AccountUpdate | None = None
+        #: USD-M live: the ledger's positions, compared with each ``ACCOUNT_UPDATE``
+        #: (set after the start-up reconciliation); its verdicts in :meth:`take_position_checks`
+        self.positions: PositionWatch | None = None
+        self._checks: list[PositionCheck] = []
 
     @classmethod
     def from_config(
@@ -135,17 +154,18 @@ class ExecutionRouter:
     def futures(self) -> FuturesPaperBroker | None:
         return self._futures
 
+    @property
+    def lists(self) -> OrderLists | None:
+        """Paper trading: the OCO / bracket lists over the broker."""
+        return self._lists
+
     def on_book_top(self, top: BookTop) -> list[OrderEvent]:
         """Feed a book to the paper broker (fills resting orders); no-op when live."""
-        if self._futures is not None:
-            return self._futures.on_book_top(top)
-        return self._paper.on_book_top(top) if self._paper else []
+        return self._lists.on_book_top(top) if self._lists is not None else []
 
     def on_trade(self, trade: TradeTick) -> list[OrderEvent]:
         """Feed a trade to the paper broker; no-op when live."""
-        if self._futures is not None:
-            return self._futures.on_trade(trade)
-        return self._paper.on_trade(trade) if self._paper else []
+        return self._lists.on_trade(trade) if self._lists is not None else []
 
     def on_mark_price(self, mark: MarkPrice) -> list[FundingPayment]:
         """Futures paper trading: the mark and its funding (the venue charges it live)."""
@@ -156,26 +176,160 @@ class ExecutionRouter:
         return self._futures.take_liquidations() if self._futures is not None else []
 
     async def submit(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
-        """Execute an approved order; a client order id seen before yields no events."""
-        if self._futures is not None:
-            return self._futures.submit(order, now_ns)
-        if self._paper is not None:
-            return self._paper.submit(order, now_ns)
+        """Execute an approved order; a client order id seen before yields no events.
+        An OCO or bracket (``order_list``) becomes the orders of
+        :class:`~algostream.execution.list_emulation.ListEmulator` (paper: the broker's
+        :class:`~algostream.execution.order_lists.OrderLists`)."""
+        if self._lists is not None:
+            return self._lists.submit(order, now_ns)
+        if order.order_list is not None:
+            if self._emulator.knows(order.client_order_id):
+                return []
+            refused = self._unplaceable_exits(order, now_ns)
+            if refused:
+                return refused
+            return await self._run(self._emulator.on_submit(order), now_ns)
+        return await self._after(await self._submit_one(order, now_ns), now_ns)
+
+    async def _submit_one(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
         if self._coinbase is not None:
             return await self._coinbase.submit(order, now_ns)
         assert self._binance is not None
         if order.client_order_id in self._orders:
             return []
-        managed = ManagedOrder(order, venue=self._venue)
+        managed = self._managed(order)
         self._orders[order.client_order_id] = managed
         try:
-            payload = await self._binance.new_order(_new_order(order, usdm=self._usdm))
+            working = (
+                self._binance.working_type if isinstance(self._binance, UsdmRestClient) else None
+            )
+            payload = await self._binance.new_order(
+                _new_order(order, usdm=self._usdm, working_type=working)
+            )
         except BinanceError as exc:
             return [managed.reject(f"binance code {exc.code}: {exc.message}", now_ns)]
         return self._apply(managed, payload, now_ns)
 
+    async def _submit_oco(
+        self, owner: OrderRequest, tp: OrderRequest, sl: OrderRequest, now_ns: int
+    ) -> list[OrderEvent]:
+        """Binance spot's native OCO (``POST /api/v3/orderList/oco``, list client order
+        id = ``owner``'s): its two legs are tracked as orders of their own; the venue
+        cancels one when the other is activated (reported as EXPIRED)."""
+        assert self._binance is not None
+        if tp.client_order_id in self._orders:
+            return []
+        legs = [self._managed(tp), self._managed(sl)]
+        for managed in legs:
+            self._orders[managed.client_order_id] = managed
+        assert tp.limit_price is not None and sl.stop_price is not None
+        oco = NewOco(
+            split_instrument(tp.instrument)[1], tp.side, tp.quantity,
+            owner.client_order_id, tp.client_order_id, tp.limit_price,
+            sl.client_order_id, sl.stop_price,
+        )  # fmt: skip
+        try:
+            payloads = await self._binance.new_oco(oco)
+        except BinanceError as exc:
+            why = f"binance code {exc.code}: {exc.message}"
+            return [m.reject(why, now_ns) for m in legs]
+        events: list[OrderEvent] = []
+        for managed, payload in zip(legs, payloads, strict=True):
+            events += self._apply(managed, payload, now_ns)
+        return events
+
+    # ------------------------------------------------------------------ order lists, live
+
+    def _unplaceable_exits(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
+        """Coinbase takes no STOP_MARKET: a list whose exits it cannot take is refused
+        before anything is placed (an OCO's legs, or a bracket's entry, REJECTED naming
+        why), never changed to a type it takes."""
+        if self._coinbase is None:
+            return []
+        side = order.side if order.order_list == "OCO" else order.side.opposite()
+        legs = order_list_exits(order, side)
+        for leg in legs:
+            try:
+                coinbase_order(leg).configuration()
+            except ExecutionError as exc:
+                why = f"order_list={order.order_list}: exit {leg.client_order_id}: {exc}"
+                if order.order_list == "BRACKET":
+                    return [self._managed(order).reject(why, now_ns)]
+                return [self._managed(x).reject(why, now_ns) for x in legs]
+        return []
+
+    async def _run(self, actions: list[Action], now_ns: int) -> list[OrderEvent]:
+        """Carry out the list emulator's actions, then what follows from their events."""
+        events: list[OrderEvent] = []
+        queue = list(actions)
+        while queue:  # one at a time: each action's events may end its list
+            action = queue.pop(0)
+            if not self._emulator.still_wanted(action):
+                continue
+            done: list[OrderEvent] = []
+            if isinstance(action, Cancel):
+                done = await self._cancel_leg(action, now_ns)
+            else:
+                legs = action.oco or (action.request,)
+                try:
+                    if action.oco is not None:
+                        done = await self._submit_oco(action.request, *action.oco, now_ns)
+                    else:
+                        done = await self._submit_one(action.request, now_ns)
+                except OrderStatusUnknownError:  # tracked as NEW: the venue says what it has
+                    for leg in legs:
+                        done += await self._refresh_raw(leg.client_order_id, now_ns)
+            events += done
+            queue += self._emulator.on_events(done, self.tracked)
+        return events
+
+    async def _after(self, events: list[OrderEvent], now_ns: int) -> list[OrderEvent]:
+        """``events``, then the events of what the lists do about them."""
+        actions = self._emulator.on_events(events, self.tracked) if self._lists is None else []
+        return events + (await self._run(actions, now_ns) if actions else [])
+
+    async def _cancel_leg(self, action: Cancel, now_ns: int) -> list[OrderEvent]:
+        try:
+            events = await self._cancel_raw(action.client_order_id, now_ns)
+            return [  # the cancel says why: the list's rule, not just "at venue"
+                e.model_copy(update={"reason": action.reason})
+                if e.status is OrderStatus.CANCELLED and e.client_order_id == action.client_order_id
+                else e
+                for e in events
+            ]
+        except (BinanceError, CoinbaseError, ExecutionError) as exc:
+            # filled or gone meanwhile: the venue's state says which
+            log.warning("OCO cancel of %s refused: %s", action.client_order_id, exc)
+            return await self._refresh_raw(action.client_order_id, now_ns)
+
+    async def react(self, now_ns: int) -> list[OrderEvent]:
+        """Carry out what the lists queued from :meth:`on_user_event` (sync) reports."""
+        actions, self._queued = self._queued, []
+        return await self._run(actions, now_ns)
+
+    async def adopt(self, orders: Mapping[str, ManagedOrder], now_ns: int) -> list[OrderEvent]:
+        """After a restart: track ``orders`` (rebuilt from the topics and reconciled with
+        the venue, legs included) and rebuild the OCO / bracket lists from them; returns
+        the events of finishing what the restart interrupted (exits of a filled entry
+        never placed, the other leg of an emulated OCO that filled)."""
+        if self._lists is not None:
+            return []
+        if self._coinbase is not None:
+            for coid, order in orders.items():
+                self._coinbase._orders.setdefault(coid, order)
+            tracked = dict(self._coinbase._orders)
+        else:
+            for coid, order in orders.items():
+                self._orders.setdefault(coid, order)
+            tracked = dict(self._orders)
+        return await self._run(self._emulator.recover(tracked), now_ns)
+
     async def cancel(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
         """Cancel an open order; returns the events that follow from the venue's answer."""
+        events = await self._cancel_raw(client_order_id, now_ns)
+        return events if self._lists is not None else await self._after(events, now_ns)
+
+    async def _cancel_raw(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
         if self._paper is not None:
             return self._paper.cancel(client_order_id, now_ns)
         if self._coinbase is not None:
@@ -194,12 +348,10 @@ class ExecutionRouter:
         """Cancel-replace: cancel an open order, then submit ``replacement``; when the old
         one is not CANCELLED after the venue's answer (filled first, unknown) the
         replacement is REJECTED naming why, never placed beside it."""
-        if self._paper is not None:
-            from algostream.execution.order_lists import OrderLists
-
-            return OrderLists(self._paper).cancel_replace(client_order_id, replacement, now_ns)
+        if self._lists is not None:
+            return self._lists.cancel_replace(client_order_id, replacement, now_ns)
         managed = self.tracked(client_order_id)
-        refused = ManagedOrder(replacement, venue=self._venue)
+        refused = self._managed(replacement)
         if managed is None or not managed.is_open:
             state = "unknown" if managed is None else managed.status.value
             why = f"cancel-replace: {client_order_id!r} is {state}, not replaced"
@@ -215,14 +367,72 @@ class ExecutionRouter:
             return [*events, refused.reject(why, now_ns)]
         return events + await self.submit(replacement, now_ns)
 
+    async def amend(
+        self,
+        client_order_id: str,
+        now_ns: int,
+        *,
+        price: Decimal | None = None,
+        quantity: Decimal | None = None,
+    ) -> list[OrderEvent]:
+        """Edit an open LIMIT order in place (it keeps its ids and, on Coinbase, its
+        queue position rules): USD-M ``PUT /fapi/v1/order``, Coinbase ``orders/edit``.
+        Returns the ``amended`` event and what follows from the venue's answer (a new
+        price that crosses fills; a quantity at or below what has filled cancels).
+        Raises :class:`AmendRejectedError` naming why when the edit is refused: not an
+        open LIMIT order, a venue without edits (Binance spot, paper: use
+        :meth:`replace`), or the venue's refusal; the order is then unchanged."""
+        managed = self.tracked(client_order_id)
+        if managed is None or not managed.is_open:
+            state = "unknown" if managed is None else managed.status.value
+            raise AmendRejectedError(client_order_id, f"the order is {state}")
+        req = managed.request
+        if req.order_type is not OrderType.LIMIT:
+            raise AmendRejectedError(
+                client_order_id,
+                f"order_type={req.order_type.value}: only a LIMIT order can be edited",
+            )
+        assert req.limit_price is not None
+        new_price = req.limit_price if price is None else price
+        new_qty = req.quantity if quantity is None else quantity
+        if self._coinbase is not None:
+            return await self._coinbase.amend(managed, new_price, new_qty, now_ns)
+        if self._binance is None or not self._usdm:
+            venue = "paper" if self._paper is not None else f"{self._venue} spot"
+            raise AmendRejectedError(
+                client_order_id, f"{venue} has no order edit here: use replace()"
+            )
+        assert isinstance(self._binance, UsdmRestClient)
+        symbol = split_instrument(req.instrument)[1]
+        try:
+            payload = await self._binance.modify_order(
+                symbol, client_order_id, req.side, new_qty, new_price
+            )
+        except BinanceError as exc:
+            raise AmendRejectedError(
+                client_order_id, f"binance code {exc.code}: {exc.message}"
+            ) from None
+        answer = venue_order_from_usdm(payload)
+        events: list[OrderEvent] = []
+        if answer.status is not OrderStatus.CANCELLED:
+            events.append(managed.amend(new_price, new_qty, now_ns, now_ns))
+        return events + self._apply(managed, payload, now_ns)
+
     async def refresh(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
         """Query the venue for a tracked order and emit the events that catch up with it."""
+        events = await self._refresh_raw(client_order_id, now_ns)
+        return events if self._lists is not None else await self._after(events, now_ns)
+
+    async def _refresh_raw(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
         if self._paper is not None:
             return []
         if self._coinbase is not None:
             return await self._coinbase.refresh(client_order_id, now_ns)
         assert self._binance is not None
         managed = self._orders.get(client_order_id)
+        if managed is None and f"{client_order_id}-tp" in self._orders:  # an OCO: its legs
+            legs = [f"{client_order_id}-tp", f"{client_order_id}-sl"]
+            return [ev for leg in legs for ev in await self._refresh_raw(leg, now_ns)]
         if managed is None:
             raise UnknownOrderError(client_order_id)
         symbol = split_instrument(managed.request.instrument)[1]
@@ -254,15 +464,36 @@ class ExecutionRouter:
             return []
         kind = event.get("e")
         if kind == "executionReport":
-            return self.on_execution_report(event, now_ns)
-        if kind == ORDER_UPDATE:
+            events = self.on_execution_report(event, now_ns)
+        elif kind == ORDER_UPDATE:
             report = as_report(event)
             if str(report["c"]).startswith(VENUE_CLOSE_PREFIXES):
                 self._track_venue_close(report)
-            return self.on_execution_report(report, now_ns)
-        if kind == ACCOUNT_UPDATE:
-            self.venue_account = parse_account_update(event)
-        return []
+            events = self.on_execution_report(report, now_ns)
+        elif kind == ACCOUNT_UPDATE:
+            self.venue_account = update = parse_account_update(event)
+            if self.positions is None:
+                return []
+            busy = {o.request.instrument for o in self._orders.values() if o.is_open}
+            check = self.positions.on_account_update(update, busy, now_ns)
+            if check.diffs or check.lifted:
+                self._checks.append(check)
+            return check.settlement.events  # adoptions (POSITION_ADOPTED)
+        else:
+            return []
+        self._queued += self._emulator.on_events(events, self.tracked)  # see react()
+        return events
+
+    def take_position_checks(self) -> list[PositionCheck]:
+        """The ``ACCOUNT_UPDATE`` comparisons that found a difference or lifted a halt
+        since the last call (the worker logs them and tells the risk gate)."""
+        checks, self._checks = self._checks, []
+        return checks
+
+    def _watched(self, events: list[OrderEvent]) -> list[OrderEvent]:
+        if self.positions is not None:
+            self.positions.apply(events)
+        return events
 
     def _track_venue_close(self, report: dict[str, Any]) -> None:
         """An order the venue placed itself (``autoclose-*``: a liquidation, ``adl_autoclose``:
@@ -278,7 +509,7 @@ class ExecutionRouter:
             client_order_id=coid[:36], strategy="liquidation", side=Side(str(report["S"])),
             order_type=OrderType.MARKET, quantity=Decimal(str(report["q"])), reduce_only=True,
         )  # fmt: skip
-        self._orders[coid] = ManagedOrder(request, venue=self._venue)
+        self._orders[coid] = self._managed(request)
 
     def on_execution_report(self, report: dict[str, Any], now_ns: int) -> list[OrderEvent]:
         """Events for one ``executionReport`` (an exact fill for a TRADE; stale: none).
@@ -318,19 +549,19 @@ class ExecutionRouter:
         )
         events += events_to_match(managed, venue, ts, ts_init=now_ns)
         self._forget_closed()
-        return events
+        return self._watched(events)
 
     async def catch_up(self, now_ns: int) -> list[OrderEvent]:
         """Query the venue for every open order it has acknowledged (after a reconnect of
         the user data stream, or as its polling fallback); orders still NEW are in flight
         and left to :meth:`submit`."""
         if self._coinbase is not None:
-            return await self._coinbase.catch_up(now_ns)
+            return await self._after(await self._coinbase.catch_up(now_ns), now_ns)
         events: list[OrderEvent] = []
         for coid, managed in list(self._orders.items()):
             if managed.is_open and managed.status is not OrderStatus.NEW:
-                events += await self.refresh(coid, now_ns)
-        return events
+                events += await self._refresh_raw(coid, now_ns)
+        return await self._after(events, now_ns)
 
     def tracked(self, client_order_id: str) -> ManagedOrder | None:
         """The live order with this id, if tracked (paper: ask the broker)."""
@@ -340,6 +571,15 @@ class ExecutionRouter:
             return self._coinbase.tracked(client_order_id)
         return self._orders.get(client_order_id)
 
+    def _managed(self, order: OrderRequest) -> ManagedOrder:
+        """The tracked order; USD-M: its events carry the instrument's venue
+        (``BINANCE_USDM``), as the market data does, never the spot ``BINANCE``."""
+        return ManagedOrder(order, venue=self.venue_of(order.instrument))
+
+    def venue_of(self, instrument: str) -> str:
+        """The ``venue`` of this router's events on ``instrument``."""
+        return split_instrument(instrument)[0] if self._usdm else self._venue
+
     def _apply(
         self, managed: ManagedOrder, payload: dict[str, Any], now_ns: int
     ) -> list[OrderEvent]:
@@ -347,7 +587,7 @@ class ExecutionRouter:
         ts_event = venue.ts_ms * _MS if venue.ts_ms is not None else now_ns
         events = events_to_match(managed, venue, ts_event, ts_init=now_ns)
         self._forget_closed()
-        return events
+        return self._watched(events)
 
     def _forget_closed(self) -> None:
         closed = [c for c, o in self._orders.items() if not o.is_open]
@@ -355,7 +595,9 @@ class ExecutionRouter:
             del self._orders[coid]
 
 
-def _new_order(order: OrderRequest, *, usdm: bool = False) -> NewOrder:
+def _new_order(
+    order: OrderRequest, *, usdm: bool = False, working_type: str | None = None
+) -> NewOrder:
     symbol = split_instrument(order.instrument)[1]
     limit = order.order_type.has_limit_price
     if usdm:
@@ -370,6 +612,7 @@ def _new_order(order: OrderRequest, *, usdm: bool = False) -> NewOrder:
             stop_price=order.stop_price,
             post_only=order.post_only,
             reduce_only=order.reduce_only,
+            working_type=working_type if order.stop_price is not None else None,
         )
     return NewOrder(
         symbol=symbol,

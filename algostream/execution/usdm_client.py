@@ -5,7 +5,10 @@ queried by client order id before any resend; -4116 "duplicated" is looked up to
 ``/fapi/v1/listenKey`` for the user data stream (:mod:`.usdm_stream`).
 
 Order types: MARKET, LIMIT (GTC/IOC/FOK; post-only is ``timeInForce=GTX``), STOP /
-STOP_MARKET, TAKE_PROFIT / TAKE_PROFIT_MARKET; ``reduceOnly=true`` for reduce-only.
+STOP_MARKET, TAKE_PROFIT / TAKE_PROFIT_MARKET (``workingType`` MARK_PRICE or
+CONTRACT_PRICE: ``execution.futures_working_type``; ``closePosition=true`` in place of a
+quantity); ``reduceOnly=true`` for reduce-only. ``PUT /fapi/v1/order``
+(:meth:`UsdmRestClient.modify_order`) changes a LIMIT order's price and quantity.
 Definite refusals (-2019 margin, -2022 reduce-only, -2027 leverage bracket, -5022
 post-only) raise :class:`~algostream.execution.errors.OrderRejectedError`.
 
@@ -22,16 +25,19 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import httpx
+
+from algostream.config import ExecutionConfig
 from algostream.execution.binance_client import (
     USDM_ORDER_PATH,
     BinanceRestClient,
     NewOrder,
     format_decimal,
 )
-from algostream.execution.errors import ExecutionError
+from algostream.execution.errors import BinanceError, ExecutionError
 from algostream.execution.reconcile import BINANCE_STATUS, VenueOrder
 from algostream.execution.usdm_stream import VenuePosition, position_from_risk
-from algostream.model.enums import OrderType, TimeInForce
+from algostream.model.enums import OrderType, Side, TimeInForce
 
 USDM_TYPE = {
     OrderType.MARKET: "MARKET",
@@ -43,13 +49,27 @@ USDM_TYPE = {
 }
 
 
+_CLOSE_TYPES = (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
+#: -5027: a modify that changes nothing (the order already is as asked)
+NO_NEED_TO_MODIFY = -5027
+
+
 @dataclass(frozen=True)
 class UsdmNewOrder(NewOrder):
     """Parameters of ``POST /fapi/v1/order`` (one-way mode: ``positionSide`` BOTH)."""
 
     reduce_only: bool = False
+    #: a stop / take-profit's trigger: MARK_PRICE or CONTRACT_PRICE (None: the venue's)
+    working_type: str | None = None
+    #: a STOP_MARKET / TAKE_PROFIT_MARKET closing the whole position (no quantity sent)
+    close_position: bool = False
 
     def params(self) -> list[tuple[str, str]]:
+        if self.close_position and self.order_type not in _CLOSE_TYPES:
+            raise ExecutionError(
+                f"closePosition with order_type={self.order_type.value}: only STOP_MARKET "
+                "and TAKE_PROFIT_MARKET can close a position"
+            )
         out = [
             ("symbol", self.symbol),
             ("side", self.side.value),
@@ -58,12 +78,17 @@ class UsdmNewOrder(NewOrder):
         if self.order_type.has_limit_price:
             tif = "GTX" if self.post_only else (self.time_in_force or TimeInForce.GTC).value
             out.append(("timeInForce", tif))
-        out.append(("quantity", format_decimal(self.quantity)))
+        if not self.close_position:
+            out.append(("quantity", format_decimal(self.quantity)))
         if self.price is not None:
             out.append(("price", format_decimal(self.price)))
         if self.stop_price is not None:
             out.append(("stopPrice", format_decimal(self.stop_price)))
-        if self.reduce_only:
+            if self.working_type is not None:
+                out.append(("workingType", self.working_type))
+        if self.close_position:
+            out.append(("closePosition", "true"))
+        elif self.reduce_only:
             out.append(("reduceOnly", "true"))
         out += [("newClientOrderId", self.client_order_id), ("newOrderRespType", "RESULT")]
         return out
@@ -75,6 +100,7 @@ def venue_order_from_usdm(payload: Mapping[str, Any]) -> VenueOrder:
     if raw not in BINANCE_STATUS:
         raise ExecutionError(f"binance futures order status {raw!r}: unknown")
     ts = payload.get("updateTime")
+    orig = payload.get("origType")
     return VenueOrder(
         client_order_id=str(payload.get("clientOrderId", "")),
         venue_order_id=str(payload["orderId"]) if "orderId" in payload else None,
@@ -82,6 +108,10 @@ def venue_order_from_usdm(payload: Mapping[str, Any]) -> VenueOrder:
         executed_qty=Decimal(str(payload.get("executedQty", "0"))),
         cum_quote=Decimal(str(payload.get("cumQuote", "0"))),
         ts_ms=int(ts) if ts is not None else None,
+        # a triggered stop / take-profit works as MARKET / LIMIT: ``type`` changes
+        triggered=orig in USDM_TYPE.values()
+        and orig not in ("MARKET", "LIMIT")
+        and payload.get("type") != orig,
     )
 
 
@@ -95,8 +125,44 @@ class UsdmRestClient(BinanceRestClient):
     #: ``POST/PUT/DELETE /fapi/v1/listenKey``: the futures user data stream's key
     user_stream_path = "/fapi/v1/listenKey"
 
+    #: what triggers stop / take-profit orders (``execution.futures_working_type``)
+    working_type: str = "CONTRACT_PRICE"
+
+    @classmethod
+    def from_config(
+        cls, http: httpx.AsyncClient, config: ExecutionConfig, **overrides: Any
+    ) -> UsdmRestClient:
+        client = super().from_config(http, config, **overrides)
+        assert isinstance(client, UsdmRestClient)
+        client.working_type = config.futures_working_type
+        return client
+
     def __repr__(self) -> str:
         return f"UsdmRestClient(base_url={self._base!r}, api_key=SecretStr('**********'))"
+
+    async def modify_order(
+        self, symbol: str, client_order_id: str, side: Side, quantity: Decimal, price: Decimal
+    ) -> dict[str, Any]:
+        """``PUT /fapi/v1/order``: a LIMIT order's new price and quantity (the order keeps
+        its ids). Setting absolute values is idempotent, so a timeout or 5xx is retried
+        like a read; -5027 (nothing to change: an earlier attempt did it) answers with
+        the order as queried. A refusal raises :class:`OrderRejectedError`."""
+        params = [
+            ("symbol", symbol),
+            ("origClientOrderId", client_order_id),
+            ("side", side.value),
+            ("quantity", format_decimal(quantity)),
+            ("price", format_decimal(price)),
+        ]
+        try:
+            return dict(await self._call("PUT", self.order_path, params, signed=True))
+        except BinanceError as exc:
+            if exc.code != NO_NEED_TO_MODIFY:
+                raise
+            found = await self.query_order(symbol, client_order_id)
+            if found is None:
+                raise
+            return found
 
     async def set_leverage(self, symbol: str, leverage: int) -> dict[str, Any]:
         """``POST /fapi/v1/leverage``; -4028 when above the symbol's brackets."""

@@ -1,12 +1,14 @@
 """The ingestor's connection loop, independent of the exchange.
 
 An :class:`ExchangeAdapter` knows one exchange's URL, subscription messages and frame
-parsing (pure); :class:`Ingestor` owns the sockets: it connects with ``websockets``
-(which answers server pings), reconnects with capped jittered backoff, notices a silent
-feed (no frame for ``stale_after_ms``), rotates a connection before the exchange's 24 h
-limit or on ``serverShutdown`` by opening the new one *before* closing the old (the
-adapter drops what both deliver), fetches REST snapshots when the adapter asks, and
-publishes every output. A malformed frame goes to ``dlq`` and the feed keeps going.
+parsing (pure); :class:`Ingestor` owns the sockets: it connects with ``picows``
+(:mod:`algostream.ingest.wsclient`; ``market_data.ws_client: websockets`` for the
+previous client; both answer server pings), reconnects with capped jittered backoff,
+notices a silent feed (no frame for ``stale_after_ms``), rotates a connection before
+the exchange's 24 h limit or on ``serverShutdown`` by opening the new one *before*
+closing the old (the adapter drops what both deliver), fetches REST snapshots when the
+adapter asks, and publishes every output. A malformed frame goes to ``dlq`` and the feed
+keeps going.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from algostream.config import MarketDataConfig
+from algostream.ingest import wsclient
 from algostream.ingest.backoff import Backoff
 from algostream.kafka.dlq import dead_letter
 from algostream.kafka.publisher import Publisher
 from algostream.marketdata.sync import integrity_event
 from algostream.model.enums import IntegrityKind
+from algostream.model.fast import from_fields
 from algostream.model.ids import derive_id
-from algostream.model.records import BookIntegrity, BookUpdate, Record
+from algostream.model.records import BookIntegrity, BookUpdate, RawFrame, Record
 from algostream.observability import metrics
 
 log = structlog.get_logger("algostream.ingest")
@@ -176,12 +180,72 @@ def _buffered(ws: Any) -> bool:
     queue), so ``recv`` returns it without waiting. A busy feed reads most frames so; for
     them no timeout is armed (``asyncio.timeout`` and its reschedule were ~12% of the read
     loop under py-spy). False whenever the library does not say (another version)."""
+    buffered = getattr(ws, "buffered", None)  # PicowsConnection says it
+    if buffered is not None:
+        return bool(buffered())
     frames = getattr(getattr(ws, "recv_messages", None), "frames", None)
     try:
         queue = frames.queue  # type: ignore[union-attr]
         return bool(queue) and bool(queue[0].fin)
     except (AttributeError, IndexError):
         return False
+
+
+class RawBatches:
+    """``md.raw`` frames of each instrument gathered into one record (:attr:`RawFrame.more`)
+    for up to ``window_ms``, ``max_frames`` frames or ``max_bytes`` of payload: one record
+    through the Kafka client instead of one per frame. Same key (the instrument), frames in
+    the order received: a batch is closed before the next one of its instrument opens."""
+
+    def __init__(self, window_ms: int, max_frames: int, max_bytes: int = 256 * 1024) -> None:
+        self.window_ns = window_ms * 1_000_000
+        self.max_frames = max_frames
+        self.max_bytes = max_bytes
+        self._open: dict[str, list[RawFrame]] = {}  # instrument -> its frames, in order
+        self._bytes: dict[str, int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._open)
+
+    def add(self, raw: RawFrame) -> RawFrame | None:
+        """Take ``raw``; the batch record of its instrument when that batch is complete."""
+        inst = raw.instrument
+        frames = self._open.get(inst)
+        if frames is None:
+            if self.max_frames <= 1:
+                return raw
+            self._open[inst] = [raw]
+            self._bytes[inst] = len(raw.payload)
+            return None
+        if raw.ts_init - frames[0].ts_init >= self.window_ns:  # past the window: a new one
+            closed = self._close(inst)
+            self._open[inst] = [raw]
+            self._bytes[inst] = len(raw.payload)
+            return closed
+        frames.append(raw)
+        size = self._bytes[inst] = self._bytes[inst] + len(raw.payload)
+        if len(frames) >= self.max_frames or size >= self.max_bytes:
+            return self._close(inst)
+        return None
+
+    def due(self, now_ns: int) -> list[RawFrame]:
+        """Close every batch whose first frame is ``window_ms`` old at ``now_ns``."""
+        late = [i for i, f in self._open.items() if now_ns - f[0].ts_init >= self.window_ns]
+        return [self._close(inst) for inst in late]
+
+    def drain(self) -> list[RawFrame]:
+        """Close every open batch."""
+        return [self._close(inst) for inst in list(self._open)]
+
+    def _close(self, inst: str) -> RawFrame:
+        frames = self._open.pop(inst)
+        del self._bytes[inst]
+        first = frames[0]
+        if len(frames) == 1:
+            return first
+        fields = dict(first.__dict__)  # every field in declared order, ``more`` last
+        fields["more"] = tuple([(f.ts_init, f.stream, f.payload) for f in frames[1:]])
+        return from_fields(RawFrame, fields)
 
 
 class Ingestor:
@@ -220,6 +284,12 @@ class Ingestor:
         self._try_publish: Callable[[str, Record], bool] | None = getattr(
             publisher, "try_publish", None
         )
+        # md.raw batched per instrument (RawBatches) when the publisher takes a record
+        # without awaiting (the batch timer publishes from a loop callback)
+        batch_ms = cfg.raw_batch_ms if self._try_publish is not None else 0
+        self._raw = RawBatches(batch_ms, cfg.raw_batch_frames if batch_ms > 0 else 1)
+        self._raw_timer: asyncio.TimerHandle | None = None
+        self._raw_late: list[RawFrame] = []  # closed batches the publisher could not take
         metrics.DLQ_RECORDS.labels(
             agent="ingestor", topic=f"ws:{adapter.venue.lower()}", error_type="FrameError"
         )
@@ -246,17 +316,67 @@ class Ingestor:
     async def _emit(self, result: FrameResult) -> None:
         publish, out = self.publisher.publish, self._out_n
         fast = self._try_publish
+        if self._raw_late:
+            await self._publish_late()
+        published = 0
         for topic, record in result.records:
+            if topic == "md.raw" and type(record) is RawFrame:
+                opened = bool(self._raw)
+                batch = self._raw.add(record)
+                if batch is None:
+                    if not opened:
+                        self._arm_raw_timer()
+                    continue
+                record = batch
             if fast is None or not fast(topic, record):
                 await publish(topic, record)
             out[topic] = out.get(topic, 0) + 1  # on the counter at the next count_out()
-        self.stats.published += len(result.records)
+            published += 1
+        self.stats.published += published
         for symbol in result.snapshot_requests:
             task = self._snapshot_tasks.get(symbol)
             if task is None or task.done():
                 self._snapshot_tasks[symbol] = asyncio.create_task(self._snapshot(symbol))
         if result.rotate:
             self._rotate_now.set()
+
+    def _arm_raw_timer(self) -> None:
+        """Close the open ``md.raw`` batches once their window has passed (a quiet feed)."""
+        if self._raw_timer is None:
+            loop = asyncio.get_running_loop()
+            self._raw_timer = loop.call_later(self._raw.window_ns / 1e9, self._raw_due)
+
+    def _raw_due(self) -> None:
+        self._raw_timer = None
+        self._publish_raw(self._raw.due(self.clock()))
+        if self._raw:
+            self._arm_raw_timer()
+
+    def _publish_raw(self, batches: list[RawFrame]) -> None:
+        """Hand closed batches to the publisher from a callback; what it cannot take now
+        waits in order for the next :meth:`_emit` (or the end of :meth:`run`)."""
+        fast, out = self._try_publish, self._out_n
+        for batch in batches:
+            if self._raw_late or fast is None or not fast("md.raw", batch):
+                self._raw_late.append(batch)
+                continue
+            out["md.raw"] = out.get("md.raw", 0) + 1
+            self.stats.published += 1
+
+    async def _publish_late(self) -> None:
+        while self._raw_late:
+            batch = self._raw_late.pop(0)
+            await self.publisher.publish("md.raw", batch)
+            self._out_n["md.raw"] = self._out_n.get("md.raw", 0) + 1
+            self.stats.published += 1
+
+    async def flush_raw(self) -> None:
+        """Publish every open ``md.raw`` batch now (the feed stops)."""
+        if self._raw_timer is not None:
+            self._raw_timer.cancel()
+            self._raw_timer = None
+        self._raw_late.extend(self._raw.drain())
+        await self._publish_late()
 
     async def _snapshot(self, symbol: str) -> None:
         backoff = Backoff(200, 5000, random.Random())
@@ -297,6 +417,7 @@ class Ingestor:
             return await self._run(stop)
         finally:
             counting.cancel()
+            await self.flush_raw()
             self.count_out()
 
     async def _run(self, stop: asyncio.Event) -> IngestStats:
@@ -341,9 +462,17 @@ class Ingestor:
             await ws.close()
 
     async def _open(self, conn_id: int, *, rotating: bool = False) -> Any:
-        ws = await websockets.connect(
-            self.adapter.url(), max_size=2**24, ping_interval=None, open_timeout=10, close_timeout=2
-        )
+        ws: Any
+        if self.cfg.ws_client == "picows":  # C frame parser (wsclient.py)
+            ws = await wsclient.connect(self.adapter.url(), max_size=2**24, open_timeout=10)
+        else:
+            ws = await websockets.connect(
+                self.adapter.url(),
+                max_size=2**24,
+                ping_interval=None,
+                open_timeout=10,
+                close_timeout=2,
+            )
         for message in self.adapter.subscribe_messages():
             await ws.send(message)
         self._active = conn_id

@@ -124,6 +124,7 @@ def raw_frame(text: str, recv_ns: int, venue: str, stream: str, instrument: str)
         venue=venue,
         stream=stream,
         payload=text,
+        more=(),
     )
 
 

@@ -79,14 +79,43 @@ class _BookTop(_Record):
     update_id: _NonNegative
 
 
+#: decimal string -> its Decimal, for strings already checked as a price (finite, > 0) and
+#: as a quantity (finite, >= 0): a book's prices and sizes recur from update to update, and
+#: ``Decimal(text)`` and its checks were most of a decode (issue 27). A Decimal is
+#: immutable, so one object for every occurrence of a string gives the same values (and
+#: the same text: the cache is keyed by the exact string). Emptied when it reaches
+#: :data:`_KEPT` strings (a bound on memory for any input).
+_PRICES: dict[str, Decimal] = {}
+_QUANTITIES: dict[str, Decimal] = {}
+_KEPT = 1 << 16
+
+
 def levels(raw: _Levels) -> tuple[tuple[Decimal, Decimal], ...]:
     """``(price, quantity)`` Decimals of string pairs; :class:`Slow` unless every price is
     finite and > 0 and every quantity finite and >= 0 (a NaN compares with an error)."""
-    out = tuple([(Decimal(p), Decimal(q)) for p, q in raw])
-    for p, q in out:
-        if not (_ZERO < p < _INF and _ZERO <= q < _INF):
-            raise Slow
-    return out
+    prices, quantities = _PRICES, _QUANTITIES
+    out = []
+    for p, q in raw:
+        price = prices.get(p)
+        if price is None:
+            price = _checked(prices, p, _ZERO, strict=True)
+        qty = quantities.get(q)
+        if qty is None:
+            qty = _checked(quantities, q, _ZERO, strict=False)
+        out.append((price, qty))
+    return tuple(out)
+
+
+def _checked(kept: dict[str, Decimal], text: str, low: Decimal, *, strict: bool) -> Decimal:
+    """``Decimal(text)``, checked (``> low`` when ``strict``, else ``>= low``; finite) and
+    kept for the next time; :class:`Slow` if not valid."""
+    value = Decimal(text)
+    if not ((low < value) if strict else (low <= value)) or not value < _INF:
+        raise Slow
+    if len(kept) >= _KEPT:
+        kept.clear()
+    kept[text] = value
+    return value
 
 
 def _decimal(raw: str | None, *, price: bool) -> Decimal | None:

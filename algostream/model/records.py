@@ -49,6 +49,7 @@ from algostream.model.ids import (
     InstrumentId,
     LineageId,
     StrategyId,
+    derive_id,
 )
 from algostream.model.values import Levels, Money, Price, Quantity, SignedQuantity
 
@@ -56,6 +57,8 @@ R = TypeVar("R", bound="Record")
 
 
 SignalSizing = Literal["strength", "units", "equity", "target_units", "target_equity"]
+#: an order list: a BRACKET (an entry and its two exits) or an OCO (two exits)
+OrderListKind = Literal["BRACKET", "OCO"]
 
 #: bar intervals the bar stage makes live (each has a ``bars.<interval>`` topic)
 LiveBarInterval = Literal["1s", "1m", "5m", "15m", "1h", "4h", "1d"]
@@ -144,13 +147,48 @@ def _short(value: Any, limit: int = 80) -> str:
 # --------------------------------------------------------------------------- market data
 
 
+#: a frame batched behind another on ``md.raw``: ``(recv_ns, stream, payload)``
+RawMore = tuple[int, str, str]
+
+
 class RawFrame(Record):
-    """A raw exchange frame exactly as received, with its receive time (``md.raw``)."""
+    """A raw exchange frame exactly as received, with its receive time (``md.raw``).
+
+    ``more``: the frames of the same instrument (so the same key and partition) received
+    after it, in order, each ``(recv_ns, stream, payload)``. The ingestor batches a few
+    milliseconds of frames into one record (one record through the Kafka client instead
+    of one per frame); :meth:`frames` gives every frame back as its own record, with the
+    id it has alone (the ``lineage_id`` of its ``md.book`` / ``md.trades`` records), so
+    replays and captures read batched and unbatched records alike.
+    """
 
     TYPE: ClassVar[str] = "RawFrame"
     venue: str
     stream: str = ""
     payload: str
+    more: tuple[RawMore, ...] = ()
+
+    def frames(self) -> list[RawFrame]:
+        """This frame and every one in ``more``, each as a record of its own."""
+        if not self.more:
+            return [self]
+        out = [self.model_copy(update={"more": ()})]
+        for recv_ns, stream, payload in self.more:
+            rid = derive_id("raw", self.venue, recv_ns, payload)
+            out.append(
+                RawFrame.model_construct(
+                    instrument=self.instrument,
+                    ts_event=recv_ns,
+                    ts_init=recv_ns,
+                    record_id=rid,
+                    lineage_id=rid,
+                    venue=self.venue,
+                    stream=stream,
+                    payload=payload,
+                    more=(),
+                )
+            )
+        return out
 
 
 class TradeTick(Record):
@@ -329,6 +367,11 @@ class Signal(Record):
     size: SignedQuantity | None = None
     limit_price: Price | None = None
     stop_price: Price | None = None
+    #: a bracket (this order + ``take_profit`` / ``stop_loss`` exits) or an OCO (exits
+    #: only: a LIMIT at ``take_profit`` and a stop at ``stop_loss``); see OrderRequest
+    order_list: OrderListKind | None = None
+    take_profit: Price | None = None
+    stop_loss: Price | None = None
 
 
 # --------------------------------------------------------------------------- orders
@@ -353,9 +396,21 @@ class OrderRequest(Record):
     #: a LIMIT GTC order that must only add liquidity (Binance LIMIT_MAKER, Coinbase
     #: post_only): refused rather than filled when it would take
     post_only: bool = False
+    #: ``BRACKET``: this order is the entry; when it fills, a take-profit LIMIT at
+    #: ``take_profit`` and a stop-loss STOP_MARKET at ``stop_loss`` close what it filled,
+    #: one cancelling the other. ``OCO``: two exits of a position, a LIMIT at
+    #: ``take_profit`` (= ``limit_price``) and a STOP_MARKET at ``stop_loss``,
+    #: reduce-only; the first to fill cancels the other. The legs' client order ids are
+    #: ``<client_order_id>-tp`` / ``-sl``, their ``list_id`` this order's id.
+    order_list: OrderListKind | None = None
+    take_profit: Price | None = None
+    stop_loss: Price | None = None
+    #: set on an order that is a leg of a list: the list's id
+    list_id: ClientOrderId | None = None
 
     @model_validator(mode="after")
     def _order_type_fields(self) -> OrderRequest:
+        self._order_list_fields()
         kind = self.order_type
         if kind.is_conditional and self.stop_price is None:
             raise ValueError(f"order_type={kind.value} needs a stop_price")
@@ -369,6 +424,37 @@ class OrderRequest(Record):
                 f"{self.time_in_force.value}: only a LIMIT GTC order can be post-only"
             )
         return self
+
+    def _order_list_fields(self) -> None:
+        if self.order_list is None:
+            if self.take_profit is not None or self.stop_loss is not None:
+                raise ValueError(
+                    f"take_profit={self.take_profit} stop_loss={self.stop_loss}: only for "
+                    "an order_list (BRACKET or OCO)"
+                )
+            return
+        if self.take_profit is None or self.stop_loss is None:
+            raise ValueError(
+                f"order_list={self.order_list} needs take_profit and stop_loss, got "
+                f"take_profit={self.take_profit} stop_loss={self.stop_loss}"
+            )
+        if self.list_id is not None:
+            raise ValueError(f"order_list={self.order_list}: a list cannot be a leg of one")
+        if len(self.client_order_id) > 33:
+            raise ValueError(
+                f"client_order_id {self.client_order_id!r} of an order_list: at most 33 "
+                "characters (its legs add -tp / -sl)"
+            )
+        if self.order_list == "OCO" and (
+            self.order_type is not OrderType.LIMIT
+            or self.limit_price != self.take_profit
+            or not self.reduce_only
+        ):
+            raise ValueError(
+                f"order_list=OCO: a reduce-only LIMIT at take_profit, got order_type="
+                f"{self.order_type.value} limit_price={self.limit_price} "
+                f"take_profit={self.take_profit} reduce_only={self.reduce_only}"
+            )
 
 
 class OrderRejected(Record):
@@ -407,6 +493,8 @@ class OrderEvent(Record):
     venue: str = "PAPER"
     #: the strategy of the order (its fills are attributed to it); None: not known here
     strategy: StrategyId | None = None
+    #: the OCO / bracket the order belongs to (its entry's or its OCO's client order id)
+    list_id: str | None = None
 
 
 # --------------------------------------------------------------------------- risk

@@ -5,6 +5,10 @@ Three layers decide the state of ``(account, instrument)``; the most restrictive
 
 * **account** layer - operator commands on ``ALL:*`` and the loss breaker;
 * **instrument** layer - operator commands naming one instrument (per account);
+* **reconciliation** layer - the execution stage found the venue's positions differ
+  from the ledger's above ``risk.position_mismatch_tolerance`` (``position_mismatch:
+  halt``): the account is HALTED, naming the mismatch, until the operator's RESUME or a
+  reconciliation that no longer finds it (:meth:`CircuitBreaker.on_reconciliation`);
 * **integrity** layer - a GAP / STALE / CROSSED / DISCONNECTED book puts the instrument in
   REDUCING for every account until a RESYNCED event (operator RESUME does not clear it:
   the book is still wrong).
@@ -39,6 +43,8 @@ _HUNDRED = Decimal(100)
 ALL_INSTRUMENTS = "ALL:*"
 BREAKER_ACTOR = "risk.breaker"
 INTEGRITY_ACTOR = "risk.integrity"
+#: the actor of the execution stage's position reconciliation records on ``risk.events``
+RECONCILIATION_ACTOR = "reconciliation"
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 _ACTION_STATE = {
     ControlAction.HALT: TradingState.HALTED,
@@ -104,11 +110,15 @@ class CircuitBreaker:
         self._instruments: dict[tuple[str, str], TradingState] = {}
         self._integrity: dict[str, IntegrityKind] = {}
         self._tripped: dict[str, str] = {}
+        #: account -> the position mismatch that halts it (reconciliation layer)
+        self._mismatch: dict[str, str] = {}
 
     def state(self, account: str, instrument: str) -> TradingState:
         """Effective state of ``(account, instrument)``: the most restrictive layer."""
         broken = TradingState.REDUCING if instrument in self._integrity else TradingState.ACTIVE
+        mismatch = TradingState.HALTED if account in self._mismatch else TradingState.ACTIVE
         return most_restrictive(
+            mismatch,
             self._accounts.get(account, TradingState.ACTIVE),
             self._instruments.get((account, instrument), TradingState.ACTIVE),
             broken,
@@ -121,6 +131,41 @@ class CircuitBreaker:
     def tripped_reason(self, account: str) -> str | None:
         """Why the loss breaker tripped the account, or ``None`` when it has not."""
         return self._tripped.get(account)
+
+    def mismatch_reason(self, account: str) -> str | None:
+        """The position mismatch that halts the account, or ``None``."""
+        return self._mismatch.get(account)
+
+    # ------------------------------------------------------------------ reconciliation
+
+    def on_reconciliation(
+        self, account: str, mismatch: str | None, actor: str = RECONCILIATION_ACTOR
+    ) -> list[StateChange]:
+        """A position reconciliation's verdict on ``account``: ``mismatch`` (why) halts
+        it, ``None`` (no mismatch found) lifts a mismatch halt. The change is returned
+        only when the account was not halted by a mismatch yet (a halt's record is the
+        execution stage's own) or when one is lifted."""
+        previous = self._mismatch.get(account)
+        if mismatch is not None:
+            self._mismatch[account] = mismatch
+            return []
+        if previous is None:
+            return []
+        del self._mismatch[account]
+        return [self._mismatch_cleared(account, previous, actor, "no position mismatch found")]
+
+    def _mismatch_cleared(self, account: str, was: str, actor: str, why: str) -> StateChange:
+        return StateChange(
+            "reconciliation",
+            account,
+            ALL_INSTRUMENTS,
+            TradingState.HALTED,
+            TradingState.ACTIVE,
+            RiskEventKind.STATE_CHANGED,
+            actor,
+            why,
+            {"halted_by": was[:2000]},
+        )
 
     # ------------------------------------------------------------------ loss breaker
 
@@ -261,6 +306,9 @@ class CircuitBreaker:
 
     def _resume_all(self, account: str, cmd: ControlCommand) -> list[StateChange]:
         changes: list[StateChange] = []
+        mismatch = self._mismatch.pop(account, None)
+        if mismatch is not None:
+            changes.append(self._mismatch_cleared(account, mismatch, cmd.actor, cmd.reason))
         tripped = self._tripped.pop(account, None)
         if tripped is not None:
             changes.append(
@@ -302,6 +350,7 @@ class CircuitBreaker:
             "instruments": [[a, i, s.value] for (a, i), s in self._instruments.items()],
             "integrity": {i: k.value for i, k in self._integrity.items()},
             "tripped": dict(self._tripped),
+            "mismatch": dict(self._mismatch),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -311,7 +360,9 @@ class CircuitBreaker:
             instruments = {(a, i): TradingState(s) for a, i, s in state["instruments"]}
             integrity = {i: IntegrityKind(k) for i, k in state["integrity"].items()}
             tripped = {str(a): str(r) for a, r in state["tripped"].items()}
+            mismatch = {str(a): str(r) for a, r in state.get("mismatch", {}).items()}
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise StateRestoreError(f"breaker state {state!r}: {exc!r}") from None
         self._accounts, self._instruments = accounts, instruments
         self._integrity, self._tripped = integrity, tripped
+        self._mismatch = mismatch

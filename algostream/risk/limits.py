@@ -69,6 +69,8 @@ class RejectReason(StrEnum):
     INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"
     TOO_CLOSE_TO_LIQUIDATION = "TOO_CLOSE_TO_LIQUIDATION"
     REDUCE_ONLY_WOULD_INCREASE = "REDUCE_ONLY_WOULD_INCREASE"
+    # OCO / bracket: an exit on the wrong side of the entry (or of the market)
+    ORDER_LIST = "ORDER_LIST"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,8 @@ class PreTradeContext:
     orders_in_window: int = 0
     #: decision time - the proposal's ``ts_init`` (ns): how long it waited to be decided
     age_ns: int = 0
+    #: why the state is HALTED, when the rejection names it (a position mismatch)
+    halt_reason: str | None = None
 
 
 def estimated_price(order: OrderRequest, top: BookTop | None) -> Decimal | None:
@@ -196,7 +200,8 @@ def check_trading_state(
             RejectReason.TRADING_HALTED,
             TradingState.HALTED.value,
             order.side.value,
-            f"trading in {order.instrument} is HALTED",
+            f"trading in {order.instrument} is HALTED"
+            + ("" if ctx.halt_reason is None else f": {ctx.halt_reason}"),
         )
     if ctx.state is TradingState.REDUCING and not _reduces_without_flip(order, ctx):
         return Rejection(
@@ -221,6 +226,41 @@ def check_reduce_only(
             f"reduce-only {order.side.value} {order.quantity} (+{ctx.pending_same_side} open) "
             f"would not reduce position {ctx.position}",
         )
+    return None
+
+
+def check_order_list(
+    order: OrderRequest, ctx: PreTradeContext, config: RiskConfig
+) -> Rejection | None:
+    """A bracket's take-profit beyond its entry and its stop-loss behind it (a buy's
+    take-profit above, stop-loss below; a sell's the other way round); an OCO's
+    take-profit beyond the market and its stop behind it. The entry is its limit (or
+    stop) price, a MARKET entry's the mid. The bracket is otherwise checked as one
+    order: the entry's notional (its exits only close what it fills)."""
+    if order.order_list is None or order.take_profit is None or order.stop_loss is None:
+        return None
+    mid = ctx.top.mid if ctx.top is not None else None
+    if order.order_list == "BRACKET":
+        ref = order.limit_price if order.order_type.has_limit_price else order.stop_price
+        ref, what, sign = ref or mid, f"the {order.side.value} entry", order.side.sign
+    else:  # an OCO exits a position: its side is the closing one
+        ref, what, sign = mid, "the market", -order.side.sign
+    if ref is None:
+        return None  # no mid: check_market_data refuses it
+    for name, price, beyond in (
+        ("take_profit", order.take_profit, True),
+        ("stop_loss", order.stop_loss, False),
+    ):
+        distance = (price - ref) * sign
+        if (distance <= 0) if beyond else (distance >= 0):
+            above = (sign > 0) == beyond
+            return Rejection(
+                RejectReason.ORDER_LIST,
+                f"{name} {'above' if above else 'below'} {ref}",
+                str(price),
+                f"{order.order_list} {order.client_order_id}: {name}={price} is not "
+                f"{'above' if above else 'below'} {what} ({ref})",
+            )
     return None
 
 
@@ -394,6 +434,7 @@ DEFAULT_CHECKS: tuple[Check, ...] = (
     check_trading_state,
     check_reduce_only,
     check_market_data,
+    check_order_list,
     check_price_band,
     check_filters,
     check_order_notional,

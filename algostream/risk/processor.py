@@ -56,7 +56,7 @@ from algostream.model.records import (
     Record,
     RiskEvent,
 )
-from algostream.risk.breaker import ALL_INSTRUMENTS, CircuitBreaker
+from algostream.risk.breaker import ALL_INSTRUMENTS, RECONCILIATION_ACTOR, CircuitBreaker
 from algostream.risk.errors import StateRestoreError
 from algostream.risk.futures import Funding, FuturesGate
 from algostream.risk.ledger import ZERO, AccountLedger
@@ -380,6 +380,7 @@ class RiskProcessor:
             filters=self.filters.get(order.instrument),
             orders_in_window=0 if window is None else window.count(order.ts_event),
             age_ns=now_ns - order.ts_init,
+            halt_reason=self.breaker.mismatch_reason(order.account),
         )
 
     # ------------------------------------------------------------------ market data
@@ -589,6 +590,9 @@ class RiskProcessor:
 
     def _track_pending(self, event: OrderEvent) -> None:
         coid = event.client_order_id
+        lid = event.list_id
+        if lid is not None and lid != coid and event.status.is_terminal and lid in self._pending:
+            self._set_pending_remaining(lid, ZERO)  # an OCO ends with its first leg's end
         if event.status.is_terminal:
             if coid in self._pending:
                 self._set_pending_remaining(coid, ZERO)
@@ -596,6 +600,17 @@ class RiskProcessor:
                 self.stops.on_close_failed(coid)
         elif coid in self._pending:
             self._set_pending_remaining(coid, max(event.quantity - event.cum_qty, ZERO))
+
+    def on_risk_event(self, event: RiskEvent, now_ns: int | None = None) -> list[Record]:
+        """A position reconciliation's record (actor ``reconciliation``, detail
+        ``account``): HALTED halts the account naming the mismatch, ACTIVE lifts such a
+        halt (its ``STATE_CHANGED`` record); any other record changes nothing."""
+        account = event.detail.get("account")
+        if event.actor != RECONCILIATION_ACTOR or not account:
+            return []
+        now = event.ts_init if now_ns is None else now_ns
+        halt = event.reason if event.state is TradingState.HALTED else None
+        return [c.to_event(event, now) for c in self.breaker.on_reconciliation(account, halt)]
 
     # ------------------------------------------------------------------ operator
 

@@ -20,6 +20,20 @@ Each request becomes a :class:`~algostream.model.records.Signal` (``sizing``/``s
 ``limit_price``/``stop_price``) and goes through sizing and risk like any other. The bar
 backtest sizes a fraction or a target at the fill price (the next bar's open, as
 backtesting.py); live and the tick engine size it when the strategy asks, at ``price``.
+
+A bracket is ``buy``/``sell`` with ``take_profit`` and ``stop_loss``: when the entry has
+filled, a take-profit LIMIT and a stop-loss STOP_MARKET close what it filled, the first
+to fill cancelling the other. An OCO (:meth:`StrategyContext.oco`) is those two exits
+alone, for a position already held:
+
+>>> ctx.buy(Decimal(2), take_profit=Decimal(110), stop_loss=Decimal(95))
+>>> ctx.oco(Side.SELL, Decimal(2), take_profit=Decimal(110), stop_loss=Decimal(95))
+>>> [(i.order_list, i.side.value, i.limit_price) for i in ctx.take_intents()]
+[('BRACKET', 'BUY', None), ('OCO', 'SELL', Decimal('110'))]
+
+The risk gate checks a bracket as one order (the entry's notional) and refuses one whose
+take-profit or stop-loss is on the wrong side of the entry (``orders.rejected``, reason
+``ORDER_LIST``); an OCO's legs are reduce-only.
 """
 
 from __future__ import annotations
@@ -29,7 +43,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 from algostream.model.enums import Side
-from algostream.model.records import SignalSizing
+from algostream.model.records import OrderListKind, SignalSizing
 from algostream.signals.errors import StrategyOrderError
 
 if TYPE_CHECKING:
@@ -76,6 +90,10 @@ class OrderIntent:
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
     reason: str = ""
+    #: a bracket (this order + exits) or an OCO (exits only); see ``StrategyContext.oco``
+    order_list: OrderListKind | None = None
+    take_profit: Decimal | None = None
+    stop_loss: Decimal | None = None
 
 
 class Portfolio(Protocol):
@@ -243,10 +261,13 @@ class StrategyContext:
         fraction: Decimal | None = None,
         limit: Decimal | None = None,
         stop: Decimal | None = None,
+        take_profit: Decimal | None = None,
+        stop_loss: Decimal | None = None,
         reason: str = "",
     ) -> None:
-        """Buy ``units``, or ``fraction`` (0, 1] of equity; at market, ``limit`` or ``stop``."""
-        self._order(Side.BUY, units, fraction, limit, stop, reason)
+        """Buy ``units``, or ``fraction`` (0, 1] of equity; at market, ``limit`` or ``stop``;
+        with ``take_profit`` and ``stop_loss``, a bracket (exits placed once it fills)."""
+        self._order(Side.BUY, units, fraction, limit, stop, reason, take_profit, stop_loss)
 
     def sell(
         self,
@@ -255,10 +276,36 @@ class StrategyContext:
         fraction: Decimal | None = None,
         limit: Decimal | None = None,
         stop: Decimal | None = None,
+        take_profit: Decimal | None = None,
+        stop_loss: Decimal | None = None,
         reason: str = "",
     ) -> None:
-        """Sell (or sell short) ``units`` or ``fraction`` of equity."""
-        self._order(Side.SELL, units, fraction, limit, stop, reason)
+        """Sell (or sell short) ``units`` or ``fraction`` of equity (a bracket with
+        ``take_profit`` and ``stop_loss``)."""
+        self._order(Side.SELL, units, fraction, limit, stop, reason, take_profit, stop_loss)
+
+    def oco(
+        self,
+        side: Side | None = None,
+        units: Decimal | None = None,
+        *,
+        take_profit: Decimal,
+        stop_loss: Decimal,
+        reason: str = "",
+    ) -> None:
+        """Two reduce-only exits, one cancelling the other: a LIMIT at ``take_profit`` and
+        a STOP_MARKET at ``stop_loss``, for ``units`` (default: the whole position; side
+        default: the one that closes it)."""
+        held = self.position.quantity
+        if side is None:
+            if not held:
+                raise StrategyOrderError("oco: no position to exit; give side and units")
+            side = Side.SELL if held > 0 else Side.BUY
+        size = abs(held) if units is None else _positive("units", units)
+        if not size:
+            raise StrategyOrderError(f"oco: units={units!r} with no position to exit")
+        tp, sl = _positive("take_profit", take_profit), _positive("stop_loss", stop_loss)
+        self.intents.append(OrderIntent(side, "units", size, tp, None, reason, "OCO", tp, sl))
 
     def target(
         self,
@@ -300,7 +347,15 @@ class StrategyContext:
         limit: Decimal | None,
         stop: Decimal | None,
         reason: str,
+        take_profit: Decimal | None = None,
+        stop_loss: Decimal | None = None,
     ) -> None:
+        if (take_profit is None) != (stop_loss is None):
+            raise StrategyOrderError(
+                f"{side.value.lower()}: a bracket needs both take_profit and stop_loss, got "
+                f"take_profit={take_profit!r} stop_loss={stop_loss!r}"
+            )
+        bracket: OrderListKind | None = "BRACKET" if take_profit is not None else None
         if (units is None) == (fraction is None):
             raise StrategyOrderError(
                 f"{side.value.lower()}: give units or fraction, "
@@ -315,7 +370,15 @@ class StrategyContext:
         assert size is not None
         self.intents.append(
             OrderIntent(
-                side, sizing, size, _positive("limit", limit), _positive("stop", stop), reason
+                side,
+                sizing,
+                size,
+                _positive("limit", limit),
+                _positive("stop", stop),
+                reason,
+                bracket,
+                _positive("take_profit", take_profit),
+                _positive("stop_loss", stop_loss),
             )
         )
 

@@ -20,6 +20,7 @@ is sized at the fill.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -169,6 +170,9 @@ class SignalProcessor:
                     size=intent.size,
                     limit_price=intent.limit_price,
                     stop_price=intent.stop_price,
+                    order_list=intent.order_list,
+                    take_profit=intent.take_profit,
+                    stop_loss=intent.stop_loss,
                 )
             )
         return out
@@ -201,7 +205,7 @@ class SignalProcessor:
         if not size:
             return None
         side = Side.BUY if size > 0 else Side.SELL
-        return OrderIntent(side, "units", abs(size), intent.limit_price, None, intent.reason)
+        return replace(intent, side=side, sizing="units", size=abs(size), stop_price=None)
 
     def snapshot(self, instrument: str) -> dict[str, Any] | None:
         """JSON-able state of one instrument (``None`` if never seen)."""

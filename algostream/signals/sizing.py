@@ -62,7 +62,9 @@ class OrderSizer:
         elif signal.sizing == "units" and signal.size is not None:
             steps = (abs(signal.size) / self.step).to_integral_value(rounding=ROUND_DOWN)
             quantity = (steps * self.step).normalize() if steps else Decimal(0)
-            if signal.stop_price is not None:  # a buy stop on a rise, a sell stop on a fall
+            if signal.order_list == "OCO":  # two exits: a LIMIT at take_profit + a stop
+                order_type = OrderType.LIMIT
+            elif signal.stop_price is not None:  # a buy stop on a rise, a sell stop on a fall
                 limited = signal.limit_price is not None
                 order_type = OrderType.STOP_LIMIT if limited else OrderType.STOP_MARKET
             elif signal.limit_price is not None:
@@ -74,6 +76,11 @@ class OrderSizer:
             )
         if quantity <= 0:
             return None
+        if signal.order_list == "OCO" and signal.limit_price != signal.take_profit:
+            raise SignalError(
+                f"signal {signal.record_id}: an OCO's limit_price={signal.limit_price} must "
+                f"be its take_profit={signal.take_profit}"
+            )
         return OrderRequest(
             instrument=signal.instrument,
             ts_event=signal.ts_event,
@@ -89,4 +96,8 @@ class OrderSizer:
             limit_price=signal.limit_price if order_type.has_limit_price else None,
             stop_price=signal.stop_price if order_type.is_conditional else None,
             arrival_mid=signal.price,
+            order_list=signal.order_list,
+            take_profit=signal.take_profit,
+            stop_loss=signal.stop_loss,
+            reduce_only=signal.order_list == "OCO",
         )

@@ -11,8 +11,11 @@
    ``ctx.open_orders``, ``ctx.filters``, ``ctx.now_ns``, ``ctx.price``;
    ``ctx.buy(Decimal("0.5"))``, ``ctx.sell(fraction=Decimal("0.1"))``,
    ``ctx.target(fraction=Decimal("-1"))`` (all in, short), ``ctx.buy(units, limit=price)``,
-   ``ctx.sell(units, stop=price)`` (bar backtests), ``ctx.close()``. (``on_features`` may
-   instead return ``self.signal(...)``, sized by ``signal.order_quantity``.)
+   ``ctx.sell(units, stop=price)``, ``ctx.close()``; a bracket
+   ``ctx.buy(units, take_profit=p1, stop_loss=p2)`` (exits placed once it fills, one
+   cancelling the other) and an OCO on the position held
+   ``ctx.oco(take_profit=p1, stop_loss=p2)``. (``on_features`` may instead return
+   ``self.signal(...)``, sized by ``signal.order_quantity``.)
 5. Register it so ``SignalConfig.strategy`` can name it::
 
        from algostream.signals.registry import register_strategy
@@ -60,6 +63,9 @@ class TemplateStrategy(Strategy[TemplateStrategyConfig]):
         #         self.ctx.target(fraction=self.config.fraction, reason="up bar")
         #     elif bar.close < bar.open and self.ctx.position.quantity:
         #         self.ctx.close(reason="down bar")
+        # or enter with its exits attached (a bracket: take 2 %, lose at most 1 %):
+        #     self.ctx.buy(Decimal("0.1"), take_profit=bar.close * Decimal("1.02"),
+        #                  stop_loss=bar.close * Decimal("0.99"), reason="bracket")
 
     def on_book(self, top: BookTop) -> None:
         """React to the order book (``top.best_bid``, ``top.best_ask``, ``top.imbalance``)."""

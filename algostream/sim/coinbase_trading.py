@@ -1,6 +1,11 @@
 """Simulated Coinbase Advanced Trade order entry (``/api/v3/brokerage/orders...``).
 
 Endpoints: ``POST /api/v3/brokerage/orders`` (create), ``POST .../orders/batch_cancel``,
+``POST .../orders/edit`` (a new ``price`` / ``size`` for an open ``limit_limit_gtc``
+order; refusals are ``{"success": false, "errors": [{"edit_failure_reason": ...}]}``:
+ORDER_NOT_FOUND, ONLY_OPEN_ORDERS_CAN_BE_EDITED, ONLY_LIMIT_ORDER_EDITS_SUPPORTED,
+CANNOT_EDIT_TO_BELOW_FILLED_SIZE, INVALID_EDITED_PRICE / _SIZE,
+EDIT_REQUEST_EQUAL_TO_ORIGINAL_REQUEST, COMMANDER_REJECTED_EDIT_ORDER),
 ``GET .../orders/historical/{order_id}``, ``GET .../orders/historical/batch`` (list, with
 ``product_ids``, ``order_status``, ``limit`` and ``cursor``).
 
@@ -185,6 +190,8 @@ class CoinbaseTradingSimulator:
             return self.create(await _body(request))
         if request.method == "POST" and path == f"{BASE}/batch_cancel":
             return self.batch_cancel(await _body(request))
+        if request.method == "POST" and path == f"{BASE}/edit":
+            return self.edit(await _body(request))
         if request.method == "GET" and path == f"{BASE}/historical/batch":
             return self.list(request.query)
         order_id = request.match_info.get("order_id", "")
@@ -234,6 +241,36 @@ class CoinbaseTradingSimulator:
                 reason, ok = "UNKNOWN_CANCEL_FAILURE_REASON", True
             results.append({"success": ok, "failure_reason": reason, "order_id": order_id})
         return {"results": results}
+
+    def edit(self, body: Any) -> dict[str, Any]:
+        """``POST /orders/edit`` with ``{"order_id", "price", "size"}``."""
+        order_id = _field(body, "order_id")
+        engine_id = self._engine_ids.get(order_id)
+        order = self.engine.orders.get(engine_id) if engine_id is not None else None
+        if order is None:
+            return _edit_failure("ORDER_NOT_FOUND")
+        if not order.is_open:
+            return _edit_failure("ONLY_OPEN_ORDERS_CAN_BE_EDITED")
+        if order.type not in ("LIMIT", "LIMIT_MAKER") or order.time_in_force != "GTC":
+            return _edit_failure("ONLY_LIMIT_ORDER_EDITS_SUPPORTED")
+        try:
+            price = Decimal(str(body.get("price") or order.price))
+            size = Decimal(str(body.get("size") or order.orig_qty))
+        except InvalidOperation:
+            return _edit_failure("INVALID_EDITED_PRICE")
+        if not price.is_finite() or price <= 0:
+            return _edit_failure("INVALID_EDITED_PRICE")
+        if not size.is_finite() or size <= 0:
+            return _edit_failure("INVALID_EDITED_SIZE")
+        if size <= order.executed_qty:
+            return _edit_failure("CANNOT_EDIT_TO_BELOW_FILLED_SIZE")
+        if price == order.price and size == order.orig_qty:
+            return _edit_failure("EDIT_REQUEST_EQUAL_TO_ORIGINAL_REQUEST")
+        try:
+            self.engine.edit(order, price, size)
+        except ApiError:
+            return _edit_failure("COMMANDER_REJECTED_EDIT_ORDER")
+        return {"success": True, "errors": []}
 
     def list(self, query: Mapping[str, str]) -> dict[str, Any]:
         """``GET /orders/historical/batch``: newest first, ``limit`` per page, ``cursor``."""
@@ -437,6 +474,18 @@ def _failure(error: str, message: str) -> dict[str, Any]:
     }
 
 
+def _edit_failure(reason: str) -> dict[str, Any]:
+    return {
+        "success": False,
+        "errors": [
+            {
+                "edit_failure_reason": reason,
+                "preview_failure_reason": "UNKNOWN_PREVIEW_FAILURE_REASON",
+            }
+        ],
+    }
+
+
 def _failure_reason(exc: ApiError) -> tuple[str, str]:
     if exc.msg == WOULD_TAKE:
         return "INVALID_LIMIT_PRICE_POST_ONLY", "post-only order would take liquidity"
@@ -468,6 +517,7 @@ def add_coinbase_trading_routes(
     sim = CoinbaseTradingSimulator(engine, key_name, public_key_pem, products)
     app.router.add_post(BASE, sim.dispatch)
     app.router.add_post(f"{BASE}/batch_cancel", sim.dispatch)
+    app.router.add_post(f"{BASE}/edit", sim.dispatch)
     app.router.add_get(f"{BASE}/historical/batch", sim.dispatch)
     app.router.add_get(BASE + "/historical/{order_id}", sim.dispatch)
 

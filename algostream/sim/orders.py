@@ -145,6 +145,11 @@ class SimOrder:
     update_ms: int = 0
     working: bool = True
     fills: list[dict[str, Any]] = field(default_factory=list)
+    #: an OCO leg: its list's id and the other leg's order id (-1 / None: no list)
+    order_list_id: int = -1
+    partner: int | None = None
+    #: an OCO leg whose funds are the other leg's lock (nothing locked of its own)
+    shares_lock: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -161,7 +166,7 @@ class SimOrder:
         return {
             "symbol": self.symbol,
             "orderId": self.order_id,
-            "orderListId": -1,
+            "orderListId": self.order_list_id,
             "clientOrderId": self.client_order_id,
             "price": p8(self.price),
             "origQty": p8(self.orig_qty),
@@ -186,7 +191,7 @@ class SimOrder:
         ack = {
             "symbol": self.symbol,
             "orderId": self.order_id,
-            "orderListId": -1,
+            "orderListId": self.order_list_id,
             "clientOrderId": self.client_order_id,
             "transactTime": self.time_ms,
         }
@@ -223,7 +228,7 @@ class SimOrder:
             "p": p8(self.price),
             "P": p8(self.stop_price),
             "F": p8(None),
-            "g": -1,
+            "g": self.order_list_id,
             "C": "",
             "x": exec_type,
             "X": self.status,

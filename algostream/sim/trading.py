@@ -155,6 +155,7 @@ class TradingSimulator:
         self.listen_keys = ListenKeys(self.server_time_ms)
         self._faults: list[_Fault] = []
         self._ids = itertools.count(1)
+        self._list_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self._taken: dict[tuple[str, str], dict[Decimal, Decimal]] = {}
         self._recent_orders: deque[int] = deque()
@@ -235,7 +236,7 @@ class TradingSimulator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._release.wait(), self.hang_s)
         headers = {}
-        if (request.method, request.path) == ("POST", "/api/v3/order"):
+        if request.method == "POST" and request.path in ("/api/v3/order", "/api/v3/orderList/oco"):
             headers = {
                 "X-MBX-ORDER-COUNT-10S": str(len(self._recent_orders)),
                 "X-MBX-ORDER-COUNT-1D": str(self._orders_today[1]),
@@ -273,6 +274,7 @@ class TradingSimulator:
         routes: dict[tuple[str, str], Callable[[dict[str, str]], Any]] = {
             ("POST", "/api/v3/order"): self._new_order,
             ("POST", "/api/v3/order/test"): self._test_order,
+            ("POST", "/api/v3/orderList/oco"): self._new_oco,
             ("DELETE", "/api/v3/order"): self._cancel,
             ("GET", "/api/v3/order"): lambda p: self._find(p).as_json(),
             ("GET", "/api/v3/openOrders"): self._open_orders,
@@ -336,6 +338,119 @@ class TradingSimulator:
             self._resting[order.order_id] = order
         self._emit_position(order.symbol)
         return order.answer(op.resp_type)
+
+    def _new_oco(self, params: dict[str, str]) -> dict[str, Any]:
+        """``POST /api/v3/orderList/oco``: an above and a below order, one a LIMIT_MAKER /
+        TAKE_PROFIT(_LIMIT), the other a STOP_LOSS(_LIMIT), same side and quantity; a SELL
+        OCO's limit above the last price and its stop below, a BUY's the other way round
+        (else -2010 "The relationship of the prices for the orders is not correct.")."""
+        symbol = symbol_param(params)
+        side = params.get("side", "")
+        list_coid = client_id_param(params, "listClientOrderId")
+        legs: list[tuple[OrderParams, SymbolFilters]] = []
+        for pos in ("above", "below"):
+            kind = params.get(f"{pos}Type") or ""
+            if not kind:
+                raise ApiError(400, -1102, f"Mandatory parameter '{pos}Type' was not sent, "
+                               "was empty/null, or malformed.")  # fmt: skip
+            leg = {"symbol": symbol, "side": side, "type": kind, "newOrderRespType": "RESULT"}
+            leg["quantity"] = params.get("quantity", "")
+            for name in ("price", "stopPrice", "timeInForce", "clientOrderId"):
+                value = params.get(f"{pos}{name[0].upper()}{name[1:]}")
+                if value:
+                    leg["newClientOrderId" if name == "clientOrderId" else name] = value
+            legs.append(self._validated(leg))
+        (above, f_above), (below, f_below) = legs
+        limits, stops = ("LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"), (
+            "STOP_LOSS", "STOP_LOSS_LIMIT"
+        )  # fmt: skip
+        pair = (above.type, below.type)
+        sell = side == "SELL"
+        if not ((sell and pair[0] in limits and pair[1] in stops) or
+                (not sell and pair[0] in stops and pair[1] in limits)):  # fmt: skip
+            raise rejected(f"Unsupported order combination aboveType={pair[0]} "
+                           f"belowType={pair[1]} for a {side} OCO.")  # fmt: skip
+        last = self._reference_price(symbol)
+        hi = above.price if above.type == "LIMIT_MAKER" else above.stop_price
+        lo = below.price if below.type == "LIMIT_MAKER" else below.stop_price
+        if last is not None and hi is not None and lo is not None and not lo < last < hi:
+            raise rejected("The relationship of the prices for the orders is not correct.")
+        coids = [above.client_order_id, below.client_order_id, list_coid]
+        if any(o.is_open and o.client_order_id in coids for o in self.orders.values()):
+            raise rejected(DUPLICATE_ORDER)
+        self._count_order()
+        self._count_order()
+        list_id = next(self._list_ids)
+        made = [self._make_order(above, f_above), self._make_order(below, f_below)]
+        for order in made:
+            self._pre_trade_checks(order)
+        made[0].partner, made[1].partner = made[1].order_id, made[0].order_id
+        locking = [o for o in made if self._locks(o)]
+        for order in made:
+            order.order_list_id = list_id
+            order.shares_lock = order in locking[1:]  # one lock for the pair
+        for order in made:
+            self._reserve(order)
+            self.orders[order.order_id] = order
+            self.ledger.append(LedgerEntry(order.client_order_id, order.order_id, order.symbol,
+                                           order.side, order.orig_qty, order.time_ms))  # fmt: skip
+            self._resting[order.order_id] = order
+            self._report(order, "NEW")
+        now = self.server_time_ms()
+        return {
+            "orderListId": list_id,
+            "contingencyType": "OCO",
+            "listStatusType": "EXEC_STARTED",
+            "listOrderStatus": "EXECUTING",
+            "listClientOrderId": list_coid or f"list-{list_id}",
+            "transactionTime": now,
+            "symbol": symbol,
+            "orders": [
+                {"symbol": symbol, "orderId": o.order_id, "clientOrderId": o.client_order_id}
+                for o in made
+            ],
+            "orderReports": [o.answer("RESULT") for o in made],
+        }
+
+    def _end_partner(self, order: SimOrder) -> None:
+        """An OCO leg was activated (triggered, or filled): the other one expires."""
+        other = self.orders.get(order.partner) if order.partner is not None else None
+        if other is not None and other.is_open:
+            self._finish(other, "EXPIRED")
+            if order.shares_lock and not other.shares_lock:  # its funds are now its own
+                order.shares_lock = False
+                self._reserve(order)
+
+    def edit(self, order: SimOrder, price: Decimal, qty: Decimal) -> None:
+        """A new price and quantity for an open GTC limit order (Coinbase's edit): its lock
+        is re-taken for the new values; a LIMIT_MAKER the new price would cross is refused
+        (-2010 would take) and left as it was; a new price that crosses trades now."""
+        old = (order.price, order.orig_qty)
+        self._release_rest(order)
+        order.price, order.orig_qty = price, qty
+        if order.type == "LIMIT_MAKER" and self._crossing(order):
+            order.price, order.orig_qty = old
+            self._reserve_rest(order)
+            raise rejected(WOULD_TAKE)
+        try:
+            self._reserve_rest(order)
+        except ApiError:
+            order.price, order.orig_qty = old
+            self._reserve_rest(order)
+            raise
+        order.update_ms = self.server_time_ms()
+        self._report(order, "REPLACED")
+        if order.type == "LIMIT":
+            self._apply_fills(order, self._crossing(order), maker=False)
+        self._emit_position(order.symbol)
+
+    def _reserve_rest(self, order: SimOrder) -> None:
+        """Lock what the open remainder of a limit order may spend."""
+        base, quote = self._assets(order.symbol)
+        if order.side == "SELL":
+            self.account.lock(base, order.remaining)
+        elif order.price is not None:
+            self.account.lock(quote, order.price * order.remaining)
 
     def _count_order(self) -> None:
         now = self.server_time_ms()
@@ -418,7 +533,7 @@ class TradingSimulator:
 
     @staticmethod
     def _locks(order: SimOrder) -> bool:
-        return order.type not in MARKET_TYPES
+        return order.type not in MARKET_TYPES and not order.shares_lock
 
     def _reserve(self, order: SimOrder) -> None:
         """Lock what a limit order may spend; check a market order can pay (-2010)."""
@@ -571,9 +686,12 @@ class TradingSimulator:
             moved = False
             if not order.working and self._triggered(order):
                 order.working, moved = True, True
+                self._end_partner(order)
                 self._execute(order, maker=False)
             elif order.working:
                 fills = self._crossing(order)
+                if fills:
+                    self._end_partner(order)
                 self._apply_fills(order, fills, maker=True)
                 moved = bool(fills)
             if moved:
@@ -590,6 +708,9 @@ class TradingSimulator:
             raise ApiError(400, -2011, "Unknown order sent.")
         new_id = client_id_param(params, "newClientOrderId") or f"cancel-{order.order_id}"
         self._finish(order, "CANCELED", cancel_id=new_id)
+        other = self.orders.get(order.partner) if order.partner is not None else None
+        if other is not None and other.is_open:  # cancelling an OCO leg cancels the list
+            self._finish(other, "CANCELED", cancel_id=new_id)
         self._emit_position(order.symbol)
         return {
             **order.as_json(),
@@ -713,6 +834,7 @@ SIGNED_ROUTES = (
     ("DELETE", "/api/v3/order"),
     ("GET", "/api/v3/order"),
     ("POST", "/api/v3/order/test"),
+    ("POST", "/api/v3/orderList/oco"),
     ("GET", "/api/v3/openOrders"),
     ("DELETE", "/api/v3/openOrders"),
     ("GET", "/api/v3/allOrders"),

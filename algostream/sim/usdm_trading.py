@@ -6,7 +6,18 @@ Endpoints (HMAC-SHA256 signed, ``X-MBX-APIKEY``, ``timestamp``/``recvWindow`` ch
 ``GET /fapi/v2/account``.
 
 Orders: MARKET (walks the book; a remainder EXPIREs), LIMIT with GTC / IOC / FOK / GTX
-(post-only: -5022 when it would take); ``reduceOnly=true``. Positions, margin and
+(post-only: -5022 when it would take); ``reduceOnly=true``. Conditional orders: STOP /
+TAKE_PROFIT (``price`` + ``stopPrice``) and STOP_MARKET / TAKE_PROFIT_MARKET
+(``stopPrice``; ``closePosition=true`` instead of a quantity closes the whole position
+when triggered, and takes no ``reduceOnly``), triggered by ``workingType`` MARK_PRICE
+(the simulated mark) or CONTRACT_PRICE (the last price, the default): a STOP buys on a
+rise to / sells on a fall to its stop, a TAKE_PROFIT the other way round; one that would
+trigger at once is -2021. Triggered, it works as a MARKET / LIMIT order (``type``
+changes, ``origType`` stays). ``PUT /fapi/v1/order`` modifies a LIMIT order's price and
+quantity (any other type: refused naming it, with this simulator's code -4145, not a
+documented one; a new quantity at or below what has filled
+cancels the order; a GTX whose new price would take is cancelled; the same price and
+quantity: -5027). Positions, margin and
 leverage are a :class:`~algostream.execution.futures.FuturesAccount` (short is a
 position; Binance's bracket maintenance rates), so refusals are the venue's: -2022
 reduce-only that would increase, -2019 margin insufficient, -2027 notional above the
@@ -48,6 +59,15 @@ Level = tuple[Decimal, Decimal]
 #: the app key of the futures trading simulator (tests seed positions through it)
 USDM_SIMULATOR_KEY: web.AppKey[UsdmTradingSimulator] = web.AppKey("usdm_trading")
 BookFn = Callable[[str], tuple[Sequence[Level], Sequence[Level]]]
+PriceFn = Callable[[str], Decimal | None]
+#: conditional types -> (the type they work as once triggered, trigger on a rise for a BUY)
+CONDITIONAL = {
+    "STOP": ("LIMIT", True),
+    "STOP_MARKET": ("MARKET", True),
+    "TAKE_PROFIT": ("LIMIT", False),
+    "TAKE_PROFIT_MARKET": ("MARKET", False),
+}
+ORDER_TYPES = ("MARKET", "LIMIT", *CONDITIONAL)
 _ZERO = Decimal(0)
 _BRACKET_MSG = "Exceeded the maximum allowable position at current leverage."
 _REFUSALS = {
@@ -69,6 +89,11 @@ class FuturesOrder:
     price: Decimal | None
     reduce_only: bool
     time_ms: int
+    stop_price: Decimal | None = None
+    working_type: str = "CONTRACT_PRICE"
+    close_position: bool = False
+    #: a conditional order's type once triggered (MARKET / LIMIT); None: not triggered
+    working_as: str | None = None
     executed: Decimal = _ZERO
     cum_quote: Decimal = _ZERO
     status: str = "NEW"
@@ -94,12 +119,12 @@ class FuturesOrder:
                 "s": self.symbol,
                 "c": self.client_order_id,
                 "S": self.side,
-                "o": self.type,
+                "o": self.working_as or self.type,
                 "f": self.time_in_force,
                 "q": f"{self.qty:f}",
                 "p": f"{self.price or _ZERO:f}",
                 "ap": f"{avg:f}",
-                "sp": "0",
+                "sp": f"{self.stop_price or _ZERO:f}",
                 "x": exec_type,
                 "X": self.status,
                 "i": self.order_id,
@@ -114,10 +139,10 @@ class FuturesOrder:
                 "a": "0",
                 "m": False,
                 "R": self.reduce_only,
-                "wt": "CONTRACT_PRICE",
+                "wt": self.working_type,
                 "ot": self.type,
                 "ps": "BOTH",
-                "cp": False,
+                "cp": self.close_position,
                 "rp": f"{realized:f}",
             },
         }
@@ -135,13 +160,13 @@ class FuturesOrder:
             "executedQty": f"{self.executed:f}",
             "cumQuote": f"{self.cum_quote:f}",
             "timeInForce": self.time_in_force,
-            "type": self.type,
+            "type": self.working_as or self.type,
             "reduceOnly": self.reduce_only,
-            "closePosition": False,
+            "closePosition": self.close_position,
             "side": self.side,
             "positionSide": "BOTH",
-            "stopPrice": "0",
-            "workingType": "CONTRACT_PRICE",
+            "stopPrice": f"{self.stop_price or _ZERO:f}",
+            "workingType": self.working_type,
             "priceProtect": False,
             "origType": self.type,
             "updateTime": self.update_ms or self.time_ms,
@@ -160,8 +185,12 @@ class UsdmTradingSimulator:
         clock_ms: Callable[[], int],
         wallet: Decimal = Decimal("10000"),
         fee_rate: Decimal = Decimal("0.0004"),
+        mark_price: PriceFn | None = None,
+        last_price: PriceFn | None = None,
     ) -> None:
         self._book = book
+        self._mark_price = mark_price
+        self._last_price = last_price
         self._api_key = api_key
         self._secret = api_secret
         self._clock = clock_ms
@@ -184,10 +213,15 @@ class UsdmTradingSimulator:
         return sum(1 for o in self.orders.values() if o.client_order_id == client_order_id)
 
     def on_market_event(self) -> None:
-        """Resting GTC orders fill where the book now crosses them; positions the mid
-        (the mark here) has taken through their liquidation are closed."""
+        """Conditional orders the mark / last price reached trigger; resting GTC orders
+        fill where the book now crosses them; positions the mid (the mark here) has taken
+        through their liquidation are closed."""
         self.listen_keys.expire_due()
         for order in [o for o in self.orders.values() if o.is_open]:
+            if order.type in CONDITIONAL and order.working_as is None:
+                if self._reached(order):
+                    self._trigger(order)
+                continue
             self._match(order)
         self.liquidate()
 
@@ -264,6 +298,8 @@ class UsdmTradingSimulator:
             order = self._find(params)
             if method == "GET":
                 return order.as_json()
+            if method == "PUT":
+                return self._modify(order, params).as_json()
             if not order.is_open:
                 raise ApiError(400, -2011, "Unknown order sent.")
             order.status, order.update_ms = "CANCELED", self._clock()
@@ -285,51 +321,149 @@ class UsdmTradingSimulator:
         kind = _required(params, "type")
         if side not in ("BUY", "SELL"):
             raise ApiError(400, -1117, "Invalid side.")
-        if kind not in ("MARKET", "LIMIT"):
+        if kind not in ORDER_TYPES:
             raise ApiError(400, -1116, "Invalid orderType.")
-        qty = _decimal(params, "quantity")
-        price = _decimal(params, "price") if kind == "LIMIT" else None
-        tif = params.get("timeInForce", "GTC") if kind == "LIMIT" else "GTC"
+        close_position = params.get("closePosition", "false") == "true"
+        reduce_only = params.get("reduceOnly", "false") == "true"
+        if close_position and kind not in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):
+            raise ApiError(400, -1106, "Parameter 'closePosition' sent when not required.")
+        if close_position and params.get("quantity"):
+            raise ApiError(400, -1106, "Parameter 'quantity' sent when not required.")
+        if close_position and "reduceOnly" in params:
+            raise ApiError(400, -1106, "Parameter 'reduceOnly' sent when not required.")
+        qty = _ZERO if close_position else _decimal(params, "quantity")
+        limit = kind == "LIMIT" or CONDITIONAL.get(kind, ("",))[0] == "LIMIT"
+        price = _decimal(params, "price") if limit else None
+        if not limit and params.get("price"):
+            raise ApiError(400, -1106, "Parameter 'price' sent when not required.")
+        stop = _decimal(params, "stopPrice") if kind in CONDITIONAL else None
+        working_type = params.get("workingType") or "CONTRACT_PRICE"
+        if working_type not in ("MARK_PRICE", "CONTRACT_PRICE"):
+            raise ApiError(400, -1100, "Illegal characters found in parameter 'workingType'.")
+        tif = params.get("timeInForce", "GTC") if limit else "GTC"
         if tif not in ("GTC", "IOC", "FOK", "GTX"):
             raise ApiError(400, -1115, "Invalid timeInForce.")
         coid = params.get("newClientOrderId") or f"sim-f-{len(self.orders) + 1}"
         if any(o.client_order_id == coid for o in self.orders.values()):
             raise ApiError(400, -4116, "ClientOrderId is duplicated.")
         bids, asks = self._levels(symbol)
-        reduce_only = params.get("reduceOnly", "false") == "true"
         inst = f"BINANCE_USDM:{symbol}"
         mark = (bids[0][0] + asks[0][0]) / 2 if bids and asks else None
         try:
             if reduce_only:
                 self.account.check_reduce_only(inst, Side(side), qty)
-            elif mark is not None:
+            elif mark is not None and not close_position:
                 self.account.check_order(
                     inst, Side(side), qty, mark, {inst: mark}, min_liquidation_distance=_ZERO
                 )
         except FuturesError as exc:
             code, msg = _REFUSALS.get(exc.reason, (-2010, str(exc)))
             raise ApiError(400, code, msg) from None
-        if tif == "GTX" and price is not None and self._crossing(symbol, side, qty, price):
+        if (
+            tif == "GTX"
+            and price is not None
+            and kind == "LIMIT"
+            and self._crossing(symbol, side, qty, price)
+        ):
             raise ApiError(
                 400,
                 -5022,
-                "Due to the order could not be executed as maker, the Post Only order will be "
-                "rejected.",
+                "Due to the order could not be executed as maker, the Post Only order will "
+                "be rejected.",
             )
         order = FuturesOrder(
-            next(self._ids), coid, symbol, side, kind, tif, qty, price, reduce_only, self._clock()
-        )
+            next(self._ids), coid, symbol, side, kind, tif, qty, price, reduce_only,
+            self._clock(), stop_price=stop, working_type=working_type,
+            close_position=close_position,
+        )  # fmt: skip
+        if kind in CONDITIONAL:
+            if self._reached(order):
+                raise ApiError(400, -2021, "Order would immediately trigger.")
+            self.orders[order.order_id] = order
+            self._report(order, "NEW")
+            return order  # held until the mark / last price reaches its stop
         self.orders[order.order_id] = order
-        fills = self._crossing(symbol, side, qty, price)
         self._report(order, "NEW")
-        if tif == "FOK" and sum((q for _, q in fills), _ZERO) < qty:
+        self._work(order)
+        return order
+
+    def _work(self, order: FuturesOrder) -> None:
+        """Execute a (triggered) order against the book: what crosses fills; a MARKET /
+        IOC remainder and an unfilled FOK expire."""
+        kind = order.working_as or order.type
+        left = order.qty - order.executed
+        fills = self._crossing(order.symbol, order.side, left, order.price)
+        if order.time_in_force == "FOK" and sum((q for _, q in fills), _ZERO) < left:
             order.status = "EXPIRED"
             self._report(order, "EXPIRED")
-            return order
+            return
         self._fill(order, fills)
-        if order.is_open and (kind == "MARKET" or tif == "IOC"):
+        if order.is_open and (kind == "MARKET" or order.time_in_force == "IOC"):
             order.status = "EXPIRED"
             self._report(order, "EXPIRED")
+
+    def _trigger_price(self, order: FuturesOrder) -> Decimal | None:
+        fn = self._mark_price if order.working_type == "MARK_PRICE" else self._last_price
+        found = fn(order.symbol) if fn is not None else None
+        if found is not None:
+            return found
+        bids, asks = self._levels(order.symbol)
+        return (bids[0][0] + asks[0][0]) / 2 if bids and asks else None
+
+    def _reached(self, order: FuturesOrder) -> bool:
+        price, stop = self._trigger_price(order), order.stop_price
+        if price is None or stop is None:
+            return False
+        rising = CONDITIONAL[order.type][1] == (order.side == "BUY")
+        return price >= stop if rising else price <= stop
+
+    def _trigger(self, order: FuturesOrder) -> None:
+        """The stop was reached: work as MARKET / LIMIT; a close-position order takes the
+        whole position then (nothing to close, or the wrong side: it expires), a
+        reduce-only one that would no longer reduce expires."""
+        order.working_as, order.update_ms = CONDITIONAL[order.type][0], self._clock()
+        inst = f"BINANCE_USDM:{order.symbol}"
+        held = self.account.positions.get(inst)
+        qty = held.qty if held is not None else _ZERO
+        if order.close_position:
+            closes = (qty > 0 and order.side == "SELL") or (qty < 0 and order.side == "BUY")
+            if not closes:
+                order.status = "EXPIRED"
+                self._report(order, "EXPIRED")
+                return
+            order.qty = abs(qty)
+        elif order.reduce_only:
+            try:
+                self.account.check_reduce_only(inst, Side(order.side), order.qty)
+            except FuturesError:
+                order.status = "EXPIRED"
+                self._report(order, "EXPIRED")
+                return
+        self._work(order)
+
+    def _modify(self, order: FuturesOrder, params: Mapping[str, str]) -> FuturesOrder:
+        """``PUT /fapi/v1/order``: a new price and quantity for an open LIMIT order."""
+        if not order.is_open:
+            raise ApiError(400, -2013, "Order does not exist.")
+        if order.type != "LIMIT":
+            raise ApiError(400, -4145, f"Modification of a {order.type} order is not "
+                           "supported: only LIMIT orders can be modified.")  # fmt: skip
+        if _required(params, "side") != order.side:
+            raise ApiError(400, -1117, "Invalid side.")
+        qty, price = _decimal(params, "quantity"), _decimal(params, "price")
+        if qty == order.qty and price == order.price:
+            raise ApiError(400, -5027, "No need to modify the order.")
+        order.update_ms = self._clock()
+        if qty <= order.executed:
+            order.status = "CANCELED"
+            self._report(order, "CANCELED")
+            return order
+        if order.time_in_force == "GTX" and self._crossing(order.symbol, order.side, qty, price):
+            order.status = "CANCELED"
+            self._report(order, "CANCELED")
+            return order
+        order.qty, order.price = qty, price
+        self._work(order)
         return order
 
     def _match(self, order: FuturesOrder) -> None:
@@ -476,7 +610,7 @@ def add_usdm_trading_routes(
 ) -> UsdmTradingSimulator:
     """Mount the futures trading endpoints; ``options`` go to :class:`UsdmTradingSimulator`."""
     sim = UsdmTradingSimulator(book, api_key, api_secret, **options)
-    for method in ("POST", "GET", "DELETE"):
+    for method in ("POST", "GET", "DELETE", "PUT"):
         app.router.add_route(method, "/fapi/v1/order", sim.dispatch)
     app.router.add_get("/fapi/v1/openOrders", sim.dispatch)
     app.router.add_post("/fapi/v1/leverage", sim.dispatch)
@@ -495,11 +629,14 @@ def usdm_trading_setup(
 
     def hook(app: web.Application, market: Any) -> None:
         from algostream.sim.binance_rest import EXCHANGE_KEY
+        from algostream.sim.binance_usdm import mark_and_index
 
         opts = dict(options)
         exchange = app.get(EXCHANGE_KEY)
         if exchange is not None:
             opts.setdefault("clock_ms", exchange.now_ms)
+        opts.setdefault("mark_price", lambda symbol: mark_and_index(market, symbol)[0])
+        opts.setdefault("last_price", getattr(market, "last_trade_price", None))
         sim = add_usdm_trading_routes(app, market.book, api_key, api_secret, **opts)
         app[USDM_SIMULATOR_KEY] = sim
         if exchange is not None:

@@ -5,9 +5,11 @@
 * On start it reconciles orders (a short filled at the venue while we were down, ACCEPTED
   on the topics, gets its FILLED event) and positions: a short traded by hand at the
   venue, which no fill on the topics makes, is adopted with a ``POSITION_ADOPTED`` record
-  on ``orders.events`` (``risk.position_mismatch: adopt``); with ``halt`` and the
-  difference above the tolerance, trading halts instead (a ``risk.events`` record, and
-  every order REJECTED naming the mismatch).
+  on ``orders.events`` (``risk.position_mismatch: adopt``), and so is one traded by hand
+  while it runs (its ``ACCOUNT_UPDATE``); with ``halt`` and the
+  difference above the tolerance, trading halts instead (a ``risk.events`` record; the
+  risk gate refuses every proposal naming the mismatch) until the operator's signed
+  ``algostream control resume``, after which orders are sent again.
 * Orders: a proposal to sell from flat is approved by the futures checks, sent once and
   filled; a resting LIMIT filled later at the venue arrives on the user data stream
   (``ORDER_TRADE_UPDATE``: an exact fill with its commission, not a REST catch-up), and
@@ -17,6 +19,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -30,6 +35,7 @@ from algostream.model import (
     BookTop,
     DeadLetter,
     OrderEvent,
+    OrderRejected,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -37,11 +43,13 @@ from algostream.model import (
     Side,
     TradingState,
 )
+from tests.faults.test_control_auth import decision
 from tests.integration.streams.test_live_execution import KEY, SECRET, wait_up
 from tests.kafka_kit import decoded, free_port, produce, read_until
 
 PERP = "BINANCE_USDM:BTCUSDT"
 CREDS = {"ALGOSTREAM_API_KEY": KEY, "ALGOSTREAM_API_SECRET": SECRET}
+CONTROL_KEY = "usdm-operator-key-0123456789abcdef0123456789abcdef"
 
 
 def order(
@@ -158,6 +166,24 @@ async def test_live_usdm_adopts_venue_positions_and_reads_the_user_stream(
 
         # the user data stream is up (the only /fstream connection here: no ingestor)
         await until_stats(http, url, lambda st: st["usdm_clients"] == 1, "user stream")
+        # traded by hand while running: its ACCOUNT_UPDATE differs from the ledger, adopted
+        await client.new_order(UsdmNewOrder("BTCUSDT", Side.SELL, OrderType.MARKET, sell, "u-h2"))
+
+        def adopted_twice(msgs: list[Any]) -> bool:
+            return (
+                sum(e.reason.startswith("POSITION_ADOPTED") for e in decoded(msgs, OrderEvent)) == 2
+            )  # type: ignore[attr-defined]
+
+        msgs = await read_until(s, "orders.events", adopted_twice, 60)
+        again = [e for e in decoded(msgs, OrderEvent) if e.reason.startswith("POSITION_ADOPTED")]  # type: ignore[attr-defined]
+        assert (again[-1].side, again[-1].fill_qty, again[-1].venue) == (
+            Side.SELL,
+            sell,
+            "BINANCE_USDM",
+        )  # type: ignore[attr-defined]
+        log = supervisor.tail("trading", 400)
+        assert "account update: position differs at the venue" in log, log
+        assert '"theirs":"-0.03"' in log, log
         await produce(s, "orders.proposed", [order("u-live", mid)])
         await read_until(s, "orders.events", status_of("u-live", OrderStatus.FILLED), 90)
 
@@ -192,10 +218,12 @@ async def test_live_usdm_adopts_venue_positions_and_reads_the_user_stream(
         await produce(s, "orders.proposed", [order("u-after", mid)])
         msgs = await read_until(s, "orders.events", status_of("u-after", OrderStatus.FILLED), 90)
         events = decoded(msgs, OrderEvent)  # type: ignore[assignment]
+        # every record of the USD-M path carries its venue (reconciled, streamed, adopted)
+        assert {e.venue for e in events} == {"BINANCE_USDM"}, {e.venue for e in events}  # type: ignore[attr-defined]
         for coid in ("u-lost", "u-live", "u-rest", "u-after"):  # every fill exactly once
             filled = sum(e.fill_qty for e in events if e.client_order_id == coid)
             assert filled == sell, (coid, [e for e in events if e.client_order_id == coid])
-        assert await client.positions("BTCUSDT") == {"BTCUSDT": Decimal("-0.05")}
+        assert await client.positions("BTCUSDT") == {"BTCUSDT": Decimal("-0.06")}
         leverage = await client._call("GET", "/fapi/v2/positionRisk", [], signed=True)
         assert [int(r["leverage"]) for r in leverage if r["symbol"] == "BTCUSDT"] == [5]
 
@@ -215,7 +243,8 @@ async def test_live_usdm_halts_on_a_position_mismatch_above_the_tolerance(
         await client.new_order(big)  # traded by hand: the ledger knows nothing of it
         supervisor.start(
             "trading", "worker", "trading", "--web-port", "0", "--metrics-port", "0",
-            env=worker_env(url, position_mismatch="halt", position_mismatch_tolerance="0.01"),
+            env=worker_env(url, position_mismatch="halt", position_mismatch_tolerance="0.01")
+            | {"ALGOSTREAM_CONTROL_KEY": CONTROL_KEY},
         )  # fmt: skip
 
         def halted(msgs: list[Any]) -> bool:
@@ -227,12 +256,30 @@ async def test_live_usdm_halts_on_a_position_mismatch_above_the_tolerance(
         msgs = await read_until(s, "risk.events", halted, 90)
         (halt,) = [r for r in decoded(msgs, RiskEvent) if r.actor == "reconciliation"]  # type: ignore[attr-defined]
         assert "ours 0 venue -0.05" in halt.reason, halt  # type: ignore[attr-defined]
+        # the risk gate knows the halt: it refuses the proposal, naming the mismatch
         await produce(s, "orders.proposed", [order("u-refused", mid)])
-        msgs = await read_until(
-            s, "orders.events", status_of("u-refused", OrderStatus.REJECTED), 90
-        )
-        (refused,) = [e for e in decoded(msgs, OrderEvent) if e.client_order_id == "u-refused"]  # type: ignore[attr-defined]
-        assert refused.reason.startswith("POSITION_MISMATCH"), refused  # type: ignore[attr-defined]
+        refused = await decision(s, "u-refused")
+        assert isinstance(refused, OrderRejected) and refused.reason == "TRADING_HALTED"
+        assert "POSITION_MISMATCH" in refused.message and "venue -0.05" in refused.message
+        msgs = await read_until(s, "orders.events", lambda m: False, 0.5)
         assert not any(e.reason.startswith("POSITION_ADOPTED") for e in decoded(msgs, OrderEvent))  # type: ignore[attr-defined]
         assert await client.positions("BTCUSDT") == {"BTCUSDT": Decimal("-0.05")}  # nothing sent
         assert '"action":"halt"' in supervisor.tail("trading", 400)
+
+        # the operator's signed RESUME lifts it (no restart): the next order is sent
+        resume = subprocess.run(
+            [sys.executable, "-m", "algostream", "control", "resume", "--reason", "checked"],
+            env={**os.environ, **kafka_env, "ALGOSTREAM_CONTROL_KEY": CONTROL_KEY},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert resume.returncode == 0, resume.stdout + resume.stderr
+
+        def lifted(msgs: list[Any]) -> bool:
+            return any(
+                r.detail.get("layer") == "reconciliation" and r.state is TradingState.ACTIVE
+                for r in decoded(msgs, RiskEvent)  # type: ignore[attr-defined]
+            )
+
+        await read_until(s, "risk.events", lifted, 60)
+        await produce(s, "orders.proposed", [order("u-resumed", mid)])
+        await read_until(s, "orders.events", status_of("u-resumed", OrderStatus.FILLED), 90)

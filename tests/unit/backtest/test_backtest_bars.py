@@ -266,3 +266,48 @@ def test_tick_close_at_end_flattens_through_risk_and_the_paper_broker() -> None:
     extra = closed.fills[len(open_at_end.fills) :]
     assert len(extra) >= 1 and {f.client_order_id for f in extra} == {extra[0].client_order_id}
     assert sum(f.side.sign * f.fill_qty for f in closed.fills) == 0
+
+
+def fills_of(result: Any) -> list[tuple[Side, D, D]]:
+    return [(f.side, f.fill_price, f.fill_qty) for f in result.fills]
+
+
+def test_a_bracket_stops_out_and_its_take_profit_is_dropped() -> None:
+    plan = {0: lambda ctx: ctx.buy(D("1"), take_profit=D("108"), stop_loss=D("97"))}
+    result, strat = run(plan, BARS)
+    # entry at bar 1's open; exits from bar 2: its low 95 reaches the stop (at 97), and
+    # bar 3's high 110 would have reached the take-profit: it is gone by then
+    assert fills_of(result) == [(Side.BUY, D(102), D(1)), (Side.SELL, D(97), D(1))]
+    assert [s[3] for s in strat.seen] == [0, 2, 0, 0]  # the two exits, open on bar 1
+    exit_order = result.on("orders.approved")[-1]
+    assert exit_order.reduce_only and exit_order.order_type.value == "STOP_MARKET"
+
+
+def test_a_bracket_takes_profit() -> None:
+    plan = {0: lambda ctx: ctx.buy(D("1"), take_profit=D("104.5"), stop_loss=D("90"))}
+    result, _ = run(plan, BARS)
+    assert fills_of(result) == [(Side.BUY, D(102), D(1)), (Side.SELL, D("104.5"), D(1))]
+
+
+def test_a_bar_reaching_both_exits_takes_the_stop() -> None:
+    plan = {0: lambda ctx: ctx.buy(D("1"), take_profit=D("103.5"), stop_loss=D("95.5"))}
+    result, _ = run(plan, BARS)  # bar 2: high 104 and low 95 reach both
+    assert fills_of(result)[1] == (Side.SELL, D("95.5"), D(1))
+    assert len(result.fills) == 2
+
+
+def test_a_bracket_with_its_stop_above_the_entry_is_rejected_naming_it() -> None:
+    plan = {0: lambda ctx: ctx.buy(D("1"), take_profit=D("110"), stop_loss=D("103"))}
+    result, _ = run(plan, BARS)
+    assert result.fills == []
+    (rejected,) = result.on("orders.rejected")
+    assert rejected.reason == "ORDER_LIST" and "stop_loss=103" in rejected.message
+
+
+def test_an_oco_exits_a_held_position_once() -> None:
+    plan = {
+        0: lambda ctx: ctx.buy(D("1")),
+        1: lambda ctx: ctx.oco(take_profit=D("109"), stop_loss=D("90")),
+    }
+    result, _ = run(plan, BARS)  # bar 3: high 110 reaches 109 (opens at 96: at 109)
+    assert fills_of(result) == [(Side.BUY, D(102), D(1)), (Side.SELL, D(109), D(1))]

@@ -218,3 +218,88 @@ def test_a_backtest_liquidates_an_isolated_short_the_mark_moves_through() -> Non
     pnl = [p for p in result.on("pnl") if isinstance(p, PnL)][-1]
     assert pnl.realized_pnl == Decimal(29999) - liq
     assert pnl.fees == Decimal("29.999") + closed.fee  # the short's 0.1 % + the liquidation
+
+
+class BuyOnce(Strategy[StrategyConfig]):
+    """Buys 1 unit on the first bar (a long from flat), nothing after."""
+
+    name: ClassVar[str] = "buy_once"
+
+    def __init__(self, config: StrategyConfig) -> None:
+        super().__init__(config)
+        self.n = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.n == 0:
+            self.ctx.buy(Decimal("1"))
+        self.n += 1
+
+
+def range_bar(i: int, o: str, h: str, lo: str, c: str) -> Bar:
+    return day_bar(i, o).model_copy(
+        update={"high": Decimal(h), "low": Decimal(lo), "close": Decimal(c)}
+    )
+
+
+ISOLATED = ENV | {
+    "ALGOSTREAM__RISK__MARGIN_MODE": "ISOLATED",
+    "ALGOSTREAM__RISK__LIQUIDATION_FEE_PERCENT": "1",
+}
+
+
+def test_a_bar_backtest_liquidates_a_long_whose_bar_low_reaches_its_liquidation_price() -> None:
+    """Long 1 at 30000 (day 1's open), 10x isolated: margin 3000; 30 k notional is in the
+    first bracket (mmr 0.4 %, cum 0): P = (1 x 30000 - 3000 - 0) / (1 - 0.004)
+    = 27000 / 0.996 = 27108.43...; day 1's low 27500 stays above it, day 2's 27000 goes
+    through: closed there (not at the low, nor the close), with 1 % of its notional as fee."""
+    liq = Decimal(27000) / Decimal("0.996")
+    assert Decimal("27108.43") < liq < Decimal("27108.44")
+    bars = [
+        day_bar(0, "30000"),
+        range_bar(1, "30000", "30100", "27500", "29000"),
+        range_bar(2, "29000", "29100", "27000", "28000"),
+        day_bar(3, "28000"),
+    ]
+    test = BarBacktest(
+        load_settings(env=ISOLATED), FillModel(fee_rate=Decimal(0)), BuyOnce(StrategyConfig())
+    )
+    result = test.run(bars)
+    events = [e for _, e in result.outputs if isinstance(e, OrderEvent)]
+    opened, closed = events
+    assert (opened.side, opened.fill_price) == (Side.BUY, Decimal(30000))
+    assert closed.reason.startswith("LIQUIDATED: LONG 1 BINANCE_USDM:BTCUSDT (ISOLATED)")
+    assert "low 27000" in closed.reason and closed.strategy == "liquidation"
+    assert (closed.side, closed.fill_qty, closed.fill_price) == (Side.SELL, 1, liq)
+    assert closed.ts_event == 2 * DAY and closed.fee == liq / 100
+    ledger = test.risk.ledger("paper")
+    assert ledger.quantity(PERP) == 0
+    assert ledger.realized_pnl == liq - 30000  # -2891.57: the margin less maintenance
+    assert ledger.fees == liq / 100
+    equity = dict(result.equity)
+    assert equity[2 * DAY] == Decimal(100_000) - 1000  # day 1 marked at its close 29000
+    assert equity[3 * DAY] == equity[4 * DAY]  # flat after it: nothing to mark
+    # 100000 - 2891.566... - 271.084... = 96837.349... (to Decimal's 28 digits)
+    assert abs(equity[3 * DAY] - (Decimal(100_000) + liq - 30000 - liq / 100)) < Decimal("1e-20")
+    assert Decimal("96837.349") < equity[3 * DAY] < Decimal("96837.350")
+
+
+def test_a_bar_backtest_liquidates_a_short_on_the_bar_high() -> None:
+    """Short 2 at 30000, 10x isolated: margin 6000; 60 k notional (at the 31000 open: 62 k)
+    is in the second bracket (mmr 0.5 %, cum 50): P = (-60000 - 6000 - 50) / (-2 - 0.01)
+    = 66050 / 2.01 = 32860.69...; day 1's high 32800 stays below, day 2's 32900 crosses."""
+    liq = Decimal(-66050) / Decimal("-2.01")
+    bars = [
+        day_bar(0, "30000"),
+        range_bar(1, "30000", "32800", "29900", "31000"),
+        range_bar(2, "31000", "32900", "30900", "32000"),
+    ]
+    test = BarBacktest(
+        load_settings(env=ISOLATED), FillModel(fee_rate=Decimal(0)), ShortOnce(StrategyConfig())
+    )
+    result = test.run(bars)
+    (closed,) = [
+        e for _, e in result.outputs if isinstance(e, OrderEvent) and e.reason.startswith("LIQ")
+    ]
+    assert (closed.side, closed.fill_qty, closed.fill_price) == (Side.BUY, 2, liq)
+    assert "high 32900" in closed.reason and closed.ts_event == 2 * DAY
+    assert test.risk.ledger("paper").realized_pnl == 2 * (30000 - liq)

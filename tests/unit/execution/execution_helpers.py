@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -15,7 +16,18 @@ from algostream.config import ExecutionConfig
 from algostream.execution.binance_client import BinanceCredentials, BinanceRestClient
 from algostream.execution.retry import RetryPolicy
 from algostream.execution.router import ExecutionRouter
-from algostream.model import BookTop, OrderRequest, OrderType, Side, TimeInForce
+from algostream.execution.usdm_stream import check_event
+from algostream.execution.user_stream import UserDataStream
+from algostream.model import (
+    BookTop,
+    OrderEvent,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+from algostream.sim import SimServer
 from algostream.sim.trading import TradingSimulator
 
 D = Decimal
@@ -160,3 +172,82 @@ def live_router(http: httpx.AsyncClient, venue: Venue) -> ExecutionRouter:
     return ExecutionRouter.from_config(
         config, http, clock_ms=venue.clock.now_ms, sleep=venue.clock.sleep, rng=random.Random(1)
     )
+
+
+@dataclass
+class StreamRig:
+    """A live router and its client on the simulator, fed by a :class:`UserDataStream`
+    (spot: ``/ws``; USD-M: ``/fstream``, each event checked as the worker checks it)."""
+
+    server: SimServer
+    router: ExecutionRouter
+    client: BinanceRestClient
+    instrument: str = INSTRUMENT
+    futures: bool = False
+    events: list[OrderEvent] = field(default_factory=list)
+    raw: list[dict[str, Any]] = field(default_factory=list)
+    polls: int = 0
+
+    def stream(self, ws_url: str | None = None, **kwargs: Any) -> UserDataStream:
+        async def on_event(event: dict[str, Any]) -> None:
+            if self.futures:
+                check_event(event, futures=True)
+            self.raw.append(event)
+            self.events += self.router.on_user_event(event, 1)
+
+        async def catch_up() -> None:
+            self.events += await self.router.catch_up(1)
+
+        async def poll() -> None:
+            self.polls += 1
+            await catch_up()
+
+        kwargs.setdefault("on_poll", poll)
+        default_url = self.server.ws_url + ("/fstream" if self.futures else "")
+        return UserDataStream(
+            self.client,
+            ws_url or default_url,
+            on_event=on_event,
+            on_connected=catch_up,
+            backoff=RetryPolicy(attempts=3, base_delay_s=0.05, max_delay_s=0.1),
+            poll_interval_s=0.05,
+            **kwargs,
+        )
+
+    async def sell_at_ask(self, coid: str) -> Decimal:
+        """A LIMIT SELL resting at the best ask (filled when a bid crosses it)."""
+        ask = self.server.exchange.market.book("BTCUSDT")[1][0][0]
+        request = make_request(
+            coid, side=Side.SELL, qty="0.01", order_type=OrderType.LIMIT, limit=str(ask),
+            instrument=self.instrument,
+        )  # fmt: skip
+        placed = await self.router.submit(request, 1)
+        assert [e.status for e in placed] == [OrderStatus.ACCEPTED]
+        return ask
+
+    def cross(self) -> None:
+        """A bid one tick over the best ask: the resting SELL fills now, at that bid."""
+        self.server.exchange.send_crossed("BTCUSDT")
+
+    def fills(self) -> list[OrderEvent]:
+        return [e for e in self.events if e.fill_qty > 0]
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Wait for ``check`` under a deadline (``what`` names it in the failure)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not check():
+                await asyncio.sleep(0.01)  # polling a condition under a deadline
+    except TimeoutError:
+        raise AssertionError(f"not within {timeout}s: {what}") from None
+
+
+async def running(stream: UserDataStream) -> AsyncIterator[asyncio.Task[None]]:
+    """``async for _ in running(stream)``: the stream runs for the loop's body."""
+    task = asyncio.create_task(stream.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

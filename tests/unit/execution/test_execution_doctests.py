@@ -11,6 +11,7 @@ MODULES = [
     "binance_client",
     "futures",
     "futures_paper",
+    "list_emulation",
     "order_lists",
     "orders",
     "paper",

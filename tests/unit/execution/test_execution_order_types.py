@@ -142,7 +142,7 @@ async def test_live_stop_market_is_held_by_the_venue_until_triggered(
     venue.book.asks = levels(("99.45", "3"))
     venue.sim.on_market_event()
     events = await router.refresh("sl1", 6)
-    assert statuses(events) == ["FILLED"] and events[0].fill_price == D("99.40")
+    assert statuses(events) == ["TRIGGERED", "FILLED"] and events[1].fill_price == D("99.40")
 
 
 async def test_live_take_profit_limit_maps_to_binance(

@@ -6,22 +6,20 @@ is down caught up over REST after reconnect, and a key expiry answered with a ne
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from execution_helpers import API_KEY, API_SECRET, make_request
+from execution_helpers import API_KEY, API_SECRET, StreamRig, running, until
 
 from algostream.execution.binance_client import BinanceCredentials
 from algostream.execution.retry import RetryPolicy
 from algostream.execution.router import ExecutionRouter
 from algostream.execution.usdm_client import UsdmRestClient
 from algostream.execution.usdm_stream import UnknownUserEventError, check_event
-from algostream.execution.user_stream import UserDataStream
-from algostream.model import OrderEvent, OrderStatus, OrderType, Side
+from algostream.model import OrderStatus, Side
 from algostream.sim import SimExchange, SimMarket, SimServer
 from algostream.sim.server import apply_fault
 from algostream.sim.usdm_trading import USDM_SIMULATOR_KEY, usdm_trading_setup
@@ -30,62 +28,8 @@ D = Decimal
 PERP = "BINANCE_USDM:BTCUSDT"
 
 
-@dataclass
-class Live:
-    server: SimServer
-    router: ExecutionRouter
-    client: UsdmRestClient
-    events: list[OrderEvent] = field(default_factory=list)
-    raw: list[dict[str, Any]] = field(default_factory=list)
-    polls: int = 0
-
-    def stream(self, **kwargs: Any) -> UserDataStream:
-        async def on_event(event: dict[str, Any]) -> None:
-            check_event(event, futures=True)
-            self.raw.append(event)
-            self.events += self.router.on_user_event(event, 1)
-
-        async def catch_up() -> None:
-            self.events += await self.router.catch_up(1)
-
-        async def poll() -> None:
-            self.polls += 1
-            await catch_up()
-
-        kwargs.setdefault("on_poll", poll)
-        return UserDataStream(
-            self.client,
-            self.server.ws_url + "/fstream",
-            on_event=on_event,
-            on_connected=catch_up,
-            backoff=RetryPolicy(attempts=3, base_delay_s=0.05, max_delay_s=0.1),
-            poll_interval_s=0.05,
-            **kwargs,
-        )
-
-    async def sell_at_ask(self, coid: str) -> Decimal:
-        """A LIMIT SELL resting at the best ask (filled when a bid crosses it)."""
-        ask = self.server.exchange.market.book("BTCUSDT")[1][0][0]
-        request = make_request(
-            coid, side=Side.SELL, qty="0.01", order_type=OrderType.LIMIT, limit=str(ask),
-            instrument=PERP,
-        )  # fmt: skip
-        placed = await self.router.submit(request, 1)
-        assert [e.status for e in placed] == [OrderStatus.ACCEPTED]
-        return ask
-
-    def cross(self) -> None:
-        self.server.exchange.send_crossed("BTCUSDT")
-
-
-async def until(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)  # polling a condition under a deadline
-
-
 @pytest.fixture
-async def live() -> AsyncIterator[Live]:
+async def live() -> AsyncIterator[StreamRig]:
     market = SimMarket.create(["BTCUSDT"], seed=9, levels=20)
     server = SimServer(SimExchange(market, rate=0), setup=[usdm_trading_setup(API_KEY, API_SECRET)])
     await server.start()
@@ -97,24 +41,13 @@ async def live() -> AsyncIterator[Live]:
             rate_limit_per_second=1000,
             retry=RetryPolicy(attempts=2, base_delay_s=0.05, max_delay_s=0.1),
         )
-        yield Live(server, ExecutionRouter(binance=client), client)
+        yield StreamRig(
+            server, ExecutionRouter(binance=client), client, instrument=PERP, futures=True
+        )
     await server.stop()
 
 
-async def running(stream: UserDataStream) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(stream.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-def fills(live: Live) -> list[OrderEvent]:
-    return [e for e in live.events if e.fill_qty > 0]
-
-
-async def test_listen_key_endpoints_follow_binance(live: Live) -> None:
+async def test_listen_key_endpoints_follow_binance(live: StreamRig) -> None:
     key = await live.client.new_listen_key()
     assert len(key) == 60 and await live.client.new_listen_key() == key  # same while live
     await live.client.keepalive_listen_key(key)
@@ -123,20 +56,22 @@ async def test_listen_key_endpoints_follow_binance(live: Live) -> None:
         await live.client.keepalive_listen_key(key)
 
 
-async def test_a_resting_order_fills_on_the_stream_with_its_commission(live: Live) -> None:
+async def test_a_resting_order_fills_on_the_stream_with_its_commission(live: StreamRig) -> None:
     stream = live.stream()
     async for _ in running(stream):
         await until(stream.live.is_set, "stream up")
         ask = await live.sell_at_ask("f-rest-1")
-        assert fills(live) == []
+        assert live.fills() == []
         live.cross()
-        await until(lambda: bool(fills(live)), "fill from the stream")
+        await until(lambda: bool(live.fills()), "fill from the stream")
         await until(lambda: live.router.venue_account is not None, "ACCOUNT_UPDATE")
-    (fill,) = fills(live)
+    (fill,) = live.fills()
     price = ask + D("0.01")  # the crossing bid, one tick over the ask
     assert (fill.status, fill.fill_qty, fill.fill_price) == (OrderStatus.FILLED, D("0.01"), price)
     assert fill.fee == price * D("0.01") * D("0.0004") and fill.fee_currency == "USDT"
     assert fill.reason == "" and live.polls == 0
+    # every event carries the instrument's venue, as the market data does (not BINANCE)
+    assert {e.venue for e in live.events} == {"BINANCE_USDM"}
     kinds = [e["e"] for e in live.raw]
     assert "ORDER_TRADE_UPDATE" in kinds and "ACCOUNT_UPDATE" in kinds
     account = live.router.venue_account
@@ -150,7 +85,7 @@ async def test_a_resting_order_fills_on_the_stream_with_its_commission(live: Liv
     assert live.router.on_user_event(trade, 2) == []
 
 
-async def test_a_fill_while_the_stream_is_down_is_caught_up_once(live: Live) -> None:
+async def test_a_fill_while_the_stream_is_down_is_caught_up_once(live: StreamRig) -> None:
     gate = asyncio.Event()
 
     async def gated_sleep(seconds: float) -> None:
@@ -167,17 +102,18 @@ async def test_a_fill_while_the_stream_is_down_is_caught_up_once(live: Live) -> 
         await until(lambda: stream.stats.drops == 1, "drop noticed")
         live.cross()  # filled while nobody listens
         await asyncio.sleep(0)
-        assert fills(live) == []
+        assert live.fills() == []
         gate.set()
-        await until(lambda: bool(fills(live)), "caught up after reconnect")
+        await until(lambda: bool(live.fills()), "caught up after reconnect")
         await until(stream.live.is_set, "stream up again")
-    (fill,) = fills(live)
+    (fill,) = live.fills()
     assert (fill.status, fill.fill_qty) == (OrderStatus.FILLED, D("0.01"))
     assert fill.reason.startswith("reconciled from venue order state")
     assert stream.stats.connects == 2
+    assert {e.venue for e in live.events} == {"BINANCE_USDM"}
 
 
-async def test_an_expired_key_is_replaced(live: Live) -> None:
+async def test_an_expired_key_is_replaced(live: StreamRig) -> None:
     sim = live.server.app[USDM_SIMULATOR_KEY]
     stream = live.stream()
     async for _ in running(stream):
@@ -191,7 +127,7 @@ async def test_an_expired_key_is_replaced(live: Live) -> None:
         assert second != first
         await live.sell_at_ask("f-rest-3")  # the new key carries events
         live.cross()
-        await until(lambda: bool(fills(live)), "fill on the new key")
+        await until(lambda: bool(live.fills()), "fill on the new key")
 
 
 def test_unknown_events_and_spot_events_on_futures_name_themselves() -> None:
@@ -204,7 +140,7 @@ def test_unknown_events_and_spot_events_on_futures_name_themselves() -> None:
         check_event({"x": 1}, futures=True)
 
 
-async def test_a_venue_liquidation_order_reaches_the_events_as_liquidated(live: Live) -> None:
+async def test_a_venue_liquidation_order_reaches_the_events_as_liquidated(live: StreamRig) -> None:
     """Binance's own close (client id ``autoclose-*``, as its docs and ccxt describe it):
     no order of ours, yet its fill moves our position, so it becomes a fill event."""
 
@@ -232,7 +168,9 @@ async def test_a_venue_liquidation_order_reaches_the_events_as_liquidated(live: 
     assert {(e.instrument, e.account, e.strategy) for e in fills} == {(PERP, "acct", "liquidation")}
 
 
-async def test_a_bad_event_is_a_dead_letter_naming_it_and_a_good_one_is_not(live: Live) -> None:
+async def test_a_bad_event_is_a_dead_letter_naming_it_and_a_good_one_is_not(
+    live: StreamRig,
+) -> None:
     router = ExecutionRouter(binance=live.client, venue="BINANCE_USDM")
     events, letter = router.on_stream_event({"e": "NEW_THING", "E": 7}, 9, futures=True)
     assert events == [] and letter is not None

@@ -39,9 +39,15 @@ async def until(cond: Callable[[], bool], timeout_s: float = 20.0, what: str = "
         await asyncio.sleep(0.01)  # poll interval, bounded by the deadline
 
 
-async def launch(adapter_for: Callable[[MarketDataConfig], Any], path: str, **cfg: Any) -> Rig:
+async def launch(
+    adapter_for: Callable[[MarketDataConfig], Any],
+    path: str,
+    out: ListPublisher | None = None,
+    **cfg: Any,
+) -> Rig:
     """A simulator (SYMBOLS, 300 events/s) and an ingestor reading ``ws://...{path}``
-    through the adapter ``adapter_for`` makes of the config (``cfg``: its keys)."""
+    through the adapter ``adapter_for`` makes of the config (``cfg``: its keys), publishing
+    to ``out`` (a new :class:`ListPublisher` by default)."""
     market = SimMarket.create(SYMBOLS, 11, levels=40)
     exchange = SimExchange(market, rate=300)
     server = SimServer(exchange)
@@ -57,7 +63,7 @@ async def launch(adapter_for: Callable[[MarketDataConfig], Any], path: str, **cf
         | cfg
     )
     adapter = adapter_for(md)
-    out = ListPublisher()
+    out = out if out is not None else ListPublisher()
     ingestor = Ingestor(md, adapter, out, httpx.AsyncClient(timeout=5))
     stop = asyncio.Event()
     task = asyncio.create_task(ingestor.run(stop))

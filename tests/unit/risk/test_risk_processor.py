@@ -21,6 +21,7 @@ from risk_testkit import (
 )
 
 from algostream.config import RiskConfig
+from algostream.execution.futures_venue import halt_record
 from algostream.model import (
     BookIntegrity,
     BookTop,
@@ -525,4 +526,46 @@ def test_max_order_age_is_validated_and_zero_turns_it_off() -> None:
     p.on_book_top(top(ts=5 * SECOND))
     months_old = order("replayed", ts=5 * SECOND)
     [ok] = p.on_proposal(months_old, now_ns=months_old.ts_init + 10**17)
+    assert isinstance(ok, OrderRequest)
+
+
+def test_a_position_mismatch_halts_the_gate_until_resume_or_a_clean_reconciliation() -> None:
+    why = "POSITION_MISMATCH: BINANCE_USDM:BTCUSDT ours 0 venue -0.05 (difference -0.05 ...)"
+    p = RiskProcessor(CONFIG)
+    p.on_book_top(top())
+    assert p.on_risk_event(halt_record(why, "paper", 2), now_ns=2) == []  # its own record
+    [rej] = p.on_proposal(order("c1"), now_ns=3)
+    assert isinstance(rej, OrderRejected) and rej.reason == "TRADING_HALTED"
+    assert rej.message.endswith(f"is HALTED: {why}"), rej.message
+    # the halt survives a restart of the gate (its state)
+    p = RiskProcessor.from_state(CONFIG, None, json.loads(json.dumps(p.to_state())))
+    [rej] = p.on_proposal(order("c2"), now_ns=4)
+    assert isinstance(rej, OrderRejected) and rej.reason == "TRADING_HALTED"
+    # the operator's RESUME lifts it, with a record naming what halted
+    out = of_type(p.on_control(control(ControlAction.RESUME, ts=5)), RiskEvent)
+    lifted = [e for e in out if e.detail.get("layer") == "reconciliation"]
+    assert [(e.state, e.previous_state) for e in lifted] == [
+        (TradingState.ACTIVE, TradingState.HALTED)
+    ]
+    assert lifted[0].detail["halted_by"] == why
+    [ok] = p.on_proposal(order("c3"), now_ns=6)
+    assert isinstance(ok, OrderRequest)
+    # halted again; a reconciliation that finds no mismatch lifts it
+    p.on_risk_event(halt_record(why, "paper", 7), now_ns=7)
+    [rej] = p.on_proposal(order("c4"), now_ns=8)
+    assert isinstance(rej, OrderRejected)
+    [clear] = p.on_risk_event(halt_record(None, "paper", 9), now_ns=9)
+    assert (clear.state, clear.actor) == (TradingState.ACTIVE, "reconciliation")
+    [ok] = p.on_proposal(order("c5"), now_ns=10)
+    assert isinstance(ok, OrderRequest)
+    assert p.on_risk_event(halt_record(None, "paper", 11), now_ns=11) == []  # nothing to lift
+
+
+def test_risk_events_of_other_actors_or_accounts_change_nothing() -> None:
+    p = RiskProcessor(CONFIG)
+    p.on_book_top(top())
+    other = halt_record("POSITION_MISMATCH: x", "other", 1)
+    p.on_risk_event(other, now_ns=1)
+    p.on_risk_event(other.model_copy(update={"actor": "someone", "detail": {}}), now_ns=1)
+    [ok] = p.on_proposal(order("c1"), now_ns=2)
     assert isinstance(ok, OrderRequest)
