@@ -299,7 +299,8 @@ class WorkersConfig(Section):
     stall_after_s: float = Field(default=30.0, gt=0)
     #: a worker stalled this long exits (code 75) to be restarted; 0: never
     stall_restart_s: float = Field(default=60.0, ge=0)
-    #: your own agents: role -> modules with ``register(app, edge, settings)``. A new role
+    #: your own agents: role -> modules with ``stages(app, edge, settings)`` (or
+    #: ``register(app, edge, settings)``: plain Faust agents). A new role
     #: is run by ``algostream worker ROLE`` (and by the demo); a layout's role gains them,
     #: e.g. ``{alerts = ["streams.volume_spikes"]}``
     agents: dict[str, list[str]] = Field(default_factory=dict)

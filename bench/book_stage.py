@@ -32,6 +32,7 @@ from algostream.config import Settings, load_settings
 from algostream.model import BookUpdate
 from algostream.model.ids import split_instrument
 from streams.book import BookStage
+from streams.state import StageState
 
 BATCH = 500
 
@@ -82,7 +83,7 @@ class _Edge:
     def listens(self, topic: str) -> bool:
         return False  # the market worker alone: no stage of its own takes book.top
 
-    async def deliver(self, topic: str, record: Any, partition: int | None = None) -> None:
+    async def deliver(self, topic: str, record: Any) -> None:
         pass
 
     async def dead_letter_raw(self, msg: Any, ts_ms: int, exc: BaseException, agent: str) -> None:
@@ -112,9 +113,10 @@ class _Table:
 
 def stage(settings: Settings) -> BookStage:
     st = object.__new__(BookStage)
-    st.edge, st.md, st.table = _Edge(), settings.market_data, _Table()  # type: ignore[assignment]
+    st.edge, st.md = _Edge(), settings.market_data  # type: ignore[assignment]
+    st.state = StageState(_Table(), st.edge, 1)
+    st.table = st.state.table
     st.store = st.new_store()
-    st.partition_of = {}
     return st
 
 

@@ -23,8 +23,9 @@ recognised and skipped, not counted twice. A bar closed by the timer is saved to
 table like one closed by a trade, so the next owner of the partition does not emit it
 again. At every hand-over (a rebalance) the in-memory aggregators are dropped and reloaded
 from the table on the next trade, so a worker never closes bars of an instrument it no longer owns.
-Unless ``workers.layout`` is ``split``, each closed bar also goes to this worker's feature
-stage (:mod:`streams.features`) in-process, with its partition.
+Each closed bar is published to ``bars.<interval>`` (and to a stage of this worker that
+takes it in-process: :mod:`streams.stage`); each trade read is handed on as read to the
+stages of this worker that take ``md.trades`` (the paper broker, in the ``single`` layout).
 """
 
 from __future__ import annotations
@@ -42,16 +43,18 @@ from algostream.observability import metrics
 from streams.edge import Edge
 from streams.outbox import Outbox
 from streams.reader import decoded, market_reader
-from streams.state import DirectTable
+from streams.stage import Stage
+from streams.state import StageState
 
 GRACE_NS = 250_000_000
 LIVE_WITHIN_NS = 60_000_000_000
 AGENT = "bars"
 
 
-def register(app: faust.App, edge: Edge, settings: Settings) -> None:
+def stages(app: faust.App, edge: Edge, settings: Settings) -> list[Stage]:
     intervals = settings.market_data.bar_intervals
-    table = DirectTable.add(app, "bars-state", edge.catalog["md.trades"].partitions)
+    state = StageState.add(app, edge, "bars-state", "md.trades")
+    table = state.table
     reader = market_reader(app, edge, settings)
     aggs: dict[tuple[str, str], BarAggregator] = {}
     #: (interval, instrument) -> (partition, offset) of the last trade in its saved state
@@ -71,13 +74,13 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 applied[key] = (int(partition), int(offset))
         return aggs[key]
 
-    def state(key: tuple[str, str], a: BarAggregator) -> tuple[str, dict[str, Any]]:
+    def saved(key: tuple[str, str], a: BarAggregator) -> tuple[str, dict[str, Any]]:
         """The table key and saved state of one aggregator."""
         return f"{key[0]}|{key[1]}", a.to_state() | {"applied": applied.get(key)}
 
-    async def publish(bars: list[Bar], partition: int) -> None:
-        for bar in bars:  # the feature stage of this worker takes them in-process
-            await edge.publish(f"bars.{bar.interval}", bar, partition)
+    async def publish(bars: list[Bar]) -> None:
+        for bar in bars:
+            await edge.publish(f"bars.{bar.interval}", bar)
 
     def forget() -> None:
         aggs.clear()  # owned instruments are reloaded from the table at their next trade
@@ -86,10 +89,10 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
 
     async def on_trades(batch: dict[TopicPartition, list[Any]]) -> None:
         """One batch of trades; each changed bar state is written once, at its end."""
-        changed: dict[tuple[str, str], tuple[BarAggregator, int]] = {}
+        changed: dict[tuple[str, str], BarAggregator] = {}
         async for tp, rec, tick in decoded(edge, batch, "md.trades", TradeTick, AGENT):
             last_read[tick.instrument] = (tick.ts_event, tp, rec.offset)
-            await edge.deliver("md.trades", tick, tp.partition)  # single: paper fills
+            await edge.deliver("md.trades", tick)  # forwarded as read
             for interval in intervals:
                 a = agg(interval, tick.instrument)
                 key: tuple[str, str] = (interval, tick.instrument)
@@ -97,7 +100,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 if done is not None and done[0] == tp.partition and rec.offset <= done[1]:
                     continue  # re-delivered (at-least-once): already in the saved bar
                 result = a.on_trade(tick)
-                await publish(result.bars, tp.partition)
+                await publish(result.bars)
                 for late in result.late:  # policy: counted, kept in dlq, bar unchanged
                     metrics.LATE_TRADES.labels(instrument=late.instrument, interval=interval).inc()
                     await edge.dead_letter_raw(
@@ -110,11 +113,11 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                         AGENT,
                     )
                 applied[key] = (tp.partition, rec.offset)
-                changed[key] = (a, tp.partition)
+                changed[key] = a
         if changed:
             outbox = Outbox(edge)
-            for key, (a, partition) in changed.items():
-                outbox.add(*table.stage(*state(key, a)), partition)
+            for key, a in changed.items():
+                state.stage(outbox, *saved(key, a), key[1])
             await outbox.send()
 
     trades_topic = reader.read("md.trades", on_trades, forget)
@@ -161,6 +164,16 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
                 continue  # a backlog: its own trades close its bars
             bars = a.on_time(min(now, fetched) - GRACE_NS)
             if bars:
-                await publish(bars, tp.partition)
+                await publish(bars)
                 if aggs.get(key) is a:  # still owned
-                    await table.write(edge, tp.partition, *state(key, a))
+                    await state.save(*saved(key, a), key[1])
+
+    return [
+        Stage(
+            AGENT,
+            reads=("md.trades",),
+            forwards=("md.trades",),
+            outputs=tuple(f"bars.{i}" for i in intervals),
+            state=state,
+        )
+    ]

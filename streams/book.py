@@ -45,7 +45,8 @@ from algostream.observability import metrics
 from streams.edge import Edge
 from streams.outbox import Outbox
 from streams.reader import PartitionReader, decoded, market_reader
-from streams.state import DirectTable
+from streams.stage import Stage
+from streams.state import StageState
 
 AGENT = "book"
 log = structlog.get_logger("algostream.streams")
@@ -68,10 +69,9 @@ class BookStage:
     def __init__(self, app: faust.App, edge: Edge, settings: Settings) -> None:
         self.edge = edge
         self.md = settings.market_data
-        self.table = DirectTable.add(app, "book-state", edge.catalog["md.book"].partitions)
+        self.state = StageState.add(app, edge, "book-state", "md.book")
+        self.table = self.state.table
         self.store = self.new_store()
-        #: instrument -> its partition (of md.book, and of the table), for the stale timer
-        self.partition_of: dict[str, int] = {}
 
     def new_store(self) -> LevelStore:
         return LevelStore(BookProcessor(self.md.book_top_levels))
@@ -79,7 +79,6 @@ class BookStage:
     def forget(self) -> None:
         """A hand-over: the books are restored from the table when next read."""
         self.store = self.new_store()
-        self.partition_of = {}
 
     async def handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Process one ``getmany`` batch: tops, integrity events and state writes go to the
@@ -88,13 +87,13 @@ class BookStage:
         producer (a commit flushes the producer first)."""
         edge, store, table = self.edge, self.store, self.table
         proc = store.proc
-        pending: dict[str, tuple[int, _Pending]] = {}
+        pending: dict[str, _Pending] = {}
         outbox = Outbox(edge)
-        local: list[tuple[str, Any, int]] = []
+        local: list[tuple[str, Any]] = []
         timings: dict[str, list[float]] = {}  # BOOK_UPDATE_SECONDS per instrument
         # the outputs a stage of this worker takes in-process (none: no list, no awaits)
         listened = {t: edge.listens(t) for t in ("book.top", "book.integrity")}
-        async for tp, _, update in decoded(edge, batch, "md.book", BookUpdate, AGENT):
+        async for _, _, update in decoded(edge, batch, "md.book", BookUpdate, AGENT):
             inst = update.instrument
             if proc.book(inst) is None:  # first sight since start or a rebalance
                 store.load(table, inst)
@@ -110,22 +109,22 @@ class BookStage:
                 if not outbox.add_known(topic, record):
                     await outbox.add_record(topic, record)
                 if listened[topic]:
-                    local.append((topic, record, tp.partition))
-            self.partition_of[inst] = tp.partition
-            held = pending.get(inst)
-            if held is None:  # (not setdefault: it would build a _Pending every update)
-                held = pending[inst] = (tp.partition, _Pending())
-            writes = held[1]
+                    local.append((topic, record))
+            writes = pending.get(inst)
+            if writes is None:  # (not setdefault: it would build a _Pending every update)
+                writes = pending[inst] = _Pending()
             store.save(writes, update, out, meta=False)
-        for inst, (partition, writes) in pending.items():  # once per changed key per batch
+        for inst, writes in pending.items():  # once per changed key per batch
             store.save_meta(writes, inst)
+            partition = self.state.partition(inst)  # (StageState.stage, hoisted: hot)
             for key, value in writes.items():
-                outbox.add(*table.stage(key, None if value is _DELETE else value), partition)
+                name, raw_key, payload = table.stage(key, None if value is _DELETE else value)
+                outbox.add(name, raw_key, payload, partition)
         await outbox.send()
         for inst, times in timings.items():
             metrics.observe_all(metrics.child(metrics.BOOK_UPDATE_SECONDS, instrument=inst), times)
-        for topic, record, partition in local:  # tops also to this worker's other stages
-            await edge.deliver(topic, record, partition)
+        for topic, record in local:  # tops also to this worker's other stages
+            await edge.deliver(topic, record)
 
     async def mark_stale(self, reader: PartitionReader, now_ns: int) -> list[BookIntegrity]:
         """STALE for each held book silent for ``stale_after_ms`` (module doc): detected and
@@ -154,7 +153,7 @@ class BookStage:
                     continue
                 topic, key, value = self.table.stage(*_meta(store, inst))
                 sent.append(
-                    (event, await self.edge.send_raw(topic, key, value, self.partition_of[inst]))
+                    (event, await self.edge.send_raw(topic, key, value, self.state.partition(inst)))
                 )
             written = await asyncio.gather(*(ack for _, ack in sent), return_exceptions=True)
             for (event, _), ack in zip(sent, written, strict=True):
@@ -186,7 +185,7 @@ def _meta(store: LevelStore, instrument: str) -> tuple[str, Any]:
     return key, value
 
 
-def register(app: faust.App, edge: Edge, settings: Settings) -> None:
+def stages(app: faust.App, edge: Edge, settings: Settings) -> list[Stage]:
     md = settings.market_data
     stage = BookStage(app, edge, settings)
     reader = market_reader(app, edge, settings)
@@ -195,3 +194,7 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
     @app.timer(interval=max(md.stale_after_ms / 2000, 0.1))  # type: ignore[untyped-decorator]
     async def stale_books() -> None:
         await stage.mark_stale(reader, time.time_ns())
+
+    return [
+        Stage(AGENT, reads=("md.book",), outputs=("book.top", "book.integrity"), state=stage.state)
+    ]

@@ -28,9 +28,14 @@ from algostream.observability import metrics
 from streams.continuity import OffsetGuard
 
 R = TypeVar("R", bound=Record)
-#: an in-process stage: ``(record, partition or None) -> None``
-LocalHandler = Callable[[Any, "int | None"], Awaitable[None]]
+#: an in-process stage's handler of one record (:mod:`streams.stage`)
+LocalHandler = Callable[[Any], Awaitable[None]]
 log = structlog.get_logger("algostream.streams")
+
+
+class Rejected(ValueError):
+    """A record that decodes but that its stage refuses (:mod:`streams.stage`): read from
+    a topic, it goes to ``dlq`` with this reason; taken in-process, it is logged."""
 
 
 class Edge:
@@ -49,6 +54,8 @@ class Edge:
         self.guard.install()
         #: topic -> stages of this worker that take its records in-process (the hot path)
         self._local: dict[str, list[LocalHandler]] = {}
+        #: topic -> how this worker's stages take it -> which (:func:`streams.stage.wire`)
+        self.wiring: dict[str, dict[str, list[str]]] = {}
         #: full names of topics Faust assigns here but never fetches (:meth:`hold`)
         self.held: set[str] = set()
         app._algostream_held = self.held  # type: ignore[attr-defined]
@@ -173,16 +180,11 @@ class Edge:
             metrics.SEND_FAILURES.labels(agent=self.role).inc()
             log.error("record not delivered", agent=self.role, error=repr(exc))
 
-    def listen(self, topic: str, handler: LocalHandler, *, first: bool = False) -> None:
-        """Hand ``handler`` record this worker publishes to ``topic`` (:meth:`publish`),
+    def listen(self, topic: str, handler: LocalHandler) -> None:
+        """Hand ``handler`` each record this worker publishes to ``topic`` (:meth:`publish`),
         in-process, right after it is sent: a stage of the same worker takes it with no
-        Kafka hop (the record is on the topic either way, for everyone else). ``first``:
-        before the handlers already listening (a strategy sees a bar before its features)."""
-        handlers = self._local.setdefault(topic, [])
-        if first:
-            handlers.insert(0, handler)
-        else:
-            handlers.append(handler)
+        Kafka hop (the record is on the topic either way, for everyone else)."""
+        self._local.setdefault(topic, []).append(handler)
 
     def listens(self, topic: str) -> bool:
         """Whether a stage of this worker takes ``topic``'s records in-process (:meth:`listen`)."""
@@ -207,20 +209,18 @@ class Edge:
             known = self._owned[topic] = len(self.assigned(topic)) == self.catalog[topic].partitions
         return known
 
-    async def publish(self, topic: str, record: Record, partition: int | None = None) -> None:
-        """:meth:`send`, then the in-process handlers of ``topic`` (``partition``: the
-        record's, for handlers that write tables; the instrument's partition)."""
+    async def publish(self, topic: str, record: Record) -> None:
+        """:meth:`send`, then the in-process handlers of ``topic``."""
         await self.send(topic, record)
-        await self.deliver(topic, record, partition)
+        await self.deliver(topic, record)
 
-    async def deliver(self, topic: str, record: Record, partition: int | None = None) -> None:
+    async def deliver(self, topic: str, record: Record) -> None:
         """Only the in-process handlers of ``topic`` (the record was sent already)."""
         for handler in self._local.get(topic, ()):
-            await handler(record, partition)
-
-    async def send_all(self, records: list[tuple[str, Record]]) -> None:
-        for topic, record in records:
-            await self.send(topic, record)
+            try:
+                await handler(record)
+            except Rejected as exc:  # made here, refused here: a bug to see, not a crash
+                log.error("record refused in-process", topic=topic, error=str(exc))
 
     async def decode_or_dlq(
         self, event: faust.EventT[bytes], record_type: type[R], agent: str

@@ -8,12 +8,11 @@ sent (and survives restarts), on top of the broker's own memory and the venue's
 ``newClientOrderId`` de-duplication. With fencing (:mod:`streams.fencing`) both tables are
 the account state's, written in the account's transaction with the order events.
 
-With ``execution.in_process`` (and paper trading) the risk gate of the same worker hands
-each approval to :func:`on_approved <register>` right after sending it to
-``orders.approved``: no Kafka hop between the gate and the fill. The ``exec-orders`` agent
-still reads the topic and skips what was sent (the ``exec-orders`` table). In the
-``single`` layout the paper broker also takes the book stage's tops and the bar stage's
-trades in-process (``md.trades`` is read by the worker's batch reader there).
+Paper trading takes each approval in-process where the risk gate runs in the same worker
+(:mod:`streams.stage`; ``execution.in_process: false`` turns it off): no Kafka hop between
+the gate and the fill. ``orders.approved`` is read from the topic too, and what was sent
+is skipped (the ``exec-orders`` table). The paper broker's book tops and trades come
+in-process where the worker makes them (``single``), else from the worker's tap.
 """
 
 from __future__ import annotations
@@ -63,9 +62,12 @@ from algostream.model.records import (
 from algostream.observability import metrics
 from streams import fencing, futures
 from streams.edge import Edge
-from streams.reader import tap
+from streams.stage import Input, Read, Stage
 
 R = TypeVar("R", bound=Record)
+
+#: its stages decide for the account: the worker fences them (:mod:`streams.fencing`)
+ACCOUNT_STAGES = True
 
 log = structlog.get_logger("algostream.execution")
 
@@ -345,8 +347,7 @@ def _decodable(records: Iterable[Any], record_type: type[R]) -> list[R]:
     return out
 
 
-def register(app: faust.App, edge: Edge, settings: Settings) -> None:
-    fencing.install(app, edge, settings)
+def stages(app: faust.App, edge: Edge, settings: Settings) -> list[Stage]:
     shell = ExecutionShell(app, edge, settings)
     venue = "paper" if settings.execution.paper_trading else "binance"
     if not settings.execution.paper_trading and is_futures(settings):
@@ -408,57 +409,33 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             )
         await emit(events)
 
-    async def in_process(order: OrderRequest, _partition: int | None) -> None:
-        """From the risk gate, right after approving. Until the start-up reconciliation is
-        done (the execution agents run it), approvals go through the topic only."""
-        if shell.reconciled:
-            await on_approved(order)
-
-    async def top_here(top: BookTop, _partition: int | None) -> None:
-        """single layout: the book agent's tops (same rule: after reconciliation)."""
-        if shell.reconciled and edge.owns("orders.approved"):
-            await emit(shell.router.on_book_top(top))
-
-    if settings.execution.in_process and settings.execution.paper_trading:
-        # a live venue's HTTP round trip must not hold up the risk gate: live orders go
-        # through the topic only
-        edge.listen("orders.approved", in_process)
-
-    async def top_read(top: BookTop, _partition: int | None) -> None:
-        """Read from book.top (this worker's tap, shared with the gate); a standby keeps
-        no broker (:meth:`ExecutionShell.forget`)."""
+    async def on_top(top: BookTop) -> None:
+        """A book top; a standby keeps no broker (:meth:`ExecutionShell.forget`)."""
         if edge.owns("orders.approved") and await fencing.may_handle(edge):
             await reconciled_first()
             await emit(shell.router.on_book_top(top))
 
-    async def trade_here(trade: TradeTick, _partition: int | None) -> None:
-        """single layout: the trades the bar stage read (the first one reconciles, as
-        the ``exec-trades`` agent's did)."""
-        if edge.owns("orders.approved"):
-            await reconciled_first()
-            await emit(shell.router.on_trade(trade))
-
-    async def trade_read(trade: TradeTick, _partition: int | None) -> None:
-        """Read from md.trades (this worker's tap)."""
+    async def on_trade(trade: TradeTick) -> None:
         if edge.owns("orders.approved") and await fencing.may_handle(edge):
             await reconciled_first()
             await emit(shell.router.on_trade(trade))
 
-    if settings.workers.layout == "single":  # from this worker's book and bar stages
-        edge.listen("book.top", top_here)
-        edge.listen("md.trades", trade_here)
-    else:  # this worker's tap reads both (book.top shared with the gate)
-        edge.listen("book.top", top_read)
-        tap(app, edge, settings, "book.top", BookTop, "trading")
-        edge.listen("md.trades", trade_read)
-        tap(app, edge, settings, "md.trades", TradeTick, "execution")
-    edge.before_revoke(shell.forget)  # after the tap's hand-over (hooks run in order)
-    futures.register_execution(app, edge, settings, shell, emit)
     if edge.txn is not None:  # fenced: another worker's broker executes the account
         edge.txn.on_fenced.append(shell.forget)
         edge.after_streams_empty(edge.txn.release)  # after every stage handed over
-
-    @app.agent(edge.topic("orders.approved"), name="exec-orders")
-    async def orders(stream: faust.StreamT[bytes]) -> None:
-        async for order in edge.records(stream, OrderRequest, "execution"):
-            await on_approved(order)
+    paper = settings.execution.paper_trading
+    return [
+        Stage(
+            "execution",
+            inputs={
+                # a live venue's HTTP round trip must not hold up the risk gate: live
+                # orders come through the topic only
+                "orders.approved": Input(OrderRequest, on_approved, local=paper, also_read=True),
+                "book.top": Input(BookTop, on_top, read=Read.TAP),
+                "md.trades": Input(TradeTick, on_trade, read=Read.TAP),
+                **futures.execution_inputs(edge, settings, shell, emit),
+            },
+            outputs=("risk.events",),  # a position verdict, to this worker's gate
+            on_revoke=shell.forget,
+        )
+    ]

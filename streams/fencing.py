@@ -411,9 +411,10 @@ def _fatal(producer: AIOKafkaProducer) -> bool:
 
 
 def install(app: faust.App, edge: Edge, settings: Settings) -> AccountTransaction | None:
-    """The account's transaction for this trading worker (None when turned off, or in the
-    ``single`` layout: one worker, no standby to fence)."""
-    if not settings.kafka.trading_transactions or settings.workers.layout == "single":
+    """The account's transaction for this trading worker (None when turned off). The
+    worker installs it before it builds its stages (not in the ``single`` layout: one
+    worker, no standby to fence); the account's stages find it as ``edge.txn``."""
+    if not settings.kafka.trading_transactions:
         return None
     existing: AccountTransaction | None = getattr(edge, "txn", None)
     if existing is not None:

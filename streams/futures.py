@@ -1,21 +1,20 @@
 """The trading worker's futures parts, kept out of the risk and execution shells:
 
-* every ``Position`` the risk gate publishes (delivered in-process on ``positions``) sets
-  ``algostream_position_notional{venue, side}`` and, for ``BINANCE_USDM:*``,
-  ``algostream_margin_used`` (notional at the mark / ``risk.leverage``);
-* with ``market_data.exchange = "binance_usdm"`` the worker's tap reads ``md.mark_price``
-  for both stages: the gate settles funding into the ledger (``Position``/``PnL`` records,
-  ``algostream_funding_paid``), the paper broker into its futures account, and the paper
-  account liquidates a position the mark moves through (its events on ``orders.events``).
+* every ``Position`` the risk gate writes sets ``algostream_position_notional{venue,
+  side}`` and, for ``BINANCE_USDM:*``, ``algostream_margin_used`` (notional at the mark /
+  ``risk.leverage``);
+* with ``market_data.exchange = "binance_usdm"`` both stages take ``md.mark_price`` (the
+  worker's tap reads it once for both): the gate settles funding into the ledger
+  (``Position``/``PnL`` records, ``algostream_funding_paid``), the paper broker into its
+  futures account, and the paper account liquidates a position the mark moves through
+  (its events on ``orders.events``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
-
-import faust
+from typing import TYPE_CHECKING, Any
 
 from algostream.config import Settings
 from algostream.execution.futures_venue import is_futures
@@ -25,7 +24,7 @@ from algostream.observability import metrics
 from algostream.risk.futures import FUTURES_VENUE
 from streams import fencing
 from streams.edge import Edge
-from streams.reader import tap
+from streams.stage import Input, Read
 
 if TYPE_CHECKING:
     from streams.execution import ExecutionShell
@@ -52,19 +51,14 @@ def observe_position(record: Position, leverage: int) -> None:
         )
 
 
-def register_risk(
-    app: faust.App, edge: Edge, settings: Settings, shell: RiskShell, emit: Emit
-) -> None:
-    leverage = settings.risk.leverage
-
-    async def position(record: Position, _partition: int | None) -> None:
-        observe_position(record, leverage)
-
-    edge.listen("positions", position)
+def risk_inputs(
+    edge: Edge, settings: Settings, shell: RiskShell, emit: Emit
+) -> dict[str, Input[Any]]:
+    """The gate's futures inputs: mark prices settle funding (none for spot)."""
     if not is_futures(settings):
-        return
+        return {}
 
-    async def reconciliation(record: RiskEvent, _partition: int | None) -> None:
+    async def reconciliation(record: RiskEvent) -> None:
         """The execution stage's position verdict (in-process): halt or lift."""
         if edge.owns("orders.proposed") and await fencing.may_handle(edge):
             out = shell.proc.on_risk_event(record, time.time_ns())
@@ -72,9 +66,7 @@ def register_risk(
                 await emit(out)
             shell.persist()
 
-    edge.listen("risk.events", reconciliation)
-
-    async def mark_read(mark: MarkPrice, _partition: int | None) -> None:
+    async def on_mark(mark: MarkPrice) -> None:
         if not edge.owns("orders.proposed") or not await fencing.may_handle(edge):
             return  # a standby keeps no state (RiskShell.forget)
         out = shell.proc.on_mark_price(mark, time.time_ns())
@@ -87,21 +79,25 @@ def register_risk(
                 float(-pos.funding)
             )
 
-    edge.listen("md.mark_price", mark_read)
-    tap(app, edge, settings, "md.mark_price", MarkPrice, "trading")
+    return {
+        "md.mark_price": Input(MarkPrice, on_mark, read=Read.TAP),
+        # from this worker's execution stage only, never read back (the gate writes
+        # risk.events itself)
+        "risk.events": Input(RiskEvent, reconciliation, read=None),
+    }
 
 
-def register_execution(
-    app: faust.App,
+def execution_inputs(
     edge: Edge,
     settings: Settings,
     shell: ExecutionShell,
     emit: Callable[[list[OrderEvent]], Awaitable[None]],
-) -> None:
+) -> dict[str, Input[Any]]:
+    """The paper broker's futures inputs (live: the venue settles funding)."""
     if not is_futures(settings) or not settings.execution.paper_trading:
-        return  # live: the venue settles funding
+        return {}
 
-    async def mark_read(mark: MarkPrice, _partition: int | None) -> None:
+    async def on_mark(mark: MarkPrice) -> None:
         if not edge.owns("orders.approved") or not await fencing.may_handle(edge):
             return  # not the owner (or fenced): the owner's broker settles it
         paid = shell.router.on_mark_price(mark)
@@ -111,5 +107,4 @@ def register_execution(
         elif paid:
             shell.persist()
 
-    edge.listen("md.mark_price", mark_read)
-    tap(app, edge, settings, "md.mark_price", MarkPrice, "trading")
+    return {"md.mark_price": Input(MarkPrice, on_mark, read=Read.TAP)}

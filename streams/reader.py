@@ -45,7 +45,7 @@ from algostream.config import KafkaConfig, Settings
 from algostream.kafka.clients import make_admin, make_consumer
 from algostream.model.records import Record
 from algostream.observability import metrics
-from streams.edge import Edge
+from streams.edge import Edge, Rejected
 from streams.framework import FETCH_MAX_WAIT_MS
 
 log = structlog.get_logger("algostream.streams")
@@ -155,22 +155,26 @@ def tap(
     topic: str,
     record_type: type[Record],
     agent: str,
+    handler: Callable[[Any], Awaitable[None]],
 ) -> None:
     """Read every partition of ``topic`` with this worker's ``taps`` reader, decode each
-    record once and hand it to every in-process handler of ``topic`` (:meth:`Edge.listen
-    <streams.edge.Edge.listen>`); an undecodable record is a dead letter of ``agent``. For
-    the trading worker: its gate and paper broker both need every instrument's
-    ``book.top``, and its paper broker every trade, whichever worker makes them, while its
-    Faust consumer keeps to the quiet trading topics (a proposal's fetch no longer waits
-    behind the tops'). A second call for the same topic adds nothing."""
+    record once and hand it to ``handler``; an undecodable record (or one the handler
+    refuses: :class:`~streams.edge.Rejected`) is a dead letter of ``agent``. For the
+    trading worker: its gate and paper broker both need every instrument's ``book.top``,
+    and its paper broker every trade, whichever worker makes them, while its Faust
+    consumer keeps to the quiet trading topics (a proposal's fetch no longer waits behind
+    the tops')."""
     reader = reader_of(app, edge, settings, "taps", None)
     name = edge.topic(topic).get_topic_name()
     if name in reader.handlers:
-        return
+        raise ValueError(f"topic {topic!r} is tapped twice")
 
     async def handle(batch: dict[TopicPartition, list[Any]]) -> None:
-        async for tp, _, record in decoded(edge, batch, topic, record_type, agent):
-            await edge.deliver(topic, record, tp.partition)
+        async for _, rec, record in decoded(edge, batch, topic, record_type, agent):
+            try:
+                await handler(record)
+            except Rejected as exc:  # decodes, but its stage refuses it
+                await edge.dead_letter_raw(rec, rec.timestamp, exc, agent)
 
     reader.read(topic, handle)
 

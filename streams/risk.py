@@ -42,10 +42,11 @@ instrument's top is older than itself by more than ``market_data.stale_after_ms`
 (a bounded while) for the tap to read on: a worker started on a backlog would otherwise
 reject it all for want of a book, or check prices against old mids.
 
-In the ``single`` layout (``workers.layout``) the gate runs in the worker that makes the
-proposals and book tops and takes them in-process (no Kafka hop between a signal and its
+Where the worker makes the proposals and book tops too (the ``single`` layout) the gate
+takes them in-process (:mod:`streams.stage`: no Kafka hop between a signal and its
 approval); what it decided that way is skipped when read back from ``orders.proposed``.
-Approvals go on to the paper execution stage in-process (``execution.in_process``).
+Approvals, positions and P&L are published to this worker's other stages (the paper
+broker, a strategy's context) once the decision is saved.
 """
 
 from __future__ import annotations
@@ -80,11 +81,13 @@ from algostream.risk.errors import ControlAuthError
 from algostream.risk.processor import output_topic
 from streams import fencing, futures
 from streams.edge import Edge
-from streams.reader import decoded, reader_of, readers, tap
+from streams.reader import decoded, reader_of, readers
+from streams.stage import Input, Read, Stage
 from streams.state import Recent
 
-#: what a strategy's context in the same worker takes in-process (the single layout)
-ACCOUNT_TOPICS = ("positions", "pnl")
+#: what the gate hands to this worker's other stages too (the paper broker, a strategy's
+#: context); a proposal of a stop goes back through its topic
+PUBLISHED = ("orders.approved", "positions", "pnl")
 
 #: a proposal whose instrument's top is older (market time) than itself by more than the
 #: feed's staleness limit (``market_data.stale_after_ms``) waits for the tap to read on:
@@ -95,6 +98,9 @@ MARK_WAIT_S = 5.0
 #: the tap has nothing more to read if it handles no batch this long (its fetches wait
 #: ``TAP_FETCH_WAIT_MS``): a proposal for a quiet instrument waits that long
 TAP_IDLE_S = 0.05
+
+#: its stages decide for the account: the worker fences them (:mod:`streams.fencing`)
+ACCOUNT_STAGES = True
 
 log = structlog.get_logger("algostream.risk")
 
@@ -168,20 +174,24 @@ def observe(record: Record, *, from_proposal: bool) -> None:
         )
 
 
-def register(app: faust.App, edge: Edge, settings: Settings) -> None:
-    txn = fencing.install(app, edge, settings)
+def stages(app: faust.App, edge: Edge, settings: Settings) -> list[Stage]:
+    txn: fencing.AccountTransaction | None = edge.txn
     shell = RiskShell(app, edge, settings)
     metrics.LOSS_THRESHOLD.labels(account=settings.risk.account).set(
         float(settings.risk.max_loss_threshold)
     )
     metrics.TRADING_STATE.labels(account=settings.risk.account, instrument="ALL:*").set(0)
 
-    async def emit(records: list[Record], *, from_proposal: bool = False) -> None:
+    async def emit(
+        records: list[Record], *, from_proposal: bool = False, publish: bool = True
+    ) -> None:
         for record in records:
             topic = output_topic(record, from_proposal=from_proposal)
             await edge.send(topic, record)
-            if topic in ACCOUNT_TOPICS:  # a strategy's context in this worker (single)
+            if publish and topic in PUBLISHED:  # stops' proposals: back through the topic
                 await edge.deliver(topic, record)
+            if isinstance(record, Position):
+                futures.observe_position(record, settings.risk.leverage)
             observe(record, from_proposal=from_proposal)
 
     async def decide(order: OrderRequest) -> None:
@@ -190,49 +200,31 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
         metrics.RISK_CHECK_SECONDS.labels(instrument=order.instrument).observe(
             time.perf_counter() - start
         )
-        await emit(out, from_proposal=True)
+        await emit(out, from_proposal=True, publish=False)
         shell.persist(decided=order.client_order_id)
-        for record in out:  # the paper execution stage of this worker, in-process
-            if output_topic(record, from_proposal=True) == "orders.approved":
-                await edge.deliver("orders.approved", record)
+        for record in out:  # to this worker's stages once the decision is saved
+            if (topic := output_topic(record, from_proposal=True)) in PUBLISHED:
+                await edge.deliver(topic, record)
 
     async def on_top(top: BookTop) -> None:
+        # a standby keeps no state (RiskShell.forget)
+        if not edge.owns("orders.proposed") or not await fencing.may_handle(edge):
+            return
         out = shell.proc.on_book_top(top, time.time_ns())
         if out:
             await emit(out)
             shell.persist()
 
     decided_here = Recent()  # proposals decided in-process, skipped when read from the topic
-
-    async def proposal_here(order: OrderRequest, _partition: int | None) -> None:
-        if edge.owns("orders.proposed"):  # else the owner decides it from the topic
-            decided_here.add(order.record_id)
-            await decide(order)
-
-    async def top_here(top: BookTop, _partition: int | None) -> None:
-        if edge.owns("orders.proposed"):
-            await on_top(top)
-
-    async def top_read(top: BookTop, _partition: int | None) -> None:
-        # a standby keeps no state (RiskShell.forget)
-        if edge.owns("orders.proposed") and await fencing.may_handle(edge):
-            await on_top(top)
-
-    single = settings.workers.layout == "single"
-    if single:  # this worker's signal stage and book agent feed the gate in-process
-        edge.listen("orders.proposed", proposal_here)
-        edge.listen("book.top", top_here)
-    else:  # this worker's tap reads book.top once for the gate and the paper broker
-        edge.listen("book.top", top_read)
-        tap(app, edge, settings, "book.top", BookTop, "trading")
-    taps = None if single else readers(edge)["taps"]
     mark_lag_ns = settings.market_data.stale_after_ms * 1_000_000
 
     async def await_marks(order: OrderRequest) -> None:
         """Let the tap bring the order's instrument's top up to the order's time first:
         a proposal made on a backlog can be read before the tops it was made from. In
         step with the market (the tap's top is at most its fetch wait behind) it does not
-        wait at all; for a quiet instrument, one of the tap's batches at most."""
+        wait at all; for a quiet instrument, one of the tap's batches at most. (No tap: the
+        tops are this worker's own, taken in-process.)"""
+        taps = readers(edge).get("taps")
         deadline = time.monotonic() + MARK_WAIT_S
         while (left := deadline - time.monotonic()) > 0:
             top = shell.proc.top(order.instrument)
@@ -243,43 +235,48 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             if not taps.behind():
                 return  # the tap has read all it knew of: the instrument is quiet
 
+    async def on_proposal(order: OrderRequest) -> None:
+        """A proposal read by the gate's reader (it owns the topic's partition)."""
+        if txn is not None and txn.fenced:
+            return  # another worker owns the account: its gate decides these
+        if order.record_id not in decided_here:
+            decided_here.add(order.record_id)
+            await await_marks(order)
+            await decide(order)
+
+    async def proposed_here(order: OrderRequest) -> None:
+        """A proposal of this worker's sizing stage, in-process."""
+        if edge.owns("orders.proposed"):  # else the owner decides it from the topic
+            await on_proposal(order)
+
     async def proposals(batch: dict[TopicPartition, list[Any]]) -> None:
         async for _, _, order in decoded(edge, batch, "orders.proposed", OrderRequest, "risk"):
-            if txn is not None and txn.fenced:
-                return  # another worker owns the account: its gate decides these
-            if order.record_id not in decided_here:
-                await await_marks(order)
-                await decide(order)
+            await on_proposal(order)
 
     # a reader of its own, latency first, in the worker's loop: the proposals' hop does not
     # wait for Faust's consumer thread and its hand-over to the agent; Faust still decides
     # which trading worker owns the account (orders.proposed is held, streams.reader)
     gate = reader_of(app, edge, settings, "proposals", "orders.proposed")
     gate.read("orders.proposed", proposals)
-    if taps is not None:  # no decision before the marks are up to the tops on the broker
-        gate.after(taps)
+
+    def wired() -> None:
+        taps = readers(edge).get("taps")
+        if taps is not None:  # no decision before the marks are up to the tops on the broker
+            gate.after(taps)
+
     if txn is not None:  # decisions and the proposals' offsets in one transaction
         gate.committer = txn.commit
         gate.commit_every_batch = True
         gate.before_take_over.append(txn.ensure_started)
         txn.on_fenced.append(shell.forget)
-    # after the readers' hand-overs (hooks run in order): no batch is running by then
-    edge.before_revoke(shell.forget)
-    futures.register_risk(app, edge, settings, shell, emit)
 
-    @app.agent(edge.topic("orders.events"), name="risk-fills")
-    async def order_events(stream: faust.StreamT[bytes]) -> None:
-        async for ev in edge.records(stream, OrderEvent, "risk"):
-            if not await fencing.may_handle(edge):
-                continue  # not the owner: the owner applies it
+    async def on_fill(ev: OrderEvent) -> None:
+        if await fencing.may_handle(edge):  # else the owner applies it
             await emit(shell.proc.on_order_event(ev, time.time_ns()))
             shell.persist(applied=ev.record_id)
 
-    @app.agent(edge.topic("book.integrity"), name="risk-integrity")
-    async def integrity(stream: faust.StreamT[bytes]) -> None:
-        async for ev in edge.records(stream, BookIntegrity, "risk"):
-            if not await fencing.may_handle(edge):
-                continue
+    async def on_integrity(ev: BookIntegrity) -> None:
+        if await fencing.may_handle(edge):
             await emit(shell.proc.on_integrity(ev, time.time_ns()))
             shell.persist()
 
@@ -322,6 +319,24 @@ def register(app: faust.App, edge: Edge, settings: Settings) -> None:
             shell.nonces[cmd.nonce] = offset  # before the state: a redelivery is known
             await emit(shell.proc.on_control(cmd, time.time_ns()))
             shell.persist()
+
+    return [
+        Stage(
+            "risk",
+            inputs={
+                "orders.proposed": Input(OrderRequest, proposed_here),
+                "book.top": Input(BookTop, on_top, read=Read.TAP),
+                # applied at least once, from the broker: never taken in-process
+                "orders.events": Input(OrderEvent, on_fill, local=False),
+                "book.integrity": Input(BookIntegrity, on_integrity, local=False),
+                **futures.risk_inputs(edge, settings, shell, emit),
+            },
+            outputs=PUBLISHED,
+            reads=("orders.proposed", "control"),
+            on_revoke=shell.forget,
+            wired=wired,
+        )
+    ]
 
 
 def control_verifier(settings: Settings) -> ControlVerifier:

@@ -7,29 +7,25 @@ Sizing turns each signal into a MARKET proposal whose
 client order id is derived from the signal's id, so a signal processed twice proposes the
 same order twice and risk decides it once.
 
-The hot path runs in-process (``signal.in_process``, the default): the feature stage
-publishes each feature vector to :class:`SignalStage` right after sending it
-(:meth:`Edge.listen <streams.edge.Edge.listen>`), and the stage sizes a signal right
-after sending it, so a bar becomes a proposal without two Kafka round trips
-(~10 ms each on the pipeline benchmark). Every record is still on its topic; the worker
-does not read them back (fewer partitions to fetch, guard and move on a rebalance). With
-``signal.in_process: false`` the ``signals`` and ``orders`` agents read ``features`` and
-``signals`` instead; a record handled twice is recognised and skipped either way: a
-feature vector by its event time (:meth:`SignalProcessor.on_features` drops stale ones), a
-signal by its id (recent ids sized here are remembered).
+Two stages: ``signals`` (features, bars and book tops -> strategy -> ``signals``) and
+``orders`` (sizing: ``signals`` -> ``orders.proposed``). Where one worker runs both, a bar
+becomes a proposal in one task, with no Kafka hop between them (``signal.in_process:
+false`` takes ``features`` and ``signals`` through their topics: :mod:`streams.worker`).
+A record handled twice is recognised and skipped either way: a feature vector by its
+event time (:meth:`SignalProcessor.on_features` drops stale ones), a signal by its id
+(recent ids sized here are remembered).
 
-The strategy's ``on_bar`` and ``on_book`` run on the bars and book tops of this worker
-(in-process, a bar before its features); what it asks of its context is sized at once.
-The context's position, cash and equity are the newest ``positions``/``pnl`` records:
-in-process from this worker's risk stage (``single`` layout), else read from those topics
-(the worker's ``taps`` reader, every partition), seeded at start with their tails.
+The strategy's ``on_bar`` and ``on_book`` run on the bars and book tops (a bar before its
+features); what it asks of its context is sized at once. The context's position, cash and
+equity are the newest ``positions``/``pnl`` records: in-process from a risk stage of the
+same worker (``single`` layout), else read from those topics (the worker's ``taps``
+reader, every partition), seeded at start with their tails.
 """
 
 from __future__ import annotations
 
 import faust
 
-from algostream.backtest.source import read_range
 from algostream.config import Settings, StrategySpec
 from algostream.model.records import (
     Bar,
@@ -45,8 +41,8 @@ from algostream.observability import metrics
 from algostream.signals.context import RecordPortfolio
 from algostream.signals.multi import StrategySet
 from streams.edge import Edge
-from streams.reader import tap
-from streams.state import Recent, save_state
+from streams.stage import Input, Read, Rejected, Stage
+from streams.state import Recent, StageState
 
 #: records read back from the tail of each ``positions``/``pnl`` partition at start
 ACCOUNT_TAIL = 1000
@@ -62,7 +58,6 @@ class SignalStage:
         self.edge = edge
         self.settings = settings
         self.config = settings.signal
-        self.in_process = settings.signal.in_process
         #: one portfolio per strategy: its own records (``signal.strategies``) or the
         #: account's (the single ``signal.strategy``)
         attributed = bool(settings.signal.strategies)
@@ -75,16 +70,12 @@ class SignalStage:
             for spec in settings.live_specs()
         }
         self.proc = self._strategies()
-        self.table = app.Table(
-            "signals-state", default=None, partitions=edge.catalog["features"].partitions
-        )
-        self.restored: set[str] = set()
+        self.state = StageState.add(app, edge, "signals-state", "features")
         self.sized = Recent(REMEMBER_SIZED)
 
-    def forget(self) -> None:
+    async def forget(self) -> None:
         """Drop per-instrument strategy state (a rebalance): reloaded from the table."""
         self.proc = self._strategies()
-        self.restored.clear()
 
     def _strategies(self) -> StrategySet:
         def portfolio(spec: StrategySpec) -> RecordPortfolio:
@@ -95,29 +86,27 @@ class SignalStage:
         )
 
     def _restore(self, inst: str) -> None:
-        if inst not in self.restored:
-            self.restored.add(inst)
-            saved = self.table.get(inst)
-            if saved is not None:
-                self.proc.restore(inst, saved)
+        saved = self.state.restore(inst)
+        if saved is not None:
+            self.proc.restore(inst, saved)
 
-    async def on_bar(self, bar: Bar, partition: int | None = None) -> None:
+    async def on_bar(self, bar: Bar) -> None:
         """A closed bar: the strategy's ``on_bar`` (before the bar's features)."""
         if not self.proc.uses_bars:
             return  # (the rule strategies: their state and outputs are as before)
         self._restore(bar.instrument)
         signals = self.proc.on_bar(bar)
-        save_state(self.table, bar.instrument, self.proc.snapshot(bar.instrument), partition)
+        await self.state.save(bar.instrument, self.proc.snapshot(bar.instrument))
         await self._emit(signals)
 
-    async def on_book(self, top: BookTop, partition: int | None = None) -> None:
+    async def on_book(self, top: BookTop) -> None:
         """A book top: the strategy's ``on_book``."""
         if not self.proc.uses_books:
             return
         self._restore(top.instrument)
         await self._emit(self.proc.on_book(top))
 
-    async def on_account(self, record: Record, partition: int | None = None) -> None:
+    async def on_account(self, record: Record) -> None:
         """A ``positions``, ``pnl`` or ``orders.events`` record: the context's account and
         open orders (what ``ctx.cancel`` / ``ctx.replace`` can name)."""
         for portfolio in self.portfolios.values():
@@ -131,83 +120,65 @@ class SignalStage:
     async def _emit(self, signals: list[Signal]) -> None:
         for sig in signals:
             metrics.SIGNALS.labels(strategy=sig.strategy, side=sig.side.value).inc()
-            await self.edge.send("signals", sig)
-            if self.in_process:
-                await self.on_signal(sig)
+            await self.edge.publish("signals", sig)
 
-    async def on_features(self, fv: FeatureVector, partition: int | None = None) -> None:
-        """``partition``: the instrument's, when called in-process (not from this
-        stage's own agent)."""
+    async def on_features(self, fv: FeatureVector) -> None:
         self._restore(fv.instrument)
         signals = self.proc.decide(fv)
         for sig in signals:
             metrics.SIGNALS.labels(strategy=sig.strategy, side=sig.side.value).inc()
-            await self.edge.send("signals", sig)  # sized below, or by the orders agent
+            await self.edge.send("signals", sig)
         snap = self.proc.snapshot(fv.instrument)
         if snap is not None:
-            save_state(self.table, fv.instrument, snap, partition)
-        if self.in_process:
-            for sig in signals:
-                await self.on_signal(sig)
+            await self.state.save(fv.instrument, snap)
+        for sig in signals:  # sized after the state is saved
+            await self.edge.deliver("signals", sig)
 
     async def on_signal(self, sig: Signal) -> None:
+        """Size a signal once (in-process, or read back from ``signals``)."""
         if sig.record_id in self.sized:
-            return  # sized in-process already
+            return  # sized already
+        if self.proc.member(sig.strategy) is None:  # not sized silently: said, in dlq
+            known = ", ".join(m.spec.id for m in self.proc.members)
+            raise Rejected(
+                f"signal {sig.record_id}: strategy={sig.strategy!r} is not a live "
+                f"strategy of this deployment (signal.strategies ids: {known})"
+            )
         self.sized.add(sig.record_id)
         order = self.proc.to_order(sig)
-        if order is not None:  # in the single layout the risk stage takes it in-process
+        if order is not None:
             await self.edge.publish("orders.proposed", order)
 
+    def stages(self) -> list[Stage]:
+        first = {f"bars.{i}": Input(Bar, self.on_bar, first=True) for i in self.proc.intervals}
+        account = {
+            topic: Input(kind, self.on_account, read=Read.TAP, tail=ACCOUNT_TAIL)
+            for topic, kind in (("positions", Position), ("pnl", PnL))
+        }
+        # open orders: always from the topic (the execution stage's events are applied
+        # from the broker), seeded with its tail like the account
+        account["orders.events"] = Input(
+            OrderEvent, self.on_account, read=Read.TAP, local=False, tail=ACCOUNT_TAIL
+        )
+        signals = Stage(
+            "signals",
+            inputs={
+                "features": Input(FeatureVector, self.on_features),
+                **first,  # before the features of the bar
+                "book.top": Input(BookTop, self.on_book),
+                **account,
+            },
+            outputs=("signals",),
+            state=self.state,
+            on_revoke=self.forget,
+        )
+        orders = Stage(
+            "orders",
+            inputs={"signals": Input(Signal, self.on_signal)},
+            outputs=("orders.proposed",),
+        )
+        return [signals, orders]
 
-def register(app: faust.App, edge: Edge, settings: Settings) -> None:
-    stage = SignalStage(app, edge, settings)
 
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def forget_signals(_app: faust.App, revoked: object, **_: object) -> None:
-        stage.forget()
-
-    for interval in stage.proc.intervals:
-        edge.listen(f"bars.{interval}", stage.on_bar, first=True)  # before the features
-    edge.listen("book.top", stage.on_book)
-    edge.listen("positions", stage.on_account)
-    edge.listen("pnl", stage.on_account)
-    edge.listen("orders.events", stage.on_account)  # the execution stage sends, never local
-    tap(app, edge, settings, "orders.events", OrderEvent, "signals")
-    if settings.workers.layout != "single":  # no risk stage here: read what it writes
-        tap(app, edge, settings, "positions", Position, "signals")
-        tap(app, edge, settings, "pnl", PnL, "signals")
-
-        @app.task  # type: ignore[untyped-decorator]
-        async def seed_account() -> None:
-            """The account as the topics' tails have it (the taps resume from their
-            committed offsets, so a restarted worker would not see it until it changes)."""
-            for rec in await read_range(settings.kafka, ["positions", "pnl"], last=ACCOUNT_TAIL):
-                await stage.on_account(edge.catalog[rec.topic].record_type.decode(rec.value))
-
-    if stage.in_process:  # this worker's feature stage feeds it; nothing read back
-        edge.listen("features", stage.on_features)
-        return
-
-    @app.agent(edge.topic("features"), name="signals")
-    async def signals(stream: faust.StreamT[bytes]) -> None:
-        async for fv in edge.records(stream, FeatureVector, "signals"):
-            await stage.on_features(fv)
-
-    @app.agent(edge.topic("signals"), name="orders")
-    async def orders(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            sig = await edge.decode_or_dlq(event, Signal, "orders")
-            if sig is None:
-                continue
-            if stage.proc.member(sig.strategy) is None:  # not sized silently: said, in dlq
-                known = ", ".join(m.spec.id for m in stage.proc.members)
-                await edge.dead_letter(
-                    event,
-                    ValueError(
-                        f"signal {sig.record_id}: strategy={sig.strategy!r} is not a live "
-                        f"strategy of this deployment (signal.strategies ids: {known})"
-                    ),
-                    "orders",
-                )
-                continue
-            await stage.on_signal(sig)
+def stages(app: faust.App, edge: Edge, settings: Settings) -> list[Stage]:
+    return SignalStage(app, edge, settings).stages()

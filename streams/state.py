@@ -1,16 +1,21 @@
-"""Stage state in Faust tables: :class:`DirectTable` (changelog records straight to the
-producer), :func:`save_state` (a write naming its partition), :class:`Recent` (bounded ids)."""
+"""Stage state in Faust tables: :class:`StageState` (one stage's state per instrument, each
+key in its instrument's partition), :class:`DirectTable` (its table: changelog records
+straight to the producer), :class:`Recent` (bounded ids)."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
+from aiokafka.partitioner import murmur2
 from faust.serializers import codecs
 
 from streams.edge import Edge
+
+if TYPE_CHECKING:
+    from streams.outbox import Outbox
 
 
 class DirectTable(faust.Table):  # type: ignore[type-arg]
@@ -91,17 +96,60 @@ class Recent:
             self._ids.popitem(last=False)
 
 
-def save_state(table: Any, key: str, value: Any, partition: int | None) -> None:
-    """``table[key] = value``, its changelog record to ``partition`` when one is given.
+class StageState:
+    """One stage's state, per instrument, in a table co-partitioned with ``topic`` (the
+    stage's input, keyed by instrument): the one save/restore protocol of the stages.
 
-    A stage called in-process (from another agent's task, or a timer, with no current
-    event of the table's own source topic) names the partition of the record that caused
-    the write: the instrument's partition, which is the same number on every topic keyed
-    by instrument (they are co-partitioned), so a worker taking the partition over
-    recovers the state with it.
+    A key's changelog record goes to its instrument's partition (:meth:`partition`: the
+    partition the producer gives the instrument's records on every topic keyed by
+    instrument, the same number everywhere), whichever task writes it (an agent, a stage
+    called in-process, a timer), so the worker that takes the partition over recovers the
+    state with it. :meth:`restore` gives a key's saved value once per ownership: the stage
+    holds it in memory from then on, until :meth:`forget` (the worker calls it at every
+    rebalance, after the readers have handed over).
     """
-    if partition is None:
-        table[key] = value  # from the table's own agent: the current event's partition
-    else:
-        table.data[key] = value
-        table.send_changelog(partition, key, value)
+
+    def __init__(self, table: Any, edge: Edge, partitions: int) -> None:
+        self.table, self.edge, self.partitions = table, edge, partitions
+        self._restored: set[str] = set()
+        self._partition: dict[str, int] = {}
+
+    @classmethod
+    def add(cls, app: faust.App, edge: Edge, name: str, topic: str) -> StageState:
+        """The state ``name`` of a stage of ``app``, co-partitioned with catalog ``topic``."""
+        partitions = edge.catalog[topic].partitions
+        return cls(DirectTable.add(app, name, partitions), edge, partitions)
+
+    def partition(self, instrument: str) -> int:
+        """``instrument``'s partition (murmur2 of the key, as the producers partition)."""
+        found = self._partition.get(instrument)
+        if found is None:
+            found = (murmur2(instrument.encode()) & 0x7FFFFFFF) % self.partitions
+            self._partition[instrument] = found
+        return found
+
+    def get(self, key: str) -> Any:
+        """``key``'s saved value (None: none)."""
+        return self.table.get(key)
+
+    def restore(self, key: str) -> Any:
+        """``key``'s saved value the first time it is asked since :meth:`forget` (None
+        then if none is saved, and at every later call)."""
+        if key in self._restored:
+            return None
+        self._restored.add(key)
+        return self.table.get(key)
+
+    async def save(self, key: str, value: Any, instrument: str | None = None) -> None:
+        """Set (``None``: delete) ``key`` of ``instrument`` (default: the key itself) and
+        send its changelog record to the instrument's partition."""
+        await self.table.write(self.edge, self.partition(instrument or key), key, value)
+
+    def stage(self, outbox: Outbox, key: str, value: Any, instrument: str | None = None) -> None:
+        """:meth:`save` in ``outbox`` (a stage writing a batch's keys at once)."""
+        topic, raw_key, payload = self.table.stage(key, value)
+        outbox.add(topic, raw_key, payload, self.partition(instrument or key))
+
+    async def forget(self) -> None:
+        """A rebalance: every key is restored again at its next use."""
+        self._restored.clear()

@@ -7,14 +7,16 @@ the windows before it, and a :class:`VolumeSpike` is published when it is ``THRE
 times that average or more (after ``WARMUP`` windows). Windows with no trades count as
 zero volume.
 
-Its state per instrument lives in a Faust table (``volume-spikes-state``), so a restarted
-or rebalanced worker continues where the last owner stopped; a trade re-delivered after
-a restart (at-least-once) is recognised by its time and id and not counted twice. A
-record that does not decode as a trade goes to ``dlq`` with its reason (``edge.records``)
-and the agent goes on.
+A stage (:mod:`streams.stage`): its state per instrument is a
+:class:`~streams.state.StageState` (``volume-spikes-state``), so a restarted or rebalanced
+worker continues where the last owner stopped; a trade re-delivered after a restart
+(at-least-once) is recognised by its time and id and not counted twice. A record that
+does not decode as a trade goes to ``dlq`` with its reason and the stage goes on.
 
 Run it: ``ALGOSTREAM__WORKERS__AGENTS='{"alerts": ["streams.volume_spikes"]}'`` then
-``algostream worker alerts`` (the demo starts it too).
+``algostream worker alerts`` (the demo starts it too): a worker of its own reads
+``md.trades``. Named in the ``market`` role instead, it takes the trades the bar stage
+reads, in-process.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import faust
 from algostream.config import Settings
 from algostream.model.records import TradeTick, VolumeSpike
 from streams.edge import Edge
+from streams.stage import Input, Stage
+from streams.state import StageState
 
 AGENT = "volume-spikes"
 WINDOW_NS = 1_000_000_000  #: one second
@@ -110,18 +114,23 @@ def spike(tick: TradeTick, window: Window, ratio: Decimal) -> VolumeSpike:
     )
 
 
-def register(app: faust.App, edge: Edge, settings: Settings) -> None:
+def stages(app: faust.App, edge: Edge, settings: Settings) -> list[Stage]:
     """Called once by the worker that runs this module (``workers.agents``)."""
-    table = app.Table(
-        "volume-spikes-state", default=None, partitions=edge.catalog["md.trades"].partitions
-    )
+    state = StageState.add(app, edge, "volume-spikes-state", "md.trades")
 
-    @app.agent(edge.topic("md.trades"), name=AGENT)
-    async def volume_spikes(stream: faust.StreamT[bytes]) -> None:
-        async for tick in edge.records(stream, TradeTick, AGENT):  # bad records: dlq
-            saved = table.get(tick.instrument)
-            window = Window.from_state(saved) if saved is not None else None
-            window, spikes = on_trade(window, tick)
-            for found in spikes:
-                await edge.send("alerts.volume", found)  # keyed by instrument
-            table[tick.instrument] = window.to_state()  # saved with the offsets it read
+    async def volume_spikes(tick: TradeTick) -> None:
+        saved = state.get(tick.instrument)  # restored on restart / rebalance
+        window = Window.from_state(saved) if saved is not None else None
+        window, spikes = on_trade(window, tick)  # the pure logic
+        for found in spikes:
+            await edge.publish("alerts.volume", found)  # keyed by instrument
+        await state.save(tick.instrument, window.to_state())
+
+    return [
+        Stage(
+            AGENT,
+            inputs={"md.trades": Input(TradeTick, volume_spikes)},  # bad records: dlq
+            outputs=("alerts.volume",),
+            state=state,
+        )
+    ]

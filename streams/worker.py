@@ -1,12 +1,16 @@
-"""Run one worker role: build its Faust app, register its agents, serve /metrics.
+"""Run one worker role: build its Faust app, its stages and agents, serve /metrics.
 
-A role is a list of agent modules; each module has ``register(app, edge, settings) ->
-None``. A new agent is one module in ``streams/`` plus an entry in the roles of each
-layout here (and its topics in ``topics/topics.toml``).
+A role is a list of modules: a stage module has ``stages(app, edge, settings) ->
+list[Stage]`` (:mod:`streams.stage`: the stage declares its inputs, outputs and state);
+a module of your own agents (``workers.agents``) may have ``register(app, edge,
+settings)`` instead (plain Faust agents). The worker wires every stage's inputs
+(:func:`streams.stage.wire`): a topic a stage of the same worker publishes is handed over
+in-process (:meth:`Edge.publish <streams.edge.Edge.publish>`, every record still produced
+to its topic first), any other is read from its topic. ``signal.in_process: false`` takes
+``features`` and ``signals`` through Kafka even within one worker, and
+``execution.in_process: false`` the approvals.
 
-``workers.layout`` decides which stages share a process (:data:`LAYOUTS`). Stages in one
-worker hand records to each other in-process (:meth:`Edge.publish
-<streams.edge.Edge.publish>`), with every record still produced to its topic first:
+``workers.layout`` decides which stages share a process (:data:`LAYOUTS`):
 
 - ``colocated`` (default): ``market`` (book, bars, features, strategy, sizing) and
   ``trading`` (risk, execution). A closed bar becomes a proposal in the task that read
@@ -32,9 +36,10 @@ import structlog
 
 from algostream.config import Settings
 from algostream.observability import heap
-from streams import watchdog
+from streams import fencing, watchdog
 from streams.app import create_app
 from streams.edge import Edge
+from streams.stage import Stage, wire
 
 MARKET = ["streams.book", "streams.bars"]
 SIGNALS = ["streams.features", "streams.signals"]
@@ -108,8 +113,18 @@ def build_worker_app(
         overrides["web_enabled"] = False
         web_port = role_ports(settings, role)[0]  # unused, but Faust validates it
     app, edge = create_app(settings, role, web_port=web_port, **overrides)
-    for name in names:
-        _agent_module(settings, role, name).register(app, edge, settings)
+    imported = [_agent_module(settings, role, name) for name in names]
+    if settings.workers.layout != "single" and any(
+        getattr(m, "ACCOUNT_STAGES", False) for m in imported
+    ):  # the account's stages, fenced (single: one worker, no standby to fence)
+        fencing.install(app, edge, settings)
+    stages: list[Stage] = []
+    for module in imported:
+        if callable(getattr(module, "stages", None)):
+            stages += module.stages(app, edge, settings)
+        else:
+            module.register(app, edge, settings)
+    wire(app, edge, settings, stages, not_local=not_local(settings))
     _changelog_durability(app, settings)
     _changelog_metadata(app)
     _report_lag(app, edge)
@@ -119,6 +134,16 @@ def build_worker_app(
     return app, edge
 
 
+def not_local(settings: Settings) -> frozenset[str]:
+    """Topics taken through Kafka even between two stages of one worker (config)."""
+    off: set[str] = set()
+    if not settings.signal.in_process:
+        off |= {"features", "signals"}
+    if not settings.execution.in_process:
+        off.add("orders.approved")
+    return frozenset(off)
+
+
 def agent_modules(settings: Settings, role: str) -> list[Any]:
     """The imported agent modules of ``role`` (:class:`RoleError` for a role or a module of
     ``workers.agents`` that does not exist: said at start, not at the first record)."""
@@ -126,18 +151,19 @@ def agent_modules(settings: Settings, role: str) -> list[Any]:
 
 
 def _agent_module(settings: Settings, role: str, name: str) -> Any:
-    """The module ``name`` of ``role``, with its ``register(app, edge, settings)``; a module
-    of ``workers.agents`` that cannot be imported or has no ``register`` is a
-    :class:`RoleError` naming the key."""
+    """The module ``name`` of ``role``, with its ``stages(app, edge, settings)`` or
+    ``register(app, edge, settings)``; a module of ``workers.agents`` that cannot be
+    imported or has neither is a :class:`RoleError` naming the key."""
     try:
         module = importlib.import_module(name)
     except ImportError as exc:
         if name not in settings.workers.agents.get(role, []):
             raise
         raise RoleError(f"workers.agents.{role}: cannot import {name!r}: {exc}") from exc
-    if not callable(getattr(module, "register", None)):
+    if not any(callable(getattr(module, f, None)) for f in ("stages", "register")):
         raise RoleError(
-            f"workers.agents.{role}: module {name!r} has no register(app, edge, settings)"
+            f"workers.agents.{role}: module {name!r} has no register(app, edge, settings) "
+            "nor stages(app, edge, settings)"
         )
     return module
 

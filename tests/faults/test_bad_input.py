@@ -496,8 +496,9 @@ INPUTS: dict[str, tuple[str, set[str]]] = {
     "md.book": ("BookUpdate", {"book"}),  # market
     "md.trades": ("TradeTick", {"bars", "execution"}),  # market, trading
     "bars.1s": ("Bar", {"features"}),  # signals (in the split layout)
-    # (signals), trading (one agent there feeds both the gate's marks and the paper broker)
-    "book.top": ("BookTop", {"features", "trading"}),
+    # signals; trading (one tap there feeds both the gate's marks and the paper broker: its
+    # dead letters are the first stage's, the gate's)
+    "book.top": ("BookTop", {"features", "risk"}),
     "features": ("FeatureVector", {"signals"}),  # signals
     "signals": ("Signal", {"orders"}),  # signals
     "orders.proposed": ("OrderRequest", {"risk"}),  # trading

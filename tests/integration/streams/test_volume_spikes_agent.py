@@ -46,3 +46,32 @@ async def test_volume_spike_agent_in_its_own_worker(provisioned, supervisor, kaf
     assert letters[0].agent == "volume-spikes"  # type: ignore[attr-defined]
     assert "'price' = 'ten'" in letters[0].reason  # type: ignore[attr-defined]
     assert supervisor.children["alerts"].alive
+
+
+async def test_volume_spike_stage_in_the_market_worker_takes_the_bar_stages_trades(
+    provisioned, supervisor, kafka_env
+) -> None:  # type: ignore[no-untyped-def]
+    """Named in the ``market`` role, the same stage takes the trades the bar stage reads,
+    in-process (the market worker's reader holds ``md.trades``: a Faust agent of its own
+    there would get none)."""
+    s = provisioned
+    ticks = trades(7)
+    want = pandas_spikes(ticks)
+    supervisor.start(
+        "market",
+        "worker",
+        "market",
+        "--web-port",
+        "0",
+        "--metrics-port",
+        "0",
+        env={
+            **kafka_env,
+            "ALGOSTREAM__WORKERS__AGENTS": json.dumps({"market": ["streams.volume_spikes"]}),
+        },
+    )
+    await produce(s, "md.trades", ticks)
+    msgs = await read_until(s, "alerts.volume", lambda m: len(m) >= len(want), timeout_s=120)
+    spikes = decoded(msgs, VolumeSpike)
+    assert [(x.window_start_ns, x.volume) for x in spikes] == want, supervisor.tail("market")  # type: ignore[attr-defined]
+    assert supervisor.children["market"].alive

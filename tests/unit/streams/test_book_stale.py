@@ -19,6 +19,7 @@ from algostream.marketdata.persist import LevelStore
 from algostream.marketdata.processor import BookProcessor
 from algostream.model import BookIntegrity, IntegrityKind
 from streams.book import BookStage
+from streams.state import StageState
 from tests.unit.marketdata.marketdata_testkit import delta, snapshot
 
 INST = "BINANCE:BTCUSDT"
@@ -68,9 +69,10 @@ class FakeReader:
 def stage_with_a_book(sent: Sent) -> BookStage:
     stage = object.__new__(BookStage)
     settings = load_settings(env={"ALGOSTREAM__MARKET_DATA__STALE_AFTER_MS": str(STALE_AFTER_MS)})
-    stage.edge, stage.md, stage.table = FakeEdge(sent), settings.market_data, FakeTable()  # type: ignore[assignment]
+    stage.edge, stage.md = FakeEdge(sent), settings.market_data  # type: ignore[assignment]
+    stage.state = StageState(FakeTable(), stage.edge, 1)
+    stage.table = stage.state.table
     stage.store = LevelStore(BookProcessor())
-    stage.partition_of = {INST: 0}
     stage.store.proc.on_update(snapshot(INST, 1, bids=(("99", "1"),), asks=(("101", "1"),)), T0)
     return stage
 

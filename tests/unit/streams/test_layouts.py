@@ -75,8 +75,9 @@ def test_the_trading_worker_reads_book_top_and_trades_with_its_tap_not_faust(
     assert not busy & agents  # Faust's consumer keeps to the quiet trading topics
     taps = readers(edge)["taps"]
     assert set(taps.handlers) == busy and taps.anchor is None  # every partition
-    assert len(edge._local["book.top"]) == 2  # the gate's marks and the paper broker
-    assert len(edge._local["md.trades"]) == 1  # the paper broker
+    # one read of each for the gate's marks and the paper broker
+    assert edge.wiring["book.top"] == {"tap": ["risk", "execution"]}
+    assert edge.wiring["md.trades"] == {"tap": ["execution"]}
     # proposals: a latency-first reader of the worker's loop, on the partition Faust assigns
     proposed = edge.topic("orders.proposed").get_topic_name()
     assert proposed not in agents and readers(edge)["proposals"].anchor == proposed
@@ -116,7 +117,118 @@ def test_the_market_stages_read_book_and_trades_with_one_reader_faust_assigns(
     assert trades in {t for topic in app.topics for t in topic.topics}
     assert trades not in edge.guard.watched
     if name == "single":  # the paper broker takes the bar stage's trades in-process
-        assert len(edge._local["md.trades"]) == 1
+        assert edge.wiring["md.trades"] == {"own": ["bars"], "in-process": ["execution"]}
+
+
+#: (layout, signal.in_process) -> role -> topic -> how its stages take it (ways in order)
+WIRING = {
+    ("colocated", True): {
+        "market": {
+            "md.book": {"own": ["book"]},
+            "md.trades": {"own": ["bars"]},
+            "bars.1s": {"in-process": ["signals", "features"]},  # the strategy's on_bar first
+            "book.top": {"in-process": ["features", "signals"]},
+            "features": {"in-process": ["signals"]},
+            "signals": {"in-process": ["orders"]},
+            "positions": {"tap": ["signals"]},
+            "orders.events": {"tap": ["signals"]},
+            "pnl": {"tap": ["signals"]},
+        },
+        "trading": {
+            "orders.proposed": {"own": ["risk"]},
+            "control": {"own": ["risk"]},
+            "book.top": {"tap": ["risk", "execution"]},
+            "md.trades": {"tap": ["execution"]},
+            "orders.events": {"agent": ["risk"]},
+            "book.integrity": {"agent": ["risk"]},
+            "orders.approved": {"in-process": ["execution"], "agent": ["execution"]},
+        },
+    },
+    ("split", False): {
+        "market": {"md.book": {"own": ["book"]}, "md.trades": {"own": ["bars"]}},
+        "signals": {
+            "bars.1s": {"agent": ["signals", "features"]},
+            "book.top": {"agent": ["features", "signals"]},
+            "features": {"agent": ["signals"]},
+            "signals": {"agent": ["orders"]},
+            "positions": {"tap": ["signals"]},
+            "orders.events": {"tap": ["signals"]},
+            "pnl": {"tap": ["signals"]},
+        },
+    },
+    ("single", True): {
+        "all": {
+            "md.book": {"own": ["book"]},
+            "control": {"own": ["risk"]},
+            "md.trades": {"own": ["bars"], "in-process": ["execution"]},
+            "orders.proposed": {"own": ["risk"], "in-process": ["risk"]},
+            "bars.1s": {"in-process": ["signals", "features"]},
+            "book.top": {"in-process": ["features", "signals", "risk", "execution"]},
+            "features": {"in-process": ["signals"]},
+            "signals": {"in-process": ["orders"]},
+            "positions": {"in-process": ["signals"]},
+            "pnl": {"in-process": ["signals"]},
+            # fills and integrity events always from the broker (at least once)
+            "orders.events": {"tap": ["signals"], "agent": ["risk"]},
+            "book.integrity": {"agent": ["risk"]},
+            "orders.approved": {"in-process": ["execution"], "agent": ["execution"]},
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(("name", "in_process"), sorted(WIRING))
+def test_the_layout_decides_which_inputs_arrive_in_process(
+    name: str, in_process: bool, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from streams.worker import build_worker_app
+
+    for role, want in WIRING[(name, in_process)].items():
+        s = load_settings(
+            env={
+                "ALGOSTREAM__WORKERS__LAYOUT": name,
+                "ALGOSTREAM__SIGNAL__IN_PROCESS": str(in_process).lower(),
+                "ALGOSTREAM__KAFKA__DATA_DIR": str(tmp_path / role),
+            }
+        )
+        _, edge = build_worker_app(s, role, web_port=0)
+        assert edge.wiring == want, role
+
+
+def test_live_approvals_never_arrive_in_process(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from streams.worker import build_worker_app
+
+    for paper, in_process in ((False, True), (True, False)):
+        s = load_settings(
+            env={
+                "ALGOSTREAM__EXECUTION__PAPER_TRADING": str(paper).lower(),
+                "ALGOSTREAM__EXECUTION__IN_PROCESS": str(in_process).lower(),
+                "ALGOSTREAM_API_KEY": "k",
+                "ALGOSTREAM_API_SECRET": "s",
+                "ALGOSTREAM__KAFKA__DATA_DIR": str(tmp_path / str(paper)),
+            }
+        )
+        _, edge = build_worker_app(s, "trading", web_port=0)
+        assert edge.wiring["orders.approved"] == {"agent": ["execution"]}
+
+
+def test_no_stage_module_forks_on_the_layout() -> None:
+    """The layout is the worker's: a stage declares its inputs, it does not ask where it
+    runs (no ``workers.layout`` or ``in_process`` read, no hand-made in-process wiring)."""
+    import ast
+    from pathlib import Path
+
+    import streams
+
+    root = Path(streams.__file__).parent
+    for path in sorted(root.glob("*.py")):
+        if path.name in {"worker.py", "stage.py"}:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in {"layout", "in_process", "listen"}, (
+                    f"{path.name}:{node.lineno} uses .{node.attr}"
+                )
 
 
 def test_held_partitions_stay_paused_when_faust_resumes_the_others(tmp_path) -> None:  # type: ignore[no-untyped-def]
