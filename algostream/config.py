@@ -144,6 +144,10 @@ class ExecutionConfig(Section):
     #: Binance USD-M stop / take-profit orders: what triggers them, the mark price
     #: (MARK_PRICE) or the last trade price (CONTRACT_PRICE, Binance's default)
     futures_working_type: Literal["MARK_PRICE", "CONTRACT_PRICE"] = "CONTRACT_PRICE"
+    #: Coinbase (no stop-market order): an OCO / bracket's stop-loss leg is placed as a
+    #: stop-limit whose limit is the stop moved this many basis points against the
+    #: position (rounded outward to the product's ``price_increment``)
+    coinbase_stop_limit_slippage_bps: int = Field(default=50, ge=1, le=5000)
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
 

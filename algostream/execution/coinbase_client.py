@@ -60,6 +60,7 @@ BATCH_CANCEL_PATH = "/api/v3/brokerage/orders/batch_cancel"
 EDIT_PATH = "/api/v3/brokerage/orders/edit"
 HISTORICAL_PATH = "/api/v3/brokerage/orders/historical"
 LIST_PATH = "/api/v3/brokerage/orders/historical/batch"
+PRODUCTS_PATH = "/api/v3/brokerage/products"
 JWT_LIFETIME_S = 120
 JWT_ISSUER = "cdp"
 #: Coinbase order status -> lifecycle status
@@ -298,6 +299,10 @@ class CoinbaseRestClient:
             cursor = str(page.get("cursor") or "")
             if not page.get("has_next") or not cursor:
                 return out
+
+    async def get_product(self, product_id: str) -> dict[str, Any]:
+        """``GET .../products/{product_id}`` (``price_increment``: the price tick)."""
+        return dict(await self._call("GET", f"{PRODUCTS_PATH}/{product_id}"))
 
     async def find_by_client_order_id(
         self, client_order_id: str, product_id: str | None = None

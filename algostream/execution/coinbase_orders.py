@@ -10,11 +10,15 @@ its state. The venue is the truth (:func:`~algostream.execution.reconcile.events
 
 An order type Coinbase does not take (its spot API has no stop-market or take-profit-
 market order) is REJECTED with a reason naming the type; nothing is changed silently.
+One stated exception: the stop-loss leg of an OCO / bracket (a STOP_MARKET with a
+``list_id``) is placed as a STOP_LIMIT (:func:`protective_stop_limit`: the limit is the
+stop moved ``execution.coinbase_stop_limit_slippage_bps`` against the position, rounded
+outward to the product's ``price_increment``), and its events carry that type and price.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from algostream.config import ExecutionConfig
@@ -38,11 +42,33 @@ from algostream.execution.reconcile import (
     events_to_match,
     reconcile_orders,
 )
-from algostream.model.enums import OrderStatus, Side, TimeInForce
+from algostream.model.enums import OrderStatus, OrderType, Side, TimeInForce
 from algostream.model.ids import split_instrument
 from algostream.model.records import OrderEvent, OrderRequest
 
 VENUE = "COINBASE"
+
+
+def protective_stop_limit(order: OrderRequest, tick: Decimal, slippage_bps: int) -> OrderRequest:
+    """A list's STOP_MARKET stop-loss leg as the STOP_LIMIT Coinbase takes: same stop,
+    limit = stop moved ``slippage_bps`` against the position (a SELL stop lower, a BUY
+    stop higher), rounded outward to ``tick`` (never less protection than asked)."""
+    stop = order.stop_price
+    if stop is None or tick <= 0:
+        raise ExecutionError(f"order {order.client_order_id!r}: stop_price={stop}, tick={tick}")
+    move = stop * slippage_bps / Decimal(10_000)
+    sell = order.side is Side.SELL
+    raw = stop - move if sell else stop + move
+    steps = (raw / tick).to_integral_value(rounding=ROUND_FLOOR if sell else ROUND_CEILING)
+    limit = steps * tick
+    if limit <= 0:
+        raise ExecutionError(
+            f"order {order.client_order_id!r}: stop_price={stop} less "
+            f"{slippage_bps} bps leaves no positive limit price"
+        )
+    return order.model_copy(
+        update={"order_type": OrderType.STOP_LIMIT, "limit_price": limit.normalize()}
+    )
 
 
 def coinbase_order(order: OrderRequest) -> CoinbaseNewOrder:
@@ -81,8 +107,16 @@ def coinbase_order(order: OrderRequest) -> CoinbaseNewOrder:
 class CoinbaseExecution:
     """Live Coinbase orders (see the module docstring)."""
 
-    def __init__(self, client: CoinbaseRestClient, *, max_closed: int = 10_000) -> None:
+    def __init__(
+        self,
+        client: CoinbaseRestClient,
+        *,
+        max_closed: int = 10_000,
+        stop_limit_slippage_bps: int = 50,
+    ) -> None:
         self._client = client
+        self.stop_limit_slippage_bps = stop_limit_slippage_bps
+        self._ticks: dict[str, Decimal] = {}
         self._orders: dict[str, ManagedOrder] = {}
         self._max_closed = max_closed
 
@@ -100,7 +134,7 @@ class CoinbaseExecution:
             rate_limit_per_second=ex.rate_limit_per_second,
             timeout_s=ex.request_timeout_ms / 1000,
         )
-        return cls(client)
+        return cls(client, stop_limit_slippage_bps=ex.coinbase_stop_limit_slippage_bps)
 
     def tracked(self, client_order_id: str) -> ManagedOrder | None:
         """The order with this id, if tracked."""
@@ -110,6 +144,13 @@ class CoinbaseExecution:
         """Place an approved order; a client order id seen before yields no events."""
         if order.client_order_id in self._orders:
             return []
+        if order.list_id is not None and order.order_type is OrderType.STOP_MARKET:
+            try:
+                order = await self._list_stop_leg(order)
+            except (ExecutionError, CoinbaseError) as exc:
+                managed = ManagedOrder(order, venue=VENUE)
+                self._orders[order.client_order_id] = managed
+                return [managed.reject(f"stop-loss leg as STOP_LIMIT: {exc}", now_ns)]
         managed = ManagedOrder(order, venue=VENUE)
         self._orders[order.client_order_id] = managed
         try:
@@ -122,6 +163,21 @@ class CoinbaseExecution:
         except CoinbaseError as exc:
             return [managed.reject(f"coinbase {exc.error}: {exc.message}", now_ns)]
         return self._apply(managed, payload, now_ns)
+
+    async def _list_stop_leg(self, order: OrderRequest) -> OrderRequest:
+        """An OCO / bracket stop-loss leg as a STOP_LIMIT (see the module docstring)."""
+        product = split_instrument(order.instrument)[1]
+        tick = self._ticks.get(product)
+        if tick is None:
+            raw = (await self._client.get_product(product)).get("price_increment")
+            try:
+                tick = Decimal(str(raw))
+            except ArithmeticError:
+                tick = Decimal(0)
+            if not tick.is_finite() or tick <= 0:
+                raise ExecutionError(f"product {product}: price_increment={raw!r}")
+            self._ticks[product] = tick
+        return protective_stop_limit(order, tick, self.stop_limit_slippage_bps)
 
     async def cancel(self, client_order_id: str, now_ns: int) -> list[OrderEvent]:
         """Cancel an open order; the events that follow from the venue's state after it."""

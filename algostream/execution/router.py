@@ -268,7 +268,9 @@ class ExecutionRouter:
     # ------------------------------------------------------------------ order lists, live
 
     def _unplaceable_exits(self, order: OrderRequest, now_ns: int) -> list[OrderEvent]:
-        """Coinbase takes no STOP_MARKET: a list whose exits it cannot take is refused
+        """Coinbase takes no STOP_MARKET (a list's stop-loss leg goes out as a STOP_LIMIT:
+        :func:`~algostream.execution.coinbase_orders.protective_stop_limit`); a list whose
+        other exits it cannot take is refused
         before anything is placed (an OCO's legs, or a bracket's entry, REJECTED naming
         why), never changed to a type it takes."""
         if self._coinbase is None:
@@ -276,6 +278,8 @@ class ExecutionRouter:
         side = order.side if order.order_list == "OCO" else order.side.opposite()
         legs = order_list_exits(order, side)
         for leg in legs:
+            if leg.order_type is OrderType.STOP_MARKET:  # placed as a STOP_LIMIT (README)
+                continue
             try:
                 coinbase_order(leg).configuration()
             except ExecutionError as exc:

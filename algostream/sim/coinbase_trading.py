@@ -7,7 +7,9 @@ ORDER_NOT_FOUND, ONLY_OPEN_ORDERS_CAN_BE_EDITED, ONLY_LIMIT_ORDER_EDITS_SUPPORTE
 CANNOT_EDIT_TO_BELOW_FILLED_SIZE, INVALID_EDITED_PRICE / _SIZE,
 EDIT_REQUEST_EQUAL_TO_ORIGINAL_REQUEST, COMMANDER_REJECTED_EDIT_ORDER),
 ``GET .../orders/historical/{order_id}``, ``GET .../orders/historical/batch`` (list, with
-``product_ids``, ``order_status``, ``limit`` and ``cursor``).
+``product_ids``, ``order_status``, ``limit`` and ``cursor``), ``GET
+/api/v3/brokerage/products/{product_id}`` (``price_increment``, ``base_increment``: the
+engine's tick and step; an unknown product is 404 ``NOT_FOUND``).
 
 Every request must carry ``Authorization: Bearer <JWT>`` as Coinbase documents for CDP
 keys: ES256 signed by the key's EC private key (verified with its public key), header
@@ -52,6 +54,7 @@ from algostream.sim.orders import MARKET_TYPES, STOP_TYPES, SimOrder, p8
 from algostream.sim.trading import FaultKind, TradingSimulator
 
 BASE = "/api/v3/brokerage/orders"
+PRODUCTS = "/api/v3/brokerage/products"
 JWT_MAX_LIFETIME_S = 120
 CLOCK_LEEWAY_S = 5
 COINBASE_TRADING_KEY: web.AppKey[CoinbaseTradingSimulator] = web.AppKey("coinbase_trading")
@@ -194,8 +197,27 @@ class CoinbaseTradingSimulator:
             return self.edit(await _body(request))
         if request.method == "GET" and path == f"{BASE}/historical/batch":
             return self.list(request.query)
+        if request.method == "GET" and path.startswith(f"{PRODUCTS}/"):
+            return self.product(request.match_info.get("product_id", ""))
         order_id = request.match_info.get("order_id", "")
         return {"order": self.order_json(self._order(order_id))}
+
+    def product(self, product_id: str) -> dict[str, Any]:
+        """``GET /products/{product_id}``: the fields order entry uses (the price tick
+        ``price_increment``, the size step ``base_increment``)."""
+        symbol = self.products.get(product_id)
+        if symbol is None:
+            raise LookupError(f"product_id={product_id!r} is not traded")
+        flt = self.engine.filters.get(symbol)
+        tick = getattr(flt, "tick_size", None) or Decimal("0.01")
+        step = getattr(flt, "step_size", None) or Decimal("0.00000001")
+        return {
+            "product_id": product_id,
+            "price_increment": format(tick.normalize(), "f"),
+            "base_increment": format(step.normalize(), "f"),
+            "quote_increment": format(tick.normalize(), "f"),
+            "status": "online",
+        }
 
     # ------------------------------------------------------------------ endpoints
 
@@ -520,6 +542,7 @@ def add_coinbase_trading_routes(
     app.router.add_post(f"{BASE}/edit", sim.dispatch)
     app.router.add_get(f"{BASE}/historical/batch", sim.dispatch)
     app.router.add_get(BASE + "/historical/{order_id}", sim.dispatch)
+    app.router.add_get(PRODUCTS + "/{product_id}", sim.dispatch)
 
     async def _release_on_shutdown(_: web.Application) -> None:
         engine.release()

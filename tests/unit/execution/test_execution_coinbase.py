@@ -23,11 +23,15 @@ from algostream.execution.coinbase_client import (
     CoinbaseRestClient,
     build_jwt,
 )
-from algostream.execution.coinbase_orders import CoinbaseExecution
-from algostream.execution.errors import CoinbaseAuthError, ExecutionError
+from algostream.execution.coinbase_orders import (
+    CoinbaseExecution,
+    coinbase_order,
+    protective_stop_limit,
+)
+from algostream.execution.errors import CoinbaseAuthError, CoinbaseError, ExecutionError
 from algostream.execution.orders import ManagedOrder
 from algostream.execution.retry import RetryPolicy
-from algostream.model import OrderType, Side
+from algostream.model import OrderRequest, OrderType, Side
 from algostream.sim.coinbase_trading import CoinbaseTradingSimulator, add_coinbase_trading_routes
 from algostream.sim.trading import TradingSimulator
 
@@ -342,3 +346,71 @@ def test_coinbase_from_config_names_the_missing_key(monkeypatch: pytest.MonkeyPa
         monkeypatch.delenv(name + "_FILE", raising=False)
     with pytest.raises(ExecutionError, match="ALGOSTREAM_COINBASE_KEY_NAME"):
         CoinbaseExecution.from_config(ExecutionConfig(paper_trading=False))
+
+
+def _stop_leg(side: Side, stop: str) -> OrderRequest:
+    leg = make_request("ls-sl", side=side, qty="0.25", instrument=INSTRUMENT)
+    return leg.model_copy(
+        update={"order_type": OrderType.STOP_MARKET, "stop_price": Decimal(stop), "list_id": "ls"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("side", "stop", "tick", "bps", "limit", "direction"),
+    [
+        (Side.SELL, "99", "0.01", 50, "98.5", "STOP_DOWN"),  # 98.505, down to the tick
+        (Side.BUY, "100.01", "0.01", 50, "100.52", "STOP_UP"),  # 100.51005, up to the tick
+        (Side.SELL, "99", "0.5", 50, "98.5", "STOP_DOWN"),  # a tick not a power of ten
+        (Side.BUY, "99", "0.5", 100, "100", "STOP_UP"),  # 99.99, up to 100.0
+    ],
+)
+def test_a_list_stop_leg_is_built_as_a_protective_stop_limit(
+    side: Side, stop: str, tick: str, bps: int, limit: str, direction: str
+) -> None:
+    req = protective_stop_limit(_stop_leg(side, stop), Decimal(tick), bps)
+    assert req.order_type is OrderType.STOP_LIMIT and req.limit_price == Decimal(limit)
+    assert req.stop_price == Decimal(stop) and req.list_id == "ls"
+    built = coinbase_order(req)
+    assert (built.kind, built.limit_price, built.stop_price, built.stop_direction) == (
+        "STOP_LIMIT", Decimal(limit), Decimal(stop), direction
+    )  # fmt: skip
+    assert built.body() == {
+        "client_order_id": "ls-sl",
+        "product_id": "BTC-USDT",
+        "side": side.value,
+        "order_configuration": {
+            "stop_limit_stop_limit_gtc": {
+                "base_size": "0.25",
+                "limit_price": limit,  # the exact decimal string, no exponent
+                "stop_price": stop,
+                "stop_direction": f"STOP_DIRECTION_{direction}",
+            }
+        },
+    }
+
+
+def test_a_stop_leg_with_no_room_for_its_limit_is_refused_naming_it() -> None:
+    with pytest.raises(ExecutionError, match=r"stop_price=0\.01 less 5000 bps"):
+        protective_stop_limit(_stop_leg(Side.SELL, "0.01"), Decimal("0.01"), 5000)
+
+
+async def test_the_stop_leg_tick_comes_from_the_product_and_a_bad_one_rejects_the_leg(
+    venue: Coinbase, http: httpx.AsyncClient
+) -> None:
+    c = client(http, venue)
+    product = await c.get_product("BTC-USDT")
+    assert product["price_increment"] == "0.01" and product["product_id"] == "BTC-USDT"
+    with pytest.raises(CoinbaseError) as err:
+        await c.get_product("NOPE-USD")
+    assert err.value.status == 404
+    ex = CoinbaseExecution(c, stop_limit_slippage_bps=100)
+    (ev,) = await ex.submit(_stop_leg(Side.SELL, "99"), NOW_NS)
+    assert ev.status.value == "ACCEPTED"
+    tracked = ex.tracked("ls-sl")
+    assert tracked is not None and tracked.request.limit_price == Decimal("98.01")
+    wrong = _stop_leg(Side.SELL, "99").model_copy(
+        update={"client_order_id": "w-sl", "instrument": "COINBASE:NOPE-USD"}
+    )
+    (ev,) = await ex.submit(wrong, NOW_NS)
+    assert ev.status.value == "REJECTED" and "stop-loss leg as STOP_LIMIT" in ev.reason
+    assert venue.engine.placements("w-sl") == 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal as D
 
 import httpx
-from execution_helpers import make_request
+from execution_helpers import StaticBook, levels, make_request
 from test_execution_coinbase import INSTRUMENT, Coinbase, client, http, venue
 from test_execution_coinbase_edit import router as coinbase_router
 from test_execution_usdm_order_types import Fut, fut, long
@@ -136,16 +136,60 @@ async def test_a_filled_entry_without_exits_gets_them_on_adopt(fut: Fut) -> None
     assert seen(events) == [("br-sl", "ACCEPTED"), ("br-tp", "ACCEPTED")]
 
 
-async def test_coinbase_refuses_a_list_whose_stop_it_cannot_take_before_placing(
+def stop_limit_cfg(v: Coinbase, coid: str) -> dict[str, str]:
+    """The ``stop_limit_stop_limit_gtc`` configuration the venue holds for ``coid``."""
+    sim = next(o for o in v.engine.orders.values() if o.client_order_id == coid)
+    return dict(v.sim.order_json(sim)["order_configuration"]["stop_limit_stop_limit_gtc"])
+
+
+def move(v: Coinbase, bid: str, ask: str) -> None:
+    book = v.engine._book
+    assert isinstance(book, StaticBook)
+    book.bids, book.asks = levels((bid, "5")), levels((ask, "5"))
+    v.engine.on_market_event()
+
+
+async def test_a_coinbase_oco_places_its_stop_as_a_stop_limit_and_the_take_profit_cancels_it(
     venue: Coinbase, http: httpx.AsyncClient
 ) -> None:
     r = coinbase_router(http, venue)
     events = await r.submit(oco(instrument=INSTRUMENT, tp="101", sl="99"), 1)
-    assert seen(events) == [("oc-tp", "REJECTED"), ("oc-sl", "REJECTED")]
-    assert "order_type=STOP_MARKET" in events[0].reason and "oc-sl" in events[0].reason
+    assert seen(events) == [("oc-sl", "ACCEPTED"), ("oc-tp", "ACCEPTED")]
+    assert {e.list_id for e in events} == {"oc"}
+    # the stop-limit Coinbase holds: stop 99, limit 50 bps lower (98.505), down to the tick
+    assert stop_limit_cfg(venue, "oc-sl") == {
+        "base_size": "0.10000000", "limit_price": "98.50000000",
+        "stop_price": "99.00000000", "stop_direction": "STOP_DIRECTION_STOP_DOWN",
+    }  # fmt: skip
+    sl = r.tracked("oc-sl")
+    assert sl is not None and sl.request.order_type is OrderType.STOP_LIMIT
+    assert sl.request.limit_price == D("98.5")
+    (sl_event,) = [e for e in events if e.client_order_id == "oc-sl"]  # no silent change:
+    assert (sl_event.order_type, sl_event.stop_price, sl_event.limit_price) == (  # it says so
+        OrderType.STOP_LIMIT, D(99), D("98.5")
+    )  # fmt: skip
+    move(venue, "101.50", "101.51")
+    events = await r.catch_up(2)
+    assert seen(events) == [("oc-tp", "FILLED"), ("oc-sl", "CANCELLED")]
+    assert "OCO: oc-tp filled" in events[-1].reason
+    assert [o.status for o in venue.engine.orders.values()] == ["CANCELED", "FILLED"]
+
+
+async def test_a_coinbase_bracket_stops_out_at_its_stop_limit_and_cancels_the_take_profit(
+    venue: Coinbase, http: httpx.AsyncClient
+) -> None:
+    r = coinbase_router(http, venue)
     entry = make_request("bk", Side.BUY, "0.1", instrument=INSTRUMENT).model_copy(
         update={"order_list": "BRACKET", "take_profit": D(101), "stop_loss": D(99)}
     )
-    [refused] = await r.submit(entry, 2)
-    assert refused.status is S.REJECTED and "STOP_MARKET" in refused.reason
-    assert not venue.engine.orders  # nothing was sent
+    events = await r.submit(entry, 1)
+    assert seen(events) == [
+        ("bk", "ACCEPTED"), ("bk", "FILLED"), ("bk-sl", "ACCEPTED"), ("bk-tp", "ACCEPTED")
+    ]  # fmt: skip
+    assert stop_limit_cfg(venue, "bk-sl")["limit_price"] == "98.50000000"
+    move(venue, "98.90", "98.91")  # through the stop: it triggers, its limit takes the bid
+    events = await r.catch_up(2)
+    assert seen(events)[-2:] == [("bk-sl", "FILLED"), ("bk-tp", "CANCELLED")]
+    filled = next(e for e in events if e.status is S.FILLED)
+    assert filled.fill_price == D("98.90") and filled.cum_qty == D("0.1")
+    assert await r.submit(entry, 3) == []  # a replayed approval places nothing
