@@ -515,6 +515,8 @@ def _failure_reason(exc: ApiError) -> tuple[str, str]:
         return "INVALID_STOP_PRICE", "stop price would trigger immediately"
     if exc.msg == INSUFFICIENT_BALANCE:
         return "INSUFFICIENT_FUND", "Insufficient balance in source account"
+    if exc.code == -1013 and "PRICE_FILTER" in exc.msg:  # a price off the product's tick
+        return "INVALID_PRICE_PRECISION", exc.msg
     if exc.code == -1013:
         return "INVALID_SIZE_PRECISION", exc.msg
     return "UNKNOWN_FAILURE_REASON", exc.msg

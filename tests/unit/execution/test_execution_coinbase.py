@@ -414,3 +414,14 @@ async def test_the_stop_leg_tick_comes_from_the_product_and_a_bad_one_rejects_th
     (ev,) = await ex.submit(wrong, NOW_NS)
     assert ev.status.value == "REJECTED" and "stop-loss leg as STOP_LIMIT" in ev.reason
     assert venue.engine.placements("w-sl") == 0
+
+
+async def test_a_stop_limit_off_the_tick_is_refused_as_coinbase_does(
+    venue: Coinbase, http: httpx.AsyncClient
+) -> None:
+    off_tick = order("ot", side=Side.SELL, kind="STOP_LIMIT", limit_price=Decimal("98.505"),
+                     stop_price=Decimal("99"), stop_direction="STOP_DOWN")  # fmt: skip
+    with pytest.raises(CoinbaseError) as err:
+        await client(http, venue).create_order(off_tick)
+    assert err.value.error == "INVALID_PRICE_PRECISION"
+    assert venue.engine.placements("ot") == 0
