@@ -502,7 +502,8 @@ INPUTS: dict[str, tuple[str, set[str]]] = {
     "features": ("FeatureVector", {"signals"}),  # signals
     "signals": ("Signal", {"orders"}),  # signals
     "orders.proposed": ("OrderRequest", {"risk"}),  # trading
-    "orders.events": ("OrderEvent", {"risk"}),  # trading
+    # trading; signals (its tap: the strategies' open orders, for ctx.cancel / replace)
+    "orders.events": ("OrderEvent", {"risk", "signals"}),
     "book.integrity": ("BookIntegrity", {"risk"}),  # trading
     "control": ("ControlCommand", {"risk"}),  # trading
     "orders.approved": ("OrderRequest", {"execution"}),  # trading
