@@ -11,11 +11,12 @@ from algostream.model import (
     OrderEvent,
     OrderRejected,
     OrderRequest,
+    OrderStatus,
     OrderType,
     Position,
     Side,
 )
-from tests.kafka_kit import decoded, read_until
+from tests.kafka_kit import decoded, produce, read_until
 
 INSTRUMENT = "BINANCE:BTCUSDT"
 
@@ -101,3 +102,46 @@ async def filled_once_and_counted(s, approved_ids: set[str], tail) -> None:  # t
 
     positions = decoded(await read_until(s, "positions", position_matches, timeout_s=60), Position)
     assert positions[-1].quantity == net, (positions[-1], net, tail())  # type: ignore[attr-defined]
+
+
+def mentions(coid: str):  # type: ignore[no-untyped-def]
+    """A ``read_until`` check: some record names ``coid``."""
+
+    def done(msgs) -> bool:  # type: ignore[no-untyped-def]
+        return any(coid.encode() in m.value for m in msgs)
+
+    return done
+
+
+def has_event(coid: str, status: OrderStatus):  # type: ignore[no-untyped-def]
+    """A ``read_until`` check: ``orders.events`` holds ``coid`` in ``status``."""
+
+    def done(msgs) -> bool:  # type: ignore[no-untyped-def]
+        evs = decoded(msgs, OrderEvent)
+        return any(e.client_order_id == coid and e.status is status for e in evs)  # type: ignore[attr-defined]
+
+    return done
+
+
+async def trading_worker_approving(s, supervisor, make, prefix: str):  # type: ignore[no-untyped-def]
+    """Start a trading worker, give it a book (100.00 / 101.00), and propose ``make(n)``
+    (client order id ``<prefix>-<n>``) until the gate, which needs the book first,
+    approves one: returns (the worker, n, the approved request)."""
+    worker = supervisor.start(
+        "trading", "worker", "trading", "--web-port", "0", "--metrics-port", "0",
+        env={"ALGOSTREAM__RISK__MAX_ORDER_AGE_MS": "120000"},
+    )  # fmt: skip
+    await produce(s, "book.top", [book_top(1)])
+    deadline, n, approved = time.monotonic() + 90, 0, []
+    while not approved and time.monotonic() < deadline:
+        n += 1
+        coid = f"{prefix}-{n}"
+        await produce(s, "orders.proposed", [make(n)])
+        ok = no = []
+        while not (mentions(coid)(ok) or mentions(coid)(no)) and time.monotonic() < deadline:
+            ok = await read_until(s, "orders.approved", mentions(coid), timeout_s=1)
+            no = await read_until(s, "orders.rejected", mentions(coid), timeout_s=1)
+        approved = [r for r in decoded(ok, OrderRequest) if r.client_order_id == coid]  # type: ignore[attr-defined]
+        assert worker.alive, supervisor.tail("trading")
+    assert approved, supervisor.tail("trading")
+    return worker, n, approved[0]

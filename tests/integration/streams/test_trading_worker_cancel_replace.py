@@ -5,14 +5,13 @@ the gate; a second cancel of it comes back on ``orders.rejected`` as ORDER_NOT_O
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 from typing import Any
 
 from algostream.model import OrderEvent, OrderRejected, OrderRequest, OrderStatus, OrderType
 from algostream.model.enums import OrderAction
 from tests.kafka_kit import decoded, produce, read_until
-from tests.trading_kit import book_top, proposal
+from tests.trading_kit import has_event, mentions, proposal, trading_worker_approving
 
 
 def limit(n: int, price: str, prefix: str, **kw: Any) -> OrderRequest:
@@ -21,54 +20,26 @@ def limit(n: int, price: str, prefix: str, **kw: Any) -> OrderRequest:
     )
 
 
-def decided(coid: str):  # type: ignore[no-untyped-def]
-    def done(msgs) -> bool:  # type: ignore[no-untyped-def]
-        return any(coid.encode() in m.value for m in msgs)
-
-    return done
-
-
-def has(want: str, status: OrderStatus):  # type: ignore[no-untyped-def]
-    def done(msgs) -> bool:  # type: ignore[no-untyped-def]
-        evs = decoded(msgs, OrderEvent)
-        return any(e.client_order_id == want and e.status is status for e in evs)  # type: ignore[attr-defined]
-
-    return done
-
-
 async def test_replace_then_cancel_through_the_trading_worker(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
     s = provisioned
-    worker = supervisor.start(
-        "trading", "worker", "trading", "--web-port", "0", "--metrics-port", "0",
-        env={"ALGOSTREAM__RISK__MAX_ORDER_AGE_MS": "120000"},
-    )  # fmt: skip
-    await produce(s, "book.top", [book_top(1)])  # 100.00 / 101.00
-    deadline, n, approved = time.monotonic() + 90, 0, []
-    while not approved and time.monotonic() < deadline:  # until the gate has the book
-        n += 1
-        coid = f"cr-{n}"
-        await produce(s, "orders.proposed", [limit(n, "99.50", "cr")])
-        ok = no = []
-        while not (decided(coid)(ok) or decided(coid)(no)) and time.monotonic() < deadline:
-            ok = await read_until(s, "orders.approved", decided(coid), timeout_s=1)
-            no = await read_until(s, "orders.rejected", decided(coid), timeout_s=1)
-        approved = [r for r in decoded(ok, OrderRequest) if r.client_order_id == coid]  # type: ignore[attr-defined]
-        assert worker.alive, supervisor.tail("trading")
-    assert approved, supervisor.tail("trading")
-    await read_until(s, "orders.events", has(coid, OrderStatus.ACCEPTED), 60)
+    worker, n, _ = await trading_worker_approving(
+        s, supervisor, lambda n: limit(n, "99.50", "cr"), "cr"
+    )
+    coid = f"cr-{n}"
+    await read_until(s, "orders.events", has_event(coid, OrderStatus.ACCEPTED), 60)
 
     new = f"rp-{n}"
     replace = limit(1000 + n, "99.80", "rp", quantity=Decimal("0.3"),
                     action=OrderAction.REPLACE, target_id=coid)  # fmt: skip
     replace = replace.model_copy(update={"client_order_id": new})
     await produce(s, "orders.proposed", [replace])
-    await read_until(s, "orders.events", has(new, OrderStatus.ACCEPTED), 60)
+    await read_until(s, "orders.events", has_event(new, OrderStatus.ACCEPTED), 60)
 
     gone = f"cx-{n}"
     cancel = limit(2000 + n, "99.80", "cx", quantity=Decimal("0.3"),
                    action=OrderAction.CANCEL, target_id=new)  # fmt: skip
     await produce(s, "orders.proposed", [cancel.model_copy(update={"client_order_id": gone})])
-    msgs = await read_until(s, "orders.events", has(new, OrderStatus.CANCELLED), 60)
+    msgs = await read_until(s, "orders.events", has_event(new, OrderStatus.CANCELLED), 60)
     mine = [e for e in decoded(msgs, OrderEvent) if e.client_order_id in (coid, new)]  # type: ignore[attr-defined]
     seen = [(e.client_order_id, e.status, e.limit_price, e.quantity) for e in mine]  # type: ignore[attr-defined]
     assert seen == [
@@ -83,6 +54,7 @@ async def test_replace_then_cancel_through_the_trading_worker(provisioned, super
     again = f"cy-{n}"
     late = limit(3000 + n, "99.80", "cy", action=OrderAction.CANCEL, target_id=new)
     await produce(s, "orders.proposed", [late.model_copy(update={"client_order_id": again})])
-    no = await read_until(s, "orders.rejected", decided(again), 60)
+    no = await read_until(s, "orders.rejected", mentions(again), 60)
     [refused] = [r for r in decoded(no, OrderRejected) if r.client_order_id == again]  # type: ignore[attr-defined]
     assert refused.reason == "ORDER_NOT_OPEN" and repr(new) in refused.message  # type: ignore[attr-defined]
+    assert worker.alive, supervisor.tail("trading")

@@ -11,7 +11,13 @@ from decimal import Decimal
 
 from algostream.model import BookTop, OrderEvent, OrderRejected, OrderRequest, OrderStatus
 from tests.kafka_kit import decoded, produce, read_until
-from tests.trading_kit import INSTRUMENT, book_top, proposal
+from tests.trading_kit import (
+    INSTRUMENT,
+    has_event,
+    mentions,
+    proposal,
+    trading_worker_approving,
+)
 
 
 def bracket(n: int, tp: str, sl: str) -> OrderRequest:
@@ -20,41 +26,15 @@ def bracket(n: int, tp: str, sl: str) -> OrderRequest:
     )
 
 
-def decided(coid: str):  # type: ignore[no-untyped-def]
-    def done(msgs) -> bool:  # type: ignore[no-untyped-def]
-        return any(coid.encode() in m.value for m in msgs)
-
-    return done
-
-
 async def test_a_bracket_through_the_trading_worker(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
     s = provisioned
-    worker = supervisor.start(
-        "trading", "worker", "trading", "--web-port", "0", "--metrics-port", "0",
-        env={"ALGOSTREAM__RISK__MAX_ORDER_AGE_MS": "120000"},
-    )  # fmt: skip
-    await produce(s, "book.top", [book_top(1)])  # 100.00 / 101.00
-    deadline, n, approved = time.monotonic() + 90, 0, []
-    while not approved and time.monotonic() < deadline:  # until the gate has the book
-        n += 1
-        coid = f"bk-{n}"
-        await produce(s, "orders.proposed", [bracket(n, "103", "98")])
-        ok = no = []
-        while not (decided(coid)(ok) or decided(coid)(no)) and time.monotonic() < deadline:
-            ok = await read_until(s, "orders.approved", decided(coid), timeout_s=1)
-            no = await read_until(s, "orders.rejected", decided(coid), timeout_s=1)
-        approved = [r for r in decoded(ok, OrderRequest) if r.client_order_id == coid]  # type: ignore[attr-defined]
-        assert worker.alive, supervisor.tail("trading")
-    assert approved and approved[0].order_list == "BRACKET", supervisor.tail("trading")  # type: ignore[attr-defined]
+    worker, n, approved = await trading_worker_approving(
+        s, supervisor, lambda n: bracket(n, "103", "98"), "bk"
+    )
+    coid = f"bk-{n}"
+    assert approved.order_list == "BRACKET", supervisor.tail("trading")
 
-    def has(want: str, status: OrderStatus):  # type: ignore[no-untyped-def]
-        def done(msgs) -> bool:  # type: ignore[no-untyped-def]
-            evs = decoded(msgs, OrderEvent)
-            return any(e.client_order_id == want and e.status is status for e in evs)  # type: ignore[attr-defined]
-
-        return done
-
-    await read_until(s, "orders.events", has(f"{coid}-tp", OrderStatus.ACCEPTED), 60)
+    await read_until(s, "orders.events", has_event(f"{coid}-tp", OrderStatus.ACCEPTED), 60)
     now = time.time_ns()
     through = BookTop(
         instrument=INSTRUMENT, ts_event=now, ts_init=now, record_id="top-up", lineage_id="md",
@@ -62,7 +42,7 @@ async def test_a_bracket_through_the_trading_worker(provisioned, supervisor) -> 
         best_ask="105.00", mid="104.50", update_id=2,
     )  # fmt: skip
     await produce(s, "book.top", [through])
-    msgs = await read_until(s, "orders.events", has(f"{coid}-sl", OrderStatus.CANCELLED), 60)
+    msgs = await read_until(s, "orders.events", has_event(f"{coid}-sl", OrderStatus.CANCELLED), 60)
     mine = [e for e in decoded(msgs, OrderEvent) if e.client_order_id.startswith(coid)]  # type: ignore[attr-defined]
     seen = [(e.client_order_id, e.status) for e in mine]  # type: ignore[attr-defined]
     assert seen == [
@@ -75,7 +55,7 @@ async def test_a_bracket_through_the_trading_worker(provisioned, supervisor) -> 
     assert f"OCO: {coid}-tp filled" in mine[-1].reason  # type: ignore[attr-defined]
 
     await produce(s, "orders.proposed", [bracket(999, "110", "106")])  # stop above the entry
-    no = await read_until(s, "orders.rejected", decided("bk-999"), 60)
+    no = await read_until(s, "orders.rejected", mentions("bk-999"), 60)
     [refused] = [r for r in decoded(no, OrderRejected) if r.client_order_id == "bk-999"]  # type: ignore[attr-defined]
     assert refused.reason == "ORDER_LIST" and "stop_loss=106" in refused.message  # type: ignore[attr-defined]
     assert worker.alive, supervisor.tail("trading")
