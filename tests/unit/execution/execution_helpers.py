@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -10,12 +11,14 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from aiohttp import web
 from pydantic import SecretStr
 
 from algostream.config import ExecutionConfig
 from algostream.execution.binance_client import BinanceCredentials, BinanceRestClient
 from algostream.execution.retry import RetryPolicy
 from algostream.execution.router import ExecutionRouter
+from algostream.execution.usdm_client import UsdmRestClient
 from algostream.execution.usdm_stream import check_event
 from algostream.execution.user_stream import UserDataStream
 from algostream.model import (
@@ -29,6 +32,7 @@ from algostream.model import (
 )
 from algostream.sim import SimServer
 from algostream.sim.trading import TradingSimulator
+from algostream.sim.usdm_trading import UsdmTradingSimulator, add_usdm_trading_routes
 
 D = Decimal
 INSTRUMENT = "BINANCE:BTCUSDT"
@@ -251,3 +255,36 @@ async def running(stream: UserDataStream) -> AsyncIterator[asyncio.Task[None]]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def usdm_sim_client(
+    book: StaticBook, clock: FakeClock, **routes: Any
+) -> AsyncIterator[tuple[UsdmTradingSimulator, UsdmRestClient]]:
+    """The simulated USD-M trading routes (``routes``: their options beside a 10,000 USDT
+    wallet) on a real HTTP server over ``book``, and a signed client of it on ``clock``."""
+    app = web.Application()
+    routes.setdefault("wallet", D("10000"))
+    sim = add_usdm_trading_routes(app, book, API_KEY, API_SECRET, clock_ms=clock.now_ms, **routes)
+    runner = web.AppRunner(app, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with httpx.AsyncClient() as http:
+            yield (
+                sim,
+                UsdmRestClient(
+                    http,
+                    BinanceCredentials(api_key=API_KEY, api_secret=API_SECRET),
+                    base_url=f"http://{host}:{port}",
+                    rate_limit_per_second=1000,
+                    retry=RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.1),
+                    clock_ms=clock.now_ms,
+                    sleep=clock.sleep,
+                    rng=random.Random(1),
+                ),
+            )
+    finally:
+        await runner.cleanup()

@@ -5,29 +5,29 @@ positions reconciled on start)."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from decimal import Decimal as D
 from typing import Any
 
-import httpx
 import pytest
-from aiohttp import web
-from execution_helpers import API_KEY, API_SECRET, FakeClock, StaticBook, levels, make_top
+from execution_helpers import (
+    FakeClock,
+    StaticBook,
+    levels,
+    make_top,
+    usdm_sim_client,
+)
 
 from algostream.config import load_settings
-from algostream.execution.binance_client import BinanceCredentials
 from algostream.execution.futures_venue import (
     paper_futures,
     positions_from_fills,
     reconcile_positions_on_start,
 )
 from algostream.execution.paper import PaperBroker
-from algostream.execution.retry import RetryPolicy
 from algostream.execution.router import ExecutionRouter
 from algostream.execution.usdm_client import UsdmRestClient
 from algostream.model import MarkPrice, OrderRequest, OrderStatus, OrderType, Side
-from algostream.sim.usdm_trading import add_usdm_trading_routes
 
 PERP = "BINANCE_USDM:BTCUSDT"
 SETTINGS = load_settings(
@@ -86,29 +86,8 @@ async def test_paper_futures_short_funding_and_state_across_a_restart() -> None:
 async def live() -> AsyncIterator[tuple[ExecutionRouter, UsdmRestClient]]:
     clock = FakeClock()
     book = StaticBook(bids=levels(("30000.0", "2")), asks=levels(("30000.5", "2")))
-    app = web.Application()
-    add_usdm_trading_routes(app, book, API_KEY, API_SECRET, clock_ms=clock.now_ms,
-                            wallet=D("10000"))  # fmt: skip
-    runner = web.AppRunner(app, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    async with httpx.AsyncClient() as http:
-        client = UsdmRestClient(
-            http,
-            BinanceCredentials(api_key=API_KEY, api_secret=API_SECRET),
-            base_url=f"http://{host}:{port}",
-            rate_limit_per_second=1000,
-            retry=RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.1),
-            clock_ms=clock.now_ms,
-            sleep=clock.sleep,
-            rng=random.Random(1),
-        )
-        try:
-            yield ExecutionRouter(binance=client, venue="BINANCE_USDM"), client
-        finally:
-            await runner.cleanup()
+    async with usdm_sim_client(book, clock) as (_, client):
+        yield ExecutionRouter(binance=client, venue="BINANCE_USDM"), client
 
 
 async def test_live_futures_orders_and_positions_reconciled_on_start(

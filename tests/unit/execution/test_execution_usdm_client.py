@@ -4,22 +4,17 @@ and positions read back for reconciliation."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal as D
 
-import httpx
 import pytest
-from aiohttp import web
-from execution_helpers import API_KEY, API_SECRET, FakeClock, StaticBook, levels
+from execution_helpers import FakeClock, StaticBook, levels, usdm_sim_client
 
-from algostream.execution.binance_client import BinanceCredentials
 from algostream.execution.errors import BinanceError, OrderRejectedError
-from algostream.execution.retry import RetryPolicy
 from algostream.execution.usdm_client import UsdmNewOrder, UsdmRestClient, venue_order_from_usdm
 from algostream.model import OrderStatus, OrderType, Side, TimeInForce
-from algostream.sim.usdm_trading import UsdmTradingSimulator, add_usdm_trading_routes
+from algostream.sim.usdm_trading import UsdmTradingSimulator
 
 
 @dataclass
@@ -33,29 +28,8 @@ class Futures:
 async def fut() -> AsyncIterator[Futures]:
     clock = FakeClock()
     book = StaticBook(bids=levels(("30000.0", "2")), asks=levels(("30000.5", "2")))
-    app = web.Application()
-    sim = add_usdm_trading_routes(app, book, API_KEY, API_SECRET, clock_ms=clock.now_ms,
-                                  wallet=D("10000"))  # fmt: skip
-    runner = web.AppRunner(app, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    async with httpx.AsyncClient() as http:
-        client = UsdmRestClient(
-            http,
-            BinanceCredentials(api_key=API_KEY, api_secret=API_SECRET),
-            base_url=f"http://{host}:{port}",
-            rate_limit_per_second=1000,
-            retry=RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.1),
-            clock_ms=clock.now_ms,
-            sleep=clock.sleep,
-            rng=random.Random(1),
-        )
-        try:
-            yield Futures(sim, client, book)
-        finally:
-            await runner.cleanup()
+    async with usdm_sim_client(book, clock) as (sim, client):
+        yield Futures(sim, client, book)
 
 
 def new(

@@ -6,23 +6,18 @@ what the venue refuses is refused naming it."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal as D
 
-import httpx
 import pytest
-from aiohttp import web
-from execution_helpers import API_KEY, API_SECRET, FakeClock, StaticBook, levels
+from execution_helpers import FakeClock, StaticBook, levels, usdm_sim_client
 
-from algostream.execution.binance_client import BinanceCredentials
 from algostream.execution.errors import AmendRejectedError, BinanceError
-from algostream.execution.retry import RetryPolicy
 from algostream.execution.router import ExecutionRouter
 from algostream.execution.usdm_client import UsdmNewOrder, UsdmRestClient, venue_order_from_usdm
 from algostream.model import OrderRequest, OrderStatus, OrderType, Side
-from algostream.sim.usdm_trading import UsdmTradingSimulator, add_usdm_trading_routes
+from algostream.sim.usdm_trading import UsdmTradingSimulator
 
 PERP = "BINANCE_USDM:BTCUSDT"
 
@@ -58,32 +53,11 @@ async def fut() -> AsyncIterator[Fut]:
     clock = FakeClock()
     book = StaticBook(bids=levels(("30000.0", "2")), asks=levels(("30000.5", "2")))
     prices = Prices()
-    app = web.Application()
-    sim = add_usdm_trading_routes(
-        app, book, API_KEY, API_SECRET, clock_ms=clock.now_ms, wallet=D("10000"),
-        mark_price=prices.mark_of, last_price=prices.last_of,
-    )  # fmt: skip
-    runner = web.AppRunner(app, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    async with httpx.AsyncClient() as http:
-        client = UsdmRestClient(
-            http,
-            BinanceCredentials(api_key=API_KEY, api_secret=API_SECRET),
-            base_url=f"http://{host}:{port}",
-            rate_limit_per_second=1000,
-            retry=RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.1),
-            clock_ms=clock.now_ms,
-            sleep=clock.sleep,
-            rng=random.Random(1),
-        )
+    async with usdm_sim_client(
+        book, clock, mark_price=prices.mark_of, last_price=prices.last_of
+    ) as (sim, client):
         router = ExecutionRouter(binance=client, venue="BINANCE_USDM")
-        try:
-            yield Fut(sim, client, book, prices, router)
-        finally:
-            await runner.cleanup()
+        yield Fut(sim, client, book, prices, router)
 
 
 def new(coid: str, side: Side, qty: str, kind: OrderType, **kw: object) -> UsdmNewOrder:
