@@ -49,7 +49,7 @@ from algostream.execution.errors import (
     TimestampError,
     TransientError,
 )
-from algostream.execution.retry import ClockMs, RetryPolicy, Sleep, wall_clock_ms
+from algostream.execution.retry import ClockMs, RetryPolicy, Sleep, wall_clock_ms, with_retries
 from algostream.model.enums import OrderType, Side, TimeInForce
 
 _T = TypeVar("_T")
@@ -416,23 +416,15 @@ class BinanceRestClient:
         keyed: bool = False,
     ) -> Any:
         """One request with bounded retries on 429/418, -1021 and (if ``repeat``) timeouts/5xx."""
-        for attempt in range(self._retry.attempts + 1):
-            last = attempt == self._retry.attempts
-            try:
-                return await self._send(method, path, params, signed=signed, keyed=keyed)
-            except RateLimitedError as exc:
-                if last:
-                    raise
-                await self._backoff(attempt, exc.retry_after_s)
-            except TimestampError:
-                if last:
-                    raise
-                await self.sync_clock()
-            except TransientError:
-                if last or not repeat:
-                    raise
-                await self._backoff(attempt, None)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await with_retries(
+            lambda: self._send(method, path, params, signed=signed, keyed=keyed),
+            self._retry,
+            self._sleep,
+            self._rng,
+            limited=RateLimitedError,
+            repeat=repeat,
+            resync=(TimestampError, self.sync_clock),
+        )
 
     async def _backoff(self, attempt: int, retry_after_s: float | None) -> None:
         await self._sleep(self._retry.wait_s(attempt, self._rng, retry_after_s))

@@ -50,7 +50,7 @@ from algostream.execution.errors import (
     TransientError,
 )
 from algostream.execution.reconcile import VenueOrder
-from algostream.execution.retry import RetryPolicy, Sleep
+from algostream.execution.retry import RetryPolicy, Sleep, with_retries
 from algostream.model.enums import OrderStatus, Side
 
 log = logging.getLogger(__name__)
@@ -387,19 +387,15 @@ class CoinbaseRestClient:
         json: Any = None,
         repeat: bool = True,
     ) -> Any:
-        for attempt in range(self._retry.attempts + 1):
-            last = attempt == self._retry.attempts
-            try:
-                return await self._send(method, path, params=params, json=json)
-            except CoinbaseRateLimitedError as exc:
-                if last:
-                    raise
-                await self._backoff(attempt, exc.retry_after_s)
-            except TransientError:
-                if last or not repeat:
-                    raise
-                await self._backoff(attempt, None)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """One request with bounded retries on 429 and (if ``repeat``) timeouts/5xx."""
+        return await with_retries(
+            lambda: self._send(method, path, params=params, json=json),
+            self._retry,
+            self._sleep,
+            self._rng,
+            limited=CoinbaseRateLimitedError,
+            repeat=repeat,
+        )
 
     async def _backoff(self, attempt: int, retry_after_s: float | None) -> None:
         await self._sleep(self._retry.wait_s(attempt, self._rng, retry_after_s))

@@ -13,8 +13,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from algostream.config import ExecutionConfig
+from algostream.execution.errors import TransientError
+
+T = TypeVar("T")
 
 #: ``await sleep(seconds)``; ``asyncio.sleep`` in production, a fake clock in tests.
 Sleep = Callable[[float], Awaitable[None]]
@@ -49,3 +53,35 @@ class RetryPolicy:
         """:meth:`delay`, but never less than the venue's ``Retry-After`` when it sent one."""
         delay = self.delay(retry_index, rng)
         return max(delay, retry_after_s) if retry_after_s is not None else delay
+
+
+async def with_retries(
+    send: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    sleep: Sleep,
+    rng: random.Random,
+    *,
+    limited: type[Exception],
+    repeat: bool = True,
+    resync: tuple[type[Exception], Callable[[], Awaitable[Any]]] | None = None,
+) -> T:
+    """``send()`` with at most ``policy.attempts`` retries: the venue clients' one loop.
+
+    A ``limited`` error (the venue's 429/418, with its ``retry_after_s``) waits at least
+    what the venue asked; a :class:`TransientError` (timeout, 5xx, connection: outcome
+    unknown) is retried only if ``repeat`` (a request safe to send twice); ``resync``'s
+    error (Binance -1021) runs its coroutine (the clock sync) before the retry. The last
+    attempt's error is raised as it is.
+    """
+    retryable = (TransientError, limited) + ((resync[0],) if resync else ())
+    for attempt in range(policy.attempts + 1):
+        try:
+            return await send()
+        except retryable as exc:
+            if attempt == policy.attempts or (isinstance(exc, TransientError) and not repeat):
+                raise
+            if resync is not None and isinstance(exc, resync[0]):
+                await resync[1]()
+            else:
+                await sleep(policy.wait_s(attempt, rng, getattr(exc, "retry_after_s", None)))
+    raise AssertionError("unreachable")  # pragma: no cover
