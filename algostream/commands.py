@@ -108,52 +108,29 @@ _Strategy = Annotated[
 ]
 
 
-@control_app.command("halt")
-def control_halt(
-    reason: _Reason,
-    instrument: _Instrument = "ALL:*",
-    actor: _Actor = "operator",
-    config: ConfigOpt = None,
-    strategy: _Strategy = None,
-) -> None:
-    """Kill switch: reject every new order."""
-    _control(ControlAction.HALT, instrument, reason, actor, config, strategy)
+def _control_command(action: ControlAction, doc: str) -> None:
+    """``algostream control <action>``: one operator command on ``control``."""
+
+    def command(
+        reason: _Reason,
+        instrument: _Instrument = "ALL:*",
+        actor: _Actor = "operator",
+        config: ConfigOpt = None,
+        strategy: _Strategy = None,
+    ) -> None:
+        _control(action, instrument, reason, actor, config, strategy)
+
+    command.__doc__ = doc
+    control_app.command(action.value.lower())(command)
 
 
-@control_app.command("reduce")
-def control_reduce(
-    reason: _Reason,
-    instrument: _Instrument = "ALL:*",
-    actor: _Actor = "operator",
-    config: ConfigOpt = None,
-    strategy: _Strategy = None,
-) -> None:
-    """Only allow orders that reduce exposure."""
-    _control(ControlAction.REDUCE, instrument, reason, actor, config, strategy)
-
-
-@control_app.command("resume")
-def control_resume(
-    reason: _Reason,
-    instrument: _Instrument = "ALL:*",
-    actor: _Actor = "operator",
-    config: ConfigOpt = None,
-    strategy: _Strategy = None,
-) -> None:
-    """Back to ACTIVE (book-integrity problems still hold until resynced)."""
-    _control(ControlAction.RESUME, instrument, reason, actor, config, strategy)
-
-
-@control_app.command("flatten")
-def control_flatten(
-    reason: _Reason,
-    instrument: _Instrument = "ALL:*",
-    actor: _Actor = "operator",
-    config: ConfigOpt = None,
-    strategy: _Strategy = None,
-) -> None:
-    """Close every open position with market orders, then stay REDUCING."""
-    _control(ControlAction.FLATTEN, instrument, reason, actor, config, strategy)
+for _action, _doc in (
+    (ControlAction.HALT, "Kill switch: reject every new order."),
+    (ControlAction.REDUCE, "Only allow orders that reduce exposure."),
+    (ControlAction.RESUME, "Back to ACTIVE (book-integrity problems still hold until resynced)."),
+    (ControlAction.FLATTEN, "Close every open position with market orders, then stay REDUCING."),
+):
+    _control_command(_action, _doc)
 
 
 @app.command("sim")

@@ -27,6 +27,7 @@ From a Faust agent::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -629,24 +630,9 @@ class ExecutionRouter:
 def _new_order(
     order: OrderRequest, *, usdm: bool = False, working_type: str | None = None
 ) -> NewOrder:
-    symbol = split_instrument(order.instrument)[1]
     limit = order.order_type.has_limit_price
-    if usdm:
-        return UsdmNewOrder(
-            symbol=symbol,
-            side=order.side,
-            order_type=order.order_type,
-            quantity=order.quantity,
-            client_order_id=order.client_order_id,
-            price=order.limit_price if limit else None,
-            time_in_force=order.time_in_force if limit else None,
-            stop_price=order.stop_price,
-            post_only=order.post_only,
-            reduce_only=order.reduce_only,
-            working_type=working_type if order.stop_price is not None else None,
-        )
-    return NewOrder(
-        symbol=symbol,
+    new = NewOrder(
+        symbol=split_instrument(order.instrument)[1],
         side=order.side,
         order_type=order.order_type,
         quantity=order.quantity,
@@ -655,4 +641,11 @@ def _new_order(
         time_in_force=order.time_in_force if limit else None,
         stop_price=order.stop_price,
         post_only=order.post_only,
+    )
+    if not usdm:
+        return new
+    return UsdmNewOrder(
+        **{f.name: getattr(new, f.name) for f in dataclasses.fields(new)},
+        reduce_only=order.reduce_only,
+        working_type=working_type if order.stop_price is not None else None,
     )
