@@ -13,44 +13,10 @@ from algostream.backtest.errors import BarInputError
 from algostream.backtest.synthetic import synthetic_frames
 from algostream.config import Settings, SignalConfig
 from algostream.model.enums import Side
-from algostream.model.ids import derive_id
 from algostream.model.records import Bar, BookTop
 from algostream.signals.base import Strategy, StrategyConfig
 from algostream.signals.processor import SignalProcessor
-
-DAY = 86_400 * 10**9
-WIDE = Settings.model_validate(
-    {
-        "risk": {
-            "max_order_notional": "1e9",
-            "max_notional_exposure": "1e9",
-            "max_position_size": "1e6",
-            "enable_circuit_breaker": False,
-            "stop_loss_percent": "0",
-            "trailing_stop_percent": "0",
-        }
-    }
-)
-
-
-def bar(i: int, o: str, h: str, low: str, c: str) -> Bar:
-    return Bar(
-        instrument="SIM:ABC",
-        ts_event=(i + 1) * DAY,
-        ts_init=(i + 1) * DAY,
-        record_id=derive_id("bar", i),
-        lineage_id="test",
-        interval="1d",
-        start_ns=i * DAY,
-        end_ns=(i + 1) * DAY,
-        open=o,
-        high=h,
-        low=low,
-        close=c,
-        volume="1",
-        quote_volume="0",
-        trades=0,
-    )
+from tests.unit.backtest.bar_testkit import WIDE, bar
 
 
 class Script(Strategy[StrategyConfig]):
@@ -230,8 +196,8 @@ def test_the_end_of_input_closes_each_instruments_last_bar() -> None:
     result = engine.finish()
     closed = [b for b in result.on("bars.1s") if b.record_id not in before]
     assert sorted(b.instrument for b in closed) == sorted(last_trade)
-    for bar in closed:
-        assert isinstance(bar, Bar) and bar.start_ns <= last_trade[bar.instrument] < bar.end_ns
+    for b in closed:
+        assert isinstance(b, Bar) and b.start_ns <= last_trade[b.instrument] < b.end_ns
 
 
 def test_the_loss_breaker_halts_the_account_on_a_bar_close_and_refuses_later_orders() -> None:

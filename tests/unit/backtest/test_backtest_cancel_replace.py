@@ -12,14 +12,14 @@ from typing import Any, ClassVar
 
 from algostream.backtest.bars import BarBacktest, FillModel
 from algostream.backtest.engine import BacktestEngine
-from algostream.config import Settings, load_settings
+from algostream.config import load_settings
 from algostream.model import BookTop, BookUpdate, BookUpdateKind, OrderEvent, OrderRequest
 from algostream.model.enums import OrderAction, OrderStatus, Side
-from algostream.model.ids import derive_id
 from algostream.model.records import Bar, OrderRejected
 from algostream.signals.base import Strategy, StrategyConfig
 from algostream.signals.context import StrategyContext
 from algostream.signals.registry import register_strategy
+from tests.unit.backtest.bar_testkit import WIDE, bar
 
 INST = "BINANCE:BTCUSDT"
 ENV = {"ALGOSTREAM__MARKET_DATA__SYMBOLS": '["BTCUSDT"]'}
@@ -134,29 +134,6 @@ def test_a_cancel_of_an_order_filled_meanwhile_is_refused_naming_it() -> None:
 
 
 # --------------------------------------------------------------------------- bars
-
-DAY = 86_400 * 10**9
-WIDE = Settings.model_validate(
-    {
-        "risk": {
-            "max_order_notional": "1e9",
-            "max_notional_exposure": "1e9",
-            "max_position_size": "1e6",
-            "enable_circuit_breaker": False,
-            "stop_loss_percent": "0",
-            "trailing_stop_percent": "0",
-        }
-    }
-)
-
-
-def bar(i: int, o: str, h: str, low: str, c: str) -> Bar:
-    return Bar(
-        instrument="SIM:ABC", ts_event=(i + 1) * DAY, ts_init=(i + 1) * DAY,
-        record_id=derive_id("bar", i), lineage_id="test", interval="1d", start_ns=i * DAY,
-        end_ns=(i + 1) * DAY, open=o, high=h, low=low, close=c, volume="1",
-        quote_volume="0", trades=0,
-    )  # fmt: skip
 
 
 class BarScript(Strategy[StrategyConfig]):
