@@ -200,6 +200,10 @@ cdef class FastBook:
     cdef object cause  # the last update's payload (None: the processor's last_cause holds)
     cdef object cause_record  # the processor's last_cause when this book was taken over
     cdef bytes derived_js  # "best_bid"... "microprice" of the kept tops (None: derive)
+    # the best levels' Nums the kept mid, spread and microprice were derived from
+    cdef object mid_from_bp, mid_from_bq, mid_from_ap, mid_from_aq
+    cdef bytes mid_js  # ',"best_bid":..,"best_ask":..,"mid":..,"spread":..,"imbalance":'
+    cdef bytes micro_js  # ',"microprice":".."'
     cdef str prefix_b, prefix_a
 
 
@@ -448,7 +452,7 @@ cdef class FastBooks:
         if fb.asks.top_js is None:
             _side_top(self, fb.asks)
         if bids_dirty or asks_dirty or fb.derived_js is None:
-            fb.derived_js = _derived(fb.bids, fb.asks)
+            fb.derived_js = _derived(fb)
         parent = payload[p.rid0:p.rid1]
         digest = _blake2b(b"book.top|" + parent, digest_size=16).hexdigest()
         self.len = 0
@@ -730,46 +734,68 @@ cdef bint _is_crossed(FastBook fb, _Parsed p):
 
 
 cdef void _side_top(FastBooks fbs, _Side side) except *:
-    """The JSON of ``side``'s best ``top_n`` levels and their total quantity."""
+    """The JSON of ``side``'s best ``top_n`` levels and their total quantity (summed as
+    ``BookProcessor._top`` sums it: from ``Decimal(0)``, best first)."""
     cdef Py_ssize_t i, stop = side.n - fbs.top_n
     cdef _Level level
     if stop < 0:
         stop = 0
-    parts = []
+    fbs.len = 0
+    fbs.put(b"[", 1)
     total = _ZERO
     i = side.n - 1
     while i >= stop:
         level = <_Level> side.levels[i]
-        parts.append(b"[" + level.price.js + b"," + level.qty.js + b"]")
+        fbs.put(b"[", 1)
+        fbs.put_bytes(level.price.js)
+        fbs.put(b",", 1)
+        fbs.put_bytes(level.qty.js)
+        fbs.put(b"],", 2)
         total = total + level.qty.dec
         i -= 1
-    side.top_js = b"[" + b",".join(parts) + b"]"
+    if fbs.len > 1:
+        fbs.len -= 1  # the last comma
+    fbs.put(b"]", 1)
+    side.top_js = PyBytes_FromStringAndSize(fbs.buf, fbs.len)
     side.top_qty = total
     side.top_len = side.n - stop
 
 
-cdef bytes _derived(_Side bids, _Side asks):
-    """``"best_bid":...,"microprice":...`` as ``BookProcessor._top`` derives them."""
+cdef bytes _derived(FastBook fb):
+    """``"best_bid":...,"microprice":...`` as ``BookProcessor._top`` derives them (mid,
+    spread and microprice again only when a best level's price or quantity changed: the
+    same Nums give the same Decimals)."""
     cdef _Level b, a
+    cdef _Side bids = fb.bids, asks = fb.asks
     bid_qty, ask_qty = bids.top_qty, asks.top_qty
     total = bid_qty + ask_qty
     imbalance = b"null" if total == 0 else _float_json(float((bid_qty - ask_qty) / total))
     if bids.n and asks.n:
         b, a = <_Level> bids.levels[bids.n - 1], <_Level> asks.levels[asks.n - 1]
-        bid, bq, ask, aq = b.price.dec, b.qty.dec, a.price.dec, a.qty.dec
-        mid = (bid + ask) / _TWO
-        spread = ask - bid
-        micro = (bid * aq + ask * bq) / (bq + aq)
-        return b"".join(
-            (
-                b',"best_bid":', b.price.js,
-                b',"best_ask":', a.price.js,
-                b',"mid":"', str(mid).encode(),
-                b'","spread":"', str(spread).encode(),
-                b'","imbalance":', imbalance,
-                b',"microprice":"', str(micro).encode(), b'"',
+        if (
+            fb.mid_js is None
+            or fb.mid_from_bp is not b.price
+            or fb.mid_from_bq is not b.qty
+            or fb.mid_from_ap is not a.price
+            or fb.mid_from_aq is not a.qty
+        ):
+            bid, bq, ask, aq = b.price.dec, b.qty.dec, a.price.dec, a.qty.dec
+            mid = (bid + ask) / _TWO
+            spread = ask - bid
+            micro = (bid * aq + ask * bq) / (bq + aq)
+            fb.mid_js = b"".join(
+                (
+                    b',"best_bid":', b.price.js,
+                    b',"best_ask":', a.price.js,
+                    b',"mid":"', str(mid).encode(),
+                    b'","spread":"', str(spread).encode(),
+                    b'","imbalance":',
+                )
             )
-        )
+            fb.micro_js = b',"microprice":"' + str(micro).encode() + b'"'
+            fb.mid_from_bp, fb.mid_from_bq = b.price, b.qty
+            fb.mid_from_ap, fb.mid_from_aq = a.price, a.qty
+        return fb.mid_js + imbalance + fb.micro_js
     return b"".join(
         (
             b',"best_bid":', (<_Level> bids.levels[bids.n - 1]).price.js if bids.n else b"null",
