@@ -26,8 +26,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove
 
-import hashlib
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, getcontext
 
 import msgspec
 import orjson
@@ -38,13 +37,110 @@ cdef extern from *:
     """
     ctypedef long long fb_i128
 
-cdef extern from "stdio.h":
-    int snprintf(char *s, size_t n, const char *fmt, ...)
+cdef extern from *:
+    """
+    /* BLAKE2b (RFC 7693), unkeyed, for the book.top record ids: blake2b(data,
+       digest_size=16).hexdigest()[:24] (algostream.model.ids.child_id) without a Python
+       call. Checked against hashlib in tests/unit/marketdata. */
+    #include <stdint.h>
+    #include <string.h>
+    static const uint64_t fb_iv[8] = {
+        0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL,
+        0xa54ff53a5f1d36f1ULL, 0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL,
+        0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL};
+    static const uint8_t fb_sigma[12][16] = {
+        {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+        {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+        {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+        {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+        {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+        {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+        {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+        {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+        {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+        {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+        {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+        {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3}};
+    static inline uint64_t fb_rotr(uint64_t x, int n) { return (x >> n) | (x << (64 - n)); }
+    #define FB_G(a, b, c, d, x, y) do { \
+        a = a + b + (x); d = fb_rotr(d ^ a, 32); c = c + d; b = fb_rotr(b ^ c, 24); \
+        a = a + b + (y); d = fb_rotr(d ^ a, 16); c = c + d; b = fb_rotr(b ^ c, 63); } while (0)
+    static void fb_compress(uint64_t h[8], const uint8_t block[128], uint64_t t, int last) {
+        uint64_t v[16], m[16];
+        int i, r;
+        for (i = 0; i < 16; i++) {
+            uint64_t w = 0;
+            int k;
+            for (k = 7; k >= 0; k--) w = (w << 8) | block[8 * i + k];
+            m[i] = w;
+        }
+        for (i = 0; i < 8; i++) { v[i] = h[i]; v[i + 8] = fb_iv[i]; }
+        v[12] ^= t;
+        if (last) v[14] = ~v[14];
+        for (r = 0; r < 12; r++) {
+            const uint8_t *s = fb_sigma[r];
+            FB_G(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
+            FB_G(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
+            FB_G(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
+            FB_G(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
+            FB_G(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
+            FB_G(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
+            FB_G(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
+            FB_G(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
+        }
+        for (i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+    }
+    /* the first 24 hex digits of blake2b(prefix + data, digest_size=16) into out */
+    static void fb_child_id(const char *prefix, size_t plen, const char *data, size_t n,
+                            char out[24]) {
+        static const char hex[] = "0123456789abcdef";
+        uint64_t h[8];
+        uint8_t block[128];
+        size_t total = plen + n, done = 0, fill = 0;
+        int i;
+        for (i = 0; i < 8; i++) h[i] = fb_iv[i];
+        h[0] ^= 0x01010000ULL ^ 16;
+        /* the bytes of prefix + data, a block at a time; the last block (even a full
+           one) is compressed with the final flag */
+        while (1) {
+            size_t want = 128 - fill, take;
+            while (want && done < total) {
+                if (done < plen) {
+                    take = plen - done < want ? plen - done : want;
+                    memcpy(block + fill, prefix + done, take);
+                } else {
+                    take = total - done < want ? total - done : want;
+                    memcpy(block + fill, data + (done - plen), take);
+                }
+                done += take; fill += take; want -= take;
+            }
+            if (done == total) {
+                memset(block + fill, 0, 128 - fill);
+                fb_compress(h, block, (uint64_t) total, 1);
+                break;
+            }
+            fb_compress(h, block, (uint64_t) done, 0);
+            fill = 0;
+        }
+        for (i = 0; i < 12; i++) {
+            uint8_t byte = (uint8_t) (h[i / 8] >> (8 * (i % 8)));
+            out[2 * i] = hex[byte >> 4];
+            out[2 * i + 1] = hex[byte & 15];
+        }
+    }
+    """
+    void fb_child_id(const char *prefix, size_t plen, const char *data, size_t n, char *out)
+
+
+def child_id(bytes parent):
+    """``algostream.model.ids.child_id("book.top", parent)`` in C (for the tests)."""
+    cdef char out[24]
+    fb_child_id(b"book.top|", 9, PyBytes_AS_STRING(parent), PyBytes_GET_SIZE(parent), out)
+    return PyBytes_FromStringAndSize(out, 24).decode("ascii")
 
 cdef object _ZERO = Decimal(0)
 cdef object _TWO = Decimal(2)
 cdef object _INF = Decimal("Infinity")
-cdef object _blake2b = hashlib.blake2b
 cdef object _float_json = msgspec.json.encode
 cdef Py_ssize_t _KEPT = 1 << 16
 cdef long long _I64_MAX = 9223372036854775807
@@ -112,23 +208,79 @@ cdef bint _fixed(bytes text, fb_i128 *out):
 
 
 cdef class Num:
-    """A checked decimal: its ``Decimal``, canonical text, JSON fragment and fixed value."""
+    """A checked decimal: its ``Decimal`` (made when first needed), canonical text
+    (``str`` of that ``Decimal``), JSON fragment and fixed-point value."""
 
-    cdef readonly object dec
+    cdef object _dec
     cdef readonly str text
     cdef readonly bytes js
     cdef fb_i128 v
+
+    cdef inline object decimal(self):
+        if self._dec is None:
+            self._dec = Decimal(self.text)  # (its str is the text: canonical)
+        return self._dec
+
+    @property
+    def dec(self):
+        return self.decimal()
 
 
 cdef Num _num(object dec):
     """A :class:`Num` of ``dec`` (finite), or ``None`` if it is not fixed-point exact."""
     cdef Num num = Num.__new__(Num)
-    num.dec = dec
+    num._dec = dec
     num.text = str(dec)
     raw = num.text.encode("ascii")
     if not _fixed(raw, &num.v):
         return None
     num.js = b'"' + raw + b'"'
+    return num
+
+
+cdef Num _simple(bytes payload, Py_ssize_t a, Py_ssize_t b, bint price):
+    """The :class:`Num` of a payload string in plain form, ``0|[1-9][0-9]*`` with an
+    optional ``.[0-9]+``, whose ``str(Decimal(text))`` is the text itself: not zero, and
+    at most five zeros between the point and the first significant digit (else
+    ``Decimal`` writes an exponent). None for anything else (the general path decides)."""
+    cdef const char *s = PyBytes_AS_STRING(payload)
+    cdef Py_ssize_t i = a, zeros = 0
+    cdef fb_i128 coef = 0
+    cdef int frac = 0, digits = 0
+    cdef bint point = False, nonzero = False
+    cdef Num num
+    if b - a > 40 or a >= b:
+        return None
+    if s[i] == 48 and i + 1 < b and s[i + 1] != 46:  # a leading zero
+        return None
+    while i < b:
+        c = s[i]
+        if 48 <= c <= 57:
+            if c != 48:
+                nonzero = True
+            elif not nonzero and point:
+                zeros += 1
+            if nonzero:
+                digits += 1
+            coef = coef * 10 + (c - 48)
+            if point:
+                frac += 1
+        elif c == 46 and not point and i > a and i + 1 < b:
+            point = True
+        else:
+            return None
+        i += 1
+    if not nonzero or frac > 18 or digits > 36:
+        return None  # zero (its text is 0E-8 and the like), or not fixed-point exact
+    if s[a] == 48 and zeros > 5:
+        return None
+    coef = coef * _P10[18 - frac]
+    if coef >= _LIMIT:
+        return None
+    num = Num.__new__(Num)
+    num.v = coef
+    num.js = payload[a - 1 : b + 1]
+    num.text = payload[a:b].decode("ascii")
     return num
 
 
@@ -145,7 +297,7 @@ cdef class _Side:
     cdef Py_ssize_t n, cap
     cdef list levels
     cdef bytes top_js  # JSON of the kept top (None: an update reached into it)
-    cdef object top_qty  # its total quantity (a Decimal)
+    cdef fb_i128 top_sum  # its total quantity, fixed-point (-1: too large to add here)
     cdef Py_ssize_t top_len
 
     def __cinit__(self):
@@ -265,9 +417,17 @@ cdef class FastBooks:
         self.put(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
 
     cdef void put_int(self, long long v) except *:
+        """A non-negative integer in decimal."""
         cdef char tmp[24]
-        cdef int n = snprintf(tmp, 24, "%lld", v)
-        self.put(tmp, n)
+        cdef int i = 24
+        cdef unsigned long long u = <unsigned long long> v
+        while True:
+            i -= 1
+            tmp[i] = <char> (48 + u % 10)
+            u = u // 10
+            if u == 0:
+                break
+        self.put(tmp + i, 24 - i)
 
     # ------------------------------------------------------------------ parsing
     cdef Num number(self, bytes payload, Py_ssize_t a, Py_ssize_t b, bint price):
@@ -278,6 +438,12 @@ cdef class FastBooks:
         found = kept.get(raw)
         if found is not None:
             return <Num> found
+        num = _simple(payload, a, b, price)
+        if num is not None:
+            if len(kept) >= _KEPT:
+                kept.clear()
+            kept[raw] = num
+            return num
         try:
             dec = Decimal(raw.decode("ascii"))
             ok = (_ZERO < dec < _INF) if price else (_ZERO <= dec < _INF)
@@ -447,14 +613,14 @@ cdef class FastBooks:
                    bint bids_dirty, bint asks_dirty):
         """The ``book.top`` record's bytes (``BookProcessor._top`` + ``BookTop.encode``)."""
         cdef const char *s = PyBytes_AS_STRING(payload)
+        cdef char rid[24]
         if fb.bids.top_js is None:
             _side_top(self, fb.bids)
         if fb.asks.top_js is None:
             _side_top(self, fb.asks)
         if bids_dirty or asks_dirty or fb.derived_js is None:
             fb.derived_js = _derived(fb)
-        parent = payload[p.rid0:p.rid1]
-        digest = _blake2b(b"book.top|" + parent, digest_size=16).hexdigest()
+        fb_child_id(b"book.top|", 9, s + p.rid0, p.rid1 - p.rid0, rid)
         self.len = 0
         self.put(b'{"instrument":', 14)
         self.put_bytes(fb.inst_js)
@@ -463,7 +629,7 @@ cdef class FastBooks:
         self.put(b',"ts_init":', 11)
         self.put_int(now_ns)
         self.put(b',"record_id":"', 14)
-        self.put_bytes(digest[:24].encode("ascii"))
+        self.put(rid, 24)
         self.put(b'","lineage_id":"', 16)
         self.put(s + p.rid0, p.rid1 - p.rid0)
         self.put(b'","bids":', 9)
@@ -567,11 +733,11 @@ cdef class FastBooks:
         book = st.book
         bids, asks, held_b, held_a = {}, {}, {}, {}
         for level in fb.bids.levels:
-            bids[level.price.dec] = level.qty.dec
-            held_b[level.price.dec] = (level.tkey, level.qty.dec)
+            bids[level.price.decimal()] = level.qty.decimal()
+            held_b[level.price.decimal()] = (level.tkey, level.qty.decimal())
         for level in reversed(fb.asks.levels):
-            asks[level.price.dec] = level.qty.dec
-            held_a[level.price.dec] = (level.tkey, level.qty.dec)
+            asks[level.price.decimal()] = level.qty.decimal()
+            held_a[level.price.decimal()] = (level.tkey, level.qty.decimal())
         book._bids, book._asks = bids, asks
         book._bid_prices, book._ask_prices = list(bids), list(asks)
         book._bid_top = book._ask_top = None
@@ -740,9 +906,9 @@ cdef void _side_top(FastBooks fbs, _Side side) except *:
     cdef _Level level
     if stop < 0:
         stop = 0
+    cdef fb_i128 total = 0
     fbs.len = 0
     fbs.put(b"[", 1)
-    total = _ZERO
     i = side.n - 1
     while i >= stop:
         level = <_Level> side.levels[i]
@@ -751,14 +917,50 @@ cdef void _side_top(FastBooks fbs, _Side side) except *:
         fbs.put(b",", 1)
         fbs.put_bytes(level.qty.js)
         fbs.put(b"],", 2)
-        total = total + level.qty.dec
+        if total >= 0:
+            total = total + level.qty.v if total < _LIMIT else -1
         i -= 1
     if fbs.len > 1:
         fbs.len -= 1  # the last comma
     fbs.put(b"]", 1)
     side.top_js = PyBytes_FromStringAndSize(fbs.buf, fbs.len)
-    side.top_qty = total
+    side.top_sum = total
     side.top_len = side.n - stop
+
+
+cdef object _py_int(fb_i128 x):
+    """A 128-bit integer as a Python int."""
+    if x < 0:
+        return -_py_int(-x)
+    return (<object> <unsigned long long> (x >> 64)) << 64 | (
+        <object> <unsigned long long> (x & <fb_i128> 0xFFFFFFFFFFFFFFFF)
+    )
+
+
+cdef object _decimal_sum(_Side side):
+    """The side's top quantity as ``BookProcessor._top`` sums it: from ``Decimal(0)``,
+    best first."""
+    cdef Py_ssize_t i
+    total = _ZERO
+    for i in range(side.n - 1, side.n - 1 - side.top_len, -1):
+        total = total + (<_Level> side.levels[i]).qty.decimal()
+    return total
+
+
+cdef bytes _imbalance(_Side bids, _Side asks):
+    """The top's imbalance, ``float((bid_qty - ask_qty) / (bid_qty + ask_qty))`` in JSON.
+    With both sums under 10**prec (fixed point, scaled alike) every Decimal addition of
+    the Python path is exact, so the quotient of the same values, rounded once by the
+    same context, is the same; otherwise the Decimal sums are made as it makes them."""
+    cdef fb_i128 b = bids.top_sum, a = asks.top_sum
+    prec = getcontext().prec
+    if b >= 0 and a >= 0 and prec <= 37 and b + a < _P10[<int> prec]:
+        if b + a == 0:
+            return b"null"
+        return _float_json(float(Decimal(_py_int(b - a)) / Decimal(_py_int(b + a))))
+    bid_qty, ask_qty = _decimal_sum(bids), _decimal_sum(asks)
+    total = bid_qty + ask_qty
+    return b"null" if total == 0 else _float_json(float((bid_qty - ask_qty) / total))
 
 
 cdef bytes _derived(FastBook fb):
@@ -767,9 +969,7 @@ cdef bytes _derived(FastBook fb):
     same Nums give the same Decimals)."""
     cdef _Level b, a
     cdef _Side bids = fb.bids, asks = fb.asks
-    bid_qty, ask_qty = bids.top_qty, asks.top_qty
-    total = bid_qty + ask_qty
-    imbalance = b"null" if total == 0 else _float_json(float((bid_qty - ask_qty) / total))
+    imbalance = _imbalance(bids, asks)
     if bids.n and asks.n:
         b, a = <_Level> bids.levels[bids.n - 1], <_Level> asks.levels[asks.n - 1]
         if (
@@ -779,7 +979,8 @@ cdef bytes _derived(FastBook fb):
             or fb.mid_from_ap is not a.price
             or fb.mid_from_aq is not a.qty
         ):
-            bid, bq, ask, aq = b.price.dec, b.qty.dec, a.price.dec, a.qty.dec
+            bid, bq = b.price.decimal(), b.qty.decimal()
+            ask, aq = a.price.decimal(), a.qty.decimal()
             mid = (bid + ask) / _TWO
             spread = ask - bid
             micro = (bid * aq + ask * bq) / (bq + aq)

@@ -27,6 +27,7 @@ from marketdata_testkit import capture_events, replay
 from algostream.config import load_settings
 from algostream.marketdata.processor import BookProcessor
 from algostream.model import BookUpdate, BookUpdateKind, Record
+from algostream.model.ids import child_id
 from streams.book import BookStage
 from streams.outbox import Outbox
 from streams.state import StageState
@@ -94,7 +95,10 @@ def _levels(rng: random.Random, mid: int, side: int, count: int) -> tuple[tuple[
     return tuple(out)
 
 
-def random_stream(seed: int, n: int = 1500) -> list[BookUpdate]:
+def random_stream(seed: int, n: int = 1500, *, big: bool = False) -> list[BookUpdate]:
+    """``big``: some quantities with 30 significant digits and some prices with 20 decimals
+    (past what the compiled path adds in fixed point: it must hand those back, or sum
+    them as ``Decimal`` does)."""
     rng = random.Random(seed)
     last = {inst: 1000 for inst in INSTRUMENTS}
     mid = {inst: 10_000 for inst in INSTRUMENTS}
@@ -115,6 +119,12 @@ def random_stream(seed: int, n: int = 1500) -> list[BookUpdate]:
             final = max(first, last[inst] + rng.randint(-2, 4))
             bids = _levels(rng, mid[inst] - 1, -1, rng.randint(0, 8))
             asks = _levels(rng, mid[inst] + 1, 1, rng.randint(0, 8))
+        if big and rng.random() < 0.2:
+            bids = tuple(
+                (p, q * Decimal("123456789012.345678901234567") if rng.random() < 0.5 else q)
+                for p, q in bids
+            )
+            asks = tuple((p + Decimal("1E-20") if rng.random() < 0.1 else p, q) for p, q in asks)
         last[inst] = max(last[inst], final)
         out.append(
             BookUpdate(
@@ -369,6 +379,25 @@ def test_stage_on_random_streams_publishes_the_old_bytes(compiled: bool, seed: i
     pure, pure_dead, pure_table = run_stage(stream, levels, False, seed=seed, stale_every=11)
     assert dead == pure_dead
     assert _writes(got) == _writes(pure) and table == pure_table
+
+
+@pytest.mark.parametrize("compiled", MODES)
+def test_stage_with_quantities_past_fixed_point_publishes_the_old_bytes(compiled: bool) -> None:
+    stream = random_stream(5, big=True)
+    got, _, table = run_stage(stream, 10, compiled, seed=5)
+    assert _published(got) == oracle_batches(stream, 10, got, 5, 0)
+    pure, _, pure_table = run_stage(stream, 10, False, seed=5)
+    assert _writes(got) == _writes(pure) and table == pure_table
+
+
+def test_compiled_record_id_is_child_id() -> None:
+    """The compiled path's BLAKE2b gives ``child_id`` for ids of every length."""
+    from algostream.marketdata import _fastbook as fastbook  # (built: `make native`)
+
+    rng = random.Random(1)
+    for n in range(0, 300):
+        parent = "".join(rng.choice("0123456789abcdef-_:") for _ in range(n))
+        assert fastbook.child_id(parent.encode()) == child_id("book.top", parent)
 
 
 @pytest.mark.parametrize("seed", range(3))
