@@ -23,6 +23,7 @@ two are one state.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove
 
@@ -152,11 +153,10 @@ for _i in range(1, 38):
 cdef fb_i128 _LIMIT = _P10[37]
 
 
-cdef bint _fixed(bytes text, fb_i128 *out):
+cdef bint _fixed(const char *s, Py_ssize_t n, fb_i128 *out):
     """Canonical decimal text (``str(Decimal)``: digits, an optional point, an optional
     exponent) -> the value * 10**18, exactly; False if it does not fit."""
-    cdef const char *s = PyBytes_AS_STRING(text)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(text), i = 0
+    cdef Py_ssize_t i = 0
     cdef fb_i128 coef = 0
     cdef int digits = 0, frac = 0, exp = 0, esign = 1, scale
     cdef bint neg = False, point = False
@@ -212,14 +212,19 @@ cdef class Num:
     (``str`` of that ``Decimal``), JSON fragment and fixed-point value."""
 
     cdef object _dec
-    cdef readonly str text
-    cdef readonly bytes js
+    cdef str text
+    cdef bytes _js
     cdef fb_i128 v
 
     cdef inline object decimal(self):
         if self._dec is None:
             self._dec = Decimal(self.text)  # (its str is the text: canonical)
         return self._dec
+
+    cdef inline bytes js(self):
+        if self._js is None:
+            self._js = b'"' + self.text.encode("ascii") + b'"'
+        return self._js
 
     @property
     def dec(self):
@@ -230,11 +235,12 @@ cdef Num _num(object dec):
     """A :class:`Num` of ``dec`` (finite), or ``None`` if it is not fixed-point exact."""
     cdef Num num = Num.__new__(Num)
     num._dec = dec
+    cdef Py_ssize_t n
+    cdef const char *s
     num.text = str(dec)
-    raw = num.text.encode("ascii")
-    if not _fixed(raw, &num.v):
+    s = PyUnicode_AsUTF8AndSize(num.text, &n)
+    if not _fixed(s, n, &num.v):
         return None
-    num.js = b'"' + raw + b'"'
     return num
 
 
@@ -279,7 +285,7 @@ cdef Num _simple(bytes payload, Py_ssize_t a, Py_ssize_t b, bint price):
         return None
     num = Num.__new__(Num)
     num.v = coef
-    num.js = payload[a - 1 : b + 1]
+    num._js = payload[a - 1 : b + 1]
     num.text = payload[a:b].decode("ascii")
     return num
 
@@ -913,9 +919,9 @@ cdef void _side_top(FastBooks fbs, _Side side) except *:
     while i >= stop:
         level = <_Level> side.levels[i]
         fbs.put(b"[", 1)
-        fbs.put_bytes(level.price.js)
+        fbs.put_bytes(level.price.js())
         fbs.put(b",", 1)
-        fbs.put_bytes(level.qty.js)
+        fbs.put_bytes(level.qty.js())
         fbs.put(b"],", 2)
         if total >= 0:
             total = total + level.qty.v if total < _LIMIT else -1
@@ -986,8 +992,8 @@ cdef bytes _derived(FastBook fb):
             micro = (bid * aq + ask * bq) / (bq + aq)
             fb.mid_js = b"".join(
                 (
-                    b',"best_bid":', b.price.js,
-                    b',"best_ask":', a.price.js,
+                    b',"best_bid":', b.price.js(),
+                    b',"best_ask":', a.price.js(),
                     b',"mid":"', str(mid).encode(),
                     b'","spread":"', str(spread).encode(),
                     b'","imbalance":',
@@ -999,8 +1005,8 @@ cdef bytes _derived(FastBook fb):
         return fb.mid_js + imbalance + fb.micro_js
     return b"".join(
         (
-            b',"best_bid":', (<_Level> bids.levels[bids.n - 1]).price.js if bids.n else b"null",
-            b',"best_ask":', (<_Level> asks.levels[asks.n - 1]).price.js if asks.n else b"null",
+            b',"best_bid":', (<_Level> bids.levels[bids.n - 1]).price.js() if bids.n else b"null",
+            b',"best_ask":', (<_Level> asks.levels[asks.n - 1]).price.js() if asks.n else b"null",
             b',"mid":null,"spread":null,"imbalance":', imbalance,
             b',"microprice":null',
         )
