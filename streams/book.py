@@ -106,10 +106,10 @@ class BookStage:
             for rec in records:
                 if fast is not None:  # the plain case, compiled (None: not plain)
                     start = perf()
-                    done = fast.handle(rec.value, clock(), pending)
+                    done = fast.handle(rec.value, clock(), pending, listened["book.top"])
                     if done is not None:
                         took = perf() - start
-                        inst, key, top = done
+                        inst, key, top, record = done
                         times = timings.get(inst)
                         if times is None:
                             times = timings[inst] = []
@@ -119,8 +119,8 @@ class BookStage:
                             if part is None:
                                 part = await partitions.of(outbox.producer, top_topic, key)
                             outbox.add_encoded("book.top", top_topic, key, top, part)
-                            if listened["book.top"]:
-                                local.append(("book.top", BookTop.decode(top)))
+                            if record is not None:  # (made only when a stage listens)
+                                local.append(("book.top", record))
                         continue
                 try:
                     update = BookUpdate.decode(rec.value)

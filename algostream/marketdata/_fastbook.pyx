@@ -304,6 +304,7 @@ cdef class _Side:
     cdef list levels
     cdef bytes top_js  # JSON of the kept top (None: an update reached into it)
     cdef fb_i128 top_sum  # its total quantity, fixed-point (-1: too large to add here)
+    cdef tuple top_tuple  # the kept top as the record's levels (None: not made yet)
     cdef Py_ssize_t top_len
 
     def __cinit__(self):
@@ -362,6 +363,7 @@ cdef class FastBook:
     cdef object mid_from_bp, mid_from_bq, mid_from_ap, mid_from_aq
     cdef bytes mid_js  # ',"best_bid":..,"best_ask":..,"mid":..,"spread":..,"imbalance":'
     cdef bytes micro_js  # ',"microprice":".."'
+    cdef object mid, spread, micro, imbalance  # (the record's values of the above)
     cdef str prefix_b, prefix_a
 
 
@@ -376,7 +378,7 @@ cdef class _Parsed:
 cdef class FastBooks:
     """The compiled path of one :class:`BookProcessor` (and its level store, if any)."""
 
-    cdef object proc, store, pending_type, delete, decode_update
+    cdef object proc, store, pending_type, delete, decode_update, from_fields, book_top
     cdef readonly dict books  # instrument -> FastBook
     cdef dict by_raw  # instrument bytes -> FastBook
     cdef dict prices, quantities  # payload string bytes -> Num (checked)
@@ -384,6 +386,7 @@ cdef class FastBooks:
     cdef Py_ssize_t top_n
     cdef char *buf
     cdef Py_ssize_t len, cap
+    cdef char rid[24]  # the last book.top's record id
 
     def __cinit__(self):
         self.cap = 4096
@@ -395,7 +398,10 @@ cdef class FastBooks:
         free(self.buf)
 
     def __init__(self, proc, store=None, pending_type=dict, delete=None):
-        from algostream.model.records import BookUpdate
+        from algostream.model.fast import from_fields
+        from algostream.model.records import BookTop, BookUpdate
+
+        self.from_fields, self.book_top = from_fields, BookTop
 
         self.proc, self.store = proc, store
         self.pending_type, self.delete = pending_type, delete
@@ -540,11 +546,12 @@ cdef class FastBooks:
             return _lit(s, n, i, b']', 1)
 
     # ------------------------------------------------------------------ the hot path
-    def handle(self, bytes payload, long long now_ns, dict pending):
+    def handle(self, bytes payload, long long now_ns, dict pending, bint record=False):
         """Apply one ``md.book`` payload if it is the plain case: returns ``(instrument,
-        key bytes, book.top bytes or None for a re-delivered update)`` with the state
-        writes made in ``pending[instrument]``; ``None``: the Python path takes it (the
-        instrument's state was handed back to the processor first)."""
+        key bytes, book.top bytes or None for a re-delivered update, the BookTop record
+        when ``record`` and there is a top, else None)`` with the state writes made in
+        ``pending[instrument]``; ``None``: the Python path takes it (the instrument's
+        state was handed back to the processor first)."""
         cdef _Parsed p = self.parse(payload)
         cdef FastBook fb
         if p is None:
@@ -559,7 +566,7 @@ cdef class FastBooks:
             fb.last_seen, fb.cause = now_ns, payload
             if fb.inst not in pending:
                 pending[fb.inst] = self.pending_type()
-            return fb.inst, fb.inst_key, None
+            return fb.inst, fb.inst_key, None, None
         if fb.contiguous and p.first > fb.last + 1:  # a gap: the Python path says so
             self.settle(fb.inst)
             return None
@@ -573,7 +580,33 @@ cdef class FastBooks:
         bids_dirty = self.apply(fb, fb.bids, p.bids, False, writes)
         asks_dirty = self.apply(fb, fb.asks, p.asks, True, writes)
         fb.last, fb.ts_event = p.final, p.ts_event
-        return fb.inst, fb.inst_key, self.top(fb, p, payload, now_ns, bids_dirty, asks_dirty)
+        top = self.top(fb, p, payload, now_ns, bids_dirty, asks_dirty)
+        return fb.inst, fb.inst_key, top, self.record(fb, p, payload, now_ns) if record else None
+
+    cdef object record(self, FastBook fb, _Parsed p, bytes payload, long long now_ns):
+        """The ``BookTop`` record of the top just written (``BookProcessor._top``'s, equal
+        field for field), for this worker's stages that take it in-process."""
+        cdef _Side bids = fb.bids, asks = fb.asks
+        both = bids.n and asks.n
+        return self.from_fields(
+            self.book_top,
+            {
+                "instrument": fb.inst,
+                "ts_event": p.ts_event,
+                "ts_init": now_ns,
+                "record_id": PyBytes_FromStringAndSize(self.rid, 24).decode("ascii"),
+                "lineage_id": payload[p.rid0:p.rid1].decode("ascii"),
+                "bids": _top_tuple(self, bids),
+                "asks": _top_tuple(self, asks),
+                "best_bid": (<_Level> bids.levels[bids.n - 1]).price.decimal() if bids.n else None,
+                "best_ask": (<_Level> asks.levels[asks.n - 1]).price.decimal() if asks.n else None,
+                "mid": fb.mid if both else None,
+                "spread": fb.spread if both else None,
+                "imbalance": fb.imbalance,
+                "microprice": fb.micro if both else None,
+                "update_id": p.final,
+            },
+        )
 
     cdef bint apply(self, FastBook fb, _Side side, list changes, bint ask, object writes) except -1:
         """Set ``changes`` on ``side`` (0: remove) with their state writes; True when they
@@ -612,14 +645,14 @@ cdef class FastBooks:
                     writes[(<_Level> side.levels[i]).tkey] = self.delete
                 side.remove(i)
         if dirty:
-            side.top_js = None
+            side.top_js = side.top_tuple = None
         return dirty
 
     cdef bytes top(self, FastBook fb, _Parsed p, bytes payload, long long now_ns,
                    bint bids_dirty, bint asks_dirty):
         """The ``book.top`` record's bytes (``BookProcessor._top`` + ``BookTop.encode``)."""
         cdef const char *s = PyBytes_AS_STRING(payload)
-        cdef char rid[24]
+        cdef char *rid = self.rid
         if fb.bids.top_js is None:
             _side_top(self, fb.bids)
         if fb.asks.top_js is None:
@@ -934,6 +967,19 @@ cdef void _side_top(FastBooks fbs, _Side side) except *:
     side.top_len = side.n - stop
 
 
+cdef tuple _top_tuple(FastBooks fbs, _Side side):
+    """The kept top as ``((price, quantity), ...)`` Decimals, best first."""
+    cdef Py_ssize_t i
+    cdef _Level level
+    if side.top_tuple is None:
+        out = []
+        for i in range(side.n - 1, side.n - 1 - side.top_len, -1):
+            level = <_Level> side.levels[i]
+            out.append((level.price.decimal(), level.qty.decimal()))
+        side.top_tuple = tuple(out)
+    return side.top_tuple
+
+
 cdef object _py_int(fb_i128 x):
     """A 128-bit integer as a Python int."""
     if x < 0:
@@ -953,8 +999,8 @@ cdef object _decimal_sum(_Side side):
     return total
 
 
-cdef bytes _imbalance(_Side bids, _Side asks):
-    """The top's imbalance, ``float((bid_qty - ask_qty) / (bid_qty + ask_qty))`` in JSON.
+cdef object _imbalance(_Side bids, _Side asks):
+    """The top's imbalance, ``float((bid_qty - ask_qty) / (bid_qty + ask_qty))`` or None.
     With both sums under 10**prec (fixed point, scaled alike) every Decimal addition of
     the Python path is exact, so the quotient of the same values, rounded once by the
     same context, is the same; otherwise the Decimal sums are made as it makes them."""
@@ -962,11 +1008,11 @@ cdef bytes _imbalance(_Side bids, _Side asks):
     prec = getcontext().prec
     if b >= 0 and a >= 0 and prec <= 37 and b + a < _P10[<int> prec]:
         if b + a == 0:
-            return b"null"
-        return _float_json(float(Decimal(_py_int(b - a)) / Decimal(_py_int(b + a))))
+            return None
+        return float(Decimal(_py_int(b - a)) / Decimal(_py_int(b + a)))
     bid_qty, ask_qty = _decimal_sum(bids), _decimal_sum(asks)
     total = bid_qty + ask_qty
-    return b"null" if total == 0 else _float_json(float((bid_qty - ask_qty) / total))
+    return None if total == 0 else float((bid_qty - ask_qty) / total)
 
 
 cdef bytes _derived(FastBook fb):
@@ -975,7 +1021,8 @@ cdef bytes _derived(FastBook fb):
     same Nums give the same Decimals)."""
     cdef _Level b, a
     cdef _Side bids = fb.bids, asks = fb.asks
-    imbalance = _imbalance(bids, asks)
+    fb.imbalance = _imbalance(bids, asks)
+    imbalance = b"null" if fb.imbalance is None else _float_json(fb.imbalance)
     if bids.n and asks.n:
         b, a = <_Level> bids.levels[bids.n - 1], <_Level> asks.levels[asks.n - 1]
         if (
@@ -1000,6 +1047,7 @@ cdef bytes _derived(FastBook fb):
                 )
             )
             fb.micro_js = b',"microprice":"' + str(micro).encode() + b'"'
+            fb.mid, fb.spread, fb.micro = mid, spread, micro
             fb.mid_from_bp, fb.mid_from_bq = b.price, b.qty
             fb.mid_from_ap, fb.mid_from_aq = a.price, a.qty
         return fb.mid_js + imbalance + fb.micro_js

@@ -161,10 +161,12 @@ def test_random_streams_give_the_same_records(seed: int) -> None:
 class _Edge:
     """The parts of ``streams.edge.Edge`` the book stage calls (no Kafka)."""
 
-    def __init__(self) -> None:
+    def __init__(self, listen: bool = False) -> None:
         self.producer = SimpleNamespace(_message_accumulator=SimpleNamespace(_compression_type=0))
         self.partitions = SimpleNamespace(get=lambda topic, key: 0)
         self.dead: list[str] = []
+        self.listen = listen  # a stage of this worker takes book.top in-process
+        self.delivered: list[tuple[str, Any]] = []
 
     def aiokafka_producer(self) -> Any:
         return self.producer
@@ -179,10 +181,10 @@ class _Edge:
         pass
 
     def listens(self, topic: str) -> bool:
-        return False
+        return self.listen
 
     async def deliver(self, topic: str, record: Any) -> None:
-        pass
+        self.delivered.append((topic, record))
 
     async def dead_letter_raw(self, msg: Any, ts_ms: int, exc: BaseException, agent: str) -> None:
         self.dead.append(f"{msg.value[:60]!r}: {exc}")
@@ -208,9 +210,9 @@ class _Table:
         return "book-state-changelog", key.encode(), orjson.dumps(value)
 
 
-def _stage(levels: int, compiled: bool) -> BookStage:
+def _stage(levels: int, compiled: bool, listen: bool = False) -> BookStage:
     st = object.__new__(BookStage)
-    st.edge = _Edge()  # type: ignore[assignment]
+    st.edge = _Edge(listen)  # type: ignore[assignment]
     st.md = load_settings(env={}).market_data.model_copy(update={"book_top_levels": levels})
     st.state = StageState(_Table(), st.edge, 1)  # type: ignore[arg-type]
     st.table = st.state.table
@@ -252,12 +254,14 @@ def run_stage(
     seed: int = -1,
     stale_every: int = 0,
     forget_at: int = -1,
+    delivered: list[tuple[str, Any]] | None = None,
 ) -> tuple[list[list[tuple[str, bytes, bytes | None]]], list[str], dict[str, Any]]:
     """``stream`` through the book stage in random batches: per batch, what it produced
     in order (topic, key, value); the dead letters; the table at the end. ``now`` is the
-    batch's last ``ts_init`` + 7 (the clock is stood in)."""
+    batch's last ``ts_init`` + 7 (the clock is stood in). ``delivered``: a stage of the
+    worker listens; the records it is given are appended there."""
     rng = random.Random(seed)
-    st = _stage(levels, compiled)
+    st = _stage(levels, compiled, delivered is not None)
     payloads = _payloads(stream, seed)
     recs = [SimpleNamespace(value=p, timestamp=0) for p in payloads]
     tp = TopicPartition("algostream.md.book", 0)
@@ -289,6 +293,8 @@ def run_stage(
     finally:
         Outbox.add = real_add  # type: ignore[method-assign]
         time.time_ns = real_clock
+    if delivered is not None:
+        delivered += st.edge.delivered  # type: ignore[attr-defined]
     return batches, st.edge.dead, dict(st.table.data)  # type: ignore[attr-defined]
 
 
@@ -379,6 +385,21 @@ def test_stage_on_random_streams_publishes_the_old_bytes(compiled: bool, seed: i
     pure, pure_dead, pure_table = run_stage(stream, levels, False, seed=seed, stale_every=11)
     assert dead == pure_dead
     assert _writes(got) == _writes(pure) and table == pure_table
+
+
+@pytest.mark.parametrize("compiled", MODES)
+@pytest.mark.parametrize("seed", [0, 5])
+def test_stage_hands_its_own_stages_the_old_records(compiled: bool, seed: int) -> None:
+    """Where a stage of the worker takes book.top in-process, the records it gets equal
+    the old processor's, field by field (and encode to the bytes published)."""
+    stream = random_stream(seed, big=seed == 5)
+    got: list[tuple[str, Any]] = []
+    batches, _, _ = run_stage(stream, 5, compiled, seed=seed, delivered=got)
+    want = [r for b in oracle_batches(stream, 5, batches, seed, 0) for r in b]
+    assert [(f"algostream.{t}", r.key.encode(), r.encode()) for t, r in got] == want
+    for (topic, record), (_, _, raw) in zip(got, want, strict=True):
+        assert record == type(record).decode(raw), topic
+    assert sum(t == "book.top" for t, _ in got) > len(stream) // 3
 
 
 @pytest.mark.parametrize("compiled", MODES)
