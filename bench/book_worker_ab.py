@@ -4,7 +4,8 @@ item 2): ``python -m bench.book_worker_ab --old DIR [--rounds N] [--seconds S]``
 The simulator and ingestor leave a backlog of ``md.book`` (``bench.throughput``'s
 ``ingest_and_backlog``, 3 instruments); then one market worker drains it from the start
 (``bench.throughput.drain``: first to last ``book.top`` sent, the middle 90 %, and the
-worker's CPU over that time), once per variant per round, in turn, each in a consumer
+worker's CPU over that time), once per variant per round, in turn (each round starting
+with the next variant: the order showed in the figures), each in a consumer
 group of its own: the code in ``DIR`` (a checkout of the code before, e.g. ``git archive
 REV | tar -x -C DIR``), this checkout with its compiled book path, and this checkout on
 the pure-Python path (``ALGOSTREAM_PURE_PYTHON=1``). Prints one table row per drain.
@@ -35,8 +36,10 @@ async def main(old: str, rounds: int, seconds: float) -> None:
     print("| round | code | updates | µs CPU / update | updates / s | load |")
     print("|---|---|---|---|---|---|")
     try:
+        names = list(variants)
         for r in range(rounds):
-            for name, extra in variants.items():
+            for name in names[r % 3 :] + names[: r % 3]:  # each first in turn
+                extra = variants[name]
                 app_id = f"{env['ALGOSTREAM__KAFKA__APP_ID']}-{name}{r}"
                 run_env = env | extra | {"ALGOSTREAM__KAFKA__APP_ID": app_id}
                 run_work = work / f"{name}{r}"

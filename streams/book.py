@@ -41,7 +41,7 @@ from algostream.config import Settings
 from algostream.marketdata import native
 from algostream.marketdata.persist import LevelStore
 from algostream.marketdata.processor import BookProcessor
-from algostream.model.records import BookIntegrity, BookTop, BookUpdate
+from algostream.model.records import BookIntegrity, BookTop, BookUpdate, Record
 from algostream.observability import metrics
 from streams.edge import Edge
 from streams.outbox import Outbox
@@ -127,7 +127,12 @@ class BookStage:
                 except Exception as exc:  # any decode failure is a dead letter
                     await edge.dead_letter_raw(rec, rec.timestamp, exc, AGENT)
                     continue
-                await self._python_path(update, outbox, pending, timings, local, listened)
+                for record in self._python_path(update, pending, timings):
+                    topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
+                    if not outbox.add_known(topic, record):
+                        await outbox.add_record(topic, record)
+                    if listened[topic]:
+                        local.append((topic, record))
         for inst, writes in pending.items():  # once per changed key per batch
             store.save_meta(writes, inst)
             partition = self.state.partition(inst)  # (StageState.stage, hoisted: hot)
@@ -140,17 +145,12 @@ class BookStage:
         for topic, record in local:  # tops also to this worker's other stages
             await edge.deliver(topic, record)
 
-    async def _python_path(
-        self,
-        update: BookUpdate,
-        outbox: Outbox,
-        pending: dict[str, _Pending],
-        timings: dict[str, list[float]],
-        local: list[tuple[str, Any]],
-        listened: dict[str, bool],
-    ) -> None:
+    def _python_path(
+        self, update: BookUpdate, pending: dict[str, _Pending], timings: dict[str, list[float]]
+    ) -> list[Record]:
         """One update through :class:`BookProcessor` (everything the compiled path does
-        not take, and every update where it is not built)."""
+        not take, and every update where it is not built): its state writes staged in
+        ``pending``; returns its records (a plain call, not a coroutine: once per update)."""
         store, proc, table = self.store, self.store.proc, self.table
         inst = update.instrument
         if proc.book(inst) is None:  # first sight since start or a rebalance
@@ -162,16 +162,11 @@ class BookStage:
         if times is None:
             times = timings[inst] = []
         times.append(took)
-        for record in out:
-            topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
-            if not outbox.add_known(topic, record):
-                await outbox.add_record(topic, record)
-            if listened[topic]:
-                local.append((topic, record))
         writes = pending.get(inst)
         if writes is None:  # (not setdefault: it would build a _Pending every update)
             writes = pending[inst] = _Pending()
         store.save(writes, update, out, meta=False)
+        return out
 
     async def mark_stale(self, reader: PartitionReader, now_ns: int) -> list[BookIntegrity]:
         """STALE for each held book silent for ``stale_after_ms`` (module doc): detected and
