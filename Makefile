@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv tools images broker broker-stop topics test unit integration demo bench bench-backtest soak lint up clean
+.PHONY: help venv native tools images broker broker-stop topics test unit integration demo bench bench-backtest soak lint up clean
 
 help:
 	@echo "make demo   - broker + simulator + every worker, live, on this machine"
@@ -17,7 +17,7 @@ help:
 	@echo "make lint   - ruff + mypy"
 	@echo "make up     - docker compose up (needs a Docker engine; builds the images)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev,ml,bench]"
@@ -25,13 +25,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# the book stage's compiled path (algostream/marketdata/_fastbook.pyx, setup.py), rebuilt
+# in place when its source changed (the editable install builds it once)
+native: $(STAMP)
+	$(BIN)/python setup.py -q build_ext --inplace
+
 # Prometheus/promtool, the Docker engine + compose plugin, debootstrap, Chromium: the
 # tools the tests use besides Python packages and the broker (scripts/test-tools.sh)
 tools:
 	bash scripts/test-tools.sh
 
 # wheels for the app image, and local base images where no registry answers
-images: $(STAMP) broker
+images: native broker
 	PY=$(BIN)/python bash docker/build-images.sh
 
 broker: $(STAMP)
@@ -44,25 +49,25 @@ topics: broker
 	$(BIN)/algostream topics apply
 
 # every tool is installed first, so nothing is skipped for a missing one
-test: tools broker
+test: tools broker native
 	ALGOSTREAM_REQUIRE_PROMTOOL=1 ALGOSTREAM_REQUIRE_DOCKER_COMPOSE=1 $(BIN)/pytest -q tests
 
-unit: $(STAMP)
+unit: native
 	$(BIN)/pytest -q tests/unit
 
-integration: broker
+integration: broker native
 	$(BIN)/pytest -q tests/integration
 
-demo: topics
+demo: topics native
 	$(BIN)/algostream demo
 
-bench: topics
+bench: topics native
 	$(BIN)/python -m bench.run
 
-bench-backtest:
+bench-backtest: native
 	$(BIN)/python -m bench.run --backtest
 
-soak: topics
+soak: topics native
 	$(BIN)/python -m bench.run --soak --layout colocated
 
 lint: $(STAMP)

@@ -13,7 +13,9 @@ Inputs: the recorded Binance.US capture as the ingestor publishes it on ``md.boo
 (4 instruments, 336 updates, replayed with a fresh stage each time) and the seeded
 synthetic market's ``md.book`` (2 instruments, deeper books, ~20,000 updates).
 
-``python -m bench.book_stage`` prints the table; ``--profile`` adds cProfile's top rows.
+``python -m bench.book_stage`` prints the table, each input on the compiled book path
+(``algostream/marketdata/_fastbook.pyx``) and on the pure-Python one; ``--profile`` adds
+cProfile's top rows.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from aiokafka.structs import TopicPartition
 from faust.serializers import codecs
 
 from algostream.config import Settings, load_settings
+from algostream.marketdata import native
 from algostream.model import BookUpdate
 from algostream.model.ids import split_instrument
 from streams.book import BookStage
@@ -111,12 +114,16 @@ class _Table:
         return "book-state-changelog", self._key.dumps(key), self._value.dumps(value)
 
 
-def stage(settings: Settings) -> BookStage:
+def stage(settings: Settings, compiled: bool = True) -> BookStage:
+    """A book stage over the stand-ins; ``compiled=False``: its pure-Python path (as with
+    ``ALGOSTREAM_PURE_PYTHON=1``)."""
     st = object.__new__(BookStage)
     st.edge, st.md = _Edge(), settings.market_data  # type: ignore[assignment]
     st.state = StageState(_Table(), st.edge, 1)
     st.table = st.state.table
     st.store = st.new_store()
+    if not compiled:
+        st.store.proc.fast = None
     return st
 
 
@@ -140,7 +147,9 @@ def synthetic(n: int = 20_000) -> list[BookUpdate]:
     return [r for t, r in out.outputs if t == "md.book" and isinstance(r, BookUpdate)]
 
 
-def cpu_us_per_update(updates: list[BookUpdate], min_updates: int = 40_000, runs: int = 5) -> float:
+def cpu_us_per_update(
+    updates: list[BookUpdate], min_updates: int = 40_000, runs: int = 5, compiled: bool = True
+) -> float:
     """Best of ``runs``: CPU µs per update of ``BookStage.handle`` (a fresh stage per pass
     over ``updates``, passes until ``min_updates``)."""
     settings = load_settings(env={})
@@ -150,7 +159,7 @@ def cpu_us_per_update(updates: list[BookUpdate], min_updates: int = 40_000, runs
     async def once() -> float:
         start = time.process_time()
         for _ in range(passes):
-            st = stage(settings)
+            st = stage(settings, compiled)
             for batch in work:
                 await st.handle(batch)
         return (time.process_time() - start) / (passes * len(updates)) * 1e6
@@ -168,15 +177,20 @@ def main() -> list[str]:
         ("synthetic market", synthetic),
     ]
     lines = [
-        "| md.book input | updates | instruments | CPU µs / update | updates / CPU second |",
-        "|---|---|---|---|---|",
+        "| md.book input | updates | instruments | path | CPU µs / update | updates / CPU second |",
+        "|---|---|---|---|---|---|",
     ]
+    paths = [("compiled", True), ("pure Python", False)]
+    if native.fast_books_type() is None:  # not built: the pure path only, said so
+        paths = [("pure Python (compiled path not built)", False)]
     for name, make in rows:
         updates = make()
-        us = cpu_us_per_update(updates)
-        lines.append(
-            f"| {name} | {len(updates):,} | {instruments(updates)} | {us:.2f} | {1e6 / us:,.0f} |"
-        )
+        for path, compiled in paths:
+            us = cpu_us_per_update(updates, compiled=compiled)
+            lines.append(
+                f"| {name} | {len(updates):,} | {instruments(updates)} | {path} | {us:.2f} "
+                f"| {1e6 / us:,.0f} |"
+            )
     return lines
 
 
@@ -184,6 +198,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", action="store_true", help="cProfile the synthetic run")
     ap.add_argument("--only", choices=("recorded", "synthetic"), help="one input only")
+    ap.add_argument("--pure", action="store_true", help="with --only: the pure-Python path")
     args = ap.parse_args()
     if args.profile:
         import cProfile
@@ -194,6 +209,6 @@ if __name__ == "__main__":
         pstats.Stats("/tmp/book_stage.prof").sort_stats("tottime").print_stats(30)
     elif args.only:
         ups = recorded() if args.only == "recorded" else synthetic()
-        print(f"{args.only}: {cpu_us_per_update(ups):.2f} µs / update")
+        print(f"{args.only}: {cpu_us_per_update(ups, compiled=not args.pure):.2f} µs / update")
     else:
         print("\n".join(main()))

@@ -79,6 +79,8 @@ async def measure(duration_s: float, rate: float) -> list[str]:
         "`python -m bench.book_stage`: `BookStage.handle` on batches of 500 `md.book` records "
         "(decode, book, `book.top` record and its encoding into aiokafka's producer batch, "
         "book-state writes); the consumer and the network send stood in. CPU time, best of 5. "
+        "Each input on the compiled path (`algostream/marketdata/_fastbook.pyx`, issue 27) "
+        "and on the pure-Python one (`ALGOSTREAM_PURE_PYTHON=1`). "
         "The recorded capture's 336 updates include 4 snapshots of 1,000 levels a side (each "
         "written to the table level by level), so its figure is mostly snapshots.",
         "",

@@ -38,8 +38,13 @@ build_wheels() {
   say "building wheels on the host into docker/wheels"
   # the project's dependencies (with the ml extra) and the build backend for its own
   # editable install; the project's own wheel is not used (the image installs /app)
-  "$PY" -m pip wheel -q --wheel-dir docker/wheels ".[ml]" "setuptools>=68" "wheel" "pip"
+  "$PY" -m pip wheel -q --wheel-dir docker/wheels ".[ml]" "setuptools>=68" "wheel" "pip" \
+    "Cython>=3.0"
   rm -f docker/wheels/algostream-*.whl
+  # the book stage's compiled path, built here (the image has no compiler: its editable
+  # install warns that it cannot compile it and keeps this one, copied in with the source)
+  say "building the compiled book path in place (setup.py build_ext --inplace)"
+  "$PY" setup.py -q build_ext --inplace
 }
 
 # debootstrap NAME PACKAGES CHANGES... : a minimal Debian root with PACKAGES, imported

@@ -38,13 +38,14 @@ import structlog
 from aiokafka import TopicPartition
 
 from algostream.config import Settings
+from algostream.marketdata import native
 from algostream.marketdata.persist import LevelStore
 from algostream.marketdata.processor import BookProcessor
-from algostream.model.records import BookIntegrity, BookTop, BookUpdate
+from algostream.model.records import BookIntegrity, BookTop, BookUpdate, Record
 from algostream.observability import metrics
 from streams.edge import Edge
 from streams.outbox import Outbox
-from streams.reader import PartitionReader, decoded, market_reader
+from streams.reader import PartitionReader, market_reader
 from streams.stage import Stage
 from streams.state import StageState
 
@@ -74,7 +75,10 @@ class BookStage:
         self.store = self.new_store()
 
     def new_store(self) -> LevelStore:
-        return LevelStore(BookProcessor(self.md.book_top_levels))
+        store = LevelStore(BookProcessor(self.md.book_top_levels))
+        # the compiled path for the plain case, if built (None: pure Python)
+        native.attach(store.proc, store, _Pending, _DELETE)
+        return store
 
     def forget(self) -> None:
         """A hand-over: the books are restored from the table when next read."""
@@ -87,33 +91,48 @@ class BookStage:
         producer (a commit flushes the producer first)."""
         edge, store, table = self.edge, self.store, self.table
         proc = store.proc
+        fast = proc.fast
         pending: dict[str, _Pending] = {}
         outbox = Outbox(edge)
         local: list[tuple[str, Any]] = []
         timings: dict[str, list[float]] = {}  # BOOK_UPDATE_SECONDS per instrument
         # the outputs a stage of this worker takes in-process (none: no list, no awaits)
         listened = {t: edge.listens(t) for t in ("book.top", "book.integrity")}
-        async for _, _, update in decoded(edge, batch, "md.book", BookUpdate, AGENT):
-            inst = update.instrument
-            if proc.book(inst) is None:  # first sight since start or a rebalance
-                store.load(table, inst)
-            start = time.perf_counter()
-            out = proc.on_update(update, time.time_ns())
-            took = time.perf_counter() - start
-            times = timings.get(inst)
-            if times is None:
-                times = timings[inst] = []
-            times.append(took)
-            for record in out:
-                topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
-                if not outbox.add_known(topic, record):
-                    await outbox.add_record(topic, record)
-                if listened[topic]:
-                    local.append((topic, record))
-            writes = pending.get(inst)
-            if writes is None:  # (not setdefault: it would build a _Pending every update)
-                writes = pending[inst] = _Pending()
-            store.save(writes, update, out, meta=False)
+        top_topic = edge.topic("book.top").get_topic_name()
+        partitions = edge.partitions
+        clock, perf = time.time_ns, time.perf_counter
+        for records in batch.values():
+            edge.count_in(AGENT, "md.book", len(records))
+            for rec in records:
+                if fast is not None:  # the plain case, compiled (None: not plain)
+                    start = perf()
+                    done = fast.handle(rec.value, clock(), pending, listened["book.top"])
+                    if done is not None:
+                        took = perf() - start
+                        inst, key, top, record = done
+                        times = timings.get(inst)
+                        if times is None:
+                            times = timings[inst] = []
+                        times.append(took)
+                        if top is not None:
+                            part = partitions.get(top_topic, key)
+                            if part is None:
+                                part = await partitions.of(outbox.producer, top_topic, key)
+                            outbox.add_encoded("book.top", top_topic, key, top, part)
+                            if record is not None:  # (made only when a stage listens)
+                                local.append(("book.top", record))
+                        continue
+                try:
+                    update = BookUpdate.decode(rec.value)
+                except Exception as exc:  # any decode failure is a dead letter
+                    await edge.dead_letter_raw(rec, rec.timestamp, exc, AGENT)
+                    continue
+                for record in self._python_path(update, pending, timings):
+                    topic = "book.top" if isinstance(record, BookTop) else "book.integrity"
+                    if not outbox.add_known(topic, record):
+                        await outbox.add_record(topic, record)
+                    if listened[topic]:
+                        local.append((topic, record))
         for inst, writes in pending.items():  # once per changed key per batch
             store.save_meta(writes, inst)
             partition = self.state.partition(inst)  # (StageState.stage, hoisted: hot)
@@ -125,6 +144,29 @@ class BookStage:
             metrics.observe_all(metrics.child(metrics.BOOK_UPDATE_SECONDS, instrument=inst), times)
         for topic, record in local:  # tops also to this worker's other stages
             await edge.deliver(topic, record)
+
+    def _python_path(
+        self, update: BookUpdate, pending: dict[str, _Pending], timings: dict[str, list[float]]
+    ) -> list[Record]:
+        """One update through :class:`BookProcessor` (everything the compiled path does
+        not take, and every update where it is not built): its state writes staged in
+        ``pending``; returns its records (a plain call, not a coroutine: once per update)."""
+        store, proc, table = self.store, self.store.proc, self.table
+        inst = update.instrument
+        if proc.book(inst) is None:  # first sight since start or a rebalance
+            store.load(table, inst)
+        start = time.perf_counter()
+        out = proc.on_update(update, time.time_ns())
+        took = time.perf_counter() - start
+        times = timings.get(inst)
+        if times is None:
+            times = timings[inst] = []
+        times.append(took)
+        writes = pending.get(inst)
+        if writes is None:  # (not setdefault: it would build a _Pending every update)
+            writes = pending[inst] = _Pending()
+        store.save(writes, update, out, meta=False)
+        return out
 
     async def mark_stale(self, reader: PartitionReader, now_ns: int) -> list[BookIntegrity]:
         """STALE for each held book silent for ``stale_after_ms`` (module doc): detected and

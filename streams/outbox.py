@@ -73,6 +73,12 @@ class Outbox:
         self._counts[topic] = self._counts.get(topic, 0) + 1
         return True
 
+    def add_encoded(self, topic: str, name: str, key: bytes, value: bytes, partition: int) -> None:
+        """Queue a record already encoded (the compiled book path's ``book.top``): catalog
+        ``topic``, full topic ``name``, the partition of ``key``."""
+        self.add(name, key, value, partition)
+        self._counts[topic] = self._counts.get(topic, 0) + 1
+
     def _builder(self) -> BatchBuilder:
         """An empty producer batch of :attr:`BATCH_BYTES` (``create_batch`` with aiokafka's
         own settings, compression included, but room for a whole input batch)."""

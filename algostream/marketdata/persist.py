@@ -121,7 +121,7 @@ class LevelStore:
     def save_meta(self, table: MutableMapping[str, Any], instrument: str) -> int:
         """Write ``instrument``'s chain position and flags (its levels are keys of their
         own); returns keys written."""
-        if self.proc.book(instrument) is None:
+        if not self.proc.has(instrument):
             return 0
         table[f"{instrument}{SEP}meta"] = self.proc.state(instrument, levels=False)
         return 1

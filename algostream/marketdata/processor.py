@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from algostream.marketdata.book import Level, OrderBook, crossed
 from algostream.marketdata.errors import BookStateError
@@ -74,14 +74,24 @@ class BookProcessor:
         self.top_levels = top_levels
         self.contiguous_venues = frozenset(v.upper() for v in contiguous_venues)
         self._books: dict[str, _Instrument] = {}
+        #: the compiled path (:mod:`algostream.marketdata.native`), when attached: it owns
+        #: the instruments in its ``books`` (their state here is stale until it settles
+        #: them back, which every method below that reads an instrument does first)
+        self.fast: Any = None
 
     @property
     def instruments(self) -> list[str]:
         """Instruments seen so far."""
         return list(self._books)
 
+    def has(self, instrument: str) -> bool:
+        """Whether ``instrument`` has been seen."""
+        return instrument in self._books
+
     def book(self, instrument: str) -> OrderBook | None:
         """The live book of ``instrument`` (``None`` if never seen)."""
+        if self.fast is not None:
+            self.fast.settle(instrument)
         st = self._books.get(instrument)
         return st.book if st else None
 
@@ -92,6 +102,8 @@ class BookProcessor:
 
     def on_update(self, update: BookUpdate, now_ns: int) -> list[Record]:
         """Apply one ``md.book`` record; return integrity events and the new :class:`BookTop`."""
+        if self.fast is not None:
+            self.fast.settle(update.instrument)
         st = self._books.get(update.instrument)
         if st is None:
             st = self._instrument(update.instrument, OrderBook(update.instrument))
@@ -307,6 +319,8 @@ class BookProcessor:
         """STALE for each synced instrument without an update for ``stale_after_ns``
         (once per silence; the next update re-arms it)."""
         out: list[BookIntegrity] = []
+        if self.fast is not None:
+            self.fast.settle_silent(now_ns, stale_after_ns)
         for inst, st in self._books.items():
             silent = now_ns - st.last_seen_ns
             if st.in_sync and not st.stale and silent >= stale_after_ns and st.last_cause:
@@ -345,6 +359,13 @@ class BookProcessor:
         position and flags only, for stores that keep levels one key each
         (:class:`~algostream.marketdata.persist.LevelStore`).
         """
+        if self.fast is not None:
+            if not levels and instrument in self.fast.books:
+                held = self.fast.meta(instrument)
+                if held is not None:
+                    return cast(dict[str, Any], held)
+            else:
+                self.fast.settle(instrument)
         st = self._books[instrument]
         if levels:
             book = st.book.to_state()
@@ -392,4 +413,6 @@ class BookProcessor:
             raise BookStateError(f"processor state: key {exc} is missing") from None
         except (TypeError, ValueError) as exc:
             raise BookStateError(f"processor state is malformed: {exc}") from None
+        if self.fast is not None:
+            self.fast.drop(book.instrument)
         self._books[book.instrument] = st

@@ -1,0 +1,1061 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The book stage's compiled hot path (issue 27 item 2): ``md.book`` bytes of a DELTA on
+a synced book -> the instrument's levels -> the ``book.top`` record's bytes and the
+book-state writes, with no pydantic record in between.
+
+Each side is a C array of fixed-point keys (the price scaled by 10**18 in a 128-bit
+integer; asks negated, so the best level of either side is the last) beside a list of
+:class:`_Level` objects in the same order. A level keeps the :class:`Num` of its price as
+the book first saw it (the spelling ``OrderBook``'s dict key keeps) and of its latest
+quantity, each with its ``Decimal``, its canonical text (``str(Decimal)``, what msgspec
+writes) and its JSON fragment, so the bytes written are the Python path's, and mid,
+spread, microprice and imbalance are computed with the same ``Decimal`` operations in the
+same order.
+
+Only the plain case runs here: a DELTA of an instrument this object owns, whose payload
+is in the exact form ``Record.encode`` writes (anything else: :meth:`FastBooks.handle`
+returns ``None`` before touching the book), chained, whose crossed state does not change.
+Everything else is handed back: the book, its chain position and flags and the level
+store's mirror are written back into the :class:`BookProcessor` (``settle``) and the
+Python path carries on; the next plain delta on a synced book takes them over again
+(``_adopt``). The processor calls ``settle`` before it reads an owned instrument, so the
+two are one state.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memmove
+
+from decimal import Decimal, InvalidOperation, getcontext
+
+import msgspec
+import orjson
+
+cdef extern from *:
+    """
+    typedef __int128 fb_i128;
+    """
+    ctypedef long long fb_i128
+
+cdef extern from *:
+    """
+    /* BLAKE2b (RFC 7693), unkeyed, for the book.top record ids: blake2b(data,
+       digest_size=16).hexdigest()[:24] (algostream.model.ids.child_id) without a Python
+       call. Checked against hashlib in tests/unit/marketdata. */
+    #include <stdint.h>
+    #include <string.h>
+    static const uint64_t fb_iv[8] = {
+        0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL,
+        0xa54ff53a5f1d36f1ULL, 0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL,
+        0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL};
+    static const uint8_t fb_sigma[12][16] = {
+        {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+        {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+        {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+        {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+        {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+        {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+        {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+        {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+        {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+        {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+        {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+        {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3}};
+    static inline uint64_t fb_rotr(uint64_t x, int n) { return (x >> n) | (x << (64 - n)); }
+    #define FB_G(a, b, c, d, x, y) do { \
+        a = a + b + (x); d = fb_rotr(d ^ a, 32); c = c + d; b = fb_rotr(b ^ c, 24); \
+        a = a + b + (y); d = fb_rotr(d ^ a, 16); c = c + d; b = fb_rotr(b ^ c, 63); } while (0)
+    static void fb_compress(uint64_t h[8], const uint8_t block[128], uint64_t t, int last) {
+        uint64_t v[16], m[16];
+        int i, r;
+        for (i = 0; i < 16; i++) {
+            uint64_t w = 0;
+            int k;
+            for (k = 7; k >= 0; k--) w = (w << 8) | block[8 * i + k];
+            m[i] = w;
+        }
+        for (i = 0; i < 8; i++) { v[i] = h[i]; v[i + 8] = fb_iv[i]; }
+        v[12] ^= t;
+        if (last) v[14] = ~v[14];
+        for (r = 0; r < 12; r++) {
+            const uint8_t *s = fb_sigma[r];
+            FB_G(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
+            FB_G(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
+            FB_G(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
+            FB_G(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
+            FB_G(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
+            FB_G(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
+            FB_G(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
+            FB_G(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
+        }
+        for (i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+    }
+    /* the first 24 hex digits of blake2b(prefix + data, digest_size=16) into out */
+    static void fb_child_id(const char *prefix, size_t plen, const char *data, size_t n,
+                            char out[24]) {
+        static const char hex[] = "0123456789abcdef";
+        uint64_t h[8];
+        uint8_t block[128];
+        size_t total = plen + n, done = 0, fill = 0;
+        int i;
+        for (i = 0; i < 8; i++) h[i] = fb_iv[i];
+        h[0] ^= 0x01010000ULL ^ 16;
+        /* the bytes of prefix + data, a block at a time; the last block (even a full
+           one) is compressed with the final flag */
+        while (1) {
+            size_t want = 128 - fill, take;
+            while (want && done < total) {
+                if (done < plen) {
+                    take = plen - done < want ? plen - done : want;
+                    memcpy(block + fill, prefix + done, take);
+                } else {
+                    take = total - done < want ? total - done : want;
+                    memcpy(block + fill, data + (done - plen), take);
+                }
+                done += take; fill += take; want -= take;
+            }
+            if (done == total) {
+                memset(block + fill, 0, 128 - fill);
+                fb_compress(h, block, (uint64_t) total, 1);
+                break;
+            }
+            fb_compress(h, block, (uint64_t) done, 0);
+            fill = 0;
+        }
+        for (i = 0; i < 12; i++) {
+            uint8_t byte = (uint8_t) (h[i / 8] >> (8 * (i % 8)));
+            out[2 * i] = hex[byte >> 4];
+            out[2 * i + 1] = hex[byte & 15];
+        }
+    }
+    """
+    void fb_child_id(const char *prefix, size_t plen, const char *data, size_t n, char *out)
+
+
+def child_id(bytes parent):
+    """``algostream.model.ids.child_id("book.top", parent)`` in C (for the tests)."""
+    cdef char out[24]
+    fb_child_id(b"book.top|", 9, PyBytes_AS_STRING(parent), PyBytes_GET_SIZE(parent), out)
+    return PyBytes_FromStringAndSize(out, 24).decode("ascii")
+
+cdef object _ZERO = Decimal(0)
+cdef object _TWO = Decimal(2)
+cdef object _INF = Decimal("Infinity")
+cdef object _float_json = msgspec.json.encode
+cdef Py_ssize_t _KEPT = 1 << 16
+cdef long long _I64_MAX = 9223372036854775807
+
+cdef fb_i128 _P10[38]
+_P10[0] = 1
+for _i in range(1, 38):
+    _P10[_i] = _P10[_i - 1] * 10
+cdef fb_i128 _LIMIT = _P10[37]
+
+
+cdef bint _fixed(const char *s, Py_ssize_t n, fb_i128 *out):
+    """Canonical decimal text (``str(Decimal)``: digits, an optional point, an optional
+    exponent) -> the value * 10**18, exactly; False if it does not fit."""
+    cdef Py_ssize_t i = 0
+    cdef fb_i128 coef = 0
+    cdef int digits = 0, frac = 0, exp = 0, esign = 1, scale
+    cdef bint neg = False, point = False
+    cdef int c
+    if i < n and s[i] == 45:  # -
+        neg = True
+        i += 1
+    while i < n:
+        c = s[i]
+        if 48 <= c <= 57:
+            if coef != 0 or c != 48:
+                digits += 1
+            if digits > 36:
+                return False
+            coef = coef * 10 + (c - 48)
+            if point:
+                frac += 1
+        elif c == 46 and not point:  # .
+            point = True
+        else:
+            break
+        i += 1
+    if i < n:
+        if s[i] != 69 and s[i] != 101:  # E e
+            return False
+        i += 1
+        if i < n and (s[i] == 43 or s[i] == 45):
+            esign = -1 if s[i] == 45 else 1
+            i += 1
+        if i >= n:
+            return False
+        while i < n:
+            if not (48 <= s[i] <= 57) or exp > 1000:
+                return False
+            exp = exp * 10 + (s[i] - 48)
+            i += 1
+    scale = esign * exp - frac + 18
+    while scale < 0:
+        if coef % 10 != 0:
+            return False
+        coef = coef // 10
+        scale += 1
+    if coef != 0:
+        if scale > 37 or coef >= _LIMIT // _P10[scale]:
+            return False
+        coef = coef * _P10[scale]
+    out[0] = -coef if neg else coef
+    return True
+
+
+cdef class Num:
+    """A checked decimal: its ``Decimal`` (made when first needed), canonical text
+    (``str`` of that ``Decimal``), JSON fragment and fixed-point value."""
+
+    cdef object _dec
+    cdef str text
+    cdef bytes _js
+    cdef fb_i128 v
+
+    cdef inline object decimal(self):
+        if self._dec is None:
+            self._dec = Decimal(self.text)  # (its str is the text: canonical)
+        return self._dec
+
+    cdef inline bytes js(self):
+        if self._js is None:
+            self._js = b'"' + self.text.encode("ascii") + b'"'
+        return self._js
+
+    @property
+    def dec(self):
+        return self.decimal()
+
+
+cdef Num _num(object dec):
+    """A :class:`Num` of ``dec`` (finite), or ``None`` if it is not fixed-point exact."""
+    cdef Num num = Num.__new__(Num)
+    num._dec = dec
+    cdef Py_ssize_t n
+    cdef const char *s
+    num.text = str(dec)
+    s = PyUnicode_AsUTF8AndSize(num.text, &n)
+    if not _fixed(s, n, &num.v):
+        return None
+    return num
+
+
+cdef Num _simple(bytes payload, Py_ssize_t a, Py_ssize_t b, bint price):
+    """The :class:`Num` of a payload string in plain form, ``0|[1-9][0-9]*`` with an
+    optional ``.[0-9]+``, whose ``str(Decimal(text))`` is the text itself: not zero, and
+    at most five zeros between the point and the first significant digit (else
+    ``Decimal`` writes an exponent). None for anything else (the general path decides)."""
+    cdef const char *s = PyBytes_AS_STRING(payload)
+    cdef Py_ssize_t i = a, zeros = 0
+    cdef fb_i128 coef = 0
+    cdef int frac = 0, digits = 0
+    cdef bint point = False, nonzero = False
+    cdef Num num
+    if b - a > 40 or a >= b:
+        return None
+    if s[i] == 48 and i + 1 < b and s[i + 1] != 46:  # a leading zero
+        return None
+    while i < b:
+        c = s[i]
+        if 48 <= c <= 57:
+            if c != 48:
+                nonzero = True
+            elif not nonzero and point:
+                zeros += 1
+            if nonzero:
+                digits += 1
+            coef = coef * 10 + (c - 48)
+            if point:
+                frac += 1
+        elif c == 46 and not point and i > a and i + 1 < b:
+            point = True
+        else:
+            return None
+        i += 1
+    if not nonzero or frac > 18 or digits > 36:
+        return None  # zero (its text is 0E-8 and the like), or not fixed-point exact
+    if s[a] == 48 and zeros > 5:
+        return None
+    coef = coef * _P10[18 - frac]
+    if coef >= _LIMIT:
+        return None
+    num = Num.__new__(Num)
+    num.v = coef
+    num._js = payload[a - 1 : b + 1]
+    num.text = payload[a:b].decode("ascii")
+    return num
+
+
+cdef class _Level:
+    cdef Num price  # the spelling the book keeps (its first)
+    cdef Num qty  # the latest
+    cdef object tkey  # the book-state table key holding it (None: no level store)
+
+
+cdef class _Side:
+    """One side's levels: keys ascending (bids: price, asks: -price), best last."""
+
+    cdef fb_i128 *keys
+    cdef Py_ssize_t n, cap
+    cdef list levels
+    cdef bytes top_js  # JSON of the kept top (None: an update reached into it)
+    cdef fb_i128 top_sum  # its total quantity, fixed-point (-1: too large to add here)
+    cdef tuple top_tuple  # the kept top as the record's levels (None: not made yet)
+    cdef Py_ssize_t top_len
+
+    def __cinit__(self):
+        self.cap = 64
+        self.keys = <fb_i128 *> malloc(self.cap * sizeof(fb_i128))
+        if self.keys == NULL:
+            raise MemoryError()
+        self.n = 0
+        self.levels = []
+        self.top_js = None
+
+    def __dealloc__(self):
+        free(self.keys)
+
+    cdef Py_ssize_t find(self, fb_i128 key):
+        """The index of the first key >= ``key``."""
+        cdef Py_ssize_t lo = 0, hi = self.n, mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self.keys[mid] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    cdef void insert(self, Py_ssize_t i, fb_i128 key, _Level level) except *:
+        cdef fb_i128 *grown
+        if self.n == self.cap:
+            grown = <fb_i128 *> realloc(self.keys, 2 * self.cap * sizeof(fb_i128))
+            if grown == NULL:
+                raise MemoryError()
+            self.keys, self.cap = grown, 2 * self.cap
+        memmove(&self.keys[i + 1], &self.keys[i], (self.n - i) * sizeof(fb_i128))
+        self.keys[i] = key
+        self.n += 1
+        self.levels.insert(i, level)
+
+    cdef void remove(self, Py_ssize_t i) except *:
+        memmove(&self.keys[i], &self.keys[i + 1], (self.n - i - 1) * sizeof(fb_i128))
+        self.n -= 1
+        del self.levels[i]
+
+
+cdef class FastBook:
+    """One instrument owned by the compiled path."""
+
+    cdef str inst
+    cdef bytes inst_js, inst_key
+    cdef _Side bids, asks
+    cdef long long last, ts_event, last_seen
+    cdef bint crossed, contiguous, warned
+    cdef object cause  # the last update's payload (None: the processor's last_cause holds)
+    cdef object cause_record  # the processor's last_cause when this book was taken over
+    cdef bytes derived_js  # "best_bid"... "microprice" of the kept tops (None: derive)
+    # the best levels' Nums the kept mid, spread and microprice were derived from
+    cdef object mid_from_bp, mid_from_bq, mid_from_ap, mid_from_aq
+    cdef bytes mid_js  # ',"best_bid":..,"best_ask":..,"mid":..,"spread":..,"imbalance":'
+    cdef bytes micro_js  # ',"microprice":".."'
+    cdef object mid, spread, micro, imbalance  # (the record's values of the above)
+    cdef str prefix_b, prefix_a
+
+
+cdef class _Parsed:
+    """One ``md.book`` DELTA payload, parsed (no state touched)."""
+
+    cdef Py_ssize_t inst0, inst1, rid0, rid1, lin0, lin1
+    cdef long long ts_event, ts_init, first, final
+    cdef list bids, asks  # [(Num price, Num qty), ...]
+
+
+cdef class FastBooks:
+    """The compiled path of one :class:`BookProcessor` (and its level store, if any)."""
+
+    cdef object proc, store, pending_type, delete, decode_update, from_fields, book_top
+    cdef readonly dict books  # instrument -> FastBook
+    cdef dict by_raw  # instrument bytes -> FastBook
+    cdef dict prices, quantities  # payload string bytes -> Num (checked)
+    cdef set blocked  # instruments the compiled path cannot take until a snapshot
+    cdef Py_ssize_t top_n
+    cdef char *buf
+    cdef Py_ssize_t len, cap
+    cdef char rid[24]  # the last book.top's record id
+
+    def __cinit__(self):
+        self.cap = 4096
+        self.buf = <char *> malloc(self.cap)
+        if self.buf == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    def __init__(self, proc, store=None, pending_type=dict, delete=None):
+        from algostream.model.fast import from_fields
+        from algostream.model.records import BookTop, BookUpdate
+
+        self.from_fields, self.book_top = from_fields, BookTop
+
+        self.proc, self.store = proc, store
+        self.pending_type, self.delete = pending_type, delete
+        self.decode_update = BookUpdate.decode
+        self.books, self.by_raw = {}, {}
+        self.prices, self.quantities = {}, {}
+        self.blocked = set()
+        self.top_n = proc.top_levels
+
+    # ------------------------------------------------------------------ output buffer
+    cdef void put(self, const char *s, Py_ssize_t n) except *:
+        cdef char *grown
+        cdef Py_ssize_t cap = self.cap
+        if self.len + n > cap:
+            while self.len + n > cap:
+                cap *= 2
+            grown = <char *> realloc(self.buf, cap)
+            if grown == NULL:
+                raise MemoryError()
+            self.buf, self.cap = grown, cap
+        memcpy(self.buf + self.len, s, n)
+        self.len += n
+
+    cdef void put_bytes(self, bytes b) except *:
+        self.put(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+    cdef void put_int(self, long long v) except *:
+        """A non-negative integer in decimal."""
+        cdef char tmp[24]
+        cdef int i = 24
+        cdef unsigned long long u = <unsigned long long> v
+        while True:
+            i -= 1
+            tmp[i] = <char> (48 + u % 10)
+            u = u // 10
+            if u == 0:
+                break
+        self.put(tmp + i, 24 - i)
+
+    # ------------------------------------------------------------------ parsing
+    cdef Num number(self, bytes payload, Py_ssize_t a, Py_ssize_t b, bint price):
+        """The checked :class:`Num` of a payload string (kept by its bytes), or None when
+        the Python path must decide it (not a valid price / quantity, or not exact)."""
+        cdef dict kept = self.prices if price else self.quantities
+        raw = payload[a:b]
+        found = kept.get(raw)
+        if found is not None:
+            return <Num> found
+        num = _simple(payload, a, b, price)
+        if num is not None:
+            if len(kept) >= _KEPT:
+                kept.clear()
+            kept[raw] = num
+            return num
+        try:
+            dec = Decimal(raw.decode("ascii"))
+            ok = (_ZERO < dec < _INF) if price else (_ZERO <= dec < _INF)
+        except (InvalidOperation, ValueError, ArithmeticError):
+            return None
+        if not ok:
+            return None
+        num = _num(dec)
+        if num is None:
+            return None
+        if len(kept) >= _KEPT:
+            kept.clear()
+        kept[raw] = num
+        return num
+
+    cdef _Parsed parse(self, bytes payload):
+        """The fields of a DELTA payload in ``Record.encode``'s exact form, or None."""
+        cdef const char *s = PyBytes_AS_STRING(payload)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(payload), i = 0
+        cdef _Parsed p = _Parsed.__new__(_Parsed)
+        i = _lit(s, n, i, b'{"instrument":"', 15)
+        p.inst0 = i
+        i = _str(s, n, i)
+        p.inst1 = i
+        i = _lit(s, n, i, b'","ts_event":', 13)
+        i = _int(s, n, i, &p.ts_event)
+        i = _lit(s, n, i, b',"ts_init":', 11)
+        i = _int(s, n, i, &p.ts_init)
+        i = _lit(s, n, i, b',"record_id":"', 14)
+        p.rid0 = i
+        i = _str(s, n, i)
+        p.rid1 = i
+        i = _lit(s, n, i, b'","lineage_id":"', 16)
+        p.lin0 = i
+        i = _str(s, n, i)
+        p.lin1 = i
+        i = _lit(s, n, i, b'","kind":"DELTA","bids":', 24)
+        if i < 0:
+            return None
+        if not (1 <= p.rid1 - p.rid0 <= 128 and p.lin1 - p.lin0 <= 128):
+            return None
+        p.bids = []
+        i = self.levels(payload, s, n, i, p.bids)
+        i = _lit(s, n, i, b',"asks":', 8)
+        if i < 0:
+            return None
+        p.asks = []
+        i = self.levels(payload, s, n, i, p.asks)
+        i = _lit(s, n, i, b',"first_update_id":', 19)
+        i = _int(s, n, i, &p.first)
+        i = _lit(s, n, i, b',"final_update_id":', 19)
+        i = _int(s, n, i, &p.final)
+        i = _lit(s, n, i, b'}', 1)
+        if i != n:
+            return None
+        return p
+
+    cdef Py_ssize_t levels(self, bytes payload, const char *s, Py_ssize_t n, Py_ssize_t i,
+                           list out) except? -2:
+        cdef Py_ssize_t a, b, c, d
+        if i < 0:
+            return -1
+        i = _lit(s, n, i, b'[', 1)
+        if i < 0:
+            return -1
+        if i < n and s[i] == 93:  # ]
+            return i + 1
+        while True:
+            i = _lit(s, n, i, b'["', 2)
+            a = i
+            i = _str(s, n, i)
+            b = i
+            i = _lit(s, n, i, b'","', 3)
+            c = i
+            i = _str(s, n, i)
+            d = i
+            i = _lit(s, n, i, b'"]', 2)
+            if i < 0:
+                return -1
+            price = self.number(payload, a, b, True)
+            qty = self.number(payload, c, d, False)
+            if price is None or qty is None:
+                return -1
+            out.append((price, qty))
+            if i < n and s[i] == 44:  # ,
+                i += 1
+                continue
+            return _lit(s, n, i, b']', 1)
+
+    # ------------------------------------------------------------------ the hot path
+    def handle(self, bytes payload, long long now_ns, dict pending, bint record=False):
+        """Apply one ``md.book`` payload if it is the plain case: returns ``(instrument,
+        key bytes, book.top bytes or None for a re-delivered update, the BookTop record
+        when ``record`` and there is a top, else None)`` with the state writes made in
+        ``pending[instrument]``; ``None``: the Python path takes it (the instrument's
+        state was handed back to the processor first)."""
+        cdef _Parsed p = self.parse(payload)
+        cdef FastBook fb
+        if p is None:
+            self.give_back_raw(payload)
+            return None
+        fb = self.by_raw.get(payload[p.inst0:p.inst1])
+        if fb is None:
+            fb = self.adopt(payload[p.inst0:p.inst1].decode("ascii"))
+            if fb is None:
+                return None
+        if p.final <= fb.last:  # a re-delivered update
+            fb.last_seen, fb.cause = now_ns, payload
+            if fb.inst not in pending:
+                pending[fb.inst] = self.pending_type()
+            return fb.inst, fb.inst_key, None, None
+        if fb.contiguous and p.first > fb.last + 1:  # a gap: the Python path says so
+            self.settle(fb.inst)
+            return None
+        if _is_crossed(fb, p) != fb.crossed:  # a CROSSED or its end: the Python path
+            self.settle(fb.inst)
+            return None
+        writes = pending.get(fb.inst)
+        if writes is None:
+            writes = pending[fb.inst] = self.pending_type()
+        fb.last_seen, fb.cause = now_ns, payload
+        bids_dirty = self.apply(fb, fb.bids, p.bids, False, writes)
+        asks_dirty = self.apply(fb, fb.asks, p.asks, True, writes)
+        fb.last, fb.ts_event = p.final, p.ts_event
+        top = self.top(fb, p, payload, now_ns, bids_dirty, asks_dirty)
+        return fb.inst, fb.inst_key, top, self.record(fb, p, payload, now_ns) if record else None
+
+    cdef object record(self, FastBook fb, _Parsed p, bytes payload, long long now_ns):
+        """The ``BookTop`` record of the top just written (``BookProcessor._top``'s, equal
+        field for field), for this worker's stages that take it in-process."""
+        cdef _Side bids = fb.bids, asks = fb.asks
+        both = bids.n and asks.n
+        return self.from_fields(
+            self.book_top,
+            {
+                "instrument": fb.inst,
+                "ts_event": p.ts_event,
+                "ts_init": now_ns,
+                "record_id": PyBytes_FromStringAndSize(self.rid, 24).decode("ascii"),
+                "lineage_id": payload[p.rid0:p.rid1].decode("ascii"),
+                "bids": _top_tuple(self, bids),
+                "asks": _top_tuple(self, asks),
+                "best_bid": (<_Level> bids.levels[bids.n - 1]).price.decimal() if bids.n else None,
+                "best_ask": (<_Level> asks.levels[asks.n - 1]).price.decimal() if asks.n else None,
+                "mid": fb.mid if both else None,
+                "spread": fb.spread if both else None,
+                "imbalance": fb.imbalance,
+                "microprice": fb.micro if both else None,
+                "update_id": p.final,
+            },
+        )
+
+    cdef bint apply(self, FastBook fb, _Side side, list changes, bint ask, object writes) except -1:
+        """Set ``changes`` on ``side`` (0: remove) with their state writes; True when they
+        reach into the kept top (``OrderBook.apply_delta``'s rule)."""
+        cdef Num price, qty
+        cdef _Level level
+        cdef fb_i128 key
+        cdef Py_ssize_t i
+        cdef bint dirty = False, found
+        cdef bint store = self.store is not None
+        if not changes:
+            return False
+        if side.top_js is None or side.top_len < self.top_n:
+            dirty = True
+        for price, qty in changes:
+            key = -price.v if ask else price.v
+            if not dirty and key >= side.keys[side.n - self.top_n]:
+                dirty = True
+            i = side.find(key)
+            found = i < side.n and side.keys[i] == key
+            if qty.v != 0:
+                if found:
+                    level = <_Level> side.levels[i]
+                    if store and level.qty.v != qty.v:
+                        writes[level.tkey] = qty.text
+                    level.qty = qty
+                else:
+                    level = _Level.__new__(_Level)
+                    level.price, level.qty = price, qty
+                    if store:
+                        level.tkey = (fb.prefix_a if ask else fb.prefix_b) + price.text
+                        writes[level.tkey] = qty.text
+                    side.insert(i, key, level)
+            elif found:
+                if store:
+                    writes[(<_Level> side.levels[i]).tkey] = self.delete
+                side.remove(i)
+        if dirty:
+            side.top_js = side.top_tuple = None
+        return dirty
+
+    cdef bytes top(self, FastBook fb, _Parsed p, bytes payload, long long now_ns,
+                   bint bids_dirty, bint asks_dirty):
+        """The ``book.top`` record's bytes (``BookProcessor._top`` + ``BookTop.encode``)."""
+        cdef const char *s = PyBytes_AS_STRING(payload)
+        cdef char *rid = self.rid
+        if fb.bids.top_js is None:
+            _side_top(self, fb.bids)
+        if fb.asks.top_js is None:
+            _side_top(self, fb.asks)
+        if bids_dirty or asks_dirty or fb.derived_js is None:
+            fb.derived_js = _derived(fb)
+        fb_child_id(b"book.top|", 9, s + p.rid0, p.rid1 - p.rid0, rid)
+        self.len = 0
+        self.put(b'{"instrument":', 14)
+        self.put_bytes(fb.inst_js)
+        self.put(b',"ts_event":', 12)
+        self.put_int(p.ts_event)
+        self.put(b',"ts_init":', 11)
+        self.put_int(now_ns)
+        self.put(b',"record_id":"', 14)
+        self.put(rid, 24)
+        self.put(b'","lineage_id":"', 16)
+        self.put(s + p.rid0, p.rid1 - p.rid0)
+        self.put(b'","bids":', 9)
+        self.put_bytes(fb.bids.top_js)
+        self.put(b',"asks":', 8)
+        self.put_bytes(fb.asks.top_js)
+        self.put_bytes(fb.derived_js)
+        self.put(b',"update_id":', 13)
+        self.put_int(p.final)
+        self.put(b'}', 1)
+        return PyBytes_FromStringAndSize(self.buf, self.len)
+
+    # ------------------------------------------------------------------ hand-over
+    def owns(self, str instrument):
+        return instrument in self.books
+
+    cdef void give_back_raw(self, bytes payload) except *:
+        """A payload the compiled path does not take: hand its instrument back (found by
+        the JSON's first field, if it is in the form written) and note a snapshot."""
+        cdef const char *s = PyBytes_AS_STRING(payload)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
+        cdef Py_ssize_t i = _lit(s, n, 0, b'{"instrument":"', 15), j
+        if i < 0:
+            self.settle_all()  # no telling which instrument: every one goes back
+            return
+        j = _str(s, n, i)
+        if j < 0:
+            self.settle_all()
+            return
+        inst = payload[i:j].decode("ascii")
+        self.settle(inst)
+        if b'"kind":"SNAPSHOT"' in payload:
+            self.blocked.discard(inst)
+
+    cdef FastBook adopt(self, str inst):
+        """Take ``inst`` over from the processor when it is synced and representable."""
+        cdef FastBook fb
+        cdef Num pn, qn
+        cdef _Level level
+        if inst in self.blocked:
+            return None
+        st = self.proc._books.get(inst)
+        if st is None or not st.in_sync or st.stale or st.book.last_update_id is None:
+            return None
+        book = st.book
+        mirror = None
+        if self.store is not None:
+            mirror = self.store._mirror.get(inst)
+            if mirror is None:
+                self.blocked.add(inst)
+                return None
+        fb = FastBook.__new__(FastBook)
+        fb.inst = inst
+        fb.inst_key = inst.encode()
+        fb.inst_js = orjson.dumps(inst)
+        fb.prefix_b, fb.prefix_a = f"{inst}|b|", f"{inst}|a|"
+        fb.bids, fb.asks = _Side(), _Side()
+        for prices, levels, side, ask, held in (
+            (book._bid_prices, book._bids, fb.bids, False, mirror["b"] if mirror else None),
+            (book._ask_prices[::-1], book._asks, fb.asks, True, mirror["a"] if mirror else None),
+        ):
+            if held is not None and len(held) != len(prices):
+                self.blocked.add(inst)
+                return None
+            for price in prices:
+                qty = levels[price]
+                pn, qn = _num(price), _num(qty)
+                if pn is None or qn is None:
+                    self.blocked.add(inst)
+                    return None
+                level = _Level.__new__(_Level)
+                level.price, level.qty = pn, qn
+                if held is not None:
+                    have = held.get(price)
+                    if have is None or have[1] != qty:
+                        self.blocked.add(inst)
+                        return None
+                    level.tkey = have[0]
+                (<_Side> side).insert((<_Side> side).n, -pn.v if ask else pn.v, level)
+        try:
+            fb.last, fb.ts_event = book.last_update_id, book.ts_event
+            fb.last_seen = st.last_seen_ns
+        except OverflowError:  # beyond int64 (a restored state): the Python path keeps it
+            self.blocked.add(inst)
+            return None
+        fb.crossed, fb.contiguous, fb.warned = st.crossed, st.contiguous, st.warned_unsynced
+        fb.cause, fb.cause_record = None, st.last_cause
+        self.books[inst] = fb
+        self.by_raw[fb.inst_key] = fb
+        return fb
+
+    def settle(self, str inst):
+        """Hand ``inst`` back: the processor's book, chain position, flags and the level
+        store's mirror become this object's, and the Python path owns it again."""
+        cdef FastBook fb = self.books.pop(inst, None)
+        cdef _Level level
+        if fb is None:
+            return
+        del self.by_raw[fb.inst_key]
+        st = self.proc._books[inst]
+        book = st.book
+        bids, asks, held_b, held_a = {}, {}, {}, {}
+        for level in fb.bids.levels:
+            bids[level.price.decimal()] = level.qty.decimal()
+            held_b[level.price.decimal()] = (level.tkey, level.qty.decimal())
+        for level in reversed(fb.asks.levels):
+            asks[level.price.decimal()] = level.qty.decimal()
+            held_a[level.price.decimal()] = (level.tkey, level.qty.decimal())
+        book._bids, book._asks = bids, asks
+        book._bid_prices, book._ask_prices = list(bids), list(asks)
+        book._bid_top = book._ask_top = None
+        book._bid_qty = book._ask_qty = None
+        book.last_update_id, book.ts_event = fb.last, fb.ts_event
+        st.last_seen_ns, st.crossed = fb.last_seen, fb.crossed
+        if fb.cause is not None:
+            st.last_cause = self.decode_update(fb.cause)
+        st.derived_from, st.derived = None, ()
+        if self.store is not None:
+            self.store._mirror[inst] = {"b": held_b, "a": held_a}
+
+    def settle_all(self):
+        for inst in list(self.books):
+            self.settle(inst)
+
+    def settle_silent(self, long long now_ns, long long after_ns):
+        """Hand back each owned instrument silent for ``after_ns`` (a STALE is coming)."""
+        cdef FastBook fb
+        for fb in list(self.books.values()):
+            if now_ns - fb.last_seen >= after_ns:
+                self.settle(fb.inst)
+
+    def drop(self, str inst):
+        """Forget ``inst`` without handing it back (the processor's copy replaces it)."""
+        cdef FastBook fb = self.books.pop(inst, None)
+        if fb is not None:
+            del self.by_raw[fb.inst_key]
+        self.blocked.discard(inst)
+
+    def meta(self, str inst):
+        """``BookProcessor.state(inst, levels=False)`` of an owned instrument."""
+        cdef FastBook fb = self.books[inst]
+        state = {
+            "book": {
+                "instrument": inst,
+                "last_update_id": fb.last,
+                "ts_event": fb.ts_event,
+                "bids": [],
+                "asks": [],
+            },
+            "last_seen_ns": fb.last_seen,
+            "in_sync": True,
+            "ever_synced": True,
+            "crossed": fb.crossed,
+            "stale": False,
+            "warned_unsynced": fb.warned,
+        }
+        if fb.cause is not None:
+            d = orjson.loads(fb.cause)
+            state["last_cause"] = {
+                "instrument": d["instrument"],
+                "ts_event": d["ts_event"],
+                "ts_init": d["ts_init"],
+                "record_id": d["record_id"],
+                "lineage_id": d["lineage_id"],
+                "kind": d["kind"],
+                "first_update_id": d["first_update_id"],
+                "final_update_id": d["final_update_id"],
+            }
+        else:
+            return None  # nothing applied here yet: the processor's own state says it
+        return state
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+cdef inline Py_ssize_t _lit(const char *s, Py_ssize_t n, Py_ssize_t i, const char *lit,
+                            Py_ssize_t k) noexcept:
+    """``i`` past ``lit`` if the payload has it at ``i``, else -1."""
+    cdef Py_ssize_t j
+    if i < 0 or i + k > n:
+        return -1
+    for j in range(k):
+        if s[i + j] != lit[j]:
+            return -1
+    return i + k
+
+
+cdef inline Py_ssize_t _str(const char *s, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """The end of a JSON string's plain-ASCII body at ``i`` (the closing quote), -1 if it
+    has an escape, a control or a non-ASCII byte (the Python path decides those)."""
+    cdef unsigned char c
+    if i < 0:
+        return -1
+    while i < n:
+        c = <unsigned char> s[i]
+        if c == 34:  # "
+            return i
+        if c == 92 or c < 32 or c > 126:
+            return -1
+        i += 1
+    return -1
+
+
+cdef inline Py_ssize_t _int(const char *s, Py_ssize_t n, Py_ssize_t i, long long *out) noexcept:
+    """A JSON non-negative integer up to 2**63 - 1 at ``i`` (no leading zero)."""
+    cdef Py_ssize_t start = i
+    cdef long long v = 0
+    cdef int d
+    if i < 0 or i >= n:
+        return -1
+    while i < n and 48 <= s[i] <= 57:
+        d = s[i] - 48
+        if v > (_I64_MAX - d) // 10:
+            return -1
+        v = v * 10 + d
+        i += 1
+    if i == start or (s[start] == 48 and i - start > 1):
+        return -1
+    out[0] = v
+    return i
+
+
+cdef bint _best_after(_Side side, list changes, bint ask, fb_i128 *best):
+    """The best key of ``side`` once ``changes`` are set (False: the side is empty)."""
+    cdef Num price, qty
+    cdef fb_i128 key, top = 0
+    cdef bint have = False
+    cdef Py_ssize_t i, j, m = len(changes)
+    cdef bint changed
+    # the best level set by the changes (the last write of a price wins)
+    for i in range(m):
+        price, qty = changes[i]
+        key = -price.v if ask else price.v
+        if have and key <= top:
+            continue
+        for j in range(i + 1, m):
+            if (-(<Num> changes[j][0]).v if ask else (<Num> changes[j][0]).v) == key:
+                qty = changes[j][1]
+        if qty.v != 0:
+            top, have = key, True
+    # the best level of the book the changes leave alone
+    i = side.n - 1
+    while i >= 0:
+        key = side.keys[i]
+        changed = False
+        for j in range(m):
+            if (-(<Num> changes[j][0]).v if ask else (<Num> changes[j][0]).v) == key:
+                changed = True
+                break
+        if not changed:
+            if not have or key > top:
+                top, have = key, True
+            break
+        i -= 1
+    best[0] = top
+    return have
+
+
+cdef bint _is_crossed(FastBook fb, _Parsed p):
+    """Whether the book is crossed (best bid >= best ask) once ``p`` is applied."""
+    cdef fb_i128 bid, ask
+    if not _best_after(fb.bids, p.bids, False, &bid):
+        return False
+    if not _best_after(fb.asks, p.asks, True, &ask):
+        return False
+    return bid >= -ask
+
+
+cdef void _side_top(FastBooks fbs, _Side side) except *:
+    """The JSON of ``side``'s best ``top_n`` levels and their total quantity (summed as
+    ``BookProcessor._top`` sums it: from ``Decimal(0)``, best first)."""
+    cdef Py_ssize_t i, stop = side.n - fbs.top_n
+    cdef _Level level
+    if stop < 0:
+        stop = 0
+    cdef fb_i128 total = 0
+    fbs.len = 0
+    fbs.put(b"[", 1)
+    i = side.n - 1
+    while i >= stop:
+        level = <_Level> side.levels[i]
+        fbs.put(b"[", 1)
+        fbs.put_bytes(level.price.js())
+        fbs.put(b",", 1)
+        fbs.put_bytes(level.qty.js())
+        fbs.put(b"],", 2)
+        if total >= 0:
+            total = total + level.qty.v if total < _LIMIT else -1
+        i -= 1
+    if fbs.len > 1:
+        fbs.len -= 1  # the last comma
+    fbs.put(b"]", 1)
+    side.top_js = PyBytes_FromStringAndSize(fbs.buf, fbs.len)
+    side.top_sum = total
+    side.top_len = side.n - stop
+
+
+cdef tuple _top_tuple(FastBooks fbs, _Side side):
+    """The kept top as ``((price, quantity), ...)`` Decimals, best first."""
+    cdef Py_ssize_t i
+    cdef _Level level
+    if side.top_tuple is None:
+        out = []
+        for i in range(side.n - 1, side.n - 1 - side.top_len, -1):
+            level = <_Level> side.levels[i]
+            out.append((level.price.decimal(), level.qty.decimal()))
+        side.top_tuple = tuple(out)
+    return side.top_tuple
+
+
+cdef object _py_int(fb_i128 x):
+    """A 128-bit integer as a Python int."""
+    if x < 0:
+        return -_py_int(-x)
+    return (<object> <unsigned long long> (x >> 64)) << 64 | (
+        <object> <unsigned long long> (x & <fb_i128> 0xFFFFFFFFFFFFFFFF)
+    )
+
+
+cdef object _decimal_sum(_Side side):
+    """The side's top quantity as ``BookProcessor._top`` sums it: from ``Decimal(0)``,
+    best first."""
+    cdef Py_ssize_t i
+    total = _ZERO
+    for i in range(side.n - 1, side.n - 1 - side.top_len, -1):
+        total = total + (<_Level> side.levels[i]).qty.decimal()
+    return total
+
+
+cdef object _imbalance(_Side bids, _Side asks):
+    """The top's imbalance, ``float((bid_qty - ask_qty) / (bid_qty + ask_qty))`` or None.
+    With both sums under 10**prec (fixed point, scaled alike) every Decimal addition of
+    the Python path is exact, so the quotient of the same values, rounded once by the
+    same context, is the same; otherwise the Decimal sums are made as it makes them."""
+    cdef fb_i128 b = bids.top_sum, a = asks.top_sum
+    prec = getcontext().prec
+    if b >= 0 and a >= 0 and prec <= 37 and b + a < _P10[<int> prec]:
+        if b + a == 0:
+            return None
+        return float(Decimal(_py_int(b - a)) / Decimal(_py_int(b + a)))
+    bid_qty, ask_qty = _decimal_sum(bids), _decimal_sum(asks)
+    total = bid_qty + ask_qty
+    return None if total == 0 else float((bid_qty - ask_qty) / total)
+
+
+cdef bytes _derived(FastBook fb):
+    """``"best_bid":...,"microprice":...`` as ``BookProcessor._top`` derives them (mid,
+    spread and microprice again only when a best level's price or quantity changed: the
+    same Nums give the same Decimals)."""
+    cdef _Level b, a
+    cdef _Side bids = fb.bids, asks = fb.asks
+    fb.imbalance = _imbalance(bids, asks)
+    imbalance = b"null" if fb.imbalance is None else _float_json(fb.imbalance)
+    if bids.n and asks.n:
+        b, a = <_Level> bids.levels[bids.n - 1], <_Level> asks.levels[asks.n - 1]
+        if (
+            fb.mid_js is None
+            or fb.mid_from_bp is not b.price
+            or fb.mid_from_bq is not b.qty
+            or fb.mid_from_ap is not a.price
+            or fb.mid_from_aq is not a.qty
+        ):
+            bid, bq = b.price.decimal(), b.qty.decimal()
+            ask, aq = a.price.decimal(), a.qty.decimal()
+            mid = (bid + ask) / _TWO
+            spread = ask - bid
+            micro = (bid * aq + ask * bq) / (bq + aq)
+            fb.mid_js = b"".join(
+                (
+                    b',"best_bid":', b.price.js(),
+                    b',"best_ask":', a.price.js(),
+                    b',"mid":"', str(mid).encode(),
+                    b'","spread":"', str(spread).encode(),
+                    b'","imbalance":',
+                )
+            )
+            fb.micro_js = b',"microprice":"' + str(micro).encode() + b'"'
+            fb.mid, fb.spread, fb.micro = mid, spread, micro
+            fb.mid_from_bp, fb.mid_from_bq = b.price, b.qty
+            fb.mid_from_ap, fb.mid_from_aq = a.price, a.qty
+        return fb.mid_js + imbalance + fb.micro_js
+    return b"".join(
+        (
+            b',"best_bid":', (<_Level> bids.levels[bids.n - 1]).price.js() if bids.n else b"null",
+            b',"best_ask":', (<_Level> asks.levels[asks.n - 1]).price.js() if asks.n else b"null",
+            b',"mid":null,"spread":null,"imbalance":', imbalance,
+            b',"microprice":null',
+        )
+    )
