@@ -70,7 +70,7 @@ from algostream.model.records import (
 from algostream.risk.breaker import ALL_INSTRUMENTS, RECONCILIATION_ACTOR, CircuitBreaker
 from algostream.risk.errors import StateRestoreError
 from algostream.risk.futures import Funding, FuturesGate
-from algostream.risk.ledger import AVG_CONTEXT, ZERO, AccountLedger
+from algostream.risk.ledger import AVG_CONTEXT, ZERO, AccountLedger, PositionLedger
 from algostream.risk.limits import (
     InstrumentFilters,
     OrderRateWindow,
@@ -81,7 +81,13 @@ from algostream.risk.limits import (
     approved_record,
     rejected_record,
 )
-from algostream.risk.stops import StopManager, closing_order, stop_event, stop_proposal
+from algostream.risk.stops import (
+    NEVER_TRIPS,
+    StopManager,
+    closing_order,
+    stop_event,
+    stop_proposal,
+)
 
 STATE_VERSION = 1
 HUNDRED = Decimal(100)
@@ -480,25 +486,33 @@ class RiskProcessor:
 
     def on_book_top(self, top: BookTop, now_ns: int | None = None) -> list[Record]:
         """Mark positions, run stops and the breaker; throttled Position/PnL records."""
+        inst = top.instrument
         now = top.ts_init if now_ns is None else now_ns
-        self._tops[top.instrument] = top
+        self._tops[inst] = top
+        mid = top.mid
         out: list[Record] = []
         for ledger in self.ledgers.values():
-            pos = ledger.positions.get(top.instrument)
+            pos = ledger.positions.get(inst)
             if pos is None:
                 continue
-            if top.mid is not None:
-                ledger.set_mark(top.instrument, top.mid)
-            if pos.quantity:
-                out.extend(self._mark_outputs(ledger, top, now))
-        for (account, sid), book in self.books.items():
-            spos = book.positions.get(top.instrument)
-            if spos is None:
-                continue
-            if top.mid is not None:
-                book.set_mark(top.instrument, top.mid)
-            if spos.quantity:
-                out.extend(self._strategy_outputs(account, sid, top, now, throttle=True))
+            if mid is not None:
+                last = pos.mark_price
+                if last is None or mid != last or not mid.same_quantum(last):
+                    ledger.set_mark(inst, mid)
+                elif ledger.equity_value > ledger.peak_equity:
+                    ledger.set_mark(inst, mid)  # (a funding raised equity: the peak moves)
+                # else the same mark (most tops): P&L, equity and peak as they were
+            if pos.quantity and not self._quiet_mark(ledger, pos, top):
+                out += self._mark_outputs(ledger, top, now)
+        if self.books:
+            for (account, sid), book in self.books.items():
+                spos = book.positions.get(inst)
+                if spos is None:
+                    continue
+                if mid is not None:
+                    book.set_mark(inst, mid)
+                if spos.quantity:
+                    out.extend(self._strategy_outputs(account, sid, top, now, throttle=True))
         return out
 
     def _strategy_outputs(
@@ -587,18 +601,75 @@ class RiskProcessor:
             detail=detail,
         )
 
+    def _quiet_mark(self, ledger: AccountLedger, pos: PositionLedger, top: BookTop) -> bool:
+        """True when :meth:`_mark_outputs` would return nothing and change nothing: no
+        Position/PnL record due yet (``mark_interval_ns``), no breaker layer set, the
+        account found clear at this ledger version and peak, and the stop's exit price
+        neither moves its trailing reference nor reaches its trip price (as kept by
+        :meth:`StopManager.evaluate`). Most tops with a position; anything else: False
+        (the full path decides, as it always did). The stop is looked at only once the
+        breaker is known clear: a trip found by ``_mark_outputs`` comes after its stop,
+        so when the breaker would trip the full path runs (stop first, as before)."""
+        account, inst = ledger.account, top.instrument
+        last = self._last_emit.get((account, inst))
+        if last is None or top.ts_event - last >= self.mark_interval_ns:
+            return False
+        breaker = self.breaker
+        if breaker._accounts or breaker._instruments or breaker._integrity or breaker._mismatch:
+            return False
+        clear = breaker._clear.get(account)
+        if (
+            clear is None
+            or clear[0] is not ledger
+            or clear[1] != ledger.version
+            or clear[2] is not ledger.peak_equity
+        ) and not breaker.is_clear(ledger):
+            return False
+        tracker = self.stops._trackers.get((account, inst))
+        if tracker is None or tracker.fired:
+            return True
+        trip = tracker.trip
+        if trip is None or tracker.trip_avg is not pos.avg_price:
+            return False  # the trip price is to work out (after a fill)
+        if tracker.direction > 0:
+            price = top.best_bid
+            return (
+                price is not None
+                and price <= tracker.best_price
+                and (trip is NEVER_TRIPS or price > trip)
+            )
+        price = top.best_ask
+        return (
+            price is not None
+            and price >= tracker.best_price
+            and (trip is NEVER_TRIPS or price < trip)
+        )
+
     def _mark_outputs(self, ledger: AccountLedger, top: BookTop, now: int) -> list[Record]:
         inst, account = top.instrument, ledger.account
         pos = ledger.positions[inst]
-        out: list[Record] = []
-        state = self.breaker.state(account, inst)
-        # While HALTED a close would be refused anyway: keep the stop armed for RESUME.
+        breaker = self.breaker
+        # On every top with a position: the breaker's own answers read here where they
+        # are known without a call (no layer set: ACTIVE; the account found clear at this
+        # ledger version and peak: no change); each is what its method would return.
+        state = TradingState.ACTIVE
+        if breaker._accounts or breaker._instruments or breaker._integrity or breaker._mismatch:
+            state = breaker.state(account, inst)
         hit = None
+        # While HALTED a close would be refused anyway: keep the stop armed for RESUME.
         if state is not TradingState.HALTED:
             hit = self.stops.evaluate(account, inst, pos.quantity, pos.avg_price, top)
+        out: list[Record] = []
         if hit is not None:
             out += [stop_proposal(hit, top, now), stop_event(hit, state, top, now)]
-        out += [c.to_event(top, now) for c in self.breaker.check_account(ledger)]
+        clear = breaker._clear.get(account)
+        if (
+            clear is None
+            or clear[0] is not ledger
+            or clear[1] != ledger.version
+            or clear[2] is not ledger.peak_equity
+        ):
+            out += [c.to_event(top, now) for c in breaker.check_account(ledger)]
         last = self._last_emit.get((account, inst))
         if out or last is None or top.ts_event - last >= self.mark_interval_ns:
             self._last_emit[(account, inst)] = top.ts_event
