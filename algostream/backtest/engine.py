@@ -339,9 +339,9 @@ class BacktestEngine:
 
     def on_trade(self, trade: TradeTick) -> None:
         self.emit("md.trades", trade)
-        events = self.lists.on_trade(trade)
+        events = self.lists.venue.on_trade(trade)  # (the lists react only to events)
         if events:
-            self._fills(events)
+            self._fills(self.lists.follow(events, trade.ts_event))
         for agg in self.bars:
             bar = agg.add(trade)  # (a late trade closes nothing: dropped, as before)
             if bar is not None:

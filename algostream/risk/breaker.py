@@ -216,10 +216,6 @@ class CircuitBreaker:
         remembered as ``check_account`` remembers it. Nothing is tripped here: a breach
         is left to ``check_account`` (on every top with a position whose mark moved)."""
         account = ledger.account
-        if not self.config.enable_circuit_breaker:
-            return True
-        if self._accounts.get(account) is TradingState.HALTED:
-            return True
         clear = self._clear.get(account)
         if (
             clear is not None
@@ -227,6 +223,10 @@ class CircuitBreaker:
             and clear[1] == ledger.version
             and clear[2] is ledger.peak_equity
         ):
+            return True  # (most tops: found clear at this version and peak)
+        if not self.config.enable_circuit_breaker:
+            return True
+        if self._accounts.get(account) is TradingState.HALTED:
             return True
         if self._breach(ledger) is not None:
             return False

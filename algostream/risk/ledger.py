@@ -290,8 +290,8 @@ class AccountLedger:
         self._fees = ZERO
         self._funding = ZERO
         #: the values of unrealised P&L and equity, summed on each change
-        self._u_value = ZERO
-        self._eq_value = starting_equity
+        self.unrealized_value = ZERO
+        self.equity_value = starting_equity
         #: the same as the full sums give them (None: not asked for since the last mark)
         self._u: Decimal | None = ZERO
         self._eq: Decimal | None = starting_equity
@@ -336,7 +336,7 @@ class AccountLedger:
         self._update_peak()
 
     def _update_peak(self) -> None:
-        if self._eq_value > self.peak_equity:
+        if self.equity_value > self.peak_equity:
             self.peak_equity = self.equity  # as the full sums give it (records, state)
 
     # ------------------------------------------------------------------ kept totals
@@ -350,8 +350,8 @@ class AccountLedger:
         self._funding = sum((p.funding for p in positions), ZERO)
         self._u = None
         self._eq = None
-        self._u_value = self.unrealized_pnl
-        self._eq_value = self.equity
+        self.unrealized_value = self.unrealized_pnl
+        self.equity_value = self.equity
 
     def _unrealized_moved(self, old: Decimal, new: Decimal) -> None:
         """One position's unrealised P&L went from ``old`` to ``new`` (a mark that moved
@@ -362,8 +362,10 @@ class AccountLedger:
         Decimal additions on a mark that moved (most tops do not move it: skipped)."""
         self.version += 1
         unrealized = self._u = sum((p._upnl for p in self.positions.values()), ZERO)
-        self._u_value = unrealized
-        self._eq = self._eq_value = self.starting_equity + self._realized + unrealized - self._fees
+        self.unrealized_value = unrealized
+        self._eq = self.equity_value = (
+            self.starting_equity + self._realized + unrealized - self._fees
+        )
 
     @property
     def realized_pnl(self) -> Decimal:
@@ -376,13 +378,8 @@ class AccountLedger:
             # the exponent of a sum is its terms' smallest: summed once per record or
             # new peak (each position's term is kept), not on every mark
             unrealized = self._u = sum((p._upnl for p in self.positions.values()), ZERO)
-            self._u_value = unrealized  # the kept value, its exponent reset
+            self.unrealized_value = unrealized  # the kept value, its exponent reset
         return unrealized
-
-    @property
-    def unrealized_value(self) -> Decimal:
-        """``unrealized_pnl``'s value, O(1)."""
-        return self._u_value
 
     @property
     def fees(self) -> Decimal:
@@ -400,13 +397,8 @@ class AccountLedger:
             equity = self._eq = (
                 self.starting_equity + self._realized + self.unrealized_pnl - self._fees
             )
-            self._eq_value = equity
+            self.equity_value = equity
         return equity
-
-    @property
-    def equity_value(self) -> Decimal:
-        """``equity``'s value, O(1)."""
-        return self._eq_value
 
     def summed(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
         """(realised, unrealised, fees, equity) summed over the positions afresh: what the

@@ -70,7 +70,7 @@ from algostream.model.records import (
 from algostream.risk.breaker import ALL_INSTRUMENTS, RECONCILIATION_ACTOR, CircuitBreaker
 from algostream.risk.errors import StateRestoreError
 from algostream.risk.futures import Funding, FuturesGate
-from algostream.risk.ledger import AVG_CONTEXT, ZERO, AccountLedger, PositionLedger
+from algostream.risk.ledger import AVG_CONTEXT, ZERO, AccountLedger
 from algostream.risk.limits import (
     InstrumentFilters,
     OrderRateWindow,
@@ -485,26 +485,75 @@ class RiskProcessor:
         return self._tops.get(instrument)
 
     def on_book_top(self, top: BookTop, now_ns: int | None = None) -> list[Record]:
-        """Mark positions, run stops and the breaker; throttled Position/PnL records."""
+        """Mark positions, run stops and the breaker; throttled Position/PnL records.
+
+        Most tops with a position change nothing but the mark, and skip the full path
+        (:meth:`_mark_outputs`) when it would return nothing and change nothing: no
+        Position/PnL record due yet (``mark_interval_ns``), no breaker layer set, the
+        account clear (found so at this ledger version and peak, as ``check_account``
+        remembers it), and the stop's exit price neither moving its trailing reference
+        nor reaching its trip price, as :meth:`StopManager.evaluate` keeps them (a trip
+        price to work out after a fill: the full path). Anything else: the full path, as
+        it always ran (a breach found by ``is_clear`` is tripped there, after the stop).
+        """
         inst = top.instrument
-        now = top.ts_init if now_ns is None else now_ns
         self._tops[inst] = top
         mid = top.mid
         out: list[Record] = []
+        breaker = self.breaker
         for ledger in self.ledgers.values():
             pos = ledger.positions.get(inst)
             if pos is None:
                 continue
             if mid is not None:
                 last = pos.mark_price
-                if last is None or mid != last or not mid.same_quantum(last):
+                if (
+                    last is None
+                    or mid != last
+                    or not mid.same_quantum(last)
+                    or ledger.equity_value > ledger.peak_equity  # (a funding raised it)
+                ):
                     ledger.set_mark(inst, mid)
-                elif ledger.equity_value > ledger.peak_equity:
-                    ledger.set_mark(inst, mid)  # (a funding raised equity: the peak moves)
                 # else the same mark (most tops): P&L, equity and peak as they were
-            if pos.quantity and not self._quiet_mark(ledger, pos, top):
-                out += self._mark_outputs(ledger, top, now)
+            if not pos.quantity:
+                continue
+            key = (ledger.account, inst)
+            emitted = self._last_emit.get(key)
+            if (
+                emitted is not None
+                and top.ts_event - emitted < self.mark_interval_ns
+                and not (
+                    breaker._accounts
+                    or breaker._instruments
+                    or breaker._integrity
+                    or breaker._mismatch
+                )
+                and breaker.is_clear(ledger)
+            ):
+                tracker = self.stops._trackers.get(key)
+                if tracker is None or tracker.fired:
+                    continue
+                trip = tracker.trip
+                if trip is not None and tracker.trip_avg is pos.avg_price:
+                    if tracker.direction > 0:
+                        price = top.best_bid
+                        if (
+                            price is not None
+                            and price <= tracker.best_price
+                            and (trip is NEVER_TRIPS or price > trip)
+                        ):
+                            continue
+                    else:
+                        price = top.best_ask
+                        if (
+                            price is not None
+                            and price >= tracker.best_price
+                            and (trip is NEVER_TRIPS or price < trip)
+                        ):
+                            continue
+            out += self._mark_outputs(ledger, top, top.ts_init if now_ns is None else now_ns)
         if self.books:
+            now = top.ts_init if now_ns is None else now_ns
             for (account, sid), book in self.books.items():
                 spos = book.positions.get(inst)
                 if spos is None:
@@ -599,50 +648,6 @@ class RiskProcessor:
             actor=actor,
             reason=reason,
             detail=detail,
-        )
-
-    def _quiet_mark(self, ledger: AccountLedger, pos: PositionLedger, top: BookTop) -> bool:
-        """True when :meth:`_mark_outputs` would return nothing and change nothing: no
-        Position/PnL record due yet (``mark_interval_ns``), no breaker layer set, the
-        account found clear at this ledger version and peak, and the stop's exit price
-        neither moves its trailing reference nor reaches its trip price (as kept by
-        :meth:`StopManager.evaluate`). Most tops with a position; anything else: False
-        (the full path decides, as it always did). The stop is looked at only once the
-        breaker is known clear: a trip found by ``_mark_outputs`` comes after its stop,
-        so when the breaker would trip the full path runs (stop first, as before)."""
-        account, inst = ledger.account, top.instrument
-        last = self._last_emit.get((account, inst))
-        if last is None or top.ts_event - last >= self.mark_interval_ns:
-            return False
-        breaker = self.breaker
-        if breaker._accounts or breaker._instruments or breaker._integrity or breaker._mismatch:
-            return False
-        clear = breaker._clear.get(account)
-        if (
-            clear is None
-            or clear[0] is not ledger
-            or clear[1] != ledger.version
-            or clear[2] is not ledger.peak_equity
-        ) and not breaker.is_clear(ledger):
-            return False
-        tracker = self.stops._trackers.get((account, inst))
-        if tracker is None or tracker.fired:
-            return True
-        trip = tracker.trip
-        if trip is None or tracker.trip_avg is not pos.avg_price:
-            return False  # the trip price is to work out (after a fill)
-        if tracker.direction > 0:
-            price = top.best_bid
-            return (
-                price is not None
-                and price <= tracker.best_price
-                and (trip is NEVER_TRIPS or price > trip)
-            )
-        price = top.best_ask
-        return (
-            price is not None
-            and price >= tracker.best_price
-            and (trip is NEVER_TRIPS or price < trip)
         )
 
     def _mark_outputs(self, ledger: AccountLedger, top: BookTop, now: int) -> list[Record]:
