@@ -528,7 +528,15 @@ class RiskProcessor:
                     or breaker._integrity
                     or breaker._mismatch
                 )
-                and breaker.is_clear(ledger)
+                and (
+                    (
+                        (clear := breaker._clear.get(key[0])) is not None
+                        and clear[0] is ledger
+                        and clear[1] == ledger.version
+                        and clear[2] is ledger.peak_equity
+                    )
+                    or breaker.is_clear(ledger)  # (a moved mark: decided there)
+                )
             ):
                 tracker = self.stops._trackers.get(key)
                 if tracker is None or tracker.fired:
