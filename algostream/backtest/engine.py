@@ -184,25 +184,56 @@ class BacktestEngine:
             RawFrame: self.on_raw_batch,
             MarkPrice: self.on_mark_price,
         }
-        for record in records:
-            if record.ts_event > self._last_ts:
-                self._last_ts = record.ts_event
-            handler = handlers.get(type(record))
-            if handler is not None:
-                handler(record)
-            elif isinstance(record, RawFrame):
-                self.on_raw_batch(record)
-            elif isinstance(record, BookUpdate):
-                self.on_book_update(record)
-            elif isinstance(record, TradeTick):
-                self.on_trade(record)
-            elif isinstance(record, MarkPrice):
-                self.on_mark_price(record)
-            else:
-                raise TypeError(
-                    f"backtest input must be md.raw/md.book/md.trades/md.mark_price records, "
-                    f"got {type(record).__name__}"
-                )
+        # the book updates (most of a tick run's events) handled here, without a call
+        # per update and per top for what is bound once per run (see on_book_update)
+        plain = type(self).on_book_update is BacktestEngine.on_book_update
+        fast = plain and type(self)._on_top is BacktestEngine._on_top
+        emit = self.result.outputs.append if type(self).emit is BacktestEngine.emit else None
+        on_update = self.book.on_update
+        venue_top = self.lists.venue.on_book_top
+        risk_top = self.risk.on_book_top
+        unread = self._unread_tops
+        last_ts = self._last_ts
+        try:
+            for record in records:
+                if record.ts_event > last_ts:
+                    last_ts = self._last_ts = record.ts_event
+                if fast and emit is not None and type(record) is BookUpdate:
+                    emit(("md.book", record))
+                    for out in on_update(record, record.ts_init):
+                        if type(out) is not BookTop:
+                            self._on_book_output(out)
+                            continue
+                        # _on_top, inlined
+                        emit(("book.top", out))
+                        unread[out.instrument] = out
+                        events = venue_top(out)
+                        if events:
+                            self._fills(self.lists.follow(events, out.ts_event))
+                        marks = risk_top(out, out.ts_init)
+                        if marks:
+                            self._risk(marks)
+                        if self.signals.uses_books:
+                            self._signals(self.signals.on_book(out))
+                    continue
+                handler = handlers.get(type(record))
+                if handler is not None:
+                    handler(record)
+                elif isinstance(record, RawFrame):
+                    self.on_raw_batch(record)
+                elif isinstance(record, BookUpdate):
+                    self.on_book_update(record)
+                elif isinstance(record, TradeTick):
+                    self.on_trade(record)
+                elif isinstance(record, MarkPrice):
+                    self.on_mark_price(record)
+                else:
+                    raise TypeError(
+                        f"backtest input must be md.raw/md.book/md.trades/md.mark_price "
+                        f"records, got {type(record).__name__}"
+                    )
+        finally:
+            self._last_ts = max(self._last_ts, last_ts)
 
     def finish(self, close_positions: bool = False) -> BacktestResult:
         """The end of the input: close every open bar (as the live bar stage's clock does
@@ -275,22 +306,31 @@ class BacktestEngine:
 
     # ------------------------------------------------------------------ market data
     def on_book_update(self, update: BookUpdate) -> None:
+        # (``_run`` does the same for a run's updates without the calls: keep them alike)
         self.emit("md.book", update)
         for record in self.book.on_update(update, update.ts_init):
             if isinstance(record, BookTop):
                 self._on_top(record)
-            elif isinstance(record, BookIntegrity):
-                self.emit("book.integrity", record)
-                self._risk(self.risk.on_integrity(record, record.ts_init))
+            else:
+                self._on_book_output(record)
+
+    def _on_book_output(self, record: Record) -> None:
+        """A book stage output that is not a ``BookTop`` (a ``BookIntegrity`` or a top of
+        a subclass: as ``on_book_update`` would handle it)."""
+        if isinstance(record, BookTop):
+            self._on_top(record)
+        elif isinstance(record, BookIntegrity):
+            self.emit("book.integrity", record)
+            self._risk(self.risk.on_integrity(record, record.ts_init))
 
     def _on_top(self, top: BookTop) -> None:
         # (every book update: the emptiness checks spare a call per stage and top)
         self.emit("book.top", top)
         # features keep only the latest top, read at the next bar: handed over then
         self._unread_tops[top.instrument] = top
-        events = self.lists.on_book_top(top)
+        events = self.lists.venue.on_book_top(top)
         if events:
-            self._fills(events)
+            self._fills(self.lists.follow(events, top.ts_event))
         marks = self.risk.on_book_top(top, top.ts_init)
         if marks:
             self._risk(marks)
@@ -299,12 +339,12 @@ class BacktestEngine:
 
     def on_trade(self, trade: TradeTick) -> None:
         self.emit("md.trades", trade)
-        events = self.lists.on_trade(trade)
+        events = self.lists.venue.on_trade(trade)  # (the lists react only to events)
         if events:
-            self._fills(events)
+            self._fills(self.lists.follow(events, trade.ts_event))
         for agg in self.bars:
-            bars = agg.on_trade(trade).bars
-            for bar in bars:
+            bar = agg.add(trade)  # (a late trade closes nothing: dropped, as before)
+            if bar is not None:
                 self._on_bar(bar)
 
     def on_mark_price(self, mark: MarkPrice) -> None:

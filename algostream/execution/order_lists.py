@@ -270,7 +270,12 @@ class OrderLists:
     def on_book_top(self, top: BookTop) -> list[OrderEvent]:
         """The venue's ``on_book_top``, then the lists' reactions."""
         events = self.venue.on_book_top(top)
-        return events + self._follow(events, top.ts_event)
+        return self.follow(events, top.ts_event) if events else events
+
+    def follow(self, events: list[OrderEvent], now_ns: int) -> list[OrderEvent]:
+        """``events`` of the venue, then the lists' reactions to them (for a caller that
+        called the venue itself: the backtest engine, on every book top)."""
+        return events + self._follow(events, now_ns)
 
     def on_trade(self, trade: TradeTick) -> list[OrderEvent]:
         """The venue's ``on_trade``, then the lists' reactions."""

@@ -111,8 +111,18 @@ class PaperBroker:
 
     def on_book_top(self, top: BookTop) -> list[OrderEvent]:
         """Keep ``top`` as the instrument's book; run arrivals, then fill crossed resting orders."""
-        events = self._run_pending(top.ts_event, instrument=top.instrument) if self._pending else []
         book = self._books.get(top.instrument)
+        if not (
+            book is None
+            or self._pending
+            or self._held
+            or self._resting
+            or book.taken_bids
+            or book.taken_asks
+        ):  # (most tops: nothing in flight, held or resting: the book is all that changes)
+            book.bids, book.asks = tuple(top.bids), tuple(top.asks)
+            return []
+        events = self._run_pending(top.ts_event, instrument=top.instrument) if self._pending else []
         if book is None:
             self._books[top.instrument] = _Book(tuple(top.bids), tuple(top.asks), {}, {})
         else:  # (the instrument's book, updated in place: no object per top)

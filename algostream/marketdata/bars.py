@@ -87,44 +87,46 @@ class BarAggregator:
         self._open: dict[str, _OpenBar] = {}
         self._closed_until: dict[str, int] = {}
 
-    def _bucket(self, ts: int) -> int:
-        return ts - ts % self.interval_ns
-
     def on_trade(self, tick: TradeTick) -> BarResult:
         """Add a trade; returns the bar it closed (if any) or the trade itself as late."""
         result = BarResult()
-        start = self._bucket(tick.ts_event)
+        bar = self.add(tick, result.late)
+        if bar is not None:
+            result.bars.append(bar)
+        return result
+
+    def add(self, tick: TradeTick, late: list[TradeTick] | None = None) -> Bar | None:
+        """:meth:`on_trade` without its result object (the backtest engine, per trade):
+        the bar the trade closed, if any; a late trade is appended to ``late``."""
+        interval = self.interval_ns
+        ts = tick.ts_event
+        start = ts - ts % interval
         inst = tick.instrument
         bar = self._open.get(inst)
-        floor = max(self._bucket(self.watermark_ns), self._closed_until.get(inst, 0))
+        watermark = self.watermark_ns
+        floor = max(watermark - watermark % interval, self._closed_until.get(inst, 0))
         if start < floor or (bar is not None and start < bar.start_ns):
-            result.late.append(tick)
-            return result
-        notional = _EXACT.multiply(tick.price, tick.size)
+            if late is not None:
+                late.append(tick)
+            return None
+        price = tick.price
+        notional = _EXACT.multiply(price, tick.size)
         if bar is not None and start == bar.start_ns:
-            bar.high = max(bar.high, tick.price)
-            bar.low = min(bar.low, tick.price)
-            bar.close = tick.price
+            if price > bar.high:  # (max/min: the first of equal values is kept)
+                bar.high = price
+            if price < bar.low:
+                bar.low = price
+            bar.close = price
             bar.volume = _EXACT.add(bar.volume, tick.size)
             bar.quote_volume = _EXACT.add(bar.quote_volume, notional)
             bar.trades += 1
             bar.last_id, bar.last_ts_init = tick.record_id, tick.ts_init
-            return result
-        if bar is not None:
-            result.bars.append(self._close(inst, bar, tick.ts_init))
+            return None
+        closed = None if bar is None else self._close(inst, bar, tick.ts_init)
         self._open[inst] = _OpenBar(
-            start,
-            tick.price,
-            tick.price,
-            tick.price,
-            tick.price,
-            tick.size,
-            notional,
-            1,
-            tick.record_id,
-            tick.ts_init,
+            start, price, price, price, price, tick.size, notional, 1, tick.record_id, tick.ts_init
         )
-        return result
+        return closed
 
     def on_time(self, now_ns: int) -> list[Bar]:
         """Advance the watermark (event time): close every open bar ending at or before it."""

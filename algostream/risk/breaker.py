@@ -210,6 +210,29 @@ class CircuitBreaker:
             )
         ]
 
+    def is_clear(self, ledger: AccountLedger) -> bool:
+        """True when :meth:`check_account` would return nothing now (no loss limit broken,
+        the breaker off, or the account halted already); the account found clear is
+        remembered as ``check_account`` remembers it. Nothing is tripped here: a breach
+        is left to ``check_account`` (on every top with a position whose mark moved)."""
+        account = ledger.account
+        clear = self._clear.get(account)
+        if (
+            clear is not None
+            and clear[0] is ledger
+            and clear[1] == ledger.version
+            and clear[2] is ledger.peak_equity
+        ):
+            return True  # (most tops: found clear at this version and peak)
+        if not self.config.enable_circuit_breaker:
+            return True
+        if self._accounts.get(account) is TradingState.HALTED:
+            return True
+        if self._breach(ledger) is not None:
+            return False
+        self._clear[account] = (ledger, ledger.version, ledger.peak_equity)
+        return True
+
     def _breach(self, ledger: AccountLedger) -> tuple[str, dict[str, str]] | None:
         # on every top: decided on the ledger's kept values (O(1)); the same values as
         # the full sums, so the same decision; a breach's detail is written from the sums

@@ -7,14 +7,12 @@ long-to-short flip closes the whole position first. Fees are accumulated separat
 never mixed into realised P&L. An :class:`AccountLedger` holds the ledgers of one account
 and derives equity, peak equity, drawdown and exposure.
 
-Equity is kept, not summed on each mark: realised P&L, fees and funding change only on
+Equity is kept, not summed on each look: realised P&L, fees and funding change only on
 fills and funding, and are summed then; a mark changes only the marked position's
-unrealised P&L (kept per position), so the account's unrealised P&L and equity move by
-that position's change: O(1) Decimal operations in the number of positions. Those kept
-values are exact, but a sum's exponent is its smallest term's, which the kept value does
-not track (finding a Decimal's exponent costs more than adding a few); so what leaves the
-ledger (records, state, a new peak) is summed over the kept terms when asked for, once
-per record, and every ``PnL`` record is the same, digit for digit, as before.
+unrealised P&L (kept per position), and only a mark that moves it sums the account's
+unrealised P&L and equity again over the kept terms (a mark of the same value, most book
+tops, changes nothing). The kept values are the full sums, value and exponent, so every
+``PnL`` record and every breaker decision is the same as summing on every look.
 
 Exactness: FIFO and LIFO are exact (sums and products of Decimals). The weighted average
 price of the AVERAGE method (and the displayed ``avg_price`` of FIFO/LIFO) is a division;
@@ -33,8 +31,8 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, getcontext
-from typing import Any
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from typing import Any, TypeVar
 
 from algostream.model.enums import CostMethod, Side
 from algostream.model.ids import derive_id
@@ -207,21 +205,29 @@ class PositionLedger:
         return realized
 
     def to_record(self, *, ts_event: int, ts_init: int, cause_id: str) -> Position:
-        """The ``Position`` record of this ledger, caused by record ``cause_id``."""
-        return Position(
-            instrument=self.instrument,
-            ts_event=ts_event,
-            ts_init=ts_init,
-            record_id=derive_id("position", self.account, self.instrument, cause_id),
-            lineage_id=cause_id,
-            account=self.account,
-            quantity=self.quantity,
-            avg_price=self.avg_price,
-            cost_method=self.cost_method,
-            realized_pnl=self.realized_pnl,
-            unrealized_pnl=self.unrealized_pnl(),
-            fees=self.fees,
-            mark_price=self.mark_price,
+        """The ``Position`` record of this ledger, caused by record ``cause_id``.
+
+        Built from the ledger's values as they are (see :func:`_built`: what validating
+        them would make, without the 15 µs of it on every mark's record)."""
+        return _built(
+            Position,
+            {
+                "instrument": self.instrument,
+                "ts_event": ts_event,
+                "ts_init": ts_init,
+                "record_id": derive_id("position", self.account, self.instrument, cause_id),
+                "lineage_id": cause_id,
+                "account": self.account,
+                "quantity": self.quantity,
+                "avg_price": self.avg_price,
+                "cost_method": self.cost_method,
+                "realized_pnl": self.realized_pnl,
+                "unrealized_pnl": self._upnl,
+                "fees": self.fees,
+                "mark_price": self.mark_price,
+                "strategy": None,
+            },
+            _POSITION_SET,
         )
 
     def to_state(self) -> dict[str, Any]:
@@ -271,8 +277,7 @@ class AccountLedger:
     :meth:`position` (or :meth:`from_state`) and tells this ledger of every fill, funding
     and mark. ``realized_pnl``, ``unrealized_pnl``, ``fees`` and ``equity`` equal the sums
     over the positions, value and exponent (:meth:`summed`); ``unrealized_value`` and
-    ``equity_value`` are the same values kept in O(1) per mark, their exponent not fixed
-    (for comparisons: the loss breaker and the peak on every mark).
+    ``equity_value`` are the same values (the loss breaker and the peak read them).
     """
 
     def __init__(self, account: str, cost_method: CostMethod, starting_equity: Decimal) -> None:
@@ -284,9 +289,9 @@ class AccountLedger:
         self._realized = ZERO
         self._fees = ZERO
         self._funding = ZERO
-        #: the values, kept exactly by each mark's change (exponents: the smallest seen)
-        self._u_value = ZERO
-        self._eq_value = starting_equity
+        #: the values of unrealised P&L and equity, summed on each change
+        self.unrealized_value = ZERO
+        self.equity_value = starting_equity
         #: the same as the full sums give them (None: not asked for since the last mark)
         self._u: Decimal | None = ZERO
         self._eq: Decimal | None = starting_equity
@@ -331,7 +336,7 @@ class AccountLedger:
         self._update_peak()
 
     def _update_peak(self) -> None:
-        if self._eq_value > self.peak_equity:
+        if self.equity_value > self.peak_equity:
             self.peak_equity = self.equity  # as the full sums give it (records, state)
 
     # ------------------------------------------------------------------ kept totals
@@ -345,22 +350,22 @@ class AccountLedger:
         self._funding = sum((p.funding for p in positions), ZERO)
         self._u = None
         self._eq = None
-        self._u_value = self.unrealized_pnl
-        self._eq_value = self.equity
+        self.unrealized_value = self.unrealized_pnl
+        self.equity_value = self.equity
 
     def _unrealized_moved(self, old: Decimal, new: Decimal) -> None:
-        """One position's unrealised P&L went from ``old`` to ``new`` (a mark): the kept
-        values move by the difference, exactly (else, past the context's precision,
-        everything is summed and rounded as it always was)."""
-        self._u = None
-        self._eq = None
+        """One position's unrealised P&L went from ``old`` to ``new`` (a mark that moved
+        it): unrealised P&L and equity summed again over the positions' kept terms, as
+        the full sums give them, value and exponent (the sums round to the context's 28
+        digits where a kept difference would not: an AVERAGE lot's 34-digit price makes
+        such terms; those values decide the breaker, so they are the sums'). A few
+        Decimal additions on a mark that moved (most tops do not move it: skipped)."""
         self.version += 1
-        try:
-            change = _EXACT.subtract(new, old)
-            self._u_value = _EXACT.add(self._u_value, change)
-            self._eq_value = _EXACT.add(self._eq_value, change)
-        except (Inexact, InvalidOperation):
-            self._resum()
+        unrealized = self._u = sum((p._upnl for p in self.positions.values()), ZERO)
+        self.unrealized_value = unrealized
+        self._eq = self.equity_value = (
+            self.starting_equity + self._realized + unrealized - self._fees
+        )
 
     @property
     def realized_pnl(self) -> Decimal:
@@ -373,13 +378,8 @@ class AccountLedger:
             # the exponent of a sum is its terms' smallest: summed once per record or
             # new peak (each position's term is kept), not on every mark
             unrealized = self._u = sum((p._upnl for p in self.positions.values()), ZERO)
-            self._u_value = unrealized  # the kept value, its exponent reset
+            self.unrealized_value = unrealized  # the kept value, its exponent reset
         return unrealized
-
-    @property
-    def unrealized_value(self) -> Decimal:
-        """``unrealized_pnl``'s value, O(1) (its exponent may be smaller)."""
-        return self._u_value
 
     @property
     def fees(self) -> Decimal:
@@ -397,13 +397,8 @@ class AccountLedger:
             equity = self._eq = (
                 self.starting_equity + self._realized + self.unrealized_pnl - self._fees
             )
-            self._eq_value = equity
+            self.equity_value = equity
         return equity
-
-    @property
-    def equity_value(self) -> Decimal:
-        """``equity``'s value, O(1) (its exponent may be smaller)."""
-        return self._eq_value
 
     def summed(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
         """(realised, unrealised, fees, equity) summed over the positions afresh: what the
@@ -440,21 +435,27 @@ class AccountLedger:
         return [p for p in self.positions.values() if p.quantity]
 
     def pnl_record(self, *, ts_event: int, ts_init: int, cause_id: str) -> PnL:
-        """The account's ``PnL`` record, caused by record ``cause_id``."""
-        return PnL(
-            instrument=self.pnl_instrument,
-            ts_event=ts_event,
-            ts_init=ts_init,
-            record_id=derive_id("pnl", self.account, cause_id),
-            lineage_id=cause_id,
-            account=self.account,
-            realized_pnl=self.realized_pnl,
-            unrealized_pnl=self.unrealized_pnl,
-            fees=self.fees,
-            equity=self.equity,
-            peak_equity=self.peak_equity,
-            drawdown=self.drawdown,
-            exposure=self.exposure,
+        """The account's ``PnL`` record, caused by record ``cause_id`` (built as
+        :meth:`PositionLedger.to_record` builds its record)."""
+        return _built(
+            PnL,
+            {
+                "instrument": self.pnl_instrument,
+                "ts_event": ts_event,
+                "ts_init": ts_init,
+                "record_id": derive_id("pnl", self.account, cause_id),
+                "lineage_id": cause_id,
+                "account": self.account,
+                "realized_pnl": self.realized_pnl,
+                "unrealized_pnl": self.unrealized_pnl,
+                "fees": self.fees,
+                "equity": self.equity,
+                "peak_equity": self.peak_equity,
+                "drawdown": self.drawdown,
+                "exposure": self.exposure,
+                "strategy": None,
+            },
+            _PNL_SET,
         )
 
     def to_state(self) -> dict[str, Any]:
@@ -483,7 +484,25 @@ class AccountLedger:
         return ledger
 
 
-#: the kept values: exact or not at all (Inexact: the full sums are taken, as before)
-_EXACT = Context(
-    prec=getcontext().prec, rounding=ROUND_HALF_EVEN, traps=[Inexact, InvalidOperation]
-)
+_R = TypeVar("_R", Position, PnL)
+#: the fields a validated record was given (its ``model_fields_set``): all but strategy
+_POSITION_SET = frozenset(Position.model_fields) - {"strategy"}
+_PNL_SET = frozenset(PnL.model_fields) - {"strategy"}
+
+
+def _built(cls: type[_R], values: dict[str, Any], given: frozenset[str]) -> _R:
+    """``cls(**values)`` without validating ``values``: every field, in declared order
+    (``Record.encode`` writes ``__dict__`` in its order), each already of its type. The
+    ledger's values are: its account and instrument came validated with the fills and
+    tops, its amounts are finite Decimals (validated fills and marks, exact arithmetic),
+    ids from ``derive_id``. The same record, field for field and in its encoding, as the
+    validated one (``tests/unit/risk/test_risk_ledger_kept.py``)."""
+    record = cls.__new__(cls)
+    _setattr(record, "__dict__", values)
+    _setattr(record, "__pydantic_fields_set__", set(given))
+    _setattr(record, "__pydantic_extra__", None)
+    _setattr(record, "__pydantic_private__", None)
+    return record
+
+
+_setattr = object.__setattr__

@@ -81,7 +81,13 @@ from algostream.risk.limits import (
     approved_record,
     rejected_record,
 )
-from algostream.risk.stops import StopManager, closing_order, stop_event, stop_proposal
+from algostream.risk.stops import (
+    NEVER_TRIPS,
+    StopManager,
+    closing_order,
+    stop_event,
+    stop_proposal,
+)
 
 STATE_VERSION = 1
 HUNDRED = Decimal(100)
@@ -479,26 +485,91 @@ class RiskProcessor:
         return self._tops.get(instrument)
 
     def on_book_top(self, top: BookTop, now_ns: int | None = None) -> list[Record]:
-        """Mark positions, run stops and the breaker; throttled Position/PnL records."""
-        now = top.ts_init if now_ns is None else now_ns
-        self._tops[top.instrument] = top
+        """Mark positions, run stops and the breaker; throttled Position/PnL records.
+
+        Most tops with a position change nothing but the mark, and skip the full path
+        (:meth:`_mark_outputs`) when it would return nothing and change nothing: no
+        Position/PnL record due yet (``mark_interval_ns``), no breaker layer set, the
+        account clear (found so at this ledger version and peak, as ``check_account``
+        remembers it), and the stop's exit price neither moving its trailing reference
+        nor reaching its trip price, as :meth:`StopManager.evaluate` keeps them (a trip
+        price to work out after a fill: the full path). Anything else: the full path, as
+        it always ran (a breach found by ``is_clear`` is tripped there, after the stop).
+        """
+        inst = top.instrument
+        self._tops[inst] = top
+        mid = top.mid
         out: list[Record] = []
+        breaker = self.breaker
         for ledger in self.ledgers.values():
-            pos = ledger.positions.get(top.instrument)
+            pos = ledger.positions.get(inst)
             if pos is None:
                 continue
-            if top.mid is not None:
-                ledger.set_mark(top.instrument, top.mid)
-            if pos.quantity:
-                out.extend(self._mark_outputs(ledger, top, now))
-        for (account, sid), book in self.books.items():
-            spos = book.positions.get(top.instrument)
-            if spos is None:
+            if mid is not None:
+                last = pos.mark_price
+                if (
+                    last is None
+                    or mid != last
+                    or not mid.same_quantum(last)
+                    or ledger.equity_value > ledger.peak_equity  # (a funding raised it)
+                ):
+                    ledger.set_mark(inst, mid)
+                # else the same mark (most tops): P&L, equity and peak as they were
+            if not pos.quantity:
                 continue
-            if top.mid is not None:
-                book.set_mark(top.instrument, top.mid)
-            if spos.quantity:
-                out.extend(self._strategy_outputs(account, sid, top, now, throttle=True))
+            key = (ledger.account, inst)
+            emitted = self._last_emit.get(key)
+            if (
+                emitted is not None
+                and top.ts_event - emitted < self.mark_interval_ns
+                and not (
+                    breaker._accounts
+                    or breaker._instruments
+                    or breaker._integrity
+                    or breaker._mismatch
+                )
+                and (
+                    (
+                        (clear := breaker._clear.get(key[0])) is not None
+                        and clear[0] is ledger
+                        and clear[1] == ledger.version
+                        and clear[2] is ledger.peak_equity
+                    )
+                    or breaker.is_clear(ledger)  # (a moved mark: decided there)
+                )
+            ):
+                tracker = self.stops._trackers.get(key)
+                if tracker is None or tracker.fired:
+                    continue
+                trip = tracker.trip
+                if trip is not None and tracker.trip_avg is pos.avg_price:
+                    if tracker.direction > 0:
+                        price = top.best_bid
+                        if (
+                            price is not None
+                            and price <= tracker.best_price
+                            and (trip is NEVER_TRIPS or price > trip)
+                        ):
+                            continue
+                    else:
+                        price = top.best_ask
+                        if (
+                            price is not None
+                            and price >= tracker.best_price
+                            and (trip is NEVER_TRIPS or price < trip)
+                        ):
+                            continue
+            out += self._mark_outputs(ledger, top, top.ts_init if now_ns is None else now_ns)
+        if self.books:
+            now = top.ts_init if now_ns is None else now_ns
+            for (account, sid), book in self.books.items():
+                spos = book.positions.get(inst)
+                if spos is None:
+                    continue
+                if mid is not None:
+                    book.set_mark(inst, mid)
+                if spos.quantity:
+                    out.extend(self._strategy_outputs(account, sid, top, now, throttle=True))
         return out
 
     def _strategy_outputs(
@@ -590,15 +661,28 @@ class RiskProcessor:
     def _mark_outputs(self, ledger: AccountLedger, top: BookTop, now: int) -> list[Record]:
         inst, account = top.instrument, ledger.account
         pos = ledger.positions[inst]
-        out: list[Record] = []
-        state = self.breaker.state(account, inst)
-        # While HALTED a close would be refused anyway: keep the stop armed for RESUME.
+        breaker = self.breaker
+        # On every top with a position: the breaker's own answers read here where they
+        # are known without a call (no layer set: ACTIVE; the account found clear at this
+        # ledger version and peak: no change); each is what its method would return.
+        state = TradingState.ACTIVE
+        if breaker._accounts or breaker._instruments or breaker._integrity or breaker._mismatch:
+            state = breaker.state(account, inst)
         hit = None
+        # While HALTED a close would be refused anyway: keep the stop armed for RESUME.
         if state is not TradingState.HALTED:
             hit = self.stops.evaluate(account, inst, pos.quantity, pos.avg_price, top)
+        out: list[Record] = []
         if hit is not None:
             out += [stop_proposal(hit, top, now), stop_event(hit, state, top, now)]
-        out += [c.to_event(top, now) for c in self.breaker.check_account(ledger)]
+        clear = breaker._clear.get(account)
+        if (
+            clear is None
+            or clear[0] is not ledger
+            or clear[1] != ledger.version
+            or clear[2] is not ledger.peak_equity
+        ):
+            out += [c.to_event(top, now) for c in breaker.check_account(ledger)]
         last = self._last_emit.get((account, inst))
         if out or last is None or top.ts_event - last >= self.mark_interval_ns:
             self._last_emit[(account, inst)] = top.ts_event

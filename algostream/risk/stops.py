@@ -34,6 +34,8 @@ from algostream.risk.errors import StateRestoreError
 _HUNDRED = Decimal(100)
 #: no stop is on (both percentages <= 0): never reached
 _NEVER = Decimal("NaN")
+#: the trip price a tracker keeps when no stop is on (compared by identity, never by value)
+NEVER_TRIPS = _NEVER
 STOP_STRATEGY = "risk-stop"
 STOP_ACTOR = "risk.stops"
 
@@ -179,9 +181,11 @@ class StopManager:
         if tracker is None or tracker.fired or position == 0:
             return None
         direction = tracker.direction
-        price = exit_price(direction, top)
+        price = top.best_bid if direction > 0 else top.best_ask  # exit_price(), inlined
         if price is None:
-            return None
+            price = top.mid
+            if price is None:
+                return None
         best = tracker.best_price
         if price > best if direction > 0 else price < best:
             tracker.best_price = best = price

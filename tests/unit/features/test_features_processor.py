@@ -121,3 +121,36 @@ def test_restore_with_different_parameters_is_refused() -> None:
     proc = FeatureProcessor(SignalConfig(rsi_window=7))
     with pytest.raises(FeatureStateError, match="drop the saved state"):
         proc.restore("SIM:BTCUSDT", state)
+
+
+def test_vectors_built_without_validation_equal_the_validated_ones() -> None:
+    """Warming up (NaN -> null) and warm: each vector is what validating its fields makes."""
+    proc = FeatureProcessor(SignalConfig(bar_interval="1s"))
+    nulls = []
+    for bar in decimal_bars(80, seed=11):
+        fv = proc.on_bar(bar)
+        assert fv is not None
+        nulls.append(sum(v is None for v in fv.values.values()))
+        validated = FeatureVector(**{k: getattr(fv, k) for k in FeatureVector.model_fields})
+        assert fv == validated
+        assert fv.encode() == validated.encode()
+        assert fv.model_fields_set == validated.model_fields_set
+    assert nulls[0] > nulls[-1]  # warming up (NaN stored as null), then warm
+
+
+def test_an_infinite_or_non_float_feature_goes_through_the_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proc = FeatureProcessor(SignalConfig(bar_interval="1s"))
+    bars = decimal_bars(3, seed=5)
+    engine = proc.engine(bars[0].instrument)
+    monkeypatch.setattr(engine, "on_bar", lambda bar: {"rsi": float("inf")})
+    with pytest.raises(ValueError, match="feature 'rsi' = inf"):
+        proc.on_bar(bars[0])
+    monkeypatch.setattr(engine, "on_bar", lambda bar: {"rsi": 1, "atr": float("nan")})
+    fv = proc.on_bar(bars[1])
+    assert fv is not None and fv.values == {"rsi": 1.0, "atr": None}
+    assert (
+        fv.encode()
+        == FeatureVector(**{k: getattr(fv, k) for k in FeatureVector.model_fields}).encode()
+    )

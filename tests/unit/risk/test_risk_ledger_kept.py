@@ -1,7 +1,8 @@
 """The account ledger's kept totals equal the full sums over its positions (property tests).
 
-A mark moves the kept unrealised P&L and equity by the marked position's change instead of
-summing every position again; these tests drive random fills, marks and funding (prices
+The ledger keeps its totals instead of summing them on every look (a mark of the same
+value changes nothing; a moving mark sums over the positions' kept terms); these tests
+drive random fills, marks and funding (prices
 and quantities of every exponent, FIFO/LIFO/AVERAGE, several instruments) and check after
 every step that each total equals ``sum(<terms>, Decimal(0))``, value *and* exponent (a
 record's digits), and that the peak is what a ledger summing on every step would hold.
