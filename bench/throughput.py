@@ -217,8 +217,9 @@ async def drain(
     """Start ``workers`` market workers on the backlog; time first to last book.top.
     ``run``: a name that makes this drain's app id (consumer groups, tables) its own, so
     the same backlog can be drained again; ``extra_env``: more settings of the workers;
-    ``profile``: py-spy (native frames, threads apart) records the first worker from its
-    first ``book.top`` for 8 s into this file (raw collapsed stacks)."""
+    ``profile``: py-spy (native frames, threads apart, only the thread holding the GIL)
+    records the first worker from its first ``book.top`` for 8 s into this file (raw
+    collapsed stacks), each thread's share of its CPU beside it (``.threads``)."""
     run_env = dict(env) | (extra_env or {})
     run_env["ALGOSTREAM__KAFKA__APP_ID"] = f"{env['ALGOSTREAM__KAFKA__APP_ID']}-{workers}w{run}"
     sup = Supervisor(work / f"logs-{workers}w{run}", env=run_env)
@@ -302,7 +303,17 @@ def _py_spy(sup: Supervisor, name: str, out: Path) -> subprocess.Popen[bytes]:
     spy = Path(sys.executable).with_name("py-spy")
     return subprocess.Popen(
         [
-            *(str(spy), "record", "--native", "--threads", "--rate", "200", "--duration", "8"),
+            *(
+                str(spy),
+                "record",
+                "--native",
+                "--threads",
+                "--gil",
+                "--rate",
+                "200",
+                "--duration",
+                "8",
+            ),
             *("--format", "raw", "--output", str(out), "--pid", str(child.proc.pid)),
         ],
         stdout=subprocess.DEVNULL,

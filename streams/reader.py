@@ -1,5 +1,7 @@
 """Batch readers: the market worker's ``md.book`` and ``md.trades``, the trading worker's
-taps (``book.top``, ``md.trades``) and its proposals, read with aiokafka, not Faust agents.
+taps (``book.top``, ``md.trades``) and its proposals, read in batches, not by Faust agents.
+The market reader's client is ``kafka.reader_client`` (:mod:`streams.reader_clients`:
+librdkafka, or aiokafka as before); the trading worker's readers use aiokafka.
 
 Faust hands an agent one record at a time (~135 µs of CPU per record before any work, and
 its fetch loop drops records around rebalances that the offset guard must re-read), which
