@@ -1,7 +1,7 @@
 """Batch readers: the market worker's ``md.book`` and ``md.trades``, the trading worker's
 taps (``book.top``, ``md.trades``) and its proposals, read in batches, not by Faust agents.
-The market reader's client is ``kafka.reader_client`` (:mod:`streams.reader_clients`:
-librdkafka, or aiokafka as before); the trading worker's readers use aiokafka.
+The readers' client is ``kafka.reader_client`` (:mod:`streams.reader_clients`: librdkafka,
+or aiokafka as before); the trading gate's reader of its proposals keeps aiokafka.
 
 Faust hands an agent one record at a time (~135 µs of CPU per record before any work, and
 its fetch loop drops records around rebalances that the offset guard must re-read), which
@@ -200,9 +200,10 @@ class PartitionReader:
         self.handlers: dict[str, BatchHandler] = {}
         self._hand_over_hooks: list[Callable[[], None]] = []
         self.consumer: ReaderClient | None = None
-        #: librdkafka under the market reader (``kafka.reader_client``); the trading
-        #: worker's readers (transactional outputs, quiet topics) keep aiokafka
-        self.rdkafka = anchor is not None and settings.kafka.reader_client == "rdkafka"
+        #: librdkafka under the readers (``kafka.reader_client``) but the trading gate's,
+        #: whose offsets go into the account transaction (:mod:`streams.fencing`) and whose
+        #: fetch is on the latency path: it keeps aiokafka
+        self.rdkafka = name != "proposals" and settings.kafka.reader_client == "rdkafka"
         self.ready = asyncio.Event()  # set while this worker reads its partitions
         self.busy = asyncio.Lock()  # one batch, a commit or a hand-over at a time
         #: partition -> next offset to read, for what was processed and written (sent)

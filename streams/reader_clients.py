@@ -179,6 +179,7 @@ class RdkafkaClient:
         group_id: str,
         client_id: str,
         fetch_max_wait_ms: int,
+        fetch_min_bytes: int = 1,
         isolation_level: str = "read_uncommitted",
         **overrides: Any,
     ) -> None:
@@ -198,6 +199,7 @@ class RdkafkaClient:
                 "auto.offset.reset": "earliest",
                 "isolation.level": isolation_level,
                 "fetch.wait.max.ms": fetch_max_wait_ms,
+                "fetch.min.bytes": fetch_min_bytes,
                 # prefetch per partition: enough for many batches, bounded in memory
                 "queued.min.messages": 20_000,
                 "queued.max.messages.kbytes": 16_384,
@@ -380,7 +382,7 @@ def reader_client(cfg: KafkaConfig, *, rdkafka: bool, **kwargs: Any) -> ReaderCl
     (``group_id``, ``client_id``, ``fetch_max_wait_ms``, ...) in aiokafka's names."""
     if not rdkafka:
         return AiokafkaClient(cfg, **kwargs)
-    known = {"group_id", "client_id", "fetch_max_wait_ms", "isolation_level"}
+    known = {"group_id", "client_id", "fetch_max_wait_ms", "fetch_min_bytes", "isolation_level"}
     rest = {k: v for k, v in kwargs.items() if k not in known}
     if set(rest) - {"max_poll_records"}:
         raise ValueError(f"no librdkafka setting for {sorted(set(rest) - {'max_poll_records'})}")
