@@ -264,6 +264,10 @@ class KafkaConfig(Section):
     #: the ingestor's producer: librdkafka (``confluent-kafka``, ~5x less CPU per record)
     #: or aiokafka (the other processes' client); same guarantees (README: ingest)
     ingest_client: Literal["rdkafka", "aiokafka"] = "rdkafka"
+    #: the market worker's batch reader of ``md.book``/``md.trades`` (streams/reader.py):
+    #: aiokafka on the event loop, or librdkafka (``confluent-kafka``) fetching in its own
+    #: threads; same guarantees (commit after produce, rebalance hand-over)
+    reader_client: Literal["rdkafka", "aiokafka"] = "rdkafka"
     acks: Literal["0", "1", "all"] = "all"
     #: the trading worker (colocated and split layouts) writes its outputs, its account
     #: state and the proposals' offsets in one transaction per account (transactional id

@@ -12,6 +12,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -207,11 +210,21 @@ async def drain(
     workers: int,
     limit_s: float = 300.0,
     expect: int | None = None,
+    run: str = "",
+    extra_env: dict[str, str] | None = None,
+    profile: Path | None = None,
 ) -> Drain:
-    """Start ``workers`` market workers on the backlog; time first to last book.top."""
-    run_env = dict(env)
-    run_env["ALGOSTREAM__KAFKA__APP_ID"] = f"{env['ALGOSTREAM__KAFKA__APP_ID']}-{workers}w"
-    sup = Supervisor(work / f"logs-{workers}w", env=run_env)
+    """Start ``workers`` market workers on the backlog; time first to last book.top.
+    ``run``: a name that makes this drain's app id (consumer groups, tables) its own, so
+    the same backlog can be drained again; ``extra_env``: more settings of the workers;
+    ``profile``: py-spy (native frames, threads apart, only the thread holding the GIL)
+    records the first worker from its first ``book.top`` for 8 s into this file (raw
+    collapsed stacks), each thread's share of its CPU beside it (``.threads``)."""
+    run_env = dict(env) | (extra_env or {})
+    run_env["ALGOSTREAM__KAFKA__APP_ID"] = f"{env['ALGOSTREAM__KAFKA__APP_ID']}-{workers}w{run}"
+    sup = Supervisor(work / f"logs-{workers}w{run}", env=run_env)
+    spy: subprocess.Popen[bytes] | None = None
+    threads: asyncio.Task[None] | None = None
     started = time.time_ns()
     clock = CpuClock(sup, [f"market{i}" for i in range(workers)])  # the workers' CPU
     try:
@@ -234,8 +247,15 @@ async def drain(
                 await _wait_count(settings, "book.top", before + expect, limit_s, sup)
             else:
                 await _wait_count(settings, "book.top", before + 1, limit_s, sup)
+                if profile is not None:
+                    spy = _py_spy(sup, "market0", profile)
+                    threads = asyncio.create_task(_thread_cpu(sup, "market0", profile))
                 await _wait_growth_stops(settings, "book.top", quiet_s=5.0, limit_s=limit_s)
     finally:
+        if spy is not None:
+            spy.wait(timeout=60)
+        if threads is not None:
+            await threads
         sup.stop_all()
     tops = await read_topic(settings, "book.top")
     mine = sorted(r.sent_ns for r in tops if r.sent_ns is not None and r.sent_ns >= started)
@@ -247,9 +267,62 @@ async def drain(
     return Drain(workers, len(mid), (mid[-1] - mid[0]) / 1e9, clock.between(mid[0], mid[-1]))
 
 
+def _task_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of ``pid``, by ``name/tid``."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[f"{name}/{task.name}"] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+async def _thread_cpu(sup: Supervisor, name: str, out: Path) -> None:
+    """Each thread's share of the worker's CPU over py-spy's 8 s, beside its stacks."""
+    child = sup.children[name]
+    assert child.proc is not None
+    cpu0 = _task_cpu(child.proc.pid)
+    await asyncio.sleep(8.0)
+    cpu1 = _task_cpu(child.proc.pid)
+    total = sum(cpu1.values()) - sum(cpu0.get(k, 0.0) for k in cpu1)
+    lines = [f"all threads: {total:.2f} s of CPU in 8 s"]
+    for key, cpu in sorted(cpu1.items(), key=lambda kv: kv[1] - cpu0.get(kv[0], 0.0)):
+        used = cpu - cpu0.get(key, 0.0)
+        lines.append(f"{key}: {used:.2f} s, {100 * used / max(total, 1e-9):.1f} %")
+    out.with_suffix(".threads").write_text("\n".join(lines) + "\n")
+
+
+def _py_spy(sup: Supervisor, name: str, out: Path) -> subprocess.Popen[bytes]:
+    child = sup.children[name]
+    assert child.proc is not None
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [
+            *(
+                str(spy),
+                "record",
+                "--native",
+                "--threads",
+                "--gil",
+                "--rate",
+                "200",
+                "--duration",
+                "8",
+            ),
+            *("--format", "raw", "--output", str(out), "--pid", str(child.proc.pid)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 if __name__ == "__main__":  # python -m bench.throughput: the ingest A/B rows only
     import os
-    import sys
 
     variants = ISSUE27 if "--issue27" in sys.argv else CLIENTS
     asyncio.run(ingest_ab(os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"), variants=variants))

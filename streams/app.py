@@ -60,4 +60,6 @@ def create_app(settings: Settings, role: str, **overrides: Any) -> tuple[faust.A
     Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)
     app = faust.App(f"{k.app_id}-{role}", **conf)
     RecoveryWatchdog(app).install()
-    return app, Edge(app, settings, load_catalog(), role)
+    edge = Edge(app, settings, load_catalog(), role)
+    framework.idle_faust_fetches(app, edge)
+    return app, edge

@@ -19,6 +19,9 @@ from typing import Any
 
 #: how long the broker may hold a worker's fetch when none of its partitions has new data
 FETCH_MAX_WAIT_MS = 10
+#: the same for Faust's consumer in a worker whose every input is read by its batch readers
+#: once its tables are recovered (:func:`idle_faust_fetches`)
+IDLE_FETCH_WAIT_MS = 500
 
 #: (module, attribute path) of every private framework name this package relies on
 RELIED_ON: list[tuple[str, str]] = [
@@ -31,6 +34,8 @@ RELIED_ON: list[tuple[str, str]] = [
     ("faust.transport.consumer", "Consumer._read_offset"),
     ("aiokafka.consumer.consumer", "AIOKafkaConsumer._fetch_max_wait_ms"),
     ("aiokafka.consumer.consumer", "AIOKafkaConsumer._isolation_level"),
+    ("aiokafka.consumer.consumer", "AIOKafkaConsumer._fetcher"),
+    ("aiokafka.consumer.fetcher", "Fetcher._fetch_max_wait_ms"),
     ("faust.app.base", "App._consumer_wait_empty"),
     ("faust.tables.manager", "TableManager.recovery"),
     # read by the account transaction (streams.fencing) to tell a fence from other failures
@@ -69,6 +74,7 @@ def _short_fetch_wait() -> None:
     def create_worker_consumer(self: Any, transport: Any) -> Any:
         consumer = create(self, transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        self.app._algostream_faust_consumer = consumer  # idle_faust_fetches
         if getattr(self.app, "_algostream_read_committed", False):
             consumer._isolation_level = "read_committed"
         return consumer
@@ -142,3 +148,47 @@ def _quiet_held_topics() -> None:
 
     setattr(cls, "verify_event_path", verify_event_path)  # noqa: B010
     setattr(cls, "_algostream_quiet_held", True)  # noqa: B010
+
+
+def faust_fetch_wait(app: Any, wait_ms: int) -> bool:
+    """Set the fetch wait of ``app``'s Faust consumer (its aiokafka fetcher, running);
+    False if it has none yet."""
+    consumer = getattr(app, "_algostream_faust_consumer", None)
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is None:
+        return False
+    fetcher._fetch_max_wait_ms = wait_ms
+    return True
+
+
+def idle_faust_fetches(app: Any, edge: Any) -> None:
+    """Faust's consumer of a worker whose inputs are all held (the market worker: its
+    batch reader reads them, :mod:`streams.reader`) fetches nothing it hands to a stage
+    once the tables are recovered, yet aiokafka keeps fetching every partition Faust
+    assigned (Faust pauses a partition in its own bookkeeping only): the quiet ones, the
+    leader topic and changelogs with no new record, were fetched every
+    :data:`FETCH_MAX_WAIT_MS`, ~100 round trips a second parsed in Python in Faust's
+    consumer thread (~60 ms of CPU a second in an idle market worker). From each
+    rebalance's end to the next one's start the broker may hold those fetches for
+    :data:`IDLE_FETCH_WAIT_MS`; a standby changelog with new records is still answered
+    at once. Recovery (and any worker whose Faust agents read a topic) keeps the short
+    wait (:func:`_short_fetch_wait`)."""
+
+    def faust_reads() -> set[str]:
+        try:
+            assigned = app.consumer.assignment()
+        except Exception:  # not started
+            return set()
+        internal = set(app.tables.changelog_topics) | {f"{app.conf.id}-__assignor-__leader"}
+        reads: set[str] = {tp.topic for tp in assigned} - edge.held - internal
+        return reads
+
+    async def recovered(*_: Any, **__: Any) -> None:
+        if not faust_reads():
+            faust_fetch_wait(app, IDLE_FETCH_WAIT_MS)
+
+    async def rebalancing() -> None:
+        faust_fetch_wait(app, FETCH_MAX_WAIT_MS)
+
+    app.on_rebalance_complete.connect(recovered)
+    edge.before_revoke(rebalancing)

@@ -1,5 +1,7 @@
 """Batch readers: the market worker's ``md.book`` and ``md.trades``, the trading worker's
-taps (``book.top``, ``md.trades``) and its proposals, read with aiokafka, not Faust agents.
+taps (``book.top``, ``md.trades``) and its proposals, read in batches, not by Faust agents.
+The readers' client is ``kafka.reader_client`` (:mod:`streams.reader_clients`: librdkafka,
+or aiokafka as before); the trading gate's reader of its proposals keeps aiokafka.
 
 Faust hands an agent one record at a time (~135 µs of CPU per record before any work, and
 its fetch loop drops records around rebalances that the offset guard must re-read), which
@@ -39,14 +41,15 @@ from typing import Any, TypeVar
 
 import faust
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from algostream.config import KafkaConfig, Settings
-from algostream.kafka.clients import make_admin, make_consumer
+from algostream.kafka.clients import make_admin
 from algostream.model.records import Record
 from algostream.observability import metrics
 from streams.edge import Edge, Rejected
 from streams.framework import FETCH_MAX_WAIT_MS
+from streams.reader_clients import ReaderClient, reader_client
 
 log = structlog.get_logger("algostream.streams")
 R = TypeVar("R", bound=Record)
@@ -196,7 +199,11 @@ class PartitionReader:
         #: full topic name -> the stage that takes its records (in registration order)
         self.handlers: dict[str, BatchHandler] = {}
         self._hand_over_hooks: list[Callable[[], None]] = []
-        self.consumer: AIOKafkaConsumer | None = None
+        self.consumer: ReaderClient | None = None
+        #: librdkafka under the readers (``kafka.reader_client``) but the trading gate's,
+        #: whose offsets go into the account transaction (:mod:`streams.fencing`) and whose
+        #: fetch is on the latency path: it keeps aiokafka
+        self.rdkafka = name != "proposals" and settings.kafka.reader_client == "rdkafka"
         self.ready = asyncio.Event()  # set while this worker reads its partitions
         self.busy = asyncio.Lock()  # one batch, a commit or a hand-over at a time
         #: partition -> next offset to read, for what was processed and written (sent)
@@ -256,10 +263,11 @@ class PartitionReader:
             self.caught_up.set()
             log.info(f"reader {self.name} caught up", offsets=sum(self.catch_up_to.values()))
 
-    async def _consumer(self) -> AIOKafkaConsumer:
+    async def _consumer(self) -> ReaderClient:
         if self.consumer is None:
-            consumer = make_consumer(
+            consumer = reader_client(
                 self.settings.kafka,
+                rdkafka=self.rdkafka,
                 group_id=self.group,
                 client_id=f"{self.settings.kafka.client_id}-{self.edge.role}-{self.name}",
                 max_poll_records=MAX_BATCH,
@@ -304,26 +312,21 @@ class PartitionReader:
             for hook in self.before_take_over:
                 await hook()
             tps = self.owned()
-            consumer.assign(tps)
             self.processed, self.committed = {}, {}
-            start = {tp: await consumer.committed(tp) for tp in tps}
+            start = await consumer.committed(tps)
             if any(offset is None for offset in start.values()):
                 # none yet: continue where the worker's Faust agents for these topics
                 # stopped (before this reader read them), else from the log start
                 earlier = await group_offsets(self.settings.kafka, self.app.conf.id, tps)
                 start = {tp: earlier.get(tp) if o is None else o for tp, o in start.items()}
-            for tp, committed in start.items():
-                if committed is None:
-                    await consumer.seek_to_beginning(tp)
-                    committed = await consumer.position(tp)
-                else:
-                    consumer.seek(tp, committed)
+            for tp, committed in (await consumer.begin(start)).items():
                 self.processed[tp] = self.committed[tp] = committed
             self.catch_up_to = await consumer.end_offsets(tps) if tps else {}
             log.info(
                 f"reader {self.name} assigned",
                 partitions=sorted({tp.partition for tp in tps}),
                 topics=[self.edge.catalog_name(name) for name in self.handlers],
+                client="rdkafka" if self.rdkafka else "aiokafka",
             )
             self.ready.set()
             self._check_caught_up()
@@ -341,7 +344,7 @@ class PartitionReader:
             for forget in self._hand_over_hooks:
                 forget()
             if self.consumer is not None:
-                self.consumer.assign([])
+                self.consumer.unassign()
             self.processed, self.committed = {}, {}
 
     async def commit(self) -> None:
@@ -391,6 +394,7 @@ class PartitionReader:
                     if not other.caught_up.is_set():
                         log.info(f"reader {self.name} waits for reader {other.name}")
                         await other.caught_up.wait()
+                epoch = self.epoch
                 batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
                 if not batch:
                     continue
@@ -401,6 +405,11 @@ class PartitionReader:
                 async with self.busy:
                     if not self.ready.is_set():
                         continue  # fetched before a hand-over: read again from the commit
+                    if self.epoch != epoch:
+                        # fetched across a hand-over and take-over: it may hold records
+                        # of either assignment; read again from what was processed
+                        await consumer.begin(dict(self.processed))
+                        continue
                     await self.handle(batch)
         finally:  # the worker stops: what was processed is committed (best effort)
             try:
@@ -450,18 +459,11 @@ class PartitionReader:
     def fetched_at_ns(self, tp: TopicPartition) -> int | None:
         """Wall time (ns) of the last fetch response for ``tp`` (None: not fetched since
         it was assigned here, or not assigned)."""
-        try:
-            ms = None if self.consumer is None else self.consumer.last_poll_timestamp(tp)
-        except Exception:  # not assigned (any more)
-            return None
-        return None if ms is None else int(ms) * 1_000_000
+        return None if self.consumer is None else self.consumer.fetched_at_ns(tp)
 
     def highwater(self, tp: TopicPartition) -> int | None:
         """The partition's end offset as of the last fetch (None: not known yet)."""
-        try:
-            return None if self.consumer is None else self.consumer.highwater(tp)
-        except Exception:  # not assigned (any more)
-            return None
+        return None if self.consumer is None else self.consumer.highwater(tp)
 
     async def report_lag(self) -> None:
         if not self.ready.is_set():

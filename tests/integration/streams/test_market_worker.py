@@ -8,6 +8,8 @@ aggregation; a malformed record lands in ``dlq`` and the worker keeps going.
 
 from __future__ import annotations
 
+import pytest
+
 from algostream.marketdata.bars import BarAggregator
 from algostream.marketdata.binance import parse_frame
 from algostream.model import Bar, BookTop, DeadLetter, TradeTick
@@ -15,13 +17,18 @@ from tests.kafka_kit import decoded, produce, read_until
 from tests.unit.marketdata.marketdata_testkit import capture_events, replay, ws_lines
 
 
-async def test_market_worker_on_recorded_capture(provisioned, supervisor) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("client", ["rdkafka", "aiokafka"])
+async def test_market_worker_on_recorded_capture(provisioned, supervisor, client) -> None:  # type: ignore[no-untyped-def]
+    """The same outputs whichever client reads the inputs (``kafka.reader_client``)."""
     s = provisioned
     r = replay(capture_events())
     updates = [u for per_inst in r.published.values() for u in per_inst]
     trades = [t for line in ws_lines() for t in parse_frame(line.frame, line.recv_ns).trades]
     assert len(updates) > 100 and trades
-    supervisor.start("market", "worker", "market", "--web-port", "0", "--metrics-port", "0")
+    env = {"ALGOSTREAM__KAFKA__READER_CLIENT": client}
+    supervisor.start(
+        "market", "worker", "market", "--web-port", "0", "--metrics-port", "0", env=env
+    )
     await produce(s, "md.book", [*updates[: len(updates) // 2], (b"BINANCE:X", b"\x00garbage")])
     await produce(s, "md.book", updates[len(updates) // 2 :])
     await produce(s, "md.trades", trades)
@@ -65,6 +72,7 @@ async def test_market_worker_on_recorded_capture(provisioned, supervisor) -> Non
             (b.instrument, b.start_ns, b.close, b.volume) for b in want
         ]  # type: ignore[attr-defined]
     assert supervisor.children["market"].alive
+    assert f'"client":"{client}"' in supervisor.children["market"].log.read_text()  # its reader
     assert isinstance(trades[0], TradeTick)
 
 

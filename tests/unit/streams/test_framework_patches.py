@@ -4,6 +4,7 @@ patch does what it says. An upgrade that renames one fails here, not in producti
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +18,8 @@ INSTANCE_ONLY = {  # set in __init__: checked on a fresh instance
     "Consumer._read_offset",
     "AIOKafkaConsumer._fetch_max_wait_ms",
     "AIOKafkaConsumer._isolation_level",
+    "AIOKafkaConsumer._fetcher",
+    "Fetcher._fetch_max_wait_ms",
     "TableManager.recovery",
     "AIOKafkaProducer._txn_manager",
     "TransactionManager._transaction_waiter",
@@ -39,6 +42,10 @@ async def test_instance_attributes_the_patches_set_exist() -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
     assert isinstance(consumer._fetch_max_wait_ms, int)
     assert consumer._isolation_level == "read_uncommitted"
+    assert consumer._fetcher is None  # made at start(), with the consumer's fetch wait
+    from aiokafka.consumer.fetcher import Fetcher
+
+    assert "self._fetch_max_wait_ms = fetch_max_wait_ms" in inspect.getsource(Fetcher.__init__)
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", transactional_id="check")
@@ -86,3 +93,36 @@ def test_held_topics_are_never_reported_as_not_processing(
         verify(Probe(), 0.0, SimpleNamespace(topic="pfx.md.trades", partition=0))
         verify(Probe(), 0.0, SimpleNamespace(topic="pfx.book.top", partition=0))
     assert calls == ["pfx.book.top"]
+
+
+async def test_faust_fetches_idle_only_when_it_reads_nothing_after_recovery() -> None:
+    """The long fetch wait applies from a rebalance's end (tables recovered) when every
+    topic Faust assigned is held, a changelog or the leader topic; the short one again at
+    the next rebalance's start, and for a worker whose Faust agents read a topic."""
+    from aiokafka import TopicPartition as tp
+
+    fetcher = SimpleNamespace(_fetch_max_wait_ms=framework.FETCH_MAX_WAIT_MS)
+    completed: list[Any] = []
+    revoking: list[Any] = []
+    assigned = {
+        tp(topic="p.md.trades", partition=0),
+        tp(topic="app-market-book-state-changelog", partition=0),
+        tp(topic="app-market-__assignor-__leader", partition=0),
+    }
+    app = SimpleNamespace(
+        _algostream_faust_consumer=SimpleNamespace(_fetcher=fetcher),
+        consumer=SimpleNamespace(assignment=lambda: assigned),
+        tables=SimpleNamespace(changelog_topics={"app-market-book-state-changelog"}),
+        conf=SimpleNamespace(id="app-market"),
+        on_rebalance_complete=SimpleNamespace(connect=completed.append),
+    )
+    edge = SimpleNamespace(held={"p.md.trades"}, before_revoke=revoking.append)
+    framework.idle_faust_fetches(app, edge)
+    await completed[0](app)
+    assert fetcher._fetch_max_wait_ms == framework.IDLE_FETCH_WAIT_MS
+    await revoking[0]()
+    assert fetcher._fetch_max_wait_ms == framework.FETCH_MAX_WAIT_MS
+    assigned.add(tp(topic="p.orders.proposed", partition=0))  # a Faust agent's input
+    await completed[0](app)
+    assert fetcher._fetch_max_wait_ms == framework.FETCH_MAX_WAIT_MS
+    assert not framework.faust_fetch_wait(SimpleNamespace(), 1)  # not started: no fetcher
