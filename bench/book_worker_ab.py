@@ -32,6 +32,9 @@ async def main(old: str, rounds: int, seconds: float) -> None:
         "compiled": {"PYTHONPATH": HERE},
         "pure": {"PYTHONPATH": HERE, "ALGOSTREAM_PURE_PYTHON": "1"},
     }
+    # a worker is `python -m algostream`, which puts its working directory first on its
+    # path: from this checkout's, every variant would run this checkout's code
+    os.chdir(work)
     print(f"backlog: {ingest.rate * seconds:,.0f} md.book records (approx.)")
     print("| round | code | updates | µs CPU / update | updates / s | load |")
     print("|---|---|---|---|---|---|")

@@ -290,6 +290,25 @@ cdef Num _simple(bytes payload, Py_ssize_t a, Py_ssize_t b, bint price):
     return num
 
 
+#: id of a Decimal -> its Num, for taking books over: the decode keeps one Decimal per
+#: price or quantity string (``algostream.model.fast``), so a snapshot's levels are mostly
+#: Decimals seen before. The Num holds its Decimal, so an id kept here is not reused.
+cdef dict _BY_DECIMAL = {}
+
+
+cdef Num _kept_num(object dec):
+    """:func:`_num` of ``dec``, made once per Decimal object (bounded like the decode's)."""
+    cdef Num num = _BY_DECIMAL.get(id(dec))
+    if num is not None and num._dec is dec:
+        return num
+    num = _num(dec)
+    if num is not None:
+        if len(_BY_DECIMAL) >= _KEPT:
+            _BY_DECIMAL.clear()
+        _BY_DECIMAL[id(dec)] = num
+    return num
+
+
 cdef class _Level:
     cdef Num price  # the spelling the book keeps (its first)
     cdef Num qty  # the latest
@@ -735,7 +754,7 @@ cdef class FastBooks:
                 return None
             for price in prices:
                 qty = levels[price]
-                pn, qn = _num(price), _num(qty)
+                pn, qn = _kept_num(price), _kept_num(qty)
                 if pn is None or qn is None:
                     self.blocked.add(inst)
                     return None

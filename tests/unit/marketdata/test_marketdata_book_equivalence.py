@@ -216,16 +216,20 @@ def _stage(levels: int, compiled: bool, listen: bool = False) -> BookStage:
     st.md = load_settings(env={}).market_data.model_copy(update={"book_top_levels": levels})
     st.state = StageState(_Table(), st.edge, 1)  # type: ignore[arg-type]
     st.table = st.state.table
-    if not compiled:  # (ALGOSTREAM_PURE_PYTHON=1 for this stage alone)
+    # each path whatever ALGOSTREAM_PURE_PYTHON says (compiled: fails where not built)
+    from streams.book import _DELETE, _Pending
 
-        def pure() -> Any:
-            store = BookStage.new_store(st)
-            store.proc.fast = None
-            return store
+    def new_store() -> Any:
+        store = BookStage.new_store(st)
+        store.proc.fast = None
+        if compiled:
+            from algostream.marketdata._fastbook import FastBooks
 
-        st.new_store = pure  # type: ignore[method-assign]
+            store.proc.fast = FastBooks(store.proc, store, _Pending, _DELETE)
+        return store
+
+    st.new_store = new_store  # type: ignore[method-assign]
     st.store = st.new_store()
-    assert (st.store.proc.fast is not None) == compiled, "the compiled path is not built"
     return st
 
 
