@@ -238,10 +238,8 @@ class RdkafkaClient:
     async def committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
         if not tps:
             return {}
-        found = await asyncio.to_thread(
-            self._client().committed,
-            [RdPartition(tp.topic, tp.partition) for tp in tps],
-            CALL_TIMEOUT_S,
+        found = await _retrying(
+            self._client().committed, [RdPartition(tp.topic, tp.partition) for tp in tps]
         )
         offsets = {(p.topic, p.partition): p.offset for p in found}
         return {
@@ -253,10 +251,8 @@ class RdkafkaClient:
         out = {}
         for tp, offset in start.items():
             if offset is None:  # the log start, as a number (the reader's processed offset)
-                low, _ = await asyncio.to_thread(
-                    consumer.get_watermark_offsets,
-                    RdPartition(tp.topic, tp.partition),
-                    CALL_TIMEOUT_S,
+                low, _ = await _retrying(
+                    consumer.get_watermark_offsets, RdPartition(tp.topic, tp.partition)
                 )
                 offset = max(low, 0)
             out[tp] = offset
@@ -267,8 +263,8 @@ class RdkafkaClient:
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         consumer, out = self._client(), {}
         for tp in tps:
-            _, high = await asyncio.to_thread(
-                consumer.get_watermark_offsets, RdPartition(tp.topic, tp.partition), CALL_TIMEOUT_S
+            _, high = await _retrying(
+                consumer.get_watermark_offsets, RdPartition(tp.topic, tp.partition)
             )
             out[tp] = high
         return out
@@ -282,10 +278,15 @@ class RdkafkaClient:
         if consume is None:
             raise RuntimeError("the reader's librdkafka consumer is not started")
         msgs = consume(max_records, 0)  # what is queued (no wait: the loop's thread)
-        if not msgs:  # nothing yet: wait for it off the loop
-            msgs = await asyncio.get_running_loop().run_in_executor(
-                self._waiter, consume, max_records, timeout_ms / 1000
+        if not msgs:  # nothing yet: wait off the loop for the first record only
+            # (``consume`` with a timeout waits for a whole batch or the timeout: a quiet
+            # instrument's update was handed out ~100 ms late on average)
+            first = await asyncio.get_running_loop().run_in_executor(
+                self._waiter, self._client().poll, timeout_ms / 1000
             )
+            if first is None:
+                return {}
+            msgs = [first, *consume(max_records - 1, 0)]
         out: dict[TopicPartition, list[Any]] = {}
         tps = self._tps
         last_key: tuple[str, int] | None = None
@@ -367,6 +368,24 @@ class RdkafkaClient:
                 leader = partition.get("leader", -1)
                 if int(pid) >= 0 and leader >= 0:
                     self._leader[(name, int(pid))] = leader
+
+
+async def _retrying(call: Callable[..., Any], arg: Any) -> Any:
+    """``call(arg, timeout)`` in a thread; a failure (no leader or coordinator yet, a
+    broker away) is tried again until :data:`CALL_TIMEOUT_S` has passed, as aiokafka's
+    own calls wait for metadata."""
+    deadline = time.monotonic() + CALL_TIMEOUT_S
+    delay = 0.05
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return await asyncio.to_thread(call, arg, max(left, 0.1))
+        except KafkaException as exc:
+            if time.monotonic() + delay >= deadline:
+                raise
+            log.info("reader call failed, retrying", call=call.__name__, error=str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 def _on_error(err: KafkaError) -> None:
