@@ -59,7 +59,7 @@ class ReaderClient(Protocol):
 
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]: ...
 
-    def unassign(self) -> None: ...
+    async def unassign(self) -> None: ...
 
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
         """Up to ``max_records`` records, by partition in offset order; ``{}`` after
@@ -110,7 +110,7 @@ class AiokafkaClient:
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return dict(await self.consumer.end_offsets(tps)) if tps else {}
 
-    def unassign(self) -> None:
+    async def unassign(self) -> None:
         self.consumer.assign([])
 
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
@@ -217,6 +217,8 @@ class RdkafkaClient:
         self._rx_ns: dict[int, int] = {}
         #: (topic, partition) -> its leader's node id, from the same statistics
         self._leader: dict[tuple[str, int], int] = {}
+        #: (topic, partition) -> its end offset at the last fetch, from the same statistics
+        self._high: dict[tuple[str, int], int] = {}
 
     async def start(self) -> None:
         self.consumer = Consumer(
@@ -257,7 +259,10 @@ class RdkafkaClient:
                 offset = max(low, 0)
             out[tp] = offset
         self._tps = {(tp.topic, tp.partition): tp for tp in out}
-        consumer.assign([RdPartition(tp.topic, tp.partition, o) for tp, o in out.items()])
+        self._high = {}
+        await asyncio.to_thread(
+            consumer.assign, [RdPartition(tp.topic, tp.partition, o) for tp, o in out.items()]
+        )
         return out
 
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
@@ -269,9 +274,9 @@ class RdkafkaClient:
             out[tp] = high
         return out
 
-    def unassign(self) -> None:
+    async def unassign(self) -> None:
         self._tps = {}
-        self._client().unassign()
+        await asyncio.to_thread(self._client().unassign)
 
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
         consume = self._consume
@@ -330,15 +335,12 @@ class RdkafkaClient:
             return
 
     def highwater(self, tp: TopicPartition) -> int | None:
-        if (tp.topic, tp.partition) not in self._tps or self.consumer is None:
-            return None
-        try:
-            _, high = self.consumer.get_watermark_offsets(
-                RdPartition(tp.topic, tp.partition), cached=True
-            )
-        except KafkaException:
-            return None
-        return high if high >= 0 else None
+        """From librdkafka's statistics (every :data:`STATS_INTERVAL_MS`), never a call
+        into the client on the loop's thread: ``get_watermark_offsets``, even cached,
+        takes the client's locks, and with the broker away the loop was seen waiting
+        there (a broker-outage run: the worker blocked for 90 s and restarted)."""
+        key = (tp.topic, tp.partition)
+        return self._high.get(key) if key in self._tps else None
 
     def fetched_at_ns(self, tp: TopicPartition) -> int | None:
         """When the partition's leader last answered this consumer (librdkafka's
@@ -365,9 +367,11 @@ class RdkafkaClient:
                 self._rx_ns[node] = now - idle * 1000
         for name, topic in stats.get("topics", {}).items():
             for pid, partition in topic.get("partitions", {}).items():
-                leader = partition.get("leader", -1)
+                leader, high = partition.get("leader", -1), partition.get("hi_offset", -1)
                 if int(pid) >= 0 and leader >= 0:
                     self._leader[(name, int(pid))] = leader
+                if int(pid) >= 0 and high >= 0 and (name, int(pid)) in self._tps:
+                    self._high[(name, int(pid))] = high
 
 
 async def _retrying(call: Callable[..., Any], arg: Any) -> Any:

@@ -79,14 +79,16 @@ async def test_reader_client_reads_commits_and_starts_again_exactly(provisioned,
             tps[2]: list(range(100)),
         }
         assert got[tps[1]][0] == (40, b"v121")  # partition 1 holds 1, 4, 7, ...
-        assert first.highwater(tps[0]) == 100
         deadline = time.monotonic() + 10
-        while first.fetched_at_ns(tps[0]) is None and time.monotonic() < deadline:
+        while (
+            first.fetched_at_ns(tps[0]) is None or first.highwater(tps[0]) is None
+        ) and time.monotonic() < deadline:
             await first.getmany(timeout_ms=50, max_records=1)
+        assert first.highwater(tps[0]) == 100
         fetched = first.fetched_at_ns(tps[0])
         assert fetched is not None and abs(fetched - time.time_ns()) < 5e9
         await first.commit({tps[0]: 100, tps[1]: 70})
-        first.unassign()
+        await first.unassign()
         assert first.fetched_at_ns(tps[0]) is None and first.highwater(tps[0]) is None
         assert await first.getmany(timeout_ms=100, max_records=50) == {}
     finally:
