@@ -17,6 +17,7 @@ handed out after it (the reader also drops a batch fetched across a hand-over).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -217,14 +218,18 @@ class RdkafkaClient:
         self._rx_ns: dict[int, int] = {}
         #: (topic, partition) -> its leader's node id, from the same statistics
         self._leader: dict[tuple[str, int], int] = {}
-        #: (topic, partition) -> its end offset at the last fetch, from the same statistics
+        #: (topic, partition) -> its end offset at the last fetch (:meth:`_watch_ends`)
         self._high: dict[tuple[str, int], int] = {}
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     async def start(self) -> None:
         self.consumer = Consumer(
             self.conf | {"error_cb": _on_error, "stats_cb": self._on_stats, "logger": CLIENT_LOG}
         )
         self._consume = self.consumer.consume
+        self._watcher = threading.Thread(target=self._watch_ends, name="rdkafka-ends", daemon=True)
+        self._watcher.start()
 
     def _client(self) -> Consumer:
         if self.consumer is None:
@@ -232,6 +237,9 @@ class RdkafkaClient:
         return self.consumer
 
     async def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.join)
         consumer, self.consumer = self.consumer, None
         if consumer is not None:
             await asyncio.to_thread(consumer.close)
@@ -335,10 +343,10 @@ class RdkafkaClient:
             return
 
     def highwater(self, tp: TopicPartition) -> int | None:
-        """From librdkafka's statistics (every :data:`STATS_INTERVAL_MS`), never a call
-        into the client on the loop's thread: ``get_watermark_offsets``, even cached,
-        takes the client's locks, and with the broker away the loop was seen waiting
-        there (a broker-outage run: the worker blocked for 90 s and restarted)."""
+        """As the watcher thread last read it (:meth:`_watch_ends`), never a call into
+        the client on the loop's thread: ``get_watermark_offsets``, even cached, takes the
+        client's locks, and with the broker away the loop was seen waiting there (a
+        broker-outage run: the worker blocked for 90 s and restarted)."""
         key = (tp.topic, tp.partition)
         return self._high.get(key) if key in self._tps else None
 
@@ -367,11 +375,26 @@ class RdkafkaClient:
                 self._rx_ns[node] = now - idle * 1000
         for name, topic in stats.get("topics", {}).items():
             for pid, partition in topic.get("partitions", {}).items():
-                leader, high = partition.get("leader", -1), partition.get("hi_offset", -1)
+                leader = partition.get("leader", -1)
                 if int(pid) >= 0 and leader >= 0:
                     self._leader[(name, int(pid))] = leader
-                if int(pid) >= 0 and high >= 0 and (name, int(pid)) in self._tps:
-                    self._high[(name, int(pid))] = high
+
+    def _watch_ends(self) -> None:
+        """A thread: every :data:`STATS_INTERVAL_MS`, each assigned partition's end offset
+        as librdkafka's fetcher last saw it (its cached watermark). Not from the statistics:
+        those are served by ``consume``/``poll``, so a reader that hangs (the stage
+        watchdog's case) would stop seeing its partitions grow and never look behind."""
+        while not self._stopping.wait(STATS_INTERVAL_MS / 1000):
+            consumer = self.consumer
+            if consumer is None:
+                continue
+            for key in list(self._tps):
+                try:
+                    _, high = consumer.get_watermark_offsets(RdPartition(*key), cached=True)
+                except (KafkaException, RuntimeError):  # not known yet, or closed
+                    continue
+                if high >= 0 and key in self._tps:
+                    self._high[key] = high
 
 
 async def _retrying(call: Callable[..., Any], arg: Any) -> Any:
