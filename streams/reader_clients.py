@@ -321,26 +321,30 @@ class RdkafkaClient:
         return out
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        """Synchronous commit in a thread; a retriable failure (coordinator moving or
-        away) is tried again, as aiokafka does, until it succeeds or fails for good."""
+        """Synchronous commit in a thread. A failure that is not for good (the coordinator
+        moving, loading or away: a broker outage) is tried again until it succeeds, as
+        aiokafka's commit does; one for good (not authorised, a fatal client error)
+        raises."""
         consumer = self._client()
         parts = [RdPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
         delay = 0.1
         while True:
+            err: KafkaError | None = None
             try:
                 done = await asyncio.to_thread(consumer.commit, offsets=parts, asynchronous=False)
+                failed = [p.error for p in done or () if p.error is not None]
+                err = failed[0] if failed else None
             except KafkaException as exc:
-                err = exc.args[0] if exc.args else None
-                if not isinstance(err, KafkaError) or not err.retriable():
+                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if err is None:
                     raise
-                log.warning("reader commit failed, retrying", error=str(err))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            failed = [p for p in done or () if p.error is not None]
-            if failed:
-                raise KafkaException(failed[0].error)
-            return
+            if err is None:
+                return
+            if err.fatal() or err.code() in _FOR_GOOD:
+                raise KafkaException(err)
+            log.warning("reader commit failed, retrying", error=str(err))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     def highwater(self, tp: TopicPartition) -> int | None:
         """As the watcher thread last read it (:meth:`_watch_ends`), never a call into
@@ -413,6 +417,16 @@ async def _retrying(call: Callable[..., Any], arg: Any) -> Any:
             log.info("reader call failed, retrying", call=call.__name__, error=str(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+#: commit failures that retrying does not cure
+_FOR_GOOD = {
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.OFFSET_METADATA_TOO_LARGE,
+    KafkaError.INVALID_COMMIT_OFFSET_SIZE,
+    KafkaError._INVALID_ARG,
+}
 
 
 def _on_error(err: KafkaError) -> None:
