@@ -8,10 +8,12 @@ with librdkafka's, alternating, ``N`` rounds, each run with an app id of its own
 consumer groups and tables, so each reads the whole backlog). Each row: CPU of the
 worker's process (all threads) per ``book.top`` over the middle 90 % of its output, and
 the drain rate. ``--baseline DIR``: a third variant, the worker run from another checkout
-(e.g. ``git archive`` of an earlier commit) with that code's defaults. ``--profile DIR``:
-py-spy records each run's worker for 8 s from its first ``book.top`` (raw collapsed
-stacks, one file a run, and each thread's share of the CPU beside it). py-spy stops the
-process to sample it: a profiled run's CPU per update is not comparable with the others.
+(e.g. ``git archive`` of an earlier commit) with that code's defaults; run the bench from
+another directory (``python -m`` puts the working directory before ``PYTHONPATH``).
+``--profile DIR``: py-spy records each run's worker for 8 s from its first ``book.top``
+(raw collapsed stacks, one file a run, and each thread's share of the CPU beside it).
+py-spy stops the process to sample it: a profiled run's CPU per update is not comparable
+with the others.
 """
 
 from __future__ import annotations

@@ -344,7 +344,7 @@ class PartitionReader:
             for forget in self._hand_over_hooks:
                 forget()
             if self.consumer is not None:
-                self.consumer.unassign()
+                await self.consumer.unassign()
             self.processed, self.committed = {}, {}
 
     async def commit(self) -> None:

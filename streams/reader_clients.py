@@ -17,6 +17,7 @@ handed out after it (the reader also drops a batch fetched across a hand-over).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +60,7 @@ class ReaderClient(Protocol):
 
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]: ...
 
-    def unassign(self) -> None: ...
+    async def unassign(self) -> None: ...
 
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
         """Up to ``max_records`` records, by partition in offset order; ``{}`` after
@@ -110,7 +111,7 @@ class AiokafkaClient:
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return dict(await self.consumer.end_offsets(tps)) if tps else {}
 
-    def unassign(self) -> None:
+    async def unassign(self) -> None:
         self.consumer.assign([])
 
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
@@ -217,12 +218,18 @@ class RdkafkaClient:
         self._rx_ns: dict[int, int] = {}
         #: (topic, partition) -> its leader's node id, from the same statistics
         self._leader: dict[tuple[str, int], int] = {}
+        #: (topic, partition) -> its end offset at the last fetch (:meth:`_watch_ends`)
+        self._high: dict[tuple[str, int], int] = {}
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     async def start(self) -> None:
         self.consumer = Consumer(
             self.conf | {"error_cb": _on_error, "stats_cb": self._on_stats, "logger": CLIENT_LOG}
         )
         self._consume = self.consumer.consume
+        self._watcher = threading.Thread(target=self._watch_ends, name="rdkafka-ends", daemon=True)
+        self._watcher.start()
 
     def _client(self) -> Consumer:
         if self.consumer is None:
@@ -230,6 +237,9 @@ class RdkafkaClient:
         return self.consumer
 
     async def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.join)
         consumer, self.consumer = self.consumer, None
         if consumer is not None:
             await asyncio.to_thread(consumer.close)
@@ -238,10 +248,8 @@ class RdkafkaClient:
     async def committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
         if not tps:
             return {}
-        found = await asyncio.to_thread(
-            self._client().committed,
-            [RdPartition(tp.topic, tp.partition) for tp in tps],
-            CALL_TIMEOUT_S,
+        found = await _retrying(
+            self._client().committed, [RdPartition(tp.topic, tp.partition) for tp in tps]
         )
         offsets = {(p.topic, p.partition): p.offset for p in found}
         return {
@@ -253,39 +261,45 @@ class RdkafkaClient:
         out = {}
         for tp, offset in start.items():
             if offset is None:  # the log start, as a number (the reader's processed offset)
-                low, _ = await asyncio.to_thread(
-                    consumer.get_watermark_offsets,
-                    RdPartition(tp.topic, tp.partition),
-                    CALL_TIMEOUT_S,
+                low, _ = await _retrying(
+                    consumer.get_watermark_offsets, RdPartition(tp.topic, tp.partition)
                 )
                 offset = max(low, 0)
             out[tp] = offset
         self._tps = {(tp.topic, tp.partition): tp for tp in out}
-        consumer.assign([RdPartition(tp.topic, tp.partition, o) for tp, o in out.items()])
+        self._high = {}
+        await asyncio.to_thread(
+            consumer.assign, [RdPartition(tp.topic, tp.partition, o) for tp, o in out.items()]
+        )
         return out
 
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         consumer, out = self._client(), {}
         for tp in tps:
-            _, high = await asyncio.to_thread(
-                consumer.get_watermark_offsets, RdPartition(tp.topic, tp.partition), CALL_TIMEOUT_S
+            _, high = await _retrying(
+                consumer.get_watermark_offsets, RdPartition(tp.topic, tp.partition)
             )
             out[tp] = high
         return out
 
-    def unassign(self) -> None:
+    async def unassign(self) -> None:
         self._tps = {}
-        self._client().unassign()
+        await asyncio.to_thread(self._client().unassign)
 
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
         consume = self._consume
         if consume is None:
             raise RuntimeError("the reader's librdkafka consumer is not started")
         msgs = consume(max_records, 0)  # what is queued (no wait: the loop's thread)
-        if not msgs:  # nothing yet: wait for it off the loop
-            msgs = await asyncio.get_running_loop().run_in_executor(
-                self._waiter, consume, max_records, timeout_ms / 1000
+        if not msgs:  # nothing yet: wait off the loop for the first record only
+            # (``consume`` with a timeout waits for a whole batch or the timeout: a quiet
+            # instrument's update was handed out ~100 ms late on average)
+            first = await asyncio.get_running_loop().run_in_executor(
+                self._waiter, self._client().poll, timeout_ms / 1000
             )
+            if first is None:
+                return {}
+            msgs = [first, *consume(max_records - 1, 0)]
         out: dict[TopicPartition, list[Any]] = {}
         tps = self._tps
         last_key: tuple[str, int] | None = None
@@ -307,37 +321,38 @@ class RdkafkaClient:
         return out
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        """Synchronous commit in a thread; a retriable failure (coordinator moving or
-        away) is tried again, as aiokafka does, until it succeeds or fails for good."""
+        """Synchronous commit in a thread. A failure that is not for good (the coordinator
+        moving, loading or away: a broker outage) is tried again until it succeeds, as
+        aiokafka's commit does; one for good (not authorised, a fatal client error)
+        raises."""
         consumer = self._client()
         parts = [RdPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
         delay = 0.1
         while True:
+            err: KafkaError | None = None
             try:
                 done = await asyncio.to_thread(consumer.commit, offsets=parts, asynchronous=False)
+                failed = [p.error for p in done or () if p.error is not None]
+                err = failed[0] if failed else None
             except KafkaException as exc:
-                err = exc.args[0] if exc.args else None
-                if not isinstance(err, KafkaError) or not err.retriable():
+                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if err is None:
                     raise
-                log.warning("reader commit failed, retrying", error=str(err))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            failed = [p for p in done or () if p.error is not None]
-            if failed:
-                raise KafkaException(failed[0].error)
-            return
+            if err is None:
+                return
+            if err.fatal() or err.code() in _FOR_GOOD:
+                raise KafkaException(err)
+            log.warning("reader commit failed, retrying", error=str(err))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     def highwater(self, tp: TopicPartition) -> int | None:
-        if (tp.topic, tp.partition) not in self._tps or self.consumer is None:
-            return None
-        try:
-            _, high = self.consumer.get_watermark_offsets(
-                RdPartition(tp.topic, tp.partition), cached=True
-            )
-        except KafkaException:
-            return None
-        return high if high >= 0 else None
+        """As the watcher thread last read it (:meth:`_watch_ends`), never a call into
+        the client on the loop's thread: ``get_watermark_offsets``, even cached, takes the
+        client's locks, and with the broker away the loop was seen waiting there (a
+        broker-outage run: the worker blocked for 90 s and restarted)."""
+        key = (tp.topic, tp.partition)
+        return self._high.get(key) if key in self._tps else None
 
     def fetched_at_ns(self, tp: TopicPartition) -> int | None:
         """When the partition's leader last answered this consumer (librdkafka's
@@ -367,6 +382,51 @@ class RdkafkaClient:
                 leader = partition.get("leader", -1)
                 if int(pid) >= 0 and leader >= 0:
                     self._leader[(name, int(pid))] = leader
+
+    def _watch_ends(self) -> None:
+        """A thread: every :data:`STATS_INTERVAL_MS`, each assigned partition's end offset
+        as librdkafka's fetcher last saw it (its cached watermark). Not from the statistics:
+        those are served by ``consume``/``poll``, so a reader that hangs (the stage
+        watchdog's case) would stop seeing its partitions grow and never look behind."""
+        while not self._stopping.wait(STATS_INTERVAL_MS / 1000):
+            consumer = self.consumer
+            if consumer is None:
+                continue
+            for key in list(self._tps):
+                try:
+                    _, high = consumer.get_watermark_offsets(RdPartition(*key), cached=True)
+                except (KafkaException, RuntimeError):  # not known yet, or closed
+                    continue
+                if high >= 0 and key in self._tps:
+                    self._high[key] = high
+
+
+async def _retrying(call: Callable[..., Any], arg: Any) -> Any:
+    """``call(arg, timeout)`` in a thread; a failure (no leader or coordinator yet, a
+    broker away) is tried again until :data:`CALL_TIMEOUT_S` has passed, as aiokafka's
+    own calls wait for metadata."""
+    deadline = time.monotonic() + CALL_TIMEOUT_S
+    delay = 0.05
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return await asyncio.to_thread(call, arg, max(left, 0.1))
+        except KafkaException as exc:
+            if time.monotonic() + delay >= deadline:
+                raise
+            log.info("reader call failed, retrying", call=call.__name__, error=str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+#: commit failures that retrying does not cure
+_FOR_GOOD = {
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.OFFSET_METADATA_TOO_LARGE,
+    KafkaError.INVALID_COMMIT_OFFSET_SIZE,
+    KafkaError._INVALID_ARG,
+}
 
 
 def _on_error(err: KafkaError) -> None:

@@ -79,14 +79,16 @@ async def test_reader_client_reads_commits_and_starts_again_exactly(provisioned,
             tps[2]: list(range(100)),
         }
         assert got[tps[1]][0] == (40, b"v121")  # partition 1 holds 1, 4, 7, ...
-        assert first.highwater(tps[0]) == 100
         deadline = time.monotonic() + 10
-        while first.fetched_at_ns(tps[0]) is None and time.monotonic() < deadline:
+        while (
+            first.fetched_at_ns(tps[0]) is None or first.highwater(tps[0]) is None
+        ) and time.monotonic() < deadline:
             await first.getmany(timeout_ms=50, max_records=1)
+        assert first.highwater(tps[0]) == 100
         fetched = first.fetched_at_ns(tps[0])
         assert fetched is not None and abs(fetched - time.time_ns()) < 5e9
         await first.commit({tps[0]: 100, tps[1]: 70})
-        first.unassign()
+        await first.unassign()
         assert first.fetched_at_ns(tps[0]) is None and first.highwater(tps[0]) is None
         assert await first.getmany(timeout_ms=100, max_records=50) == {}
     finally:
@@ -106,3 +108,40 @@ async def test_reader_client_reads_commits_and_starts_again_exactly(provisioned,
         assert sum(map(len, got.values())) == 130
     finally:
         await second.stop()
+
+
+@pytest.mark.parametrize("rdkafka", [False, True], ids=["aiokafka", "rdkafka"])
+async def test_reader_client_hands_out_a_quiet_partitions_record_at_once(
+    provisioned, rdkafka
+) -> None:  # type: ignore[no-untyped-def]
+    """A record on a quiet partition is handed out as soon as it is fetched, not when a
+    batch fills or the wait ends (librdkafka's ``consume`` with a timeout waited for a
+    whole batch: ~100 ms median on the market reader's 200 ms wait)."""
+    s = provisioned
+    name = s.kafka.topic_prefix + "md.book"
+    tps = [TopicPartition(name, p) for p in range(3)]
+    c = reader_client(
+        s.kafka,
+        rdkafka=rdkafka,
+        group_id=f"{s.kafka.app_id}-lat",
+        client_id="t",
+        fetch_max_wait_ms=10,
+    )
+    producer = AIOKafkaProducer(**client_kwargs(s.kafka))
+    await producer.start()
+    await c.start()
+    delays: list[float] = []
+    try:
+        await c.begin(dict.fromkeys(tps))
+        for i in range(20):
+            sent = time.monotonic()
+            await (await producer.send(name, b"x", partition=i % 3))
+            got: dict[TopicPartition, list[object]] = {}
+            while not got and time.monotonic() - sent < 5:
+                got = await c.getmany(timeout_ms=200, max_records=500)
+            assert got, "record not handed out within 5 s"
+            delays.append(time.monotonic() - sent)
+    finally:
+        await c.stop()
+        await producer.stop()
+    assert sorted(delays)[len(delays) // 2] < 0.05, delays
