@@ -126,11 +126,22 @@ def recorded() -> list[str]:
     records = [r for t, r in first.outputs if t in ("md.book", "md.trades")]
     raw_s = best(lambda: BacktestEngine(settings).run(raws))
     rec_s = best(lambda: BacktestEngine(settings).run(records))
+    encoded = [(type(r), r.ts_event, r.encode()) for r in records]
+
+    def from_bytes() -> None:
+        BacktestEngine(settings).run(
+            EncodedBook(ts, payload) if cls is BookUpdate else cls.decode(payload)
+            for cls, ts, payload in encoded
+        )
+
+    enc_s = best(from_bytes)
     return [
         f"| algostream BacktestEngine, recorded Binance.US capture, raw frames (adapter + all) "
         f"| {len(raws)} | {raw_s:.4f} | {len(raws) / raw_s:,.0f} | - |",
         f"| algostream BacktestEngine, the same capture's md.book + md.trades records "
         f"| {len(records)} | {rec_s:.4f} | {len(records) / rec_s:,.0f} | - |",
+        f"| same, from their encoded bytes (md.book compiled, as replayed) "
+        f"| {len(records)} | {enc_s:.4f} | {len(records) / enc_s:,.0f} | - |",
     ]
 
 
