@@ -15,6 +15,7 @@ from algostream.model.enums import ControlAction
 from algostream.model.records import OrderEvent, OrderRejected, Record
 
 if TYPE_CHECKING:
+    from algostream.backtest.engine import EncodedBook
     from algostream.config import Settings
 
 control_app = typer.Typer(
@@ -465,7 +466,7 @@ def backtest_cmd(
     bars)."""
     from algostream.backtest.errors import BacktestError
     from algostream.backtest.run import (
-        decode_topic_record,
+        backtest_input,
         funding_marks,
         md_inputs,
         parity,
@@ -498,7 +499,7 @@ def backtest_cmd(
             if rep.first_difference:
                 console.print(rep.first_difference)
         raise typer.Exit(0 if all(r.first_difference is None for r in reports) else 1)
-    inputs: list[Record]
+    inputs: list[Record | EncodedBook]
     if capture is not None:
         inputs = records_from_capture(capture)
     elif synthetic is not None:
@@ -507,7 +508,7 @@ def backtest_cmd(
         topic_records = asyncio.run(
             read_range(settings.kafka, md_inputs(settings), parse_time(start), parse_time(end))
         )
-        inputs = [decode_topic_record(r) for r in topic_records]
+        inputs = [backtest_input(r) for r in topic_records]
     if funding_history is not None:
         try:
             inputs = with_marks(inputs, funding_marks(funding_history))
@@ -679,22 +680,20 @@ def model_train(
     import pandas as pd
 
     from algostream.backtest.engine import BacktestEngine
-    from algostream.backtest.run import MD_INPUTS, decode_topic_record, records_from_capture
+    from algostream.backtest.run import MD_INPUTS, backtest_input, records_from_capture
     from algostream.backtest.source import read_range
     from algostream.backtest.synthetic import synthetic_frames
     from algostream.model.records import FeatureVector
     from algostream.signals.model import train_model
 
     settings = settings_or_exit(config)
-    inputs: list[Record]
+    inputs: list[Record | EncodedBook]
     if capture is not None:
         inputs = records_from_capture(capture)
     elif synthetic is not None:
         inputs = [*synthetic_frames(tuple(settings.market_data.symbols), 7, synthetic)]
     else:
-        inputs = [
-            decode_topic_record(r) for r in asyncio.run(read_range(settings.kafka, MD_INPUTS))
-        ]
+        inputs = [backtest_input(r) for r in asyncio.run(read_range(settings.kafka, MD_INPUTS))]
     fvs = [
         f
         for f in BacktestEngine(settings).run(inputs).on("features")

@@ -7,7 +7,9 @@ synthetic market's md.book + md.trades records through ``BacktestEngine``, best 
 CPU seconds (``time.process_time``), twice: as it is, and with the book stage replayed
 (``BookProcessor.on_update`` answers with the outputs it gave for each update in an
 earlier pass, at the cost of a list look-up: the rest of the run, with the book stage's
-own cost taken out). Then, on NEW, an ablation: the run without the risk marks, and the
+own cost taken out), and from the records' encoded bytes as that tree's replay gives
+them to the engine (md.book as ``EncodedBook`` where the tree has it, else every record
+decoded first). Then, on NEW, an ablation: the run without the risk marks, and the
 book stage alone, to say what bounds it.
 """
 
@@ -61,7 +63,19 @@ def book_replayed():
     engine.book.on_update = lambda update, now: next(answers)
     engine.run(records)
 
-print(len(records), best(full), best(book_replayed))
+encoded = [(type(r), r.ts_event, r.encode()) for r in records]
+try:  # md.book as bytes, through the compiled book path (a replay's input since issue 21)
+    from algostream.backtest.engine import EncodedBook
+except ImportError:  # an older tree: a replay decoded every record first
+    EncodedBook = None
+
+def from_bytes():
+    BacktestEngine(Settings()).run(
+        EncodedBook(ts, payload) if EncodedBook and cls is BookUpdate else cls.decode(payload)
+        for cls, ts, payload in encoded
+    )
+
+print(len(records), best(full), best(book_replayed), best(from_bytes))
 if sys.argv[1:] == ["ablate"]:
     print(best(no_risk_marks, 5), best(book_stage, 5), best(full, 5))
 """
@@ -91,14 +105,17 @@ def main() -> None:
         "new": [],
         "old, book replayed": [],
         "new, book replayed": [],
+        "old, from encoded bytes": [],
+        "new, from encoded bytes": [],
     }
     events = 0
     for _ in range(args.turns):
         for name in ("old", "new"):
-            n, took, replayed = run(getattr(args, name))
+            n, took, replayed, encoded = run(getattr(args, name))
             events = int(n)
             times[name].append(float(took))
             times[f"{name}, book replayed"].append(float(replayed))
+            times[f"{name}, from encoded bytes"].append(float(encoded))
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print("| code | " + " | ".join(f"turn {i + 1}" for i in range(args.turns)) + " | best |")
     print("|---" * (args.turns + 2) + "|")
@@ -109,7 +126,7 @@ def main() -> None:
             f"| {name} | {cells} | {best:.3f} s = {events / best:,.0f} events/s, "
             f"{1e6 * best / events:.1f} µs an event |"
         )
-    _, _, _, no_risk, book, full = run(args.new, "ablate")
+    _, _, _, _, no_risk, book, full = run(args.new, "ablate")
     full_s, no_risk_s, book_s = float(full), float(no_risk), float(book)
     print(
         f"new, ablation (best of 5): full {full_s:.3f} s; without the risk marks "

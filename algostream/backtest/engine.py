@@ -40,6 +40,7 @@ from algostream.execution.paper import PaperBroker
 from algostream.features.processor import FeatureProcessor
 from algostream.ingest.binance import BinanceAdapter
 from algostream.ingest.binance_usdm import BinanceUsdmAdapter
+from algostream.marketdata import native
 from algostream.marketdata.bars import BarAggregator
 from algostream.marketdata.processor import BookProcessor
 from algostream.model.enums import OrderType, Side
@@ -68,6 +69,8 @@ from algostream.signals.multi import StrategySet
 REST_PREFIX = "rest:"
 #: the cyclic GC's young-generation threshold while a run lasts (Python's default: 700)
 RUN_GC_THRESHOLD = 50_000
+#: while a run lasts, every this many input records what exists is frozen (``gc.freeze``)
+FREEZE_EVERY = 1_000
 
 
 @contextmanager
@@ -89,18 +92,78 @@ def young_gc_threshold(threshold: int = RUN_GC_THRESHOLD) -> Iterator[None]:
         gc.set_threshold(*old)
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedBook:
+    """An ``md.book`` record as its encoded bytes (a replay from the topics or a capture):
+    the engine runs it through the book stage's compiled path, as the worker does, and
+    decodes it only where that path hands it to the Python one, or when its ``md.book``
+    output is read (:class:`Outputs`)."""
+
+    ts_event: int
+    value: bytes
+
+    def decode(self) -> BookUpdate:
+        return BookUpdate.decode(self.value)
+
+
+#: what the engine takes: records, or md.book records as their bytes
+EngineInput = Record | EncodedBook
+
+
+class Outputs(list[tuple[str, Any]]):
+    """``BacktestResult.outputs``: a list whose ``md.book`` entries given as
+    :class:`EncodedBook` are decoded to their ``BookUpdate`` (in place, once) the first time
+    the list is read; until then they cost no decoding (a report reads only other topics:
+    :meth:`BacktestResult.on`)."""
+
+    __slots__ = ("lazy",)
+
+    def __init__(self, items: Iterable[tuple[str, Any]] = ()) -> None:
+        super().__init__(items)
+        #: the indices of the entries still encoded
+        self.lazy: list[int] = []
+
+    def settle(self) -> None:
+        get, put = list.__getitem__, list.__setitem__
+        for i in self.lazy:
+            topic, encoded = get(self, i)
+            put(self, i, (topic, encoded.decode()))
+        self.lazy.clear()
+
+
+def _settling(name: str) -> Any:
+    base = getattr(list, name)
+
+    def method(self: Outputs, *args: Any, **kwargs: Any) -> Any:
+        if self.lazy:
+            self.settle()
+        return base(self, *args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+for _name in (
+    "__iter__", "__getitem__", "__reversed__", "__eq__", "__ne__", "__repr__", "__contains__",
+    "__add__", "__reduce_ex__", "copy", "index", "count", "pop", "sort",
+):  # fmt: skip
+    setattr(Outputs, _name, _settling(_name))
+
+
 @dataclass
 class BacktestResult:
     """Every output record by topic, in the order produced."""
 
-    outputs: list[tuple[str, Record]] = field(default_factory=list)
+    outputs: list[tuple[str, Record]] = field(default_factory=Outputs)
 
     @property
     def counts(self) -> dict[str, int]:
-        return dict(Counter(topic for topic, _ in self.outputs))
+        return dict(Counter(topic for topic, _ in list.__iter__(self.outputs)))
 
     def on(self, topic: str) -> list[Record]:
-        return [r for t, r in self.outputs if t == topic]
+        if topic == "md.book":
+            return [r for t, r in self.outputs if t == topic]
+        return [r for t, r in list.__iter__(self.outputs) if t == topic]
 
     @property
     def fills(self) -> list[OrderEvent]:
@@ -170,16 +233,18 @@ class BacktestEngine:
         self._unread_tops: dict[str, BookTop] = {}
 
     # ------------------------------------------------------------------ input
-    def run(self, records: Iterable[Record]) -> BacktestResult:
-        """Process ``records`` (RawFrame, or BookUpdate/TradeTick) in the order given."""
+    def run(self, records: Iterable[EngineInput]) -> BacktestResult:
+        """Process ``records`` (RawFrame, BookUpdate or EncodedBook, TradeTick, MarkPrice)
+        in the order given."""
         with young_gc_threshold():
             self._run(records)
         return self.result
 
-    def _run(self, records: Iterable[Record]) -> None:
+    def _run(self, records: Iterable[EngineInput]) -> None:
         # by exact type first (one dict look-up per event), else by isinstance
         handlers: dict[type, Callable[[Any], None]] = {
             BookUpdate: self.on_book_update,
+            EncodedBook: lambda encoded: self.on_book_update(encoded.decode()),
             TradeTick: self.on_trade,
             RawFrame: self.on_raw_batch,
             MarkPrice: self.on_mark_price,
@@ -188,24 +253,57 @@ class BacktestEngine:
         # per update and per top for what is bound once per run (see on_book_update)
         plain = type(self).on_book_update is BacktestEngine.on_book_update
         fast = plain and type(self)._on_top is BacktestEngine._on_top
-        emit = self.result.outputs.append if type(self).emit is BacktestEngine.emit else None
+        outputs = self.result.outputs
+        emit = outputs.append if type(self).emit is BacktestEngine.emit else None
+        # md.book bytes: the compiled book path (as the worker's), their md.book outputs
+        # decoded only when read (Outputs); None: decoded here, the Python path
+        lazy = outputs.lazy if isinstance(outputs, Outputs) and fast and emit else None
+        compiled: Any = None
+        pending: dict[str, Any] = {}  # (no level store: the state writes go nowhere)
         on_update = self.book.on_update
         venue_top = self.lists.venue.on_book_top
         risk_top = self.risk.on_book_top
         unread = self._unread_tops
         last_ts = self._last_ts
+        outs: Any
+        # the kept outputs out of the collector's sight (FREEZE_EVERY; unless someone else
+        # froze objects: gc.unfreeze would thaw theirs too)
+        freeze = FREEZE_EVERY > 0 and gc.get_freeze_count() == 0
+        count = 0
         try:
             for record in records:
+                if freeze:
+                    count += 1
+                    if count >= FREEZE_EVERY:
+                        gc.freeze()
+                        count = 0
                 if record.ts_event > last_ts:
                     last_ts = self._last_ts = record.ts_event
-                if fast and emit is not None and type(record) is BookUpdate:
+                kind = type(record)
+                if kind is EncodedBook and lazy is not None:
+                    assert isinstance(record, EncodedBook)
+                    if compiled is None:
+                        compiled = self.book.fast or native.attach(self.book) or False
+                    done = compiled.handle(record.value, -1, pending, True) if compiled else None
+                    if done is None:  # the Python path takes it (the processor settles)
+                        record, kind = record.decode(), BookUpdate
+                    else:
+                        lazy.append(len(outputs))
+                        emit(("md.book", record))  # type: ignore[arg-type, misc]
+                        outs = () if done[3] is None else (done[3],)
+                if kind is BookUpdate and fast and emit is not None:
+                    assert isinstance(record, BookUpdate)
                     emit(("md.book", record))
-                    for out in on_update(record, record.ts_init):
+                    outs = on_update(record, record.ts_init)
+                elif kind is not EncodedBook or lazy is None:
+                    outs = None
+                if outs is not None:
+                    for out in outs:
                         if type(out) is not BookTop:
                             self._on_book_output(out)
                             continue
                         # _on_top, inlined
-                        emit(("book.top", out))
+                        emit(("book.top", out))  # type: ignore[misc]
                         unread[out.instrument] = out
                         events = venue_top(out)
                         if events:
@@ -216,7 +314,7 @@ class BacktestEngine:
                         if self.signals.uses_books:
                             self._signals(self.signals.on_book(out))
                     continue
-                handler = handlers.get(type(record))
+                handler = handlers.get(kind)
                 if handler is not None:
                     handler(record)
                 elif isinstance(record, RawFrame):
@@ -234,6 +332,8 @@ class BacktestEngine:
                     )
         finally:
             self._last_ts = max(self._last_ts, last_ts)
+            if freeze:
+                gc.unfreeze()
 
     def finish(self, close_positions: bool = False) -> BacktestResult:
         """The end of the input: close every open bar (as the live bar stage's clock does

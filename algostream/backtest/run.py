@@ -19,7 +19,12 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from algostream.backtest.capture import CaptureEntry, read_capture, write_capture
-from algostream.backtest.engine import BacktestEngine, BacktestResult
+from algostream.backtest.engine import (
+    BacktestEngine,
+    BacktestResult,
+    EncodedBook,
+    EngineInput,
+)
 from algostream.backtest.errors import BacktestError
 from algostream.backtest.report import BacktestReport, ReportInputs, write_report
 from algostream.backtest.source import TopicRecord, read_range
@@ -80,7 +85,7 @@ def funding_marks(path: str | Path, venue: str = "BINANCE_USDM") -> list[MarkPri
     return sorted(out, key=lambda m: m.ts_event)
 
 
-def with_marks(inputs: Iterable[Record], marks: Iterable[MarkPrice]) -> list[Record]:
+def with_marks(inputs: Iterable[EngineInput], marks: Iterable[MarkPrice]) -> list[EngineInput]:
     """Market data and mark prices in one event-time order (both already in order)."""
     return list(heapq.merge(inputs, marks, key=lambda r: r.ts_event))
 
@@ -93,15 +98,27 @@ def decode_topic_record(rec: TopicRecord) -> Record:
     return load_catalog()[rec.topic].record_type.decode(rec.value)
 
 
-def records_from_capture(path: str | Path) -> list[Record]:
-    """Inputs of a capture file: md.raw frames, or md.book/md.trades records."""
-    out: list[Record] = []
+def backtest_input(rec: TopicRecord) -> Record | EncodedBook:
+    """A topic record as the engine's input: ``md.book`` as its bytes (the engine runs them
+    through the book stage's compiled path, decoding only what that hands back), the rest
+    decoded (:func:`decode_topic_record`)."""
+    if rec.topic == "md.book":
+        return EncodedBook(rec.ts_event, rec.value)
+    return decode_topic_record(rec)
+
+
+def records_from_capture(path: str | Path) -> list[Record | EncodedBook]:
+    """Inputs of a capture file: md.raw frames, or md.book (as bytes: :func:`backtest_input`)
+    /md.trades records."""
+    out: list[Record | EncodedBook] = []
     batched = False
     for entry in read_capture(path):
         if entry.topic == "md.raw":
             frames = entry.record(RawFrame).frames()
             batched |= len(frames) > 1
             out.extend(frames)
+        elif entry.topic == "md.book":
+            out.append(EncodedBook(entry.event_ns, entry.value_bytes()))
         elif entry.topic in FUTURES_INPUTS:
             out.append(entry.record(load_catalog()[entry.topic].record_type))
     if batched:  # the frames of a batched md.raw record, back in the capture's time order
@@ -111,7 +128,7 @@ def records_from_capture(path: str | Path) -> list[Record]:
 
 def run_backtest(
     settings: Settings,
-    inputs: Iterable[Record],
+    inputs: Iterable[EngineInput],
     out_dir: Path | None,
     period_ns: int | None = None,
     close_at_end: bool = False,
@@ -281,7 +298,7 @@ async def parity(
 ) -> list[ParityReport]:
     """Live agents' outputs on the configured prefix vs the engine on the same input."""
     inputs = [
-        decode_topic_record(r) for r in await read_range(settings.kafka, MD_INPUTS, from_ns, to_ns)
+        backtest_input(r) for r in await read_range(settings.kafka, MD_INPUTS, from_ns, to_ns)
     ]
     result = BacktestEngine(settings).run(inputs)
     reports = []

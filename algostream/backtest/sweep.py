@@ -40,11 +40,11 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from algostream.backtest.engine import BacktestEngine
+from algostream.backtest.engine import BacktestEngine, EngineInput
 from algostream.backtest.errors import SweepError
 from algostream.backtest.report import BacktestReport, ReportInputs, compute_report
 from algostream.config import Settings
-from algostream.model.records import OrderEvent, Record
+from algostream.model.records import OrderEvent
 
 Params = dict[str, Any]
 
@@ -141,10 +141,10 @@ class PointResult:
 #: One backtest of ``inputs`` under ``settings``: the report's inputs, or ``None`` when it
 #: made no equity curve. The tick engine's is :func:`engine_run`; a bar engine plugs in
 #: the same way (``run_grid(..., runner=...)``, a module-level function).
-Runner = Callable[[Settings, Sequence[Record]], ReportInputs | None]
+Runner = Callable[[Settings, Sequence[EngineInput]], ReportInputs | None]
 
 
-def engine_run(settings: Settings, inputs: Sequence[Record]) -> ReportInputs | None:
+def engine_run(settings: Settings, inputs: Sequence[EngineInput]) -> ReportInputs | None:
     """:class:`BacktestEngine` over ``inputs`` (raw frames or md.book/md.trades records)."""
     from algostream.backtest.run import report_inputs
 
@@ -154,7 +154,7 @@ def engine_run(settings: Settings, inputs: Sequence[Record]) -> ReportInputs | N
     return report_inputs(settings, result) if result.equity_curve else None
 
 
-_INPUTS: Sequence[Record] = ()
+_INPUTS: Sequence[EngineInput] = ()
 _BASE: Settings | None = None
 _RUNNER: Runner = engine_run
 
@@ -163,7 +163,7 @@ def run_point(
     index: int,
     params: Params,
     settings: Settings,
-    inputs: Sequence[Record],
+    inputs: Sequence[EngineInput],
     runner: Runner = engine_run,
 ) -> PointResult:
     """One run with ``params``; deterministic for the same inputs."""
@@ -182,7 +182,7 @@ def _run_in_worker(index: int, params: Params) -> PointResult:
 
 def run_grid(
     settings: Settings,
-    inputs: Sequence[Record],
+    inputs: Sequence[EngineInput],
     points: Sequence[Params],
     jobs: int,
     done: Callable[[PointResult], None] = lambda _r: None,

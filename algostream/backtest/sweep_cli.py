@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from algostream.backtest.engine import EngineInput
 from algostream.backtest.errors import SweepError
 from algostream.backtest.sweep import (
     METRICS,
@@ -32,12 +33,11 @@ from algostream.backtest.sweep import (
 from algostream.backtest.tearsheet import money
 from algostream.config import Settings
 from algostream.marketdata.bars import INTERVAL_NS
-from algostream.model.records import Record
 
 
 def sweep_command(
     settings: Settings,
-    inputs: Sequence[Record],
+    inputs: Sequence[EngineInput],
     specs: Sequence[str],
     metric: str,
     jobs: int,

@@ -570,12 +570,15 @@ cdef class FastBooks:
         key bytes, book.top bytes or None for a re-delivered update, the BookTop record
         when ``record`` and there is a top, else None)`` with the state writes made in
         ``pending[instrument]``; ``None``: the Python path takes it (the instrument's
-        state was handed back to the processor first)."""
+        state was handed back to the processor first). ``now_ns`` < 0: the update's own
+        ``ts_init`` (a backtest's simulated clock)."""
         cdef _Parsed p = self.parse(payload)
         cdef FastBook fb
         if p is None:
             self.give_back_raw(payload)
             return None
+        if now_ns < 0:  # the record's own ts_init (a backtest's simulated clock)
+            now_ns = p.ts_init
         fb = self.by_raw.get(payload[p.inst0:p.inst1])
         if fb is None:
             fb = self.adopt(payload[p.inst0:p.inst1].decode("ascii"))
