@@ -319,9 +319,16 @@ class BookProcessor:
         """STALE for each synced instrument without an update for ``stale_after_ns``
         (once per silence; the next update re-arms it)."""
         out: list[BookIntegrity] = []
+        owned: Any = ()
         if self.fast is not None:
+            # a silent book is handed back (with its last update's time) and checked below;
+            # one the compiled path still holds has had an update within the window (its
+            # entry here keeps the time it was taken over: never read it for staleness)
             self.fast.settle_silent(now_ns, stale_after_ns)
+            owned = self.fast.books
         for inst, st in self._books.items():
+            if inst in owned:
+                continue
             silent = now_ns - st.last_seen_ns
             if st.in_sync and not st.stale and silent >= stale_after_ns and st.last_cause:
                 st.stale = True

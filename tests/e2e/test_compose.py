@@ -264,7 +264,8 @@ async def test_compose_stack_runs_fills_scrapes_and_heals(stack: Stack) -> None:
         timeout_s=120,
     )
     assert await _fills_after(killed_at_ns, timeout_s=180), (
-        f"no fill after the restart; records out by stage: {_pipeline_counts()}"
+        f"no fill after the restart; records out by stage: {_pipeline_counts()}\n"
+        f"{stack.logs('worker-market', 60)}\n{stack.logs('worker-trading', 60)}"
     )
 
 

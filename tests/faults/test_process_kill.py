@@ -126,6 +126,14 @@ async def test_kill_9_book_worker_then_restart(provisioned: Any, supervisor: Any
 
     await poll(tops_after, 60, "book tops from the restarted worker")
     await assert_book_is_true(s, p, supervisor)
+    # and it goes on applying updates past stale_after_ms (a restored book that took the
+    # backlog, then no update, went STALE with the feed alive: the compose test's restart)
+    t_later = time.time_ns() + 3 * s.market_data.stale_after_ms * 1_000_000
+
+    async def tops_later() -> bool:
+        return any(t.ts_init > t_later for t in await book_tops(s, 0.5))
+
+    await poll(tops_later, 60, "book tops well after the restart")
 
     # the worker continued from its table: no snapshot was needed, no gap was seen
     book = await md_book(s)
