@@ -97,6 +97,12 @@ class ExecutionShell:
         #: before it knew (before ``halted_at_ns``) are refused
         self.halted: str | None = None
         self.halted_at_ns = 0
+        #: held from a change of the router's orders until its events are produced: the
+        #: order submission, the user data stream, the REST catch-up and the paper fills
+        #: run concurrently, and without it ``orders.events`` had an OCO leg's CANCELLED
+        #: before its ACCEPTED (the stream's fill of the other leg, produced while the
+        #: submission still held the leg's acceptance)
+        self.order_lock = asyncio.Lock()
 
     @property
     def router(self) -> ExecutionRouter:
@@ -232,14 +238,16 @@ class ExecutionShell:
         futures = self.is_futures
 
         async def on_event(event: dict[str, Any]) -> None:
-            events, letter = router.on_stream_event(event, time.time_ns(), futures=futures)
-            await (emit(events) if letter is None else dead_letter(letter))
-            await emit(await router.react(time.time_ns()))  # an OCO leg's fill: the other
+            async with self.order_lock:
+                events, letter = router.on_stream_event(event, time.time_ns(), futures=futures)
+                await (emit(events) if letter is None else dead_letter(letter))
+                await emit(await router.react(time.time_ns()))  # an OCO leg's fill: the other
             if verdict is not None:
                 await self.position_checks(verdict)
 
         async def catch_up() -> None:
-            await emit(await router.catch_up(time.time_ns()))
+            async with self.order_lock:
+                await emit(await router.catch_up(time.time_ns()))
 
         base = ex.user_stream_url or stream_url_for(ex.exchange_api_url)
         if futures and not ex.user_stream_url:
@@ -259,7 +267,8 @@ class ExecutionShell:
         while True:
             await asyncio.sleep(interval)
             try:
-                await emit(await self.router.catch_up(time.time_ns()))
+                async with self.order_lock:
+                    await emit(await self.router.catch_up(time.time_ns()))
             except Exception as exc:
                 log.warning("order poll failed", error=str(exc))
 
@@ -396,29 +405,33 @@ def stages(app: faust.App, edge: Edge, settings: Settings) -> list[Stage]:
         if not await fencing.may_handle(edge):
             return  # not the owner (or fenced): the owner's broker executes it
         await reconciled_first()
-        if shell.sent.get(order.client_order_id) is not None:
-            return  # redelivered approval, or sent in-process already
-        shell.sent[order.client_order_id] = order.record_id
-        start = time.perf_counter()
-        events = await shell.submit(order)
-        metrics.ORDER_SUBMIT_SECONDS.labels(exchange=venue).observe(time.perf_counter() - start)
-        if any(ev.status is OrderStatus.FILLED for ev in events):
-            # tick-to-trade: from the ts_event the order inherited from its tick
-            metrics.TICK_TO_TRADE_SECONDS.labels(instrument=order.instrument).observe(
-                max(0, time.time_ns() - order.ts_event) / 1e9
-            )
-        await emit(events)
+        async with shell.order_lock:  # the venue's reports of it wait for its own events
+            if shell.sent.get(order.client_order_id) is not None:
+                return  # redelivered approval, or sent in-process already
+            shell.sent[order.client_order_id] = order.record_id
+            start = time.perf_counter()
+            events = await shell.submit(order)
+            elapsed = time.perf_counter() - start
+            metrics.ORDER_SUBMIT_SECONDS.labels(exchange=venue).observe(elapsed)
+            if any(ev.status is OrderStatus.FILLED for ev in events):
+                # tick-to-trade: from the ts_event the order inherited from its tick
+                metrics.TICK_TO_TRADE_SECONDS.labels(instrument=order.instrument).observe(
+                    max(0, time.time_ns() - order.ts_event) / 1e9
+                )
+            await emit(events)
 
     async def on_top(top: BookTop) -> None:
         """A book top; a standby keeps no broker (:meth:`ExecutionShell.forget`)."""
         if edge.owns("orders.approved") and await fencing.may_handle(edge):
             await reconciled_first()
-            await emit(shell.router.on_book_top(top))
+            async with shell.order_lock:
+                await emit(shell.router.on_book_top(top))
 
     async def on_trade(trade: TradeTick) -> None:
         if edge.owns("orders.approved") and await fencing.may_handle(edge):
             await reconciled_first()
-            await emit(shell.router.on_trade(trade))
+            async with shell.order_lock:
+                await emit(shell.router.on_trade(trade))
 
     if edge.txn is not None:  # fenced: another worker's broker executes the account
         edge.txn.on_fenced.append(shell.forget)

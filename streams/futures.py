@@ -100,11 +100,12 @@ def execution_inputs(
     async def on_mark(mark: MarkPrice) -> None:
         if not edge.owns("orders.approved") or not await fencing.may_handle(edge):
             return  # not the owner (or fenced): the owner's broker settles it
-        paid = shell.router.on_mark_price(mark)
-        liquidated = shell.router.take_liquidations()
-        if liquidated:
-            await emit(liquidated)  # persists
-        elif paid:
-            shell.persist()
+        async with shell.order_lock:
+            paid = shell.router.on_mark_price(mark)
+            liquidated = shell.router.take_liquidations()
+            if liquidated:
+                await emit(liquidated)  # persists
+            elif paid:
+                shell.persist()
 
     return {"md.mark_price": Input(MarkPrice, on_mark, read=Read.TAP)}

@@ -104,5 +104,9 @@ async def test_live_usdm_oco_take_profit_fill_cancels_the_stop(
     assert ("o-oco-tp", OrderStatus.ACCEPTED) in seen, supervisor.tail("trading")
     assert ("o-oco-tp", OrderStatus.FILLED) in seen, seen
     assert seen[-1] == ("o-oco-sl", OrderStatus.CANCELLED), seen
+    for coid in ("o-oco-sl", "o-oco-tp"):  # each leg's lifecycle in order on the topic
+        statuses = [status for c, status in seen if c == coid]
+        assert statuses[0] is OrderStatus.ACCEPTED, seen
+        assert not any(status.is_terminal for status in statuses[:-1]), seen
     assert "OCO: o-oco-tp filled" in legs[-1].reason  # type: ignore[attr-defined]
     assert {e.list_id for e in legs} == {"o-oco"}  # type: ignore[attr-defined]
