@@ -222,6 +222,10 @@ class RdkafkaClient:
         self._high: dict[tuple[str, int], int] = {}
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        #: synchronous commits in flight (in threads): while one is, librdkafka's consume
+        #: can wait for it (seen: 45 s on the event loop's thread in a broker outage,
+        #: every timer of the worker stopped, no STALE), so getmany consumes off the loop
+        self._committing = 0
 
     async def start(self) -> None:
         self.consumer = Consumer(
@@ -290,7 +294,12 @@ class RdkafkaClient:
         consume = self._consume
         if consume is None:
             raise RuntimeError("the reader's librdkafka consumer is not started")
-        msgs = consume(max_records, 0)  # what is queued (no wait: the loop's thread)
+        if self._committing:  # consume may wait for the commit: not on the loop's thread
+            msgs = await asyncio.get_running_loop().run_in_executor(
+                self._waiter, consume, max_records, 0
+            )
+        else:
+            msgs = consume(max_records, 0)  # what is queued (no wait: the loop's thread)
         if not msgs:  # nothing yet: wait off the loop for the first record only
             # (``consume`` with a timeout waits for a whole batch or the timeout: a quiet
             # instrument's update was handed out ~100 ms late on average)
@@ -328,23 +337,29 @@ class RdkafkaClient:
         consumer = self._client()
         parts = [RdPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
         delay = 0.1
-        while True:
-            err: KafkaError | None = None
-            try:
-                done = await asyncio.to_thread(consumer.commit, offsets=parts, asynchronous=False)
-                failed = [p.error for p in done or () if p.error is not None]
-                err = failed[0] if failed else None
-            except KafkaException as exc:
-                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        self._committing += 1
+        try:
+            while True:
+                err: KafkaError | None = None
+                try:
+                    done = await asyncio.to_thread(
+                        consumer.commit, offsets=parts, asynchronous=False
+                    )
+                    failed = [p.error for p in done or () if p.error is not None]
+                    err = failed[0] if failed else None
+                except KafkaException as exc:
+                    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                    if err is None:
+                        raise
                 if err is None:
-                    raise
-            if err is None:
-                return
-            if err.fatal() or err.code() in _FOR_GOOD:
-                raise KafkaException(err)
-            log.warning("reader commit failed, retrying", error=str(err))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+                    return
+                if err.fatal() or err.code() in _FOR_GOOD:
+                    raise KafkaException(err)
+                log.warning("reader commit failed, retrying", error=str(err))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        finally:
+            self._committing -= 1
 
     def highwater(self, tp: TopicPartition) -> int | None:
         """As the watcher thread last read it (:meth:`_watch_ends`), never a call into

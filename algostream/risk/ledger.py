@@ -241,7 +241,14 @@ class PositionLedger:
             "realized_pnl": str(self.realized_pnl),
             "fees": str(self.fees),
             "mark_price": None if self.mark_price is None else str(self.mark_price),
-        } | ({"funding": str(self.funding)} if self.funding else {})
+        } | self._funding_state()
+
+    def _funding_state(self) -> dict[str, str]:
+        """``funding`` unless it is the untouched zero (a spot position's state has no
+        such key); a zero with an exponent (``0.000``, funding paid and received back) is
+        kept, or the restored ledger's next funding would be written with another one."""
+        funding = str(self.funding)
+        return {} if funding == "0" else {"funding": funding}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> PositionLedger:

@@ -111,6 +111,11 @@ def test_kept_totals_equal_the_full_sums_after_any_fills_and_marks(
 
 @settings(max_examples=100, deadline=None)
 @given(st.sampled_from(CostMethod), steps, steps)
+@example(  # a funding of 0.000: falsy, once dropped from the state (then 0.01 != 0.010)
+    CostMethod.FIFO,
+    [("funding", INSTRUMENTS[0], Decimal("0.000"), False)],
+    [("funding", INSTRUMENTS[0], Decimal("0.01"), False)],
+)
 def test_a_restored_ledger_keeps_the_same_totals(
     method: CostMethod, before: list[tuple[Any, ...]], after: list[tuple[Any, ...]]
 ) -> None:
