@@ -16,7 +16,8 @@ from __future__ import annotations
 import httpx
 
 from algostream.config import MarketDataConfig
-from algostream.ingest.feed import FeedHealth, FrameResult, route_book
+from algostream.ingest.binance import BinanceFamily
+from algostream.ingest.feed import FrameResult
 from algostream.marketdata.binance_usdm import (
     VENUE,
     nearest_depth_limit,
@@ -28,36 +29,19 @@ from algostream.marketdata.binance_usdm import (
 from algostream.marketdata.errors import FrameError, short_repr
 from algostream.marketdata.frames import FrameKind
 from algostream.marketdata.usdm_sync import UsdmBookSync
-from algostream.model.enums import IntegrityKind
-from algostream.model.ids import instrument_id
 from algostream.observability import metrics
 
 
-class BinanceUsdmAdapter(FeedHealth):
+class BinanceUsdmAdapter(BinanceFamily):
     venue = VENUE
     exchange = "binance_usdm"
 
     def __init__(self, cfg: MarketDataConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.symbols = [s.upper() for s in cfg.symbols]
-        self.instruments = {s: instrument_id(VENUE, s) for s in self.symbols}
-        self.syncs = {s: UsdmBookSync(self.instruments[s]) for s in self.symbols}
-        self.last_trade: dict[str, int] = {}
+        super().__init__(cfg, UsdmBookSync)
         self.last_mark: dict[str, int] = {}
-        self.degraded: set[str] = set()
 
     def url(self) -> str:
         return usdm_stream_url(self.cfg.websocket_url, self.symbols)
-
-    def subscribe_messages(self) -> list[str]:
-        return []  # the combined-stream URL subscribes
-
-    def on_connected(self, conn_id: int, now_ns: int, *, rotating: bool = False) -> FrameResult:
-        if not rotating:
-            for sync in self.syncs.values():
-                sync.reset()
-        return FrameResult()
 
     def on_frame(self, conn_id: int, text: str, recv_ns: int) -> FrameResult:
         result = FrameResult()
@@ -74,12 +58,7 @@ class BinanceUsdmAdapter(FeedHealth):
             result.error = FrameError(
                 "error", short_repr(frame.message), "the exchange answered with an error"
             )
-        for trade in frame.trades:
-            tid = int(trade.trade_id)
-            if tid <= self.last_trade.get(trade.instrument, -1):
-                continue  # already published from the other connection
-            self.last_trade[trade.instrument] = tid
-            result.records.append(("md.trades", trade))
+        self.add_trades(frame.trades, result)
         for mark in parsed.marks:
             if mark.ts_event <= self.last_mark.get(mark.instrument, -1):
                 continue
@@ -94,14 +73,9 @@ class BinanceUsdmAdapter(FeedHealth):
                 float(liquidation.quantity * (liquidation.avg_price or liquidation.price))
             )
         for update, pu in zip(frame.book, parsed.prev_final_ids, strict=True):
-            symbol = update.instrument.partition(":")[2]
-            sync = self.syncs.get(symbol)
-            if sync is None:
-                continue  # a symbol we did not subscribe to
-            route_book(sync.on_diff(update, pu), result)
-            if sync.needs_snapshot:
-                result.snapshot_requests.append(symbol)
-            self.mark_fresh(update.instrument)
+            sync = self.syncs.get(update.instrument.partition(":")[2])
+            if sync is not None:  # else a symbol we did not subscribe to
+                self.add_diff(sync, sync.on_diff(update, pu), update, result)
         return result
 
     async def fetch_snapshot(
@@ -115,19 +89,4 @@ class BinanceUsdmAdapter(FeedHealth):
     def on_snapshot_body(self, symbol: str, body: bytes | str, now_ns: int) -> FrameResult:
         """A ``/fapi/v1/depth`` snapshot (fetched now, or read back from a capture)."""
         frame = parse_usdm_depth(body, symbol, now_ns, VENUE)
-        result = FrameResult(records=[("md.raw", frame.raw)])
-        sync = self.syncs[symbol]
-        for snapshot in frame.book:
-            route_book(sync.on_snapshot(snapshot), result)
-            last = sync.last_update_id
-            if last is not None:
-                detail = f"live again from /fapi/v1/depth lastUpdateId={last}"
-                self.live_again(snapshot, last, detail, result)
-        if sync.needs_snapshot and sync.buffered:
-            result.snapshot_requests.append(symbol)  # too old for the buffered diffs
-        return result
-
-    def on_disconnected(self, now_ns: int, reason: str) -> FrameResult:
-        for sync in self.syncs.values():
-            sync.reset()
-        return self.feed_down(IntegrityKind.DISCONNECTED, now_ns, reason)
+        return self.snapshot_result(frame, symbol, "/fapi/v1/depth")

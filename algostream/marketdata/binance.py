@@ -199,10 +199,31 @@ def _depth(
     d: dict[str, Any], path: str, text: str, recv_ns: int, venue: str, stream: str
 ) -> ParsedFrame:
     inst = instrument_for(venue, req(d, "s", path), f"{path}.s")
+    first, final = depth_ids(d, path)
+    return depth_delta(d, path, text, recv_ns, venue, stream, inst, first, final)
+
+
+def depth_ids(d: dict[str, Any], path: str) -> tuple[int, int]:
+    """A ``depthUpdate``'s first and final update ids (``U`` <= ``u``), spot or USD-M."""
     first = as_int(req(d, "U", path), f"{path}.U")
     final = as_int(req(d, "u", path), f"{path}.u")
     if final < first:
         raise FrameError(f"{path}.u", str(final), f"final update id is below U={first}")
+    return first, final
+
+
+def depth_delta(
+    d: dict[str, Any],
+    path: str,
+    text: str,
+    recv_ns: int,
+    venue: str,
+    stream: str,
+    inst: str,
+    first: int,
+    final: int,
+) -> ParsedFrame:
+    """The DELTA :class:`BookUpdate` of a checked ``depthUpdate`` (spot or USD-M)."""
     ts = ms_to_ns(req(d, "E", path), f"{path}.E")
     bids = levels(req(d, "b", path), f"{path}.b")
     asks = levels(req(d, "a", path), f"{path}.a")
@@ -299,21 +320,29 @@ _HANDLERS: dict[str, _Handler] = {
 
 
 def parse_depth_snapshot(
-    body: str | bytes, symbol: str, recv_ns: int, venue: str = VENUE
+    body: str | bytes,
+    symbol: str,
+    recv_ns: int,
+    venue: str = VENUE,
+    *,
+    path: str = DEPTH_SNAPSHOT_PATH,
+    event_time: bool = False,
 ) -> ParsedFrame:
-    """A ``GET /api/v3/depth`` body → one SNAPSHOT :class:`BookUpdate` (first = final =
-    ``lastUpdateId``; ``ts_event`` is the receive time: the body carries none)."""
+    """A ``GET /api/v3/depth`` body (``path``) → one SNAPSHOT :class:`BookUpdate` (first
+    = final = ``lastUpdateId``; ``ts_event`` is the receive time: the body carries none;
+    ``event_time``: from ``E`` when present, as USD-M's ``/fapi/v1/depth`` gives it)."""
     text, obj = decode_frame(body)
     obj = as_obj(obj, "<body>")
     inst = instrument_for(venue, symbol, "symbol")
     last = as_int(req(obj, "lastUpdateId", "<body>"), "lastUpdateId")
+    ts = ms_to_ns(obj["E"], "E") if event_time and "E" in obj else recv_ns
     bids = levels(req(obj, "bids", "<body>"), "bids")
     asks = levels(req(obj, "asks", "<body>"), "asks")
-    raw = raw_frame(text, recv_ns, venue, f"rest:{DEPTH_SNAPSHOT_PATH}", inst)
+    raw = raw_frame(text, recv_ns, venue, f"rest:{path}", inst)
     snap = build(
         BookUpdate,
         instrument=inst,
-        ts_event=recv_ns,
+        ts_event=ts,
         ts_init=recv_ns,
         # with the receive time (the body has no other): each fetched snapshot is a record
         record_id=derive_id("book", inst, "SNAPSHOT", last, last, recv_ns),

@@ -29,12 +29,14 @@ import orjson
 from algostream.marketdata.binance import (
     InstrumentSpec,
     control_frame,
+    depth_delta,
+    depth_ids,
+    parse_depth_snapshot,
     parse_exchange_info,
     shutdown_frame,
 )
 from algostream.marketdata.errors import FrameError, short_repr
 from algostream.marketdata.frames import (
-    FrameKind,
     ParsedFrame,
     as_bool,
     as_decimal,
@@ -45,14 +47,13 @@ from algostream.marketdata.frames import (
     build,
     decode_frame,
     instrument_for,
-    levels,
     ms_to_ns,
     raw_frame,
     req,
 )
-from algostream.model.enums import BookUpdateKind, Side
+from algostream.model.enums import Side
 from algostream.model.ids import derive_id
-from algostream.model.records import BookUpdate, Liquidation, MarkPrice, TradeTick
+from algostream.model.records import Liquidation, MarkPrice, TradeTick
 
 VENUE = "BINANCE_USDM"
 DEPTH_SNAPSHOT_PATH = "/fapi/v1/depth"
@@ -196,29 +197,12 @@ def _depth(
             "a USD-M futures depthUpdate carries pu (the previous event's u); without it this "
             "is a spot frame on a futures connection",
         )
-    first = as_int(req(d, "U", path), f"{path}.U")
-    final = as_int(req(d, "u", path), f"{path}.u")
+    first, final = depth_ids(d, path)
     prev = as_int(d["pu"], f"{path}.pu")
-    if final < first:
-        raise FrameError(f"{path}.u", str(final), f"final update id is below U={first}")
     if prev >= first:
         raise FrameError(f"{path}.pu", str(prev), f"previous final id is not below U={first}")
-    ts = ms_to_ns(req(d, "E", path), f"{path}.E")
-    raw = raw_frame(text, recv_ns, venue, stream, inst)
-    update = build(
-        BookUpdate,
-        instrument=inst,
-        ts_event=ts,
-        ts_init=recv_ns,
-        record_id=derive_id("book", inst, "DELTA", first, final, ts),
-        lineage_id=raw.record_id,
-        kind=BookUpdateKind.DELTA,
-        bids=levels(req(d, "b", path), f"{path}.b"),
-        asks=levels(req(d, "a", path), f"{path}.a"),
-        first_update_id=first,
-        final_update_id=final,
-    )
-    return UsdmFrame(ParsedFrame(raw=raw, book=[update]), prev_final_ids=[prev])
+    frame = depth_delta(d, path, text, recv_ns, venue, stream, inst, first, final)
+    return UsdmFrame(frame, prev_final_ids=[prev])
 
 
 def _mark_price(
@@ -306,26 +290,9 @@ def parse_usdm_depth(
 ) -> ParsedFrame:
     """A ``GET /fapi/v1/depth`` body → one SNAPSHOT :class:`BookUpdate` (first = final =
     ``lastUpdateId``; ``ts_event`` from ``E`` when present, else the receive time)."""
-    text, obj = decode_frame(body)
-    obj = as_obj(obj, "<body>")
-    inst = instrument_for(venue, symbol, "symbol")
-    last = as_int(req(obj, "lastUpdateId", "<body>"), "lastUpdateId")
-    ts = ms_to_ns(obj["E"], "E") if "E" in obj else recv_ns
-    raw = raw_frame(text, recv_ns, venue, f"rest:{DEPTH_SNAPSHOT_PATH}", inst)
-    snap = build(
-        BookUpdate,
-        instrument=inst,
-        ts_event=ts,
-        ts_init=recv_ns,
-        record_id=derive_id("book", inst, "SNAPSHOT", last, last, recv_ns),
-        lineage_id=raw.record_id,
-        kind=BookUpdateKind.SNAPSHOT,
-        bids=levels(req(obj, "bids", "<body>"), "bids"),
-        asks=levels(req(obj, "asks", "<body>"), "asks"),
-        first_update_id=last,
-        final_update_id=last,
+    return parse_depth_snapshot(
+        body, symbol, recv_ns, venue, path=DEPTH_SNAPSHOT_PATH, event_time=True
     )
-    return ParsedFrame(raw=raw, kind=FrameKind.SNAPSHOT, book=[snap])
 
 
 def require_pu_absent(text: str, path: str = "data.pu") -> None:
