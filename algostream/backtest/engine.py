@@ -284,7 +284,11 @@ class BacktestEngine:
                     assert isinstance(record, EncodedBook)
                     if compiled is None:
                         compiled = self.book.fast or native.attach(self.book) or False
-                    done = compiled.handle(record.value, -1, pending, True) if compiled else None
+                    done = (
+                        compiled.handle(record.value, -1, pending, native.RECORD_ONLY)
+                        if compiled
+                        else None
+                    )
                     if done is None:  # the Python path takes it (the processor settles)
                         record, kind = record.decode(), BookUpdate
                     else:
