@@ -147,6 +147,7 @@ cdef enum:
     _RECORD_ONLY = 2
 RECORD_ONLY = _RECORD_ONLY
 cdef object _INF = Decimal("Infinity")
+cdef object _DECIMAL = Decimal
 cdef object _float_json = msgspec.json.encode
 cdef Py_ssize_t _KEPT = 1 << 16
 cdef long long _I64_MAX = 9223372036854775807
@@ -406,6 +407,8 @@ cdef class FastBooks:
     """The compiled path of one :class:`BookProcessor` (and its level store, if any)."""
 
     cdef object proc, store, pending_type, delete, decode_update, book_top, new_top
+    cdef object delta, snapshot  # BookUpdateKind's
+    cdef dict dec_prices, dec_quantities  # a Decimal's str -> its checked Num
     cdef frozenset top_fields  # a BookTop's field names (its fields set, all given)
     cdef readonly dict books  # instrument -> FastBook
     cdef dict by_raw  # instrument bytes -> FastBook
@@ -426,6 +429,7 @@ cdef class FastBooks:
         free(self.buf)
 
     def __init__(self, proc, store=None, pending_type=dict, delete=None):
+        from algostream.model.enums import BookUpdateKind
         from algostream.model.records import BookTop, BookUpdate
 
         self.book_top, self.new_top = BookTop, BookTop.__new__
@@ -436,6 +440,8 @@ cdef class FastBooks:
         self.decode_update = BookUpdate.decode
         self.books, self.by_raw = {}, {}
         self.prices, self.quantities = {}, {}
+        self.dec_prices, self.dec_quantities = {}, {}
+        self.delta, self.snapshot = BookUpdateKind.DELTA, BookUpdateKind.SNAPSHOT
         self.blocked = set()
         self.top_n = proc.top_levels
 
@@ -595,8 +601,96 @@ cdef class FastBooks:
             fb = self.adopt(payload[p.inst0:p.inst1].decode("ascii"))
             if fb is None:
                 return None
+        return self.go(fb, p, payload, payload, now_ns, pending, record)
+
+    def handle_update(self, update, dict pending):
+        """``handle(update.encode(), -1, pending, RECORD_ONLY)`` for a ``BookUpdate``
+        record (a backtest from records), without the encoding and the parse: its
+        Decimals become the path's numbers (kept by their strings, the payload's), under
+        the same rules as the payload's strings; ``None``: the
+        Python path takes it (the instrument handed back first)."""
+        cdef _Parsed p
+        cdef FastBook fb
+        inst = update.instrument
+        kind = update.kind
+        if kind is not self.delta:
+            self.settle(inst)
+            if kind is self.snapshot:
+                self.blocked.discard(inst)
+            return None
+        rid = _plain(update.record_id)
+        if rid is None or not 1 <= len(rid) <= 128:
+            self.settle(inst)
+            return None
+        lineage = _plain(update.lineage_id)
+        if lineage is None or len(lineage) > 128 or type(inst) is not str:
+            self.settle(inst)
+            return None
+        p = _Parsed.__new__(_Parsed)
+        p.rid0, p.rid1 = 0, len(rid)
+        try:
+            p.ts_event, p.ts_init = update.ts_event, update.ts_init
+            p.first, p.final = update.first_update_id, update.final_update_id
+        except (OverflowError, TypeError):  # past int64: the Python path
+            self.settle(inst)
+            return None
+        if p.ts_event < 0 or p.ts_init < 0 or p.first < 0 or p.final < 0:
+            self.settle(inst)
+            return None
+        p.bids = self.numbers(update.bids)
+        p.asks = self.numbers(update.asks) if p.bids is not None else None
+        if p.asks is None:
+            self.settle(inst)
+            return None
+        fb = self.books.get(inst)
+        if fb is None:
+            fb = self.adopt(inst)
+            if fb is None:
+                return None
+        return self.go(fb, p, update, rid, p.ts_init, pending, _RECORD_ONLY)
+
+    cdef list numbers(self, object levels):
+        """``(Num price, Num qty)`` of a record's levels, or None (the Python path)."""
+        cdef list out = []
+        for price, qty in levels:
+            pn = self.decimal_number(price, True)
+            qn = self.decimal_number(qty, False)
+            if pn is None or qn is None:
+                return None
+            out.append((pn, qn))
+        return out
+
+    cdef object decimal_number(self, object dec, bint price):
+        """The checked :class:`Num` of a Decimal, kept by its string (which the payload
+        would carry), as :meth:`number` decides that string."""
+        cdef dict kept = self.dec_prices if price else self.dec_quantities
+        if type(dec) is not _DECIMAL:
+            return None
+        text = str(dec)
+        found = kept.get(text)
+        if found is not None:
+            return found
+        try:
+            ok = (_ZERO < dec < _INF) if price else (_ZERO <= dec < _INF)
+        except (InvalidOperation, ValueError, ArithmeticError):
+            return None
+        if not ok:
+            return None
+        num = _num(dec)
+        if num is None:
+            return None
+        if len(kept) >= _KEPT:
+            kept.clear()
+        kept[text] = num
+        return num
+
+    cdef object go(self, FastBook fb, _Parsed p, object cause, bytes payload,
+                   long long now_ns, dict pending, int record):
+        """``handle`` once the update is parsed and its book owned here (``payload``: the
+        bytes ``p``'s record id offsets are into; ``cause``: the update, as its payload
+        or its record)."""
         if p.final <= fb.last:  # a re-delivered update
-            fb.last_seen, fb.cause = now_ns, payload
+            fb.last_seen, fb.cause = now_ns, cause
             if fb.inst not in pending:
                 pending[fb.inst] = self.pending_type()
             return fb.inst, fb.inst_key, None, None
@@ -609,7 +703,7 @@ cdef class FastBooks:
         writes = pending.get(fb.inst)
         if writes is None:
             writes = pending[fb.inst] = self.pending_type()
-        fb.last_seen, fb.cause = now_ns, payload
+        fb.last_seen, fb.cause = now_ns, cause
         bids_dirty = self.apply(fb, fb.bids, p.bids, False, writes)
         asks_dirty = self.apply(fb, fb.asks, p.asks, True, writes)
         fb.last, fb.ts_event = p.final, p.ts_event
@@ -841,8 +935,8 @@ cdef class FastBooks:
         book._bid_qty = book._ask_qty = None
         book.last_update_id, book.ts_event = fb.last, fb.ts_event
         st.last_seen_ns, st.crossed = fb.last_seen, fb.crossed
-        if fb.cause is not None:
-            st.last_cause = self.decode_update(fb.cause)
+        if fb.cause is not None:  # (a payload, or a record: handle_update's)
+            st.last_cause = self.decode_update(fb.cause) if type(fb.cause) is bytes else fb.cause
         st.derived_from, st.derived = None, ()
         if self.store is not None:
             self.store._mirror[inst] = {"b": held_b, "a": held_a}
@@ -884,7 +978,7 @@ cdef class FastBooks:
             "warned_unsynced": fb.warned,
         }
         if fb.cause is not None:
-            d = orjson.loads(fb.cause)
+            d = orjson.loads(fb.cause if type(fb.cause) is bytes else fb.cause.encode())
             state["last_cause"] = {
                 "instrument": d["instrument"],
                 "ts_event": d["ts_event"],
@@ -1163,3 +1257,19 @@ cdef void _values(FastBook fb) except *:
             fb.mid_js = fb.micro_js = None
             fb.mid_from_bp, fb.mid_from_bq = b.price, b.qty
             fb.mid_from_ap, fb.mid_from_aq = a.price, a.qty
+
+
+cdef bytes _plain(object text):
+    """``text`` as ASCII bytes if a payload would carry it as a plain JSON string (what
+    ``_str`` takes: no escape, control or non-ASCII character), else None."""
+    cdef const char *s
+    cdef Py_ssize_t n, i
+    cdef unsigned char c
+    if type(text) is not str:
+        return None
+    s = PyUnicode_AsUTF8AndSize(text, &n)
+    for i in range(n):
+        c = <unsigned char> s[i]
+        if c == 34 or c == 92 or c < 32 or c > 126:
+            return None
+    return PyBytes_FromStringAndSize(s, n)

@@ -12,6 +12,7 @@ level, and quantities past the fixed point (``big``).
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
@@ -107,3 +108,76 @@ def test_a_top_shares_a_level_until_its_quantity_changes() -> None:
         if a.instrument == b.instrument and a.bids and b.bids and a.bids[0] == b.bids[0]
     )
     assert shared > 0
+
+
+# --------------------------------------------------------------------------- from records
+# ``handle_update`` takes a ``BookUpdate`` record (a backtest from records) where
+# ``handle`` takes its bytes: the same records as the Python path, and as the bytes in the
+# record-only mode, and the same state handed back (its last update kept as the record).
+
+
+def run_records(stream: list[BookUpdate], levels: int, ways: list[str]) -> tuple[Any, Any]:
+    """Each update by ``ways[n]``: "python" (no compiled path), "record" (handle_update)
+    or "bytes" (handle, record-only); the outputs as bytes, and each book's state."""
+    proc = BookProcessor(levels)
+    fast = native.attach(proc) if any(w != "python" for w in ways) else None
+    pending: dict[str, Any] = {}
+    out: list[list[bytes]] = []
+    for update, way in zip(stream, ways, strict=True):
+        done = None
+        if way == "record":
+            done = fast.handle_update(update, pending)
+        elif way == "bytes":
+            done = fast.handle(update.encode(), -1, pending, native.RECORD_ONLY)
+        if done is None:
+            out.append([r.encode() for r in proc.on_update(update, update.ts_init)])
+        else:
+            out.append([] if done[3] is None else [done[3].encode()])
+    if fast is not None:
+        fast.settle_all()
+    return out, {inst: proc.state(inst) for inst in proc.instruments}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_handle_update_gives_the_python_paths_records(seed: int) -> None:
+    stream = random_stream(seed, big=seed % 2 == 1) if seed < 3 else recorded_md_book()
+    n = len(stream)
+    python = run_records(stream, 1 + seed * 3, ["python"] * n)
+    records = run_records(stream, 1 + seed * 3, ["record"] * n)
+    rng = random.Random(seed)
+    mixed = run_records(stream, 1 + seed * 3, [rng.choice(("record", "bytes")) for _ in range(n)])
+    assert records[0] == python[0]
+    assert mixed[0] == python[0]
+    assert records[1] == python[1]
+    assert mixed[1] == python[1]
+
+
+def test_handle_update_hands_back_what_a_payload_could_not_carry_plainly() -> None:
+    """A record id with a quote, a non-ASCII lineage, a price past fixed point: the
+    Python path takes the update (None), as it would take its payload."""
+    stream = [u for u in random_stream(2) if u.kind == "DELTA" and u.bids][:40]
+    proc = BookProcessor(5)
+    fast = native.attach(proc)
+    pending: dict[str, Any] = {}
+    taken = 0
+    for update in random_stream(2)[:300]:
+        if fast.handle_update(update, pending) is None:
+            proc.on_update(update, update.ts_init)
+        else:
+            taken += 1
+    assert taken > 0
+    odd = {
+        "record_id": lambda u: u.model_copy(update={"record_id": 'a"b'}),
+        "lineage_id": lambda u: u.model_copy(update={"lineage_id": "é"}),
+        "price": lambda u: u.model_copy(
+            update={"bids": ((Decimal("1.00000000000000000000000000000000001"), Decimal(1)),)}
+        ),
+    }
+    checked = set()
+    for update in stream:
+        for what, change in odd.items():
+            # the update as it is: taken (re-delivered) while its book is owned here
+            if fast.handle_update(update, pending) is not None:
+                assert fast.handle_update(change(update), pending) is None, what
+                checked.add(what)
+    assert checked == set(odd)
