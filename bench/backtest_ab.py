@@ -6,11 +6,13 @@ Each turn runs OLD then NEW in a fresh process (``PYTHONPATH`` = that tree): the
 synthetic market's md.book + md.trades records through ``BacktestEngine``, best of 3 in
 CPU seconds (``time.process_time``), twice: as it is, and with the book stage replayed
 (``BookProcessor.on_update`` answers with the outputs it gave for each update in an
-earlier pass, at the cost of a list look-up: the rest of the run, with the book stage's
-own cost taken out), and from the records' encoded bytes as that tree's replay gives
-them to the engine (md.book as ``EncodedBook`` where the tree has it, else every record
-decoded first). Then, on NEW, an ablation: the run without the risk marks, and the
-book stage alone, to say what bounds it.
+earlier pass, at the cost of a list look-up, the compiled book path kept out of the run:
+the rest of the run, with the book stage's own cost taken out), and from the records'
+encoded bytes as that tree's replay gives them to the engine (md.book as
+``EncodedBook`` where the tree has it, else every record decoded first). Then, on NEW,
+an ablation: the run without the risk marks, and the book stage alone (as the run takes
+it: the compiled path from the records where the tree has ``FastBooks.handle_update``,
+else ``BookProcessor.on_update``), to say what bounds it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys, time
 from algostream.backtest.engine import BacktestEngine
 from algostream.backtest.synthetic import synthetic_frames
 from algostream.config import Settings
+from algostream.marketdata import native
 from algostream.model.records import BookUpdate
 
 raw = BacktestEngine(Settings()).run(synthetic_frames(("BTCUSDT", "ETHUSDT"), 7, 20000))
@@ -50,9 +53,15 @@ def no_risk_marks():
 
 def book_stage():
     engine = BacktestEngine(Settings())
+    fast = native.attach(engine.book)
+    pending = {}
+    if fast is None or not hasattr(fast, "handle_update"):  # (a tree before it)
+        engine.book.fast = None
+        fast = None
     for update in records:
         if isinstance(update, BookUpdate):
-            engine.book.on_update(update, update.ts_init)
+            if fast is None or fast.handle_update(update, pending) is None:
+                engine.book.on_update(update, update.ts_init)
 
 pre = BacktestEngine(Settings())
 replies = [pre.book.on_update(u, u.ts_init) for u in records if isinstance(u, BookUpdate)]
@@ -61,7 +70,11 @@ def book_replayed():
     engine = BacktestEngine(Settings())
     answers = iter(replies)
     engine.book.on_update = lambda update, now: next(answers)
-    engine.run(records)
+    attach, native.attach = native.attach, lambda *args, **kw: None  # (the replay only)
+    try:
+        engine.run(records)
+    finally:
+        native.attach = attach
 
 encoded = [(type(r), r.ts_event, r.encode()) for r in records]
 try:  # md.book as bytes, through the compiled book path (a replay's input since issue 21)

@@ -2,10 +2,12 @@
 
 For checking that a change to the tick path changes no output: run it on two trees
 (``PYTHONPATH=<tree>``) and compare the lines. Each scenario runs the seeded synthetic
-market twice, from its md.book + md.trades records and from its raw frames, closes the
-positions at the end, and hashes every output record (topic and encoded bytes) and the
-risk state: the golden config (``config/system.json``), default settings, tight stops
-that fire, a loss breaker that trips, LIFO, AVERAGE, and two strategies with budgets.
+market three times, from its md.book + md.trades records, from its raw frames and from
+the records with md.book as its encoded bytes (``EncodedBook``: the compiled book path, as a
+replay from the topics gives them), closes the positions at the end, and hashes every
+output record (topic and encoded bytes) and the risk state: the golden config
+(``config/system.json``), default settings, tight stops that fire, a loss breaker that
+trips, LIFO, AVERAGE, and two strategies with budgets.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
-from algostream.backtest.engine import BacktestEngine
+from algostream.backtest.engine import BacktestEngine, EncodedBook
 from algostream.backtest.synthetic import synthetic_frames
 from algostream.config import Settings, StrategySpec, load_settings
 from algostream.model.enums import CostMethod
+from algostream.model.records import BookUpdate
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "system.json"
 SHOWN = ("risk.events", "orders.events", "positions", "pnl", "orders.rejected")
@@ -57,10 +60,13 @@ def main() -> None:
     frames = synthetic_frames(("BTCUSDT", "ETHUSDT"), 7, 20_000)
     raw = BacktestEngine(Settings()).run(frames)
     records = [r for t, r in raw.outputs if t in ("md.book", "md.trades")]
+    encoded = [
+        EncodedBook(r.ts_event, r.encode()) if isinstance(r, BookUpdate) else r for r in records
+    ]
     for name, settings in scenarios().items():
         digest = hashlib.sha256()
         counts: dict[str, int] = {}
-        for source in (records, frames):
+        for source in (records, frames, encoded):
             engine = BacktestEngine(settings)
             engine.run(source)
             engine.finish(close_positions=True)

@@ -284,7 +284,11 @@ class BacktestEngine:
                     assert isinstance(record, EncodedBook)
                     if compiled is None:
                         compiled = self.book.fast or native.attach(self.book) or False
-                    done = compiled.handle(record.value, -1, pending, True) if compiled else None
+                    done = (
+                        compiled.handle(record.value, -1, pending, native.RECORD_ONLY)
+                        if compiled
+                        else None
+                    )
                     if done is None:  # the Python path takes it (the processor settles)
                         record, kind = record.decode(), BookUpdate
                     else:
@@ -294,7 +298,14 @@ class BacktestEngine:
                 if kind is BookUpdate and fast and emit is not None:
                     assert isinstance(record, BookUpdate)
                     emit(("md.book", record))
-                    outs = on_update(record, record.ts_init)
+                    if compiled is None:
+                        compiled = self.book.fast or native.attach(self.book) or False
+                    # the compiled path from the record's fields (no bytes: none to keep)
+                    done = compiled.handle_update(record, pending) if compiled else None
+                    if done is None:  # the Python path takes it (the processor settles)
+                        outs = on_update(record, record.ts_init)
+                    else:
+                        outs = () if done[3] is None else (done[3],)
                 elif kind is not EncodedBook or lazy is None:
                     outs = None
                 if outs is not None:

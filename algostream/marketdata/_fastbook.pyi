@@ -2,14 +2,20 @@
 
 from typing import Any
 
+#: ``FastBooks.handle``'s ``record`` for the record without the book.top bytes
+RECORD_ONLY: int
+
 class FastBooks:
     books: dict[str, Any]
     def __init__(
         self, proc: Any, store: Any = None, pending_type: Any = dict, delete: Any = None
     ) -> None: ...
     def handle(
-        self, payload: bytes, now_ns: int, pending: dict[str, Any], record: bool = False
+        self, payload: bytes, now_ns: int, pending: dict[str, Any], record: int = False
     ) -> tuple[str, bytes, bytes | None, Any] | None: ...
+    def handle_update(
+        self, update: Any, pending: dict[str, Any]
+    ) -> tuple[str, bytes, None, Any] | None: ...
     def owns(self, instrument: str) -> bool: ...
     def settle(self, instrument: str) -> None: ...
     def settle_all(self) -> None: ...

@@ -23,6 +23,7 @@ two are one state.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.object cimport PyObject_GenericSetAttr
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove
@@ -141,7 +142,12 @@ def child_id(bytes parent):
 
 cdef object _ZERO = Decimal(0)
 cdef object _TWO = Decimal(2)
+#: ``FastBooks.handle``'s ``record`` for the BookTop record without the book.top bytes
+cdef enum:
+    _RECORD_ONLY = 2
+RECORD_ONLY = _RECORD_ONLY
 cdef object _INF = Decimal("Infinity")
+cdef object _DECIMAL = Decimal
 cdef object _float_json = msgspec.json.encode
 cdef Py_ssize_t _KEPT = 1 << 16
 cdef long long _I64_MAX = 9223372036854775807
@@ -313,6 +319,7 @@ cdef class _Level:
     cdef Num price  # the spelling the book keeps (its first)
     cdef Num qty  # the latest
     cdef object tkey  # the book-state table key holding it (None: no level store)
+    cdef tuple pair  # (price, qty) Decimals as a top's level (None: not made for this qty)
 
 
 cdef class _Side:
@@ -325,6 +332,7 @@ cdef class _Side:
     cdef fb_i128 top_sum  # its total quantity, fixed-point (-1: too large to add here)
     cdef tuple top_tuple  # the kept top as the record's levels (None: not made yet)
     cdef Py_ssize_t top_len
+    cdef bint top_known  # top_sum and top_len are the kept top's (False: derive them)
 
     def __cinit__(self):
         self.cap = 64
@@ -383,6 +391,7 @@ cdef class FastBook:
     cdef bytes mid_js  # ',"best_bid":..,"best_ask":..,"mid":..,"spread":..,"imbalance":'
     cdef bytes micro_js  # ',"microprice":".."'
     cdef object mid, spread, micro, imbalance  # (the record's values of the above)
+    cdef bint values_known  # imbalance, mid, spread, micro are the kept tops' (False: derive)
     cdef str prefix_b, prefix_a
 
 
@@ -397,7 +406,10 @@ cdef class _Parsed:
 cdef class FastBooks:
     """The compiled path of one :class:`BookProcessor` (and its level store, if any)."""
 
-    cdef object proc, store, pending_type, delete, decode_update, from_fields, book_top
+    cdef object proc, store, pending_type, delete, decode_update, book_top, new_top
+    cdef object delta, snapshot  # BookUpdateKind's
+    cdef dict dec_prices, dec_quantities  # a Decimal's str -> its checked Num
+    cdef frozenset top_fields  # a BookTop's field names (its fields set, all given)
     cdef readonly dict books  # instrument -> FastBook
     cdef dict by_raw  # instrument bytes -> FastBook
     cdef dict prices, quantities  # payload string bytes -> Num (checked)
@@ -417,16 +429,19 @@ cdef class FastBooks:
         free(self.buf)
 
     def __init__(self, proc, store=None, pending_type=dict, delete=None):
-        from algostream.model.fast import from_fields
+        from algostream.model.enums import BookUpdateKind
         from algostream.model.records import BookTop, BookUpdate
 
-        self.from_fields, self.book_top = from_fields, BookTop
+        self.book_top, self.new_top = BookTop, BookTop.__new__
+        self.top_fields = frozenset(BookTop.model_fields)
 
         self.proc, self.store = proc, store
         self.pending_type, self.delete = pending_type, delete
         self.decode_update = BookUpdate.decode
         self.books, self.by_raw = {}, {}
         self.prices, self.quantities = {}, {}
+        self.dec_prices, self.dec_quantities = {}, {}
+        self.delta, self.snapshot = BookUpdateKind.DELTA, BookUpdateKind.SNAPSHOT
         self.blocked = set()
         self.top_n = proc.top_levels
 
@@ -565,13 +580,15 @@ cdef class FastBooks:
             return _lit(s, n, i, b']', 1)
 
     # ------------------------------------------------------------------ the hot path
-    def handle(self, bytes payload, long long now_ns, dict pending, bint record=False):
+    def handle(self, bytes payload, long long now_ns, dict pending, int record=False):
         """Apply one ``md.book`` payload if it is the plain case: returns ``(instrument,
         key bytes, book.top bytes or None for a re-delivered update, the BookTop record
         when ``record`` and there is a top, else None)`` with the state writes made in
         ``pending[instrument]``; ``None``: the Python path takes it (the instrument's
         state was handed back to the processor first). ``now_ns`` < 0: the update's own
-        ``ts_init`` (a backtest's simulated clock)."""
+        ``ts_init`` (a backtest's simulated clock). ``record`` 2 (:data:`RECORD_ONLY`):
+        the record without the ``book.top`` bytes (None in their place; a backtest keeps
+        the record, not its bytes)."""
         cdef _Parsed p = self.parse(payload)
         cdef FastBook fb
         if p is None:
@@ -584,8 +601,96 @@ cdef class FastBooks:
             fb = self.adopt(payload[p.inst0:p.inst1].decode("ascii"))
             if fb is None:
                 return None
+        return self.go(fb, p, payload, payload, now_ns, pending, record)
+
+    def handle_update(self, update, dict pending):
+        """``handle(update.encode(), -1, pending, RECORD_ONLY)`` for a ``BookUpdate``
+        record (a backtest from records), without the encoding and the parse: its
+        Decimals become the path's numbers (kept by their strings, the payload's), under
+        the same rules as the payload's strings; ``None``: the
+        Python path takes it (the instrument handed back first)."""
+        cdef _Parsed p
+        cdef FastBook fb
+        inst = update.instrument
+        kind = update.kind
+        if kind is not self.delta:
+            self.settle(inst)
+            if kind is self.snapshot:
+                self.blocked.discard(inst)
+            return None
+        rid = _plain(update.record_id)
+        if rid is None or not 1 <= len(rid) <= 128:
+            self.settle(inst)
+            return None
+        lineage = _plain(update.lineage_id)
+        if lineage is None or len(lineage) > 128 or type(inst) is not str:
+            self.settle(inst)
+            return None
+        p = _Parsed.__new__(_Parsed)
+        p.rid0, p.rid1 = 0, len(rid)
+        try:
+            p.ts_event, p.ts_init = update.ts_event, update.ts_init
+            p.first, p.final = update.first_update_id, update.final_update_id
+        except (OverflowError, TypeError):  # past int64: the Python path
+            self.settle(inst)
+            return None
+        if p.ts_event < 0 or p.ts_init < 0 or p.first < 0 or p.final < 0:
+            self.settle(inst)
+            return None
+        p.bids = self.numbers(update.bids)
+        p.asks = self.numbers(update.asks) if p.bids is not None else None
+        if p.asks is None:
+            self.settle(inst)
+            return None
+        fb = self.books.get(inst)
+        if fb is None:
+            fb = self.adopt(inst)
+            if fb is None:
+                return None
+        return self.go(fb, p, update, rid, p.ts_init, pending, _RECORD_ONLY)
+
+    cdef list numbers(self, object levels):
+        """``(Num price, Num qty)`` of a record's levels, or None (the Python path)."""
+        cdef list out = []
+        for price, qty in levels:
+            pn = self.decimal_number(price, True)
+            qn = self.decimal_number(qty, False)
+            if pn is None or qn is None:
+                return None
+            out.append((pn, qn))
+        return out
+
+    cdef object decimal_number(self, object dec, bint price):
+        """The checked :class:`Num` of a Decimal, kept by its string (which the payload
+        would carry), as :meth:`number` decides that string."""
+        cdef dict kept = self.dec_prices if price else self.dec_quantities
+        if type(dec) is not _DECIMAL:
+            return None
+        text = str(dec)
+        found = kept.get(text)
+        if found is not None:
+            return found
+        try:
+            ok = (_ZERO < dec < _INF) if price else (_ZERO <= dec < _INF)
+        except (InvalidOperation, ValueError, ArithmeticError):
+            return None
+        if not ok:
+            return None
+        num = _num(dec)
+        if num is None:
+            return None
+        if len(kept) >= _KEPT:
+            kept.clear()
+        kept[text] = num
+        return num
+
+    cdef object go(self, FastBook fb, _Parsed p, object cause, bytes payload,
+                   long long now_ns, dict pending, int record):
+        """``handle`` once the update is parsed and its book owned here (``payload``: the
+        bytes ``p``'s record id offsets are into; ``cause``: the update, as its payload
+        or its record)."""
         if p.final <= fb.last:  # a re-delivered update
-            fb.last_seen, fb.cause = now_ns, payload
+            fb.last_seen, fb.cause = now_ns, cause
             if fb.inst not in pending:
                 pending[fb.inst] = self.pending_type()
             return fb.inst, fb.inst_key, None, None
@@ -598,20 +703,39 @@ cdef class FastBooks:
         writes = pending.get(fb.inst)
         if writes is None:
             writes = pending[fb.inst] = self.pending_type()
-        fb.last_seen, fb.cause = now_ns, payload
+        fb.last_seen, fb.cause = now_ns, cause
         bids_dirty = self.apply(fb, fb.bids, p.bids, False, writes)
         asks_dirty = self.apply(fb, fb.asks, p.asks, True, writes)
         fb.last, fb.ts_event = p.final, p.ts_event
+        if record == _RECORD_ONLY:
+            self.top_values(fb, p, payload, bids_dirty, asks_dirty)
+            return fb.inst, fb.inst_key, None, self.record(fb, p, payload, now_ns)
         top = self.top(fb, p, payload, now_ns, bids_dirty, asks_dirty)
         return fb.inst, fb.inst_key, top, self.record(fb, p, payload, now_ns) if record else None
+
+    cdef void top_values(self, FastBook fb, _Parsed p, bytes payload, bint bids_dirty,
+                         bint asks_dirty) except *:
+        """What :meth:`record` reads, as :meth:`top` leaves it, without the bytes: the
+        record id, each side's kept top length and sum, the derived values."""
+        cdef const char *s = PyBytes_AS_STRING(payload)
+        if not fb.bids.top_known:
+            _side_sum(self, fb.bids)
+        if not fb.asks.top_known:
+            _side_sum(self, fb.asks)
+        if bids_dirty or asks_dirty or not fb.values_known:
+            _values(fb)
+        fb_child_id(b"book.top|", 9, s + p.rid0, p.rid1 - p.rid0, self.rid)
 
     cdef object record(self, FastBook fb, _Parsed p, bytes payload, long long now_ns):
         """The ``BookTop`` record of the top just written (``BookProcessor._top``'s, equal
         field for field), for this worker's stages that take it in-process."""
         cdef _Side bids = fb.bids, asks = fb.asks
         both = bids.n and asks.n
-        return self.from_fields(
-            self.book_top,
+        # ``algostream.model.fast.from_fields``, here without its Python call
+        top = self.new_top(self.book_top)
+        PyObject_GenericSetAttr(
+            top,
+            "__dict__",
             {
                 "instrument": fb.inst,
                 "ts_event": p.ts_event,
@@ -629,6 +753,10 @@ cdef class FastBooks:
                 "update_id": p.final,
             },
         )
+        PyObject_GenericSetAttr(top, "__pydantic_fields_set__", set(self.top_fields))
+        PyObject_GenericSetAttr(top, "__pydantic_extra__", None)
+        PyObject_GenericSetAttr(top, "__pydantic_private__", None)
+        return top
 
     cdef bint apply(self, FastBook fb, _Side side, list changes, bint ask, object writes) except -1:
         """Set ``changes`` on ``side`` (0: remove) with their state writes; True when they
@@ -641,7 +769,7 @@ cdef class FastBooks:
         cdef bint store = self.store is not None
         if not changes:
             return False
-        if side.top_js is None or side.top_len < self.top_n:
+        if not side.top_known or side.top_len < self.top_n:
             dirty = True
         for price, qty in changes:
             key = -price.v if ask else price.v
@@ -654,7 +782,8 @@ cdef class FastBooks:
                     level = <_Level> side.levels[i]
                     if store and level.qty.v != qty.v:
                         writes[level.tkey] = qty.text
-                    level.qty = qty
+                    if level.qty is not qty:
+                        level.qty, level.pair = qty, None
                 else:
                     level = _Level.__new__(_Level)
                     level.price, level.qty = price, qty
@@ -668,6 +797,7 @@ cdef class FastBooks:
                 side.remove(i)
         if dirty:
             side.top_js = side.top_tuple = None
+            side.top_known = False
         return dirty
 
     cdef bytes top(self, FastBook fb, _Parsed p, bytes payload, long long now_ns,
@@ -805,8 +935,8 @@ cdef class FastBooks:
         book._bid_qty = book._ask_qty = None
         book.last_update_id, book.ts_event = fb.last, fb.ts_event
         st.last_seen_ns, st.crossed = fb.last_seen, fb.crossed
-        if fb.cause is not None:
-            st.last_cause = self.decode_update(fb.cause)
+        if fb.cause is not None:  # (a payload, or a record: handle_update's)
+            st.last_cause = self.decode_update(fb.cause) if type(fb.cause) is bytes else fb.cause
         st.derived_from, st.derived = None, ()
         if self.store is not None:
             self.store._mirror[inst] = {"b": held_b, "a": held_a}
@@ -848,7 +978,7 @@ cdef class FastBooks:
             "warned_unsynced": fb.warned,
         }
         if fb.cause is not None:
-            d = orjson.loads(fb.cause)
+            d = orjson.loads(fb.cause if type(fb.cause) is bytes else fb.cause.encode())
             state["last_cause"] = {
                 "instrument": d["instrument"],
                 "ts_event": d["ts_event"],
@@ -987,6 +1117,23 @@ cdef void _side_top(FastBooks fbs, _Side side) except *:
     side.top_js = PyBytes_FromStringAndSize(fbs.buf, fbs.len)
     side.top_sum = total
     side.top_len = side.n - stop
+    side.top_known = True
+
+
+cdef void _side_sum(FastBooks fbs, _Side side) except *:
+    """``_side_top``'s total and length of the kept top, without its JSON."""
+    cdef Py_ssize_t i, stop = side.n - fbs.top_n
+    if stop < 0:
+        stop = 0
+    cdef fb_i128 total = 0
+    i = side.n - 1
+    while i >= stop:
+        if total >= 0:
+            total = total + (<_Level> side.levels[i]).qty.v if total < _LIMIT else -1
+        i -= 1
+    side.top_sum = total
+    side.top_len = side.n - stop
+    side.top_known = True
 
 
 cdef tuple _top_tuple(FastBooks fbs, _Side side):
@@ -997,7 +1144,9 @@ cdef tuple _top_tuple(FastBooks fbs, _Side side):
         out = []
         for i in range(side.n - 1, side.n - 1 - side.top_len, -1):
             level = <_Level> side.levels[i]
-            out.append((level.price.decimal(), level.qty.decimal()))
+            if level.pair is None:  # (a level's pair, kept while its quantity is)
+                level.pair = (level.price.decimal(), level.qty.decimal())
+            out.append(level.pair)
         side.top_tuple = tuple(out)
     return side.top_tuple
 
@@ -1044,6 +1193,7 @@ cdef bytes _derived(FastBook fb):
     cdef _Level b, a
     cdef _Side bids = fb.bids, asks = fb.asks
     fb.imbalance = _imbalance(bids, asks)
+    fb.values_known = True
     imbalance = b"null" if fb.imbalance is None else _float_json(fb.imbalance)
     if bids.n and asks.n:
         b, a = <_Level> bids.levels[bids.n - 1], <_Level> asks.levels[asks.n - 1]
@@ -1081,3 +1231,45 @@ cdef bytes _derived(FastBook fb):
             b',"microprice":null',
         )
     )
+
+
+cdef void _values(FastBook fb) except *:
+    """``_derived``'s values without their JSON (which is then derived again when asked
+    for: ``derived_js`` and ``mid_js`` dropped when the values move)."""
+    cdef _Level b, a
+    cdef _Side bids = fb.bids, asks = fb.asks
+    fb.imbalance = _imbalance(bids, asks)
+    fb.values_known = True
+    fb.derived_js = None
+    if bids.n and asks.n:
+        b, a = <_Level> bids.levels[bids.n - 1], <_Level> asks.levels[asks.n - 1]
+        if (
+            fb.mid_from_bp is not b.price
+            or fb.mid_from_bq is not b.qty
+            or fb.mid_from_ap is not a.price
+            or fb.mid_from_aq is not a.qty
+        ):
+            bid, bq = b.price.decimal(), b.qty.decimal()
+            ask, aq = a.price.decimal(), a.qty.decimal()
+            fb.mid = (bid + ask) / _TWO
+            fb.spread = ask - bid
+            fb.micro = (bid * aq + ask * bq) / (bq + aq)
+            fb.mid_js = fb.micro_js = None
+            fb.mid_from_bp, fb.mid_from_bq = b.price, b.qty
+            fb.mid_from_ap, fb.mid_from_aq = a.price, a.qty
+
+
+cdef bytes _plain(object text):
+    """``text`` as ASCII bytes if a payload would carry it as a plain JSON string (what
+    ``_str`` takes: no escape, control or non-ASCII character), else None."""
+    cdef const char *s
+    cdef Py_ssize_t n, i
+    cdef unsigned char c
+    if type(text) is not str:
+        return None
+    s = PyUnicode_AsUTF8AndSize(text, &n)
+    for i in range(n):
+        c = <unsigned char> s[i]
+        if c == 34 or c == 92 or c < 32 or c > 126:
+            return None
+    return PyBytes_FromStringAndSize(s, n)

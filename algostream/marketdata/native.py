@@ -24,6 +24,10 @@ log = structlog.get_logger("algostream.marketdata")
 #: set to 1 to run the pure-Python book path even where the extension is built
 PURE_ENV = "ALGOSTREAM_PURE_PYTHON"
 
+#: ``FastBooks.handle``'s ``record`` for the ``BookTop`` record without the ``book.top``
+#: bytes (a backtest keeps the record; an older build takes it as True: bytes and record)
+RECORD_ONLY = 2
+
 _loaded: list[Any] = []
 
 
