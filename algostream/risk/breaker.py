@@ -180,13 +180,7 @@ class CircuitBreaker:
             return []
         if self._accounts.get(account) is TradingState.HALTED:
             return []
-        clear = self._clear.get(account)
-        if (
-            clear is not None
-            and clear[0] is ledger
-            and clear[1] == ledger.version
-            and clear[2] is ledger.peak_equity
-        ):
+        if self.found_clear(ledger):
             return []  # equity and peak as when last found clear (most tops: the same mark)
         found = self._breach(ledger)
         if found is None:
@@ -210,19 +204,24 @@ class CircuitBreaker:
             )
         ]
 
+    def found_clear(self, ledger: AccountLedger) -> bool:
+        """Whether ``ledger``'s account was found clear at its present version and peak
+        (nothing a loss limit looks at has moved since)."""
+        clear = self._clear.get(ledger.account)
+        return (
+            clear is not None
+            and clear[0] is ledger
+            and clear[1] == ledger.version
+            and clear[2] is ledger.peak_equity
+        )
+
     def is_clear(self, ledger: AccountLedger) -> bool:
         """True when :meth:`check_account` would return nothing now (no loss limit broken,
         the breaker off, or the account halted already); the account found clear is
         remembered as ``check_account`` remembers it. Nothing is tripped here: a breach
         is left to ``check_account`` (on every top with a position whose mark moved)."""
         account = ledger.account
-        clear = self._clear.get(account)
-        if (
-            clear is not None
-            and clear[0] is ledger
-            and clear[1] == ledger.version
-            and clear[2] is ledger.peak_equity
-        ):
+        if self.found_clear(ledger):
             return True  # (most tops: found clear at this version and peak)
         if not self.config.enable_circuit_breaker:
             return True

@@ -528,15 +528,7 @@ class RiskProcessor:
                     or breaker._integrity
                     or breaker._mismatch
                 )
-                and (
-                    (
-                        (clear := breaker._clear.get(key[0])) is not None
-                        and clear[0] is ledger
-                        and clear[1] == ledger.version
-                        and clear[2] is ledger.peak_equity
-                    )
-                    or breaker.is_clear(ledger)  # (a moved mark: decided there)
-                )
+                and breaker.is_clear(ledger)  # (a moved mark: decided there)
             ):
                 tracker = self.stops._trackers.get(key)
                 if tracker is None or tracker.fired:
@@ -675,13 +667,7 @@ class RiskProcessor:
         out: list[Record] = []
         if hit is not None:
             out += [stop_proposal(hit, top, now), stop_event(hit, state, top, now)]
-        clear = breaker._clear.get(account)
-        if (
-            clear is None
-            or clear[0] is not ledger
-            or clear[1] != ledger.version
-            or clear[2] is not ledger.peak_equity
-        ):
+        if not breaker.found_clear(ledger):
             out += [c.to_event(top, now) for c in breaker.check_account(ledger)]
         last = self._last_emit.get((account, inst))
         if out or last is None or top.ts_event - last >= self.mark_interval_ns:
