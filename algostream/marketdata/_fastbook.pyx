@@ -403,6 +403,25 @@ cdef class _Parsed:
     cdef list bids, asks  # [(Num price, Num qty), ...]
 
 
+cdef object _keep_checked(dict kept, object key, object dec, bint price):
+    """The :class:`Num` of ``dec`` (a price above zero, a quantity not below it, finite,
+    exact in the fixed point), kept in ``kept`` under ``key``; None when the Python path
+    must decide it."""
+    try:
+        ok = (_ZERO < dec < _INF) if price else (_ZERO <= dec < _INF)
+    except (InvalidOperation, ValueError, ArithmeticError):
+        return None
+    if not ok:
+        return None
+    num = _num(dec)
+    if num is None:
+        return None
+    if len(kept) >= _KEPT:
+        kept.clear()
+    kept[key] = num
+    return num
+
+
 cdef class FastBooks:
     """The compiled path of one :class:`BookProcessor` (and its level store, if any)."""
 
@@ -492,18 +511,9 @@ cdef class FastBooks:
             return num
         try:
             dec = Decimal(raw.decode("ascii"))
-            ok = (_ZERO < dec < _INF) if price else (_ZERO <= dec < _INF)
         except (InvalidOperation, ValueError, ArithmeticError):
             return None
-        if not ok:
-            return None
-        num = _num(dec)
-        if num is None:
-            return None
-        if len(kept) >= _KEPT:
-            kept.clear()
-        kept[raw] = num
-        return num
+        return _keep_checked(kept, raw, dec, price)
 
     cdef _Parsed parse(self, bytes payload):
         """The fields of a DELTA payload in ``Record.encode``'s exact form, or None."""
@@ -670,19 +680,7 @@ cdef class FastBooks:
         found = kept.get(text)
         if found is not None:
             return found
-        try:
-            ok = (_ZERO < dec < _INF) if price else (_ZERO <= dec < _INF)
-        except (InvalidOperation, ValueError, ArithmeticError):
-            return None
-        if not ok:
-            return None
-        num = _num(dec)
-        if num is None:
-            return None
-        if len(kept) >= _KEPT:
-            kept.clear()
-        kept[text] = num
-        return num
+        return _keep_checked(kept, text, dec, price)
 
     cdef object go(self, FastBook fb, _Parsed p, object cause, bytes payload,
                    long long now_ns, dict pending, int record):
