@@ -35,7 +35,7 @@ from algostream.marketdata import native
 from algostream.model import BookUpdate
 from algostream.model.ids import split_instrument
 from streams.book import BookStage
-from streams.state import StageState
+from streams.state import DirectTable, StageState
 
 BATCH = 500
 
@@ -94,24 +94,23 @@ class _Edge:
 
 
 class _Table:
-    """``DirectTable``'s ``get``/``items``/``stage`` with its JSON codecs, in a dict."""
+    """A ``DirectTable`` without its Faust app: its own ``stage`` (the JSON codecs, the
+    cached keys) over a dict (what the memory store holds)."""
+
+    RAW_KEYS = DirectTable.RAW_KEYS
+    stage = DirectTable.stage
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
-        self._key, self._value = codecs.get_codec("json"), codecs.get_codec("json")
+        self._codecs = (codecs.get_codec("json"), codecs.get_codec("json"))
+        self._raw_keys: dict[str, bytes] = {}
+        self._changelog_name = "book-state-changelog"
 
     def get(self, key: str) -> Any:
         return self.data.get(key)
 
     def items(self) -> Any:
         return self.data.items()
-
-    def stage(self, key: str, value: Any) -> tuple[str, bytes, bytes | None]:
-        if value is None:
-            self.data.pop(key, None)
-            return "book-state-changelog", self._key.dumps(key), None
-        self.data[key] = value
-        return "book-state-changelog", self._key.dumps(key), self._value.dumps(value)
 
 
 def stage(settings: Settings, compiled: bool = True) -> BookStage:

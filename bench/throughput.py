@@ -213,13 +213,15 @@ async def drain(
     run: str = "",
     extra_env: dict[str, str] | None = None,
     profile: Path | None = None,
+    role: str = "market",
 ) -> Drain:
     """Start ``workers`` market workers on the backlog; time first to last book.top.
     ``run``: a name that makes this drain's app id (consumer groups, tables) its own, so
     the same backlog can be drained again; ``extra_env``: more settings of the workers;
     ``profile``: py-spy (native frames, threads apart, only the thread holding the GIL)
     records the first worker from its first ``book.top`` for 8 s into this file (raw
-    collapsed stacks), each thread's share of its CPU beside it (``.threads``)."""
+    collapsed stacks), each thread's share of its CPU beside it (``.threads``); ``role``:
+    the workers' role (``market``, or one of ``workers.agents`` set in ``extra_env``)."""
     run_env = dict(env) | (extra_env or {})
     run_env["ALGOSTREAM__KAFKA__APP_ID"] = f"{env['ALGOSTREAM__KAFKA__APP_ID']}-{workers}w{run}"
     sup = Supervisor(work / f"logs-{workers}w{run}", env=run_env)
@@ -233,7 +235,7 @@ async def drain(
                 sup.start(
                     f"market{i}",
                     "worker",
-                    "market",
+                    role,
                     "--web-port",
                     "0",
                     "--metrics-port",
