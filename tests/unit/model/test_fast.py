@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from test_model_encode import BASE  # the same record header
 
 from algostream.marketdata.frames import build
-from algostream.model import BookTop, BookUpdate, RecordDecodeError
+from algostream.model import BookTop, BookUpdate, RecordDecodeError, TradeTick
 from algostream.model.fast import _DECODERS, FAST_TYPES, Slow, decode_fast
 from algostream.model.records import Record
 
@@ -39,7 +39,15 @@ TOP = dict(
     microprice="27000.4",
     update_id=102,
 )
-SAMPLES: list[tuple[type[Record], dict[str, Any]]] = [(BookUpdate, UPDATE), (BookTop, TOP)]
+TRADE = dict(BASE, trade_id="8812", price="27000.10", size="0.00150000", aggressor_side="SELL")
+SAMPLES: list[tuple[type[Record], dict[str, Any]]] = [
+    (BookUpdate, UPDATE),
+    (BookTop, TOP),
+    (TradeTick, TRADE),
+]
+
+
+_SAMPLE: dict[type[Record], dict[str, Any]] = dict(SAMPLES)
 
 
 def slow(cls: type[Record], payload: bytes) -> Record | None:
@@ -58,8 +66,8 @@ def fast(cls: type[Record], payload: bytes) -> Record | None:
 
 
 def test_every_fast_type_lists_the_models_fields_in_order() -> None:
-    assert {"BookUpdate", "BookTop"} == FAST_TYPES
-    for cls in (BookUpdate, BookTop):
+    assert {"BookUpdate", "BookTop", "TradeTick"} == FAST_TYPES
+    for cls in (BookUpdate, BookTop, TradeTick):
         assert _DECODERS[cls.TYPE][0].type.__struct_fields__ == tuple(cls.model_fields)
 
 
@@ -72,7 +80,8 @@ def test_what_the_pipeline_writes_takes_the_fast_pass(
     assert got is not None
     assert got == slow(cls, payload) == cls.decode(payload)
     assert got.encode() == payload
-    assert type(got.bids[0][0]) is Decimal  # type: ignore[attr-defined]
+    price = got.price if cls is TradeTick else got.bids[0][0]  # type: ignore[attr-defined]
+    assert type(price) is Decimal
 
 
 def test_built_records_match_validated_ones() -> None:
@@ -106,12 +115,18 @@ def test_built_records_match_validated_ones() -> None:
         (BookTop, {"imbalance": "x"}, "imbalance"),
         (BookTop, {"imbalance": "NaN"}, "imbalance"),  # a float field: finite only
         (BookTop, {"imbalance": "-inf"}, "imbalance"),
+        (TradeTick, {"price": "0"}, "price"),
+        (TradeTick, {"price": 27000.1}, "price"),  # a binary float price
+        (TradeTick, {"size": "-1"}, "size"),
+        (TradeTick, {"size": "NaN"}, "size"),
+        (TradeTick, {"aggressor_side": "HOLD"}, "aggressor_side"),
+        (TradeTick, {"trade_id": 42}, "trade_id"),
     ],
 )
 def test_what_both_refuse_gets_the_models_error(
     cls: type[Record], change: dict[str, Any], field: str
 ) -> None:
-    fields = dict(UPDATE if cls is BookUpdate else TOP) | change
+    fields = dict(_SAMPLE[cls]) | change
     payload = orjson.dumps(fields)
     assert fast(cls, payload) is None
     with pytest.raises(RecordDecodeError) as info:
@@ -126,12 +141,13 @@ def test_what_both_refuse_gets_the_models_error(
         (BookUpdate, {"ts_event": "17"}),  # the model is lax about int strings
         (BookUpdate, {"asks": []} | {"bids": []}),
         (BookTop, {"imbalance": 1}),
+        (TradeTick, {"price": 27000}),
     ],
 )
 def test_what_only_the_model_takes_is_still_taken(
     cls: type[Record], change: dict[str, Any]
 ) -> None:
-    fields = dict(UPDATE if cls is BookUpdate else TOP) | change
+    fields = dict(_SAMPLE[cls]) | change
     payload = orjson.dumps(fields)
     assert cls.decode(payload) == slow(cls, payload)
 
@@ -186,14 +202,14 @@ ODD: list[Any] = [
 @given(
     sample=st.sampled_from(SAMPLES),
     changes=st.dictionaries(
-        st.sampled_from([*UPDATE, *TOP, "extra"]),
+        st.sampled_from([*UPDATE, *TOP, *TRADE, "extra"]),
         st.one_of(
             st.sampled_from(ODD),
             st.lists(st.tuples(st.sampled_from(ODD), st.sampled_from(ODD)).map(list), max_size=3),
         ),
         max_size=3,
     ),
-    drop=st.sets(st.sampled_from([*UPDATE, *TOP]), max_size=1),
+    drop=st.sets(st.sampled_from([*UPDATE, *TOP, *TRADE]), max_size=1),
 )
 def test_the_fast_pass_never_accepts_what_the_model_refuses_nor_changes_a_value(
     sample: tuple[type[Record], dict[str, Any]], changes: dict[str, Any], drop: set[str]
