@@ -1089,13 +1089,11 @@ cdef bint _is_crossed(FastBook fb, _Parsed p):
 
 
 cdef void _side_top(FastBooks fbs, _Side side) except *:
-    """The JSON of ``side``'s best ``top_n`` levels and their total quantity (summed as
-    ``BookProcessor._top`` sums it: from ``Decimal(0)``, best first)."""
+    """The JSON of ``side``'s best ``top_n`` levels, with their total (:func:`_side_sum`)."""
     cdef Py_ssize_t i, stop = side.n - fbs.top_n
     cdef _Level level
     if stop < 0:
         stop = 0
-    cdef fb_i128 total = 0
     fbs.len = 0
     fbs.put(b"[", 1)
     i = side.n - 1
@@ -1106,20 +1104,17 @@ cdef void _side_top(FastBooks fbs, _Side side) except *:
         fbs.put(b",", 1)
         fbs.put_bytes(level.qty.js())
         fbs.put(b"],", 2)
-        if total >= 0:
-            total = total + level.qty.v if total < _LIMIT else -1
         i -= 1
     if fbs.len > 1:
         fbs.len -= 1  # the last comma
     fbs.put(b"]", 1)
     side.top_js = PyBytes_FromStringAndSize(fbs.buf, fbs.len)
-    side.top_sum = total
-    side.top_len = side.n - stop
-    side.top_known = True
+    _side_sum(fbs, side)
 
 
 cdef void _side_sum(FastBooks fbs, _Side side) except *:
-    """``_side_top``'s total and length of the kept top, without its JSON."""
+    """The total quantity and length of ``side``'s best ``top_n`` levels (summed as
+    ``BookProcessor._top`` sums it: from ``Decimal(0)``, best first; -1: too large)."""
     cdef Py_ssize_t i, stop = side.n - fbs.top_n
     if stop < 0:
         stop = 0
@@ -1185,41 +1180,23 @@ cdef object _imbalance(_Side bids, _Side asks):
 
 
 cdef bytes _derived(FastBook fb):
-    """``"best_bid":...,"microprice":...`` as ``BookProcessor._top`` derives them (mid,
-    spread and microprice again only when a best level's price or quantity changed: the
-    same Nums give the same Decimals)."""
-    cdef _Level b, a
+    """``"best_bid":...,"microprice":...`` as ``BookProcessor._top`` derives them (the
+    values by :func:`_values`; the mid's JSON again only when they moved)."""
     cdef _Side bids = fb.bids, asks = fb.asks
-    fb.imbalance = _imbalance(bids, asks)
-    fb.values_known = True
+    _values(fb)
     imbalance = b"null" if fb.imbalance is None else _float_json(fb.imbalance)
     if bids.n and asks.n:
-        b, a = <_Level> bids.levels[bids.n - 1], <_Level> asks.levels[asks.n - 1]
-        if (
-            fb.mid_js is None
-            or fb.mid_from_bp is not b.price
-            or fb.mid_from_bq is not b.qty
-            or fb.mid_from_ap is not a.price
-            or fb.mid_from_aq is not a.qty
-        ):
-            bid, bq = b.price.decimal(), b.qty.decimal()
-            ask, aq = a.price.decimal(), a.qty.decimal()
-            mid = (bid + ask) / _TWO
-            spread = ask - bid
-            micro = (bid * aq + ask * bq) / (bq + aq)
+        if fb.mid_js is None:
             fb.mid_js = b"".join(
                 (
-                    b',"best_bid":', b.price.js(),
-                    b',"best_ask":', a.price.js(),
-                    b',"mid":"', str(mid).encode(),
-                    b'","spread":"', str(spread).encode(),
+                    b',"best_bid":', (<_Level> bids.levels[bids.n - 1]).price.js(),
+                    b',"best_ask":', (<_Level> asks.levels[asks.n - 1]).price.js(),
+                    b',"mid":"', str(fb.mid).encode(),
+                    b'","spread":"', str(fb.spread).encode(),
                     b'","imbalance":',
                 )
             )
-            fb.micro_js = b',"microprice":"' + str(micro).encode() + b'"'
-            fb.mid, fb.spread, fb.micro = mid, spread, micro
-            fb.mid_from_bp, fb.mid_from_bq = b.price, b.qty
-            fb.mid_from_ap, fb.mid_from_aq = a.price, a.qty
+            fb.micro_js = b',"microprice":"' + str(fb.micro).encode() + b'"'
         return fb.mid_js + imbalance + fb.micro_js
     return b"".join(
         (
@@ -1232,8 +1209,9 @@ cdef bytes _derived(FastBook fb):
 
 
 cdef void _values(FastBook fb) except *:
-    """``_derived``'s values without their JSON (which is then derived again when asked
-    for: ``derived_js`` and ``mid_js`` dropped when the values move)."""
+    """The top's derived values: the imbalance; mid, spread and microprice again only when
+    a best level's price or quantity changed (the same Nums give the same Decimals), their
+    JSON then dropped (``derived_js`` always: :func:`_derived` writes it again)."""
     cdef _Level b, a
     cdef _Side bids = fb.bids, asks = fb.asks
     fb.imbalance = _imbalance(bids, asks)
