@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
+from collections.abc import Callable
 from fractions import Fraction
 
 import pytest
@@ -12,12 +13,46 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from algostream.features.errors import FeatureInputError
-from algostream.features.rolling import RollingMoments, RollingSum, to_fixed
+from algostream.features.rolling import RollingMoments, RollingSum
+
+every_finite = st.floats(allow_nan=False, allow_infinity=False)  # subnormals and 1e308 too
 
 
-@given(st.floats(allow_nan=False, allow_infinity=False))
-def test_fixed_point_is_exact(x: float) -> None:
-    assert Fraction(to_fixed(x), 2**1074) == Fraction(x)
+@settings(max_examples=300)
+@given(st.lists(every_finite, min_size=1, max_size=40), st.integers(min_value=1, max_value=8))
+def test_any_magnitudes_give_the_exact_rationals_rounded_once(
+    values: list[float], window: int
+) -> None:
+    """The sums' scale follows the finest value seen (shifting the sums when one comes):
+    whatever the order of magnitudes in and out of the window, the results are the exact
+    rationals of its contents, rounded once."""
+    moments, total, ones = RollingMoments(window), RollingSum(window), RollingSum(window)
+    for i, x in enumerate(values):
+        moments.push(x)
+        total.push(x)
+        ones.push(1.0 if i % 2 else 0.75)
+        tail = [Fraction(v) for v in values[max(0, i + 1 - window) : i + 1]]
+        exact_sum = sum(tail, Fraction(0))
+        mean = exact_sum / len(tail)
+        _same(total.total, exact_sum)
+        _same(lambda: total.ratio_to(ones), exact_sum / sum(Fraction(v) for v in ones.values()))
+        _same(moments.mean, mean)
+        _same(
+            moments.variance,
+            sum(((v - mean) ** 2 for v in tail), Fraction(0)) / len(tail),
+        )
+    assert moments.values() == values[-window:]
+
+
+def _same(result: Callable[[], float], exact: Fraction) -> None:
+    """``result()`` is ``exact`` as the nearest float64, or overflows as that does."""
+    try:
+        expected = exact.numerator / exact.denominator
+    except OverflowError:
+        with pytest.raises(OverflowError):
+            result()
+        return
+    assert result() == expected
 
 
 finite = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_subnormal=False)
