@@ -1339,11 +1339,12 @@ cdef int _digits(fb_i128 x) noexcept:
     return k
 
 
-cdef object _quotient(fb_i128 n, fb_i128 d, int prec, bint flagged):
+cdef object _quotient(fb_i128 n, fb_i128 d, int prec, bint flagged, bint digits):
     """``float(Decimal(n) / Decimal(d))`` in a ROUND_HALF_EVEN context of precision
     ``prec`` (1 to 37), for ``0 < |n| <= d < 10**prec``; None when the quotient is inexact
-    and ``flagged`` is False (the Decimal division then raises Inexact and Rounded)."""
-    cdef bint neg = n < 0
+    and ``flagged`` is False (the Decimal division then raises Inexact and Rounded).
+    ``digits``: the rounded quotient instead, ``(coefficient, shift, exact)`` (the tests')."""
+    cdef bint neg = n < 0, exact
     cdef int k, shift, step
     cdef fb_i128 c, r
     if neg:
@@ -1368,6 +1369,7 @@ cdef object _quotient(fb_i128 n, fb_i128 d, int prec, bint flagged):
             c += 1
         if r != 0 and not flagged:
             return None
+        exact = r == 0
         coefficient = _py_int(c)
     else:
         coefficient, rest = divmod(_py_int(n) * _POW10[shift], _py_int(d))
@@ -1376,8 +1378,11 @@ cdef object _quotient(fb_i128 n, fb_i128 d, int prec, bint flagged):
             coefficient += 1
         if rest and not flagged:
             return None
+        exact = not rest
     if neg:
         coefficient = -coefficient
+    if digits:
+        return coefficient, shift, exact
     return coefficient / _POW10[shift]
 
 
@@ -1408,21 +1413,28 @@ cdef object _fast_imbalance(fb_i128 b, fb_i128 a):
     if b == a:
         return 0.0
     flagged = (m.status & (_INEXACT | _ROUNDED)) == (_INEXACT | _ROUNDED)
-    out = _quotient(b - a, b + a, <int> m.prec, flagged)
+    out = _quotient(b - a, b + a, <int> m.prec, flagged, False)
     return _NOT_FAST if out is None else out
 
 
 def fixed_imbalance(b, a):
     """The imbalance of top sums ``b`` and ``a`` (ints, the fixed point's: at or above zero,
-    below 2**126) as :func:`_imbalance` computes it (for the tests): ``(value, fast)``."""
+    below 2**126) as :func:`_imbalance` computes it (for the tests): ``(value, fast)``,
+    fast False where the context took the Decimal division."""
     cdef fb_i128 bb = _to_i128(b), aa = _to_i128(a)
     out = _fast_imbalance(bb, aa)
     if out is not _NOT_FAST:
         return out, True
-    prec = getcontext().prec
-    if prec <= 37 and bb + aa < _P10[<int> prec]:
-        return (None if bb + aa == 0 else float(Decimal(b - a) / Decimal(b + a))), False
-    return None, False
+    return (None if b + a == 0 else float(Decimal(b - a) / Decimal(b + a))), False
+
+
+def rounded_quotient(n, d, int prec):
+    """``(coefficient, shift, exact)``: ``n / d`` rounded half-even to ``prec`` significant
+    digits is ``coefficient * 10**-shift`` as :func:`_quotient` makes it (for the tests; ``0
+    < |n| <= d < 10**prec``, prec 1 to 37)."""
+    if not (1 <= prec <= 37 and 0 < abs(n) <= d < _POW10[prec]):
+        raise ValueError(f"not a quotient here: {n!r} / {d!r} at {prec}")
+    return _quotient(_to_i128(abs(n)) * (-1 if n < 0 else 1), _to_i128(d), prec, True, True)
 
 
 cdef fb_i128 _to_i128(object x) except? -1:
