@@ -24,6 +24,8 @@ two are one state.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.object cimport (
     PyObject,
     PyObject_GenericGetDict,
@@ -420,6 +422,8 @@ cdef class _Parsed:
     cdef list bids, asks  # [(Num price, Num qty), ...]
     cdef const char *rid  # the record id's bytes (p.rid1 - p.rid0 of them; in the cause)
     cdef object lineage  # the record id as a str (a record's: its own), or None
+    # a record's ts_event, ts_init and final_update_id ints (None: made from the above)
+    cdef object ts_event_int, ts_init_int, final_int
 
 
 cdef object _keep_checked(dict kept, object key, object dec, bint price):
@@ -668,10 +672,12 @@ cdef class FastBooks:
         p = self.parsed
         p.rid = PyUnicode_AsUTF8AndSize(record_id, &n)
         p.rid0, p.rid1, p.lineage = 0, n, record_id
+        p.ts_event_int = _field(d, "ts_event", update)
+        p.ts_init_int = _field(d, "ts_init", update)
+        p.final_int = _field(d, "final_update_id", update)
         try:
-            p.ts_event, p.ts_init = _field(d, "ts_event", update), _field(d, "ts_init", update)
-            p.first = _field(d, "first_update_id", update)
-            p.final = _field(d, "final_update_id", update)
+            p.ts_event, p.ts_init = p.ts_event_int, p.ts_init_int
+            p.first, p.final = _field(d, "first_update_id", update), p.final_int
         except (OverflowError, TypeError):  # past int64: the Python path
             self.settle(inst)
             return None
@@ -691,7 +697,8 @@ cdef class FastBooks:
         try:
             return self.go(fb, p, update, p.ts_init, pending, _RECORD_ONLY)
         finally:
-            p.bids = p.asks = p.lineage = None  # (kept for the next update: no references)
+            # (kept for the next update: no references)
+            p.bids = p.asks = p.lineage = p.ts_event_int = p.ts_init_int = p.final_int = None
 
     cdef list numbers(self, object levels):
         """``(Num price, Num qty)`` of a record's levels, or None (the Python path)."""
@@ -786,8 +793,8 @@ cdef class FastBooks:
             top,
             {
                 "instrument": fb.inst,
-                "ts_event": p.ts_event,
-                "ts_init": now_ns,
+                "ts_event": p.ts_event if p.ts_event_int is None else p.ts_event_int,
+                "ts_init": now_ns if p.ts_init_int is None else p.ts_init_int,
                 "record_id": PyUnicode_DecodeASCII(self.rid, 24, NULL),
                 "lineage_id": (
                     PyUnicode_DecodeASCII(p.rid, p.rid1 - p.rid0, NULL)
@@ -802,7 +809,7 @@ cdef class FastBooks:
                 "spread": fb.spread if both else None,
                 "imbalance": fb.imbalance,
                 "microprice": fb.micro if both else None,
-                "update_id": p.final,
+                "update_id": p.final if p.final_int is None else p.final_int,
             },
             NULL,
         )
@@ -1187,14 +1194,16 @@ cdef tuple _top_tuple(FastBooks fbs, _Side side):
     """The kept top as ``((price, quantity), ...)`` Decimals, best first."""
     cdef Py_ssize_t i
     cdef _Level level
+    cdef tuple out
     if side.top_tuple is None:
-        out = []
-        for i in range(side.n - 1, side.n - 1 - side.top_len, -1):
-            level = <_Level> side.levels[i]
+        out = PyTuple_New(side.top_len)
+        for i in range(side.top_len):
+            level = <_Level> side.levels[side.n - 1 - i]
             if level.pair is None:  # (a level's pair, kept while its quantity is)
                 level.pair = (level.price.decimal(), level.qty.decimal())
-            out.append(level.pair)
-        side.top_tuple = tuple(out)
+            Py_INCREF(level.pair)
+            PyTuple_SET_ITEM(out, i, level.pair)
+        side.top_tuple = out
     return side.top_tuple
 
 
