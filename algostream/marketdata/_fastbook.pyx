@@ -222,11 +222,11 @@ cdef bint _fixed(const char *s, Py_ssize_t n, fb_i128 *out):
 
 
 cdef class Num:
-    """A checked decimal: its ``Decimal`` (made when first needed), canonical text
-    (``str`` of that ``Decimal``), JSON fragment and fixed-point value."""
+    """A checked decimal: its ``Decimal`` and canonical text (``str`` of that ``Decimal``),
+    either made from the other when first needed, JSON fragment and fixed-point value."""
 
     cdef object _dec
-    cdef str text
+    cdef str text  # (None: str(_dec), made by txt())
     cdef bytes _js
     cdef fb_i128 v
 
@@ -235,14 +235,118 @@ cdef class Num:
             self._dec = Decimal(self.text)  # (its str is the text: canonical)
         return self._dec
 
+    cdef inline str txt(self):
+        if self.text is None:
+            self.text = str(self._dec)
+        return self.text
+
     cdef inline bytes js(self):
         if self._js is None:
-            self._js = b'"' + self.text.encode("ascii") + b'"'
+            self._js = b'"' + self.txt().encode("ascii") + b'"'
         return self._js
 
     @property
     def dec(self):
         return self.decimal()
+
+
+# ------------------------------------------------- a Decimal's value without its text
+#
+# ``str(dec)`` (then parsing it) was most of a record's number: a C ``Decimal`` (libmpdec's
+# ``mpd_t``: sign and special flags, exponent, digit count, coefficient in words of 10**19)
+# is read here instead, its layout checked when this module loads against what
+# ``as_tuple`` says of Decimals of every shape (not as expected: ``str`` as before).
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    typedef struct {
+        uint8_t flags;
+        int64_t exp, digits, len, alloc;
+        uint64_t *data;
+    } fb_mpd;
+    typedef struct { PyObject_HEAD Py_hash_t hash; fb_mpd dec; } fb_dec_object;
+    static inline fb_mpd *fb_dec(PyObject *o) { return &((fb_dec_object *) o)->dec; }
+    """
+    ctypedef struct fb_mpd:
+        unsigned char flags
+        long long exp, digits, len
+        unsigned long long *data
+    fb_mpd *fb_dec(object o)
+
+cdef bint _DEC_LAYOUT = False  # the layout below read and checked
+cdef unsigned long long _RADIX = 10000000000000000000ULL
+
+
+cdef int _dec_value(object dec, fb_i128 *coef, long long *exp) noexcept:
+    """A finite C Decimal's coefficient (up to 36 digits) and exponent: 1 (0 for a
+    negative nonzero one, -1 for anything else: special, more digits)."""
+    cdef fb_mpd *m = fb_dec(dec)
+    if m.flags & 14 or m.digits > 36 or m.len > 2 or m.len < 1:
+        return -1
+    coef[0] = m.data[0]
+    if m.len == 2:
+        coef[0] += <fb_i128> m.data[1] * _RADIX
+    exp[0] = m.exp
+    if m.flags & 1 and coef[0] != 0:
+        return 0
+    return 1
+
+
+cdef bint _scaled(fb_i128 coef, long long exp, bint price, fb_i128 *out) noexcept:
+    """``coef * 10**exp`` (coef at or above zero, up to 36 digits) in the fixed point, as
+    :func:`_keep_checked` decides its text: a price above zero, a quantity at or above it,
+    the value * 10**18 whole and below 10**37."""
+    cdef long long scale
+    if coef == 0:
+        out[0] = 0
+        return not price
+    scale = exp + 18
+    if scale < 0:
+        if scale < -37 or coef % _P10[-scale] != 0:
+            return False
+        coef = coef // _P10[-scale]
+        scale = 0
+    if scale > 37 or coef >= _LIMIT // _P10[scale]:
+        return False
+    out[0] = coef * _P10[scale]
+    return True
+
+
+def _decimal_layout():
+    """Whether :func:`_dec_value` reads what ``as_tuple`` says of Decimals of every shape."""
+    cdef fb_i128 coef
+    cdef long long exp
+    cdef int got
+    import decimal
+    try:
+        import _decimal
+    except ImportError:
+        return False
+    if decimal.Decimal is not _decimal.Decimal or Decimal is not _decimal.Decimal:
+        return False
+    samples = [
+        "0", "-0", "0E-8", "0E+5", "1", "-1", "12.05530000", "1999.90000000", "1E+2",
+        "1.00E-7", "-3.5", "9" * 19, "1" + "0" * 19, "9" * 36, "-" + "9" * 36,
+        "123456789012345678.901234567890123456", "9" * 37, "1" + "0" * 40, "1E-30",
+        "NaN", "-NaN", "sNaN", "Infinity", "-Infinity",
+    ]  # fmt: skip
+    for text in samples:
+        dec = Decimal(text)
+        t = dec.as_tuple()
+        got = _dec_value(dec, &coef, &exp)
+        special = not isinstance(t.exponent, int)
+        big = len(t.digits) > 36
+        if special or big:
+            if got != -1:
+                return False
+            continue
+        whole = int("".join(map(str, t.digits)))
+        if got != (0 if t.sign and whole else 1):
+            return False
+        if _py_int(coef) != whole or exp != t.exponent:
+            return False
+    return True
 
 
 cdef Num _num(object dec):
@@ -294,10 +398,9 @@ cdef bint _plain_fixed(const char *s, Py_ssize_t a, Py_ssize_t b, fb_i128 *out) 
         return False  # zero (its text is 0E-8 and the like), or not fixed-point exact
     if s[a] == 48 and zeros > 5:
         return False
-    coef = coef * _P10[18 - frac]
-    if coef >= _LIMIT:
+    if coef >= _LIMIT // _P10[18 - frac]:  # (before the product: it would overflow)
         return False
-    out[0] = coef
+    out[0] = coef * _P10[18 - frac]
     return True
 
 
@@ -424,6 +527,62 @@ cdef class _Parsed:
     cdef object lineage  # the record id as a str (a record's: its own), or None
     # a record's ts_event, ts_init and final_update_id ints (None: made from the above)
     cdef object ts_event_int, ts_init_int, final_int
+
+
+cdef object _decimal_num(dict kept, object dec, bint price, bint by_value):
+    """The checked :class:`Num` of a Decimal, as :meth:`number` decides the string the
+    payload would carry (``str(dec)``): read from the Decimal itself where its layout
+    is known (:func:`_dec_value`; its text made only if asked for), else by that string:
+    a price kept by it (a book's prices recur), a quantity in plain form made afresh
+    (most are new: a large table of them costs more in cache misses than the parse),
+    any other kept by its string (in ``kept``). ``by_value``: read the Decimal (only
+    where its layout is known)."""
+    cdef Num num
+    cdef const char *s
+    cdef Py_ssize_t n
+    cdef fb_i128 coef
+    cdef long long exp
+    cdef int got
+    if type(dec) is not _DECIMAL:
+        return None
+    if by_value:
+        got = _dec_value(dec, &coef, &exp)
+        if got == 0:  # below zero
+            return None
+        if got == 1 and (coef != 0 or price or -1000 <= exp <= 1000):
+            # (a zero quantity with an exponent past 1000: its text decides, below)
+            num = Num.__new__(Num)
+            if not _scaled(coef, exp, price, &num.v):
+                return None
+            num._dec = dec
+            return num
+    text = str(dec)
+    if price:
+        found = kept.get(text)
+        if found is not None:
+            return found
+    s = PyUnicode_AsUTF8AndSize(text, &n)
+    num = Num.__new__(Num)
+    if _plain_fixed(s, 0, n, &num.v):  # (canonical: the text is str of the Decimal)
+        num._dec, num.text = dec, text
+        if price:
+            if len(kept) >= _KEPT:
+                kept.clear()
+            kept[text] = num
+        return num
+    if not price:
+        found = kept.get(text)
+        if found is not None:
+            return found
+    return _keep_checked(kept, text, dec, price)
+
+def number_of(dec, bint price, bint by_value):
+    """``(value * 10**18, text)`` of the :class:`Num` a record's Decimal becomes, or None
+    (for the tests: read from the Decimal, ``by_value``, or from its text)."""
+    if by_value and not _DEC_LAYOUT:
+        raise RuntimeError("the Decimal layout is not known here")
+    cdef Num num = _decimal_num({}, dec, price, by_value)
+    return None if num is None else (_py_int(num.v), num.txt())
 
 
 cdef object _keep_checked(dict kept, object key, object dec, bint price):
@@ -712,35 +871,9 @@ cdef class FastBooks:
         return out
 
     cdef object decimal_number(self, object dec, bint price):
-        """The checked :class:`Num` of a Decimal, as :meth:`number` decides the string the
-        payload would carry (``str(dec)``): a price kept by that string (a book's prices
-        recur), a quantity in plain form made afresh (most are new: a large table of them
-        costs more in cache misses than the parse), any other kept by its string."""
-        cdef dict kept = self.dec_prices if price else self.dec_quantities
-        cdef Num num
-        cdef const char *s
-        cdef Py_ssize_t n
-        if type(dec) is not _DECIMAL:
-            return None
-        text = str(dec)
-        if price:
-            found = kept.get(text)
-            if found is not None:
-                return found
-        s = PyUnicode_AsUTF8AndSize(text, &n)
-        num = Num.__new__(Num)
-        if _plain_fixed(s, 0, n, &num.v):  # (canonical: the text is str of the Decimal)
-            num._dec, num.text = dec, text
-            if price:
-                if len(kept) >= _KEPT:
-                    kept.clear()
-                kept[text] = num
-            return num
-        if not price:
-            found = kept.get(text)
-            if found is not None:
-                return found
-        return _keep_checked(kept, text, dec, price)
+        """The checked :class:`Num` of a Decimal (:func:`_decimal_num`)."""
+        return _decimal_num(self.dec_prices if price else self.dec_quantities, dec, price,
+                            _DEC_LAYOUT)
 
     cdef object go(self, FastBook fb, _Parsed p, object cause, long long now_ns, dict pending,
                    int record):
@@ -841,7 +974,7 @@ cdef class FastBooks:
                 if found:
                     level = <_Level> side.levels[i]
                     if store and level.qty.v != qty.v:
-                        writes[level.tkey] = qty.text
+                        writes[level.tkey] = qty.txt()
                     if level.qty is not qty:
                         level.qty, level.pair = qty, None
                 else:
@@ -849,7 +982,7 @@ cdef class FastBooks:
                     level.price, level.qty = price, qty
                     if store:
                         level.tkey = (fb.prefix_a if ask else fb.prefix_b) + price.text
-                        writes[level.tkey] = qty.text
+                        writes[level.tkey] = qty.txt()
                     side.insert(i, key, level)
             elif found:
                 if store:
@@ -1336,6 +1469,8 @@ def _context_layout():
 
 
 _layout = _context_layout()
+_DEC_LAYOUT = _decimal_layout()
+DECIMAL_LAYOUT = _DEC_LAYOUT  # (for the tests: whether records' numbers are read so)
 if _layout is not None:
     _CONTEXT, _HALF_EVEN, _INEXACT, _ROUNDED = _layout
 

@@ -251,3 +251,86 @@ def test_numbers_in_every_spelling(seed: int) -> None:
     both = run_records(stream, 3, ["record", "bytes"] * (n // 2) + ["record"] * (n % 2))
     assert records == python
     assert both == python
+
+
+# ------------------------------------------------- a record's numbers, read from the Decimal
+
+
+def test_the_decimal_layout_is_read() -> None:
+    """(Else records' numbers go by their text: right, but not what is tested.)"""
+    assert fb().DECIMAL_LAYOUT
+
+
+def shapes() -> st.SearchStrategy[Decimal]:
+    """Decimals of every shape: any sign, up to 40 digits, exponents from -1100 to 1100
+    (zeros too), trailing zeros, NaN, sNaN, infinities."""
+    finite = st.builds(
+        lambda sign, coef, zeros, exp: Decimal((sign, tuple(map(int, str(coef * 10**zeros))), exp)),
+        st.integers(0, 1),
+        st.one_of(st.integers(0, 10**6), st.integers(0, 10**40), st.just(0)),
+        st.integers(0, 12),
+        st.one_of(st.integers(-30, 12), st.integers(-1100, 1100)),
+    )
+    special = st.sampled_from(
+        [Decimal(x) for x in ("NaN", "-NaN", "sNaN", "Infinity", "-Infinity")]
+    )
+    return st.one_of(finite, special)
+
+
+@settings(max_examples=4000, deadline=None)
+@given(shapes(), st.booleans())
+@example(Decimal("0E-1000"), False)
+@example(Decimal("0E+1001"), False)
+@example(Decimal("-0E-8"), False)
+@example(Decimal("-0"), True)
+@example(Decimal("1E-18"), True)
+@example(Decimal("1E-19"), True)
+@example(Decimal("1" + "0" * 18), False)
+@example(Decimal("1" + "0" * 19), False)
+@example(Decimal("9" * 36 + "E-18"), False)
+@example(Decimal("9" * 37 + "E-18"), False)
+def test_a_decimal_read_as_its_text_reads(dec: Decimal, price: bool) -> None:
+    """The value (and acceptance) read from the Decimal are its text's, and the text it
+    gives when asked is ``str(dec)``; no context flag moves either way."""
+    with localcontext(decimal.Context(flags=[])) as ctx:
+        by_text = fb().number_of(dec, price, False)
+        flags_text = [s for s, on in ctx.flags.items() if on]
+    with localcontext(decimal.Context(flags=[])) as ctx:
+        by_value = fb().number_of(dec, price, True)
+        flags_value = [s for s, on in ctx.flags.items() if on]
+    assert by_value == by_text, (dec, price)
+    assert flags_value == flags_text
+    if by_value is not None:
+        assert by_value[1] == str(dec)
+
+
+@pytest.mark.parametrize("qty", [str(2**110), "1701403038511670107900", "9" * 36])
+def test_a_plain_quantity_past_the_fixed_point(qty: str) -> None:
+    """A quantity in plain form whose value * 10**18 passes 2**127 went the fixed point's
+    way and wrapped (2**110 read as zero: the level was removed); it goes the Python
+    path's way, from bytes and from records."""
+
+    def update(i: int, kind: BookUpdateKind, bids: Any, asks: Any) -> BookUpdate:
+        return BookUpdate(
+            instrument="SIM:X",
+            ts_event=i,
+            ts_init=i,
+            record_id=f"r{i}",
+            lineage_id="l",
+            kind=kind,
+            bids=bids,
+            asks=asks,
+            first_update_id=i,
+            final_update_id=i,
+        )
+
+    one = Decimal(1)
+    stream = [
+        update(1, BookUpdateKind.SNAPSHOT, ((Decimal(99), one),), ((Decimal(101), one),)),
+        update(2, BookUpdateKind.DELTA, ((Decimal(99), Decimal(2)),), ()),
+        update(3, BookUpdateKind.DELTA, ((Decimal(98), Decimal(qty)),), ()),
+    ]
+    python = run_records(stream, 3, ["python"] * 3)
+    assert qty.encode() in python[0][2][0]
+    assert run_records(stream, 3, ["bytes"] * 3) == python
+    assert run_records(stream, 3, ["record"] * 3) == python
