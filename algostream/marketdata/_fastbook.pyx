@@ -681,13 +681,19 @@ cdef class FastBooks:
     # ------------------------------------------------------------------ parsing
     cdef Num number(self, bytes payload, Py_ssize_t a, Py_ssize_t b, bint price):
         """The checked :class:`Num` of a payload string (kept by its bytes), or None when
-        the Python path must decide it (not a valid price / quantity, or not exact)."""
+        the Python path must decide it (not a valid price / quantity, or not exact). A
+        quantity in plain form is parsed, not kept (most are new: a large table of them
+        costs more in cache misses than the parse)."""
         cdef dict kept = self.prices if price else self.quantities
+        if not price:
+            num = _simple(payload, a, b, price)
+            if num is not None:
+                return num
         raw = payload[a:b]
         found = kept.get(raw)
         if found is not None:
             return <Num> found
-        num = _simple(payload, a, b, price)
+        num = _simple(payload, a, b, price) if price else None
         if num is not None:
             if len(kept) >= _KEPT:
                 kept.clear()
