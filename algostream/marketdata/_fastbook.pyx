@@ -12,6 +12,12 @@ writes) and its JSON fragment, so the bytes written are the Python path's, and m
 spread, microprice and imbalance are computed with the same ``Decimal`` operations in the
 same order.
 
+From ``BookUpdate`` records (a backtest's), :meth:`FastBooks.handle_update` takes the
+record's fields instead of the bytes; where the C ``decimal`` module's layouts are as
+checked when this module loads, a record's numbers are read from its Decimals' libmpdec
+values and the imbalance is computed in integers under the context libmpdec's division
+would use (both to the bit what the ``Decimal`` operations give; tested against them).
+
 Only the plain case runs here: a DELTA of an instrument this object owns, whose payload
 is in the exact form ``Record.encode`` writes (anything else: :meth:`FastBooks.handle`
 returns ``None`` before touching the book), chained, whose crossed state does not change.
@@ -530,13 +536,12 @@ cdef class _Parsed:
 
 
 cdef object _decimal_num(dict kept, object dec, bint price, bint by_value):
-    """The checked :class:`Num` of a Decimal, as :meth:`number` decides the string the
-    payload would carry (``str(dec)``): read from the Decimal itself where its layout
-    is known (:func:`_dec_value`; its text made only if asked for), else by that string:
-    a price kept by it (a book's prices recur), a quantity in plain form made afresh
-    (most are new: a large table of them costs more in cache misses than the parse),
-    any other kept by its string (in ``kept``). ``by_value``: read the Decimal (only
-    where its layout is known)."""
+    """The checked :class:`Num` of a record's Decimal, as :meth:`FastBooks.number` decides
+    the string a payload would carry (``str(dec)``). ``by_value`` (only where the layout is
+    known): read from the Decimal itself (:func:`_dec_value`; its text made only if asked
+    for); else by that string: a price kept by it in ``kept`` (a book's prices recur), a
+    quantity in plain form made afresh (most are new: a large table of them costs more in
+    cache misses than the parse), any other kept by its string."""
     cdef Num num
     cdef const char *s
     cdef Py_ssize_t n
@@ -575,6 +580,7 @@ cdef object _decimal_num(dict kept, object dec, bint price, bint by_value):
         if found is not None:
             return found
     return _keep_checked(kept, text, dec, price)
+
 
 def number_of(dec, bint price, bint by_value):
     """``(value * 10**18, text)`` of the :class:`Num` a record's Decimal becomes, or None
@@ -815,7 +821,6 @@ cdef class FastBooks:
         attribute hook."""
         cdef _Parsed p
         cdef FastBook fb
-        cdef const char *rid
         cdef Py_ssize_t n
         d = PyObject_GenericGetDict(update, NULL) if type(update) is self.update_type else None
         inst = _field(d, "instrument", update)
