@@ -28,6 +28,7 @@ Python path carries on; the next plain delta on a synced book takes them over ag
 two are one state.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport Py_INCREF
@@ -227,6 +228,7 @@ cdef bint _fixed(const char *s, Py_ssize_t n, fb_i128 *out):
     return True
 
 
+@cython.freelist(256)
 cdef class Num:
     """A checked decimal: its ``Decimal`` and canonical text (``str`` of that ``Decimal``),
     either made from the other when first needed, JSON fragment and fixed-point value."""
@@ -443,6 +445,7 @@ cdef Num _kept_num(object dec):
     return num
 
 
+@cython.freelist(256)
 cdef class _Level:
     cdef Num price  # the spelling the book keeps (its first)
     cdef Num qty  # the latest
