@@ -12,6 +12,12 @@ writes) and its JSON fragment, so the bytes written are the Python path's, and m
 spread, microprice and imbalance are computed with the same ``Decimal`` operations in the
 same order.
 
+From ``BookUpdate`` records (a backtest's), :meth:`FastBooks.handle_update` takes the
+record's fields instead of the bytes; where the C ``decimal`` module's layouts are as
+checked when this module loads, a record's numbers are read from its Decimals' libmpdec
+values and the imbalance is computed in integers under the context libmpdec's division
+would use (both to the bit what the ``Decimal`` operations give; tested against them).
+
 Only the plain case runs here: a DELTA of an instrument this object owns, whose payload
 is in the exact form ``Record.encode`` writes (anything else: :meth:`FastBooks.handle`
 returns ``None`` before touching the book), chained, whose crossed state does not change.
@@ -22,9 +28,18 @@ Python path carries on; the next plain delta on a synced book takes them over ag
 two are one state.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.object cimport PyObject_GenericSetAttr
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from cpython.dict cimport PyDict_GetItem
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.object cimport (
+    PyObject,
+    PyObject_GenericGetDict,
+    PyObject_GenericSetAttr,
+    PyObject_GenericSetDict,
+)
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeASCII
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove
 
@@ -213,12 +228,13 @@ cdef bint _fixed(const char *s, Py_ssize_t n, fb_i128 *out):
     return True
 
 
+@cython.freelist(256)
 cdef class Num:
-    """A checked decimal: its ``Decimal`` (made when first needed), canonical text
-    (``str`` of that ``Decimal``), JSON fragment and fixed-point value."""
+    """A checked decimal: its ``Decimal`` and canonical text (``str`` of that ``Decimal``),
+    either made from the other when first needed, JSON fragment and fixed-point value."""
 
     cdef object _dec
-    cdef str text
+    cdef str text  # (None: str(_dec), made by txt())
     cdef bytes _js
     cdef fb_i128 v
 
@@ -227,14 +243,118 @@ cdef class Num:
             self._dec = Decimal(self.text)  # (its str is the text: canonical)
         return self._dec
 
+    cdef inline str txt(self):
+        if self.text is None:
+            self.text = str(self._dec)
+        return self.text
+
     cdef inline bytes js(self):
         if self._js is None:
-            self._js = b'"' + self.text.encode("ascii") + b'"'
+            self._js = b'"' + self.txt().encode("ascii") + b'"'
         return self._js
 
     @property
     def dec(self):
         return self.decimal()
+
+
+# ------------------------------------------------- a Decimal's value without its text
+#
+# ``str(dec)`` (then parsing it) was most of a record's number: a C ``Decimal`` (libmpdec's
+# ``mpd_t``: sign and special flags, exponent, digit count, coefficient in words of 10**19)
+# is read here instead, its layout checked when this module loads against what
+# ``as_tuple`` says of Decimals of every shape (not as expected: ``str`` as before).
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    typedef struct {
+        uint8_t flags;
+        int64_t exp, digits, len, alloc;
+        uint64_t *data;
+    } fb_mpd;
+    typedef struct { PyObject_HEAD Py_hash_t hash; fb_mpd dec; } fb_dec_object;
+    static inline fb_mpd *fb_dec(PyObject *o) { return &((fb_dec_object *) o)->dec; }
+    """
+    ctypedef struct fb_mpd:
+        unsigned char flags
+        long long exp, digits, len
+        unsigned long long *data
+    fb_mpd *fb_dec(object o)
+
+cdef bint _DEC_LAYOUT = False  # the layout below read and checked
+cdef unsigned long long _RADIX = 10000000000000000000ULL
+
+
+cdef int _dec_value(object dec, fb_i128 *coef, long long *exp) noexcept:
+    """A finite C Decimal's coefficient (up to 36 digits) and exponent: 1 (0 for a
+    negative nonzero one, -1 for anything else: special, more digits)."""
+    cdef fb_mpd *m = fb_dec(dec)
+    if m.flags & 14 or m.digits > 36 or m.len > 2 or m.len < 1:
+        return -1
+    coef[0] = m.data[0]
+    if m.len == 2:
+        coef[0] += <fb_i128> m.data[1] * _RADIX
+    exp[0] = m.exp
+    if m.flags & 1 and coef[0] != 0:
+        return 0
+    return 1
+
+
+cdef bint _scaled(fb_i128 coef, long long exp, bint price, fb_i128 *out) noexcept:
+    """``coef * 10**exp`` (coef at or above zero, up to 36 digits) in the fixed point, as
+    :func:`_keep_checked` decides its text: a price above zero, a quantity at or above it,
+    the value * 10**18 whole and below 10**37."""
+    cdef long long scale
+    if coef == 0:
+        out[0] = 0
+        return not price
+    scale = exp + 18
+    if scale < 0:
+        if scale < -37 or coef % _P10[-scale] != 0:
+            return False
+        coef = coef // _P10[-scale]
+        scale = 0
+    if scale > 37 or coef >= _LIMIT // _P10[scale]:
+        return False
+    out[0] = coef * _P10[scale]
+    return True
+
+
+def _decimal_layout():
+    """Whether :func:`_dec_value` reads what ``as_tuple`` says of Decimals of every shape."""
+    cdef fb_i128 coef
+    cdef long long exp
+    cdef int got
+    import decimal
+    try:
+        import _decimal
+    except ImportError:
+        return False
+    if decimal.Decimal is not _decimal.Decimal or Decimal is not _decimal.Decimal:
+        return False
+    samples = [
+        "0", "-0", "0E-8", "0E+5", "1", "-1", "12.05530000", "1999.90000000", "1E+2",
+        "1.00E-7", "-3.5", "9" * 19, "1" + "0" * 19, "9" * 36, "-" + "9" * 36,
+        "123456789012345678.901234567890123456", "9" * 37, "1" + "0" * 40, "1E-30",
+        "NaN", "-NaN", "sNaN", "Infinity", "-Infinity",
+    ]  # fmt: skip
+    for text in samples:
+        dec = Decimal(text)
+        t = dec.as_tuple()
+        got = _dec_value(dec, &coef, &exp)
+        special = not isinstance(t.exponent, int)
+        big = len(t.digits) > 36
+        if special or big:
+            if got != -1:
+                return False
+            continue
+        whole = int("".join(map(str, t.digits)))
+        if got != (0 if t.sign and whole else 1):
+            return False
+        if _py_int(coef) != whole or exp != t.exponent:
+            return False
+    return True
 
 
 cdef Num _num(object dec):
@@ -250,21 +370,21 @@ cdef Num _num(object dec):
     return num
 
 
-cdef Num _simple(bytes payload, Py_ssize_t a, Py_ssize_t b, bint price):
-    """The :class:`Num` of a payload string in plain form, ``0|[1-9][0-9]*`` with an
-    optional ``.[0-9]+``, whose ``str(Decimal(text))`` is the text itself: not zero, and
-    at most five zeros between the point and the first significant digit (else
-    ``Decimal`` writes an exponent). None for anything else (the general path decides)."""
-    cdef const char *s = PyBytes_AS_STRING(payload)
+cdef bint _plain_fixed(const char *s, Py_ssize_t a, Py_ssize_t b, fb_i128 *out) noexcept:
+    """Whether ``s[a:b]`` is a number in plain form, ``0|[1-9][0-9]*`` with an optional
+    ``.[0-9]+``, whose ``str(Decimal(text))`` is the text itself: not zero, and at most
+    five zeros between the point and the first significant digit (else ``Decimal`` writes
+    an exponent), exact in the fixed point; its value * 10**18 in ``out``. False for
+    anything else (the general path decides)."""
     cdef Py_ssize_t i = a, zeros = 0
     cdef fb_i128 coef = 0
     cdef int frac = 0, digits = 0
     cdef bint point = False, nonzero = False
-    cdef Num num
+    cdef char c
     if b - a > 40 or a >= b:
-        return None
+        return False
     if s[i] == 48 and i + 1 < b and s[i + 1] != 46:  # a leading zero
-        return None
+        return False
     while i < b:
         c = s[i]
         if 48 <= c <= 57:
@@ -280,17 +400,27 @@ cdef Num _simple(bytes payload, Py_ssize_t a, Py_ssize_t b, bint price):
         elif c == 46 and not point and i > a and i + 1 < b:
             point = True
         else:
-            return None
+            return False
         i += 1
     if not nonzero or frac > 18 or digits > 36:
-        return None  # zero (its text is 0E-8 and the like), or not fixed-point exact
+        return False  # zero (its text is 0E-8 and the like), or not fixed-point exact
     if s[a] == 48 and zeros > 5:
-        return None
-    coef = coef * _P10[18 - frac]
-    if coef >= _LIMIT:
+        return False
+    if coef >= _LIMIT // _P10[18 - frac]:  # (before the product: it would overflow)
+        return False
+    out[0] = coef * _P10[18 - frac]
+    return True
+
+
+cdef Num _simple(bytes payload, Py_ssize_t a, Py_ssize_t b, bint price):
+    """The :class:`Num` of a payload string in plain form (:func:`_plain_fixed`), or None
+    for anything else (the general path decides)."""
+    cdef fb_i128 v
+    cdef Num num
+    if not _plain_fixed(PyBytes_AS_STRING(payload), a, b, &v):
         return None
     num = Num.__new__(Num)
-    num.v = coef
+    num.v = v
     num._js = payload[a - 1 : b + 1]
     num.text = payload[a:b].decode("ascii")
     return num
@@ -315,6 +445,7 @@ cdef Num _kept_num(object dec):
     return num
 
 
+@cython.freelist(256)
 cdef class _Level:
     cdef Num price  # the spelling the book keeps (its first)
     cdef Num qty  # the latest
@@ -401,6 +532,66 @@ cdef class _Parsed:
     cdef Py_ssize_t inst0, inst1, rid0, rid1, lin0, lin1
     cdef long long ts_event, ts_init, first, final
     cdef list bids, asks  # [(Num price, Num qty), ...]
+    cdef const char *rid  # the record id's bytes (p.rid1 - p.rid0 of them; in the cause)
+    cdef object lineage  # the record id as a str (a record's: its own), or None
+    # a record's ts_event, ts_init and final_update_id ints (None: made from the above)
+    cdef object ts_event_int, ts_init_int, final_int
+
+
+cdef object _decimal_num(dict kept, object dec, bint price, bint by_value):
+    """The checked :class:`Num` of a record's Decimal, as :meth:`FastBooks.number` decides
+    the string a payload would carry (``str(dec)``). ``by_value`` (only where the layout is
+    known): read from the Decimal itself (:func:`_dec_value`; its text made only if asked
+    for); else by that string: a price kept by it in ``kept`` (a book's prices recur), a
+    quantity in plain form made afresh (most are new: a large table of them costs more in
+    cache misses than the parse), any other kept by its string."""
+    cdef Num num
+    cdef const char *s
+    cdef Py_ssize_t n
+    cdef fb_i128 coef
+    cdef long long exp
+    cdef int got
+    if type(dec) is not _DECIMAL:
+        return None
+    if by_value:
+        got = _dec_value(dec, &coef, &exp)
+        if got == 0:  # below zero
+            return None
+        if got == 1 and (coef != 0 or price or -1000 <= exp <= 1000):
+            # (a zero quantity with an exponent past 1000: its text decides, below)
+            num = Num.__new__(Num)
+            if not _scaled(coef, exp, price, &num.v):
+                return None
+            num._dec = dec
+            return num
+    text = str(dec)
+    if price:
+        found = kept.get(text)
+        if found is not None:
+            return found
+    s = PyUnicode_AsUTF8AndSize(text, &n)
+    num = Num.__new__(Num)
+    if _plain_fixed(s, 0, n, &num.v):  # (canonical: the text is str of the Decimal)
+        num._dec, num.text = dec, text
+        if price:
+            if len(kept) >= _KEPT:
+                kept.clear()
+            kept[text] = num
+        return num
+    if not price:
+        found = kept.get(text)
+        if found is not None:
+            return found
+    return _keep_checked(kept, text, dec, price)
+
+
+def number_of(dec, bint price, bint by_value):
+    """``(value * 10**18, text)`` of the :class:`Num` a record's Decimal becomes, or None
+    (for the tests: read from the Decimal, ``by_value``, or from its text)."""
+    if by_value and not _DEC_LAYOUT:
+        raise RuntimeError("the Decimal layout is not known here")
+    cdef Num num = _decimal_num({}, dec, price, by_value)
+    return None if num is None else (_py_int(num.v), num.txt())
 
 
 cdef object _keep_checked(dict kept, object key, object dec, bint price):
@@ -425,7 +616,8 @@ cdef object _keep_checked(dict kept, object key, object dec, bint price):
 cdef class FastBooks:
     """The compiled path of one :class:`BookProcessor` (and its level store, if any)."""
 
-    cdef object proc, store, pending_type, delete, decode_update, book_top, new_top
+    cdef object proc, store, pending_type, delete, decode_update, book_top, update_type
+    cdef _Parsed parsed  # handle_update's (its fields set afresh for each update)
     cdef object delta, snapshot  # BookUpdateKind's
     cdef dict dec_prices, dec_quantities  # a Decimal's str -> its checked Num
     cdef frozenset top_fields  # a BookTop's field names (its fields set, all given)
@@ -451,7 +643,8 @@ cdef class FastBooks:
         from algostream.model.enums import BookUpdateKind
         from algostream.model.records import BookTop, BookUpdate
 
-        self.book_top, self.new_top = BookTop, BookTop.__new__
+        self.book_top, self.update_type = BookTop, BookUpdate
+        self.parsed = _Parsed.__new__(_Parsed)
         self.top_fields = frozenset(BookTop.model_fields)
 
         self.proc, self.store = proc, store
@@ -497,13 +690,19 @@ cdef class FastBooks:
     # ------------------------------------------------------------------ parsing
     cdef Num number(self, bytes payload, Py_ssize_t a, Py_ssize_t b, bint price):
         """The checked :class:`Num` of a payload string (kept by its bytes), or None when
-        the Python path must decide it (not a valid price / quantity, or not exact)."""
+        the Python path must decide it (not a valid price / quantity, or not exact). A
+        quantity in plain form is parsed, not kept (most are new: a large table of them
+        costs more in cache misses than the parse)."""
         cdef dict kept = self.prices if price else self.quantities
+        if not price:
+            num = _simple(payload, a, b, price)
+            if num is not None:
+                return num
         raw = payload[a:b]
         found = kept.get(raw)
         if found is not None:
             return <Num> found
-        num = _simple(payload, a, b, price)
+        num = _simple(payload, a, b, price) if price else None
         if num is not None:
             if len(kept) >= _KEPT:
                 kept.clear()
@@ -611,44 +810,55 @@ cdef class FastBooks:
             fb = self.adopt(payload[p.inst0:p.inst1].decode("ascii"))
             if fb is None:
                 return None
-        return self.go(fb, p, payload, payload, now_ns, pending, record)
+        p.rid, p.lineage = PyBytes_AS_STRING(payload) + p.rid0, None
+        return self.go(fb, p, payload, now_ns, pending, record)
 
     def handle_update(self, update, dict pending):
         """``handle(update.encode(), -1, pending, RECORD_ONLY)`` for a ``BookUpdate``
         record (a backtest from records), without the encoding and the parse: its
         Decimals become the path's numbers (kept by their strings, the payload's), under
         the same rules as the payload's strings; ``None``: the
-        Python path takes it (the instrument handed back first)."""
+        Python path takes it (the instrument handed back first). A ``BookUpdate`` (not a
+        subclass) has its fields read from its ``__dict__`` (where pydantic keeps them;
+        the class defines no descriptor of theirs), once, not through the model's
+        attribute hook."""
         cdef _Parsed p
         cdef FastBook fb
-        inst = update.instrument
-        kind = update.kind
+        cdef Py_ssize_t n
+        d = PyObject_GenericGetDict(update, NULL) if type(update) is self.update_type else None
+        inst = _field(d, "instrument", update)
+        kind = _field(d, "kind", update)
         if kind is not self.delta:
             self.settle(inst)
             if kind is self.snapshot:
                 self.blocked.discard(inst)
             return None
-        rid = _plain(update.record_id)
-        if rid is None or not 1 <= len(rid) <= 128:
+        record_id = _field(d, "record_id", update)
+        n = _plain_len(record_id)
+        if not 1 <= n <= 128:
             self.settle(inst)
             return None
-        lineage = _plain(update.lineage_id)
-        if lineage is None or len(lineage) > 128 or type(inst) is not str:
+        n = _plain_len(_field(d, "lineage_id", update))
+        if n < 0 or n > 128 or type(inst) is not str:
             self.settle(inst)
             return None
-        p = _Parsed.__new__(_Parsed)
-        p.rid0, p.rid1 = 0, len(rid)
+        p = self.parsed
+        p.rid = PyUnicode_AsUTF8AndSize(record_id, &n)
+        p.rid0, p.rid1, p.lineage = 0, n, record_id
+        p.ts_event_int = _field(d, "ts_event", update)
+        p.ts_init_int = _field(d, "ts_init", update)
+        p.final_int = _field(d, "final_update_id", update)
         try:
-            p.ts_event, p.ts_init = update.ts_event, update.ts_init
-            p.first, p.final = update.first_update_id, update.final_update_id
+            p.ts_event, p.ts_init = p.ts_event_int, p.ts_init_int
+            p.first, p.final = _field(d, "first_update_id", update), p.final_int
         except (OverflowError, TypeError):  # past int64: the Python path
             self.settle(inst)
             return None
         if p.ts_event < 0 or p.ts_init < 0 or p.first < 0 or p.final < 0:
             self.settle(inst)
             return None
-        p.bids = self.numbers(update.bids)
-        p.asks = self.numbers(update.asks) if p.bids is not None else None
+        p.bids = self.numbers(_field(d, "bids", update))
+        p.asks = self.numbers(_field(d, "asks", update)) if p.bids is not None else None
         if p.asks is None:
             self.settle(inst)
             return None
@@ -657,7 +867,11 @@ cdef class FastBooks:
             fb = self.adopt(inst)
             if fb is None:
                 return None
-        return self.go(fb, p, update, rid, p.ts_init, pending, _RECORD_ONLY)
+        try:
+            return self.go(fb, p, update, p.ts_init, pending, _RECORD_ONLY)
+        finally:
+            # (kept for the next update: no references)
+            p.bids = p.asks = p.lineage = p.ts_event_int = p.ts_init_int = p.final_int = None
 
     cdef list numbers(self, object levels):
         """``(Num price, Num qty)`` of a record's levels, or None (the Python path)."""
@@ -671,22 +885,14 @@ cdef class FastBooks:
         return out
 
     cdef object decimal_number(self, object dec, bint price):
-        """The checked :class:`Num` of a Decimal, kept by its string (which the payload
-        would carry), as :meth:`number` decides that string."""
-        cdef dict kept = self.dec_prices if price else self.dec_quantities
-        if type(dec) is not _DECIMAL:
-            return None
-        text = str(dec)
-        found = kept.get(text)
-        if found is not None:
-            return found
-        return _keep_checked(kept, text, dec, price)
+        """The checked :class:`Num` of a Decimal (:func:`_decimal_num`)."""
+        return _decimal_num(self.dec_prices if price else self.dec_quantities, dec, price,
+                            _DEC_LAYOUT)
 
-    cdef object go(self, FastBook fb, _Parsed p, object cause, bytes payload,
-                   long long now_ns, dict pending, int record):
-        """``handle`` once the update is parsed and its book owned here (``payload``: the
-        bytes ``p``'s record id offsets are into; ``cause``: the update, as its payload
-        or its record)."""
+    cdef object go(self, FastBook fb, _Parsed p, object cause, long long now_ns, dict pending,
+                   int record):
+        """``handle`` once the update is parsed and its book owned here (``cause``: the
+        update, as its payload or its record)."""
         if p.final <= fb.last:  # a re-delivered update
             fb.last_seen, fb.cause = now_ns, cause
             if fb.inst not in pending:
@@ -706,40 +912,42 @@ cdef class FastBooks:
         asks_dirty = self.apply(fb, fb.asks, p.asks, True, writes)
         fb.last, fb.ts_event = p.final, p.ts_event
         if record == _RECORD_ONLY:
-            self.top_values(fb, p, payload, bids_dirty, asks_dirty)
-            return fb.inst, fb.inst_key, None, self.record(fb, p, payload, now_ns)
-        top = self.top(fb, p, payload, now_ns, bids_dirty, asks_dirty)
-        return fb.inst, fb.inst_key, top, self.record(fb, p, payload, now_ns) if record else None
+            self.top_values(fb, p, bids_dirty, asks_dirty)
+            return fb.inst, fb.inst_key, None, self.record(fb, p, now_ns)
+        top = self.top(fb, p, now_ns, bids_dirty, asks_dirty)
+        return fb.inst, fb.inst_key, top, self.record(fb, p, now_ns) if record else None
 
-    cdef void top_values(self, FastBook fb, _Parsed p, bytes payload, bint bids_dirty,
+    cdef void top_values(self, FastBook fb, _Parsed p, bint bids_dirty,
                          bint asks_dirty) except *:
         """What :meth:`record` reads, as :meth:`top` leaves it, without the bytes: the
         record id, each side's kept top length and sum, the derived values."""
-        cdef const char *s = PyBytes_AS_STRING(payload)
         if not fb.bids.top_known:
             _side_sum(self, fb.bids)
         if not fb.asks.top_known:
             _side_sum(self, fb.asks)
         if bids_dirty or asks_dirty or not fb.values_known:
             _values(fb)
-        fb_child_id(b"book.top|", 9, s + p.rid0, p.rid1 - p.rid0, self.rid)
+        fb_child_id(b"book.top|", 9, p.rid, p.rid1 - p.rid0, self.rid)
 
-    cdef object record(self, FastBook fb, _Parsed p, bytes payload, long long now_ns):
+    cdef object record(self, FastBook fb, _Parsed p, long long now_ns):
         """The ``BookTop`` record of the top just written (``BookProcessor._top``'s, equal
         field for field), for this worker's stages that take it in-process."""
         cdef _Side bids = fb.bids, asks = fb.asks
         both = bids.n and asks.n
         # ``algostream.model.fast.from_fields``, here without its Python call
-        top = self.new_top(self.book_top)
-        PyObject_GenericSetAttr(
+        top = _new_object(self.book_top)  # (BookTop.__new__(BookTop))
+        PyObject_GenericSetDict(
             top,
-            "__dict__",
             {
                 "instrument": fb.inst,
-                "ts_event": p.ts_event,
-                "ts_init": now_ns,
-                "record_id": PyBytes_FromStringAndSize(self.rid, 24).decode("ascii"),
-                "lineage_id": payload[p.rid0:p.rid1].decode("ascii"),
+                "ts_event": p.ts_event if p.ts_event_int is None else p.ts_event_int,
+                "ts_init": now_ns if p.ts_init_int is None else p.ts_init_int,
+                "record_id": PyUnicode_DecodeASCII(self.rid, 24, NULL),
+                "lineage_id": (
+                    PyUnicode_DecodeASCII(p.rid, p.rid1 - p.rid0, NULL)
+                    if p.lineage is None
+                    else p.lineage
+                ),
                 "bids": _top_tuple(self, bids),
                 "asks": _top_tuple(self, asks),
                 "best_bid": (<_Level> bids.levels[bids.n - 1]).price.decimal() if bids.n else None,
@@ -748,8 +956,9 @@ cdef class FastBooks:
                 "spread": fb.spread if both else None,
                 "imbalance": fb.imbalance,
                 "microprice": fb.micro if both else None,
-                "update_id": p.final,
+                "update_id": p.final if p.final_int is None else p.final_int,
             },
+            NULL,
         )
         PyObject_GenericSetAttr(top, "__pydantic_fields_set__", set(self.top_fields))
         PyObject_GenericSetAttr(top, "__pydantic_extra__", None)
@@ -779,7 +988,7 @@ cdef class FastBooks:
                 if found:
                     level = <_Level> side.levels[i]
                     if store and level.qty.v != qty.v:
-                        writes[level.tkey] = qty.text
+                        writes[level.tkey] = qty.txt()
                     if level.qty is not qty:
                         level.qty, level.pair = qty, None
                 else:
@@ -787,7 +996,7 @@ cdef class FastBooks:
                     level.price, level.qty = price, qty
                     if store:
                         level.tkey = (fb.prefix_a if ask else fb.prefix_b) + price.text
-                        writes[level.tkey] = qty.text
+                        writes[level.tkey] = qty.txt()
                     side.insert(i, key, level)
             elif found:
                 if store:
@@ -798,10 +1007,9 @@ cdef class FastBooks:
             side.top_known = False
         return dirty
 
-    cdef bytes top(self, FastBook fb, _Parsed p, bytes payload, long long now_ns,
-                   bint bids_dirty, bint asks_dirty):
+    cdef bytes top(self, FastBook fb, _Parsed p, long long now_ns, bint bids_dirty,
+                   bint asks_dirty):
         """The ``book.top`` record's bytes (``BookProcessor._top`` + ``BookTop.encode``)."""
-        cdef const char *s = PyBytes_AS_STRING(payload)
         cdef char *rid = self.rid
         if fb.bids.top_js is None:
             _side_top(self, fb.bids)
@@ -809,7 +1017,7 @@ cdef class FastBooks:
             _side_top(self, fb.asks)
         if bids_dirty or asks_dirty or fb.derived_js is None:
             fb.derived_js = _derived(fb)
-        fb_child_id(b"book.top|", 9, s + p.rid0, p.rid1 - p.rid0, rid)
+        fb_child_id(b"book.top|", 9, p.rid, p.rid1 - p.rid0, rid)
         self.len = 0
         self.put(b'{"instrument":', 14)
         self.put_bytes(fb.inst_js)
@@ -820,7 +1028,7 @@ cdef class FastBooks:
         self.put(b',"record_id":"', 14)
         self.put(rid, 24)
         self.put(b'","lineage_id":"', 16)
-        self.put(s + p.rid0, p.rid1 - p.rid0)
+        self.put(p.rid, p.rid1 - p.rid0)
         self.put(b'","bids":', 9)
         self.put_bytes(fb.bids.top_js)
         self.put(b',"asks":', 8)
@@ -1133,19 +1341,23 @@ cdef tuple _top_tuple(FastBooks fbs, _Side side):
     """The kept top as ``((price, quantity), ...)`` Decimals, best first."""
     cdef Py_ssize_t i
     cdef _Level level
+    cdef tuple out
     if side.top_tuple is None:
-        out = []
-        for i in range(side.n - 1, side.n - 1 - side.top_len, -1):
-            level = <_Level> side.levels[i]
+        out = PyTuple_New(side.top_len)
+        for i in range(side.top_len):
+            level = <_Level> side.levels[side.n - 1 - i]
             if level.pair is None:  # (a level's pair, kept while its quantity is)
                 level.pair = (level.price.decimal(), level.qty.decimal())
-            out.append(level.pair)
-        side.top_tuple = tuple(out)
+            Py_INCREF(level.pair)
+            PyTuple_SET_ITEM(out, i, level.pair)
+        side.top_tuple = out
     return side.top_tuple
 
 
 cdef object _py_int(fb_i128 x):
     """A 128-bit integer as a Python int."""
+    if -_I64_MAX <= x <= _I64_MAX:
+        return <long long> x
     if x < 0:
         return -_py_int(-x)
     return (<object> <unsigned long long> (x >> 64)) << 64 | (
@@ -1163,12 +1375,245 @@ cdef object _decimal_sum(_Side side):
     return total
 
 
+# -------------------------------------------------------------- the imbalance, exactly
+#
+# ``float(Decimal(b - a) / Decimal(b + a))`` without the Decimals: the quotient is the
+# exact one rounded half-even to the context's precision (the General Decimal Arithmetic
+# division, libmpdec's), and ``float()`` of a Decimal reads its value correctly rounded
+# (its text through the correctly rounded string-to-float); here the rounded quotient's
+# coefficient is made with integers and its value read by ``int / int`` (CPython's
+# ``long_true_divide``, correctly rounded too), so the double is the same. It runs only in
+# a context where the Decimal division would do nothing else: rounding ROUND_HALF_EVEN,
+# the precision known, no trap on Inexact or Rounded, an exponent range no quotient here
+# reaches, and (for an inexact quotient) the Inexact and Rounded flags already raised, as
+# the division would leave them; any other context takes the Decimal division itself. The
+# context is read from the C ``decimal.Context`` object (its ``mpd_context_t``), whose
+# layout is checked against what the Python attributes say when this module loads (not
+# as expected: the Decimal division always).
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    typedef struct {
+        int64_t prec, emax, emin;
+        uint32_t trap, status, newtrap;
+        int round, clamp, allcr;
+    } fb_mpd_context;
+    typedef struct { PyObject_HEAD fb_mpd_context ctx; } fb_context_object;
+    static inline fb_mpd_context *fb_ctx(PyObject *o) { return &((fb_context_object *) o)->ctx; }
+    """
+    ctypedef struct fb_mpd_context:
+        long long prec, emax, emin
+        unsigned int trap, status
+        int round
+    fb_mpd_context *fb_ctx(object o)
+
+from libc.stdint cimport uint32_t
+
+cdef object _NOT_FAST = object()  # (what _fast_imbalance answers when it cannot)
+cdef object _CONTEXT = None  # decimal.Context when its layout is as read here, else None
+cdef object _getcontext = getcontext
+cdef int _HALF_EVEN = -1
+cdef uint32_t _INEXACT = 0, _ROUNDED = 0
+#: 10**n as Python ints, n < 80 (the divisor of a rounded quotient's coefficient)
+cdef tuple _POW10 = tuple(10**_n for _n in range(80))
+
+
+cdef bint _one_bit(uint32_t x) noexcept:
+    return x != 0 and (x & (x - 1)) == 0
+
+
+def _context_layout():
+    """``decimal.Context`` if reading its ``mpd_context_t`` here gives what its Python
+    attributes say (precision, exponent range, rounding, the traps and flags of Inexact and
+    Rounded, as a division sets them), else None; the bits and the rounding it reads."""
+    cdef fb_mpd_context *m
+    import decimal
+    try:
+        import _decimal
+    except ImportError:
+        return None
+    if decimal.Context is not _decimal.Context or decimal.Decimal is not _decimal.Decimal:
+        return None
+    if decimal.Context.__basicsize__ < sizeof(fb_mpd_context) + sizeof(void *) * 2:
+        return None
+    modes = (
+        decimal.ROUND_UP, decimal.ROUND_DOWN, decimal.ROUND_CEILING, decimal.ROUND_FLOOR,
+        decimal.ROUND_HALF_UP, decimal.ROUND_HALF_DOWN, decimal.ROUND_05UP,
+    )
+    c = decimal.Context(
+        prec=17, Emax=123457, Emin=-654321, rounding=decimal.ROUND_HALF_EVEN, traps=[], flags=[]
+    )
+    m = fb_ctx(c)
+    if m.prec != 17 or m.emax != 123457 or m.emin != -654321 or m.trap != 0 or m.status != 0:
+        return None
+    half_even = m.round
+    for mode in modes:
+        c.rounding = mode
+        if m.round == half_even:
+            return None
+    c.rounding = decimal.ROUND_HALF_EVEN
+    if m.round != half_even:
+        return None
+    c.traps[decimal.Inexact] = True
+    inexact = m.trap
+    c.traps[decimal.Inexact] = False
+    c.traps[decimal.Rounded] = True
+    rounded = m.trap
+    c.traps[decimal.Rounded] = False
+    if not (_one_bit(inexact) and _one_bit(rounded)) or inexact == rounded or m.trap != 0:
+        return None
+    c.flags[decimal.Inexact] = True
+    if m.status != inexact:
+        return None
+    c.flags[decimal.Rounded] = True
+    if m.status != inexact | rounded:
+        return None
+    c.clear_flags()
+    c.divide(decimal.Decimal(2), decimal.Decimal(4))  # exact: no flag
+    if m.status != 0:
+        return None
+    c.divide(decimal.Decimal(1), decimal.Decimal(3))
+    if m.status != inexact | rounded:
+        return None
+    c.prec = 28
+    if m.prec != 28 or fb_ctx(decimal.getcontext()).prec != decimal.getcontext().prec:
+        return None
+    return decimal.Context, half_even, inexact, rounded
+
+
+_layout = _context_layout()
+_DEC_LAYOUT = _decimal_layout()
+DECIMAL_LAYOUT = _DEC_LAYOUT  # (for the tests: whether records' numbers are read so)
+if _layout is not None:
+    _CONTEXT, _HALF_EVEN, _INEXACT, _ROUNDED = _layout
+
+
+cdef int _digits(fb_i128 x) noexcept:
+    """The number of decimal digits of ``0 < x < 10**37``."""
+    cdef int k = 1
+    while k < 38 and x >= _P10[k]:
+        k += 1
+    return k
+
+
+cdef object _quotient(fb_i128 n, fb_i128 d, int prec, bint flagged, bint digits):
+    """``float(Decimal(n) / Decimal(d))`` in a ROUND_HALF_EVEN context of precision
+    ``prec`` (1 to 37), for ``0 < |n| <= d < 10**prec``; None when the quotient is inexact
+    and ``flagged`` is False (the Decimal division then raises Inexact and Rounded).
+    ``digits``: the rounded quotient instead, ``(coefficient, shift, exact)`` (the tests')."""
+    cdef bint neg = n < 0, exact
+    cdef int k, shift, step
+    cdef fb_i128 c, r
+    if neg:
+        n = -n
+    # the same quotient of smaller numbers: common powers of ten out
+    step = 16
+    while step:
+        while n % _P10[step] == 0 and d % _P10[step] == 0:
+            n = n // _P10[step]
+            d = d // _P10[step]
+        step >>= 1
+    # 10**k <= n / d < 10**(k + 1), k <= 0; the quotient rounded to prec significant digits
+    # is c * 10**-shift with c = round(n * 10**shift / d), shift = prec - 1 - k
+    k = _digits(n) - _digits(d)
+    if n * _P10[-k] < d:  # (n * 10**-k has the digits of d: below 10**37)
+        k -= 1
+    shift = prec - 1 - k
+    if shift <= 37 and d < _P10[38 - prec]:  # n * 10**shift < d * 10**prec < 10**38
+        c = n * _P10[shift] // d
+        r = n * _P10[shift] - c * d
+        if 2 * r > d or (2 * r == d and c & 1):
+            c += 1
+        if r != 0 and not flagged:
+            return None
+        exact = r == 0
+        coefficient = _py_int(c)
+    else:
+        coefficient, rest = divmod(_py_int(n) * _POW10[shift], _py_int(d))
+        twice, whole = 2 * rest, _py_int(d)
+        if twice > whole or (twice == whole and coefficient & 1):
+            coefficient += 1
+        if rest and not flagged:
+            return None
+        exact = not rest
+    if neg:
+        coefficient = -coefficient
+    if digits:
+        return coefficient, shift, exact
+    return coefficient / _POW10[shift]
+
+
+cdef object _fast_imbalance(fb_i128 b, fb_i128 a):
+    """:func:`_quotient` of the top sums ``b`` and ``a`` (fixed point, at or above zero)
+    when the current context lets it say what the Decimal division would; ``_NOT_FAST``
+    when it does not."""
+    cdef fb_mpd_context *m
+    cdef bint flagged
+    if _CONTEXT is None:
+        return _NOT_FAST
+    ctx = _getcontext()
+    if type(ctx) is not _CONTEXT:
+        return _NOT_FAST
+    m = fb_ctx(ctx)
+    if (
+        m.round != _HALF_EVEN
+        or m.prec < 1
+        or m.prec > 37
+        or m.emin > -100
+        or m.emax < 100
+        or m.trap & (_INEXACT | _ROUNDED)
+        or b + a >= _P10[<int> m.prec]
+    ):
+        return _NOT_FAST
+    if b + a == 0:
+        return None
+    if b == a:
+        return 0.0
+    flagged = (m.status & (_INEXACT | _ROUNDED)) == (_INEXACT | _ROUNDED)
+    out = _quotient(b - a, b + a, <int> m.prec, flagged, False)
+    return _NOT_FAST if out is None else out
+
+
+def fixed_imbalance(b, a):
+    """The imbalance of top sums ``b`` and ``a`` (ints, the fixed point's: at or above zero,
+    below 2**126) as :func:`_imbalance` computes it (for the tests): ``(value, fast)``,
+    fast False where the context took the Decimal division."""
+    cdef fb_i128 bb = _to_i128(b), aa = _to_i128(a)
+    out = _fast_imbalance(bb, aa)
+    if out is not _NOT_FAST:
+        return out, True
+    return (None if b + a == 0 else float(Decimal(b - a) / Decimal(b + a))), False
+
+
+def rounded_quotient(n, d, int prec):
+    """``(coefficient, shift, exact)``: ``n / d`` rounded half-even to ``prec`` significant
+    digits is ``coefficient * 10**-shift`` as :func:`_quotient` makes it (for the tests; ``0
+    < |n| <= d < 10**prec``, prec 1 to 37)."""
+    if not (1 <= prec <= 37 and 0 < abs(n) <= d < _POW10[prec]):
+        raise ValueError(f"not a quotient here: {n!r} / {d!r} at {prec}")
+    return _quotient(_to_i128(abs(n)) * (-1 if n < 0 else 1), _to_i128(d), prec, True, True)
+
+
+cdef fb_i128 _to_i128(object x) except? -1:
+    if not 0 <= x < (1 << 126):
+        raise ValueError(f"not a top sum here: {x!r}")
+    return (<fb_i128> <unsigned long long> (x >> 64)) << 64 | <fb_i128> <unsigned long long> (
+        x & 0xFFFFFFFFFFFFFFFF
+    )
+
+
 cdef object _imbalance(_Side bids, _Side asks):
     """The top's imbalance, ``float((bid_qty - ask_qty) / (bid_qty + ask_qty))`` or None.
     With both sums under 10**prec (fixed point, scaled alike) every Decimal addition of
     the Python path is exact, so the quotient of the same values, rounded once by the
-    same context, is the same; otherwise the Decimal sums are made as it makes them."""
+    same context, is the same (:func:`_fast_imbalance` where the context lets it);
+    otherwise the Decimal sums are made as it makes them."""
     cdef fb_i128 b = bids.top_sum, a = asks.top_sum
+    if b >= 0 and a >= 0:
+        out = _fast_imbalance(b, a)
+        if out is not _NOT_FAST:
+            return out
     prec = getcontext().prec
     if b >= 0 and a >= 0 and prec <= 37 and b + a < _P10[<int> prec]:
         if b + a == 0:
@@ -1235,17 +1680,40 @@ cdef void _values(FastBook fb) except *:
             fb.mid_from_ap, fb.mid_from_aq = a.price, a.qty
 
 
-cdef bytes _plain(object text):
-    """``text`` as ASCII bytes if a payload would carry it as a plain JSON string (what
-    ``_str`` takes: no escape, control or non-ASCII character), else None."""
+cdef Py_ssize_t _plain_len(object text):
+    """The length of ``text`` if a payload would carry it as a plain JSON string (what
+    ``_str`` takes: ASCII, no escape or control character), else -1."""
     cdef const char *s
     cdef Py_ssize_t n, i
     cdef unsigned char c
     if type(text) is not str:
-        return None
+        return -1
     s = PyUnicode_AsUTF8AndSize(text, &n)
     for i in range(n):
         c = <unsigned char> s[i]
         if c == 34 or c == 92 or c < 32 or c > 126:
-            return None
-    return PyBytes_FromStringAndSize(s, n)
+            return -1
+    return n
+
+
+cdef inline object _field(object d, str name, object record):
+    """``record.<name>``, from its ``__dict__`` ``d`` when given and holding it."""
+    cdef PyObject *value
+    if d is not None:
+        value = PyDict_GetItem(d, name)
+        if value is not NULL:
+            return <object> value
+    return getattr(record, name)
+
+
+cdef extern from *:
+    """
+    static PyObject *fb_empty_args = NULL;
+    /* ``cls.__new__(cls)`` without the call: the type's tp_new with no arguments */
+    static PyObject *fb_new_object(PyObject *cls) {
+        if (fb_empty_args == NULL && (fb_empty_args = PyTuple_New(0)) == NULL)
+            return NULL;
+        return ((PyTypeObject *) cls)->tp_new((PyTypeObject *) cls, fb_empty_args, NULL);
+    }
+    """
+    object _new_object "fb_new_object" (object cls)
