@@ -259,6 +259,14 @@ class BacktestEngine:
         # decoded only when read (Outputs); None: decoded here, the Python path
         lazy = outputs.lazy if isinstance(outputs, Outputs) and fast and emit else None
         compiled: Any = None
+        # the inputs the compiled book path takes (below), once a run has one
+        compiled_kinds: tuple[type, ...] = (
+            (EncodedBook, BookUpdate)
+            if lazy is not None
+            else (BookUpdate,)
+            if fast and emit
+            else ()
+        )
         pending: dict[str, Any] = {}  # (no level store: the state writes go nowhere)
         on_update = self.book.on_update
         venue_top = self.lists.venue.on_book_top
@@ -280,10 +288,11 @@ class BacktestEngine:
                 if record.ts_event > last_ts:
                     last_ts = self._last_ts = record.ts_event
                 kind = type(record)
+                if compiled is None and kind in compiled_kinds:
+                    # the compiled book path, attached at the run's first book update
+                    compiled = self.book.fast or native.attach(self.book) or False
                 if kind is EncodedBook and lazy is not None:
                     assert isinstance(record, EncodedBook)
-                    if compiled is None:
-                        compiled = self.book.fast or native.attach(self.book) or False
                     done = (
                         compiled.handle(record.value, -1, pending, native.RECORD_ONLY)
                         if compiled
@@ -298,8 +307,6 @@ class BacktestEngine:
                 if kind is BookUpdate and fast and emit is not None:
                     assert isinstance(record, BookUpdate)
                     emit(("md.book", record))
-                    if compiled is None:
-                        compiled = self.book.fast or native.attach(self.book) or False
                     # the compiled path from the record's fields (no bytes: none to keep)
                     done = compiled.handle_update(record, pending) if compiled else None
                     if done is None:  # the Python path takes it (the processor settles)
