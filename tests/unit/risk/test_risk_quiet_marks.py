@@ -17,11 +17,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from algostream.config import RiskConfig
-from algostream.model import CostMethod, IntegrityKind, Side
-from algostream.model.records import BookTop, PnL, Position, Record
+from algostream.model import ControlAction, CostMethod, IntegrityKind, OrderStatus, Side
+from algostream.model.records import BookTop, OrderRequest, PnL, Position, Record
 from algostream.risk import RiskProcessor
 from algostream.risk.ledger import AccountLedger
-from tests.unit.risk.risk_testkit import BTC, ETH, SECOND, fill, integrity, top
+from tests.unit.risk.risk_testkit import (
+    ACCOUNT,
+    BTC,
+    ETH,
+    SECOND,
+    control,
+    fill,
+    integrity,
+    status_event,
+    top,
+)
 
 
 class FullMarks(RiskProcessor):
@@ -66,15 +76,25 @@ class FullMarks(RiskProcessor):
         return out
 
 
-ticks = st.integers(-30, 30)  # a move of the mid, in cents (0: the same mid again)
+#: a move of the mid, in cents: half of them 0 (the same mid again, most tops)
+ticks = st.one_of(st.just(0), st.integers(-30, 30))
+#: how a top's prices are made: the previous top's Decimal objects again where the price
+#: is the same (as the compiled book path hands them while a best level is unchanged),
+#: new objects of the same values, or the same values with another exponent
+forms = st.sampled_from(("same", "same", "same", "fresh", "scaled"))
+top_step = st.tuples(
+    st.just("top"),
+    st.sampled_from((BTC, ETH)),
+    ticks,
+    st.sampled_from(("both", "both", "both", "bid", "ask")),
+    # ms since the last event: mostly within the record interval (1 s), some past it,
+    # some out of order (< 0)
+    st.one_of(st.integers(1, 300), st.integers(-200, 1500)),
+    forms,
+    st.integers(1, 8),  # tops: the first moves the mid, the others leave it (that gap each)
+)
 step = st.one_of(
-    st.tuples(
-        st.just("top"),
-        st.sampled_from((BTC, ETH)),
-        ticks,
-        st.sampled_from(("both", "both", "both", "bid", "ask")),
-        st.integers(1, 1500),
-    ),
+    *[top_step] * 8,  # (most events are tops)
     st.tuples(
         st.just("fill"),
         st.sampled_from((BTC, ETH)),
@@ -84,41 +104,99 @@ step = st.one_of(
     st.tuples(
         st.just("integrity"),
         st.sampled_from((BTC, ETH)),
-        st.sampled_from((IntegrityKind.GAP, IntegrityKind.RESYNCED)),
+        # (a layer set stops the quiet path on every top: mostly lifted again soon)
+        st.sampled_from((IntegrityKind.GAP, *[IntegrityKind.RESYNCED] * 4)),
+    ),
+    # a funding straight into a position's ledger: equity (and maybe a new peak) moves
+    # with no mark and no fill through the processor
+    st.tuples(st.just("funding"), st.sampled_from((BTC, ETH)), st.sampled_from(("5", "-3"))),
+    # the venue's answer to the oldest proposal (a stop's close): cancelled re-arms the
+    # stop, filled closes the position
+    st.tuples(st.just("venue"), st.sampled_from(("cancel", "fill"))),
+    st.tuples(
+        st.just("control"),
+        st.sampled_from((ControlAction.HALT, ControlAction.REDUCE, *[ControlAction.RESUME] * 6)),
     ),
 )
 
 
+def _top(
+    inst: str, mid: Decimal, sides: str, form: str, ts: int, rid: str, last: BookTop | None
+) -> BookTop:
+    if form == "scaled":
+        mid = mid.quantize(Decimal("0.001"))
+    bid = mid - Decimal("0.01") if sides in ("both", "bid") else None
+    ask = mid + Decimal("0.01") if sides in ("both", "ask") else None
+    made = top(inst, None if bid is None else str(bid), None if ask is None else str(ask), ts, rid)
+    if form != "same" or last is None:
+        return made
+    # the previous top's objects for each price that is the same (value and exponent)
+    same: dict[str, Any] = {}
+    for name in ("best_bid", "best_ask", "mid"):
+        new, old = getattr(made, name), getattr(last, name)
+        if new is not None and old is not None and new == old and new.same_quantum(old):
+            same[name] = old
+    if "best_bid" in same:
+        same["bids"] = last.bids
+    if "best_ask" in same:
+        same["asks"] = last.asks
+    return made.model_copy(update=same)
+
+
 def _run(p: RiskProcessor, script: list[tuple[Any, ...]]) -> list[list[bytes]]:
     mids = {BTC: Decimal("100.00"), ETH: Decimal("50.00")}
-    ts, outs = 1_000, []
+    last: dict[str, BookTop] = {}
+    proposals: list[OrderRequest] = []
+    ts, outs = 100 * SECOND, []  # (tops out of order stay after 0)
     for n, s in enumerate(script, 1):
         if s[0] == "top":
-            _, inst, move, sides, gap_ms = s
-            ts += gap_ms * 1_000_000
+            _, inst, move, sides, gap_ms, form, repeat = s
             mids[inst] += Decimal(move) / 100
-            mid = mids[inst]
-            bid = str(mid - Decimal("0.01")) if sides in ("both", "bid") else None
-            ask = str(mid + Decimal("0.01")) if sides in ("both", "ask") else None
-            out = p.on_book_top(top(inst, bid, ask, ts, rid=f"top-{n}"))
+            out = []
+            for k in range(repeat):
+                ts += gap_ms * 1_000_000
+                rid = f"top-{n}-{k}"
+                made = last[inst] = _top(inst, mids[inst], sides, form, ts, rid, last.get(inst))
+                out += p.on_book_top(made)
         elif s[0] == "fill":
             _, inst, side, qty = s
             price = str(mids[inst])
             out = p.on_order_event(fill(f"fill-{n}", side, qty, price, "0.01", inst, ts=ts))
-        else:
+        elif s[0] == "integrity":
             out = p.on_integrity(integrity(s[2], s[1], ts))
+        elif s[0] == "funding":
+            ledger = p.ledgers.get(ACCOUNT)
+            pos = None if ledger is None else ledger.positions.get(s[1])
+            if pos is not None:
+                pos.apply_funding(Decimal(s[2]))
+            out = []
+        elif s[0] == "venue":
+            out = []
+            if proposals:
+                order = proposals.pop(0)
+                inst, coid = order.instrument, order.client_order_id
+                qty, side = str(order.quantity), order.side
+                out = p.on_order_event(
+                    status_event(f"cancel-{n}", coid, OrderStatus.CANCELLED, side, qty, inst, ts)
+                    if s[1] == "cancel"
+                    else fill(f"fill-{n}", side, qty, str(mids[inst]), "0.01", inst, coid, ts)
+                )
+        else:
+            out = p.on_control(control(s[1], ts=ts))
+        proposals += [r for r in out if isinstance(r, OrderRequest)]
         outs.append([r.encode() for r in out])
     return outs
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.lists(step, min_size=1, max_size=80),
+    st.lists(step, min_size=40, max_size=160),
     st.sampled_from(CostMethod),
     st.sampled_from(("0", "0.2", "2.0")),
     st.sampled_from(("0", "0.1", "1.5")),
     st.sampled_from(("0.5", "3", "5000")),
     st.sampled_from(("0.05", "1", "10")),
+    st.booleans(),
     st.booleans(),
 )
 def test_the_quiet_path_gives_the_full_paths_records_and_state(
@@ -129,7 +207,10 @@ def test_the_quiet_path_gives_the_full_paths_records_and_state(
     max_loss: str,
     max_dd: str,
     breaker_on: bool,
+    controls: bool,
 ) -> None:
+    if not controls:  # (a RESUME leaves the account's layer set: every top the full path)
+        script = [s for s in script if s[0] != "control"]
     config = RiskConfig(
         cost_method=method,
         stop_loss_percent=Decimal(stop_loss),
@@ -199,9 +280,9 @@ def test_a_loss_within_the_record_interval_trips_on_that_top() -> None:
         trailing_stop_percent=Decimal("0"),
     )
     script: list[tuple[Any, ...]] = [
-        ("top", BTC, 0, "both", 5),
+        ("top", BTC, 0, "both", 5, "fresh", 1),
         ("fill", BTC, Side.BUY, "2"),
-        *[("top", BTC, -30, "both", 100) for _ in range(8)],
+        *[("top", BTC, -30, "both", 100, "fresh", 1) for _ in range(8)],
     ]
     quiet, full = RiskProcessor(config), FullMarks(config)
     got = _run(quiet, script)
