@@ -339,8 +339,10 @@ class AccountLedger:
 
     def set_mark(self, instrument: str, price: Decimal) -> None:
         """Mark ``instrument`` to ``price`` and update the peak equity."""
-        self.position(instrument).set_mark(price)
-        self._update_peak()
+        pos = self.positions.get(instrument)
+        (self.position(instrument) if pos is None else pos).set_mark(price)
+        if self.equity_value > self.peak_equity:  # _update_peak, inlined (a moved mark)
+            self.peak_equity = self.equity
 
     def _update_peak(self) -> None:
         if self.equity_value > self.peak_equity:
@@ -368,8 +370,10 @@ class AccountLedger:
         such terms; those values decide the breaker, so they are the sums'). A few
         Decimal additions on a mark that moved (most tops do not move it: skipped)."""
         self.version += 1
-        unrealized = self._u = sum((p._upnl for p in self.positions.values()), ZERO)
-        self.unrealized_value = unrealized
+        unrealized = ZERO
+        for p in self.positions.values():  # sum(), without the generator: the same additions
+            unrealized = unrealized + p._upnl
+        self._u = self.unrealized_value = unrealized
         self._eq = self.equity_value = (
             self.starting_equity + self._realized + unrealized - self._fees
         )

@@ -70,7 +70,7 @@ from algostream.model.records import (
 from algostream.risk.breaker import ALL_INSTRUMENTS, RECONCILIATION_ACTOR, CircuitBreaker
 from algostream.risk.errors import StateRestoreError
 from algostream.risk.futures import Funding, FuturesGate
-from algostream.risk.ledger import AVG_CONTEXT, ZERO, AccountLedger
+from algostream.risk.ledger import AVG_CONTEXT, ZERO, AccountLedger, PositionLedger
 from algostream.risk.limits import (
     InstrumentFilters,
     OrderRateWindow,
@@ -101,6 +101,27 @@ Decision = OrderRequest | OrderRejected
 DAY_NS = 86_400 * 1_000_000_000
 STRATEGY_HALTED = "STRATEGY_HALTED"
 STRATEGY_POSITION = "STRATEGY_MAX_POSITION_SIZE"
+
+
+@dataclass(slots=True)
+class _Quiet:
+    """What a book top found of one position when it changed nothing but the mark (see
+    :meth:`RiskProcessor.on_book_top`): it holds while the ledger's ``version`` and
+    ``peak`` (the object) and the stop trackers' ``stops`` count are the same."""
+
+    version: int
+    peak: Decimal
+    #: the position's ``_last_emit`` then (no Position/PnL record due before its interval)
+    emitted: int
+    stops: int
+    #: the stop to watch: 1 a long's (best bid), -1 a short's (best ask), 0 none (no
+    #: tracker, or its stop fired)
+    direction: int
+    #: its trailing reference and trip price then (``NEVER_TRIPS``: no stop is on)
+    best: Decimal
+    trip: Decimal
+    #: the exit price last found quiet (the same object again: quiet, no comparison)
+    price: Decimal | None
 
 
 @dataclass(slots=True)
@@ -173,6 +194,9 @@ class RiskProcessor:
         self._recent_decided: OrderedDict[str, list[Any] | None] = OrderedDict()
         self._applied: OrderedDict[str, None] = OrderedDict()
         self._last_emit: dict[tuple[str, str], int] = {}
+        #: position -> what the last top that changed nothing but its mark found (not
+        #: state: a cache, see on_book_top)
+        self._quiet: dict[PositionLedger, _Quiet] = {}
 
     # ------------------------------------------------------------------ queries
 
@@ -495,28 +519,72 @@ class RiskProcessor:
         nor reaching its trip price, as :meth:`StopManager.evaluate` keeps them (a trip
         price to work out after a fill: the full path). Anything else: the full path, as
         it always ran (a breach found by ``is_clear`` is tripped there, after the stop).
+
+        What such a top found is kept per position (:class:`_Quiet`) while nothing it
+        depends on can have changed: the ledger's version (every mark that moves it, fill
+        and funding) and peak (the object), the stop trackers' count of changes. The next
+        top then asks only what a top brings: its mark (the same object: no comparison),
+        its time against the record interval, the breaker's layers, its exit price
+        against the trailing reference and the trip price kept.
         """
         inst = top.instrument
         self._tops[inst] = top
         mid = top.mid
         out: list[Record] = []
         breaker = self.breaker
+        quiet = self._quiet
         for ledger in self.ledgers.values():
             pos = ledger.positions.get(inst)
             if pos is None:
                 continue
+            q = quiet.get(pos)
+            if q is not None and (q.version != ledger.version or q.peak is not ledger.peak_equity):
+                q = None  # (a fill, a funding, a mark that moved or a new peak since)
+            moved = False
             if mid is not None:
                 last = pos.mark_price
-                if (
+                # the same mark object with the memo valid: equity <= peak as found then
+                if (mid is not last or q is None) and (
                     last is None
                     or mid != last
                     or not mid.same_quantum(last)
                     or ledger.equity_value > ledger.peak_equity  # (a funding raised it)
                 ):
                     ledger.set_mark(inst, mid)
+                    moved = True
                 # else the same mark (most tops): P&L, equity and peak as they were
             if not pos.quantity:
                 continue
+            if (
+                q is not None
+                and top.ts_event - q.emitted < self.mark_interval_ns
+                and q.stops == self.stops.changes
+                and not (
+                    breaker._accounts
+                    or breaker._instruments
+                    or breaker._integrity
+                    or breaker._mismatch
+                )
+                # a mark that moved changed equity and the peak only: the breaker asked
+                and (not moved or breaker.is_clear(ledger))
+            ):
+                found = True
+                direction = q.direction
+                if direction:
+                    price = top.best_bid if direction > 0 else top.best_ask
+                    if price is not q.price:  # (else found quiet with this very price)
+                        kept = q.trip
+                        found = price is not None and (
+                            price <= q.best and (kept is NEVER_TRIPS or price > kept)
+                            if direction > 0
+                            else price >= q.best and (kept is NEVER_TRIPS or price < kept)
+                        )
+                        if found:
+                            q.price = price
+                if found:
+                    if moved:  # (the mark's own version and peak: the rest as found)
+                        q.version, q.peak = ledger.version, ledger.peak_equity
+                    continue
             key = (ledger.account, inst)
             emitted = self._last_emit.get(key)
             if (
@@ -532,6 +600,7 @@ class RiskProcessor:
             ):
                 tracker = self.stops._trackers.get(key)
                 if tracker is None or tracker.fired:
+                    self._found_quiet(ledger, pos, emitted)
                     continue
                 trip = tracker.trip
                 if trip is not None and tracker.trip_avg is pos.avg_price:
@@ -542,6 +611,9 @@ class RiskProcessor:
                             and price <= tracker.best_price
                             and (trip is NEVER_TRIPS or price > trip)
                         ):
+                            self._found_quiet(
+                                ledger, pos, emitted, 1, tracker.best_price, trip, price
+                            )
                             continue
                     else:
                         price = top.best_ask
@@ -550,7 +622,12 @@ class RiskProcessor:
                             and price >= tracker.best_price
                             and (trip is NEVER_TRIPS or price < trip)
                         ):
+                            self._found_quiet(
+                                ledger, pos, emitted, -1, tracker.best_price, trip, price
+                            )
                             continue
+            if q is not None:
+                del quiet[pos]  # (the full path moves what it found: found again after)
             out += self._mark_outputs(ledger, top, top.ts_init if now_ns is None else now_ns)
         if self.books:
             now = top.ts_init if now_ns is None else now_ns
@@ -563,6 +640,42 @@ class RiskProcessor:
                 if spos.quantity:
                     out.extend(self._strategy_outputs(account, sid, top, now, throttle=True))
         return out
+
+    def _found_quiet(
+        self,
+        ledger: AccountLedger,
+        pos: PositionLedger,
+        emitted: int,
+        direction: int = 0,
+        best: Decimal = NEVER_TRIPS,
+        trip: Decimal = NEVER_TRIPS,
+        price: Decimal | None = None,
+    ) -> None:
+        """Keep what a top found of ``pos`` (it changed nothing but the mark) for the next
+        tops (:class:`_Quiet`): the trailing reference and trip price of its stop, if one
+        is to be watched (``direction``), at this ledger version and peak."""
+        if ledger.equity_value > ledger.peak_equity:
+            return  # (a funding raised equity and no mark came: the next mark moves the peak)
+        q = self._quiet.get(pos)
+        if q is None:
+            self._quiet[pos] = _Quiet(
+                ledger.version,
+                ledger.peak_equity,
+                emitted,
+                self.stops.changes,
+                direction,
+                best,
+                trip,
+                price,
+            )
+            return
+        q.version, q.peak, q.emitted, q.stops = (
+            ledger.version,
+            ledger.peak_equity,
+            emitted,
+            self.stops.changes,
+        )
+        q.direction, q.best, q.trip, q.price = direction, best, trip, price
 
     def _strategy_outputs(
         self, account: str, sid: str, cause: Record, now: int, *, throttle: bool

@@ -134,6 +134,10 @@ class StopManager:
         self.max_attempts = max_attempts
         self._trackers: dict[tuple[str, str], StopTracker] = {}
         self._by_order: dict[str, tuple[str, str]] = {}
+        #: counts the changes of any tracker (started, ended, fired, re-armed, its trailing
+        #: reference or trip price moved): what was found of a tracker holds while this
+        #: count is the same (the risk processor's memo of a quiet top)
+        self.changes = 0
 
     def tracker(self, account: str, instrument: str) -> StopTracker | None:
         """The live tracker of a position, if it is open."""
@@ -159,11 +163,14 @@ class StopManager:
         elif previous == 0 or previous * quantity < 0 or key not in self._trackers:
             self._drop(key)
             self._trackers[key] = StopTracker(cause_id, 1 if quantity > 0 else -1, fill_price)
+            self.changes += 1
 
     def _drop(self, key: tuple[str, str]) -> None:
         tracker = self._trackers.pop(key, None)
-        if tracker is not None and tracker.client_order_id is not None:
-            self._by_order.pop(tracker.client_order_id, None)
+        if tracker is not None:
+            self.changes += 1
+            if tracker.client_order_id is not None:
+                self._by_order.pop(tracker.client_order_id, None)
 
     def on_close_failed(self, client_order_id: str) -> None:
         """A stop's close was refused or ended unfilled: re-arm unless attempts ran out."""
@@ -172,6 +179,7 @@ class StopManager:
         if tracker is not None and tracker.attempts < self.max_attempts:
             tracker.fired = False
             tracker.client_order_id = None
+            self.changes += 1
 
     def evaluate(
         self, account: str, instrument: str, position: Decimal, avg_price: Decimal, top: BookTop
@@ -191,9 +199,12 @@ class StopManager:
             tracker.best_price = best = price
             tracker.trip = None
         trip = tracker.trip
-        if trip is None or tracker.trip_avg != avg_price:
+        if trip is None or tracker.trip_avg is not avg_price:
+            # (an average price of the same value, another object after a fill: the same
+            # trip price, kept for this one, as the risk processor's quiet check reads it)
             trip = tracker.trip = self._trip(direction, avg_price, best)
             tracker.trip_avg = avg_price
+            self.changes += 1
         if trip is _NEVER or (price > trip if direction > 0 else price < trip):
             return None  # (most tops: nowhere near a stop)
         found = self._triggered(direction, price, avg_price, best)
@@ -202,6 +213,7 @@ class StopManager:
         kind, stop_price = found
         tracker.fired = True
         tracker.attempts += 1
+        self.changes += 1
         coid = "stop-" + derive_id(account, instrument, tracker.episode_id, tracker.attempts)
         tracker.client_order_id = coid
         self._by_order[coid] = (account, instrument)
@@ -268,6 +280,7 @@ class StopManager:
 
     def restore(self, state: list[dict[str, Any]]) -> None:
         """Replace the trackers with :meth:`to_state` output."""
+        self.changes += 1
         self._trackers.clear()
         self._by_order.clear()
         for item in state:
