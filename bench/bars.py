@@ -45,7 +45,7 @@ BLURB = [
     "(`time.process_time`: steadier than wall time on a shared machine; every thread of",
     "NautilusTrader's counts). Ticks: `BacktestEngine` over normalised `md.book`",
     "+ `md.trades` records of the seeded synthetic market (book stage, bars, features,",
-    "strategy, risk, paper broker), best of 3; the recorded Binance.US capture of",
+    "strategy, risk, paper broker), best of 5; the recorded Binance.US capture of",
     "`tests/data` (raw frames, then its records), best of 7. `python -m bench.run --backtest` (or",
     "`make bench-backtest`) re-measures only this section. Trades: 100,000 seeded ETHUSDT",
     "trades (a random walk) through `BacktestEngine` (1 s and 1 m bars, features, the",
@@ -164,7 +164,7 @@ def ticks(n: int = 20_000) -> tuple[int, float, float, float]:
     def decoded() -> None:
         BacktestEngine(Settings()).run(cls.decode(payload) for cls, _, payload in encoded)
 
-    runs = 3
+    runs = 5
     return (
         len(records),
         best(lambda: BacktestEngine(Settings()).run(records), runs),
