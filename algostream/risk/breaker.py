@@ -332,7 +332,7 @@ class CircuitBreaker:
                 )
             ]
         previous = self.account_state(account)
-        self._accounts[account] = target
+        self._set_account(account, target)
         changes = [
             StateChange(
                 "account",
@@ -349,6 +349,14 @@ class CircuitBreaker:
         if cmd.action is ControlAction.RESUME:
             changes.extend(self._resume_all(account, cmd))
         return changes
+
+    def _set_account(self, account: str, state: TradingState) -> None:
+        """Set the account layer; ACTIVE is no entry (as for instruments): an account the
+        operator resumed is not a layer set, so its tops take the quiet mark path again."""
+        if state is TradingState.ACTIVE:
+            self._accounts.pop(account, None)
+        else:
+            self._accounts[account] = state
 
     def _set_instrument(self, key: tuple[str, str], state: TradingState) -> None:
         if state is TradingState.ACTIVE:
@@ -410,6 +418,9 @@ class CircuitBreaker:
         try:
             accounts = {a: TradingState(s) for a, s in state["accounts"].items()}
             instruments = {(a, i): TradingState(s) for a, i, s in state["instruments"]}
+            # an ACTIVE layer is no entry (a state saved before that kept them: dropped)
+            accounts = {a: s for a, s in accounts.items() if s is not TradingState.ACTIVE}
+            instruments = {k: s for k, s in instruments.items() if s is not TradingState.ACTIVE}
             integrity = {i: IntegrityKind(k) for i, k in state["integrity"].items()}
             tripped = {str(a): str(r) for a, r in state["tripped"].items()}
             mismatch = {str(a): str(r) for a, r in state.get("mismatch", {}).items()}

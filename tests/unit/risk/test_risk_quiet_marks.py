@@ -24,7 +24,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from algostream.config import RiskConfig
-from algostream.model import ControlAction, CostMethod, IntegrityKind, OrderStatus, Side
+from algostream.model import (
+    ControlAction,
+    CostMethod,
+    IntegrityKind,
+    OrderStatus,
+    Side,
+    TradingState,
+)
 from algostream.model.records import BookTop, OrderRequest, PnL, Position, Record
 from algostream.risk import RiskProcessor
 from algostream.risk.ledger import AccountLedger
@@ -457,3 +464,40 @@ def test_a_peak_written_from_outside_is_checked_on_the_next_top() -> None:
         config, [(*SAME, 1), ("fill", BTC, Side.BUY, "1"), (*SAME, 3), ("peak", "20"), (*SAME, 1)]
     )
     assert _steps_with(b'"BREAKER_TRIPPED"', outs) == [4]
+
+
+def test_an_account_the_operator_resumed_takes_the_quiet_path_again() -> None:
+    """HALT then RESUME leaves no account layer set (ACTIVE is no entry, as for an
+    instrument): the tops after it take the kept quiet answer again, with the full
+    path's records and state. (The account layer kept an ACTIVE entry, so every top of
+    a resumed account took the full path for good, saved state included.)"""
+    quiet = Watched(STOPS)
+    script: list[tuple[Any, ...]] = [
+        (*SAME, 1),
+        ("fill", BTC, Side.BUY, "1"),
+        ("control", ControlAction.HALT),
+        ("control", ControlAction.RESUME),
+        ("top", BTC, 0, "both", 100, "same", 6),
+    ]
+    full = FullMarks(STOPS)
+    states: list[Any] = []
+    reference: list[Any] = []
+    assert _run(quiet, script, states) == _run(full, script, reference)
+    assert states == reference
+    assert states[-1]["breaker"]["accounts"] == {}
+    assert quiet.kept >= 4, "the resumed account's tops did not take the quiet path"
+
+
+def test_a_saved_active_account_layer_is_no_layer_when_restored() -> None:
+    """Risk state saved before ACTIVE meant no entry (``{"paper": "ACTIVE"}``) restores
+    as no layer set; a HALTED one stays."""
+    p = RiskProcessor(STOPS)
+    p.on_control(control(ControlAction.HALT, ts=SECOND))
+    saved = p.to_state()
+    assert saved["breaker"]["accounts"] == {ACCOUNT: "HALTED"}
+    saved["breaker"]["accounts"] = {ACCOUNT: "ACTIVE"}
+    saved["breaker"]["instruments"] = [[ACCOUNT, BTC, "ACTIVE"]]
+    restored = RiskProcessor.from_state(STOPS, None, saved)
+    assert restored.to_state()["breaker"]["accounts"] == {}
+    assert restored.to_state()["breaker"]["instruments"] == []
+    assert restored.breaker.state(ACCOUNT, BTC) is TradingState.ACTIVE
