@@ -128,6 +128,11 @@ class CircuitBreaker:
             mismatch, acc or TradingState.ACTIVE, inst or TradingState.ACTIVE, broken
         )
 
+    def any_layer(self) -> bool:
+        """Some layer is set (an account's or an instrument's state, a broken book, a
+        position mismatch): else every state is ACTIVE, the gate's quiet marks' case."""
+        return bool(self._accounts or self._instruments or self._integrity or self._mismatch)
+
     def account_state(self, account: str) -> TradingState:
         """State of the account layer."""
         return self._accounts.get(account, TradingState.ACTIVE)

@@ -341,8 +341,7 @@ class AccountLedger:
         """Mark ``instrument`` to ``price`` and update the peak equity."""
         pos = self.positions.get(instrument)
         (self.position(instrument) if pos is None else pos).set_mark(price)
-        if self.equity_value > self.peak_equity:  # _update_peak, inlined (a moved mark)
-            self.peak_equity = self.equity
+        self._update_peak()
 
     def _update_peak(self) -> None:
         if self.equity_value > self.peak_equity:

@@ -103,6 +103,17 @@ STRATEGY_HALTED = "STRATEGY_HALTED"
 STRATEGY_POSITION = "STRATEGY_MAX_POSITION_SIZE"
 
 
+def _inside_stop(direction: int, price: Decimal | None, best: Decimal, trip: Decimal) -> bool:
+    """The exit price (``direction`` 1: a long's best bid, -1: a short's best ask) neither
+    moves the stop's trailing reference ``best`` nor reaches its trip price, as
+    :meth:`StopManager.evaluate` keeps them (``NEVER_TRIPS``: no stop is on)."""
+    if price is None:
+        return False
+    if direction > 0:
+        return price <= best and (trip is NEVER_TRIPS or price > trip)
+    return price >= best and (trip is NEVER_TRIPS or price < trip)
+
+
 @dataclass(slots=True)
 class _Quiet:
     """What a book top found of one position when it changed nothing but the mark (see
@@ -559,12 +570,7 @@ class RiskProcessor:
                 q is not None
                 and top.ts_event - q.emitted < self.mark_interval_ns
                 and q.stops == self.stops.changes
-                and not (
-                    breaker._accounts
-                    or breaker._instruments
-                    or breaker._integrity
-                    or breaker._mismatch
-                )
+                and not breaker.any_layer()
                 # a mark that moved changed equity and the peak only: the breaker asked
                 and (not moved or breaker.is_clear(ledger))
             ):
@@ -573,12 +579,7 @@ class RiskProcessor:
                 if direction:
                     price = top.best_bid if direction > 0 else top.best_ask
                     if price is not q.price:  # (else found quiet with this very price)
-                        kept = q.trip
-                        found = price is not None and (
-                            price <= q.best and (kept is NEVER_TRIPS or price > kept)
-                            if direction > 0
-                            else price >= q.best and (kept is NEVER_TRIPS or price < kept)
-                        )
+                        found = _inside_stop(direction, price, q.best, q.trip)
                         if found:
                             q.price = price
                 if found:
@@ -590,12 +591,7 @@ class RiskProcessor:
             if (
                 emitted is not None
                 and top.ts_event - emitted < self.mark_interval_ns
-                and not (
-                    breaker._accounts
-                    or breaker._instruments
-                    or breaker._integrity
-                    or breaker._mismatch
-                )
+                and not breaker.any_layer()
                 and breaker.is_clear(ledger)  # (a moved mark: decided there)
             ):
                 tracker = self.stops._trackers.get(key)
@@ -604,28 +600,13 @@ class RiskProcessor:
                     continue
                 trip = tracker.trip
                 if trip is not None and tracker.trip_avg is pos.avg_price:
-                    if tracker.direction > 0:
-                        price = top.best_bid
-                        if (
-                            price is not None
-                            and price <= tracker.best_price
-                            and (trip is NEVER_TRIPS or price > trip)
-                        ):
-                            self._found_quiet(
-                                ledger, pos, emitted, 1, tracker.best_price, trip, price
-                            )
-                            continue
-                    else:
-                        price = top.best_ask
-                        if (
-                            price is not None
-                            and price >= tracker.best_price
-                            and (trip is NEVER_TRIPS or price < trip)
-                        ):
-                            self._found_quiet(
-                                ledger, pos, emitted, -1, tracker.best_price, trip, price
-                            )
-                            continue
+                    direction = 1 if tracker.direction > 0 else -1
+                    price = top.best_bid if direction > 0 else top.best_ask
+                    if _inside_stop(direction, price, tracker.best_price, trip):
+                        self._found_quiet(
+                            ledger, pos, emitted, direction, tracker.best_price, trip, price
+                        )
+                        continue
             if q is not None:
                 del quiet[pos]  # (the full path moves what it found: found again after)
             out += self._mark_outputs(ledger, top, top.ts_init if now_ns is None else now_ns)
@@ -771,7 +752,7 @@ class RiskProcessor:
         # are known without a call (no layer set: ACTIVE; the account found clear at this
         # ledger version and peak: no change); each is what its method would return.
         state = TradingState.ACTIVE
-        if breaker._accounts or breaker._instruments or breaker._integrity or breaker._mismatch:
+        if breaker.any_layer():
             state = breaker.state(account, inst)
         hit = None
         # While HALTED a close would be refused anyway: keep the stop armed for RESUME.
